@@ -1,0 +1,134 @@
+//! Chunk table entries: 48 bytes each, stored in segments of at most
+//! [`MAX_SEGMENT_ENTRIES`](crate::limits::MAX_SEGMENT_ENTRIES) entries in front of their data.
+//!
+//! ```text
+//! 0  u8   kind: 0 = data, 1 = zero run
+//! 1  u8   codec of the stored bytes: 0 = none, 1 = zstd, 2 = gzip (0 for zero runs)
+//! 2  u16  reserved, zero
+//! 4  u32  stored length in the body (0 for zero runs; at most `size` for data)
+//! 8  u64  uncompressed size (data: 1 ..= MAX_CHUNK_SIZE; zero run: >= 1)
+//! 16 [32] sha256 of the uncompressed bytes (all zero for zero runs)
+//! ```
+
+use crate::{Compression, Error, limits};
+
+pub const ENTRY_LEN: usize = 48;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChunkKind {
+    /// Bytes stored in the body, compressed with `codec`.
+    Data,
+    /// `size` zero bytes; nothing is stored.
+    Zero,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkEntry {
+    pub kind: ChunkKind,
+    pub codec: Compression,
+    pub stored_len: u32,
+    pub size: u64,
+    pub sha256: [u8; 32],
+}
+
+impl ChunkEntry {
+    pub fn zero_run(size: u64) -> ChunkEntry {
+        ChunkEntry { kind: ChunkKind::Zero, codec: Compression::None, stored_len: 0, size, sha256: [0; 32] }
+    }
+
+    /// Decodes and validates one entry; `index` only names it in errors.
+    pub fn from_bytes(bytes: &[u8; ENTRY_LEN], index: u64) -> Result<ChunkEntry, Error> {
+        let bad = |reason: String| Error::ChunkEntry { index, reason };
+        let kind = match bytes[0] {
+            0 => ChunkKind::Data,
+            1 => ChunkKind::Zero,
+            other => return Err(bad(format!("unknown kind {other}"))),
+        };
+        let codec = Compression::from_id(bytes[1]).ok_or_else(|| bad(format!("unknown codec {}", bytes[1])))?;
+        if bytes[2] != 0 || bytes[3] != 0 {
+            return Err(bad("reserved bytes are not zero".into()));
+        }
+        let stored_len = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
+        let mut size_bytes = [0u8; 8];
+        size_bytes.copy_from_slice(&bytes[8..16]);
+        let size = u64::from_le_bytes(size_bytes);
+        let mut sha256 = [0u8; 32];
+        sha256.copy_from_slice(&bytes[16..48]);
+        let entry = ChunkEntry { kind, codec, stored_len, size, sha256 };
+        entry.check().map_err(bad)?;
+        Ok(entry)
+    }
+
+    pub fn to_bytes(&self) -> [u8; ENTRY_LEN] {
+        let mut out = [0u8; ENTRY_LEN];
+        out[0] = match self.kind {
+            ChunkKind::Data => 0,
+            ChunkKind::Zero => 1,
+        };
+        out[1] = self.codec.id();
+        out[4..8].copy_from_slice(&self.stored_len.to_le_bytes());
+        out[8..16].copy_from_slice(&self.size.to_le_bytes());
+        out[16..48].copy_from_slice(&self.sha256);
+        out
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.size == 0 {
+            return Err("size is zero".into());
+        }
+        match self.kind {
+            ChunkKind::Zero => {
+                if self.codec != Compression::None || self.stored_len != 0 || self.sha256 != [0; 32] {
+                    return Err("a zero run must have codec none, no stored bytes and no hash".into());
+                }
+                if self.size > limits::MAX_PAYLOAD_SIZE {
+                    return Err(format!("zero run of {} bytes exceeds the payload limit", self.size));
+                }
+            }
+            ChunkKind::Data => {
+                if self.size > u64::from(limits::MAX_CHUNK_SIZE) {
+                    return Err(format!("data chunk of {} bytes exceeds {} bytes", self.size, limits::MAX_CHUNK_SIZE));
+                }
+                if u64::from(self.stored_len) > self.size || self.stored_len == 0 {
+                    return Err(format!(
+                        "stored length {} must be between 1 and the chunk size {}",
+                        self.stored_len, self.size
+                    ));
+                }
+                if self.codec == Compression::None && u64::from(self.stored_len) != self.size {
+                    return Err("an uncompressed chunk must store exactly its size".into());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_validation() {
+        let data = ChunkEntry { kind: ChunkKind::Data, codec: Compression::Zstd, stored_len: 100, size: 4096, sha256: [7; 32] };
+        assert_eq!(ChunkEntry::from_bytes(&data.to_bytes(), 0).unwrap(), data);
+        let zero = ChunkEntry::zero_run(1 << 30);
+        assert_eq!(ChunkEntry::from_bytes(&zero.to_bytes(), 0).unwrap(), zero);
+
+        let mut bytes = data.to_bytes();
+        bytes[0] = 9;
+        assert!(ChunkEntry::from_bytes(&bytes, 3).unwrap_err().to_string().contains("entry 3"));
+        let mut bytes = data.to_bytes();
+        bytes[4..8].copy_from_slice(&5000u32.to_le_bytes()); // stored > size
+        assert!(ChunkEntry::from_bytes(&bytes, 0).is_err());
+        let mut bytes = data.to_bytes();
+        bytes[8..16].copy_from_slice(&(2u64 << 20).to_le_bytes()); // too large
+        assert!(ChunkEntry::from_bytes(&bytes, 0).is_err());
+        let mut bytes = zero.to_bytes();
+        bytes[20] = 1; // zero run with a hash
+        assert!(ChunkEntry::from_bytes(&bytes, 0).is_err());
+        let mut bytes = data.to_bytes();
+        bytes[1] = 0; // codec none but stored != size
+        assert!(ChunkEntry::from_bytes(&bytes, 0).is_err());
+    }
+}

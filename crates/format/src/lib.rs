@@ -1,0 +1,107 @@
+//! The rustupdate artifact container (`.rua`), version 1.
+//!
+//! This crate is pure: it parses and encodes the header, the manifest, the signature block and the
+//! chunk table, cuts images into chunks and compresses or decompresses single chunks. It reads from
+//! any [`std::io::Read`] handed to it but never opens files, sockets or devices itself.
+//!
+//! It does **not** check signatures or decide whether an artifact is trusted: that is
+//! `rustupdate-verify`, which wraps the reader here into one that yields payload bytes only after
+//! the signature policy and every chunk hash have been checked. The byte layout is specified in
+//! `docs/artifact-format.md`.
+
+#![forbid(unsafe_code)]
+
+pub mod chunk_table;
+pub mod chunker;
+pub mod codec;
+mod error;
+pub mod header;
+pub mod limits;
+pub mod manifest;
+pub mod signature_block;
+
+pub use chunk_table::{ChunkEntry, ChunkKind};
+pub use chunker::{Chunker, Chunking, Cut};
+pub use codec::Compression;
+pub use error::Error;
+pub use header::Header;
+pub use manifest::{Manifest, Payload, PayloadType, Segment, Sha256Hex};
+pub use signature_block::{KeyId, SignatureEntry};
+
+/// Bytes that prefix the manifest in the message every signature covers. Domain separation keeps a
+/// signature made for an artifact from being valid for anything else signed by the same key.
+pub const SIGNING_DOMAIN: &[u8] = b"rustupdate-artifact-v1\0";
+
+/// The exact message a signer signs (and an external signer receives on stdin).
+pub fn signing_message(manifest_bytes: &[u8]) -> Vec<u8> {
+    let mut message = Vec::with_capacity(SIGNING_DOMAIN.len() + manifest_bytes.len());
+    message.extend_from_slice(SIGNING_DOMAIN);
+    message.extend_from_slice(manifest_bytes);
+    message
+}
+
+/// Everything in front of the body: the header, the raw manifest bytes (as signed), the parsed
+/// manifest and the signatures. Produced by [`read_head`]; nothing here is verified yet.
+#[derive(Debug, Clone)]
+pub struct Head {
+    pub header: Header,
+    pub manifest_bytes: Vec<u8>,
+    pub manifest: Manifest,
+    pub signatures: Vec<SignatureEntry>,
+}
+
+impl Head {
+    /// Offset of the body (the first segment table) from the start of the file.
+    pub fn body_offset(&self) -> u64 {
+        header::HEADER_LEN as u64
+            + self.manifest_bytes.len() as u64
+            + (self.signatures.len() * signature_block::SIGNATURE_ENTRY_LEN) as u64
+    }
+
+    /// Encodes the head again, e.g. after adding a signature. The body follows unchanged.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, Error> {
+        let header = Header::new(self.manifest_bytes.len(), self.signatures.len())?;
+        let mut out = header.to_bytes().to_vec();
+        out.extend_from_slice(&self.manifest_bytes);
+        for signature in &self.signatures {
+            out.extend_from_slice(&signature.to_bytes());
+        }
+        Ok(out)
+    }
+}
+
+/// Reads and parses the header, the manifest and the signature block from the front of an artifact.
+/// Memory is bounded by [`limits::MAX_MANIFEST_LEN`] and [`limits::MAX_SIGNATURES`].
+pub fn read_head<R: std::io::Read>(reader: &mut R) -> Result<Head, Error> {
+    let mut header_bytes = [0u8; header::HEADER_LEN];
+    read_exact_or(reader, &mut header_bytes, "header")?;
+    let header = Header::from_bytes(&header_bytes)?;
+    let mut manifest_bytes = vec![0u8; header.manifest_len as usize];
+    read_exact_or(reader, &mut manifest_bytes, "manifest")?;
+    let manifest = Manifest::from_bytes(&manifest_bytes)?;
+    if manifest.format_version != header.format_version {
+        return Err(Error::Manifest(format!(
+            "manifest says format version {} but the header says {}",
+            manifest.format_version, header.format_version
+        )));
+    }
+    let mut signatures = Vec::with_capacity(header.signature_count as usize);
+    for _ in 0..header.signature_count {
+        let mut entry = [0u8; signature_block::SIGNATURE_ENTRY_LEN];
+        read_exact_or(reader, &mut entry, "signature block")?;
+        signatures.push(SignatureEntry::from_bytes(&entry));
+    }
+    Ok(Head { header, manifest_bytes, manifest, signatures })
+}
+
+/// `read_exact` that reports a short read as truncation of the named part.
+pub fn read_exact_or<R: std::io::Read>(
+    reader: &mut R,
+    buf: &mut [u8],
+    part: &'static str,
+) -> Result<(), Error> {
+    reader.read_exact(buf).map_err(|err| match err.kind() {
+        std::io::ErrorKind::UnexpectedEof => Error::Truncated { part },
+        _ => Error::Io { part, source: err },
+    })
+}

@@ -1,0 +1,243 @@
+//! The manifest: TOML, signed as raw bytes (so no canonical form is needed), kebab-case keys,
+//! unknown keys rejected. See `docs/artifact-format.md` for every field.
+
+use crate::{Chunking, Compression, Error, chunk_table::ENTRY_LEN, limits};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Manifest {
+    pub format_version: u16,
+    pub name: String,
+    pub version: String,
+    /// Device types this artifact may be installed on.
+    pub compatible: Vec<String>,
+    /// Monotonic anti-downgrade counter; a device refuses versions below its committed one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_version: Option<u64>,
+    /// Creation time, seconds since the Unix epoch (SOURCE_DATE_EPOCH when reproducible).
+    pub created: u64,
+    #[serde(rename = "payload")]
+    pub payloads: Vec<Payload>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PayloadType {
+    /// A complete root filesystem image written to the inactive rootfs slot.
+    RootfsImage,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Payload {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub payload_type: PayloadType,
+    /// Slot class the payload goes to (`rootfs` for rootfs images).
+    pub target: String,
+    /// Uncompressed size in bytes.
+    pub size: u64,
+    /// sha256 of the whole uncompressed image.
+    pub sha256: Sha256Hex,
+    /// Codec used for chunks that compress; individual chunks may be stored raw.
+    pub compression: Compression,
+    /// How the image was cut; a device uses it to cut its own slot the same way for deltas.
+    pub chunking: Chunking,
+    #[serde(rename = "segment")]
+    pub segments: Vec<Segment>,
+}
+
+/// A run of chunk table entries and the data they describe, stored contiguously in the body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Segment {
+    pub entries: u32,
+    /// sha256 of the segment's table bytes (`entries` * 48 bytes).
+    pub table_sha256: Sha256Hex,
+    /// Total stored bytes of the segment's data chunks.
+    pub data_size: u64,
+}
+
+impl Segment {
+    pub fn table_len(&self) -> u64 {
+        u64::from(self.entries) * ENTRY_LEN as u64
+    }
+}
+
+/// A sha256 digest, written as 64 lowercase hex digits in the manifest.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Sha256Hex(pub [u8; 32]);
+
+impl fmt::Display for Sha256Hex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for Sha256Hex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "sha256:{self}")
+    }
+}
+
+impl Serialize for Sha256Hex {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&hex::encode(self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Sha256Hex {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        let mut bytes = [0u8; 32];
+        if text.len() != 64 || text.bytes().any(|b| b.is_ascii_uppercase()) {
+            return Err(serde::de::Error::custom("a sha256 must be 64 lowercase hex digits"));
+        }
+        hex::decode_to_slice(&text, &mut bytes).map_err(serde::de::Error::custom)?;
+        Ok(Sha256Hex(bytes))
+    }
+}
+
+impl Manifest {
+    /// Parses and validates a manifest. The caller has already bounded `bytes` by
+    /// [`limits::MAX_MANIFEST_LEN`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Manifest, Error> {
+        let text = std::str::from_utf8(bytes).map_err(|_| Error::Manifest("not valid UTF-8".into()))?;
+        let manifest: Manifest = toml::from_str(text).map_err(|err| Error::Manifest(err.message().to_string()))?;
+        manifest.validate()?;
+        Ok(manifest)
+    }
+
+    pub fn to_bytes(&self) -> Result<Vec<u8>, Error> {
+        self.validate()?;
+        let text = toml::to_string(self).map_err(|err| Error::Manifest(err.to_string()))?;
+        if text.len() > limits::MAX_MANIFEST_LEN {
+            return Err(Error::Manifest(format!("manifest of {} bytes exceeds the 1 MiB limit", text.len())));
+        }
+        Ok(text.into_bytes())
+    }
+
+    /// Checks every rule that does not need the body: lengths, counts, and that the segments
+    /// can describe exactly `size` bytes.
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |msg: String| Err(Error::Manifest(msg));
+        if self.format_version != crate::header::FORMAT_VERSION {
+            return bad(format!("format version {} is not supported", self.format_version));
+        }
+        check_short("name", &self.name)?;
+        check_short("version", &self.version)?;
+        if self.compatible.is_empty() || self.compatible.len() > limits::MAX_COMPATIBLE {
+            return bad(format!("compatible must list 1 to {} device types", limits::MAX_COMPATIBLE));
+        }
+        for device_type in &self.compatible {
+            check_short("compatible device type", device_type)?;
+        }
+        if self.payloads.is_empty() || self.payloads.len() > limits::MAX_PAYLOADS {
+            return bad(format!("an artifact carries 1 to {} payloads", limits::MAX_PAYLOADS));
+        }
+        for (index, payload) in self.payloads.iter().enumerate() {
+            check_short("payload name", &payload.name)?;
+            check_short("payload target", &payload.target)?;
+            if self.payloads[..index].iter().any(|p| p.name == payload.name) {
+                return bad(format!("payload name {:?} appears twice", payload.name));
+            }
+            payload.validate()?;
+        }
+        Ok(())
+    }
+}
+
+impl Payload {
+    fn validate(&self) -> Result<(), Error> {
+        let bad = |msg: String| Err(Error::Manifest(format!("payload {:?}: {msg}", self.name)));
+        if self.size == 0 || self.size > limits::MAX_PAYLOAD_SIZE {
+            return bad(format!("size {} must be between 1 byte and 1 TiB", self.size));
+        }
+        self.chunking.validate()?;
+        // Every entry covers at least one byte, so a payload cannot have more entries than bytes.
+        let mut entries: u64 = 0;
+        for (index, segment) in self.segments.iter().enumerate() {
+            if segment.entries == 0 || segment.entries > limits::MAX_SEGMENT_ENTRIES {
+                return bad(format!("segment {index} has {} entries (1 to 4096 allowed)", segment.entries));
+            }
+            if segment.data_size > u64::from(segment.entries) * u64::from(limits::MAX_CHUNK_SIZE) {
+                return bad(format!("segment {index} claims more data than its entries can hold"));
+            }
+            entries += u64::from(segment.entries);
+        }
+        if self.segments.is_empty() || entries > self.size {
+            return bad("segments do not fit the payload size".into());
+        }
+        Ok(())
+    }
+}
+
+fn check_short(what: &str, value: &str) -> Result<(), Error> {
+    if value.is_empty() || value.len() > limits::MAX_SHORT_STRING || value.chars().any(char::is_control) {
+        return Err(Error::Manifest(format!(
+            "{what} {value:?} must be 1 to {} printable characters",
+            limits::MAX_SHORT_STRING
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub fn sample() -> Manifest {
+        Manifest {
+            format_version: 1,
+            name: "demo-image".into(),
+            version: "1.0.0".into(),
+            compatible: vec!["qemux86-64".into()],
+            security_version: Some(2),
+            created: 1_764_000_000,
+            payloads: vec![Payload {
+                name: "rootfs".into(),
+                payload_type: PayloadType::RootfsImage,
+                target: "rootfs".into(),
+                size: 8192,
+                sha256: Sha256Hex([1; 32]),
+                compression: Compression::Zstd,
+                chunking: Chunking::Fixed { size: 4096 },
+                segments: vec![Segment { entries: 2, table_sha256: Sha256Hex([2; 32]), data_size: 100 }],
+            }],
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let manifest = sample();
+        let bytes = manifest.to_bytes().unwrap();
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert!(text.contains("security-version = 2"), "{text}");
+        assert!(text.contains("chunking = \"fixed:4096\""), "{text}");
+        assert_eq!(Manifest::from_bytes(&bytes).unwrap(), manifest);
+    }
+
+    #[test]
+    fn rejects_unknown_keys_and_bad_values() {
+        let text = String::from_utf8(sample().to_bytes().unwrap()).unwrap();
+        let unknown = text.replacen("name = ", "surprise = 1\nname = ", 1);
+        assert!(Manifest::from_bytes(unknown.as_bytes()).unwrap_err().to_string().contains("surprise"));
+        let upper = text.replace(&hex::encode([1u8; 32]), &hex::encode([1u8; 32]).replace('1', "A"));
+        assert!(Manifest::from_bytes(upper.as_bytes()).is_err());
+        let mut m = sample();
+        m.compatible.clear();
+        assert!(m.validate().is_err());
+        let mut m = sample();
+        m.payloads[0].size = limits::MAX_PAYLOAD_SIZE + 1;
+        assert!(m.validate().is_err());
+        let mut m = sample();
+        m.payloads[0].segments[0].entries = 9000;
+        assert!(m.validate().is_err());
+        let mut m = sample();
+        m.name = "a\nb".into();
+        assert!(m.validate().is_err());
+        assert!(Manifest::from_bytes(&[0xff, 0xfe]).is_err());
+    }
+}
