@@ -11,6 +11,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod builder;
 pub mod chunk_table;
 pub mod chunker;
 pub mod codec;

@@ -1,0 +1,91 @@
+//! The keyring and the signature threshold.
+
+use crate::{Error, PublicKey};
+use rustupdate_format::{Head, KeyId, signing_message};
+
+/// The public keys a device (or a verifying release engineer) trusts.
+#[derive(Debug, Clone, Default)]
+pub struct Keyring {
+    keys: Vec<PublicKey>,
+}
+
+impl Keyring {
+    pub fn new() -> Keyring {
+        Keyring::default()
+    }
+
+    /// Adds a key; adding the same key twice has no effect (it still counts once).
+    pub fn add(&mut self, key: PublicKey) {
+        if !self.keys.contains(&key) {
+            self.keys.push(key);
+        }
+    }
+
+    pub fn keys(&self) -> &[PublicKey] {
+        &self.keys
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+/// How many distinct trusted keys must have signed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignaturePolicy {
+    threshold: usize,
+}
+
+impl SignaturePolicy {
+    /// At least `threshold` (>= 1) distinct trusted keys.
+    pub fn threshold(threshold: usize) -> Result<SignaturePolicy, Error> {
+        if threshold == 0 {
+            return Err(Error::Key("a signature threshold of 0 would accept unsigned artifacts".into()));
+        }
+        Ok(SignaturePolicy { threshold })
+    }
+
+    /// Accepts artifacts without any trusted signature. Only for `--danger-…` flags.
+    pub fn dangerous_accept_unsigned() -> SignaturePolicy {
+        SignaturePolicy { threshold: 0 }
+    }
+
+    pub fn required(&self) -> usize {
+        self.threshold
+    }
+}
+
+impl Default for SignaturePolicy {
+    fn default() -> Self {
+        SignaturePolicy { threshold: 1 }
+    }
+}
+
+/// Checks the head's signatures against the keyring and policy. Returns the ids of the distinct
+/// trusted keys whose signatures verified. Signatures by unknown keys are ignored; a signature that
+/// claims a trusted key but does not verify is an error (the artifact was altered).
+pub fn check_signatures(head: &Head, keyring: &Keyring, policy: &SignaturePolicy) -> Result<Vec<KeyId>, Error> {
+    let message = signing_message(&head.manifest_bytes);
+    let mut signed_by: Vec<&PublicKey> = Vec::new();
+    for entry in &head.signatures {
+        let candidates: Vec<&PublicKey> = keyring.keys().iter().filter(|k| k.id() == entry.key_id).collect();
+        if candidates.is_empty() {
+            continue;
+        }
+        let Some(key) = candidates.into_iter().find(|k| k.verify(&message, &entry.signature)) else {
+            return Err(Error::BadSignature { key_id: entry.key_id });
+        };
+        // The same key signing twice counts once toward the threshold.
+        if !signed_by.contains(&key) {
+            signed_by.push(key);
+        }
+    }
+    if signed_by.len() < policy.required() {
+        return Err(Error::NotEnoughSignatures {
+            valid: signed_by.len(),
+            required: policy.required(),
+            present: head.signatures.len(),
+        });
+    }
+    Ok(signed_by.iter().map(|k| k.id()).collect())
+}

@@ -1,0 +1,252 @@
+//! The verifying streaming reader.
+//!
+//! [`VerifiedArtifact::open`] reads the header, manifest and signatures and enforces the signature
+//! policy; only then can payloads be read. [`PayloadReader::next_chunk`] reads one chunk table
+//! segment at a time (checking its sha256 against the signed manifest), then yields each chunk
+//! only after its uncompressed bytes matched the table's sha256. After the last chunk it checks that
+//! the chunks covered exactly the payload size and that the whole-image sha256 matches.
+//!
+//! Memory is bounded whatever the input: one segment table (at most 192 KiB), one stored chunk and
+//! one decompressed chunk (at most 1 MiB each), plus the manifest (at most 1 MiB).
+
+use crate::{Error, Keyring, SignaturePolicy, check_signatures};
+use rustupdate_format::chunk_table::ENTRY_LEN;
+use rustupdate_format::codec::ChunkDecoder;
+use rustupdate_format::{ChunkEntry, ChunkKind, Head, KeyId, Manifest, Payload, read_exact_or, read_head};
+use sha2::{Digest, Sha256};
+use std::io::Read;
+
+/// An artifact whose signatures satisfied the policy. Payload bytes come out of it verified.
+#[derive(Debug)]
+pub struct VerifiedArtifact<R: Read> {
+    head: Head,
+    signers: Vec<KeyId>,
+    reader: R,
+    next_payload: usize,
+    payload_open: bool,
+}
+
+impl<R: Read> VerifiedArtifact<R> {
+    /// Reads the head and checks the signatures. Nothing of the body has been read when this returns.
+    pub fn open(mut reader: R, keyring: &Keyring, policy: &SignaturePolicy) -> Result<VerifiedArtifact<R>, Error> {
+        let head = read_head(&mut reader)?;
+        let signers = check_signatures(&head, keyring, policy)?;
+        Ok(VerifiedArtifact { head, signers, reader, next_payload: 0, payload_open: false })
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.head.manifest
+    }
+
+    pub fn head(&self) -> &Head {
+        &self.head
+    }
+
+    /// Distinct trusted keys whose signatures verified.
+    pub fn signers(&self) -> &[KeyId] {
+        &self.signers
+    }
+
+    /// The next payload, in manifest order; `None` after the last one. The previous payload must
+    /// have been read to its end.
+    pub fn next_payload(&mut self) -> Result<Option<PayloadReader<'_, R>>, Error> {
+        if self.payload_open {
+            return Err(Error::Unfinished);
+        }
+        if self.next_payload >= self.head.manifest.payloads.len() {
+            return Ok(None);
+        }
+        self.payload_open = true;
+        let index = self.next_payload;
+        Ok(Some(PayloadReader {
+            artifact: self,
+            index,
+            segment: 0,
+            entries: Vec::new(),
+            entry: 0,
+            segment_data_left: 0,
+            offset: 0,
+            image_hash: Sha256::new(),
+            stored: Vec::new(),
+            out: Vec::new(),
+            decoder: ChunkDecoder::default(),
+            done: false,
+        }))
+    }
+
+    /// Checks that every payload was read and that nothing follows the last one.
+    pub fn finish(mut self) -> Result<(), Error> {
+        if self.payload_open || self.next_payload != self.head.manifest.payloads.len() {
+            return Err(Error::Unfinished);
+        }
+        let mut probe = [0u8; 1];
+        loop {
+            match self.reader.read(&mut probe) {
+                Ok(0) => return Ok(()),
+                Ok(_) => return Err(rustupdate_format::Error::TrailingData.into()),
+                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(source) => return Err(rustupdate_format::Error::Io { part: "end of artifact", source }.into()),
+            }
+        }
+    }
+}
+
+/// One verified chunk of a payload image.
+#[derive(Debug)]
+pub struct Chunk<'a> {
+    /// Offset of the chunk in the uncompressed image.
+    pub offset: u64,
+    pub data: ChunkData<'a>,
+}
+
+#[derive(Debug)]
+pub enum ChunkData<'a> {
+    /// Bytes whose sha256 matched the signed chunk table.
+    Bytes(&'a [u8]),
+    /// This many zero bytes.
+    Zeros(u64),
+}
+
+impl ChunkData<'_> {
+    pub fn len(&self) -> u64 {
+        match self {
+            ChunkData::Bytes(bytes) => bytes.len() as u64,
+            ChunkData::Zeros(n) => *n,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Reads one payload chunk by chunk, verifying as it goes.
+#[derive(Debug)]
+pub struct PayloadReader<'a, R: Read> {
+    artifact: &'a mut VerifiedArtifact<R>,
+    index: usize,
+    segment: usize,
+    entries: Vec<ChunkEntry>,
+    entry: usize,
+    segment_data_left: u64,
+    offset: u64,
+    image_hash: Sha256,
+    stored: Vec<u8>,
+    out: Vec<u8>,
+    decoder: ChunkDecoder,
+    done: bool,
+}
+
+static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+
+impl<R: Read> PayloadReader<'_, R> {
+    pub fn payload(&self) -> &Payload {
+        &self.artifact.head.manifest.payloads[self.index]
+    }
+
+    /// Bytes of the image yielded so far.
+    pub fn position(&self) -> u64 {
+        self.offset
+    }
+
+    /// The next verified chunk, or `None` once the payload ended and its whole-image hash matched.
+    pub fn next_chunk(&mut self) -> Result<Option<Chunk<'_>>, Error> {
+        loop {
+            if self.done {
+                return Ok(None);
+            }
+            if self.entry < self.entries.len() {
+                break;
+            }
+            if self.segment_data_left != 0 {
+                return Err(self.layout_error(format!("segment {} has unread data", self.segment)));
+            }
+            if self.segment == self.payload().segments.len() {
+                self.finish_payload()?;
+                return Ok(None);
+            }
+            self.load_segment()?;
+        }
+        let entry = self.entries[self.entry];
+        self.entry += 1;
+        let offset = self.offset;
+        let payload_size = self.payload().size;
+        if entry.size > payload_size - offset {
+            return Err(self.layout_error(format!("chunk at offset {offset} runs past the image size {payload_size}")));
+        }
+        self.offset += entry.size;
+        match entry.kind {
+            ChunkKind::Zero => {
+                let mut left = entry.size;
+                while left > 0 {
+                    let n = left.min(ZEROS.len() as u64) as usize;
+                    self.image_hash.update(&ZEROS[..n]);
+                    left -= n as u64;
+                }
+                Ok(Some(Chunk { offset, data: ChunkData::Zeros(entry.size) }))
+            }
+            ChunkKind::Data => {
+                self.segment_data_left -= u64::from(entry.stored_len);
+                self.stored.resize(entry.stored_len as usize, 0);
+                read_exact_or(&mut self.artifact.reader, &mut self.stored, "payload data")?;
+                let name = || self.artifact.head.manifest.payloads[self.index].name.clone();
+                self.decoder
+                    .decode(entry.codec, &self.stored, entry.size as usize, &mut self.out)
+                    .map_err(|reason| rustupdate_format::Error::Decompress { payload: name(), offset, reason })?;
+                if Sha256::digest(&self.out).as_slice() != entry.sha256 {
+                    return Err(rustupdate_format::Error::ChunkHashMismatch { payload: name(), offset }.into());
+                }
+                self.image_hash.update(&self.out);
+                Ok(Some(Chunk { offset, data: ChunkData::Bytes(&self.out) }))
+            }
+        }
+    }
+
+    fn load_segment(&mut self) -> Result<(), Error> {
+        let segment = self.payload().segments[self.segment].clone();
+        let mut table = vec![0u8; segment.table_len() as usize];
+        read_exact_or(&mut self.artifact.reader, &mut table, "chunk table")?;
+        if Sha256::digest(&table).as_slice() != segment.table_sha256.0 {
+            let payload = self.payload().name.clone();
+            return Err(rustupdate_format::Error::SegmentHashMismatch { payload, segment: self.segment }.into());
+        }
+        self.entries.clear();
+        let mut stored_total = 0u64;
+        for (i, raw) in table.chunks_exact(ENTRY_LEN).enumerate() {
+            let mut bytes = [0u8; ENTRY_LEN];
+            bytes.copy_from_slice(raw);
+            let entry = ChunkEntry::from_bytes(&bytes, i as u64)?;
+            stored_total += u64::from(entry.stored_len);
+            self.entries.push(entry);
+        }
+        if stored_total != segment.data_size {
+            return Err(self.layout_error(format!(
+                "segment {} stores {stored_total} bytes but the manifest says {}",
+                self.segment, segment.data_size
+            )));
+        }
+        self.segment_data_left = segment.data_size;
+        self.segment += 1;
+        self.entry = 0;
+        Ok(())
+    }
+
+    fn finish_payload(&mut self) -> Result<(), Error> {
+        let (size, expected) = (self.payload().size, self.payload().sha256);
+        if self.offset != size {
+            return Err(self.layout_error(format!("chunks cover {} bytes, the image has {size}", self.offset)));
+        }
+        let digest = std::mem::take(&mut self.image_hash).finalize();
+        if digest.as_slice() != expected.0 {
+            return Err(rustupdate_format::Error::ImageHashMismatch { payload: self.payload().name.clone() }.into());
+        }
+        self.done = true;
+        self.artifact.payload_open = false;
+        self.artifact.next_payload += 1;
+        Ok(())
+    }
+
+    fn layout_error(&self, reason: String) -> Error {
+        rustupdate_format::Error::PayloadLayout { payload: self.payload().name.clone(), reason }.into()
+    }
+}

@@ -1,0 +1,249 @@
+//! Whole-artifact tests: build real artifacts in memory, read them back through the verifying
+//! reader, and check that every kind of damage is rejected with the right error.
+
+use rustupdate_format::builder::{BodyOptions, write_payload_body};
+use rustupdate_format::{Chunking, Compression, Head, Header, Manifest, SignatureEntry, header::HEADER_LEN, signing_message};
+use rustupdate_verify::{ChunkData, Error, Keyring, SecretKey, SignaturePolicy, VerifiedArtifact};
+
+fn pseudo_random(len: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// A small "filesystem image": text-like data, random data, zero runs, an odd-sized tail.
+fn sample_image() -> Vec<u8> {
+    let mut image = b"superblock ".repeat(800);
+    image.resize(16 * 1024, 0);
+    image.extend(vec![0u8; 64 * 1024]);
+    image.extend(pseudo_random(20_000, 5));
+    image.extend(b"file contents repeat ".repeat(900));
+    image.extend(vec![0u8; 12 * 1024]);
+    image.extend(pseudo_random(777, 9));
+    image
+}
+
+struct Built {
+    bytes: Vec<u8>,
+    /// Byte ranges of each region, for the tamper table.
+    manifest: std::ops::Range<usize>,
+    signatures: std::ops::Range<usize>,
+    body: std::ops::Range<usize>,
+}
+
+fn build(image: &[u8], options: &BodyOptions, signers: &[&SecretKey]) -> Built {
+    let mut body = Vec::new();
+    let payload = write_payload_body(image, &mut body, "rootfs", options, &mut |_| {}).unwrap();
+    let manifest = Manifest {
+        format_version: 1,
+        name: "test-image".into(),
+        version: "2.0".into(),
+        compatible: vec!["test-board".into()],
+        security_version: Some(3),
+        created: 1_700_000_000,
+        payloads: vec![payload],
+    };
+    let manifest_bytes = manifest.to_bytes().unwrap();
+    let message = signing_message(&manifest_bytes);
+    let signatures = signers
+        .iter()
+        .map(|key| SignatureEntry { key_id: key.public_key().id(), signature: key.sign(&message) })
+        .collect::<Vec<_>>();
+    let head = Head { header: Header::new(manifest_bytes.len(), signatures.len()).unwrap(), manifest_bytes, manifest, signatures };
+    let mut bytes = head.to_bytes().unwrap();
+    let manifest_end = HEADER_LEN + head.manifest_bytes.len();
+    let body_start = bytes.len();
+    bytes.extend_from_slice(&body);
+    Built { manifest: HEADER_LEN..manifest_end, signatures: manifest_end..body_start, body: body_start..bytes.len(), bytes }
+}
+
+fn key(seed: u8) -> SecretKey {
+    SecretKey::from_seed(&[seed; 32])
+}
+
+fn keyring(keys: &[&SecretKey]) -> Keyring {
+    let mut ring = Keyring::new();
+    for k in keys {
+        ring.add(k.public_key());
+    }
+    ring
+}
+
+/// Reads every payload to the end; returns the reassembled image.
+fn read_all(bytes: &[u8], ring: &Keyring, policy: &SignaturePolicy) -> Result<Vec<u8>, Error> {
+    let mut artifact = VerifiedArtifact::open(bytes, ring, policy)?;
+    let mut image = Vec::new();
+    while let Some(mut payload) = artifact.next_payload()? {
+        while let Some(chunk) = payload.next_chunk()? {
+            assert_eq!(chunk.offset, image.len() as u64);
+            match chunk.data {
+                ChunkData::Bytes(b) => image.extend_from_slice(b),
+                ChunkData::Zeros(n) => image.resize(image.len() + n as usize, 0),
+            }
+        }
+    }
+    artifact.finish()?;
+    Ok(image)
+}
+
+#[test]
+fn round_trip_every_codec_and_chunking() {
+    let image = sample_image();
+    let k = key(1);
+    for compression in [Compression::Zstd, Compression::Gzip, Compression::None] {
+        for chunking in [Chunking::Fixed { size: 4096 }, Chunking::Fixed { size: 65536 }, Chunking::FastCdc { min: 1024, avg: 4096, max: 16384 }] {
+            for threads in [1, 3] {
+                let options = BodyOptions { compression, level: compression.default_level(), chunking, threads };
+                let built = build(&image, &options, &[&k]);
+                let read = read_all(&built.bytes, &keyring(&[&k]), &SignaturePolicy::default()).unwrap();
+                assert!(read == image, "{compression:?} {chunking} {threads}");
+            }
+        }
+    }
+}
+
+#[test]
+fn zero_regions_cost_almost_nothing() {
+    let mut image = vec![0u8; 64 << 20];
+    image[10 << 20..(10 << 20) + 4096].copy_from_slice(&pseudo_random(4096, 3));
+    let k = key(1);
+    let built = build(&image, &BodyOptions::default(), &[&k]);
+    // 64 MiB, of which 4 KiB data: header + manifest + one segment of 3 entries + the data.
+    assert!(built.bytes.len() < 6000, "artifact is {} bytes", built.bytes.len());
+    assert_eq!(read_all(&built.bytes, &keyring(&[&k]), &SignaturePolicy::default()).unwrap(), image);
+}
+
+#[test]
+fn signature_policy() {
+    let image = sample_image();
+    let (a, b, c) = (key(1), key(2), key(3));
+    let two = SignaturePolicy::threshold(2).unwrap();
+    // Two distinct trusted signers meet a threshold of 2.
+    let built = build(&image, &BodyOptions::default(), &[&a, &b]);
+    assert!(read_all(&built.bytes, &keyring(&[&a, &b]), &two).is_ok());
+    // A key not in the keyring does not count.
+    let err = read_all(&built.bytes, &keyring(&[&a, &c]), &two).unwrap_err();
+    assert!(matches!(err, Error::NotEnoughSignatures { valid: 1, required: 2, present: 2 }), "{err}");
+    // The same key signing twice counts once.
+    let built = build(&image, &BodyOptions::default(), &[&a, &a]);
+    let err = read_all(&built.bytes, &keyring(&[&a, &b]), &two).unwrap_err();
+    assert!(matches!(err, Error::NotEnoughSignatures { valid: 1, .. }), "{err}");
+    // Unsigned: rejected by default, accepted only by the dangerous policy.
+    let built = build(&image, &BodyOptions::default(), &[]);
+    assert!(matches!(read_all(&built.bytes, &keyring(&[&a]), &SignaturePolicy::default()), Err(Error::NotEnoughSignatures { valid: 0, .. })));
+    assert_eq!(read_all(&built.bytes, &Keyring::new(), &SignaturePolicy::dangerous_accept_unsigned()).unwrap(), image);
+    assert!(SignaturePolicy::threshold(0).is_err());
+}
+
+#[test]
+fn no_payload_byte_before_the_signature_is_checked() {
+    let image = sample_image();
+    let k = key(1);
+    let built = build(&image, &BodyOptions::default(), &[&k]);
+    // Opening with a wrong key fails in `open`, before any payload reader exists.
+    assert!(VerifiedArtifact::open(built.bytes.as_slice(), &keyring(&[&key(9)]), &SignaturePolicy::default()).is_err());
+}
+
+/// Flips bytes in every region of the artifact; each flip must be rejected, and the reader must
+/// never yield a chunk whose bytes differ from the original image.
+#[test]
+fn tamper_table_every_region_is_rejected() {
+    let image = sample_image();
+    let k = key(1);
+    let ring = keyring(&[&k]);
+    let policy = SignaturePolicy::default();
+    let built = build(&image, &BodyOptions::default(), &[&k]);
+    let body_tables_end = built.body.start + 48 * 16; // the first segment's table (at least)
+    let regions: Vec<(&str, std::ops::Range<usize>, usize)> = vec![
+        ("header", 0..HEADER_LEN, 1),
+        ("manifest", built.manifest.clone(), 1),
+        ("signature block", built.signatures.clone(), 1),
+        ("chunk table", built.body.start..body_tables_end.min(built.body.end), 1),
+        ("payload data", body_tables_end.min(built.body.end)..built.body.end, 13),
+    ];
+    for (name, range, step) in regions {
+        assert!(!range.is_empty(), "{name} region is empty");
+        for at in range.step_by(step) {
+            for bit in [0x01u8, 0x80] {
+                let mut bytes = built.bytes.clone();
+                bytes[at] ^= bit;
+                let result = read_partial(&bytes, &ring, &policy, &image);
+                assert!(result.is_err(), "flipping bit {bit:#x} of byte {at} in the {name} was accepted");
+            }
+        }
+    }
+}
+
+/// Like `read_all`, but also checks each yielded chunk against the original image as it comes.
+fn read_partial(bytes: &[u8], ring: &Keyring, policy: &SignaturePolicy, original: &[u8]) -> Result<(), Error> {
+    let mut artifact = VerifiedArtifact::open(bytes, ring, policy)?;
+    while let Some(mut payload) = artifact.next_payload()? {
+        while let Some(chunk) = payload.next_chunk()? {
+            let at = chunk.offset as usize;
+            match chunk.data {
+                ChunkData::Bytes(b) => assert_eq!(b, &original[at..at + b.len()], "unverified bytes yielded"),
+                ChunkData::Zeros(n) => assert!(original[at..at + n as usize].iter().all(|b| *b == 0)),
+            }
+        }
+    }
+    artifact.finish()
+}
+
+#[test]
+fn truncation_at_every_length_is_rejected() {
+    let image = sample_image();
+    let k = key(1);
+    let ring = keyring(&[&k]);
+    let built = build(&image, &BodyOptions::default(), &[&k]);
+    for len in (0..built.bytes.len()).step_by(7).chain([built.bytes.len() - 1]) {
+        let err = read_partial(&built.bytes[..len], &ring, &SignaturePolicy::default(), &image).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("truncated") || text.contains("not enough"), "len {len}: {text}");
+    }
+    let mut longer = built.bytes.clone();
+    longer.push(0);
+    let err = read_partial(&longer, &ring, &SignaturePolicy::default(), &image).unwrap_err();
+    assert!(err.to_string().contains("after the last payload"), "{err}");
+}
+
+/// A correctly signed artifact whose chunk table lies (signed by a buggy or hostile builder) is
+/// still rejected: sizes that do not add up, stored lengths that disagree with the manifest.
+#[test]
+fn signed_but_inconsistent_tables_are_rejected() {
+    let image = sample_image();
+    let k = key(1);
+    let ring = keyring(&[&k]);
+    let mut body = Vec::new();
+    let payload = write_payload_body(image.as_slice(), &mut body, "rootfs", &BodyOptions::default(), &mut |_| {}).unwrap();
+    let cases: Vec<(&str, Box<dyn Fn(&mut Manifest)>)> = vec![
+        ("size too small", Box::new(|m: &mut Manifest| m.payloads[0].size -= 1)),
+        ("size too large", Box::new(|m: &mut Manifest| m.payloads[0].size += 4096)),
+        ("data size", Box::new(|m: &mut Manifest| m.payloads[0].segments[0].data_size += 1)),
+        ("image hash", Box::new(|m: &mut Manifest| m.payloads[0].sha256.0[0] ^= 1)),
+    ];
+    for (name, mutate) in cases {
+        let mut manifest = Manifest {
+            format_version: 1,
+            name: "x".into(),
+            version: "1".into(),
+            compatible: vec!["b".into()],
+            security_version: None,
+            created: 0,
+            payloads: vec![payload.clone()],
+        };
+        mutate(&mut manifest);
+        let manifest_bytes = manifest.to_bytes().unwrap();
+        let signature = SignatureEntry { key_id: k.public_key().id(), signature: k.sign(&signing_message(&manifest_bytes)) };
+        let head = Head { header: Header::new(manifest_bytes.len(), 1).unwrap(), manifest_bytes, manifest, signatures: vec![signature] };
+        let mut bytes = head.to_bytes().unwrap();
+        bytes.extend_from_slice(&body);
+        let err = read_partial(&bytes, &ring, &SignaturePolicy::default(), &image);
+        assert!(err.is_err(), "{name} accepted");
+    }
+}
