@@ -8,7 +8,10 @@
 
 use crate::chunk_table::ENTRY_LEN;
 use crate::codec::compress_chunk;
-use crate::{Chunker, Chunking, ChunkEntry, ChunkKind, Compression, Cut, Error, Payload, PayloadType, Segment, Sha256Hex, limits};
+use crate::{
+    ChunkEntry, ChunkKind, Chunker, Chunking, Compression, Cut, Error, Payload, PayloadType,
+    Segment, Sha256Hex, limits,
+};
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 
@@ -26,7 +29,12 @@ pub struct BodyOptions {
 
 impl Default for BodyOptions {
     fn default() -> Self {
-        BodyOptions { compression: Compression::Zstd, level: 3, chunking: Chunking::default(), threads: 1 }
+        BodyOptions {
+            compression: Compression::Zstd,
+            level: 3,
+            chunking: Chunking::default(),
+            threads: 1,
+        }
     }
 }
 
@@ -40,7 +48,10 @@ pub fn write_payload_body<R: Read, W: Write>(
     progress: &mut dyn FnMut(u64),
 ) -> Result<Payload, Error> {
     let chunker = Chunker::new(options.chunking)?;
-    let io_err = |source| Error::Io { part: "image", source };
+    let io_err = |source| Error::Io {
+        part: "image",
+        source,
+    };
     let mut window: Vec<u8> = Vec::with_capacity(2 * Chunker::WINDOW);
     let mut start = 0usize; // first unconsumed byte in `window`
     let mut at_eof = false;
@@ -70,7 +81,9 @@ pub fn write_payload_body<R: Read, W: Write>(
                 break;
             }
             // With a full window the chunker always decides; anything else is a bug, not input.
-            return Err(Error::Chunking(format!("chunker undecided at offset {offset}")));
+            return Err(Error::Chunking(format!(
+                "chunker undecided at offset {offset}"
+            )));
         };
         let len = match cut {
             Cut::Zero(n) | Cut::Data(n) => n,
@@ -78,7 +91,10 @@ pub fn write_payload_body<R: Read, W: Write>(
         let bytes = &window[start..start + len];
         image_hash.update(bytes);
         if offset + len as u64 > limits::MAX_PAYLOAD_SIZE {
-            return Err(Error::PayloadLayout { payload: name.into(), reason: "image exceeds 1 TiB".into() });
+            return Err(Error::PayloadLayout {
+                payload: name.into(),
+                reason: "image exceeds 1 TiB".into(),
+            });
         }
         match cut {
             Cut::Zero(n) => segment.push_zero(n as u64),
@@ -95,7 +111,10 @@ pub fn write_payload_body<R: Read, W: Write>(
         segments.push(segment.flush(body, options)?);
     }
     if offset == 0 {
-        return Err(Error::PayloadLayout { payload: name.into(), reason: "the image is empty".into() });
+        return Err(Error::PayloadLayout {
+            payload: name.into(),
+            reason: "the image is empty".into(),
+        });
     }
     Ok(Payload {
         name: name.into(),
@@ -127,7 +146,8 @@ impl SegmentInProgress {
     }
 
     fn is_full(&self) -> bool {
-        self.pieces.len() >= limits::MAX_SEGMENT_ENTRIES as usize || self.data.len() >= SEGMENT_DATA_BUDGET
+        self.pieces.len() >= limits::MAX_SEGMENT_ENTRIES as usize
+            || self.data.len() >= SEGMENT_DATA_BUDGET
     }
 
     fn push_zero(&mut self, n: u64) {
@@ -140,7 +160,10 @@ impl SegmentInProgress {
     }
 
     fn push_data(&mut self, bytes: &[u8]) {
-        self.pieces.push(Piece::Data { start: self.data.len(), len: bytes.len() });
+        self.pieces.push(Piece::Data {
+            start: self.data.len(),
+            len: bytes.len(),
+        });
         self.data.extend_from_slice(bytes);
     }
 
@@ -155,7 +178,10 @@ impl SegmentInProgress {
             table.extend_from_slice(&entry.to_bytes());
             data_size += u64::from(entry.stored_len);
         }
-        let io_err = |source| Error::Io { part: "artifact body", source };
+        let io_err = |source| Error::Io {
+            part: "artifact body",
+            source,
+        };
         body.write_all(&table).map_err(io_err)?;
         for (_, stored) in &encoded {
             body.write_all(stored).map_err(io_err)?;
@@ -168,7 +194,11 @@ impl SegmentInProgress {
     }
 }
 
-fn encode_pieces(pieces: &[Piece], data: &[u8], options: &BodyOptions) -> Result<Vec<(ChunkEntry, Vec<u8>)>, Error> {
+fn encode_pieces(
+    pieces: &[Piece],
+    data: &[u8],
+    options: &BodyOptions,
+) -> Result<Vec<(ChunkEntry, Vec<u8>)>, Error> {
     let encode_one = |piece: &Piece| -> Result<(ChunkEntry, Vec<u8>), Error> {
         match *piece {
             Piece::Zero(n) => Ok((ChunkEntry::zero_run(n), Vec::new())),
@@ -195,11 +225,20 @@ fn encode_pieces(pieces: &[Piece], data: &[u8], options: &BodyOptions) -> Result
     std::thread::scope(|scope| {
         let handles: Vec<_> = pieces
             .chunks(per_thread)
-            .map(|slice| scope.spawn(move || slice.iter().map(encode_one).collect::<Result<Vec<_>, Error>>()))
+            .map(|slice| {
+                scope.spawn(move || {
+                    slice
+                        .iter()
+                        .map(encode_one)
+                        .collect::<Result<Vec<_>, Error>>()
+                })
+            })
             .collect();
         let mut out = Vec::with_capacity(pieces.len());
         for handle in handles {
-            let part = handle.join().map_err(|_| Error::Compress("a compression thread panicked".into()))??;
+            let part = handle
+                .join()
+                .map_err(|_| Error::Compress("a compression thread panicked".into()))??;
             out.extend(part);
         }
         Ok(out)
@@ -209,5 +248,9 @@ fn encode_pieces(pieces: &[Piece], data: &[u8], options: &BodyOptions) -> Result
 /// Writes header, manifest and signature block; the body (as written by
 /// [`write_payload_body`] for each payload in order) must follow.
 pub fn write_artifact_head<W: Write>(out: &mut W, head: &crate::Head) -> Result<(), Error> {
-    out.write_all(&head.to_bytes()?).map_err(|source| Error::Io { part: "artifact head", source })
+    out.write_all(&head.to_bytes()?)
+        .map_err(|source| Error::Io {
+            part: "artifact head",
+            source,
+        })
 }

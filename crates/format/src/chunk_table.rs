@@ -33,7 +33,13 @@ pub struct ChunkEntry {
 
 impl ChunkEntry {
     pub fn zero_run(size: u64) -> ChunkEntry {
-        ChunkEntry { kind: ChunkKind::Zero, codec: Compression::None, stored_len: 0, size, sha256: [0; 32] }
+        ChunkEntry {
+            kind: ChunkKind::Zero,
+            codec: Compression::None,
+            stored_len: 0,
+            size,
+            sha256: [0; 32],
+        }
     }
 
     /// Decodes and validates one entry; `index` only names it in errors.
@@ -44,7 +50,8 @@ impl ChunkEntry {
             1 => ChunkKind::Zero,
             other => return Err(bad(format!("unknown kind {other}"))),
         };
-        let codec = Compression::from_id(bytes[1]).ok_or_else(|| bad(format!("unknown codec {}", bytes[1])))?;
+        let codec = Compression::from_id(bytes[1])
+            .ok_or_else(|| bad(format!("unknown codec {}", bytes[1])))?;
         if bytes[2] != 0 || bytes[3] != 0 {
             return Err(bad("reserved bytes are not zero".into()));
         }
@@ -54,7 +61,13 @@ impl ChunkEntry {
         let size = u64::from_le_bytes(size_bytes);
         let mut sha256 = [0u8; 32];
         sha256.copy_from_slice(&bytes[16..48]);
-        let entry = ChunkEntry { kind, codec, stored_len, size, sha256 };
+        let entry = ChunkEntry {
+            kind,
+            codec,
+            stored_len,
+            size,
+            sha256,
+        };
         entry.check().map_err(bad)?;
         Ok(entry)
     }
@@ -78,16 +91,26 @@ impl ChunkEntry {
         }
         match self.kind {
             ChunkKind::Zero => {
-                if self.codec != Compression::None || self.stored_len != 0 || self.sha256 != [0; 32] {
-                    return Err("a zero run must have codec none, no stored bytes and no hash".into());
+                if self.codec != Compression::None || self.stored_len != 0 || self.sha256 != [0; 32]
+                {
+                    return Err(
+                        "a zero run must have codec none, no stored bytes and no hash".into(),
+                    );
                 }
                 if self.size > limits::MAX_PAYLOAD_SIZE {
-                    return Err(format!("zero run of {} bytes exceeds the payload limit", self.size));
+                    return Err(format!(
+                        "zero run of {} bytes exceeds the payload limit",
+                        self.size
+                    ));
                 }
             }
             ChunkKind::Data => {
                 if self.size > u64::from(limits::MAX_CHUNK_SIZE) {
-                    return Err(format!("data chunk of {} bytes exceeds {} bytes", self.size, limits::MAX_CHUNK_SIZE));
+                    return Err(format!(
+                        "data chunk of {} bytes exceeds {} bytes",
+                        self.size,
+                        limits::MAX_CHUNK_SIZE
+                    ));
                 }
                 if u64::from(self.stored_len) > self.size || self.stored_len == 0 {
                     return Err(format!(
@@ -110,14 +133,25 @@ mod tests {
 
     #[test]
     fn round_trip_and_validation() {
-        let data = ChunkEntry { kind: ChunkKind::Data, codec: Compression::Zstd, stored_len: 100, size: 4096, sha256: [7; 32] };
+        let data = ChunkEntry {
+            kind: ChunkKind::Data,
+            codec: Compression::Zstd,
+            stored_len: 100,
+            size: 4096,
+            sha256: [7; 32],
+        };
         assert_eq!(ChunkEntry::from_bytes(&data.to_bytes(), 0).unwrap(), data);
         let zero = ChunkEntry::zero_run(1 << 30);
         assert_eq!(ChunkEntry::from_bytes(&zero.to_bytes(), 0).unwrap(), zero);
 
         let mut bytes = data.to_bytes();
         bytes[0] = 9;
-        assert!(ChunkEntry::from_bytes(&bytes, 3).unwrap_err().to_string().contains("entry 3"));
+        assert!(
+            ChunkEntry::from_bytes(&bytes, 3)
+                .unwrap_err()
+                .to_string()
+                .contains("entry 3")
+        );
         let mut bytes = data.to_bytes();
         bytes[4..8].copy_from_slice(&5000u32.to_le_bytes()); // stored > size
         assert!(ChunkEntry::from_bytes(&bytes, 0).is_err());

@@ -40,10 +40,19 @@ impl Chunking {
         let ok = match *self {
             Chunking::Fixed { size } => (512..=max_chunk).contains(&size),
             Chunking::FastCdc { min, avg, max } => {
-                min >= 64 && avg >= 256 && max >= 1024 && min <= avg && avg <= max && max <= max_chunk
+                min >= 64
+                    && avg >= 256
+                    && max >= 1024
+                    && min <= avg
+                    && avg <= max
+                    && max <= max_chunk
             }
         };
-        if ok { Ok(()) } else { Err(Error::Chunking(self.to_string())) }
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::Chunking(self.to_string()))
+        }
     }
 
     /// Largest data chunk this chunking produces.
@@ -72,10 +81,16 @@ impl FromStr for Chunking {
         let bad = || Error::Chunking(text.to_string());
         let mut parts = text.split(':');
         let kind = parts.next().ok_or_else(bad)?;
-        let numbers: Vec<u32> = parts.map(|p| p.parse().map_err(|_| bad())).collect::<Result<_, _>>()?;
+        let numbers: Vec<u32> = parts
+            .map(|p| p.parse().map_err(|_| bad()))
+            .collect::<Result<_, _>>()?;
         let chunking = match (kind, numbers.as_slice()) {
             ("fixed", [size]) => Chunking::Fixed { size: *size },
-            ("fastcdc", [min, avg, max]) => Chunking::FastCdc { min: *min, avg: *avg, max: *max },
+            ("fastcdc", [min, avg, max]) => Chunking::FastCdc {
+                min: *min,
+                avg: *avg,
+                max: *max,
+            },
             _ => return Err(bad()),
         };
         chunking.validate()?;
@@ -153,9 +168,11 @@ impl Chunker {
         }
         let len = match self.chunking {
             Chunking::Fixed { .. } => extent,
-            Chunking::FastCdc { min, avg, max } => fastcdc::v2020::FastCDC::new(&data[..extent], min, avg, max)
-                .next()
-                .map_or(extent, |chunk| chunk.length),
+            Chunking::FastCdc { min, avg, max } => {
+                fastcdc::v2020::FastCDC::new(&data[..extent], min, avg, max)
+                    .next()
+                    .map_or(extent, |chunk| chunk.length)
+            }
         };
         Some(Cut::Data(len))
     }
@@ -199,7 +216,9 @@ mod tests {
         while offset < image.len() {
             let end = (offset + Chunker::WINDOW).min(image.len());
             let at_eof = end == image.len();
-            let cut = chunker.next_cut(&image[offset..end], offset as u64, at_eof).unwrap();
+            let cut = chunker
+                .next_cut(&image[offset..end], offset as u64, at_eof)
+                .unwrap();
             let len = match cut {
                 Cut::Zero(n) | Cut::Data(n) => n,
             };
@@ -224,10 +243,21 @@ mod tests {
 
     #[test]
     fn parse_and_display() {
-        assert_eq!("fixed:4096".parse::<Chunking>().unwrap(), Chunking::Fixed { size: 4096 });
+        assert_eq!(
+            "fixed:4096".parse::<Chunking>().unwrap(),
+            Chunking::Fixed { size: 4096 }
+        );
         let cdc: Chunking = "fastcdc:4096:16384:65536".parse().unwrap();
         assert_eq!(cdc.to_string(), "fastcdc:4096:16384:65536");
-        for bad in ["fixed", "fixed:1", "fixed:99999999", "fastcdc:1:2:3", "cdc:1", "fastcdc:9000:4096:65536", ""] {
+        for bad in [
+            "fixed",
+            "fixed:1",
+            "fixed:99999999",
+            "fastcdc:1:2:3",
+            "cdc:1",
+            "fastcdc:9000:4096:65536",
+            "",
+        ] {
             assert!(bad.parse::<Chunking>().is_err(), "{bad}");
         }
     }
@@ -241,10 +271,21 @@ mod tests {
         image.extend(pseudo_random(100, 2));
         let cuts = cut_all(Chunking::Fixed { size: 4096 }, &image);
         assert_eq!(cuts[0], Cut::Zero(64 * 1024));
-        assert_eq!(&cuts[1..4], &[Cut::Data(4096), Cut::Data(4096), Cut::Data(4096)]);
+        assert_eq!(
+            &cuts[1..4],
+            &[Cut::Data(4096), Cut::Data(4096), Cut::Data(4096)]
+        );
         // The rest of the third granule is zero but shares a granule with data: stays data above.
-        let zeros: usize = cuts.iter().filter_map(|c| if let Cut::Zero(n) = c { Some(*n) } else { None }).sum();
-        let total: usize = cuts.iter().map(|c| match c { Cut::Zero(n) | Cut::Data(n) => *n }).sum();
+        let zeros: usize = cuts
+            .iter()
+            .filter_map(|c| if let Cut::Zero(n) = c { Some(*n) } else { None })
+            .sum();
+        let total: usize = cuts
+            .iter()
+            .map(|c| match c {
+                Cut::Zero(n) | Cut::Data(n) => *n,
+            })
+            .sum();
         assert_eq!(total, image.len());
         assert!(zeros >= (1 << 20) + 64 * 1024);
         assert_eq!(*cuts.last().unwrap(), Cut::Data(100));
@@ -252,29 +293,58 @@ mod tests {
 
     #[test]
     fn fastcdc_cuts_stay_in_bounds_and_resynchronise() {
-        let chunking = Chunking::FastCdc { min: 2048, avg: 8192, max: 32768 };
+        let chunking = Chunking::FastCdc {
+            min: 2048,
+            avg: 8192,
+            max: 32768,
+        };
         let base = pseudo_random(512 * 1024, 7);
         let mut shifted = pseudo_random(1000, 9);
         shifted.extend_from_slice(&base);
         let a = cut_all(chunking, &base);
         let b = cut_all(chunking, &shifted);
         for cut in a.iter().chain(&b) {
-            let Cut::Data(n) = cut else { panic!("no zeros in random data") };
+            let Cut::Data(n) = cut else {
+                panic!("no zeros in random data")
+            };
             assert!(*n <= 32768);
         }
         // Content-defined: after the inserted prefix the cut points line up again.
-        let lens = |cuts: &[Cut]| cuts.iter().map(|c| match c { Cut::Data(n) | Cut::Zero(n) => *n }).collect::<Vec<_>>();
+        let lens = |cuts: &[Cut]| {
+            cuts.iter()
+                .map(|c| match c {
+                    Cut::Data(n) | Cut::Zero(n) => *n,
+                })
+                .collect::<Vec<_>>()
+        };
         let (la, lb) = (lens(&a), lens(&b));
-        let common = la.iter().rev().zip(lb.iter().rev()).take_while(|(x, y)| x == y).count();
-        assert!(common + 3 >= la.len(), "only {common} of {} chunks matched", la.len());
+        let common = la
+            .iter()
+            .rev()
+            .zip(lb.iter().rev())
+            .take_while(|(x, y)| x == y)
+            .count();
+        assert!(
+            common + 3 >= la.len(),
+            "only {common} of {} chunks matched",
+            la.len()
+        );
     }
 
     #[test]
     fn needs_more_data_before_the_window_is_full() {
-        let chunker = Chunker::new(Chunking::FastCdc { min: 2048, avg: 8192, max: 32768 }).unwrap();
+        let chunker = Chunker::new(Chunking::FastCdc {
+            min: 2048,
+            avg: 8192,
+            max: 32768,
+        })
+        .unwrap();
         let data = pseudo_random(10_000, 3);
         assert_eq!(chunker.next_cut(&data, 0, false), None);
-        assert!(matches!(chunker.next_cut(&data, 0, true), Some(Cut::Data(_))));
+        assert!(matches!(
+            chunker.next_cut(&data, 0, true),
+            Some(Cut::Data(_))
+        ));
         assert_eq!(chunker.next_cut(&[], 0, true), None);
     }
 }

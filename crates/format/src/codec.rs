@@ -55,17 +55,24 @@ impl Compression {
 /// Compresses one chunk. Returns the codec actually used and the stored bytes: when compression
 /// does not make the chunk smaller it is stored raw (`Compression::None`), which also guarantees
 /// the format rule `stored_len <= size`.
-pub fn compress_chunk(data: &[u8], codec: Compression, level: i32) -> Result<(Compression, Vec<u8>), crate::Error> {
+pub fn compress_chunk(
+    data: &[u8],
+    codec: Compression,
+    level: i32,
+) -> Result<(Compression, Vec<u8>), crate::Error> {
     let compressed = match codec {
         Compression::None => None,
-        Compression::Zstd => {
-            Some(zstd::bulk::compress(data, level).map_err(|err| crate::Error::Compress(err.to_string()))?)
-        }
+        Compression::Zstd => Some(
+            zstd::bulk::compress(data, level)
+                .map_err(|err| crate::Error::Compress(err.to_string()))?,
+        ),
         Compression::Gzip => {
             let level = u32::try_from(level.clamp(0, 9)).unwrap_or(6);
             let mut encoder = flate2::read::GzEncoder::new(data, flate2::Compression::new(level));
             let mut out = Vec::with_capacity(data.len() / 2);
-            encoder.read_to_end(&mut out).map_err(|err| crate::Error::Compress(err.to_string()))?;
+            encoder
+                .read_to_end(&mut out)
+                .map_err(|err| crate::Error::Compress(err.to_string()))?;
             Some(out)
         }
     };
@@ -89,28 +96,45 @@ impl std::fmt::Debug for ChunkDecoder {
 
 impl ChunkDecoder {
     /// Decompresses `stored` into `out` (cleared first), which must end up exactly `size` bytes.
-    pub fn decode(&mut self, codec: Compression, stored: &[u8], size: usize, out: &mut Vec<u8>) -> Result<(), String> {
+    pub fn decode(
+        &mut self,
+        codec: Compression,
+        stored: &[u8],
+        size: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<(), String> {
         out.clear();
         match codec {
             Compression::None => out.extend_from_slice(stored),
             Compression::Zstd => {
                 if self.zstd.is_none() {
-                    self.zstd = Some(zstd::bulk::Decompressor::new().map_err(|err| err.to_string())?);
+                    self.zstd =
+                        Some(zstd::bulk::Decompressor::new().map_err(|err| err.to_string())?);
                 }
-                let Some(decompressor) = self.zstd.as_mut() else { unreachable!("initialised above") };
+                let Some(decompressor) = self.zstd.as_mut() else {
+                    unreachable!("initialised above")
+                };
                 out.reserve(size);
                 // decompress_to_buffer never writes past the capacity it is given, so a bomb fails
                 // with "Destination buffer is too small" instead of allocating.
-                decompressor.decompress_to_buffer(stored, out).map_err(|err| err.to_string())?;
+                decompressor
+                    .decompress_to_buffer(stored, out)
+                    .map_err(|err| err.to_string())?;
             }
             Compression::Gzip => {
                 let decoder = flate2::read::GzDecoder::new(stored);
                 // One byte more than allowed tells a bomb from an exact fit.
-                decoder.take(size as u64 + 1).read_to_end(out).map_err(|err| err.to_string())?;
+                decoder
+                    .take(size as u64 + 1)
+                    .read_to_end(out)
+                    .map_err(|err| err.to_string())?;
             }
         }
         if out.len() != size {
-            return Err(format!("expands to {} bytes, the chunk table says {size}", out.len()));
+            return Err(format!(
+                "expands to {} bytes, the chunk table says {size}",
+                out.len()
+            ));
         }
         Ok(())
     }
@@ -156,10 +180,26 @@ mod tests {
         let mut out = Vec::new();
         for codec in [Compression::Zstd, Compression::Gzip] {
             let (_, stored) = compress_chunk(&big, codec, 3).unwrap();
-            assert!(decoder.decode(codec, &stored, 4096, &mut out).is_err(), "{codec:?} bomb");
-            assert!(decoder.decode(codec, &stored, (1 << 20) + 1, &mut out).is_err(), "{codec:?} short");
+            assert!(
+                decoder.decode(codec, &stored, 4096, &mut out).is_err(),
+                "{codec:?} bomb"
+            );
+            assert!(
+                decoder
+                    .decode(codec, &stored, (1 << 20) + 1, &mut out)
+                    .is_err(),
+                "{codec:?} short"
+            );
         }
-        assert!(decoder.decode(Compression::Zstd, b"garbage", 10, &mut out).is_err());
-        assert!(decoder.decode(Compression::Gzip, b"garbage", 10, &mut out).is_err());
+        assert!(
+            decoder
+                .decode(Compression::Zstd, b"garbage", 10, &mut out)
+                .is_err()
+        );
+        assert!(
+            decoder
+                .decode(Compression::Gzip, b"garbage", 10, &mut out)
+                .is_err()
+        );
     }
 }

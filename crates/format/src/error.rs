@@ -8,7 +8,11 @@ pub enum Error {
     #[error("unsupported artifact format version {found} (this build reads version {supported})")]
     UnsupportedVersion { found: u16, supported: u16 },
     #[error("header field {field} is {value}, which is not allowed: {reason}")]
-    BadHeaderField { field: &'static str, value: u64, reason: &'static str },
+    BadHeaderField {
+        field: &'static str,
+        value: u64,
+        reason: &'static str,
+    },
     #[error("artifact is truncated in the {part}")]
     Truncated { part: &'static str },
     #[error("I/O error while reading the {part}: {source}")]
@@ -26,7 +30,11 @@ pub enum Error {
     #[error("payload {payload:?}: chunk at offset {offset} fails its sha256 check")]
     ChunkHashMismatch { payload: String, offset: u64 },
     #[error("payload {payload:?}: chunk at offset {offset} does not decompress: {reason}")]
-    Decompress { payload: String, offset: u64, reason: String },
+    Decompress {
+        payload: String,
+        offset: u64,
+        reason: String,
+    },
     #[error("payload {payload:?}: whole-image sha256 does not match the manifest")]
     ImageHashMismatch { payload: String },
     #[error("payload {payload:?}: {reason}")]

@@ -41,7 +41,10 @@ impl Header {
         }
         let format_version = u16::from_le_bytes([bytes[8], bytes[9]]);
         if format_version != FORMAT_VERSION {
-            return Err(Error::UnsupportedVersion { found: format_version, supported: FORMAT_VERSION });
+            return Err(Error::UnsupportedVersion {
+                found: format_version,
+                supported: FORMAT_VERSION,
+            });
         }
         let flags = u16::from_le_bytes([bytes[10], bytes[11]]);
         if flags != 0 {
@@ -52,7 +55,11 @@ impl Header {
             });
         }
         if bytes[18..24].iter().any(|b| *b != 0) {
-            return Err(Error::BadHeaderField { field: "reserved", value: 1, reason: "must be zero" });
+            return Err(Error::BadHeaderField {
+                field: "reserved",
+                value: 1,
+                reason: "must be zero",
+            });
         }
         let header = Header {
             format_version,
@@ -109,10 +116,16 @@ mod tests {
         assert!(matches!(Header::from_bytes(&bytes), Err(Error::BadMagic)));
         let mut bytes = good;
         bytes[8] = 2;
-        assert!(matches!(Header::from_bytes(&bytes), Err(Error::UnsupportedVersion { found: 2, .. })));
+        assert!(matches!(
+            Header::from_bytes(&bytes),
+            Err(Error::UnsupportedVersion { found: 2, .. })
+        ));
         let mut bytes = good;
         bytes[10] = 1;
-        assert!(matches!(Header::from_bytes(&bytes), Err(Error::BadHeaderField { field: "flags", .. })));
+        assert!(matches!(
+            Header::from_bytes(&bytes),
+            Err(Error::BadHeaderField { field: "flags", .. })
+        ));
         let mut bytes = good;
         bytes[12..16].copy_from_slice(&(2u32 << 20).to_le_bytes());
         assert!(Header::from_bytes(&bytes).is_err());

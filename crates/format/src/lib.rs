@@ -92,7 +92,12 @@ pub fn read_head<R: std::io::Read>(reader: &mut R) -> Result<Head, Error> {
         read_exact_or(reader, &mut entry, "signature block")?;
         signatures.push(SignatureEntry::from_bytes(&entry));
     }
-    Ok(Head { header, manifest_bytes, manifest, signatures })
+    Ok(Head {
+        header,
+        manifest_bytes,
+        manifest,
+        signatures,
+    })
 }
 
 /// `read_exact` that reports a short read as truncation of the named part.

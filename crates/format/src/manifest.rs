@@ -93,7 +93,9 @@ impl<'de> Deserialize<'de> for Sha256Hex {
         let text = String::deserialize(deserializer)?;
         let mut bytes = [0u8; 32];
         if text.len() != 64 || text.bytes().any(|b| b.is_ascii_uppercase()) {
-            return Err(serde::de::Error::custom("a sha256 must be 64 lowercase hex digits"));
+            return Err(serde::de::Error::custom(
+                "a sha256 must be 64 lowercase hex digits",
+            ));
         }
         hex::decode_to_slice(&text, &mut bytes).map_err(serde::de::Error::custom)?;
         Ok(Sha256Hex(bytes))
@@ -104,8 +106,10 @@ impl Manifest {
     /// Parses and validates a manifest. The caller has already bounded `bytes` by
     /// [`limits::MAX_MANIFEST_LEN`].
     pub fn from_bytes(bytes: &[u8]) -> Result<Manifest, Error> {
-        let text = std::str::from_utf8(bytes).map_err(|_| Error::Manifest("not valid UTF-8".into()))?;
-        let manifest: Manifest = toml::from_str(text).map_err(|err| Error::Manifest(err.message().to_string()))?;
+        let text =
+            std::str::from_utf8(bytes).map_err(|_| Error::Manifest("not valid UTF-8".into()))?;
+        let manifest: Manifest =
+            toml::from_str(text).map_err(|err| Error::Manifest(err.message().to_string()))?;
         manifest.validate()?;
         Ok(manifest)
     }
@@ -114,7 +118,10 @@ impl Manifest {
         self.validate()?;
         let text = toml::to_string(self).map_err(|err| Error::Manifest(err.to_string()))?;
         if text.len() > limits::MAX_MANIFEST_LEN {
-            return Err(Error::Manifest(format!("manifest of {} bytes exceeds the 1 MiB limit", text.len())));
+            return Err(Error::Manifest(format!(
+                "manifest of {} bytes exceeds the 1 MiB limit",
+                text.len()
+            )));
         }
         Ok(text.into_bytes())
     }
@@ -124,23 +131,35 @@ impl Manifest {
     pub fn validate(&self) -> Result<(), Error> {
         let bad = |msg: String| Err(Error::Manifest(msg));
         if self.format_version != crate::header::FORMAT_VERSION {
-            return bad(format!("format version {} is not supported", self.format_version));
+            return bad(format!(
+                "format version {} is not supported",
+                self.format_version
+            ));
         }
         check_short("name", &self.name)?;
         check_short("version", &self.version)?;
         if self.compatible.is_empty() || self.compatible.len() > limits::MAX_COMPATIBLE {
-            return bad(format!("compatible must list 1 to {} device types", limits::MAX_COMPATIBLE));
+            return bad(format!(
+                "compatible must list 1 to {} device types",
+                limits::MAX_COMPATIBLE
+            ));
         }
         for device_type in &self.compatible {
             check_short("compatible device type", device_type)?;
         }
         if self.payloads.is_empty() || self.payloads.len() > limits::MAX_PAYLOADS {
-            return bad(format!("an artifact carries 1 to {} payloads", limits::MAX_PAYLOADS));
+            return bad(format!(
+                "an artifact carries 1 to {} payloads",
+                limits::MAX_PAYLOADS
+            ));
         }
         for (index, payload) in self.payloads.iter().enumerate() {
             check_short("payload name", &payload.name)?;
             check_short("payload target", &payload.target)?;
-            if self.payloads[..index].iter().any(|p| p.name == payload.name) {
+            if self.payloads[..index]
+                .iter()
+                .any(|p| p.name == payload.name)
+            {
                 return bad(format!("payload name {:?} appears twice", payload.name));
             }
             payload.validate()?;
@@ -153,17 +172,25 @@ impl Payload {
     fn validate(&self) -> Result<(), Error> {
         let bad = |msg: String| Err(Error::Manifest(format!("payload {:?}: {msg}", self.name)));
         if self.size == 0 || self.size > limits::MAX_PAYLOAD_SIZE {
-            return bad(format!("size {} must be between 1 byte and 1 TiB", self.size));
+            return bad(format!(
+                "size {} must be between 1 byte and 1 TiB",
+                self.size
+            ));
         }
         self.chunking.validate()?;
         // Every entry covers at least one byte, so a payload cannot have more entries than bytes.
         let mut entries: u64 = 0;
         for (index, segment) in self.segments.iter().enumerate() {
             if segment.entries == 0 || segment.entries > limits::MAX_SEGMENT_ENTRIES {
-                return bad(format!("segment {index} has {} entries (1 to 4096 allowed)", segment.entries));
+                return bad(format!(
+                    "segment {index} has {} entries (1 to 4096 allowed)",
+                    segment.entries
+                ));
             }
             if segment.data_size > u64::from(segment.entries) * u64::from(limits::MAX_CHUNK_SIZE) {
-                return bad(format!("segment {index} claims more data than its entries can hold"));
+                return bad(format!(
+                    "segment {index} claims more data than its entries can hold"
+                ));
             }
             entries += u64::from(segment.entries);
         }
@@ -175,7 +202,10 @@ impl Payload {
 }
 
 fn check_short(what: &str, value: &str) -> Result<(), Error> {
-    if value.is_empty() || value.len() > limits::MAX_SHORT_STRING || value.chars().any(char::is_control) {
+    if value.is_empty()
+        || value.len() > limits::MAX_SHORT_STRING
+        || value.chars().any(char::is_control)
+    {
         return Err(Error::Manifest(format!(
             "{what} {value:?} must be 1 to {} printable characters",
             limits::MAX_SHORT_STRING
@@ -204,7 +234,11 @@ pub(crate) mod tests {
                 sha256: Sha256Hex([1; 32]),
                 compression: Compression::Zstd,
                 chunking: Chunking::Fixed { size: 4096 },
-                segments: vec![Segment { entries: 2, table_sha256: Sha256Hex([2; 32]), data_size: 100 }],
+                segments: vec![Segment {
+                    entries: 2,
+                    table_sha256: Sha256Hex([2; 32]),
+                    data_size: 100,
+                }],
             }],
         }
     }
@@ -223,8 +257,16 @@ pub(crate) mod tests {
     fn rejects_unknown_keys_and_bad_values() {
         let text = String::from_utf8(sample().to_bytes().unwrap()).unwrap();
         let unknown = text.replacen("name = ", "surprise = 1\nname = ", 1);
-        assert!(Manifest::from_bytes(unknown.as_bytes()).unwrap_err().to_string().contains("surprise"));
-        let upper = text.replace(&hex::encode([1u8; 32]), &hex::encode([1u8; 32]).replace('1', "A"));
+        assert!(
+            Manifest::from_bytes(unknown.as_bytes())
+                .unwrap_err()
+                .to_string()
+                .contains("surprise")
+        );
+        let upper = text.replace(
+            &hex::encode([1u8; 32]),
+            &hex::encode([1u8; 32]).replace('1', "A"),
+        );
         assert!(Manifest::from_bytes(upper.as_bytes()).is_err());
         let mut m = sample();
         m.compatible.clear();

@@ -50,7 +50,10 @@ impl SignatureEntry {
         key_id.copy_from_slice(&bytes[..8]);
         let mut signature = [0u8; 64];
         signature.copy_from_slice(&bytes[8..]);
-        SignatureEntry { key_id: KeyId(key_id), signature }
+        SignatureEntry {
+            key_id: KeyId(key_id),
+            signature,
+        }
     }
 
     pub fn to_bytes(&self) -> [u8; SIGNATURE_ENTRY_LEN] {

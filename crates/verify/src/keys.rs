@@ -31,7 +31,9 @@ impl PublicKey {
     }
 
     pub fn to_pem(&self) -> Result<String, Error> {
-        self.key.to_public_key_pem(LineEnding::LF).map_err(|err| Error::Key(err.to_string()))
+        self.key
+            .to_public_key_pem(LineEnding::LF)
+            .map_err(|err| Error::Key(err.to_string()))
     }
 
     pub fn id(&self) -> KeyId {
@@ -62,22 +64,35 @@ impl std::fmt::Debug for SecretKey {
 impl SecretKey {
     /// A key from 32 secret random bytes supplied by the caller (e.g. from `getrandom`).
     pub fn from_seed(seed: &[u8; 32]) -> SecretKey {
-        SecretKey { key: SigningKey::from_bytes(seed) }
+        SecretKey {
+            key: SigningKey::from_bytes(seed),
+        }
     }
 
     pub fn from_pem(pem: &str) -> Result<SecretKey, Error> {
-        let key = SigningKey::from_pkcs8_pem(pem.trim())
-            .map_err(|err| Error::Key(format!("not an ed25519 private key in PKCS#8 PEM: {err}")))?;
+        let key = SigningKey::from_pkcs8_pem(pem.trim()).map_err(|err| {
+            Error::Key(format!("not an ed25519 private key in PKCS#8 PEM: {err}"))
+        })?;
         Ok(SecretKey { key })
     }
 
-    /// PKCS#8 PEM. The returned string holds the secret: write it with mode 0600.
+    /// PKCS#8 v1 PEM (seed only, as OpenSSL writes and reads it). The returned string holds the
+    /// secret: write it with mode 0600.
     pub fn to_pem(&self) -> Result<String, Error> {
-        Ok(self.key.to_pkcs8_pem(LineEnding::LF).map_err(|err| Error::Key(err.to_string()))?.to_string())
+        let keypair = ed25519_dalek::pkcs8::KeypairBytes {
+            secret_key: self.key.to_bytes(),
+            public_key: None,
+        };
+        Ok(keypair
+            .to_pkcs8_pem(LineEnding::LF)
+            .map_err(|err| Error::Key(err.to_string()))?
+            .to_string())
     }
 
     pub fn public_key(&self) -> PublicKey {
-        PublicKey { key: self.key.verifying_key() }
+        PublicKey {
+            key: self.key.verifying_key(),
+        }
     }
 
     pub fn sign(&self, message: &[u8]) -> [u8; 64] {
@@ -100,7 +115,10 @@ mod tests {
         let sig = again.sign(b"hello");
         assert!(public.verify(b"hello", &sig));
         assert!(!public.verify(b"hellO", &sig));
-        assert!(PublicKey::from_pem("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----").is_err());
+        assert!(
+            PublicKey::from_pem("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----")
+                .is_err()
+        );
         assert!(SecretKey::from_pem(&public.to_pem().unwrap()).is_err());
     }
 }

@@ -40,7 +40,9 @@ impl SignaturePolicy {
     /// At least `threshold` (>= 1) distinct trusted keys.
     pub fn threshold(threshold: usize) -> Result<SignaturePolicy, Error> {
         if threshold == 0 {
-            return Err(Error::Key("a signature threshold of 0 would accept unsigned artifacts".into()));
+            return Err(Error::Key(
+                "a signature threshold of 0 would accept unsigned artifacts".into(),
+            ));
         }
         Ok(SignaturePolicy { threshold })
     }
@@ -64,16 +66,29 @@ impl Default for SignaturePolicy {
 /// Checks the head's signatures against the keyring and policy. Returns the ids of the distinct
 /// trusted keys whose signatures verified. Signatures by unknown keys are ignored; a signature that
 /// claims a trusted key but does not verify is an error (the artifact was altered).
-pub fn check_signatures(head: &Head, keyring: &Keyring, policy: &SignaturePolicy) -> Result<Vec<KeyId>, Error> {
+pub fn check_signatures(
+    head: &Head,
+    keyring: &Keyring,
+    policy: &SignaturePolicy,
+) -> Result<Vec<KeyId>, Error> {
     let message = signing_message(&head.manifest_bytes);
     let mut signed_by: Vec<&PublicKey> = Vec::new();
     for entry in &head.signatures {
-        let candidates: Vec<&PublicKey> = keyring.keys().iter().filter(|k| k.id() == entry.key_id).collect();
+        let candidates: Vec<&PublicKey> = keyring
+            .keys()
+            .iter()
+            .filter(|k| k.id() == entry.key_id)
+            .collect();
         if candidates.is_empty() {
             continue;
         }
-        let Some(key) = candidates.into_iter().find(|k| k.verify(&message, &entry.signature)) else {
-            return Err(Error::BadSignature { key_id: entry.key_id });
+        let Some(key) = candidates
+            .into_iter()
+            .find(|k| k.verify(&message, &entry.signature))
+        else {
+            return Err(Error::BadSignature {
+                key_id: entry.key_id,
+            });
         };
         // The same key signing twice counts once toward the threshold.
         if !signed_by.contains(&key) {

@@ -12,7 +12,9 @@
 use crate::{Error, Keyring, SignaturePolicy, check_signatures};
 use rustupdate_format::chunk_table::ENTRY_LEN;
 use rustupdate_format::codec::ChunkDecoder;
-use rustupdate_format::{ChunkEntry, ChunkKind, Head, KeyId, Manifest, Payload, read_exact_or, read_head};
+use rustupdate_format::{
+    ChunkEntry, ChunkKind, Head, KeyId, Manifest, Payload, read_exact_or, read_head,
+};
 use sha2::{Digest, Sha256};
 use std::io::Read;
 
@@ -28,10 +30,20 @@ pub struct VerifiedArtifact<R: Read> {
 
 impl<R: Read> VerifiedArtifact<R> {
     /// Reads the head and checks the signatures. Nothing of the body has been read when this returns.
-    pub fn open(mut reader: R, keyring: &Keyring, policy: &SignaturePolicy) -> Result<VerifiedArtifact<R>, Error> {
+    pub fn open(
+        mut reader: R,
+        keyring: &Keyring,
+        policy: &SignaturePolicy,
+    ) -> Result<VerifiedArtifact<R>, Error> {
         let head = read_head(&mut reader)?;
         let signers = check_signatures(&head, keyring, policy)?;
-        Ok(VerifiedArtifact { head, signers, reader, next_payload: 0, payload_open: false })
+        Ok(VerifiedArtifact {
+            head,
+            signers,
+            reader,
+            next_payload: 0,
+            payload_open: false,
+        })
     }
 
     pub fn manifest(&self) -> &Manifest {
@@ -85,7 +97,13 @@ impl<R: Read> VerifiedArtifact<R> {
                 Ok(0) => return Ok(()),
                 Ok(_) => return Err(rustupdate_format::Error::TrailingData.into()),
                 Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(source) => return Err(rustupdate_format::Error::Io { part: "end of artifact", source }.into()),
+                Err(source) => {
+                    return Err(rustupdate_format::Error::Io {
+                        part: "end of artifact",
+                        source,
+                    }
+                    .into());
+                }
             }
         }
     }
@@ -172,7 +190,9 @@ impl<R: Read> PayloadReader<'_, R> {
         let offset = self.offset;
         let payload_size = self.payload().size;
         if entry.size > payload_size - offset {
-            return Err(self.layout_error(format!("chunk at offset {offset} runs past the image size {payload_size}")));
+            return Err(self.layout_error(format!(
+                "chunk at offset {offset} runs past the image size {payload_size}"
+            )));
         }
         self.offset += entry.size;
         match entry.kind {
@@ -183,21 +203,44 @@ impl<R: Read> PayloadReader<'_, R> {
                     self.image_hash.update(&ZEROS[..n]);
                     left -= n as u64;
                 }
-                Ok(Some(Chunk { offset, data: ChunkData::Zeros(entry.size) }))
+                Ok(Some(Chunk {
+                    offset,
+                    data: ChunkData::Zeros(entry.size),
+                }))
             }
             ChunkKind::Data => {
                 self.segment_data_left -= u64::from(entry.stored_len);
                 self.stored.resize(entry.stored_len as usize, 0);
                 read_exact_or(&mut self.artifact.reader, &mut self.stored, "payload data")?;
-                let name = || self.artifact.head.manifest.payloads[self.index].name.clone();
+                let name = || {
+                    self.artifact.head.manifest.payloads[self.index]
+                        .name
+                        .clone()
+                };
                 self.decoder
-                    .decode(entry.codec, &self.stored, entry.size as usize, &mut self.out)
-                    .map_err(|reason| rustupdate_format::Error::Decompress { payload: name(), offset, reason })?;
+                    .decode(
+                        entry.codec,
+                        &self.stored,
+                        entry.size as usize,
+                        &mut self.out,
+                    )
+                    .map_err(|reason| rustupdate_format::Error::Decompress {
+                        payload: name(),
+                        offset,
+                        reason,
+                    })?;
                 if Sha256::digest(&self.out).as_slice() != entry.sha256 {
-                    return Err(rustupdate_format::Error::ChunkHashMismatch { payload: name(), offset }.into());
+                    return Err(rustupdate_format::Error::ChunkHashMismatch {
+                        payload: name(),
+                        offset,
+                    }
+                    .into());
                 }
                 self.image_hash.update(&self.out);
-                Ok(Some(Chunk { offset, data: ChunkData::Bytes(&self.out) }))
+                Ok(Some(Chunk {
+                    offset,
+                    data: ChunkData::Bytes(&self.out),
+                }))
             }
         }
     }
@@ -208,7 +251,11 @@ impl<R: Read> PayloadReader<'_, R> {
         read_exact_or(&mut self.artifact.reader, &mut table, "chunk table")?;
         if Sha256::digest(&table).as_slice() != segment.table_sha256.0 {
             let payload = self.payload().name.clone();
-            return Err(rustupdate_format::Error::SegmentHashMismatch { payload, segment: self.segment }.into());
+            return Err(rustupdate_format::Error::SegmentHashMismatch {
+                payload,
+                segment: self.segment,
+            }
+            .into());
         }
         self.entries.clear();
         let mut stored_total = 0u64;
@@ -234,11 +281,17 @@ impl<R: Read> PayloadReader<'_, R> {
     fn finish_payload(&mut self) -> Result<(), Error> {
         let (size, expected) = (self.payload().size, self.payload().sha256);
         if self.offset != size {
-            return Err(self.layout_error(format!("chunks cover {} bytes, the image has {size}", self.offset)));
+            return Err(self.layout_error(format!(
+                "chunks cover {} bytes, the image has {size}",
+                self.offset
+            )));
         }
         let digest = std::mem::take(&mut self.image_hash).finalize();
         if digest.as_slice() != expected.0 {
-            return Err(rustupdate_format::Error::ImageHashMismatch { payload: self.payload().name.clone() }.into());
+            return Err(rustupdate_format::Error::ImageHashMismatch {
+                payload: self.payload().name.clone(),
+            }
+            .into());
         }
         self.done = true;
         self.artifact.payload_open = false;
@@ -247,6 +300,10 @@ impl<R: Read> PayloadReader<'_, R> {
     }
 
     fn layout_error(&self, reason: String) -> Error {
-        rustupdate_format::Error::PayloadLayout { payload: self.payload().name.clone(), reason }.into()
+        rustupdate_format::Error::PayloadLayout {
+            payload: self.payload().name.clone(),
+            reason,
+        }
+        .into()
     }
 }

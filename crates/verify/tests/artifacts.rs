@@ -1,8 +1,13 @@
 //! Whole-artifact tests: build real artifacts in memory, read them back through the verifying
 //! reader, and check that every kind of damage is rejected with the right error.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a panic is a test failure
+
 use rustupdate_format::builder::{BodyOptions, write_payload_body};
-use rustupdate_format::{Chunking, Compression, Head, Header, Manifest, SignatureEntry, header::HEADER_LEN, signing_message};
+use rustupdate_format::{
+    Chunking, Compression, Head, Header, Manifest, SignatureEntry, header::HEADER_LEN,
+    signing_message,
+};
 use rustupdate_verify::{ChunkData, Error, Keyring, SecretKey, SignaturePolicy, VerifiedArtifact};
 
 fn pseudo_random(len: usize, seed: u32) -> Vec<u8> {
@@ -53,14 +58,27 @@ fn build(image: &[u8], options: &BodyOptions, signers: &[&SecretKey]) -> Built {
     let message = signing_message(&manifest_bytes);
     let signatures = signers
         .iter()
-        .map(|key| SignatureEntry { key_id: key.public_key().id(), signature: key.sign(&message) })
+        .map(|key| SignatureEntry {
+            key_id: key.public_key().id(),
+            signature: key.sign(&message),
+        })
         .collect::<Vec<_>>();
-    let head = Head { header: Header::new(manifest_bytes.len(), signatures.len()).unwrap(), manifest_bytes, manifest, signatures };
+    let head = Head {
+        header: Header::new(manifest_bytes.len(), signatures.len()).unwrap(),
+        manifest_bytes,
+        manifest,
+        signatures,
+    };
     let mut bytes = head.to_bytes().unwrap();
     let manifest_end = HEADER_LEN + head.manifest_bytes.len();
     let body_start = bytes.len();
     bytes.extend_from_slice(&body);
-    Built { manifest: HEADER_LEN..manifest_end, signatures: manifest_end..body_start, body: body_start..bytes.len(), bytes }
+    Built {
+        manifest: HEADER_LEN..manifest_end,
+        signatures: manifest_end..body_start,
+        body: body_start..bytes.len(),
+        bytes,
+    }
 }
 
 fn key(seed: u8) -> SecretKey {
@@ -97,11 +115,25 @@ fn round_trip_every_codec_and_chunking() {
     let image = sample_image();
     let k = key(1);
     for compression in [Compression::Zstd, Compression::Gzip, Compression::None] {
-        for chunking in [Chunking::Fixed { size: 4096 }, Chunking::Fixed { size: 65536 }, Chunking::FastCdc { min: 1024, avg: 4096, max: 16384 }] {
+        for chunking in [
+            Chunking::Fixed { size: 4096 },
+            Chunking::Fixed { size: 65536 },
+            Chunking::FastCdc {
+                min: 1024,
+                avg: 4096,
+                max: 16384,
+            },
+        ] {
             for threads in [1, 3] {
-                let options = BodyOptions { compression, level: compression.default_level(), chunking, threads };
+                let options = BodyOptions {
+                    compression,
+                    level: compression.default_level(),
+                    chunking,
+                    threads,
+                };
                 let built = build(&image, &options, &[&k]);
-                let read = read_all(&built.bytes, &keyring(&[&k]), &SignaturePolicy::default()).unwrap();
+                let read =
+                    read_all(&built.bytes, &keyring(&[&k]), &SignaturePolicy::default()).unwrap();
                 assert!(read == image, "{compression:?} {chunking} {threads}");
             }
         }
@@ -115,8 +147,15 @@ fn zero_regions_cost_almost_nothing() {
     let k = key(1);
     let built = build(&image, &BodyOptions::default(), &[&k]);
     // 64 MiB, of which 4 KiB data: header + manifest + one segment of 3 entries + the data.
-    assert!(built.bytes.len() < 6000, "artifact is {} bytes", built.bytes.len());
-    assert_eq!(read_all(&built.bytes, &keyring(&[&k]), &SignaturePolicy::default()).unwrap(), image);
+    assert!(
+        built.bytes.len() < 6000,
+        "artifact is {} bytes",
+        built.bytes.len()
+    );
+    assert_eq!(
+        read_all(&built.bytes, &keyring(&[&k]), &SignaturePolicy::default()).unwrap(),
+        image
+    );
 }
 
 #[test]
@@ -129,15 +168,39 @@ fn signature_policy() {
     assert!(read_all(&built.bytes, &keyring(&[&a, &b]), &two).is_ok());
     // A key not in the keyring does not count.
     let err = read_all(&built.bytes, &keyring(&[&a, &c]), &two).unwrap_err();
-    assert!(matches!(err, Error::NotEnoughSignatures { valid: 1, required: 2, present: 2 }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::NotEnoughSignatures {
+                valid: 1,
+                required: 2,
+                present: 2
+            }
+        ),
+        "{err}"
+    );
     // The same key signing twice counts once.
     let built = build(&image, &BodyOptions::default(), &[&a, &a]);
     let err = read_all(&built.bytes, &keyring(&[&a, &b]), &two).unwrap_err();
-    assert!(matches!(err, Error::NotEnoughSignatures { valid: 1, .. }), "{err}");
+    assert!(
+        matches!(err, Error::NotEnoughSignatures { valid: 1, .. }),
+        "{err}"
+    );
     // Unsigned: rejected by default, accepted only by the dangerous policy.
     let built = build(&image, &BodyOptions::default(), &[]);
-    assert!(matches!(read_all(&built.bytes, &keyring(&[&a]), &SignaturePolicy::default()), Err(Error::NotEnoughSignatures { valid: 0, .. })));
-    assert_eq!(read_all(&built.bytes, &Keyring::new(), &SignaturePolicy::dangerous_accept_unsigned()).unwrap(), image);
+    assert!(matches!(
+        read_all(&built.bytes, &keyring(&[&a]), &SignaturePolicy::default()),
+        Err(Error::NotEnoughSignatures { valid: 0, .. })
+    ));
+    assert_eq!(
+        read_all(
+            &built.bytes,
+            &Keyring::new(),
+            &SignaturePolicy::dangerous_accept_unsigned()
+        )
+        .unwrap(),
+        image
+    );
     assert!(SignaturePolicy::threshold(0).is_err());
 }
 
@@ -147,7 +210,14 @@ fn no_payload_byte_before_the_signature_is_checked() {
     let k = key(1);
     let built = build(&image, &BodyOptions::default(), &[&k]);
     // Opening with a wrong key fails in `open`, before any payload reader exists.
-    assert!(VerifiedArtifact::open(built.bytes.as_slice(), &keyring(&[&key(9)]), &SignaturePolicy::default()).is_err());
+    assert!(
+        VerifiedArtifact::open(
+            built.bytes.as_slice(),
+            &keyring(&[&key(9)]),
+            &SignaturePolicy::default()
+        )
+        .is_err()
+    );
 }
 
 /// Flips bytes in every region of the artifact; each flip must be rejected, and the reader must
@@ -164,8 +234,16 @@ fn tamper_table_every_region_is_rejected() {
         ("header", 0..HEADER_LEN, 1),
         ("manifest", built.manifest.clone(), 1),
         ("signature block", built.signatures.clone(), 1),
-        ("chunk table", built.body.start..body_tables_end.min(built.body.end), 1),
-        ("payload data", body_tables_end.min(built.body.end)..built.body.end, 13),
+        (
+            "chunk table",
+            built.body.start..body_tables_end.min(built.body.end),
+            1,
+        ),
+        (
+            "payload data",
+            body_tables_end.min(built.body.end)..built.body.end,
+            13,
+        ),
     ];
     for (name, range, step) in regions {
         assert!(!range.is_empty(), "{name} region is empty");
@@ -174,21 +252,33 @@ fn tamper_table_every_region_is_rejected() {
                 let mut bytes = built.bytes.clone();
                 bytes[at] ^= bit;
                 let result = read_partial(&bytes, &ring, &policy, &image);
-                assert!(result.is_err(), "flipping bit {bit:#x} of byte {at} in the {name} was accepted");
+                assert!(
+                    result.is_err(),
+                    "flipping bit {bit:#x} of byte {at} in the {name} was accepted"
+                );
             }
         }
     }
 }
 
 /// Like `read_all`, but also checks each yielded chunk against the original image as it comes.
-fn read_partial(bytes: &[u8], ring: &Keyring, policy: &SignaturePolicy, original: &[u8]) -> Result<(), Error> {
+fn read_partial(
+    bytes: &[u8],
+    ring: &Keyring,
+    policy: &SignaturePolicy,
+    original: &[u8],
+) -> Result<(), Error> {
     let mut artifact = VerifiedArtifact::open(bytes, ring, policy)?;
     while let Some(mut payload) = artifact.next_payload()? {
         while let Some(chunk) = payload.next_chunk()? {
             let at = chunk.offset as usize;
             match chunk.data {
-                ChunkData::Bytes(b) => assert_eq!(b, &original[at..at + b.len()], "unverified bytes yielded"),
-                ChunkData::Zeros(n) => assert!(original[at..at + n as usize].iter().all(|b| *b == 0)),
+                ChunkData::Bytes(b) => {
+                    assert_eq!(b, &original[at..at + b.len()], "unverified bytes yielded")
+                }
+                ChunkData::Zeros(n) => {
+                    assert!(original[at..at + n as usize].iter().all(|b| *b == 0))
+                }
             }
         }
     }
@@ -201,10 +291,22 @@ fn truncation_at_every_length_is_rejected() {
     let k = key(1);
     let ring = keyring(&[&k]);
     let built = build(&image, &BodyOptions::default(), &[&k]);
-    for len in (0..built.bytes.len()).step_by(7).chain([built.bytes.len() - 1]) {
-        let err = read_partial(&built.bytes[..len], &ring, &SignaturePolicy::default(), &image).unwrap_err();
+    for len in (0..built.bytes.len())
+        .step_by(7)
+        .chain([built.bytes.len() - 1])
+    {
+        let err = read_partial(
+            &built.bytes[..len],
+            &ring,
+            &SignaturePolicy::default(),
+            &image,
+        )
+        .unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("truncated") || text.contains("not enough"), "len {len}: {text}");
+        assert!(
+            text.contains("truncated") || text.contains("not enough"),
+            "len {len}: {text}"
+        );
     }
     let mut longer = built.bytes.clone();
     longer.push(0);
@@ -220,12 +322,32 @@ fn signed_but_inconsistent_tables_are_rejected() {
     let k = key(1);
     let ring = keyring(&[&k]);
     let mut body = Vec::new();
-    let payload = write_payload_body(image.as_slice(), &mut body, "rootfs", &BodyOptions::default(), &mut |_| {}).unwrap();
-    let cases: Vec<(&str, Box<dyn Fn(&mut Manifest)>)> = vec![
-        ("size too small", Box::new(|m: &mut Manifest| m.payloads[0].size -= 1)),
-        ("size too large", Box::new(|m: &mut Manifest| m.payloads[0].size += 4096)),
-        ("data size", Box::new(|m: &mut Manifest| m.payloads[0].segments[0].data_size += 1)),
-        ("image hash", Box::new(|m: &mut Manifest| m.payloads[0].sha256.0[0] ^= 1)),
+    let payload = write_payload_body(
+        image.as_slice(),
+        &mut body,
+        "rootfs",
+        &BodyOptions::default(),
+        &mut |_| {},
+    )
+    .unwrap();
+    type Mutation = Box<dyn Fn(&mut Manifest)>;
+    let cases: Vec<(&str, Mutation)> = vec![
+        (
+            "size too small",
+            Box::new(|m: &mut Manifest| m.payloads[0].size -= 1),
+        ),
+        (
+            "size too large",
+            Box::new(|m: &mut Manifest| m.payloads[0].size += 4096),
+        ),
+        (
+            "data size",
+            Box::new(|m: &mut Manifest| m.payloads[0].segments[0].data_size += 1),
+        ),
+        (
+            "image hash",
+            Box::new(|m: &mut Manifest| m.payloads[0].sha256.0[0] ^= 1),
+        ),
     ];
     for (name, mutate) in cases {
         let mut manifest = Manifest {
@@ -239,8 +361,16 @@ fn signed_but_inconsistent_tables_are_rejected() {
         };
         mutate(&mut manifest);
         let manifest_bytes = manifest.to_bytes().unwrap();
-        let signature = SignatureEntry { key_id: k.public_key().id(), signature: k.sign(&signing_message(&manifest_bytes)) };
-        let head = Head { header: Header::new(manifest_bytes.len(), 1).unwrap(), manifest_bytes, manifest, signatures: vec![signature] };
+        let signature = SignatureEntry {
+            key_id: k.public_key().id(),
+            signature: k.sign(&signing_message(&manifest_bytes)),
+        };
+        let head = Head {
+            header: Header::new(manifest_bytes.len(), 1).unwrap(),
+            manifest_bytes,
+            manifest,
+            signatures: vec![signature],
+        };
         let mut bytes = head.to_bytes().unwrap();
         bytes.extend_from_slice(&body);
         let err = read_partial(&bytes, &ring, &SignaturePolicy::default(), &image);

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Runs every test of the project: formatting, lints, unit and integration tests (with the
+# reference tools for bootloader environments), the end-to-end QEMU boots and the layer checks.
+# Installs what it needs on a fresh Debian machine (run as root, or with sudo available).
+# Usage: ci/test.sh [--quick]   (--quick: Rust tests only)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+QUICK=0
+[[ "${1:-}" == "--quick" ]] && QUICK=1
+
+step() { printf '\n=== %s ===\n' "$*"; }
+SUDO=""
+[[ $(id -u) -ne 0 ]] && SUDO="sudo"
+
+step "host packages"
+ci/install-deps.sh
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo test --workspace"
+cargo test --workspace --locked
+
+if [[ $QUICK -eq 1 ]]; then
+    echo "quick run: skipped end-to-end boots and layer checks"
+    exit 0
+fi
+
+if [[ -x ci/layer-check.sh ]]; then
+    step "layer checks (oelint-adv, generated crates include, kas schema)"
+    ci/layer-check.sh
+fi
+
+if [[ -x ci/e2e/run.sh ]]; then
+    step "end-to-end boots under QEMU"
+    ci/e2e/run.sh --arch all
+fi
+echo
+echo "all tests passed"

@@ -1,0 +1,148 @@
+//! `build`: pack a filesystem image into an artifact, signed when keys are given.
+
+use crate::{EXIT_OK, cli::BuildArgs, files, progress};
+use anyhow::{Context, Result, bail};
+use rustupdate_format::builder::{BodyOptions, write_payload_body};
+use rustupdate_format::{
+    Chunking, Compression, Head, Header, Manifest, SignatureEntry, signing_message,
+};
+use std::io::{BufReader, BufWriter, Seek, Write};
+
+pub fn run(args: &BuildArgs) -> Result<u8> {
+    let compression = match args.compression.as_str() {
+        "zstd" => Compression::Zstd,
+        "gzip" => Compression::Gzip,
+        "none" => Compression::None,
+        other => bail!("unknown compression {other:?}"),
+    };
+    let level = args.level.unwrap_or(compression.default_level());
+    match compression {
+        Compression::Zstd if !(1..=22).contains(&level) => {
+            bail!("zstd level {level} is outside 1-22")
+        }
+        Compression::Gzip if !(0..=9).contains(&level) => {
+            bail!("gzip level {level} is outside 0-9")
+        }
+        _ => {}
+    }
+    let chunking: Chunking = args.chunking.parse().context("--chunking")?;
+    let keys = args
+        .keys
+        .iter()
+        .map(|p| files::read_secret_key(p))
+        .collect::<Result<Vec<_>>>()?;
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let created = match args.created {
+        Some(t) => t,
+        None => created_now()?,
+    };
+
+    let image = std::fs::File::open(&args.image)
+        .with_context(|| format!("opening image {}", args.image.display()))?;
+    let image_len = image.metadata()?.len();
+    // The manifest needs the chunk table hashes, so the body goes to a temporary file first.
+    let mut body = tempfile::tempfile_in(parent_dir(&args.output))
+        .context("creating a temporary body file")?;
+    let bar = progress::bar(image_len, "building");
+    let options = BodyOptions {
+        compression,
+        level,
+        chunking,
+        threads,
+    };
+    let payload = {
+        let mut writer = BufWriter::with_capacity(1 << 20, &mut body);
+        let payload = write_payload_body(
+            BufReader::with_capacity(1 << 20, image),
+            &mut writer,
+            "rootfs",
+            &options,
+            &mut |n| bar.set_position(n),
+        )
+        .with_context(|| format!("packing {}", args.image.display()))?;
+        writer.flush()?;
+        payload
+    };
+    bar.finish_and_clear();
+
+    let manifest = Manifest {
+        format_version: rustupdate_format::header::FORMAT_VERSION,
+        name: args.name.clone(),
+        version: args.version.clone(),
+        compatible: args.device_types.clone(),
+        security_version: args.security_version,
+        created,
+        payloads: vec![payload],
+    };
+    let manifest_bytes = manifest.to_bytes()?;
+    let message = signing_message(&manifest_bytes);
+    let signatures: Vec<SignatureEntry> = keys
+        .iter()
+        .map(|key| SignatureEntry {
+            key_id: key.public_key().id(),
+            signature: key.sign(&message),
+        })
+        .collect();
+    let head = Head {
+        header: Header::new(manifest_bytes.len(), signatures.len())?,
+        manifest_bytes,
+        manifest,
+        signatures,
+    };
+
+    let out = files::temp_next_to(&args.output)?;
+    {
+        let mut writer = BufWriter::with_capacity(1 << 20, out.as_file());
+        writer.write_all(&head.to_bytes()?)?;
+        body.rewind()?;
+        std::io::copy(&mut body, &mut writer)?;
+        writer.flush()?;
+    }
+    files::persist(out, &args.output)?;
+
+    let size = std::fs::metadata(&args.output)?.len();
+    let payload = &head.manifest.payloads[0];
+    println!(
+        "{}: {} {} ({} image bytes -> {} artifact bytes, {:.1}%), {}",
+        args.output.display(),
+        head.manifest.name,
+        head.manifest.version,
+        payload.size,
+        size,
+        100.0 * size as f64 / payload.size as f64,
+        if head.signatures.is_empty() {
+            "UNSIGNED (sign it with `rustupdate-artifact sign`)".to_string()
+        } else {
+            format!(
+                "signed by {}",
+                head.signatures
+                    .iter()
+                    .map(|s| s.key_id.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }
+    );
+    Ok(EXIT_OK)
+}
+
+fn created_now() -> Result<u64> {
+    if let Ok(epoch) = std::env::var("SOURCE_DATE_EPOCH") {
+        return epoch
+            .trim()
+            .parse()
+            .with_context(|| format!("SOURCE_DATE_EPOCH={epoch:?} is not a number"));
+    }
+    Ok(std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs())
+}
+
+fn parent_dir(path: &std::path::Path) -> std::path::PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    }
+}

@@ -1,0 +1,121 @@
+//! Command-line arguments as parsed by clap (raw); each subcommand module validates its own.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "rustupdate-artifact",
+    version,
+    about = "Build, sign, inspect and verify rustupdate artifacts (.rua)"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Make an ed25519 key pair: PREFIX.key.pem (PKCS#8, mode 0600) and PREFIX.pub.pem.
+    Keygen(KeygenArgs),
+    /// Build an artifact from a filesystem image; signs it when keys are given.
+    Build(BuildArgs),
+    /// Add a signature to an existing artifact without rebuilding it.
+    Sign(SignArgs),
+    /// Show the header, manifest and signatures (nothing is verified).
+    Inspect(InspectArgs),
+    /// Check signatures against trusted keys, every chunk and the whole-image hash.
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Path prefix of the key files.
+    #[arg(short, long)]
+    pub output: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Filesystem image to pack (e.g. an ext4 rootfs image).
+    #[arg(long)]
+    pub image: PathBuf,
+    /// Artifact name (e.g. the image name).
+    #[arg(long)]
+    pub name: String,
+    /// Artifact version.
+    #[arg(long)]
+    pub version: String,
+    /// Compatible device type; repeat for several.
+    #[arg(long = "device-type", required = true)]
+    pub device_types: Vec<String>,
+    /// Anti-downgrade counter: devices refuse artifacts below their committed security version.
+    #[arg(long)]
+    pub security_version: Option<u64>,
+    /// Chunk compression.
+    #[arg(long, default_value = "zstd", value_parser = ["zstd", "gzip", "none"])]
+    pub compression: String,
+    /// Compression level (zstd 1-22, default 3; gzip 0-9, default 6).
+    #[arg(long)]
+    pub level: Option<i32>,
+    /// Chunking: fixed:SIZE or fastcdc:MIN:AVG:MAX (bytes).
+    #[arg(long, default_value = "fixed:4096")]
+    pub chunking: String,
+    /// Creation time in seconds since the epoch (default: $SOURCE_DATE_EPOCH, else now).
+    #[arg(long)]
+    pub created: Option<u64>,
+    /// Secret key to sign with (PKCS#8 PEM); repeat for several. Without keys the artifact is unsigned.
+    #[arg(long = "key")]
+    pub keys: Vec<PathBuf>,
+    /// Compression threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Output file.
+    #[arg(short, long)]
+    pub output: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct SignArgs {
+    /// Artifact to sign.
+    pub artifact: PathBuf,
+    /// Write the signed artifact here instead of replacing the input.
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// Secret key (PKCS#8 PEM).
+    #[arg(long, conflicts_with_all = ["signer_cmd", "public_key"], required_unless_present = "signer_cmd")]
+    pub key: Option<PathBuf>,
+    /// External signer: a shell command that reads the message on stdin and prints the raw 64-byte
+    /// ed25519 signature (or 128 hex digits) on stdout, e.g. an HSM tool or
+    /// `openssl pkeyutl -sign -rawin -inkey key.pem`.
+    #[arg(long, requires = "public_key")]
+    pub signer_cmd: Option<String>,
+    /// Public key of the external signer (SubjectPublicKeyInfo PEM): names the signature and checks it.
+    #[arg(long)]
+    pub public_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    pub artifact: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    pub artifact: PathBuf,
+    /// Trusted public key (PEM); repeat for several.
+    #[arg(long = "key")]
+    pub keys: Vec<PathBuf>,
+    /// Directory whose *.pem files are trusted public keys.
+    #[arg(long)]
+    pub keys_dir: Option<PathBuf>,
+    /// Distinct trusted keys that must have signed.
+    #[arg(long, default_value_t = 1)]
+    pub threshold: usize,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}

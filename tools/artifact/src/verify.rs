@@ -1,0 +1,64 @@
+//! `verify`: the same checks a device makes, without writing anything.
+
+use crate::{EXIT_OK, EXIT_REJECTED, cli::VerifyArgs, files, progress};
+use anyhow::{Context, Result, bail};
+use rustupdate_verify::{SignaturePolicy, VerifiedArtifact};
+use serde_json::json;
+use std::io::BufReader;
+
+pub fn run(args: &VerifyArgs) -> Result<u8> {
+    let ring = files::keyring(&args.keys, args.keys_dir.as_deref())?;
+    if ring.is_empty() {
+        bail!("no trusted keys: give --key PUB.pem or --keys-dir DIR");
+    }
+    let policy = SignaturePolicy::threshold(args.threshold)?;
+    let file = std::fs::File::open(&args.artifact)
+        .with_context(|| format!("opening {}", args.artifact.display()))?;
+    let result = check(BufReader::with_capacity(1 << 20, file), &ring, &policy);
+    let (ok, detail) = match &result {
+        Ok(summary) => (true, summary.clone()),
+        Err(err) => (false, err.to_string()),
+    };
+    if args.json {
+        println!(
+            "{}",
+            json!({ "artifact": args.artifact, "ok": ok, "detail": detail })
+        );
+    } else if ok {
+        println!("{}: OK: {detail}", args.artifact.display());
+    } else {
+        println!("{}: REJECTED: {detail}", args.artifact.display());
+    }
+    Ok(if ok { EXIT_OK } else { EXIT_REJECTED })
+}
+
+fn check<R: std::io::Read>(
+    reader: R,
+    ring: &rustupdate_verify::Keyring,
+    policy: &SignaturePolicy,
+) -> Result<String, rustupdate_verify::Error> {
+    let mut artifact = VerifiedArtifact::open(reader, ring, policy)?;
+    let signers = artifact
+        .signers()
+        .iter()
+        .map(|k| k.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let (name, version) = (
+        artifact.manifest().name.clone(),
+        artifact.manifest().version.clone(),
+    );
+    let mut total = 0u64;
+    while let Some(mut payload) = artifact.next_payload()? {
+        let bar = progress::bar(payload.payload().size, "verifying");
+        while let Some(chunk) = payload.next_chunk()? {
+            total += chunk.data.len();
+            bar.set_position(total);
+        }
+        bar.finish_and_clear();
+    }
+    artifact.finish()?;
+    Ok(format!(
+        "{name} {version}, {total} image bytes verified, signed by {signers}"
+    ))
+}

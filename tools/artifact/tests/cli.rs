@@ -1,0 +1,326 @@
+//! The `rustupdate-artifact` binary end to end: keys, build, sign (own key and an OpenSSL external
+//! signer), inspect, verify, and the exit codes. OpenSSL is the reference implementation of the
+//! key formats; the tests fail loudly if it is missing.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a panic is a test failure
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn tool(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rustupdate-artifact"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run the tool")
+}
+
+fn ok(args: &[&str], dir: &Path) -> String {
+    let out = tool(args, dir);
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn openssl(args: &[&str], dir: &Path) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl is required for these tests: apt-get install openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// An image with data, zeros and a partial last block.
+fn write_image(path: &Path) {
+    let mut image = Vec::new();
+    for i in 0..300_000u32 {
+        image.extend_from_slice(&(i.wrapping_mul(2_654_435_761) >> 7).to_le_bytes());
+    }
+    image.resize(3 << 20, 0);
+    image.extend_from_slice(b"tail");
+    std::fs::write(path, image).unwrap();
+}
+
+fn setup() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    write_image(&dir.path().join("rootfs.ext4"));
+    let path = dir.path().to_path_buf();
+    (dir, path)
+}
+
+#[test]
+fn keygen_build_sign_verify() {
+    let (_guard, d) = setup();
+    ok(&["keygen", "-o", "release"], &d);
+    let mode = std::fs::metadata(d.join("release.key.pem"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "secret key must be private");
+    // keygen never overwrites a key.
+    assert_eq!(
+        tool(&["keygen", "-o", "release"], &d).status.code(),
+        Some(2)
+    );
+
+    let out = ok(
+        &[
+            "build",
+            "--image",
+            "rootfs.ext4",
+            "--name",
+            "demo",
+            "--version",
+            "1.2",
+            "--device-type",
+            "board-a",
+            "--device-type",
+            "board-b",
+            "--security-version",
+            "4",
+            "--key",
+            "release.key.pem",
+            "-o",
+            "demo.rua",
+        ],
+        &d,
+    );
+    assert!(out.contains("signed by"), "{out}");
+    let verified = ok(&["verify", "demo.rua", "--key", "release.pub.pem"], &d);
+    assert!(verified.contains("OK"), "{verified}");
+
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&["inspect", "--json", "demo.rua"], &d)).unwrap();
+    assert_eq!(json["version"], "1.2");
+    assert_eq!(json["security-version"], 4);
+    assert_eq!(
+        json["compatible"],
+        serde_json::json!(["board-a", "board-b"])
+    );
+    assert_eq!(json["payloads"][0]["size"], (3 << 20) + 4);
+    assert_eq!(json["signatures"].as_array().unwrap().len(), 1);
+
+    // A different key is not trusted: exit code 1 (rejected), not 2 (error).
+    ok(&["keygen", "-o", "other"], &d);
+    let out = tool(&["verify", "demo.rua", "--key", "other.pub.pem"], &d);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn unsigned_build_signed_later_by_openssl_external_signer() {
+    let (_guard, d) = setup();
+    ok(
+        &[
+            "build",
+            "--image",
+            "rootfs.ext4",
+            "--name",
+            "demo",
+            "--version",
+            "1",
+            "--device-type",
+            "b",
+            "-o",
+            "u.rua",
+        ],
+        &d,
+    );
+    ok(&["keygen", "-o", "own"], &d);
+    // Unsigned artifacts are rejected by verify.
+    assert_eq!(
+        tool(&["verify", "u.rua", "--key", "own.pub.pem"], &d)
+            .status
+            .code(),
+        Some(1)
+    );
+    let before = std::fs::read(d.join("u.rua")).unwrap();
+
+    // A key made by OpenSSL, used through an external signer command (the HSM path).
+    openssl(&["genpkey", "-algorithm", "ed25519", "-out", "hsm.pem"], &d);
+    openssl(
+        &["pkey", "-in", "hsm.pem", "-pubout", "-out", "hsm.pub"],
+        &d,
+    );
+    let signer = r#"f=$(mktemp); cat > "$f"; openssl pkeyutl -sign -rawin -inkey hsm.pem -in "$f"; rc=$?; rm -f "$f"; exit $rc"#;
+    ok(
+        &[
+            "sign",
+            "u.rua",
+            "--signer-cmd",
+            signer,
+            "--public-key",
+            "hsm.pub",
+            "-o",
+            "s.rua",
+        ],
+        &d,
+    );
+    // The input is untouched when -o is given; the body is carried over byte for byte.
+    assert_eq!(std::fs::read(d.join("u.rua")).unwrap(), before);
+    let signed = std::fs::read(d.join("s.rua")).unwrap();
+    assert_eq!(signed.len(), before.len() + 72);
+    assert_eq!(
+        &signed[signed.len() - 1000..],
+        &before[before.len() - 1000..]
+    );
+    ok(&["verify", "s.rua", "--key", "hsm.pub"], &d);
+
+    // A second, own-key signature in place; threshold 2 now passes with both keys trusted.
+    ok(&["sign", "s.rua", "--key", "own.key.pem"], &d);
+    ok(
+        &[
+            "verify",
+            "s.rua",
+            "--key",
+            "hsm.pub",
+            "--key",
+            "own.pub.pem",
+            "--threshold",
+            "2",
+        ],
+        &d,
+    );
+    // Signing twice with the same key is refused.
+    assert_eq!(
+        tool(&["sign", "s.rua", "--key", "own.key.pem"], &d)
+            .status
+            .code(),
+        Some(2)
+    );
+    // Our own PEM secret key is readable by OpenSSL too.
+    openssl(&["pkey", "-in", "own.key.pem", "-noout"], &d);
+
+    // A signer that prints garbage, or signs with the wrong key, is caught before anything is written.
+    let out = tool(
+        &[
+            "sign",
+            "u.rua",
+            "--signer-cmd",
+            "echo nonsense",
+            "--public-key",
+            "hsm.pub",
+        ],
+        &d,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("expected a raw 64-byte signature"));
+    let wrong = r#"f=$(mktemp); cat > "$f"; openssl pkeyutl -sign -rawin -inkey hsm.pem -in "$f"; rm -f "$f""#;
+    let out = tool(
+        &[
+            "sign",
+            "u.rua",
+            "--signer-cmd",
+            wrong,
+            "--public-key",
+            "own.pub.pem",
+        ],
+        &d,
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not verify"));
+    assert_eq!(std::fs::read(d.join("u.rua")).unwrap(), before);
+}
+
+#[test]
+fn tampered_artifact_is_rejected_with_exit_code_1() {
+    let (_guard, d) = setup();
+    ok(&["keygen", "-o", "k"], &d);
+    ok(
+        &[
+            "build",
+            "--image",
+            "rootfs.ext4",
+            "--name",
+            "n",
+            "--version",
+            "1",
+            "--device-type",
+            "b",
+            "--key",
+            "k.key.pem",
+            "--compression",
+            "gzip",
+            "--chunking",
+            "fastcdc:4096:16384:65536",
+            "-o",
+            "a.rua",
+        ],
+        &d,
+    );
+    let mut bytes = std::fs::read(d.join("a.rua")).unwrap();
+    let at = bytes.len() - 5000;
+    bytes[at] ^= 0x40;
+    std::fs::write(d.join("bad.rua"), &bytes).unwrap();
+    let out = tool(&["verify", "bad.rua", "--key", "k.pub.pem", "--json"], &d);
+    assert_eq!(out.status.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["ok"], false);
+    assert!(
+        json["detail"]
+            .as_str()
+            .unwrap()
+            .contains("payload \"rootfs\""),
+        "{json}"
+    );
+    // Not an artifact at all: a clear error, exit 1 from verify.
+    std::fs::write(d.join("junk.rua"), b"hello").unwrap();
+    let out = tool(&["verify", "junk.rua", "--key", "k.pub.pem"], &d);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("truncated in the header"));
+}
+
+#[test]
+fn bad_arguments_are_named() {
+    let (_guard, d) = setup();
+    let out = tool(
+        &[
+            "build",
+            "--image",
+            "rootfs.ext4",
+            "--name",
+            "n",
+            "--version",
+            "1",
+            "--device-type",
+            "b",
+            "--chunking",
+            "fixed:3",
+            "-o",
+            "x.rua",
+        ],
+        &d,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("fixed:3"));
+    let out = tool(
+        &[
+            "build",
+            "--image",
+            "missing.img",
+            "--name",
+            "n",
+            "--version",
+            "1",
+            "--device-type",
+            "b",
+            "-o",
+            "x.rua",
+        ],
+        &d,
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.img"));
+    assert!(!d.join("x.rua").exists());
+}
