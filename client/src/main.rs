@@ -1,1 +1,27 @@
-fn main() {}
+//! `rustupdate`, the device client. This file parses arguments, sets up logging and maps results
+//! to the documented exit codes; each subcommand lives in `commands/`.
+
+mod cli;
+mod commands;
+mod config;
+mod device;
+mod exit;
+mod source;
+mod sys;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_timestamp(None)
+        .init();
+    match commands::run(&cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            log::error!("{err:#}");
+            ExitCode::from(exit::code_for(&err))
+        }
+    }
+}

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Benchmark: install a 512 MiB ext4 rootfs image from a local .rua into a slot (a loop device, or
+# a file when loop devices are unavailable), side by side with `zstd -d | dd` into the same target.
+# Prints wall time, CPU time (user+sys) and peak RSS of each (median of RUNS), the ratios, and the
+# stripped size of the release client binary.
+#   bench/install-bench.sh            (RUNS=5 by default; IMAGE=... to use another image)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+RUNS=${RUNS:-5}
+OUT=build/bench/install
+mkdir -p "$OUT"
+
+command -v zstd >/dev/null && [[ -x /usr/bin/time ]] || { apt-get update -qq && apt-get install -y -qq zstd time >/dev/null; }
+bench/rootfs-images.sh >/dev/null
+IMAGE=${IMAGE:-$ROOT/build/bench/rootfs-v2.ext4}
+SIZE=$(stat -c %s "$IMAGE")
+
+echo "building release binaries"
+cargo build --release --locked -p rustupdate -p rustupdate-artifact 2>&1 | tail -1
+CLIENT=$ROOT/target/release/rustupdate
+TOOL=$ROOT/target/release/rustupdate-artifact
+
+# Artifact (default settings) and the reference compressed stream.
+rm -f "$OUT"/bench.key.pem "$OUT"/bench.pub.pem
+"$TOOL" keygen -o "$OUT/bench" >/dev/null
+"$TOOL" build --image "$IMAGE" --name bench --version 2 --device-type bench --key "$OUT/bench.key.pem" -o "$OUT/image.rua" >/dev/null
+zstd -q -f -3 -T0 "$IMAGE" -o "$OUT/image.zst"
+
+# Target: a loop device over a file when possible, else the file itself.
+truncate -s "$SIZE" "$OUT/slot-b.img"
+truncate -s "$SIZE" "$OUT/slot-a.img"
+LOOP=""
+if LOOP=$(losetup --find --show "$OUT/slot-b.img" 2>/dev/null); then
+    TARGET=$LOOP
+    trap 'losetup -d "$LOOP"' EXIT
+else
+    TARGET=$OUT/slot-b.img
+fi
+echo "target: $TARGET"
+
+mkdir -p "$OUT/keys" "$OUT/data" "$OUT/boot"
+cp "$OUT/bench.pub.pem" "$OUT/keys/"
+printf 'rustupdate.slot=a\n' > "$OUT/cmdline"
+grub-editenv "$OUT/boot/grubenv" create 2>/dev/null || { apt-get install -y -qq grub-common >/dev/null; grub-editenv "$OUT/boot/grubenv" create; }
+cat > "$OUT/rustupdate.toml" <<TOML
+device-type = "bench"
+data-dir = "$OUT/data"
+[slots.a]
+device = "$OUT/slot-a.img"
+[slots.b]
+device = "$TARGET"
+[bootloader]
+type = "grub"
+grubenv = "$OUT/boot/grubenv"
+[keys]
+trusted-dir = "$OUT/keys"
+[health]
+dir = "$OUT/health.d"
+timeout-secs = 10
+trial-timeout-secs = 600
+[system]
+reboot-command = ["true"]
+cmdline-file = "$OUT/cmdline"
+TOML
+
+reset_device() {
+    grub-editenv "$OUT/boot/grubenv" set rustupdate_slot=a upgrade_available=0 bootcount=0 bootlimit=3
+    rm -f "$OUT/data/state.json"
+}
+
+# measure NAME COMMAND...: appends "wall cpu rss_kb" to $OUT/NAME.times
+measure() {
+    local name=$1; shift
+    /usr/bin/time -f "%e %U %S %M" -o "$OUT/$name.one" "$@" >/dev/null 2>"$OUT/$name.err" || { cat "$OUT/$name.err"; exit 1; }
+    awk '{printf "%s %.2f %s\n", $1, $2+$3, $4}' "$OUT/$name.one" >> "$OUT/$name.times"
+}
+
+rm -f "$OUT"/*.times
+for i in $(seq "$RUNS"); do
+    sync; echo 1 > /proc/sys/vm/drop_caches 2>/dev/null || true
+    cat "$OUT/image.rua" "$OUT/image.zst" > /dev/null   # both inputs warm in the page cache
+    measure pipeline sh -c "zstd -d -c '$OUT/image.zst' | dd of='$TARGET' bs=1M conv=fsync status=none"
+    reset_device
+    measure client "$CLIENT" -c "$OUT/rustupdate.toml" install "$OUT/image.rua"
+    # The client really wrote the image: compare the target with the source.
+    cmp -n "$SIZE" "$IMAGE" "$TARGET" || { echo "target differs from the image after install"; exit 1; }
+done
+
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+col() { awk -v c="$2" '{print $c}' "$OUT/$1.times" | median; }
+pw=$(col pipeline 1); pc=$(col pipeline 2); pr=$(col pipeline 3)
+cw=$(col client 1); cc=$(col client 2); cr=$(col client 3)
+
+cp "$CLIENT" "$OUT/rustupdate.stripped"; strip "$OUT/rustupdate.stripped"
+BIN=$(stat -c %s "$OUT/rustupdate.stripped")
+{
+echo "## Install benchmark ($(date -u +%F), $(nproc) cores, median of $RUNS, image $(basename "$IMAGE") $((SIZE >> 20)) MiB, target $TARGET)"
+echo
+echo "| | wall s | CPU s | peak RSS MiB |"
+echo "| --- | ---: | ---: | ---: |"
+printf '| zstd -d \\| dd (conv=fsync) | %s | %s | %.1f |\n' "$pw" "$pc" "$(echo "$pr/1024" | bc -l)"
+printf '| rustupdate install | %s | %s | %.1f |\n' "$cw" "$cc" "$(echo "$cr/1024" | bc -l)"
+printf '| ratio client / pipeline | %.2f | %.2f | %.2f |\n' "$(echo "$cw/$pw" | bc -l)" "$(echo "$cc/$pc" | bc -l)" "$(echo "$cr/$pr" | bc -l)"
+echo
+echo "artifact: $(stat -c %s "$OUT/image.rua") bytes; zstd -3 stream: $(stat -c %s "$OUT/image.zst") bytes"
+printf 'stripped client binary (%s): %s bytes (%.2f MiB)\n' "$(uname -m)" "$BIN" "$(echo "$BIN/1048576" | bc -l)"
+} | tee "$OUT/result.md"

@@ -1,0 +1,60 @@
+//! Command-line arguments (clap derive).
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "rustupdate",
+    version,
+    about = "Atomic A/B updates for embedded Linux"
+)]
+pub struct Cli {
+    /// Configuration file.
+    #[arg(short, long, global = true, default_value = crate::config::DEFAULT_CONFIG_PATH)]
+    pub config: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Install an artifact (file, http(s) URL, or - for stdin) into the inactive slot and arm a trial boot.
+    Install(InstallArgs),
+    /// After a trial boot: run the health checks, then commit or roll back (reboots). Otherwise
+    /// record what happened since the last run. Run at every boot.
+    Commit,
+    /// Roll back a trial (reboots), or cancel an installed update before its reboot.
+    Rollback,
+    /// Show slots, versions, trial state and the last result.
+    Status(StatusArgs),
+    /// Rollback guard: roll back a trial still undecided after health.trial-timeout-secs of uptime.
+    Guard,
+    /// Show an artifact's manifest and whether its signatures satisfy this device's keys.
+    ShowArtifact(ShowArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InstallArgs {
+    /// Artifact: a path, an http(s):// URL, or - for stdin.
+    pub artifact: String,
+    /// Reboot into the new slot when the install succeeded.
+    #[arg(long)]
+    pub reboot: bool,
+    /// DANGEROUS: accept an artifact without any trusted signature.
+    #[arg(long)]
+    pub danger_allow_unsigned: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// Artifact: a path, an http(s):// URL, or - for stdin.
+    pub artifact: String,
+}

@@ -1,0 +1,91 @@
+//! `rustupdate install`: verify, check policy, write the inactive slot, arm the trial.
+
+use crate::cli::InstallArgs;
+use crate::config::Config;
+use crate::device::{Device, keyring};
+use crate::exit::{self, Rejected};
+use crate::source;
+use anyhow::{Context, Result};
+use rustupdate_core::Error as CoreError;
+use rustupdate_verify::{SignaturePolicy, VerifiedArtifact};
+use std::io::BufReader;
+
+pub fn run(config: &Config, args: &InstallArgs) -> Result<u8> {
+    let ring = keyring(config)?;
+    let policy = if args.danger_allow_unsigned {
+        log::warn!("--danger-allow-unsigned: accepting an artifact without trusted signatures");
+        SignaturePolicy::dangerous_accept_unsigned()
+    } else {
+        SignaturePolicy::threshold(config.keys.threshold)?
+    };
+    let mut device = Device::open(config)?;
+    let mut updater = device.updater()?;
+    let reader = BufReader::with_capacity(1 << 20, source::open(&args.artifact)?);
+    let artifact = match VerifiedArtifact::open(reader, &ring, &policy) {
+        Ok(artifact) => artifact,
+        Err(err) if is_io(&err) => {
+            return Err(
+                anyhow::Error::new(err).context(format!("reading artifact {}", args.artifact))
+            );
+        }
+        Err(err) => {
+            return Err(anyhow::Error::new(err)
+                .context(Rejected)
+                .context(format!("artifact {}", args.artifact)));
+        }
+    };
+    log::info!(
+        "artifact {} {} signed by {}",
+        artifact.manifest().name,
+        artifact.manifest().version,
+        artifact
+            .signers()
+            .iter()
+            .map(|k| k.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let mut last_percent = 0;
+    let report = updater.install(artifact, &mut |done, total| {
+        let percent = done * 100 / total.max(1);
+        if percent >= last_percent + 10 {
+            last_percent = percent;
+            log::info!("written {percent}% ({done} of {total} bytes)");
+        }
+    });
+    let report = match report {
+        Ok(report) => report,
+        Err(err) => {
+            let rejected = matches!(
+                err,
+                CoreError::Artifact(ref e) if !is_io(e)
+            ) || matches!(
+                err,
+                CoreError::IncompatibleDevice { .. }
+                    | CoreError::SecurityDowngrade { .. }
+                    | CoreError::NoRootfsPayload
+                    | CoreError::SlotTooSmall { .. }
+            );
+            let err = anyhow::Error::new(err);
+            return Err(if rejected { err.context(Rejected) } else { err })
+                .context(format!("installing {}", args.artifact));
+        }
+    };
+    println!(
+        "installed {} into slot {} (transaction {}); reboot to try it",
+        report.version, report.slot, report.transaction
+    );
+    drop(updater);
+    if args.reboot {
+        crate::commands::commit::reboot(&device)?;
+    }
+    Ok(exit::OK)
+}
+
+/// A failure to read the artifact (network, disk) rather than a verdict on its content.
+fn is_io(err: &rustupdate_verify::Error) -> bool {
+    matches!(
+        err,
+        rustupdate_verify::Error::Format(rustupdate_format::Error::Io { .. })
+    )
+}

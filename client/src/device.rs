@@ -1,0 +1,102 @@
+//! Wires the configuration into the real adapters and hands out an `Updater`.
+
+use crate::config::{Bootloader, Config};
+use crate::sys::boot_env::{GrubEnvFile, UbootEnv};
+use crate::sys::reboot::CommandReboot;
+use crate::sys::scripts::ScriptDir;
+use crate::sys::slots::DeviceSlots;
+use crate::sys::state_file::StateFile;
+use anyhow::{Context, Result};
+use rustupdate_core::slot::booted_slot_from_cmdline;
+use rustupdate_core::updater::Seams;
+use rustupdate_core::{BootControl, SlotId, Updater};
+use rustupdate_verify::{Keyring, PublicKey};
+use std::time::Duration;
+
+pub struct Device {
+    pub config: Config,
+    pub booted: SlotId,
+    boot: Box<dyn BootControl>,
+    state: StateFile,
+    slots: DeviceSlots,
+    health: ScriptDir,
+    hooks: ScriptDir,
+    reboot: CommandReboot,
+}
+
+impl Device {
+    pub fn open(config: &Config) -> Result<Device> {
+        let cmdline_path = &config.system.cmdline_file;
+        let cmdline = std::fs::read_to_string(cmdline_path)
+            .with_context(|| format!("reading {}", cmdline_path.display()))?;
+        let booted = booted_slot_from_cmdline(&cmdline).with_context(|| {
+            format!(
+                "{} has no rustupdate.slot=a|b: was this boot started by a rustupdate boot script?",
+                cmdline_path.display()
+            )
+        })?;
+        let boot: Box<dyn BootControl> = match &config.bootloader {
+            Bootloader::Grub { grubenv, bootlimit } => Box::new(GrubEnvFile {
+                path: grubenv.clone(),
+                default_bootlimit: *bootlimit,
+            }),
+            Bootloader::Uboot {
+                fw_env_config,
+                bootlimit,
+            } => Box::new(UbootEnv::from_config_file(fw_env_config, *bootlimit)?),
+        };
+        Ok(Device {
+            booted,
+            boot,
+            state: StateFile {
+                dir: config.data_dir.clone(),
+            },
+            slots: DeviceSlots::new(&config.slots, &config.system.dev_dir)?,
+            health: ScriptDir {
+                dir: config.health.dir.clone(),
+                timeout: Duration::from_secs(config.health.timeout_secs),
+            },
+            hooks: ScriptDir {
+                dir: config.hooks.dir.clone(),
+                timeout: Duration::from_secs(config.hooks.timeout_secs),
+            },
+            reboot: CommandReboot {
+                command: config.system.reboot_command.clone(),
+            },
+            config: config.clone(),
+        })
+    }
+
+    pub fn updater(&mut self) -> Result<Updater<'_>> {
+        let seams = Seams {
+            boot: self.boot.as_mut(),
+            state: &mut self.state,
+            slots: &mut self.slots,
+            health: &mut self.health,
+            hooks: &mut self.hooks,
+            reboot: &mut self.reboot,
+        };
+        Ok(Updater::new(&self.config.device_type, self.booted, seams)?)
+    }
+}
+
+/// The trusted keys: every `*.pem` in `keys.trusted-dir`.
+pub fn keyring(config: &Config) -> Result<Keyring> {
+    let dir = &config.keys.trusted_dir;
+    let mut paths: Vec<_> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading trusted key directory {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "pem"))
+        .collect();
+    paths.sort();
+    let mut ring = Keyring::new();
+    for path in paths {
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        ring.add(
+            PublicKey::from_pem(&text)
+                .with_context(|| format!("trusted key {}", path.display()))?,
+        );
+    }
+    Ok(ring)
+}

@@ -1,0 +1,130 @@
+//! Where an artifact comes from: a file, stdin (`-`), or an `http(s)://` URL streamed without a
+//! local copy. A dropped HTTP connection is resumed with a `Range` request (a few bounded retries);
+//! every byte is verified by the artifact reader anyway, so a resumed stream cannot smuggle data in.
+
+use anyhow::{Context, Result};
+use std::io::Read;
+use std::time::Duration;
+
+/// Attempts per download (first try plus resumptions).
+const HTTP_ATTEMPTS: u32 = 5;
+const HTTP_CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// A connection that delivers nothing for this long is dropped (and resumed).
+const HTTP_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub fn open(location: &str) -> Result<Box<dyn Read + Send>> {
+    if location == "-" {
+        return Ok(Box::new(std::io::stdin()));
+    }
+    if location.starts_with("http://") || location.starts_with("https://") {
+        return Ok(Box::new(HttpReader::new(location)));
+    }
+    let file =
+        std::fs::File::open(location).with_context(|| format!("opening artifact {location}"))?;
+    Ok(Box::new(file))
+}
+
+/// A streaming HTTP body that reconnects with `Range: bytes=N-` after a dropped connection.
+pub struct HttpReader {
+    agent: ureq::Agent,
+    url: String,
+    offset: u64,
+    total: Option<u64>,
+    body: Option<Box<dyn Read + Send>>,
+    attempts_left: u32,
+}
+
+impl HttpReader {
+    pub fn new(url: &str) -> HttpReader {
+        let config = ureq::Agent::config_builder()
+            .timeout_connect(Some(HTTP_CONNECT_TIMEOUT))
+            .timeout_recv_response(Some(HTTP_IDLE_TIMEOUT))
+            .timeout_recv_body(None)
+            .build();
+        HttpReader {
+            agent: config.into(),
+            url: url.into(),
+            offset: 0,
+            total: None,
+            body: None,
+            attempts_left: HTTP_ATTEMPTS,
+        }
+    }
+
+    fn connect(&mut self) -> std::io::Result<()> {
+        let mut request = self.agent.get(&self.url);
+        if self.offset > 0 {
+            request = request.header("Range", format!("bytes={}-", self.offset));
+        }
+        let response = request
+            .call()
+            .map_err(|err| std::io::Error::other(format!("GET {}: {err}", self.url)))?;
+        let status = response.status().as_u16();
+        if self.offset > 0 && status != 206 {
+            return Err(std::io::Error::other(format!(
+                "GET {}: server does not resume (status {status})",
+                self.url
+            )));
+        }
+        let length = response
+            .headers()
+            .get("content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if self.total.is_none() {
+            self.total = length.map(|l| l + self.offset);
+        }
+        self.body = Some(Box::new(response.into_body().into_reader()));
+        Ok(())
+    }
+
+    fn retry_or(&mut self, err: std::io::Error) -> std::io::Result<()> {
+        self.body = None;
+        if self.attempts_left <= 1 {
+            return Err(std::io::Error::other(format!(
+                "download of {} failed at byte {}: {err}",
+                self.url, self.offset
+            )));
+        }
+        self.attempts_left -= 1;
+        let attempt = HTTP_ATTEMPTS - self.attempts_left;
+        log::warn!(
+            "download of {} interrupted at byte {} ({err}); resuming (attempt {attempt})",
+            self.url,
+            self.offset
+        );
+        // Bounded backoff: 0.5 s, 1 s, 2 s, 4 s.
+        std::thread::sleep(Duration::from_millis(500 << (attempt - 1).min(3)));
+        Ok(())
+    }
+}
+
+impl Read for HttpReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            if self.body.is_none()
+                && let Err(err) = self.connect()
+            {
+                self.retry_or(err)?;
+                continue;
+            }
+            let Some(body) = self.body.as_mut() else {
+                continue;
+            };
+            match body.read(buf) {
+                Ok(0) if self.total.is_some_and(|t| self.offset < t) => {
+                    self.retry_or(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "connection closed early",
+                    ))?;
+                }
+                Ok(n) => {
+                    self.offset += n as u64;
+                    return Ok(n);
+                }
+                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(err) => self.retry_or(err)?,
+            }
+        }
+    }
+}

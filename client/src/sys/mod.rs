@@ -1,0 +1,38 @@
+//! The real adapters behind the seams of `rustupdate-core`: files, block devices, the bootloader
+//! environments, scripts, reboot and the fault injection used by the power-cut tests.
+
+pub mod boot_env;
+pub mod fault;
+pub mod reboot;
+pub mod scripts;
+pub mod slots;
+pub mod state_file;
+
+use std::path::Path;
+
+/// Writes `bytes` to `path` atomically: a temp file in the same directory, fsync, rename, fsync of
+/// the directory. A power cut leaves either the old or the new file. `fault_name` names the
+/// fault-injection points before and after the rename.
+pub fn replace_file(path: &Path, bytes: &[u8], fault_name: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{file_name}.tmp"));
+    {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+    }
+    fault::point(&format!("{fault_name}:before-rename"));
+    std::fs::rename(&tmp, path)?;
+    // The rename is durable only once the directory entry is on disk.
+    std::fs::File::open(dir)?.sync_all()?;
+    fault::point(&format!("{fault_name}:after-rename"));
+    Ok(())
+}

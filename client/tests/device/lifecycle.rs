@@ -1,0 +1,299 @@
+//! Install, trial, commit, fallback, rollback and rejection on the simulated device.
+
+use crate::rig::{Rig, image};
+use std::collections::BTreeMap;
+
+#[test]
+fn good_update_is_installed_tried_and_committed() {
+    let rig = Rig::new();
+    let artifact = rig.artifact("v2", &image(2), &[&rig.key], "test-board", Some(1));
+    let out = rig.client(&["install", artifact.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        rig.env(),
+        env(&[
+            ("rustupdate_slot", "b"),
+            ("upgrade_available", "1"),
+            ("bootcount", "0"),
+            ("bootlimit", "3")
+        ])
+    );
+    assert!(rig.slot_holds('b', &image(2)), "slot b holds the new image");
+    assert_eq!(rig.status()["situation"], "awaiting-reboot");
+
+    assert_eq!(rig.boot(), 'b');
+    assert_eq!(rig.status()["situation"], "trial");
+    let out = rig.client(&["commit"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("committed v2"), "{}", out.stdout);
+    assert_eq!(rig.env()["upgrade_available"], "0");
+    assert_eq!(rig.env()["rustupdate_slot"], "b");
+
+    // Still the new version after another boot, and commit has nothing left to do.
+    assert_eq!(rig.boot(), 'b');
+    let out = rig.client(&["commit"]);
+    assert!(out.stdout.contains("nothing to do"), "{}", out.stdout);
+    let status = rig.status();
+    assert_eq!(status["committed"]["version"], "v2");
+    assert_eq!(status["last-result"]["result"], "committed");
+    assert_eq!(status["security-version"], 1);
+    assert!(!rig.reboot_requested());
+}
+
+#[test]
+fn broken_image_falls_back_in_the_bootloader_and_is_reported() {
+    let rig = Rig::new();
+    let artifact = rig.artifact("v2-broken", &image(2), &[&rig.key], "test-board", None);
+    assert_eq!(rig.client(&["install", artifact.to_str().unwrap()]).code, 0);
+    // The new slot never comes up far enough to run the client: three trial boots, then fallback.
+    for _ in 0..3 {
+        assert_eq!(rig.boot(), 'b');
+    }
+    assert_eq!(rig.boot(), 'a');
+    let out = rig.client(&["commit"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let status = rig.status();
+    assert_eq!(status["last-result"]["result"], "fell-back", "{status}");
+    assert_eq!(status["situation"], "idle");
+    assert_eq!(rig.env()["upgrade_available"], "0");
+    assert!(rig.slot_holds('a', &image(1)), "the old slot is untouched");
+
+    // The device is clean for the next update.
+    let next = rig.artifact("v3", &image(3), &[&rig.key], "test-board", None);
+    assert_eq!(rig.client(&["install", next.to_str().unwrap()]).code, 0);
+    assert_eq!(rig.boot(), 'b');
+    assert_eq!(rig.client(&["commit"]).code, 0);
+    assert_eq!(rig.status()["committed"]["version"], "v3");
+}
+
+#[test]
+fn failing_health_check_rolls_back_and_reboots() {
+    let rig = Rig::new();
+    rig.health_script(
+        "10-app",
+        "#!/bin/sh\necho checking app on $RUSTUPDATE_BOOTED_SLOT for $RUSTUPDATE_VERSION\nexit 7\n",
+    );
+    let artifact = rig.artifact("v2", &image(2), &[&rig.key], "test-board", None);
+    assert_eq!(rig.client(&["install", artifact.to_str().unwrap()]).code, 0);
+    assert_eq!(rig.boot(), 'b');
+    let out = rig.client(&["commit"]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("checking app on b for v2"),
+        "script output is logged: {}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("10-app failed"), "{}", out.stderr);
+    assert!(rig.reboot_requested());
+    assert_eq!(
+        rig.env(),
+        env(&[
+            ("rustupdate_slot", "a"),
+            ("upgrade_available", "0"),
+            ("bootcount", "0"),
+            ("bootlimit", "3")
+        ])
+    );
+    assert_eq!(rig.boot(), 'a');
+    assert_eq!(rig.client(&["commit"]).code, 0);
+    let status = rig.status();
+    assert_eq!(status["last-result"]["result"], "rolled-back");
+    assert!(
+        status["last-result"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("10-app")
+    );
+}
+
+#[test]
+fn hanging_health_check_times_out_and_noisy_output_is_bounded() {
+    let rig = Rig::new();
+    rig.health_script(
+        "10-noisy",
+        "#!/bin/sh\nhead -c 5000000 /dev/zero | tr '\\0' x\necho\nseq 1 200000\nexit 0\n",
+    );
+    rig.health_script("20-hang", "#!/bin/sh\nsleep 1000 &\nsleep 1000\n");
+    let artifact = rig.artifact("v2", &image(2), &[&rig.key], "test-board", None);
+    assert_eq!(rig.client(&["install", artifact.to_str().unwrap()]).code, 0);
+    assert_eq!(rig.boot(), 'b');
+    let started = std::time::Instant::now();
+    let out = rig.client(&["commit"]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("20-hang timed out after 2 s"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "the timeout bounds the run"
+    );
+    assert!(
+        out.stderr.len() < 200_000,
+        "5 MB of script output must not reach the log ({} bytes)",
+        out.stderr.len()
+    );
+    assert!(
+        out.stderr.contains("more bytes of output not logged"),
+        "{}",
+        &out.stderr[..2000.min(out.stderr.len())]
+    );
+}
+
+#[test]
+fn rejected_artifacts_never_touch_the_inactive_slot() {
+    let rig = Rig::new();
+    // Commit a security version 5 first, so that a downgrade can be tried.
+    let v2 = rig.artifact("v2", &image(2), &[&rig.key], "test-board", Some(5));
+    assert_eq!(rig.client(&["install", v2.to_str().unwrap()]).code, 0);
+    rig.boot();
+    assert_eq!(rig.client(&["commit"]).code, 0);
+    // Now slot b runs v2; slot a (inactive) holds v1.
+    let stranger = rig_key(99);
+    let cases = vec![
+        (
+            "tampered manifest",
+            rig.tampered_at(
+                &rig.artifact("t", &image(3), &[&rig.key], "test-board", Some(5)),
+                60,
+            ),
+            "does not verify",
+        ),
+        (
+            "wrong device type",
+            rig.artifact("w", &image(3), &[&rig.key], "other-board", Some(5)),
+            "device types",
+        ),
+        (
+            "lower security version",
+            rig.artifact("l", &image(3), &[&rig.key], "test-board", Some(4)),
+            "security version 4",
+        ),
+        (
+            "unknown key",
+            rig.artifact("u", &image(3), &[&stranger], "test-board", Some(5)),
+            "not enough trusted signatures",
+        ),
+        (
+            "unsigned",
+            rig.artifact("n", &image(3), &[], "test-board", Some(5)),
+            "not enough trusted signatures",
+        ),
+        (
+            "not an artifact",
+            rig.file("junk.rua", b"definitely not an artifact"),
+            "bad magic",
+        ),
+    ];
+    for (name, artifact, message) in cases {
+        let before = (rig.slot_bytes('a'), rig.env(), rig.state_text());
+        let out = rig.client(&["install", artifact.to_str().unwrap()]);
+        assert_eq!(out.code, 4, "{name}: {}", out.stderr);
+        assert!(
+            out.stderr.contains(message),
+            "{name}: expected {message:?} in {}",
+            out.stderr
+        );
+        assert!(
+            rig.slot_bytes('a') == before.0,
+            "{name}: inactive slot changed"
+        );
+        assert_eq!(rig.env(), before.1, "{name}: bootloader changed");
+        assert_eq!(
+            rig.boot(),
+            'b',
+            "{name}: device must keep booting the committed slot"
+        );
+    }
+    // Unsigned is accepted only with the danger flag.
+    let unsigned = rig.artifact("n2", &image(3), &[], "test-board", Some(5));
+    let out = rig.client(&[
+        "install",
+        "--danger-allow-unsigned",
+        unsigned.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+}
+
+/// A chunk that fails verification is detected before it is written, but the chunks before it were
+/// written to the inactive slot: the slot is never activated and the failure is recorded.
+#[test]
+fn tampered_payload_never_activates_the_slot() {
+    let rig = Rig::new();
+    let bad = rig.tampered(&rig.artifact("t", &image(2), &[&rig.key], "test-board", None));
+    let out = rig.client(&["install", bad.to_str().unwrap()]);
+    assert_eq!(out.code, 4, "{}", out.stderr);
+    assert_eq!(rig.env()["rustupdate_slot"], "a");
+    assert_eq!(rig.env()["upgrade_available"], "0");
+    let status = rig.status();
+    assert_eq!(status["last-result"]["result"], "failed");
+    assert!(status["pending"].is_null());
+    assert_eq!(rig.boot(), 'a');
+}
+
+#[test]
+fn corrupt_state_file_is_moved_aside_and_rebuilt() {
+    let rig = Rig::new();
+    let artifact = rig.artifact("v2", &image(2), &[&rig.key], "test-board", None);
+    assert_eq!(rig.client(&["install", artifact.to_str().unwrap()]).code, 0);
+    rig.boot();
+    std::fs::write(rig.data_dir().join("state.json"), b"{ this is not json").unwrap();
+    let status = rig.status();
+    assert!(
+        status["recovered-from"]
+            .as_str()
+            .unwrap()
+            .contains("moved to"),
+        "{status}"
+    );
+    assert_eq!(status["situation"], "unknown-trial");
+    assert!(rig.data_dir().join("state.json.corrupt").exists());
+    // The trial the bootloader knows about is still decided by the health checks.
+    let out = rig.client(&["commit"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(rig.env()["upgrade_available"], "0");
+    assert_eq!(rig.status()["last-result"]["result"], "committed");
+}
+
+#[test]
+fn rollback_by_hand_and_cancel_before_reboot() {
+    let rig = Rig::new();
+    let artifact = rig.artifact("v2", &image(2), &[&rig.key], "test-board", None);
+    assert_eq!(rig.client(&["rollback"]).code, 1, "nothing to roll back");
+    assert_eq!(rig.client(&["install", artifact.to_str().unwrap()]).code, 0);
+    // Cancel before reboot.
+    assert_eq!(rig.client(&["rollback"]).code, 0);
+    assert_eq!(rig.env()["rustupdate_slot"], "a");
+    assert_eq!(rig.env()["upgrade_available"], "0");
+    assert!(!rig.reboot_requested());
+    // Install again, boot it, roll back by hand.
+    assert_eq!(rig.client(&["install", artifact.to_str().unwrap()]).code, 0);
+    assert_eq!(rig.boot(), 'b');
+    assert_eq!(rig.client(&["rollback"]).code, 0);
+    assert!(rig.reboot_requested());
+    assert_eq!(rig.boot(), 'a');
+    rig.client(&["commit"]);
+    assert_eq!(rig.status()["last-result"]["result"], "rolled-back");
+}
+
+#[test]
+fn unknown_config_key_is_named() {
+    let rig = Rig::new();
+    let config = std::fs::read_to_string(rig.config_path()).unwrap() + "\nsurprise-key = 1\n";
+    std::fs::write(rig.config_path(), config).unwrap();
+    let out = rig.client(&["status"]);
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("surprise-key"), "{}", out.stderr);
+}
+
+fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn rig_key(seed: u8) -> rustupdate_verify::SecretKey {
+    rustupdate_verify::SecretKey::from_seed(&[seed; 32])
+}

@@ -1,0 +1,322 @@
+//! The simulated device: slot files, a GRUB environment block edited with `grub-editenv`, a kernel
+//! command line file, the client configuration, keys and artifacts.
+
+use rustupdate_format::builder::{BodyOptions, write_payload_body};
+use rustupdate_format::{Head, Header, Manifest, SignatureEntry, signing_message};
+use rustupdate_verify::SecretKey;
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub const SLOT_SIZE: usize = 6 << 20;
+
+pub struct Rig {
+    dir: tempfile::TempDir,
+    pub key: SecretKey,
+}
+
+pub struct Output {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// A deterministic 4 MiB "filesystem image" for version `n`: data, zero runs, a version stamp.
+pub fn image(n: u8) -> Vec<u8> {
+    let mut image = vec![0u8; 4 << 20];
+    let mut x = 0x1234_5678u32 ^ u32::from(n);
+    for block in (0..image.len()).step_by(4096) {
+        if (block / 4096) % 3 == 0 {
+            continue; // leave zero runs like an unused filesystem region
+        }
+        for byte in &mut image[block..block + 2048] {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            *byte = (x % 16) as u8 + b'a';
+        }
+    }
+    image[..16].copy_from_slice(format!("image version {n:2}").as_bytes());
+    image
+}
+
+impl Rig {
+    pub fn new() -> Rig {
+        require_tool("grub-editenv", "grub-common");
+        let dir = tempfile::tempdir().unwrap();
+        let rig = Rig {
+            dir,
+            key: SecretKey::from_seed(&[7; 32]),
+        };
+        let root = rig.root();
+        for d in ["keys", "health.d", "hooks.d", "data", "boot"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        let mut slot_a = image(1);
+        slot_a.resize(SLOT_SIZE, 0);
+        std::fs::write(root.join("slot-a.img"), slot_a).unwrap();
+        std::fs::write(root.join("slot-b.img"), vec![0xeeu8; SLOT_SIZE]).unwrap();
+        std::fs::write(
+            root.join("keys/release.pem"),
+            rig.key.public_key().to_pem().unwrap(),
+        )
+        .unwrap();
+        let grubenv = root.join("boot/grubenv");
+        tool(Command::new("grub-editenv").arg(&grubenv).arg("create"));
+        tool(Command::new("grub-editenv").arg(&grubenv).args([
+            "set",
+            "rustupdate_slot=a",
+            "upgrade_available=0",
+            "bootcount=0",
+            "bootlimit=3",
+        ]));
+        std::fs::write(
+            root.join("cmdline"),
+            "console=ttyS0 rustupdate.slot=a quiet\n",
+        )
+        .unwrap();
+        let reboot = root.join("reboot.sh");
+        std::fs::write(
+            &reboot,
+            format!(
+                "#!/bin/sh\ntouch {}\n",
+                root.join("reboot-requested").display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&reboot, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let config = format!(
+            r#"device-type = "test-board"
+data-dir = "{root}/data"
+[slots.a]
+device = "{root}/slot-a.img"
+[slots.b]
+device = "{root}/slot-b.img"
+[bootloader]
+type = "grub"
+grubenv = "{root}/boot/grubenv"
+[keys]
+trusted-dir = "{root}/keys"
+[health]
+dir = "{root}/health.d"
+timeout-secs = 2
+trial-timeout-secs = 600
+[hooks]
+dir = "{root}/hooks.d"
+timeout-secs = 2
+[system]
+reboot-command = ["{root}/reboot.sh"]
+cmdline-file = "{root}/cmdline"
+"#,
+            root = root.display()
+        );
+        std::fs::write(rig.config_path(), config).unwrap();
+        rig
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.root().join("rustupdate.toml")
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.root().join("data")
+    }
+
+    pub fn client(&self, args: &[&str]) -> Output {
+        self.client_env(args, &[])
+    }
+
+    pub fn client_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let out = Command::new(env!("CARGO_BIN_EXE_rustupdate"))
+            .arg("-c")
+            .arg(self.config_path())
+            .args(args)
+            .envs(env.iter().copied())
+            .env("RUST_LOG", "info")
+            .output()
+            .unwrap();
+        Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    pub fn status(&self) -> serde_json::Value {
+        let out = self.client(&["status", "--json"]);
+        assert_eq!(out.code, 0, "status failed: {}", out.stderr);
+        serde_json::from_str(&out.stdout).unwrap()
+    }
+
+    /// The GRUB environment as `grub-editenv list` prints it.
+    pub fn env(&self) -> BTreeMap<String, String> {
+        let out = tool(
+            Command::new("grub-editenv")
+                .arg(self.root().join("boot/grubenv"))
+                .arg("list"),
+        );
+        out.lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// One boot of the simulated bootloader: the counting rule of docs/boot-contract.md, applied
+    /// with `grub-editenv` like grub.cfg does with save_env. Clears the reboot request and returns
+    /// the slot that boots.
+    pub fn boot(&self) -> char {
+        let env = self.env();
+        let mut slot = env["rustupdate_slot"].clone();
+        let grubenv = self.root().join("boot/grubenv");
+        if env.get("upgrade_available").map(String::as_str) == Some("1") {
+            let count: u32 = env["bootcount"].parse::<u32>().unwrap() + 1;
+            let limit: u32 = env["bootlimit"].parse().unwrap();
+            if count > limit {
+                slot = if slot == "a" { "b".into() } else { "a".into() };
+                tool(Command::new("grub-editenv").arg(&grubenv).args([
+                    "set",
+                    &format!("rustupdate_slot={slot}"),
+                    "upgrade_available=0",
+                    "bootcount=0",
+                ]));
+            } else {
+                tool(
+                    Command::new("grub-editenv")
+                        .arg(&grubenv)
+                        .args(["set", &format!("bootcount={count}")]),
+                );
+            }
+        }
+        std::fs::write(
+            self.root().join("cmdline"),
+            format!("console=ttyS0 rustupdate.slot={slot} quiet\n"),
+        )
+        .unwrap();
+        let _ = std::fs::remove_file(self.root().join("reboot-requested"));
+        slot.chars().next().unwrap()
+    }
+
+    pub fn reboot_requested(&self) -> bool {
+        self.root().join("reboot-requested").exists()
+    }
+
+    pub fn slot_bytes(&self, slot: char) -> Vec<u8> {
+        std::fs::read(self.root().join(format!("slot-{slot}.img"))).unwrap()
+    }
+
+    /// The slot starts with exactly this image (slots are larger than images).
+    pub fn slot_holds(&self, slot: char, image: &[u8]) -> bool {
+        let bytes = self.slot_bytes(slot);
+        bytes.len() >= image.len() && &bytes[..image.len()] == image
+    }
+
+    pub fn state_text(&self) -> String {
+        std::fs::read_to_string(self.data_dir().join("state.json")).unwrap_or_default()
+    }
+
+    pub fn health_script(&self, name: &str, text: &str) {
+        let path = self.root().join("health.d").join(name);
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    pub fn file(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let path = self.root().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    /// Builds and signs an artifact with the real format crates.
+    pub fn artifact(
+        &self,
+        version: &str,
+        image: &[u8],
+        keys: &[&SecretKey],
+        device_type: &str,
+        security_version: Option<u64>,
+    ) -> PathBuf {
+        let mut body = Vec::new();
+        let payload = write_payload_body(
+            image,
+            &mut body,
+            "rootfs",
+            &BodyOptions::default(),
+            &mut |_| {},
+        )
+        .unwrap();
+        let manifest = Manifest {
+            format_version: 1,
+            name: "test-image".into(),
+            version: version.into(),
+            compatible: vec![device_type.into()],
+            security_version,
+            created: 1_700_000_000,
+            payloads: vec![payload],
+        };
+        let manifest_bytes = manifest.to_bytes().unwrap();
+        let message = signing_message(&manifest_bytes);
+        let signatures: Vec<SignatureEntry> = keys
+            .iter()
+            .map(|k| SignatureEntry {
+                key_id: k.public_key().id(),
+                signature: k.sign(&message),
+            })
+            .collect();
+        let head = Head {
+            header: Header::new(manifest_bytes.len(), signatures.len()).unwrap(),
+            manifest_bytes,
+            manifest,
+            signatures,
+        };
+        let mut bytes = head.to_bytes().unwrap();
+        bytes.extend_from_slice(&body);
+        self.file(
+            &format!("{version}-{device_type}-{}.rua", keys.len()),
+            &bytes,
+        )
+    }
+
+    /// A copy of the artifact with one byte flipped in the last chunk's data.
+    pub fn tampered(&self, artifact: &Path) -> PathBuf {
+        let len = std::fs::metadata(artifact).unwrap().len() as usize;
+        self.tampered_at(artifact, len - 100)
+    }
+
+    /// A copy of the artifact with the byte at `at` flipped.
+    pub fn tampered_at(&self, artifact: &Path, at: usize) -> PathBuf {
+        let mut bytes = std::fs::read(artifact).unwrap();
+        bytes[at] ^= 0x20;
+        self.file("tampered.rua", &bytes)
+    }
+}
+
+pub fn tool(command: &mut Command) -> String {
+    let out = command
+        .output()
+        .unwrap_or_else(|err| panic!("{command:?}: {err}"));
+    assert!(
+        out.status.success(),
+        "{command:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Fails loudly (never skips) when a reference tool is missing.
+pub fn require_tool(program: &str, package: &str) {
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {program}"))
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        found,
+        "{program} is required: apt-get install {package} (ci/install-deps.sh does this)"
+    );
+}
