@@ -21,8 +21,9 @@ pub fn run(config: &Config, args: &InstallArgs) -> Result<u8> {
     let mut device = Device::open(config)?;
     let mut updater = device.updater()?;
     let reader = BufReader::with_capacity(1 << 20, source::open(&args.artifact)?);
+    let parallel = std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
     let artifact = match VerifiedArtifact::open(reader, &ring, &policy) {
-        Ok(artifact) => artifact,
+        Ok(artifact) => artifact.with_parallel_image_hash(parallel),
         Err(err) if is_io(&err) => {
             return Err(
                 anyhow::Error::new(err).context(format!("reading artifact {}", args.artifact))

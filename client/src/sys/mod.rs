@@ -7,6 +7,7 @@ pub mod reboot;
 pub mod scripts;
 pub mod slots;
 pub mod state_file;
+pub mod zero;
 
 use std::path::Path;
 

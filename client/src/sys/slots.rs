@@ -1,7 +1,8 @@
 //! Slots as block devices or plain files. Writes go through the page cache in large sequential
-//! `pwrite`s and end with `fsync`; zero runs are written from a static zero buffer.
+//! `pwrite`s on a writer thread and end with `fsync`; zero runs use `BLKZEROOUT`/hole punching
+//! (see `zero.rs`).
 
-use super::fault;
+use super::{fault, zero};
 use crate::config::Slots;
 use rustupdate_core::updater::{ImageSink, SlotTargets};
 use rustupdate_core::{Error, SlotId};
@@ -9,10 +10,11 @@ use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::thread::JoinHandle;
 
 /// Fault-injection point every this many bytes written, so power-cut tests can stop mid-image.
 const FAULT_POINT_EVERY: u64 = 4 * 1024 * 1024;
-static ZEROS: [u8; 256 * 1024] = [0; 256 * 1024];
 
 #[derive(Debug)]
 pub struct DeviceSlots {
@@ -62,11 +64,10 @@ impl SlotTargets for DeviceSlots {
 
     fn open(&mut self, slot: SlotId) -> Result<Box<dyn ImageSink + '_>, Error> {
         let file = self.open_write(slot)?;
-        Ok(Box::new(SlotSink {
+        Ok(Box::new(SlotSink::new(
             file,
-            path: self.path(slot).to_path_buf(),
-            since_fault_point: 0,
-        }))
+            self.path(slot).to_path_buf(),
+        )?))
     }
 
     fn probe_writable(&mut self, slot: SlotId) -> Result<(), Error> {
@@ -74,13 +75,100 @@ impl SlotTargets for DeviceSlots {
     }
 }
 
+/// Writes through a bounded queue to a writer thread, so that disk writes overlap with
+/// decompression and verification. At most `QUEUE` batches of `BATCH` bytes are in flight.
 struct SlotSink {
-    file: File,
     path: PathBuf,
+    batch: Vec<u8>,
+    batch_offset: u64,
+    tx: Option<SyncSender<Op>>,
+    spare: Receiver<Vec<u8>>,
+    writer: Option<JoinHandle<std::io::Result<File>>>,
     since_fault_point: u64,
 }
 
+const BATCH: usize = 256 * 1024;
+const QUEUE: usize = 4;
+
+enum Op {
+    Write(u64, Vec<u8>),
+    Zero(u64, u64),
+}
+
 impl SlotSink {
+    fn new(file: File, path: PathBuf) -> Result<SlotSink, Error> {
+        let (tx, rx) = sync_channel::<Op>(QUEUE);
+        let (spare_tx, spare) = sync_channel::<Vec<u8>>(QUEUE + 2);
+        let writer = std::thread::Builder::new()
+            .name("slot-writer".into())
+            .spawn(move || -> std::io::Result<File> {
+                let mut method = zero::Method::for_file(&file);
+                for op in rx {
+                    match op {
+                        Op::Write(offset, buf) => {
+                            file.write_all_at(&buf, offset)?;
+                            let _ = spare_tx.try_send(buf);
+                        }
+                        // Remember a method that fell back, so it is not retried for every run.
+                        Op::Zero(offset, len) => {
+                            method = zero::zero_range(&file, offset, len, method)?
+                        }
+                    }
+                }
+                Ok(file)
+            })
+            .map_err(|err| Error::adapter("slot", format!("starting the writer thread: {err}")))?;
+        Ok(SlotSink {
+            path,
+            batch: Vec::with_capacity(BATCH),
+            batch_offset: 0,
+            tx: Some(tx),
+            spare,
+            writer: Some(writer),
+            since_fault_point: 0,
+        })
+    }
+
+    fn send(&mut self, op: Op) -> Result<(), Error> {
+        let sent = self.tx.as_ref().is_some_and(|tx| tx.send(op).is_ok());
+        if sent {
+            return Ok(());
+        }
+        // The writer stopped: its error says why.
+        Err(self
+            .join_writer()
+            .err()
+            .unwrap_or_else(|| self.err(std::io::Error::other("writer thread stopped"))))
+    }
+
+    fn flush_batch(&mut self) -> Result<(), Error> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let next = self.spare.try_recv().map(|mut b| {
+            b.clear();
+            b
+        });
+        let full = std::mem::replace(
+            &mut self.batch,
+            next.unwrap_or_else(|_| Vec::with_capacity(BATCH)),
+        );
+        let offset = self.batch_offset;
+        self.send(Op::Write(offset, full))
+    }
+
+    fn join_writer(&mut self) -> Result<File, Error> {
+        drop(self.tx.take());
+        let Some(writer) = self.writer.take() else {
+            return Err(self.err(std::io::Error::other("writer thread already finished")));
+        };
+        match writer.join() {
+            Ok(Ok(file)) => Ok(file),
+            Ok(Err(err)) => Err(self.err(err)),
+            Err(_) => Err(self.err(std::io::Error::other("writer thread panicked"))),
+        }
+    }
+
     fn err(&self, err: std::io::Error) -> Error {
         Error::adapter("slot", format!("writing {}: {err}", self.path.display()))
     }
@@ -96,28 +184,29 @@ impl SlotSink {
 
 impl ImageSink for SlotSink {
     fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), Error> {
-        self.file
-            .write_all_at(data, offset)
-            .map_err(|e| self.err(e))?;
+        let contiguous = self.batch_offset + self.batch.len() as u64 == offset;
+        if !contiguous || self.batch.len() + data.len() > BATCH {
+            self.flush_batch()?;
+        }
+        if self.batch.is_empty() {
+            self.batch_offset = offset;
+        }
+        self.batch.extend_from_slice(data);
         self.written(data.len() as u64);
         Ok(())
     }
 
     fn write_zeros(&mut self, offset: u64, len: u64) -> Result<(), Error> {
-        let mut done = 0u64;
-        while done < len {
-            let n = (len - done).min(ZEROS.len() as u64) as usize;
-            self.file
-                .write_all_at(&ZEROS[..n], offset + done)
-                .map_err(|e| self.err(e))?;
-            done += n as u64;
-            self.written(n as u64);
-        }
+        self.flush_batch()?;
+        self.send(Op::Zero(offset, len))?;
+        self.written(len);
         Ok(())
     }
 
     fn finish(&mut self) -> Result<(), Error> {
-        self.file.sync_all().map_err(|e| self.err(e))?;
+        self.flush_batch()?;
+        let file = self.join_writer()?;
+        file.sync_all().map_err(|e| self.err(e))?;
         fault::point("image:synced");
         Ok(())
     }

@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 mod error;
+mod image_hash;
 pub mod keys;
 pub mod policy;
 pub mod reader;

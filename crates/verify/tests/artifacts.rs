@@ -95,7 +95,17 @@ fn keyring(keys: &[&SecretKey]) -> Keyring {
 
 /// Reads every payload to the end; returns the reassembled image.
 fn read_all(bytes: &[u8], ring: &Keyring, policy: &SignaturePolicy) -> Result<Vec<u8>, Error> {
-    let mut artifact = VerifiedArtifact::open(bytes, ring, policy)?;
+    read_all_with(bytes, ring, policy, false)
+}
+
+fn read_all_with(
+    bytes: &[u8],
+    ring: &Keyring,
+    policy: &SignaturePolicy,
+    parallel_hash: bool,
+) -> Result<Vec<u8>, Error> {
+    let mut artifact =
+        VerifiedArtifact::open(bytes, ring, policy)?.with_parallel_image_hash(parallel_hash);
     let mut image = Vec::new();
     while let Some(mut payload) = artifact.next_payload()? {
         while let Some(chunk) = payload.next_chunk()? {
@@ -132,8 +142,14 @@ fn round_trip_every_codec_and_chunking() {
                     threads,
                 };
                 let built = build(&image, &options, &[&k]);
-                let read =
-                    read_all(&built.bytes, &keyring(&[&k]), &SignaturePolicy::default()).unwrap();
+                let parallel_hash = threads > 1;
+                let read = read_all_with(
+                    &built.bytes,
+                    &keyring(&[&k]),
+                    &SignaturePolicy::default(),
+                    parallel_hash,
+                )
+                .unwrap();
                 assert!(read == image, "{compression:?} {chunking} {threads}");
             }
         }

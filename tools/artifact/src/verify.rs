@@ -37,7 +37,9 @@ fn check<R: std::io::Read>(
     ring: &rustupdate_verify::Keyring,
     policy: &SignaturePolicy,
 ) -> Result<String, rustupdate_verify::Error> {
-    let mut artifact = VerifiedArtifact::open(reader, ring, policy)?;
+    let parallel = std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
+    let mut artifact =
+        VerifiedArtifact::open(reader, ring, policy)?.with_parallel_image_hash(parallel);
     let signers = artifact
         .signers()
         .iter()
