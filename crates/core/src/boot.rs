@@ -18,12 +18,22 @@ pub struct BootEnv {
 impl BootEnv {
     /// A committed, non-trial environment booting `slot`.
     pub fn committed(slot: SlotId, bootlimit: u32) -> BootEnv {
-        BootEnv { slot, upgrade_available: false, bootcount: 0, bootlimit }
+        BootEnv {
+            slot,
+            upgrade_available: false,
+            bootcount: 0,
+            bootlimit,
+        }
     }
 
     /// A trial of `slot`: the bootloader counts boots and falls back after `bootlimit`.
     pub fn trial(slot: SlotId, bootlimit: u32) -> BootEnv {
-        BootEnv { slot, upgrade_available: true, bootcount: 0, bootlimit }
+        BootEnv {
+            slot,
+            upgrade_available: true,
+            bootcount: 0,
+            bootlimit,
+        }
     }
 }
 

@@ -26,4 +26,4 @@ pub use boot::{BootControl, BootEnv};
 pub use error::Error;
 pub use slot::SlotId;
 pub use state::{State, StateStore};
-pub use updater::{Hooks, HealthChecks, ImageSink, Reboot, Updater};
+pub use updater::{HealthChecks, Hooks, ImageSink, Reboot, Updater};

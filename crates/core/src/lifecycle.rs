@@ -45,7 +45,10 @@ pub fn classify(state: &State, env: &BootEnv, booted: SlotId) -> Situation {
     let armed = env.slot == target && env.upgrade_available;
     if let Stage::RollingBack { reason } = &pending.stage {
         if booted != target {
-            return Situation::RolledBack { reason: reason.clone(), pending };
+            return Situation::RolledBack {
+                reason: reason.clone(),
+                pending,
+            };
         }
         // Power cut before the environment switch took effect: still on the bad slot, roll back.
         return Situation::Trial { pending };
@@ -53,7 +56,11 @@ pub fn classify(state: &State, env: &BootEnv, booted: SlotId) -> Situation {
     if booted == target {
         // Stage Writing/Written cannot boot the target unless the env was switched by us, which
         // happens only after Written, so any stage here means the image is complete and verified.
-        return if env.upgrade_available { Situation::Trial { pending } } else { Situation::CommitInterrupted { pending } };
+        return if env.upgrade_available {
+            Situation::Trial { pending }
+        } else {
+            Situation::CommitInterrupted { pending }
+        };
     }
     if armed {
         return Situation::AwaitingReboot { pending };
@@ -73,7 +80,13 @@ mod tests {
         State {
             pending: Some(Pending {
                 transaction: "1".into(),
-                release: Release { slot: SlotId::B, name: "n".into(), version: "2".into(), security_version: None, sha256: String::new() },
+                release: Release {
+                    slot: SlotId::B,
+                    name: "n".into(),
+                    version: "2".into(),
+                    security_version: None,
+                    sha256: String::new(),
+                },
                 stage,
             }),
             ..State::default()
@@ -86,24 +99,62 @@ mod tests {
         let b = SlotId::B;
         let idle = BootEnv::committed(a, 3);
         assert_eq!(classify(&State::default(), &idle, a), Situation::Idle);
-        assert_eq!(classify(&State::default(), &BootEnv::trial(a, 3), a), Situation::UnknownTrial);
-        assert_eq!(classify(&State::default(), &BootEnv::committed(b, 3), a), Situation::ForeignSwitch);
+        assert_eq!(
+            classify(&State::default(), &BootEnv::trial(a, 3), a),
+            Situation::UnknownTrial
+        );
+        assert_eq!(
+            classify(&State::default(), &BootEnv::committed(b, 3), a),
+            Situation::ForeignSwitch
+        );
 
         let activated = pending(Stage::Activated);
-        assert!(matches!(classify(&activated, &BootEnv::trial(b, 3), a), Situation::AwaitingReboot { .. }));
-        assert!(matches!(classify(&activated, &BootEnv::trial(b, 3), b), Situation::Trial { .. }));
-        assert!(matches!(classify(&activated, &BootEnv::committed(b, 3), b), Situation::CommitInterrupted { .. }));
-        assert!(matches!(classify(&activated, &idle, a), Situation::FellBack { .. }));
+        assert!(matches!(
+            classify(&activated, &BootEnv::trial(b, 3), a),
+            Situation::AwaitingReboot { .. }
+        ));
+        assert!(matches!(
+            classify(&activated, &BootEnv::trial(b, 3), b),
+            Situation::Trial { .. }
+        ));
+        assert!(matches!(
+            classify(&activated, &BootEnv::committed(b, 3), b),
+            Situation::CommitInterrupted { .. }
+        ));
+        assert!(matches!(
+            classify(&activated, &idle, a),
+            Situation::FellBack { .. }
+        ));
 
         // Power cut after the env switch but before the state said so.
         let written = pending(Stage::Written);
-        assert!(matches!(classify(&written, &BootEnv::trial(b, 3), a), Situation::AwaitingReboot { .. }));
-        assert!(matches!(classify(&written, &BootEnv::trial(b, 3), b), Situation::Trial { .. }));
-        assert!(matches!(classify(&written, &idle, a), Situation::InstallInterrupted { .. }));
-        assert!(matches!(classify(&pending(Stage::Writing), &idle, a), Situation::InstallInterrupted { .. }));
+        assert!(matches!(
+            classify(&written, &BootEnv::trial(b, 3), a),
+            Situation::AwaitingReboot { .. }
+        ));
+        assert!(matches!(
+            classify(&written, &BootEnv::trial(b, 3), b),
+            Situation::Trial { .. }
+        ));
+        assert!(matches!(
+            classify(&written, &idle, a),
+            Situation::InstallInterrupted { .. }
+        ));
+        assert!(matches!(
+            classify(&pending(Stage::Writing), &idle, a),
+            Situation::InstallInterrupted { .. }
+        ));
 
-        let rolling = pending(Stage::RollingBack { reason: "health".into() });
-        assert!(matches!(classify(&rolling, &idle, a), Situation::RolledBack { .. }));
-        assert!(matches!(classify(&rolling, &BootEnv::trial(b, 3), b), Situation::Trial { .. }));
+        let rolling = pending(Stage::RollingBack {
+            reason: "health".into(),
+        });
+        assert!(matches!(
+            classify(&rolling, &idle, a),
+            Situation::RolledBack { .. }
+        ));
+        assert!(matches!(
+            classify(&rolling, &BootEnv::trial(b, 3), b),
+            Situation::Trial { .. }
+        ));
     }
 }

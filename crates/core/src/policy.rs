@@ -19,11 +19,17 @@ pub fn plan_install(
     booted: SlotId,
 ) -> Result<InstallPlan, Error> {
     if !manifest.compatible.iter().any(|t| t == device_type) {
-        return Err(Error::IncompatibleDevice { device_type: device_type.into(), compatible: manifest.compatible.join(", ") });
+        return Err(Error::IncompatibleDevice {
+            device_type: device_type.into(),
+            compatible: manifest.compatible.join(", "),
+        });
     }
     let artifact_security = manifest.security_version.unwrap_or(0);
     if artifact_security < device_security_version {
-        return Err(Error::SecurityDowngrade { artifact: artifact_security, device: device_security_version });
+        return Err(Error::SecurityDowngrade {
+            artifact: artifact_security,
+            device: device_security_version,
+        });
     }
     let rootfs: Vec<(usize, &Payload)> = manifest
         .payloads
@@ -38,5 +44,9 @@ pub fn plan_install(
     if manifest.payloads.len() != 1 {
         return Err(Error::NoRootfsPayload);
     }
-    Ok(InstallPlan { target: booted.other(), payload_index: *payload_index, size: payload.size })
+    Ok(InstallPlan {
+        target: booted.other(),
+        payload_index: *payload_index,
+        size: payload.size,
+    })
 }

@@ -49,7 +49,10 @@ impl FromStr for SlotId {
 
 /// Finds `rustupdate.slot=<a|b>` on a kernel command line.
 pub fn booted_slot_from_cmdline(cmdline: &str) -> Option<SlotId> {
-    cmdline.split_whitespace().find_map(|arg| arg.strip_prefix("rustupdate.slot=")).and_then(|v| v.parse().ok())
+    cmdline
+        .split_whitespace()
+        .find_map(|arg| arg.strip_prefix("rustupdate.slot="))
+        .and_then(|v| v.parse().ok())
 }
 
 #[cfg(test)]
@@ -58,7 +61,10 @@ mod tests {
 
     #[test]
     fn cmdline() {
-        assert_eq!(booted_slot_from_cmdline("console=ttyS0 rustupdate.slot=b quiet"), Some(SlotId::B));
+        assert_eq!(
+            booted_slot_from_cmdline("console=ttyS0 rustupdate.slot=b quiet"),
+            Some(SlotId::B)
+        );
         assert_eq!(booted_slot_from_cmdline("rustupdate.slot=x"), None);
         assert_eq!(booted_slot_from_cmdline("root=/dev/sda2"), None);
         assert_eq!(SlotId::A.other(), SlotId::B);

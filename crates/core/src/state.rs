@@ -24,7 +24,14 @@ pub struct State {
 
 impl Default for State {
     fn default() -> Self {
-        State { format: STATE_FORMAT, committed: None, security_version: 0, pending: None, last_result: None, transactions: 0 }
+        State {
+            format: STATE_FORMAT,
+            committed: None,
+            security_version: 0,
+            pending: None,
+            last_result: None,
+            transactions: 0,
+        }
     }
 }
 

@@ -161,7 +161,10 @@ pub struct Updater<'a> {
 
 impl std::fmt::Debug for Updater<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Updater").field("booted", &self.booted).field("state", &self.state).finish()
+        f.debug_struct("Updater")
+            .field("booted", &self.booted)
+            .field("state", &self.state)
+            .finish()
     }
 }
 
@@ -169,11 +172,22 @@ impl<'a> Updater<'a> {
     /// Loads the state. A state that had to be recovered (corrupt file) is rebuilt from what the
     /// bootloader says: the booted slot is the committed one unless it is on trial.
     pub fn new(device_type: &str, booted: SlotId, seams: Seams<'a>) -> Result<Updater<'a>, Error> {
-        let Loaded { state, recovered_from } = seams.state.load()?;
+        let Loaded {
+            state,
+            recovered_from,
+        } = seams.state.load()?;
         if let Some(why) = &recovered_from {
-            log::warn!("state was unreadable ({why}); rebuilding it from the bootloader environment");
+            log::warn!(
+                "state was unreadable ({why}); rebuilding it from the bootloader environment"
+            );
         }
-        Ok(Updater { device_type: device_type.into(), booted, seams, state, recovered_from })
+        Ok(Updater {
+            device_type: device_type.into(),
+            booted,
+            seams,
+            state,
+            recovered_from,
+        })
     }
 
     pub fn state(&self) -> &State {
@@ -186,7 +200,12 @@ impl<'a> Updater<'a> {
         Ok(Status {
             device_type: self.device_type.clone(),
             booted_slot: self.booted,
-            bootloader: BootEnvStatus { slot: env.slot, upgrade_available: env.upgrade_available, bootcount: env.bootcount, bootlimit: env.bootlimit },
+            bootloader: BootEnvStatus {
+                slot: env.slot,
+                upgrade_available: env.upgrade_available,
+                bootcount: env.bootcount,
+                bootlimit: env.bootlimit,
+            },
             situation: situation_name(&situation).into(),
             committed: self.state.committed.clone(),
             security_version: self.state.security_version,
@@ -199,23 +218,51 @@ impl<'a> Updater<'a> {
     /// Installs a verified artifact into the inactive slot and arms the bootloader to try it.
     /// Device policy is checked before the first byte is written; on any error the slot is left
     /// unarmed and the failure is recorded.
-    pub fn install<R: Read>(&mut self, artifact: VerifiedArtifact<R>, progress: &mut dyn FnMut(u64, u64)) -> Result<InstallReport, Error> {
+    pub fn install<R: Read>(
+        &mut self,
+        artifact: VerifiedArtifact<R>,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<InstallReport, Error> {
         let env = self.settle()?;
         match classify(&self.state, &env, self.booted) {
             Situation::Idle => {}
-            Situation::ForeignSwitch => return Err(Error::BootMismatch { booted: self.booted, env: env.slot }),
-            Situation::UnknownTrial => {
-                return Err(Error::UpdatePending { version: "(unknown)".into(), slot: self.booted });
+            Situation::ForeignSwitch => {
+                return Err(Error::BootMismatch {
+                    booted: self.booted,
+                    env: env.slot,
+                });
             }
-            Situation::AwaitingReboot { pending } | Situation::Trial { pending } | Situation::CommitInterrupted { pending }
-            | Situation::RolledBack { pending, .. } | Situation::FellBack { pending } | Situation::InstallInterrupted { pending } => {
-                return Err(Error::UpdatePending { version: pending.release.version, slot: pending.release.slot });
+            Situation::UnknownTrial => {
+                return Err(Error::UpdatePending {
+                    version: "(unknown)".into(),
+                    slot: self.booted,
+                });
+            }
+            Situation::AwaitingReboot { pending }
+            | Situation::Trial { pending }
+            | Situation::CommitInterrupted { pending }
+            | Situation::RolledBack { pending, .. }
+            | Situation::FellBack { pending }
+            | Situation::InstallInterrupted { pending } => {
+                return Err(Error::UpdatePending {
+                    version: pending.release.version,
+                    slot: pending.release.slot,
+                });
             }
         }
-        let plan = plan_install(artifact.manifest(), &self.device_type, self.state.security_version, self.booted)?;
+        let plan = plan_install(
+            artifact.manifest(),
+            &self.device_type,
+            self.state.security_version,
+            self.booted,
+        )?;
         let capacity = self.seams.slots.capacity(plan.target)?;
         if plan.size > capacity {
-            return Err(Error::SlotTooSmall { slot: plan.target, size: plan.size, capacity });
+            return Err(Error::SlotTooSmall {
+                slot: plan.target,
+                size: plan.size,
+                capacity,
+            });
         }
         let manifest = artifact.manifest();
         let payload = &manifest.payloads[plan.payload_index];
@@ -227,11 +274,21 @@ impl<'a> Updater<'a> {
             security_version: manifest.security_version,
             sha256: payload.sha256.to_string(),
         };
-        let pending = Pending { transaction: format!("{}-{}", self.state.transactions, &release.sha256[..12]), release, stage: Stage::Writing };
+        let pending = Pending {
+            transaction: format!("{}-{}", self.state.transactions, &release.sha256[..12]),
+            release,
+            stage: Stage::Writing,
+        };
         let context = self.context(&pending);
         self.hook(HookEvent::BeforeInstall, &context)?;
 
-        log::info!("installing {} {} into slot {} ({} bytes)", pending.release.name, pending.release.version, plan.target, plan.size);
+        log::info!(
+            "installing {} {} into slot {} ({} bytes)",
+            pending.release.name,
+            pending.release.version,
+            plan.target,
+            plan.size
+        );
         self.state.pending = Some(pending.clone());
         self.save()?;
         match self.write_image(artifact, plan.target, plan.size, progress) {
@@ -242,14 +299,31 @@ impl<'a> Updater<'a> {
             }
         }
         self.set_stage(Stage::Written)?;
-        self.seams.boot.store(&BootEnv::trial(plan.target, env.bootlimit))?;
+        self.seams
+            .boot
+            .store(&BootEnv::trial(plan.target, env.bootlimit))?;
         self.set_stage(Stage::Activated)?;
         self.hook(HookEvent::AfterInstall, &context)?;
-        log::info!("slot {} armed for a trial boot of {}; reboot to try it", plan.target, pending.release.version);
-        Ok(InstallReport { transaction: pending.transaction, slot: plan.target, version: pending.release.version, bytes: plan.size })
+        log::info!(
+            "slot {} armed for a trial boot of {}; reboot to try it",
+            plan.target,
+            pending.release.version
+        );
+        Ok(InstallReport {
+            transaction: pending.transaction,
+            slot: plan.target,
+            version: pending.release.version,
+            bytes: plan.size,
+        })
     }
 
-    fn write_image<R: Read>(&mut self, mut artifact: VerifiedArtifact<R>, slot: SlotId, size: u64, progress: &mut dyn FnMut(u64, u64)) -> Result<(), Error> {
+    fn write_image<R: Read>(
+        &mut self,
+        mut artifact: VerifiedArtifact<R>,
+        slot: SlotId,
+        size: u64,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<(), Error> {
         let mut sink = self.seams.slots.open(slot)?;
         let Some(mut payload) = artifact.next_payload()? else {
             return Err(Error::NoRootfsPayload);
@@ -277,15 +351,21 @@ impl<'a> Updater<'a> {
                 if pending.stage != Stage::Activated {
                     self.set_stage(Stage::Activated)?;
                 }
-                Ok(BootReport::AwaitingReboot { version: pending.release.version })
+                Ok(BootReport::AwaitingReboot {
+                    version: pending.release.version,
+                })
             }
             Situation::Trial { pending } => self.decide_trial(Some(pending), env),
             Situation::UnknownTrial => self.decide_trial(None, env),
             Situation::CommitInterrupted { pending } => {
                 self.finish_commit(&pending)?;
-                Ok(BootReport::Committed { version: pending.release.version })
+                Ok(BootReport::Committed {
+                    version: pending.release.version,
+                })
             }
-            situation @ (Situation::RolledBack { .. } | Situation::FellBack { .. } | Situation::InstallInterrupted { .. }) => {
+            situation @ (Situation::RolledBack { .. }
+            | Situation::FellBack { .. }
+            | Situation::InstallInterrupted { .. }) => {
                 let outcome = self.record_finished(situation, env)?;
                 Ok(BootReport::Recorded { outcome })
             }
@@ -300,11 +380,16 @@ impl<'a> Updater<'a> {
             Situation::Trial { pending } => self.roll_back(Some(&pending), reason),
             Situation::UnknownTrial => self.roll_back(None, reason),
             Situation::AwaitingReboot { pending } => {
-                self.seams.boot.store(&BootEnv::committed(self.booted, env.bootlimit))?;
-                let outcome = self.record_failure(&pending, format!("cancelled before reboot: {reason}"))?;
+                self.seams
+                    .boot
+                    .store(&BootEnv::committed(self.booted, env.bootlimit))?;
+                let outcome =
+                    self.record_failure(&pending, format!("cancelled before reboot: {reason}"))?;
                 Ok(BootReport::Recorded { outcome })
             }
-            _ => Err(Error::NoTrial { action: "roll back" }),
+            _ => Err(Error::NoTrial {
+                action: "roll back",
+            }),
         }
     }
 
@@ -318,19 +403,36 @@ impl<'a> Updater<'a> {
         }
     }
 
-    fn decide_trial(&mut self, pending: Option<Pending>, env: BootEnv) -> Result<BootReport, Error> {
+    fn decide_trial(
+        &mut self,
+        pending: Option<Pending>,
+        env: BootEnv,
+    ) -> Result<BootReport, Error> {
         let pending_or_unknown = pending.clone().unwrap_or_else(|| self.unknown_pending());
         let context = self.context(&pending_or_unknown);
-        log::info!("trial boot of {} in slot {} (boot {} of {})", context.version, self.booted, env.bootcount, env.bootlimit);
+        log::info!(
+            "trial boot of {} in slot {} (boot {} of {})",
+            context.version,
+            self.booted,
+            env.bootcount,
+            env.bootlimit
+        );
         let verdict = self
             .builtin_health_check()
             .and_then(|()| self.seams.health.run(&context))
-            .and_then(|()| self.seams.hooks.run(HookEvent::BeforeCommit, &context).map_err(|e| format!("before-commit hook: {e}")));
+            .and_then(|()| {
+                self.seams
+                    .hooks
+                    .run(HookEvent::BeforeCommit, &context)
+                    .map_err(|e| format!("before-commit hook: {e}"))
+            });
         match verdict {
             Ok(()) => {
                 self.finish_commit(&pending_or_unknown)?;
                 self.hook_logged(HookEvent::AfterCommit, &context);
-                Ok(BootReport::Committed { version: context.version })
+                Ok(BootReport::Committed {
+                    version: context.version,
+                })
             }
             Err(reason) => {
                 log::error!("health check failed: {reason}");
@@ -342,17 +444,34 @@ impl<'a> Updater<'a> {
     /// "Can this device take another update?": the environment reads back, the state can be
     /// written and the other slot can be opened for writing.
     fn builtin_health_check(&mut self) -> Result<(), String> {
-        self.seams.boot.load().map_err(|e| format!("built-in check: bootloader environment: {e}"))?;
-        self.seams.state.store(&self.state).map_err(|e| format!("built-in check: state store: {e}"))?;
-        self.seams.slots.probe_writable(self.booted.other()).map_err(|e| format!("built-in check: slot {}: {e}", self.booted.other()))
+        self.seams
+            .boot
+            .load()
+            .map_err(|e| format!("built-in check: bootloader environment: {e}"))?;
+        self.seams
+            .state
+            .store(&self.state)
+            .map_err(|e| format!("built-in check: state store: {e}"))?;
+        self.seams
+            .slots
+            .probe_writable(self.booted.other())
+            .map_err(|e| format!("built-in check: slot {}: {e}", self.booted.other()))
     }
 
     fn finish_commit(&mut self, pending: &Pending) -> Result<(), Error> {
         let env = self.seams.boot.load()?;
         // First the bootloader: from here on the new slot is the default.
-        self.seams.boot.store(&BootEnv::committed(self.booted, env.bootlimit))?;
-        let release = Release { slot: self.booted, ..pending.release.clone() };
-        self.state.security_version = self.state.security_version.max(release.security_version.unwrap_or(0));
+        self.seams
+            .boot
+            .store(&BootEnv::committed(self.booted, env.bootlimit))?;
+        let release = Release {
+            slot: self.booted,
+            ..pending.release.clone()
+        };
+        self.state.security_version = self
+            .state
+            .security_version
+            .max(release.security_version.unwrap_or(0));
         self.state.committed = Some(release);
         self.state.pending = None;
         self.state.last_result = Some(Outcome {
@@ -362,7 +481,11 @@ impl<'a> Updater<'a> {
             detail: format!("committed slot {}", self.booted),
         });
         self.save()?;
-        log::info!("committed {} in slot {}", pending.release.version, self.booted);
+        log::info!(
+            "committed {} in slot {}",
+            pending.release.version,
+            self.booted
+        );
         Ok(())
     }
 
@@ -370,15 +493,27 @@ impl<'a> Updater<'a> {
         let pending = pending.cloned().unwrap_or_else(|| self.unknown_pending());
         let context = self.context(&pending);
         // First remember why, so that the next boot records a rollback and not a fallback.
-        self.state.pending = Some(Pending { stage: Stage::RollingBack { reason: reason.into() }, ..pending });
+        self.state.pending = Some(Pending {
+            stage: Stage::RollingBack {
+                reason: reason.into(),
+            },
+            ..pending
+        });
         self.save()?;
         let env = self.seams.boot.load()?;
-        self.seams.boot.store(&BootEnv::committed(self.booted.other(), env.bootlimit))?;
+        self.seams
+            .boot
+            .store(&BootEnv::committed(self.booted.other(), env.bootlimit))?;
         self.hook_logged(HookEvent::OnRollback, &context);
         self.hook_logged(HookEvent::BeforeReboot, &context);
-        log::warn!("rolling back to slot {}: {reason}; rebooting", self.booted.other());
+        log::warn!(
+            "rolling back to slot {}: {reason}; rebooting",
+            self.booted.other()
+        );
         self.seams.reboot.reboot()?;
-        Ok(BootReport::RollingBack { reason: reason.into() })
+        Ok(BootReport::RollingBack {
+            reason: reason.into(),
+        })
     }
 
     /// Records fallback, rollback or interrupted install, and makes sure the bootloader is clean.
@@ -386,17 +521,29 @@ impl<'a> Updater<'a> {
         let (pending, kind, detail) = match situation {
             Situation::RolledBack { pending, reason } => (pending, OutcomeKind::RolledBack, reason),
             Situation::FellBack { pending } => {
-                let detail = format!("the bootloader fell back to slot {}: the new slot did not come up", self.booted);
+                let detail = format!(
+                    "the bootloader fell back to slot {}: the new slot did not come up",
+                    self.booted
+                );
                 (pending, OutcomeKind::FellBack, detail)
             }
-            Situation::InstallInterrupted { pending } => (pending, OutcomeKind::Failed, "install interrupted before activation".to_string()),
+            Situation::InstallInterrupted { pending } => (
+                pending,
+                OutcomeKind::Failed,
+                "install interrupted before activation".to_string(),
+            ),
             _ => return Err(Error::NoTrial { action: "record" }),
         };
         let clean = BootEnv::committed(self.booted, env.bootlimit);
         if env != clean {
             self.seams.boot.store(&clean)?;
         }
-        let outcome = Outcome { transaction: pending.transaction.clone(), version: pending.release.version.clone(), result: kind, detail };
+        let outcome = Outcome {
+            transaction: pending.transaction.clone(),
+            version: pending.release.version.clone(),
+            result: kind,
+            detail,
+        };
         self.state.pending = None;
         self.state.last_result = Some(outcome.clone());
         self.save()?;
@@ -405,12 +552,22 @@ impl<'a> Updater<'a> {
             let context = self.context(&pending);
             self.hook_logged(HookEvent::OnFailure, &context);
         }
-        log::warn!("update {} {}: {}", outcome.version, kind_name(kind), outcome.detail);
+        log::warn!(
+            "update {} {}: {}",
+            outcome.version,
+            kind_name(kind),
+            outcome.detail
+        );
         Ok(outcome)
     }
 
     fn record_failure(&mut self, pending: &Pending, detail: String) -> Result<Outcome, Error> {
-        let outcome = Outcome { transaction: pending.transaction.clone(), version: pending.release.version.clone(), result: OutcomeKind::Failed, detail };
+        let outcome = Outcome {
+            transaction: pending.transaction.clone(),
+            version: pending.release.version.clone(),
+            result: OutcomeKind::Failed,
+            detail,
+        };
         self.state.pending = None;
         self.state.last_result = Some(outcome.clone());
         self.save()?;
@@ -422,7 +579,9 @@ impl<'a> Updater<'a> {
     fn settle(&mut self) -> Result<BootEnv, Error> {
         let env = self.seams.boot.load()?;
         match classify(&self.state, &env, self.booted) {
-            situation @ (Situation::RolledBack { .. } | Situation::FellBack { .. } | Situation::InstallInterrupted { .. }) => {
+            situation @ (Situation::RolledBack { .. }
+            | Situation::FellBack { .. }
+            | Situation::InstallInterrupted { .. }) => {
                 self.record_finished(situation, env)?;
                 self.seams.boot.load()
             }
@@ -450,7 +609,13 @@ impl<'a> Updater<'a> {
     fn unknown_pending(&self) -> Pending {
         Pending {
             transaction: "unknown".into(),
-            release: Release { slot: self.booted, name: "unknown".into(), version: "unknown".into(), security_version: None, sha256: String::new() },
+            release: Release {
+                slot: self.booted,
+                name: "unknown".into(),
+                version: "unknown".into(),
+                security_version: None,
+                sha256: String::new(),
+            },
             stage: Stage::Activated,
         }
     }
@@ -467,7 +632,11 @@ impl<'a> Updater<'a> {
 
     fn hook(&mut self, event: HookEvent, context: &Context) -> Result<(), Error> {
         match self.seams.hooks.run(event, context) {
-            Err(reason) if event.can_refuse() => Err(Error::HookRefused { hook: event.name().into(), event: event.name().into(), reason }),
+            Err(reason) if event.can_refuse() => Err(Error::HookRefused {
+                hook: event.name().into(),
+                event: event.name().into(),
+                reason,
+            }),
             Err(reason) => {
                 log::warn!("{} hook failed (ignored): {reason}", event.name());
                 Ok(())
