@@ -54,7 +54,12 @@ impl SlotDevice {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "kebab-case", tag = "type", deny_unknown_fields)]
+#[serde(
+    rename_all = "kebab-case",
+    rename_all_fields = "kebab-case",
+    tag = "type",
+    deny_unknown_fields
+)]
 pub enum Bootloader {
     /// GRUB environment block file (1024 bytes), replaced atomically.
     Grub {

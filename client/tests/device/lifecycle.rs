@@ -1,11 +1,30 @@
 //! Install, trial, commit, fallback, rollback and rejection on the simulated device.
 
-use crate::rig::{Rig, image};
+use crate::rig::{ALL_BACKENDS, Rig, image};
 use std::collections::BTreeMap;
 
 #[test]
-fn good_update_is_installed_tried_and_committed() {
-    let rig = Rig::new();
+fn good_update_is_installed_tried_and_committed_on_every_backend() {
+    for backend in ALL_BACKENDS {
+        good_update(Rig::with(backend));
+    }
+}
+
+#[test]
+fn broken_image_falls_back_on_every_backend() {
+    for backend in ALL_BACKENDS {
+        broken_image(Rig::with(backend));
+    }
+}
+
+#[test]
+fn failing_health_check_rolls_back_on_every_backend() {
+    for backend in ALL_BACKENDS {
+        failing_health_check(Rig::with(backend));
+    }
+}
+
+fn good_update(rig: Rig) {
     let artifact = rig.artifact("v2", &image(2), &[&rig.key], "test-board", Some(1));
     let out = rig.client(&["install", artifact.to_str().unwrap()]);
     assert_eq!(out.code, 0, "{}", out.stderr);
@@ -40,9 +59,7 @@ fn good_update_is_installed_tried_and_committed() {
     assert!(!rig.reboot_requested());
 }
 
-#[test]
-fn broken_image_falls_back_in_the_bootloader_and_is_reported() {
-    let rig = Rig::new();
+fn broken_image(rig: Rig) {
     let artifact = rig.artifact("v2-broken", &image(2), &[&rig.key], "test-board", None);
     assert_eq!(rig.client(&["install", artifact.to_str().unwrap()]).code, 0);
     // The new slot never comes up far enough to run the client: three trial boots, then fallback.
@@ -66,9 +83,7 @@ fn broken_image_falls_back_in_the_bootloader_and_is_reported() {
     assert_eq!(rig.status()["committed"]["version"], "v3");
 }
 
-#[test]
-fn failing_health_check_rolls_back_and_reboots() {
-    let rig = Rig::new();
+fn failing_health_check(rig: Rig) {
     rig.health_script(
         "10-app",
         "#!/bin/sh\necho checking app on $RUSTUPDATE_BOOTED_SLOT for $RUSTUPDATE_VERSION\nexit 7\n",

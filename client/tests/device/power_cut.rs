@@ -3,7 +3,7 @@
 //! boots again and runs the client until it settles; it must always boot a slot holding a complete,
 //! verified image and end with no update pending and a clean bootloader environment.
 
-use crate::rig::{Rig, image};
+use crate::rig::{ALL_BACKENDS, Backend, Rig, image};
 
 fn fault_points(rig: &Rig, args: &[&str]) -> Vec<String> {
     let out = rig.client_env(args, &[("RUSTUPDATE_FAULT_TRACE", "1")]);
@@ -48,8 +48,14 @@ fn install(rig: &Rig) -> String {
 }
 
 #[test]
-fn power_cut_at_every_durable_write_of_install() {
-    let probe = Rig::new();
+fn power_cut_at_every_durable_write_of_install_on_every_backend() {
+    for backend in ALL_BACKENDS {
+        power_cut_during_install(backend);
+    }
+}
+
+fn power_cut_during_install(backend: Backend) {
+    let probe = Rig::with(backend);
     let artifact = install(&probe);
     let points = fault_points(&probe, &["install", &artifact]);
     assert!(
@@ -57,12 +63,12 @@ fn power_cut_at_every_durable_write_of_install() {
         "expected state, image and env writes, got {points:?}"
     );
     for (i, point) in points.iter().enumerate() {
-        let rig = Rig::new();
+        let rig = Rig::with(backend);
         let artifact = install(&rig);
         let n = (i + 1).to_string();
         let out = rig.client_env(&["install", &artifact], &[("RUSTUPDATE_FAULT_AFTER", &n)]);
         assert_eq!(out.code, 99, "point {point}: {}", out.stderr);
-        let slot = converge(&rig, &format!("install cut at {point}"));
+        let slot = converge(&rig, &format!("{backend:?}: install cut at {point}"));
         let result = rig.status()["last-result"]["result"]
             .as_str()
             .map(str::to_string);

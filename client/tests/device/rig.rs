@@ -1,4 +1,5 @@
-//! The simulated device: slot files, a GRUB environment block edited with `grub-editenv`, a kernel
+//! The simulated device: slot files, a bootloader environment (GRUB block, U-Boot single or
+//! redundant) edited with its reference tool (`grub-editenv`, `fw_setenv`), a kernel
 //! command line file, the client configuration, keys and artifacts.
 
 use rustupdate_format::builder::{BodyOptions, write_payload_body};
@@ -14,7 +15,23 @@ pub const SLOT_SIZE: usize = 6 << 20;
 pub struct Rig {
     dir: tempfile::TempDir,
     pub key: SecretKey,
+    pub backend: Backend,
 }
+
+/// The bootloader environment the simulated device uses; each is edited with its reference tool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// GRUB environment block, `grub-editenv`.
+    Grub,
+    /// U-Boot single-copy environment file (as `uboot.env` on a boot partition), `fw_setenv`.
+    UbootSingle,
+    /// U-Boot redundant environment (two copies), `fw_setenv`.
+    UbootRedundant,
+}
+
+pub const ALL_BACKENDS: [Backend; 3] =
+    [Backend::Grub, Backend::UbootSingle, Backend::UbootRedundant];
+const ENV_SIZE: &str = "0x4000";
 
 pub struct Output {
     pub code: i32,
@@ -43,11 +60,18 @@ pub fn image(n: u8) -> Vec<u8> {
 
 impl Rig {
     pub fn new() -> Rig {
+        Rig::with(Backend::Grub)
+    }
+
+    pub fn with(backend: Backend) -> Rig {
         require_tool("grub-editenv", "grub-common");
+        require_tool("fw_setenv", "libubootenv-tool");
+        require_tool("mkenvimage", "u-boot-tools");
         let dir = tempfile::tempdir().unwrap();
         let rig = Rig {
             dir,
             key: SecretKey::from_seed(&[7; 32]),
+            backend,
         };
         let root = rig.root();
         for d in ["keys", "health.d", "hooks.d", "data", "boot"] {
@@ -62,15 +86,7 @@ impl Rig {
             rig.key.public_key().to_pem().unwrap(),
         )
         .unwrap();
-        let grubenv = root.join("boot/grubenv");
-        tool(Command::new("grub-editenv").arg(&grubenv).arg("create"));
-        tool(Command::new("grub-editenv").arg(&grubenv).args([
-            "set",
-            "rustupdate_slot=a",
-            "upgrade_available=0",
-            "bootcount=0",
-            "bootlimit=3",
-        ]));
+        let bootloader = rig.create_env();
         std::fs::write(
             root.join("cmdline"),
             "console=ttyS0 rustupdate.slot=a quiet\n",
@@ -94,8 +110,7 @@ device = "{root}/slot-a.img"
 [slots.b]
 device = "{root}/slot-b.img"
 [bootloader]
-type = "grub"
-grubenv = "{root}/boot/grubenv"
+{bootloader}
 [keys]
 trusted-dir = "{root}/keys"
 [health]
@@ -153,43 +168,121 @@ cmdline-file = "{root}/cmdline"
         serde_json::from_str(&out.stdout).unwrap()
     }
 
-    /// The GRUB environment as `grub-editenv list` prints it.
+    /// Provisions the environment like an image build would: `grub-editenv create` + `set`, or
+    /// `mkenvimage` (single or redundant). Returns the `[bootloader]` config lines.
+    fn create_env(&self) -> String {
+        let root = self.root();
+        match self.backend {
+            Backend::Grub => {
+                let grubenv = root.join("boot/grubenv");
+                tool(Command::new("grub-editenv").arg(&grubenv).arg("create"));
+                self.set_env(&[
+                    ("rustupdate_slot", "a"),
+                    ("upgrade_available", "0"),
+                    ("bootcount", "0"),
+                    ("bootlimit", "3"),
+                ]);
+                format!("type = \"grub\"\ngrubenv = \"{}\"", grubenv.display())
+            }
+            Backend::UbootSingle | Backend::UbootRedundant => {
+                let initial = root.join("boot/env.txt");
+                std::fs::write(
+                    &initial,
+                    "rustupdate_slot=a\nupgrade_available=0\nbootcount=0\nbootlimit=3\n",
+                )
+                .unwrap();
+                let redundant = self.backend == Backend::UbootRedundant;
+                let copies: &[&str] = if redundant {
+                    &["uboot.env", "uboot-redund.env"]
+                } else {
+                    &["uboot.env"]
+                };
+                let mut config = String::new();
+                for copy in copies {
+                    let path = root.join("boot").join(copy);
+                    let mut command = Command::new("mkenvimage");
+                    command.args(["-s", ENV_SIZE]);
+                    if redundant {
+                        command.arg("-r");
+                    }
+                    tool(command.arg("-o").arg(&path).arg(&initial));
+                    config.push_str(&format!("{} 0x0 {ENV_SIZE}\n", path.display()));
+                }
+                std::fs::write(root.join("fw_env.config"), config).unwrap();
+                format!(
+                    "type = \"uboot\"\nfw-env-config = \"{}/fw_env.config\"",
+                    root.display()
+                )
+            }
+        }
+    }
+
+    /// The bootloader environment as the reference tool (`grub-editenv list`, `fw_printenv`)
+    /// prints it.
     pub fn env(&self) -> BTreeMap<String, String> {
-        let out = tool(
-            Command::new("grub-editenv")
-                .arg(self.root().join("boot/grubenv"))
-                .arg("list"),
-        );
+        let out = match self.backend {
+            Backend::Grub => tool(
+                Command::new("grub-editenv")
+                    .arg(self.root().join("boot/grubenv"))
+                    .arg("list"),
+            ),
+            Backend::UbootSingle | Backend::UbootRedundant => tool(
+                Command::new("fw_printenv")
+                    .arg("-c")
+                    .arg(self.root().join("fw_env.config")),
+            ),
+        };
         out.lines()
             .filter_map(|l| l.split_once('='))
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
     }
 
+    /// Sets variables with the reference tool, as the bootloader script would.
+    pub fn set_env(&self, pairs: &[(&str, &str)]) {
+        match self.backend {
+            Backend::Grub => {
+                let args: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                tool(
+                    Command::new("grub-editenv")
+                        .arg(self.root().join("boot/grubenv"))
+                        .arg("set")
+                        .args(&args),
+                );
+            }
+            Backend::UbootSingle | Backend::UbootRedundant => {
+                let script: String = pairs.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+                let script_path = self.root().join("fw_setenv.script");
+                std::fs::write(&script_path, script).unwrap();
+                tool(
+                    Command::new("fw_setenv")
+                        .arg("-c")
+                        .arg(self.root().join("fw_env.config"))
+                        .arg("-s")
+                        .arg(&script_path),
+                );
+            }
+        }
+    }
+
     /// One boot of the simulated bootloader: the counting rule of docs/boot-contract.md, applied
-    /// with `grub-editenv` like grub.cfg does with save_env. Clears the reboot request and returns
-    /// the slot that boots.
+    /// with the reference tool like grub.cfg (save_env) and boot.cmd (env export + fatwrite) do.
+    /// Clears the reboot request and returns the slot that boots.
     pub fn boot(&self) -> char {
         let env = self.env();
         let mut slot = env["rustupdate_slot"].clone();
-        let grubenv = self.root().join("boot/grubenv");
         if env.get("upgrade_available").map(String::as_str) == Some("1") {
             let count: u32 = env["bootcount"].parse::<u32>().unwrap() + 1;
             let limit: u32 = env["bootlimit"].parse().unwrap();
             if count > limit {
                 slot = if slot == "a" { "b".into() } else { "a".into() };
-                tool(Command::new("grub-editenv").arg(&grubenv).args([
-                    "set",
-                    &format!("rustupdate_slot={slot}"),
-                    "upgrade_available=0",
-                    "bootcount=0",
-                ]));
+                self.set_env(&[
+                    ("rustupdate_slot", &slot),
+                    ("upgrade_available", "0"),
+                    ("bootcount", "0"),
+                ]);
             } else {
-                tool(
-                    Command::new("grub-editenv")
-                        .arg(&grubenv)
-                        .args(["set", &format!("bootcount={count}")]),
-                );
+                self.set_env(&[("bootcount", &count.to_string())]);
             }
         }
         std::fs::write(
