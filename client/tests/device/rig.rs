@@ -2,8 +2,8 @@
 //! redundant) edited with its reference tool (`grub-editenv`, `fw_setenv`), a kernel
 //! command line file, the client configuration, keys and artifacts.
 
+use rustupdate_format::Manifest;
 use rustupdate_format::builder::{BodyOptions, write_payload_body};
-use rustupdate_format::{Head, Header, Manifest, SignatureEntry, signing_message};
 use rustupdate_verify::SecretKey;
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
@@ -351,21 +351,7 @@ cmdline-file = "{root}/cmdline"
             created: 1_700_000_000,
             payloads: vec![payload],
         };
-        let manifest_bytes = manifest.to_bytes().unwrap();
-        let message = signing_message(&manifest_bytes);
-        let signatures: Vec<SignatureEntry> = keys
-            .iter()
-            .map(|k| SignatureEntry {
-                key_id: k.public_key().id(),
-                signature: k.sign(&message),
-            })
-            .collect();
-        let head = Head {
-            header: Header::new(manifest_bytes.len(), signatures.len()).unwrap(),
-            manifest_bytes,
-            manifest,
-            signatures,
-        };
+        let head = rustupdate_verify::signed_head(manifest, keys).unwrap();
         let mut bytes = head.to_bytes().unwrap();
         bytes.extend_from_slice(&body);
         self.file(

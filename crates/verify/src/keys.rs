@@ -100,6 +100,29 @@ impl SecretKey {
     }
 }
 
+/// Encodes `manifest` and signs it with every key: the head of a new artifact (the body follows).
+pub fn signed_head(
+    manifest: rustupdate_format::Manifest,
+    keys: &[&SecretKey],
+) -> Result<rustupdate_format::Head, Error> {
+    let manifest_bytes = manifest.to_bytes()?;
+    let message = rustupdate_format::signing_message(&manifest_bytes);
+    let signatures: Vec<rustupdate_format::SignatureEntry> = keys
+        .iter()
+        .map(|key| rustupdate_format::SignatureEntry {
+            key_id: key.public_key().id(),
+            signature: key.sign(&message),
+        })
+        .collect();
+    let header = rustupdate_format::Header::new(manifest_bytes.len(), signatures.len())?;
+    Ok(rustupdate_format::Head {
+        header,
+        manifest_bytes,
+        manifest,
+        signatures,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

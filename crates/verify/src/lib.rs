@@ -19,7 +19,7 @@ pub mod policy;
 pub mod reader;
 
 pub use error::Error;
-pub use keys::{PublicKey, SecretKey};
+pub use keys::{PublicKey, SecretKey, signed_head};
 pub use policy::{Keyring, SignaturePolicy, check_signatures};
 pub use reader::{Chunk, ChunkData, PayloadReader, VerifiedArtifact};
 pub use rustupdate_format::KeyId;

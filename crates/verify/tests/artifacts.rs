@@ -54,21 +54,7 @@ fn build(image: &[u8], options: &BodyOptions, signers: &[&SecretKey]) -> Built {
         created: 1_700_000_000,
         payloads: vec![payload],
     };
-    let manifest_bytes = manifest.to_bytes().unwrap();
-    let message = signing_message(&manifest_bytes);
-    let signatures = signers
-        .iter()
-        .map(|key| SignatureEntry {
-            key_id: key.public_key().id(),
-            signature: key.sign(&message),
-        })
-        .collect::<Vec<_>>();
-    let head = Head {
-        header: Header::new(manifest_bytes.len(), signatures.len()).unwrap(),
-        manifest_bytes,
-        manifest,
-        signatures,
-    };
+    let head = rustupdate_verify::signed_head(manifest, signers).unwrap();
     let mut bytes = head.to_bytes().unwrap();
     let manifest_end = HEADER_LEN + head.manifest_bytes.len();
     let body_start = bytes.len();

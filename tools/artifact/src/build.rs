@@ -3,9 +3,7 @@
 use crate::{EXIT_OK, cli::BuildArgs, files, progress};
 use anyhow::{Context, Result, bail};
 use rustupdate_format::builder::{BodyOptions, write_payload_body};
-use rustupdate_format::{
-    Chunking, Compression, Head, Header, Manifest, SignatureEntry, signing_message,
-};
+use rustupdate_format::{Chunking, Compression, Manifest};
 use std::io::{BufReader, BufWriter, Seek, Write};
 
 pub fn run(args: &BuildArgs) -> Result<u8> {
@@ -76,21 +74,7 @@ pub fn run(args: &BuildArgs) -> Result<u8> {
         created,
         payloads: vec![payload],
     };
-    let manifest_bytes = manifest.to_bytes()?;
-    let message = signing_message(&manifest_bytes);
-    let signatures: Vec<SignatureEntry> = keys
-        .iter()
-        .map(|key| SignatureEntry {
-            key_id: key.public_key().id(),
-            signature: key.sign(&message),
-        })
-        .collect();
-    let head = Head {
-        header: Header::new(manifest_bytes.len(), signatures.len())?,
-        manifest_bytes,
-        manifest,
-        signatures,
-    };
+    let head = rustupdate_verify::signed_head(manifest, &keys.iter().collect::<Vec<_>>())?;
 
     let out = files::temp_next_to(&args.output)?;
     {
