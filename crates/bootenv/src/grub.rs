@@ -1,81 +1,68 @@
-//! The GRUB environment block: exactly 1024 bytes, `# GRUB Environment Block\n`, then
-//! `name=value\n` lines, then `#` padding. In values `\` is written `\\` and a newline `\` + newline.
-//! Lines starting with `#` are comments. Byte-compatible with `grub-editenv`.
+//! The GRUB environment block, byte-compatible with `grub-editenv` and GRUB's `load_env`/`save_env`.
+//!
+//! Exactly [`BLOCK_SIZE`] (1024) bytes: the [`HEADER`] line `# GRUB Environment Block`, then one
+//! `name=value` line per variable, then `#` padding to the end. In values `\` is written `\\` and
+//! a newline `\` + newline; `=` is kept as is (a line splits at its first `=`). Lines starting with
+//! `#` are comments. Reading follows GRUB's `grub_envblk_iterate`: a name is everything before the
+//! first `=`, and in a value (and a comment) a backslash takes the next byte literally.
+//!
+//! Unlike U-Boot, GRUB keeps empty values (`name=`). Variables keep their order: new ones are
+//! appended, changed ones stay in place, as `grub-editenv set` does.
+//!
+//! Not here: I/O (GRUB's `save_env` rewrites the file's sectors in place and never resizes it, so
+//! the file must stay 1024 bytes), blocks of other sizes (rejected), and keeping comment lines (a
+//! block written by [`Env::to_bytes`] has only the header, the variables and the padding).
 
 use crate::Error;
-use std::collections::BTreeMap;
 
+/// Size of a GRUB environment block in bytes; GRUB requires exactly this.
 pub const BLOCK_SIZE: usize = 1024;
+/// First line of every block.
 pub const HEADER: &str = "# GRUB Environment Block\n";
 
-/// A GRUB environment. Variables keep their order of first appearance, like `grub-editenv`.
+/// A GRUB environment, in block order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Env {
     vars: Vec<(String, String)>,
 }
 
 impl Env {
+    /// An empty environment.
     pub fn new() -> Env {
         Env::default()
     }
 
+    /// Decodes a 1024-byte block. A variable that appears twice keeps its first position and its
+    /// last value (the value GRUB's `load_env` ends up with).
     pub fn from_bytes(bytes: &[u8]) -> Result<Env, Error> {
         if bytes.len() != BLOCK_SIZE {
-            return Err(Error::GrubSize(bytes.len()));
+            return Err(Error::GrubSize { size: bytes.len() });
         }
         if !bytes.starts_with(HEADER.as_bytes()) {
             return Err(Error::GrubHeader);
         }
-        let text = &bytes[HEADER.len()..];
         let mut env = Env::new();
-        let mut i = 0;
-        while i < text.len() {
-            // Comment or padding line.
-            if text[i] == b'#' {
-                match text[i..].iter().position(|b| *b == b'\n') {
-                    Some(n) => i += n + 1,
-                    None => break,
-                }
+        let mut pos = HEADER.len();
+        while pos < bytes.len() {
+            if bytes[pos] == b'#' {
+                pos = skip_comment(bytes, pos);
                 continue;
             }
-            if text[i] == b'\n' {
-                i += 1;
-                continue;
+            let (name, value, next) = parse_line(bytes, pos)?;
+            match env.vars.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, v)) => *v = value,
+                None => env.vars.push((name, value)),
             }
-            let mut line = Vec::new();
-            let mut ended = false;
-            while i < text.len() {
-                match text[i] {
-                    b'\\' if i + 1 < text.len() => {
-                        line.push(text[i + 1]);
-                        i += 2;
-                    }
-                    b'\n' => {
-                        i += 1;
-                        ended = true;
-                        break;
-                    }
-                    b => {
-                        line.push(b);
-                        i += 1;
-                    }
-                }
-            }
-            if !ended {
-                return Err(Error::GrubSyntax("unterminated last line".into()));
-            }
-            let line =
-                String::from_utf8(line).map_err(|_| Error::GrubSyntax("not UTF-8".into()))?;
-            let Some((name, value)) = line.split_once('=') else {
-                return Err(Error::GrubSyntax(format!("line without '=': {line:?}")));
-            };
-            env.set(name, value)?;
+            pos = next;
         }
         Ok(env)
     }
 
+    /// Encodes the 1024-byte block: header, `name=value` lines, `#` padding. Fails with
+    /// [`Error::GrubTooLarge`] (naming the bytes needed) when the variables do not fit.
     pub fn to_bytes(&self) -> Result<Vec<u8>, Error> {
-        let mut out = HEADER.as_bytes().to_vec();
+        let mut out = Vec::with_capacity(BLOCK_SIZE);
+        out.extend_from_slice(HEADER.as_bytes());
         for (name, value) in &self.vars {
             out.extend_from_slice(name.as_bytes());
             out.push(b'=');
@@ -94,6 +81,7 @@ impl Env {
         Ok(out)
     }
 
+    /// The value of `name`, if set (possibly empty).
     pub fn get(&self, name: &str) -> Option<&str> {
         self.vars
             .iter()
@@ -101,11 +89,34 @@ impl Env {
             .map(|(_, v)| v.as_str())
     }
 
-    /// Sets a variable (added at the end if new). Names must be non-empty without `=`, newline or
-    /// a leading `#`.
+    /// Sets `name` to `value` (empty values are kept), in place if it exists, else at the end.
+    /// Names must be non-empty, must not start with `#` (that would be a comment) and must not
+    /// contain `=`, newline or NUL; values must not contain NUL.
     pub fn set(&mut self, name: &str, value: &str) -> Result<(), Error> {
-        if name.is_empty() || name.contains(['=', '\n', '\\']) || name.starts_with('#') {
-            return Err(Error::BadName(name.into()));
+        let bad_name = if name.is_empty() {
+            Some("empty")
+        } else if name.starts_with('#') {
+            Some("starts with '#' (a comment line)")
+        } else if name.contains('=') {
+            Some("contains '='")
+        } else if name.contains('\n') {
+            Some("contains a newline")
+        } else if name.contains('\0') {
+            Some("contains a NUL byte")
+        } else {
+            None
+        };
+        if let Some(reason) = bad_name {
+            return Err(Error::BadName {
+                name: name.into(),
+                reason,
+            });
+        }
+        if value.contains('\0') {
+            return Err(Error::BadValue {
+                name: name.into(),
+                reason: "contains a NUL byte",
+            });
         }
         match self.vars.iter_mut().find(|(n, _)| n == name) {
             Some((_, v)) => *v = value.into(),
@@ -114,45 +125,233 @@ impl Env {
         Ok(())
     }
 
-    pub fn remove(&mut self, name: &str) {
-        self.vars.retain(|(n, _)| n != name);
+    /// Removes `name`, returning its value if it was set.
+    pub fn remove(&mut self, name: &str) -> Option<String> {
+        let index = self.vars.iter().position(|(n, _)| n == name)?;
+        Some(self.vars.remove(index).1)
     }
 
-    pub fn to_map(&self) -> BTreeMap<String, String> {
-        self.vars.iter().cloned().collect()
+    /// The variables in block order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.vars.iter().map(|(n, v)| (n.as_str(), v.as_str()))
     }
+
+    /// Number of variables.
+    pub fn len(&self) -> usize {
+        self.vars.len()
+    }
+
+    /// Whether no variable is set.
+    pub fn is_empty(&self) -> bool {
+        self.vars.is_empty()
+    }
+}
+
+/// GRUB's `find_next_line`: the start of the next line, a backslash taking the next byte.
+fn skip_comment(bytes: &[u8], mut pos: usize) -> usize {
+    while pos < bytes.len() {
+        match bytes[pos] {
+            b'\\' => pos += 2,
+            b'\n' => break,
+            _ => pos += 1,
+        }
+    }
+    pos + 1
+}
+
+/// One `name=value` line starting at `start`: the name, the unescaped value and the start of the
+/// next line.
+fn parse_line(bytes: &[u8], start: usize) -> Result<(String, String, usize), Error> {
+    let syntax = |offset, problem| Error::GrubSyntax { offset, problem };
+    let name_len = bytes[start..]
+        .iter()
+        .position(|b| matches!(b, b'=' | b'\n' | 0))
+        .ok_or(syntax(start, "line without '=' at the end of the block"))?;
+    let eq = start + name_len;
+    if bytes[eq] != b'=' {
+        return Err(syntax(start, "line without '='"));
+    }
+    let mut value = Vec::new();
+    let mut pos = eq + 1;
+    loop {
+        match bytes.get(pos) {
+            None => return Err(syntax(start, "last line has no newline")),
+            Some(b'\n') => break,
+            Some(0) => return Err(syntax(pos, "NUL byte in a value")),
+            Some(b'\\') => match bytes.get(pos + 1) {
+                None => return Err(syntax(start, "last line has no newline")),
+                Some(0) => return Err(syntax(pos + 1, "NUL byte in a value")),
+                Some(b) => {
+                    value.push(*b);
+                    pos += 2;
+                }
+            },
+            Some(b) => {
+                value.push(*b);
+                pos += 1;
+            }
+        }
+    }
+    let text =
+        |raw: Vec<u8>, offset| String::from_utf8(raw).map_err(|_| syntax(offset, "not UTF-8"));
+    let name = text(bytes[start..eq].to_vec(), start)?;
+    let value = text(value, eq + 1)?;
+    Ok((name, value, pos + 1))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn round_trip_with_odd_values() {
+    fn env_of(pairs: &[(&str, &str)]) -> Env {
         let mut env = Env::new();
-        env.set("slot", "a").unwrap();
-        env.set("odd", "x=y \\z\nline2").unwrap();
-        env.set("empty", "").unwrap();
+        for (name, value) in pairs {
+            env.set(name, value).unwrap();
+        }
+        env
+    }
+
+    /// A block with `body` after the header, `#`-padded.
+    fn block(body: &str) -> Vec<u8> {
+        let mut out = format!("{HEADER}{body}").into_bytes();
+        out.resize(BLOCK_SIZE, b'#');
+        out
+    }
+
+    #[test]
+    fn grub_editenv_fixture() {
+        let fixture = include_bytes!("../tests/fixtures/grubenv");
+        let env = Env::from_bytes(fixture).unwrap();
+        let expected = env_of(&[
+            ("rustupdate_slot", "b"),
+            ("equals", "a=b=c"),
+            ("backslash", "x\\y\\"),
+            ("multiline", "line1\nline2"),
+            ("empty", ""),
+            ("spaces", "  two  words  "),
+            ("hash", "#not a comment"),
+            ("unicode", "grüße"),
+        ]);
+        assert_eq!(env, expected);
+        // grub-editenv's block is ours plus its warning comment line: same bytes without it.
+        let text = String::from_utf8(fixture.to_vec()).unwrap();
+        let comment = "# WARNING: Do not edit this file by tools other than grub-editenv!!!\n";
+        assert!(text.contains(comment));
+        let mut without = text.replacen(comment, "", 1).into_bytes();
+        without.resize(BLOCK_SIZE, b'#');
+        assert_eq!(env.to_bytes().unwrap(), without);
+    }
+
+    #[test]
+    fn escaping_round_trip() {
+        let env = env_of(&[
+            ("slot", "a"),
+            ("odd", "x=y \\z\nline2"),
+            ("empty", ""),
+            ("trailing", "ends with \\"),
+        ]);
         let bytes = env.to_bytes().unwrap();
-        assert_eq!(bytes.len(), 1024);
-        let text = String::from_utf8(bytes.clone()).unwrap();
-        assert!(text.contains("odd=x=y \\\\z\\\nline2\n"), "{text}");
+        assert_eq!(
+            bytes,
+            block("slot=a\nodd=x=y \\\\z\\\nline2\nempty=\ntrailing=ends with \\\\\n")
+        );
         assert_eq!(Env::from_bytes(&bytes).unwrap(), env);
     }
 
     #[test]
-    fn errors() {
+    fn reading_follows_grub() {
+        // Comments (also escaped newlines inside them), a backslash before any byte, `=` in names'
+        // values, duplicates (first position, last value), an empty name.
+        let env = Env::from_bytes(&block(
+            "# c1\n#c2 \\\nstill comment\na=1\nb=\\q\\=\na=2\n=z\nn\\m=v\n",
+        ))
+        .unwrap();
+        assert_eq!(
+            env.iter().collect::<Vec<_>>(),
+            [("a", "2"), ("b", "q="), ("", "z"), ("n\\m", "v")]
+        );
+        // Filled to the last byte: no padding at all.
+        let value = "v".repeat(BLOCK_SIZE - HEADER.len() - 3);
+        let mut full = format!("{HEADER}a={value}\n").into_bytes();
+        assert_eq!(full.len(), BLOCK_SIZE);
+        assert_eq!(Env::from_bytes(&full).unwrap().get("a"), Some(&value[..]));
+        // The same without the final newline is broken.
+        full[BLOCK_SIZE - 1] = b'v';
         assert!(matches!(
+            Env::from_bytes(&full),
+            Err(Error::GrubSyntax { offset, .. }) if offset == HEADER.len()
+        ));
+    }
+
+    #[test]
+    fn malformed_blocks() {
+        let syntax = |body: &str| match Env::from_bytes(&block(body)) {
+            Err(Error::GrubSyntax { offset, problem }) => (offset, problem),
+            other => panic!("{body:?}: {other:?}"),
+        };
+        assert_eq!(syntax("a=1\njunk\nb=2\n"), (29, "line without '='"));
+        assert_eq!(syntax("a=1\n\nb=2\n"), (29, "line without '='"));
+        assert_eq!(syntax("a=x\0y\n"), (28, "NUL byte in a value"));
+        assert_eq!(syntax("a=\u{0}\n").1, "NUL byte in a value");
+        let mut bad_utf8 = block("a=\u{e9}\n");
+        bad_utf8[HEADER.len() + 2] = 0xff;
+        assert!(matches!(
+            Env::from_bytes(&bad_utf8),
+            Err(Error::GrubSyntax {
+                problem: "not UTF-8",
+                ..
+            })
+        ));
+        assert_eq!(
             Env::from_bytes(&[b'#'; 1000]),
-            Err(Error::GrubSize(1000))
-        ));
-        assert!(matches!(
-            Env::from_bytes(&[b'#'; 1024]),
-            Err(Error::GrubHeader)
-        ));
-        let mut env = Env::new();
-        env.set("big", &"v".repeat(1000)).unwrap();
-        assert!(matches!(env.to_bytes(), Err(Error::GrubTooLarge { .. })));
-        assert!(env.set("a=b", "c").is_err());
+            Err(Error::GrubSize { size: 1000 })
+        );
+        assert_eq!(
+            Env::from_bytes(&[b'#'; 2048]),
+            Err(Error::GrubSize { size: 2048 })
+        );
+        assert_eq!(Env::from_bytes(&[b'#'; BLOCK_SIZE]), Err(Error::GrubHeader));
+    }
+
+    #[test]
+    fn too_large_names_the_overflow() {
+        let fits = env_of(&[("a", &"v".repeat(BLOCK_SIZE - HEADER.len() - 3))]);
+        assert_eq!(fits.to_bytes().unwrap().last(), Some(&b'\n'));
+        // One byte more; an escaped backslash counts twice.
+        let over = env_of(&[
+            ("a", &"v".repeat(BLOCK_SIZE - HEADER.len() - 3 - 1)),
+            ("b", ""),
+        ]);
+        let err = over.to_bytes().unwrap_err();
+        assert_eq!(err, Error::GrubTooLarge { needed: 1026 });
+        assert!(err.to_string().contains("2 more than"), "{err}");
+        let escaped = env_of(&[("a", &"\\".repeat(500))]);
+        assert_eq!(
+            escaped.to_bytes(),
+            Err(Error::GrubTooLarge {
+                needed: HEADER.len() + 3 + 1000
+            })
+        );
+    }
+
+    #[test]
+    fn set_get_remove() {
+        let mut env = env_of(&[("a", "1"), ("b", "2")]);
+        env.set("a", "3").unwrap();
+        env.set("c", "").unwrap();
+        assert_eq!(
+            env.iter().collect::<Vec<_>>(),
+            [("a", "3"), ("b", "2"), ("c", "")]
+        );
+        assert_eq!(env.remove("b").as_deref(), Some("2"));
+        assert_eq!(env.remove("b"), None);
+        assert_eq!(env.get("c"), Some(""));
+        for bad in ["", "#x", "a=b", "a\nb", "a\0b"] {
+            assert!(
+                matches!(env.set(bad, "1"), Err(Error::BadName { .. })),
+                "{bad:?}"
+            );
+        }
+        assert!(matches!(env.set("a", "x\0"), Err(Error::BadValue { .. })));
     }
 }

@@ -1,0 +1,616 @@
+#!/usr/bin/env python3
+"""Builds the end-to-end test disk images and artifacts for one architecture.
+
+    ci/e2e/build.py --arch x86_64|arm64 --client PATH --artifact-tool PATH [--out DIR] [--cache DIR]
+
+No root, no loop devices, no mounts: Debian bookworm packages are fetched with `apt-get download`
+through a private APT configuration (host sources, separate lists and cache, the guest's
+architecture), unpacked with dpkg-deb, and the file systems are made with mkfs.ext4 -d, mkfs.vfat +
+mtools, and written into a GPT disk image (sgdisk) at the partition offsets.
+
+Output in DIR (default build/e2e/<arch>):
+    disk.img            pristine GPT disk: boot area, rootfs_a = v1, rootfs_b = v1, data
+    rootfs-v{1,2,3}.ext4
+    artifacts/*.rua     also on the data partition under /artifacts
+    layout.json         everything the scenario runner needs (offsets, firmware, versions)
+Downloads and unpacked packages are cached in the cache directory (default build/e2e/cache).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import json
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+BOOT_FILES = REPO / "meta-rustupdate" / "recipes-bsp" / "rustupdate-boot" / "files"
+MIB = 1024 * 1024
+
+# Per architecture: Debian arch, kernel flavour, bootloader, partition sizes (MiB), rootfs image
+# size (MiB, smaller than the slot: the client writes only the image), QEMU and firmware.
+ARCHES = {
+    "x86_64": {
+        "deb_arch": "amd64",
+        "bootloader": "grub",
+        "device_type": "e2e-x86_64",
+        "boot_label": "esp",
+        "boot_mount": "/boot/efi",
+        "boot_mib": 32,
+        "slot_mib": 96,
+        "image_mib": 64,
+        "data_mib": 224,
+        "kernel_name": "vmlinuz",
+        "console": "ttyS0,115200",
+        "modules": ["virtio_pci", "virtio_blk", "virtio_net", "crc32c_generic", "ext4", "vfat",
+                    "nls_cp437", "nls_ascii", "nls_utf8", "qemu_fw_cfg"],
+    },
+    "arm64": {
+        "deb_arch": "arm64",
+        "bootloader": "uboot",
+        "device_type": "e2e-arm64",
+        "boot_label": "boot",
+        "boot_mount": "/boot/firmware",
+        "boot_mib": 16,
+        "slot_mib": 96,
+        "image_mib": 64,
+        "data_mib": 224,
+        "kernel_name": "Image",
+        "console": "ttyAMA0",
+        "modules": ["virtio_mmio", "virtio_pci", "virtio_blk", "virtio_net", "crc32c_generic",
+                    "ext4", "vfat", "nls_cp437", "nls_ascii", "nls_utf8", "qemu_fw_cfg"],
+    },
+}
+# Kernel arguments of the e2e images besides root=, rustupdate.slot= and console=: quiet boots
+# are faster on an emulated UART; panic=-1 turns a crashed init into a reboot (QEMU -no-reboot
+# then exits), which is how the broken release "fails to boot".
+KERNEL_ARGS = "quiet panic=-1"
+BOOTLIMIT = "3"
+UBOOT_ENV_SIZE = "0x4000"
+VERSIONS = ("v1", "v2", "v3")  # v3 is the broken release
+GRUB_MODULES = ("part_gpt fat ext2 normal configfile linux loadenv test echo regexp sleep reboot halt "
+                "gzio search serial terminal efi_gop all_video")
+
+
+def log(msg: str) -> None:
+    print(f"[build {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
+    kw.setdefault("check", True)
+    return subprocess.run([str(c) for c in cmd], **kw)
+
+
+def out(cmd: list[str], **kw) -> str:
+    return run(cmd, stdout=subprocess.PIPE, text=True, **kw).stdout
+
+
+# ---------------------------------------------------------------------------------------------
+# Debian packages
+# ---------------------------------------------------------------------------------------------
+
+class Apt:
+    """apt-get/apt-cache with a private configuration for one Debian architecture."""
+
+    def __init__(self, cache: Path, deb_arch: str):
+        self.root = cache / f"apt-{deb_arch}"
+        self.debs = cache / "debs" / deb_arch
+        for d in ("lists/partial", "cache/archives/partial", "state"):
+            (self.root / d).mkdir(parents=True, exist_ok=True)
+        self.debs.mkdir(parents=True, exist_ok=True)
+        (self.root / "status").touch()
+        self.conf = self.root / "apt.conf"
+        self.conf.write_text(
+            f'APT::Architecture "{deb_arch}";\n'
+            f'APT::Architectures {{ "{deb_arch}"; }};\n'
+            f'Dir::State "{self.root}/state";\n'
+            f'Dir::State::lists "{self.root}/lists";\n'
+            f'Dir::State::status "{self.root}/status";\n'
+            f'Dir::Cache "{self.root}/cache";\n'
+            'Acquire::Languages "none";\n'
+            'APT::Get::List-Cleanup "0";\n'
+            + ('APT::Sandbox::User "root";\n' if os.getuid() == 0 else "")
+        )
+        self.env = dict(os.environ, APT_CONFIG=str(self.conf), DEBIAN_FRONTEND="noninteractive")
+        self.updated = False
+
+    def update(self, force: bool = False) -> None:
+        stamp = self.root / "updated.stamp"
+        if not force and stamp.exists() and time.time() - stamp.stat().st_mtime < 24 * 3600:
+            return
+        log(f"apt-get update ({self.root.name})")
+        run(["apt-get", "-q", "update"], env=self.env, stdout=subprocess.DEVNULL)
+        stamp.touch()
+        self.updated = True
+
+    def pkgnames(self, prefix: str) -> list[str]:
+        return out(["apt-cache", "pkgnames", prefix], env=self.env).split()
+
+    def download(self, pkg: str) -> Path:
+        """The .deb of pkg's candidate version, downloaded once into the cache."""
+        have = sorted(self.debs.glob(f"{pkg}_*.deb"))
+        if have:
+            return have[-1]
+        log(f"apt-get download {pkg}")
+        try:
+            run(["apt-get", "-q", "download", pkg], env=self.env, cwd=self.debs,
+                stdout=subprocess.DEVNULL)
+        except subprocess.CalledProcessError:
+            if self.updated:
+                raise
+            self.update(force=True)
+            run(["apt-get", "-q", "download", pkg], env=self.env, cwd=self.debs,
+                stdout=subprocess.DEVNULL)
+        have = sorted(self.debs.glob(f"{pkg}_*.deb"))
+        if not have:
+            sys.exit(f"apt-get download {pkg} produced no .deb in {self.debs}")
+        return have[-1]
+
+    def newest_kernel(self, flavour: str) -> str:
+        """linux-image-6.1.0-<N>-<flavour> with the highest N the archive has (never hard-coded)."""
+        pat = re.compile(rf"^linux-image-6\.1\.0-(\d+)-{re.escape(flavour)}$")
+        found = [(int(m.group(1)), n) for n in self.pkgnames("linux-image-6.1.0-")
+                 if (m := pat.match(n))]
+        if not found:
+            sys.exit(f"no linux-image-6.1.0-*-{flavour} in the package lists")
+        return max(found)[1]
+
+
+def unpack(deb: Path, cache: Path) -> Path:
+    """dpkg-deb -x into the cache (once per .deb file)."""
+    dest = cache / "unpacked" / deb.stem
+    if (dest / ".done").exists():
+        return dest
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    log(f"unpacking {deb.name}")
+    run(["dpkg-deb", "-x", deb, dest])
+    (dest / ".done").touch()
+    return dest
+
+
+# ---------------------------------------------------------------------------------------------
+# Kernel, modules, initramfs
+# ---------------------------------------------------------------------------------------------
+
+def kernel_parts(kroot: Path, modules: list[str]) -> tuple[str, Path, list[Path]]:
+    """(version, kernel image, module files in load order) from an unpacked linux-image .deb."""
+    versions = sorted(p.name for p in (kroot / "lib" / "modules").iterdir() if p.is_dir())
+    if len(versions) != 1:
+        sys.exit(f"expected one kernel in {kroot}/lib/modules, found {versions}")
+    ver = versions[0]
+    if not (kroot / "lib" / "modules" / ver / "modules.dep").exists():
+        run(["depmod", "-b", kroot, ver])  # the .deb ships no modules.dep
+    ordered: list[Path] = []
+    for mod in modules:
+        res = run(["modprobe", "-d", kroot, "-S", ver, "--show-depends", mod],
+                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, check=False)
+        if res.returncode != 0:
+            sys.exit(f"modprobe --show-depends {mod}: {res.stderr.strip()}")
+        for line in res.stdout.splitlines():
+            words = line.split()
+            if words and words[0] == "insmod":
+                p = Path(words[1])
+                if p not in ordered:
+                    ordered.append(p)
+    image = kroot / "boot" / f"vmlinuz-{ver}"
+    return ver, image, ordered
+
+
+class Cpio:
+    """A newc cpio archive written directly (device nodes and owners without root)."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.ino = 1
+
+    def _entry(self, name: str, mode: int, body: bytes = b"", rdev: tuple[int, int] = (0, 0)) -> None:
+        nameb = name.encode() + b"\0"
+        fields = [self.ino, mode, 0, 0, 2 if stat.S_ISDIR(mode) else 1, 0, len(body), 0, 0,
+                  rdev[0], rdev[1], len(nameb), 0]
+        self.ino += 1
+        self.data += b"070701" + b"".join(b"%08X" % f for f in fields) + nameb
+        self.data += b"\0" * (-len(self.data) % 4)
+        self.data += body
+        self.data += b"\0" * (-len(self.data) % 4)
+
+    def dir(self, name: str) -> None:
+        self._entry(name, stat.S_IFDIR | 0o755)
+
+    def file(self, name: str, body: bytes, mode: int = 0o644) -> None:
+        self._entry(name, stat.S_IFREG | mode, body)
+
+    def symlink(self, name: str, target: str) -> None:
+        self._entry(name, stat.S_IFLNK | 0o777, target.encode())
+
+    def chardev(self, name: str, major: int, minor: int, mode: int = 0o600) -> None:
+        self._entry(name, stat.S_IFCHR | mode, rdev=(major, minor))
+
+    def finish(self) -> bytes:
+        self._entry("TRAILER!!!", 0)
+        return bytes(self.data) + b"\0" * (-len(self.data) % 512)
+
+
+def build_initramfs(busybox: Path, applets: list[str], modules: list[Path], dest: Path) -> None:
+    c = Cpio()
+    for d in ("bin", "dev", "proc", "sys", "newroot", "lib", "lib/modules"):
+        c.dir(d)
+    c.chardev("dev/console", 5, 1)
+    c.chardev("dev/null", 1, 3, 0o666)
+    c.file("bin/busybox", busybox.read_bytes(), 0o755)
+    for a in applets:
+        name = a.rsplit("/", 1)[-1]
+        if name not in ("busybox", "init", "linuxrc"):
+            c.symlink(f"bin/{name}", "busybox")
+    names = []
+    for m in modules:
+        c.file(f"lib/modules/{m.name}", m.read_bytes())
+        names.append(m.name)
+    c.file("modules.list", ("\n".join(names) + "\n").encode())
+    c.file("init", (HERE / "guest" / "initramfs-init").read_bytes(), 0o755)
+    dest.write_bytes(gzip.compress(c.finish(), compresslevel=6, mtime=0))
+
+
+# ---------------------------------------------------------------------------------------------
+# Templates
+# ---------------------------------------------------------------------------------------------
+
+def render(template: Path, values: dict[str, str]) -> str:
+    """Replaces every @@NAME@@; a placeholder without a value is an error (as in the layer)."""
+    text = template.read_text()
+    unknown = sorted(set(re.findall(r"@@([A-Z0-9_]+)@@", text)) - set(values))
+    if unknown:
+        sys.exit(f"{template}: no value for placeholder(s) {', '.join(unknown)}")
+    return re.sub(r"@@([A-Z0-9_]+)@@", lambda m: values[m.group(1)], text)
+
+
+def boot_placeholders(cfg: dict) -> dict[str, str]:
+    """Values of the boot script placeholders for the e2e images (the layer sets its own)."""
+    return {
+        "CONSOLE": cfg["console"],
+        "KERNEL_ARGS": KERNEL_ARGS,
+        "KERNEL_IMAGETYPE": cfg["kernel_name"],
+        "BOOTLIMIT": BOOTLIMIT,
+        "SLOT_A_LABEL": "rootfs_a",
+        "SLOT_B_LABEL": "rootfs_b",
+        "BOOT_LABEL": cfg["boot_label"],
+        "UBOOT_DEV": "virtio 0",
+        "UBOOT_ENV_SIZE": UBOOT_ENV_SIZE,
+    }
+
+
+def client_config(cfg: dict) -> str:
+    if cfg["bootloader"] == "grub":
+        bootloader = f'type = "grub"\ngrubenv = "{cfg["boot_mount"]}/EFI/BOOT/grubenv"'
+    else:
+        bootloader = 'type = "uboot"\nfw-env-config = "/etc/fw_env.config"'
+    return f"""# rustupdate e2e guest configuration (ci/e2e/build.py); keys: docs/config.md
+device-type = "{cfg["device_type"]}"
+data-dir = "/data/rustupdate"
+
+[slots.a]
+partlabel = "rootfs_a"
+
+[slots.b]
+partlabel = "rootfs_b"
+
+[bootloader]
+{bootloader}
+bootlimit = {BOOTLIMIT}
+
+[keys]
+trusted-dir = "/etc/rustupdate/keys"
+threshold = 1
+
+[health]
+dir = "/etc/rustupdate/health.d"
+timeout-secs = 20
+trial-timeout-secs = 900
+
+[hooks]
+dir = "/etc/rustupdate/hooks.d"
+timeout-secs = 20
+
+[system]
+reboot-command = ["/sbin/reboot", "-f"]
+"""
+
+
+# ---------------------------------------------------------------------------------------------
+# File systems and the disk
+# ---------------------------------------------------------------------------------------------
+
+def mkfs_ext4(src: Path, image: Path, mib: int, label: str) -> None:
+    image.unlink(missing_ok=True)
+    run(["mkfs.ext4", "-q", "-F", "-b", "4096", "-L", label, "-E", "root_owner=0:0", "-d", src,
+         image, f"{mib}M"], stdout=subprocess.DEVNULL)
+
+
+def mkfs_vfat(files: dict[str, Path], image: Path, mib: int, label: str) -> None:
+    image.unlink(missing_ok=True)
+    with open(image, "wb") as f:
+        f.truncate(mib * MIB)
+    run(["mkfs.vfat", "-n", label.upper(), "-i", "12345678", image], stdout=subprocess.DEVNULL)
+    env = dict(os.environ, MTOOLS_SKIP_CHECK="1")
+    made = set()
+    for dest in sorted(files):
+        parts = dest.split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            d = "/".join(parts[:i])
+            if d not in made:
+                run(["mmd", "-i", image, f"::/{d}"], env=env)
+                made.add(d)
+        run(["mcopy", "-i", image, files[dest], f"::/{dest}"], env=env)
+
+
+def copy_into(disk: Path, image: Path, offset: int) -> None:
+    """Writes image into disk at offset, leaving holes for all-zero MiB blocks."""
+    with open(image, "rb") as src, open(disk, "r+b") as dst:
+        pos = offset
+        while True:
+            block = src.read(MIB)
+            if not block:
+                break
+            if block.count(0) != len(block):
+                dst.seek(pos)
+                dst.write(block)
+            pos += len(block)
+
+
+def make_disk(disk: Path, cfg: dict, boot_img: Path, slot_a: Path, slot_b: Path,
+              data_img: Path) -> dict:
+    total = 1 + cfg["boot_mib"] + 2 * cfg["slot_mib"] + cfg["data_mib"] + 1
+    disk.unlink(missing_ok=True)
+    with open(disk, "wb") as f:
+        f.truncate(total * MIB)
+    boot_type = "ef00" if cfg["bootloader"] == "grub" else "0700"
+    # sgdisk -q once wrote no table while exiting 0 (notes): no -q, output discarded, checked below.
+    run(["sgdisk", "-o",
+         "-n", f"1:2048:+{cfg['boot_mib']}M", "-t", f"1:{boot_type}", "-c", f"1:{cfg['boot_label']}",
+         "-n", f"2:0:+{cfg['slot_mib']}M", "-t", "2:8304", "-c", "2:rootfs_a",
+         "-n", f"3:0:+{cfg['slot_mib']}M", "-t", "3:8304", "-c", "3:rootfs_b",
+         "-n", "4:0:0", "-t", "4:8300", "-c", "4:data", disk], stdout=subprocess.DEVNULL)
+    parts = {}
+    names = [cfg["boot_label"], "rootfs_a", "rootfs_b", "data"]
+    for n, name in enumerate(names, start=1):
+        fields = out(["partx", "-g", "-o", "START,SECTORS", "-n", str(n), disk]).split()
+        if len(fields) != 2:
+            sys.exit(f"partx found no partition {n} in {disk}: the GPT was not written")
+        parts[name] = {"number": n, "offset": int(fields[0]) * 512, "size": int(fields[1]) * 512}
+    for name, img in ((cfg["boot_label"], boot_img), ("rootfs_a", slot_a), ("rootfs_b", slot_b),
+                      ("data", data_img)):
+        if img.stat().st_size > parts[name]["size"]:
+            sys.exit(f"{img} does not fit into partition {name}")
+        copy_into(disk, img, parts[name]["offset"])
+    return parts
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(4 * MIB):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# Root file systems and artifacts
+# ---------------------------------------------------------------------------------------------
+
+def build_rootfs(tree: Path, version: str, cfg: dict, busybox: Path, applets: list[str],
+                 kernel: Path, initrd: Path, client: Path, pubkey: Path) -> None:
+    shutil.rmtree(tree, ignore_errors=True)
+    for d in ("bin", "sbin", "usr/bin", "usr/sbin", "etc/rustupdate/keys",
+              "etc/rustupdate/health.d", "etc/rustupdate/hooks.d", "proc", "sys", "dev", "tmp",
+              "run", "data", "boot", cfg["boot_mount"].lstrip("/"), "var", "root", "mnt"):
+        (tree / d).mkdir(parents=True, exist_ok=True)
+    (tree / "var" / "lock").symlink_to("../run/lock")
+    shutil.copy2(busybox, tree / "bin" / "busybox")
+    for a in applets:
+        # busybox --list-full includes busybox itself and init: skip them (a self-link would
+        # replace the binary; /sbin/init is ours).
+        if "/" not in a or a.rsplit("/", 1)[-1] in ("busybox", "init", "linuxrc"):
+            continue
+        link = tree / a
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if not link.exists() and not link.is_symlink():
+            link.symlink_to(os.path.relpath(tree / "bin" / "busybox", link.parent))
+    shutil.copy2(kernel, tree / "boot" / cfg["kernel_name"])
+    shutil.copy2(initrd, tree / "boot" / "initrd.img")
+    shutil.copy2(client, tree / "usr" / "bin" / "rustupdate")
+    os.chmod(tree / "usr" / "bin" / "rustupdate", 0o755)
+    init = render(HERE / "guest" / "init", {
+        "BOOT_LABEL": cfg["boot_label"], "BOOT_MOUNT": cfg["boot_mount"],
+        "BROKEN": "1" if version == "v3" else "0"})
+    (tree / "sbin" / "init").write_text(init)
+    os.chmod(tree / "sbin" / "init", 0o755)
+    etc = tree / "etc"
+    (etc / "rustupdate-version").write_text(version + "\n")
+    (etc / "os-release").write_text(
+        f'NAME="rustupdate e2e"\nID=rustupdate-e2e\nVERSION_ID={version}\n'
+        f'PRETTY_NAME="rustupdate e2e {version}"\n')
+    (etc / "hostname").write_text(f"e2e-{cfg['deb_arch']}\n")
+    (etc / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
+    (etc / "group").write_text("root:x:0:\n")
+    (etc / "rustupdate" / "rustupdate.toml").write_text(client_config(cfg))
+    shutil.copy2(pubkey, etc / "rustupdate" / "keys" / "e2e.pem")
+    for src, dst in (("health-e2e", "health.d/50-e2e"), ("hook-e2e", "hooks.d/50-e2e")):
+        shutil.copy2(HERE / "guest" / src, etc / "rustupdate" / dst)
+        os.chmod(etc / "rustupdate" / dst, 0o755)
+    if cfg["bootloader"] == "uboot":
+        (etc / "fw_env.config").write_text(
+            f"# device offset size (single copy on the FAT boot partition)\n"
+            f"{cfg['boot_mount']}/uboot.env 0x0 {UBOOT_ENV_SIZE}\n")
+
+
+def keygen(tool: Path, prefix: Path) -> tuple[Path, Path]:
+    key, pub = Path(f"{prefix}.key.pem"), Path(f"{prefix}.pub.pem")
+    if not (key.exists() and pub.exists()):
+        prefix.parent.mkdir(parents=True, exist_ok=True)
+        run([tool, "keygen", "-o", prefix], stdout=subprocess.DEVNULL)
+    return key, pub
+
+
+def build_artifacts(tool: Path, images: dict[str, Path], cfg: dict, key: Path, foreign: Path,
+                    outdir: Path) -> dict[str, dict]:
+    """The signed artifacts of the scenarios. Each entry: file name -> what it is."""
+    shutil.rmtree(outdir, ignore_errors=True)
+    outdir.mkdir(parents=True)
+
+    def build(name: str, image: Path, version: str, keyfile: Path, device_type: str) -> Path:
+        dest = outdir / name
+        run([tool, "build", "--image", image, "--name", "e2e-rootfs", "--version", version,
+             "--device-type", device_type, "--key", keyfile, "--threads", "2", "--created",
+             "1700000000", "-o", dest], stdout=subprocess.DEVNULL)
+        return dest
+
+    made = {}
+    for v in ("v2", "v3"):
+        build(f"{v}.rua", images[v], v, key, cfg["device_type"])
+        made[f"{v}.rua"] = {"version": v, "expect": "installs" + (" (broken image)" if v == "v3" else "")}
+    build("v2-foreign.rua", images["v2"], "v2", foreign, cfg["device_type"])
+    made["v2-foreign.rua"] = {"version": "v2", "expect": "rejected: signed by an untrusted key"}
+    build("v2-wrongtype.rua", images["v2"], "v2", key, "some-other-device")
+    made["v2-wrongtype.rua"] = {"version": "v2", "expect": "rejected: incompatible device type"}
+    # Tampered: one byte flipped in the middle of the payload (chunk data), after the signature.
+    data = bytearray((outdir / "v2.rua").read_bytes())
+    data[len(data) // 2] ^= 0x55
+    (outdir / "v2-tampered.rua").write_bytes(bytes(data))
+    made["v2-tampered.rua"] = {"version": "v2", "expect": "rejected: a chunk fails its hash"}
+    return made
+
+
+# ---------------------------------------------------------------------------------------------
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--arch", required=True, choices=sorted(ARCHES))
+    ap.add_argument("--client", required=True, type=Path,
+                    help="static rustupdate client binary for the guest (or a stand-in script)")
+    ap.add_argument("--artifact-tool", required=True, type=Path, help="host rustupdate-artifact binary")
+    ap.add_argument("--out", type=Path)
+    ap.add_argument("--cache", type=Path, default=REPO / "build" / "e2e" / "cache")
+    args = ap.parse_args()
+    t0 = time.monotonic()
+    cfg = ARCHES[args.arch]
+    outdir = (args.out or REPO / "build" / "e2e" / args.arch).resolve()
+    outdir.mkdir(parents=True, exist_ok=True)
+    cache = args.cache.resolve()
+    work = outdir / "work"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    for p in (args.client, args.artifact_tool):
+        if not p.is_file():
+            sys.exit(f"{p}: not found")
+
+    # Packages: the guest's kernel and busybox, and the host's busybox for the applet list.
+    apt = Apt(cache, cfg["deb_arch"])
+    apt.update()
+    kpkg = apt.newest_kernel(cfg["deb_arch"])
+    kroot = unpack(apt.download(kpkg), cache)
+    bbroot = unpack(apt.download("busybox-static"), cache)
+    busybox = bbroot / "bin" / "busybox"
+    if cfg["deb_arch"] == "amd64":
+        host_busybox = busybox
+    else:
+        host_apt = Apt(cache, "amd64")
+        host_apt.update()
+        host_busybox = unpack(host_apt.download("busybox-static"), cache) / "bin" / "busybox"
+    applets = out([host_busybox, "--list-full"]).split()
+
+    kver, kernel, modules = kernel_parts(kroot, cfg["modules"])
+    log(f"kernel {kver}: {kernel.stat().st_size // 1024} KiB, {len(modules)} modules")
+    initrd = work / "initrd.img"
+    build_initramfs(busybox, applets, modules, initrd)
+    log(f"initramfs: {initrd.stat().st_size // 1024} KiB")
+
+    # Keys (shared by both architectures, made once) and root file systems.
+    keys = REPO / "build" / "e2e" / "keys"
+    key, pub = keygen(args.artifact_tool, keys / "e2e")
+    foreign, _ = keygen(args.artifact_tool, keys / "foreign")
+    images = {}
+    for v in VERSIONS:
+        tree = work / f"rootfs-{v}"
+        build_rootfs(tree, v, cfg, busybox, applets, kernel, initrd, args.client, pub)
+        images[v] = outdir / f"rootfs-{v}.ext4"
+        mkfs_ext4(tree, images[v], cfg["image_mib"], "rootfs")
+    log(f"root file systems: {', '.join(VERSIONS)} ({cfg['image_mib']} MiB images)")
+
+    artifacts = build_artifacts(args.artifact_tool, images, cfg, key, foreign, outdir / "artifacts")
+    log("artifacts: " + ", ".join(f"{n} ({(outdir / 'artifacts' / n).stat().st_size // 1024} KiB)"
+                                  for n in artifacts))
+    data_tree = work / "data"
+    (data_tree / "artifacts").mkdir(parents=True)
+    for n in artifacts:
+        os.link(outdir / "artifacts" / n, data_tree / "artifacts" / n)
+    data_img = work / "data.ext4"
+    mkfs_ext4(data_tree, data_img, cfg["data_mib"], "data")
+
+    # Boot area: the canonical boot script templates from meta-rustupdate, rendered.
+    values = boot_placeholders(cfg)
+    boot_files: dict[str, Path] = {}
+    if cfg["bootloader"] == "grub":
+        efi = work / "BOOTX64.EFI"
+        run(["grub-mkimage", "-O", "x86_64-efi", "-p", "/EFI/BOOT", "-o", efi] + GRUB_MODULES.split())
+        (work / "grub.cfg").write_text(render(BOOT_FILES / "grub.cfg", values))
+        env = work / "grubenv"
+        run(["grub-editenv", env, "create"])
+        run(["grub-editenv", env, "set", "rustupdate_slot=a", "upgrade_available=0", "bootcount=0",
+             f"bootlimit={BOOTLIMIT}"])
+        boot_files = {"EFI/BOOT/BOOTX64.EFI": efi, "EFI/BOOT/grub.cfg": work / "grub.cfg",
+                      "EFI/BOOT/grubenv": env}
+        env_path = "EFI/BOOT/grubenv"
+        firmware = {"code": "/usr/share/OVMF/OVMF_CODE_4M.fd", "vars": "/usr/share/OVMF/OVMF_VARS_4M.fd"}
+    else:
+        (work / "boot.cmd").write_text(render(BOOT_FILES / "boot.cmd", values))
+        run(["mkimage", "-A", "arm64", "-O", "linux", "-T", "script", "-C", "none", "-n",
+             "rustupdate boot script", "-d", work / "boot.cmd", work / "boot.scr"],
+            stdout=subprocess.DEVNULL)
+        (work / "uboot.env.txt").write_text(
+            f"rustupdate_slot=a\nupgrade_available=0\nbootcount=0\nbootlimit={BOOTLIMIT}\n")
+        run(["mkenvimage", "-s", UBOOT_ENV_SIZE, "-o", work / "uboot.env", work / "uboot.env.txt"])
+        boot_files = {"boot.scr": work / "boot.scr", "uboot.env": work / "uboot.env"}
+        env_path = "uboot.env"
+        firmware = {"bios": "/usr/lib/u-boot/qemu_arm64/u-boot.bin"}
+    for f in firmware.values():
+        if not Path(f).exists():
+            sys.exit(f"{f} missing: run ci/e2e/deps.sh")
+    boot_img = work / "boot.vfat"
+    mkfs_vfat(boot_files, boot_img, cfg["boot_mib"], cfg["boot_label"])
+
+    disk = outdir / "disk.img"
+    parts = make_disk(disk, cfg, boot_img, images["v1"], images["v1"], data_img)
+    layout = {
+        "arch": args.arch,
+        "bootloader": cfg["bootloader"],
+        "device_type": cfg["device_type"],
+        "kernel": kver,
+        "kernel_package": kpkg,
+        "disk": str(disk),
+        "partitions": parts,
+        "boot_label": cfg["boot_label"],
+        "env_path": env_path,
+        "uboot_env_size": UBOOT_ENV_SIZE,
+        "firmware": firmware,
+        "images": {v: {"path": str(images[v]), "size": images[v].stat().st_size,
+                       "sha256": sha256(images[v])} for v in VERSIONS},
+        "artifacts": artifacts,
+        "client": str(args.client.resolve()),
+        "built": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    (outdir / "layout.json").write_text(json.dumps(layout, indent=2) + "\n")
+    shutil.rmtree(work)
+    log(f"{args.arch}: {disk} ready in {time.monotonic() - t0:.1f} s")
+
+
+if __name__ == "__main__":
+    main()

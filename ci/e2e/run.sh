@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# End-to-end A/B update and rollback under QEMU with real firmware, bootloaders and kernels.
+#
+#   ci/e2e/run.sh [--arch x86_64|arm64|all] [--scenario NAME ...] [--jobs N] [--no-deps]
+#                 [--client-x86_64 PATH] [--client-arm64 PATH] [--narrate] [--list]
+#
+# 1. installs the host packages it needs when missing (ci/e2e/deps.sh; --no-deps skips this),
+# 2. builds the host tool rustupdate-artifact and the static musl client for each architecture
+#    (cargo; --client-<arch> PATH or $RUSTUPDATE_E2E_CLIENT_<ARCH> use a given binary instead,
+#    e.g. a stand-in script while the client cannot do something yet),
+# 3. builds the disk images and signed artifacts (ci/e2e/build.py, into build/e2e/<arch>),
+# 4. runs the scenarios of ci/scenarios (ci/e2e/runner.py; default: every scenario marked for CI).
+# Exits non-zero on any failure. Console logs: build/e2e/results/<arch>/<scenario>/boot-NN.log.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+REPO=$PWD
+
+ARCH=all
+SCENARIOS=()
+JOBS=${E2E_JOBS:-1}
+DEPS=1
+LIST=0
+NARRATE=0
+CLIENT_x86_64=${RUSTUPDATE_E2E_CLIENT_X86_64:-}
+CLIENT_arm64=${RUSTUPDATE_E2E_CLIENT_ARM64:-}
+while (($#)); do
+    case "$1" in
+        --arch) ARCH=$2; shift 2 ;;
+        --scenario)
+            shift
+            while (($#)) && [[ $1 != --* ]]; do SCENARIOS+=("$1"); shift; done ;;
+        --jobs) JOBS=$2; shift 2 ;;
+        --no-deps) DEPS=0; shift ;;
+        --client-x86_64) CLIENT_x86_64=$2; shift 2 ;;
+        --client-arm64) CLIENT_arm64=$2; shift 2 ;;
+        --list) LIST=1; shift ;;
+        --narrate) NARRATE=1; shift ;;
+        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+        *) echo "run.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+    esac
+done
+case "$ARCH" in
+    all) ARCHES=(x86_64 arm64) ;;
+    x86_64|arm64) ARCHES=("$ARCH") ;;
+    *) echo "run.sh: --arch x86_64|arm64|all" >&2; exit 2 ;;
+esac
+if ((LIST)); then
+    exec python3 ci/e2e/runner.py --list
+fi
+
+stamp() { printf '\n=== e2e %s: %s ===\n' "$(date +%H:%M:%S)" "$*"; }
+T0=$(date +%s)
+
+if ((DEPS)); then
+    stamp "host packages"
+    ci/e2e/deps.sh
+fi
+
+TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
+export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=${CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER:-aarch64-linux-gnu-gcc}
+export CC_aarch64_unknown_linux_musl=${CC_aarch64_unknown_linux_musl:-aarch64-linux-gnu-gcc}
+
+stamp "host tool rustupdate-artifact"
+cargo build --release --locked -p rustupdate-artifact
+TOOL=$TARGET_DIR/release/rustupdate-artifact
+
+for arch in "${ARCHES[@]}"; do
+    var=CLIENT_$arch
+    client=${!var}
+    if [[ -z "$client" ]]; then
+        case "$arch" in
+            x86_64) triple=x86_64-unknown-linux-musl ;;
+            arm64) triple=aarch64-unknown-linux-musl ;;
+        esac
+        stamp "client for $arch ($triple)"
+        cargo build --release --locked -p rustupdate --target "$triple"
+        client=$TARGET_DIR/$triple/release/rustupdate
+    fi
+    stamp "disk image and artifacts for $arch (client $client)"
+    python3 ci/e2e/build.py --arch "$arch" --client "$client" --artifact-tool "$TOOL"
+done
+echo "e2e: build took $(( $(date +%s) - T0 )) s"
+
+stamp "scenarios"
+args=(--arch "$ARCH" --jobs "$JOBS")
+((${#SCENARIOS[@]})) && args+=(--scenario "${SCENARIOS[@]}")
+((NARRATE)) && args+=(--narrate)
+status=0
+python3 ci/e2e/runner.py "${args[@]}" || status=$?
+echo "e2e: total $(( $(date +%s) - T0 )) s"
+exit $status

@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# LOCAL ONLY, not part of CI: parses meta-rustupdate against OpenEmbedded-Core yocto-6.0.2 and
+# resolves the dependencies of rustupdate-image, offline, per machine, with "rustupdate" in
+# DISTRO_FEATURES (and once without it, to see that the layer stays inert). It needs the
+# openembedded-core and bitbake trees and a few minutes of CPU per machine (2 cores: bitbake -p
+# 1-3 min, bitbake -g seconds, bitbake -n about 5 min).
+#
+# Prepare once, OUTSIDE this repository (never commit these trees):
+#   git clone -b yocto-6.0.2 https://git.openembedded.org/openembedded-core "$OE_DIR/openembedded-core"
+#   git clone -b yocto-6.0.2 https://git.openembedded.org/bitbake "$OE_DIR/bitbake"
+#   (from local mirrors: git clone --shared -b yocto-6.0.2 <mirror.git> <dest>)
+#   host packages: gawk chrpath diffstat cpio file lz4 zstd wget, locale en_US.UTF-8 (locales);
+#   bitbake refuses to run as root: an unprivileged user (OE_USER) with
+#   git config --global safe.directory '*'. Run as root, this script re-runs itself as OE_USER.
+#
+# Usage: ci/layer-parse-check.sh [-n] [MACHINE...]     (default: qemux86-64 qemuarm64)
+#   -n   also dry-run every task of rustupdate-image (bitbake -n)
+# Environment: OE_DIR (default /work/oe), OE_USER (default oebuild),
+#   BUILD_ROOT (build directories, default $OE_DIR/build), RUSTUPDATE_REPO (the checkout whose
+#   meta-rustupdate is checked, default this one).
+set -euo pipefail
+
+REPO=${RUSTUPDATE_REPO:-$(cd "$(dirname "$0")/.." && pwd)}
+OE_DIR=${OE_DIR:-/work/oe}
+OE_USER=${OE_USER:-oebuild}
+BUILD_ROOT=${BUILD_ROOT:-$OE_DIR/build}
+
+if [[ $(id -u) -eq 0 ]]; then
+    exec runuser -u "$OE_USER" -- env OE_DIR="$OE_DIR" BUILD_ROOT="$BUILD_ROOT" RUSTUPDATE_REPO="$REPO" "$0" "$@"
+fi
+
+DRY_RUN=0
+if [[ "${1:-}" == "-n" ]]; then
+    DRY_RUN=1
+    shift
+fi
+MACHINES=("$@")
+((${#MACHINES[@]})) || MACHINES=(qemux86-64 qemuarm64)
+
+for tree in openembedded-core bitbake; do
+    [[ -d "$OE_DIR/$tree" ]] || { echo "missing $OE_DIR/$tree (see the header of $0)" >&2; exit 1; }
+done
+
+# Writes conf/ of build directory $1 for machine $2; $3 = 1 enables the layer's distro feature.
+write_conf() {
+    local dir=$1 machine=$2 enabled=$3
+    mkdir -p "$dir/conf" "$BUILD_ROOT/downloads"
+    cat > "$dir/conf/bblayers.conf" <<EOF
+LCONF_VERSION = "7"
+BBPATH = "\${TOPDIR}"
+BBFILES ?= ""
+BBLAYERS = "$OE_DIR/openembedded-core/meta $REPO/meta-rustupdate"
+EOF
+    cat > "$dir/conf/local.conf" <<EOF
+CONF_VERSION = "2"
+MACHINE = "$machine"
+DISTRO ?= "nodistro"
+DL_DIR = "$BUILD_ROOT/downloads"
+# Offline: no fetches, no uninative tarball, no SRCREV lookups.
+BB_NO_NETWORK = "1"
+BB_SRCREV_POLICY = "cache"
+INHERIT_DISTRO:remove = "uninative"
+EOF
+    if [[ $enabled -eq 1 ]]; then
+        # The same settings as kas/base.yml and the machine's kas file.
+        cat >> "$dir/conf/local.conf" <<'EOF'
+DISTRO_FEATURES:append = " rustupdate"
+RUSTUPDATE_SIGNING_KEY = "${RUSTUPDATE_DEV_SIGNING_KEY}"
+RUSTUPDATE_PUBLIC_KEYS = "${RUSTUPDATE_DEV_PUBLIC_KEY}"
+INHERIT += "externalsrc"
+RUSTUPDATE_CHECKOUT = "${@os.path.dirname(d.getVar('RUSTUPDATE_LAYERDIR'))}"
+EXTERNALSRC:pn-rustupdate = "${RUSTUPDATE_CHECKOUT}"
+EXTERNALSRC:pn-rustupdate-artifact-native = "${RUSTUPDATE_CHECKOUT}"
+EOF
+        case $machine in
+            qemux86-64)
+                cat >> "$dir/conf/local.conf" <<'EOF'
+MACHINE_FEATURES:append = " efi"
+EFI_PROVIDER = "grub-efi"
+EXTRA_IMAGEDEPENDS += "ovmf"
+QB_DEFAULT_FSTYPE = "wic"
+EOF
+                ;;
+            qemuarm64)
+                cat >> "$dir/conf/local.conf" <<'EOF'
+EXTRA_IMAGEDEPENDS += "u-boot"
+QB_DEFAULT_BIOS = "u-boot.bin"
+QB_DEFAULT_FSTYPE = "wic"
+EOF
+                ;;
+        esac
+    fi
+}
+
+# Runs bitbake with the given arguments in build directory $1.
+run_bitbake() {
+    local dir=$1
+    shift
+    echo "+ (cd $dir && bitbake $*)"
+    (
+        set +u  # oe-init-build-env reads unset variables
+        cd "$OE_DIR/openembedded-core"
+        # shellcheck disable=SC1091
+        source ./oe-init-build-env "$dir" > /dev/null
+        bitbake "$@"
+    )
+}
+
+status=0
+for machine in "${MACHINES[@]}"; do
+    dir="$BUILD_ROOT/$machine"
+    echo "=== $machine, DISTRO_FEATURES += rustupdate ($dir) ==="
+    write_conf "$dir" "$machine" 1
+    run_bitbake "$dir" -p || status=1
+    run_bitbake "$dir" -g rustupdate-image || status=1
+    if [[ $DRY_RUN -eq 1 ]]; then
+        run_bitbake "$dir" -n rustupdate-image || status=1
+    fi
+done
+
+machine=${MACHINES[0]}
+dir="$BUILD_ROOT/$machine-disabled"
+echo "=== $machine, layer present but not enabled ($dir): expect the sanity warning only ==="
+write_conf "$dir" "$machine" 0
+run_bitbake "$dir" -p || status=1
+
+exit $status

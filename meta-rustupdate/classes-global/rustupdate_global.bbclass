@@ -1,0 +1,189 @@
+# rustupdate_global.bbclass: inherited by layer.conf (INHERIT), so it must not change any task
+# signature of a build that has not enabled the layer.
+#
+# 1. Defaults (??=) and [doc] of every RUSTUPDATE_* variable, in one place. A local.conf, distro
+#    or machine configuration overrides any of them with a plain "=". README.md lists them too.
+#    Defining variables that no oe-core task references changes no signature.
+# 2. The opt-in: with "rustupdate" in DISTRO_FEATURES, conf/distro/include/rustupdate.inc is
+#    added to the configuration (image type, boot configuration providers).
+# 3. A sanity check: a warning when the layer is present but not enabled, and a fatal error on
+#    values that would produce a device that cannot update (when enabled).
+
+# --- what is being updated ---------------------------------------------------------------------
+
+RUSTUPDATE_DEVICE_TYPE ??= "${MACHINE}"
+RUSTUPDATE_DEVICE_TYPE[doc] = "Device type written to /etc/rustupdate/rustupdate.toml (device-type). An artifact must list it to be installed. Default: MACHINE."
+
+RUSTUPDATE_ARTIFACT_DEVICE_TYPES ??= "${RUSTUPDATE_DEVICE_TYPE}"
+RUSTUPDATE_ARTIFACT_DEVICE_TYPES[doc] = "Space-separated device types the .rua artifact is compatible with (one --device-type each). Default: RUSTUPDATE_DEVICE_TYPE."
+
+RUSTUPDATE_ARTIFACT_NAME ??= "${IMAGE_BASENAME}"
+RUSTUPDATE_ARTIFACT_NAME[doc] = "Artifact name in the .rua manifest. Default: IMAGE_BASENAME."
+
+RUSTUPDATE_ARTIFACT_VERSION ??= "${DISTRO_VERSION}${IMAGE_VERSION_SUFFIX}"
+RUSTUPDATE_ARTIFACT_VERSION[doc] = "Artifact version in the .rua manifest, shown by 'rustupdate status'. Default: DISTRO_VERSION plus IMAGE_VERSION_SUFFIX (the build date); the date does not enter task signatures."
+
+RUSTUPDATE_SECURITY_VERSION ??= ""
+RUSTUPDATE_SECURITY_VERSION[doc] = "Optional anti-downgrade counter (integer). Devices refuse artifacts whose security version is below the one they committed. Empty: none."
+
+RUSTUPDATE_IMAGE_FSTYPE ??= "ext4"
+RUSTUPDATE_IMAGE_FSTYPE[doc] = "Image type packed into the .rua artifact (the root filesystem written to the inactive slot). Must be a raw filesystem image type."
+
+RUSTUPDATE_COMPRESSION ??= "zstd"
+RUSTUPDATE_COMPRESSION[doc] = "Chunk compression of the artifact: zstd, gzip or none."
+
+RUSTUPDATE_COMPRESSION_LEVEL ??= ""
+RUSTUPDATE_COMPRESSION_LEVEL[doc] = "Compression level (zstd 1-22, gzip 0-9). Empty: the tool's default (zstd 3, gzip 6)."
+
+# --- signing (image side) and trust (device side) ---------------------------------------------
+
+RUSTUPDATE_SIGNING_KEY ??= ""
+RUSTUPDATE_SIGNING_KEY[doc] = "Space-separated ed25519 private keys (PKCS#8 PEM) that sign the .rua artifact at build time. Their contents are task checksums. Empty: use RUSTUPDATE_SIGNING_CMD or RUSTUPDATE_SIGN_LATER."
+
+RUSTUPDATE_SIGNING_CMD ??= ""
+RUSTUPDATE_SIGNING_CMD[doc] = "External signer (HSM, signing service): a shell command that reads the bytes to sign on stdin and prints the raw 64-byte ed25519 signature on stdout. Needs RUSTUPDATE_SIGNING_CMD_PUBLIC_KEY. Do not put secrets in it: it is part of the task signature."
+
+RUSTUPDATE_SIGNING_CMD_PUBLIC_KEY ??= ""
+RUSTUPDATE_SIGNING_CMD_PUBLIC_KEY[doc] = "Public key (SPKI PEM) of the key used by RUSTUPDATE_SIGNING_CMD; names and checks the signature."
+
+RUSTUPDATE_SIGN_LATER ??= "0"
+RUSTUPDATE_SIGN_LATER[doc] = "1: build the .rua unsigned on purpose, to be signed offline with 'rustupdate-artifact sign' (devices refuse it until then). 0: a missing key is a fatal error."
+
+RUSTUPDATE_PUBLIC_KEYS ??= ""
+RUSTUPDATE_PUBLIC_KEYS[doc] = "Space-separated ed25519 public keys (SPKI PEM) installed into /etc/rustupdate/keys/ and trusted by the device. Required by rustupdate-conf."
+
+RUSTUPDATE_KEY_THRESHOLD ??= "1"
+RUSTUPDATE_KEY_THRESHOLD[doc] = "How many distinct trusted keys must have signed an artifact ([keys] threshold)."
+
+RUSTUPDATE_LAYERDIR ??= "${@os.path.dirname(os.path.dirname(bb.utils.which(d.getVar('BBPATH'), 'classes-global/rustupdate_global.bbclass')))}"
+RUSTUPDATE_LAYERDIR[doc] = "The meta-rustupdate directory (found through BBPATH). The layer lives in the rustupdate source repository, so its parent directory is a checkout of the client's sources (kas uses it for EXTERNALSRC)."
+
+RUSTUPDATE_DEV_SIGNING_KEY ??= "${RUSTUPDATE_LAYERDIR}/files/dev-keys/rustupdate-dev-INSECURE.key.pem"
+RUSTUPDATE_DEV_SIGNING_KEY[doc] = "The layer's INSECURE development private key (public in the repository). For CI and trials only (set RUSTUPDATE_SIGNING_KEY to it). Using it warns."
+
+RUSTUPDATE_DEV_PUBLIC_KEY ??= "${RUSTUPDATE_LAYERDIR}/files/dev-keys/rustupdate-dev-INSECURE.pub.pem"
+RUSTUPDATE_DEV_PUBLIC_KEY[doc] = "Public half of RUSTUPDATE_DEV_SIGNING_KEY. Devices that trust it accept updates from anyone (set RUSTUPDATE_PUBLIC_KEYS to it for CI and trials only). Using it warns."
+
+# --- bootloader, partitions, disk image --------------------------------------------------------
+
+RUSTUPDATE_BOOTLOADER ??= "${@bb.utils.contains('MACHINE_FEATURES', 'efi', 'grub', 'uboot', d)}"
+RUSTUPDATE_BOOTLOADER[doc] = "Boot counting backend: grub (EFI) or uboot (boot script). Default: grub when MACHINE_FEATURES has efi, else uboot."
+
+RUSTUPDATE_BOOTLIMIT ??= "3"
+RUSTUPDATE_BOOTLIMIT[doc] = "Trial boots allowed before the bootloader falls back to the previous slot (1-9), written to the initial environment and the client configuration."
+
+RUSTUPDATE_SLOT_A_LABEL ??= "rootfs_a"
+RUSTUPDATE_SLOT_A_LABEL[doc] = "GPT partition name of slot A (see docs/boot-contract.md; the boot scripts use the same names)."
+
+RUSTUPDATE_SLOT_B_LABEL ??= "rootfs_b"
+RUSTUPDATE_SLOT_B_LABEL[doc] = "GPT partition name of slot B."
+
+RUSTUPDATE_BOOT_LABEL ??= "${@'esp' if d.getVar('RUSTUPDATE_BOOTLOADER') == 'grub' else 'boot'}"
+RUSTUPDATE_BOOT_LABEL[doc] = "GPT partition name and FAT label of the boot partition: esp (grub) or boot (uboot)."
+
+RUSTUPDATE_DATA_LABEL ??= "data"
+RUSTUPDATE_DATA_LABEL[doc] = "GPT partition name and ext4 label of the persistent data partition."
+
+RUSTUPDATE_BOOT_MOUNTPOINT ??= "${@'/boot/efi' if d.getVar('RUSTUPDATE_BOOTLOADER') == 'grub' else '/boot/firmware'}"
+RUSTUPDATE_BOOT_MOUNTPOINT[doc] = "Where the boot partition is mounted on the device (it holds the bootloader environment the client writes)."
+
+RUSTUPDATE_DATA_MOUNTPOINT ??= "/data"
+RUSTUPDATE_DATA_MOUNTPOINT[doc] = "Where the data partition is mounted; the client keeps its state in <mountpoint>/rustupdate."
+
+RUSTUPDATE_BOOT_SIZE ??= "64"
+RUSTUPDATE_BOOT_SIZE[doc] = "Size of the boot partition in MiB."
+
+RUSTUPDATE_ROOTFS_SIZE ??= "1024"
+RUSTUPDATE_ROOTFS_SIZE[doc] = "Size of each root filesystem slot in MiB. The filesystem image must fit (checked when the artifact is built)."
+
+RUSTUPDATE_DATA_SIZE ??= "256"
+RUSTUPDATE_DATA_SIZE[doc] = "Initial size of the data partition in MiB."
+
+RUSTUPDATE_PART_ALIGN ??= "4096"
+RUSTUPDATE_PART_ALIGN[doc] = "Partition alignment in KiB (4096: 4 MiB, good for SD cards and eMMC)."
+
+RUSTUPDATE_WKS_FILE ??= "${@'rustupdate-ab-efi.wks.in' if d.getVar('RUSTUPDATE_BOOTLOADER') == 'grub' else 'rustupdate-ab-uboot.wks.in'}"
+RUSTUPDATE_WKS_FILE[doc] = "wic kickstart used by images that inherit rustupdate_image (files/wic/ of any layer)."
+
+RUSTUPDATE_CONSOLE ??= "${@rustupdate_console(d)}"
+RUSTUPDATE_CONSOLE[doc] = "Kernel console given by the boot scripts (the value of console=, e.g. ttyS0,115200). Default: the first SERIAL_CONSOLES entry. Empty: no console= argument."
+
+RUSTUPDATE_KERNEL_ARGS ??= "rootwait"
+RUSTUPDATE_KERNEL_ARGS[doc] = "Extra kernel command line arguments added by the boot scripts (root= and rustupdate.slot= are always set)."
+
+RUSTUPDATE_UBOOT_ENV_SIZE ??= "0x4000"
+RUSTUPDATE_UBOOT_ENV_SIZE[doc] = "Size of the U-Boot environment file uboot.env (mkenvimage -s, fw_env.config, boot script)."
+
+RUSTUPDATE_UBOOT_DEV ??= "virtio 0"
+RUSTUPDATE_UBOOT_DEV[doc] = "U-Boot interface and device number of the boot disk, as in 'load <dev>:<part>' (virtio 0, mmc 0, ...)."
+
+# --- the client configuration ------------------------------------------------------------------
+
+RUSTUPDATE_HEALTH_CHECKS ??= "10-data-writable"
+RUSTUPDATE_HEALTH_CHECKS[doc] = "Example health checks from rustupdate-conf installed into /etc/rustupdate/health.d (all examples are also in the -examples package)."
+
+RUSTUPDATE_HEALTH_TIMEOUT ??= "60"
+RUSTUPDATE_HEALTH_TIMEOUT[doc] = "Seconds each health check may run ([health] timeout-secs)."
+
+RUSTUPDATE_TRIAL_TIMEOUT ??= "900"
+RUSTUPDATE_TRIAL_TIMEOUT[doc] = "Seconds of uptime after which the rollback guard rolls back an undecided trial ([health] trial-timeout-secs)."
+
+RUSTUPDATE_SKIP_FEATURE_CHECK ??= "0"
+RUSTUPDATE_SKIP_FEATURE_CHECK[doc] = "1: no warning when the layer is present but 'rustupdate' is not in DISTRO_FEATURES."
+
+def rustupdate_console(d):
+    """console= value from the first SERIAL_CONSOLES entry ("115200;ttyS0" -> "ttyS0,115200")."""
+    for entry in (d.getVar('SERIAL_CONSOLES') or '').split():
+        speed, _, tty = entry.partition(';')
+        if tty:
+            return '%s,%s' % (tty, speed)
+    return ''
+
+# --- opt-in ---------------------------------------------------------------------------------------
+
+require ${@bb.utils.contains('DISTRO_FEATURES', 'rustupdate', 'conf/distro/include/rustupdate.inc', '', d)}
+
+# --- sanity ---------------------------------------------------------------------------------------
+
+addhandler rustupdate_sanity
+rustupdate_sanity[eventmask] = "bb.event.SanityCheck"
+python rustupdate_sanity() {
+    d = e.data
+    if not bb.utils.contains('DISTRO_FEATURES', 'rustupdate', True, False, d):
+        if d.getVar('RUSTUPDATE_SKIP_FEATURE_CHECK') != '1':
+            bb.warn('meta-rustupdate is in BBLAYERS but "rustupdate" is not in DISTRO_FEATURES: the layer '
+                    'does nothing. Add DISTRO_FEATURES:append = " rustupdate" (see meta-rustupdate/README.md), '
+                    'or set RUSTUPDATE_SKIP_FEATURE_CHECK = "1" to silence this.')
+        return
+
+    problems = []
+    bootloader = d.getVar('RUSTUPDATE_BOOTLOADER')
+    if bootloader not in ('grub', 'uboot'):
+        problems.append('RUSTUPDATE_BOOTLOADER is "%s"; use grub or uboot' % bootloader)
+    bootlimit = d.getVar('RUSTUPDATE_BOOTLIMIT')
+    if not (bootlimit.isdigit() and 1 <= int(bootlimit) <= 9):
+        problems.append('RUSTUPDATE_BOOTLIMIT is "%s"; use 1-9 (boot scripts count in one decimal digit)' % bootlimit)
+    threshold = d.getVar('RUSTUPDATE_KEY_THRESHOLD')
+    if not (threshold.isdigit() and int(threshold) >= 1):
+        problems.append('RUSTUPDATE_KEY_THRESHOLD is "%s"; use 1 or more' % threshold)
+    for var in ('RUSTUPDATE_BOOT_SIZE', 'RUSTUPDATE_ROOTFS_SIZE', 'RUSTUPDATE_DATA_SIZE', 'RUSTUPDATE_PART_ALIGN',
+                'RUSTUPDATE_HEALTH_TIMEOUT', 'RUSTUPDATE_TRIAL_TIMEOUT'):
+        value = d.getVar(var)
+        if not value.isdigit():
+            problems.append('%s is "%s"; use a whole number' % (var, value))
+    if d.getVar('RUSTUPDATE_SLOT_A_LABEL') == d.getVar('RUSTUPDATE_SLOT_B_LABEL'):
+        problems.append('RUSTUPDATE_SLOT_A_LABEL and RUSTUPDATE_SLOT_B_LABEL are equal')
+    if problems:
+        bb.fatal('meta-rustupdate configuration:\n  ' + '\n  '.join(problems))
+
+    # Loud on every build, not only when a task using the keys runs (sstate would hide that).
+    import filecmp
+    dev_keys = [k for k in (d.getVar('RUSTUPDATE_DEV_SIGNING_KEY'), d.getVar('RUSTUPDATE_DEV_PUBLIC_KEY'))
+                if k and os.path.exists(k)]
+    for var in ('RUSTUPDATE_SIGNING_KEY', 'RUSTUPDATE_PUBLIC_KEYS'):
+        for key in (d.getVar(var) or '').split():
+            if os.path.exists(key) and any(filecmp.cmp(key, dev, shallow=False) for dev in dev_keys):
+                bb.warn('%s uses the INSECURE development key of meta-rustupdate (%s). Its private half is '
+                        'published with the layer: anyone can sign updates for these devices. For CI and '
+                        'trials only; see meta-rustupdate/README.md, "Keys".' % (var, key))
+}

@@ -1,0 +1,78 @@
+# rustupdate_image.bbclass: turn an image recipe into an updatable A/B image.
+#
+# Usage, in an image recipe (or IMAGE_CLASSES:append:pn-<image> = " rustupdate_image"):
+#     inherit core-image rustupdate_image
+# Needs "rustupdate" in DISTRO_FEATURES (the recipe is skipped otherwise).
+#
+# It adds:
+# - the client and its configuration (rustupdate, rustupdate-conf) and the kernel image, because
+#   each slot boots its own /boot/<KERNEL_IMAGETYPE> (docs/boot-contract.md);
+# - /etc/fstab entries for the boot partition (RUSTUPDATE_BOOT_MOUNTPOINT, it holds the bootloader
+#   environment) and the data partition (RUSTUPDATE_DATA_MOUNTPOINT), found by GPT partition name.
+#   They are written into the root filesystem itself, so the .rua payload has them too (wic's
+#   own fstab editing would only change the disk image);
+# - IMAGE_FSTYPES "wic rua": the partitioned A/B disk image (RUSTUPDATE_WKS_FILE from
+#   files/wic/) and the signed artifact (image_types_rustupdate.bbclass); both slots of the disk
+#   image are byte copies of the same root filesystem image that the artifact carries;
+# - the boot partition contents: the bootloader files deployed by rustupdate-boot-grub or
+#   rustupdate-boot-uboot (RUSTUPDATE_BOOT_FILES, wic's bootimg_partition);
+# - IMAGE_ROOTFS_MAXSIZE (unless set): the slot size, so an oversized root filesystem fails early.
+# Sizes, labels and mount points: see README.md ("Variables").
+
+inherit features_check image_types_rustupdate
+REQUIRED_DISTRO_FEATURES = "rustupdate"
+
+# EFI_BOOT_IMAGE (oe-core, found through BBPATH)
+# nooelint: oelint.file.requirenotfound
+require conf/image-uefi.conf
+
+RUSTUPDATE_IMAGE_INSTALL ??= "rustupdate rustupdate-conf kernel-image"
+RUSTUPDATE_IMAGE_INSTALL[doc] = "Packages rustupdate_image adds to IMAGE_INSTALL: the client, its configuration and the kernel image (each slot boots its own /boot/<KERNEL_IMAGETYPE>)."
+IMAGE_INSTALL:append = " ${RUSTUPDATE_IMAGE_INSTALL}"
+
+IMAGE_FSTYPES:append = " ${RUSTUPDATE_IMAGE_FSTYPE} wic rua"
+WKS_FILE = "${RUSTUPDATE_WKS_FILE}"
+# The wks copies the root filesystem image into both slots (rawcopy), so build it first.
+# "wic" is an image type (IMAGE_TYPEDEP:<type>), not an override.
+# nooelint: oelint.vars.specific,oelint.vars.overrideappend
+IMAGE_TYPEDEP:wic += "${RUSTUPDATE_IMAGE_FSTYPE}"
+
+IMAGE_ROOTFS_MAXSIZE ?= "${@int(d.getVar('RUSTUPDATE_ROOTFS_SIZE')) * 1024}"
+
+# oe-core's default also builds every bootloader wic could install (grub-efi, systemd-boot,
+# syslinux); the rustupdate layouts take the boot files from RUSTUPDATE_BOOT_RECIPE only.
+WKS_FILE_DEPENDS = "${WKS_FILE_DEPENDS_DEFAULT}"
+
+RUSTUPDATE_BOOT_RECIPE = "${@'rustupdate-boot-grub' if d.getVar('RUSTUPDATE_BOOTLOADER') == 'grub' else 'rustupdate-boot-uboot'}"
+do_image_wic[depends] += "${RUSTUPDATE_BOOT_RECIPE}:do_deploy \
+    ${@'grub-efi:do_deploy' if d.getVar('RUSTUPDATE_BOOTLOADER') == 'grub' else ''}"
+
+def rustupdate_boot_files(d):
+    """Files of the boot partition, as IMAGE_BOOT_FILES entries (deployed name;name on the partition)."""
+    if d.getVar('RUSTUPDATE_BOOTLOADER') == 'grub':
+        efi = d.getVar('EFI_BOOT_IMAGE')
+        return ('grub-efi-%s;EFI/BOOT/%s rustupdate-grub.cfg;EFI/BOOT/grub.cfg '
+                'rustupdate-grubenv;EFI/BOOT/grubenv' % (efi, efi))
+    # U-Boot boards keep their firmware files (IMAGE_BOOT_FILES of the machine); our boot script
+    # replaces any boot.scr the board layer lists.
+    board = [f for f in (d.getVar('IMAGE_BOOT_FILES') or '').split()
+             if f.split(';')[-1] not in ('boot.scr', 'uboot.env')]
+    return ' '.join(board + ['rustupdate-boot.scr;boot.scr', 'rustupdate-uboot.env;uboot.env'])
+
+RUSTUPDATE_BOOT_FILES ??= "${@rustupdate_boot_files(d)}"
+RUSTUPDATE_BOOT_FILES[doc] = "Files copied from DEPLOY_DIR_IMAGE to the boot partition (IMAGE_BOOT_FILES syntax). Default: the GRUB EFI binary, grub.cfg and grubenv, or the board's IMAGE_BOOT_FILES plus boot.scr and uboot.env."
+
+# wic's bootimg_partition prefers IMAGE_BOOT_FILES_label-<label>, so the board's own
+# IMAGE_BOOT_FILES stays untouched for its other wks files.
+IMAGE_BOOT_FILES_label-${RUSTUPDATE_BOOT_LABEL} = "${RUSTUPDATE_BOOT_FILES}"
+WICVARS:append = " IMAGE_BOOT_FILES_label-${RUSTUPDATE_BOOT_LABEL}"
+
+ROOTFS_POSTPROCESS_COMMAND += "rustupdate_rootfs_mounts"
+rustupdate_rootfs_mounts () {
+    install -d ${IMAGE_ROOTFS}${RUSTUPDATE_BOOT_MOUNTPOINT} ${IMAGE_ROOTFS}${RUSTUPDATE_DATA_MOUNTPOINT}
+    {
+        echo "# rustupdate partitions (rustupdate_image.bbclass), by GPT partition name"
+        printf 'PARTLABEL=%s\t%s\tvfat\tdefaults\t0\t0\n' ${RUSTUPDATE_BOOT_LABEL} ${RUSTUPDATE_BOOT_MOUNTPOINT}
+        printf 'PARTLABEL=%s\t%s\text4\tdefaults\t0\t2\n' ${RUSTUPDATE_DATA_LABEL} ${RUSTUPDATE_DATA_MOUNTPOINT}
+    } >> ${IMAGE_ROOTFS}${sysconfdir}/fstab
+}

@@ -1,0 +1,14 @@
+SUMMARY = "A small updatable A/B image with rustupdate"
+DESCRIPTION = "core-image-minimal plus the rustupdate client, built as a partitioned A/B disk \
+image (wic) and a signed update artifact (.rua). The reference image of meta-rustupdate's kas \
+files and CI; products inherit rustupdate_image in their own image recipe instead."
+HOMEPAGE = "https://github.com/rustupdate/rustupdate"
+LICENSE = "MIT"
+
+IMAGE_INSTALL = "packagegroup-core-boot ${CORE_IMAGE_EXTRA_INSTALL} ${RUSTUPDATE_ENV_TOOLS}"
+# The reference tools for the bootloader environment, handy on test devices: grub-editenv or
+# fw_printenv/fw_setenv (libubootenv, reading /etc/fw_env.config from rustupdate-conf).
+RUSTUPDATE_ENV_TOOLS = "${@'grub-editenv' if d.getVar('RUSTUPDATE_BOOTLOADER') == 'grub' else 'libubootenv-bin'}"
+IMAGE_LINGUAS = ""
+
+inherit core-image rustupdate_image

@@ -1,0 +1,135 @@
+SUMMARY = "rustupdate device configuration: rustupdate.toml, trusted keys, health checks"
+DESCRIPTION = "Machine-specific configuration of the rustupdate client, generated from \
+RUSTUPDATE_* variables: /etc/rustupdate/rustupdate.toml (device type, slots, bootloader, key \
+threshold, timeouts), the trusted public keys in /etc/rustupdate/keys/, the selected example \
+health checks in /etc/rustupdate/health.d/ and, for U-Boot, /etc/fw_env.config."
+HOMEPAGE = "https://github.com/rustupdate/rustupdate"
+BUGTRACKER = "https://github.com/rustupdate/rustupdate/issues"
+SECTION = "admin"
+LICENSE = "MIT"
+# The layer's own files (COPYING.MIT); they have no upstream source tree to point into.
+# nooelint: oelint.var.licenseremotefile
+LIC_FILES_CHKSUM = "file://${COMMON_LICENSE_DIR}/MIT;md5=0835ade698e0bcf8506ecda2f7b4f302"
+
+SRC_URI = " \
+    file://rustupdate.toml.in \
+    file://health.d/10-data-writable \
+    file://health.d/20-no-failed-units \
+"
+
+S = "${UNPACKDIR}"
+B = "${WORKDIR}/build"
+
+# Text files only: no target compiler needed.
+INHIBIT_DEFAULT_DEPS = "1"
+
+inherit features_check
+REQUIRED_DISTRO_FEATURES = "rustupdate"
+
+# EFIDIR, EFI_FILES_PATH (oe-core, found through BBPATH)
+# nooelint: oelint.file.requirenotfound
+require conf/image-uefi.conf
+
+# Device type, slot names, bootloader and keys differ per machine.
+PACKAGE_ARCH = "${MACHINE_ARCH}"
+
+# The trusted keys are read from RUSTUPDATE_PUBLIC_KEYS at do_install: their contents, not their
+# paths, are in the task signature (":True": the file must exist).
+do_install[file-checksums] += "${@' '.join('%s:True' % k for k in (d.getVar('RUSTUPDATE_PUBLIC_KEYS') or '').split())}"
+do_install[vardepsexclude] += "RUSTUPDATE_PUBLIC_KEYS"
+
+def rustupdate_bootloader_keys(d):
+    """The [bootloader] table's keys for RUSTUPDATE_BOOTLOADER (docs/config.md)."""
+    bootloader = d.getVar('RUSTUPDATE_BOOTLOADER')
+    if bootloader == 'grub':
+        return 'type = "grub"\\ngrubenv = "%s%s/grubenv"' % (d.getVar('RUSTUPDATE_BOOT_MOUNTPOINT'), d.getVar('EFIDIR'))
+    if bootloader == 'uboot':
+        return 'type = "uboot"\\nfw-env-config = "%s/fw_env.config"' % d.getVar('sysconfdir')
+    bb.fatal('RUSTUPDATE_BOOTLOADER must be grub or uboot, not "%s"' % bootloader)
+
+do_compile () {
+    sed -e 's|@DEVICE_TYPE@|${RUSTUPDATE_DEVICE_TYPE}|' \
+        -e 's|@DATA_MOUNTPOINT@|${RUSTUPDATE_DATA_MOUNTPOINT}|' \
+        -e 's|@SLOT_A_LABEL@|${RUSTUPDATE_SLOT_A_LABEL}|' \
+        -e 's|@SLOT_B_LABEL@|${RUSTUPDATE_SLOT_B_LABEL}|' \
+        -e 's|@BOOTLOADER_KEYS@|${@rustupdate_bootloader_keys(d)}|' \
+        -e 's|@BOOTLIMIT@|${RUSTUPDATE_BOOTLIMIT}|' \
+        -e 's|@THRESHOLD@|${RUSTUPDATE_KEY_THRESHOLD}|' \
+        -e 's|@HEALTH_TIMEOUT@|${RUSTUPDATE_HEALTH_TIMEOUT}|' \
+        -e 's|@TRIAL_TIMEOUT@|${RUSTUPDATE_TRIAL_TIMEOUT}|' \
+        -e 's|@SYSCONFDIR@|${sysconfdir}|' \
+        -e 's|@BASE_SBINDIR@|${base_sbindir}|' \
+        ${UNPACKDIR}/rustupdate.toml.in > ${B}/rustupdate.toml
+    if grep -q '@[A-Z_]*@' ${B}/rustupdate.toml; then
+        bbfatal "rustupdate.toml: unsubstituted placeholder: $(grep '@[A-Z_]*@' ${B}/rustupdate.toml)"
+    fi
+
+    for check in ${UNPACKDIR}/health.d/*; do
+        sed -e 's|@DATA_MOUNTPOINT@|${RUSTUPDATE_DATA_MOUNTPOINT}|g' $check > ${B}/$(basename $check)
+    done
+
+    if [ "${RUSTUPDATE_BOOTLOADER}" = "uboot" ]; then
+        # libubootenv format: device/file, offset, size. A single-copy environment file on the
+        # boot partition (docs/boot-contract.md); fw_printenv/fw_setenv and the client share it.
+        printf '%s\t0x0\t%s\n' "${RUSTUPDATE_BOOT_MOUNTPOINT}/uboot.env" "${RUSTUPDATE_UBOOT_ENV_SIZE}" > ${B}/fw_env.config
+    fi
+}
+
+python rustupdate_conf_check_keys () {
+    import filecmp
+    keys = (d.getVar('RUSTUPDATE_PUBLIC_KEYS') or '').split()
+    if not keys:
+        bb.fatal('RUSTUPDATE_PUBLIC_KEYS is empty: name the public key(s) (SPKI PEM) that devices trust. '
+                 'For a trial only: RUSTUPDATE_PUBLIC_KEYS = "${RUSTUPDATE_DEV_PUBLIC_KEY}" (insecure).')
+    names = set()
+    for key in keys:
+        if not os.path.isfile(key):
+            bb.fatal('RUSTUPDATE_PUBLIC_KEYS: %s does not exist' % key)
+        with open(key) as f:
+            text = f.read()
+        if 'PRIVATE KEY' in text:
+            bb.fatal('RUSTUPDATE_PUBLIC_KEYS: %s is a PRIVATE key; it must never be installed on a device. '
+                     'Use its public half: openssl pkey -in KEY -pubout' % key)
+        if '-----BEGIN PUBLIC KEY-----' not in text:
+            bb.fatal('RUSTUPDATE_PUBLIC_KEYS: %s is not a PEM public key (SubjectPublicKeyInfo)' % key)
+        name = os.path.basename(key)
+        if name in names:
+            bb.fatal('RUSTUPDATE_PUBLIC_KEYS: two keys are named %s; they would overwrite each other' % name)
+        names.add(name)
+        dev = d.getVar('RUSTUPDATE_DEV_PUBLIC_KEY')
+        if os.path.exists(dev) and filecmp.cmp(key, dev, shallow=False):
+            bb.warn('*** rustupdate-conf: %s is the INSECURE development key of meta-rustupdate. Its private '
+                    'half is public: anyone can sign updates these devices will install. Use it for CI and '
+                    'trials only; set RUSTUPDATE_PUBLIC_KEYS to your own keys for anything else. ***' % key)
+}
+rustupdate_conf_check_keys[vardepsexclude] += "RUSTUPDATE_PUBLIC_KEYS RUSTUPDATE_DEV_PUBLIC_KEY RUSTUPDATE_LAYERDIR"
+do_install[prefuncs] += "rustupdate_conf_check_keys"
+
+do_install () {
+    install -d ${D}${sysconfdir}/rustupdate/keys ${D}${sysconfdir}/rustupdate/health.d ${D}${sysconfdir}/rustupdate/hooks.d
+    install -m 0644 ${B}/rustupdate.toml ${D}${sysconfdir}/rustupdate/rustupdate.toml
+
+    for key in ${RUSTUPDATE_PUBLIC_KEYS}; do
+        name=$(basename $key .pem).pem
+        install -m 0644 $key ${D}${sysconfdir}/rustupdate/keys/$name
+    done
+
+    for check in ${RUSTUPDATE_HEALTH_CHECKS}; do
+        [ -f ${B}/$check ] || bbfatal "RUSTUPDATE_HEALTH_CHECKS: no example health check named $check"
+        install -m 0755 ${B}/$check ${D}${sysconfdir}/rustupdate/health.d/$check
+    done
+    install -d ${D}${datadir}/rustupdate/examples/health.d
+    for check in ${UNPACKDIR}/health.d/*; do
+        install -m 0644 ${B}/$(basename $check) ${D}${datadir}/rustupdate/examples/health.d/
+    done
+
+    if [ -e ${B}/fw_env.config ]; then
+        install -m 0644 ${B}/fw_env.config ${D}${sysconfdir}/fw_env.config
+    fi
+}
+
+PACKAGES =+ "${PN}-examples"
+FILES:${PN}-examples += "${datadir}/rustupdate/examples"
+# The boot partition (bootloader environment) is FAT; kernels with FAT as modules need these.
+RRECOMMENDS:${PN} += "kernel-module-vfat kernel-module-nls-cp437 kernel-module-nls-iso8859-1"
+CONFFILES:${PN} = "${sysconfdir}/rustupdate/rustupdate.toml"

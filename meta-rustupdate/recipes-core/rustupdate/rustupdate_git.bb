@@ -1,0 +1,25 @@
+SUMMARY = "rustupdate device client: atomic A/B updates with signed artifacts"
+DESCRIPTION = "The rustupdate client installs signed .rua artifacts into the inactive root \
+filesystem slot, lets the bootloader try the new slot, runs health checks after the reboot and \
+commits or rolls back. Its systemd units decide each trial boot (rustupdate-commit.service) and \
+roll back trials that are not decided in time (rustupdate-guard.timer)."
+
+require rustupdate.inc
+
+inherit systemd
+
+SYSTEMD_SERVICE:${PN} = "rustupdate-commit.service rustupdate-guard.timer"
+SYSTEMD_AUTO_ENABLE:${PN} = "enable"
+
+do_install:append () {
+    install -d ${D}${systemd_system_unitdir}
+    for unit in rustupdate-commit.service rustupdate-guard.service rustupdate-guard.timer; do
+        install -m 0644 ${S}/client/systemd/$unit ${D}${systemd_system_unitdir}/$unit
+    done
+    sed -i -e 's:/usr/bin/:${bindir}/:g' ${D}${systemd_system_unitdir}/rustupdate-*.service
+}
+
+FILES:${PN} += "${systemd_system_unitdir}/rustupdate-guard.service"
+
+# The device configuration (/etc/rustupdate: device type, slots, bootloader, trusted keys).
+RRECOMMENDS:${PN} += "rustupdate-conf"
