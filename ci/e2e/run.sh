@@ -17,12 +17,14 @@ REPO=$PWD
 
 ARCH=all
 SCENARIOS=()
-JOBS=${E2E_JOBS:-1}
+JOBS=${E2E_JOBS:-2}  # architectures in parallel (one TCG guest per core)
 DEPS=1
 LIST=0
 NARRATE=0
+# shellcheck disable=SC2034  # read indirectly: ${!var} with var=CLIENT_<arch>
 CLIENT_x86_64=${RUSTUPDATE_E2E_CLIENT_X86_64:-}
 CLIENT_arm64=${RUSTUPDATE_E2E_CLIENT_ARM64:-}
+# shellcheck disable=SC2034  # CLIENT_<arch> are read indirectly
 while (($#)); do
     case "$1" in
         --arch) ARCH=$2; shift 2 ;;

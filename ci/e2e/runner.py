@@ -431,7 +431,7 @@ def start_http(directory: Path) -> tuple[http.server.ThreadingHTTPServer, int]:
 # Scenario
 # ---------------------------------------------------------------------------------------------
 
-NARRATE = re.compile(r"^(E2E: (booted|result|hook|health|broken)|rustupdate: (trial|falling|no )|"
+NARRATE = re.compile(r"^(E2E: (booted|result|hook|health|broken)|rustupdate: |Kernel panic|"
                      r"\[(INFO|WARN|ERROR) +rustupdate[^\]]*\] (artifact|installing|slot|trial|"
                      r"committed|update|rolling|health|.*interrupted))")
 
@@ -511,7 +511,7 @@ def run_scenario(sc: Scenario, layout: dict, build: Path, results: Path, accel: 
                 failures.append("stopped")
                 break
             if narrated and boot.get("note"):
-                log(f"  boot {n:2d}: {boot['note']}")
+                log(f"  {arch:6s} boot {n:2d}: {boot['note']}")
             if boot.get("host_wipe"):
                 disk.wipe_slot(boot["host_wipe"])
             if boot.get("host_env"):
@@ -559,7 +559,7 @@ def run_scenario(sc: Scenario, layout: dict, build: Path, results: Path, accel: 
                 info["last_result"] = f"{lr.get('version')} {lr.get('result')}" if lr else None
             boots.append(info)
             e = info["env"]
-            log(f"  boot {n:2d} {info['action'][:44]:44s} booted {info['booted']:6s} "
+            log(f"  {arch:6s} boot {n:2d} {info['action'][:44]:44s} booted {info['booted']:6s} "
                 f"end {res.end:8s} {res.duration:6.1f} s  env slot={e['rustupdate_slot']} "
                 f"ua={e['upgrade_available']} bc={e['bootcount']}"
                 + (f"  [{info.get('last_result')}]" if info.get("last_result") else "")
@@ -602,8 +602,9 @@ def run_scenario(sc: Scenario, layout: dict, build: Path, results: Path, accel: 
     return summary
 
 
-def kvm_usable() -> bool:
-    """KVM only if the CPU has VT-x/AMD-V and /dev/kvm opens; TCG otherwise (see README)."""
+def kvm_usable(layout: dict, scratch: Path) -> bool:
+    """KVM only if the CPU has VT-x/AMD-V, /dev/kvm opens, and OVMF gets as far as its boot
+    manager under KVM within 20 s (a short probe); TCG otherwise (see README)."""
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:
@@ -613,9 +614,20 @@ def kvm_usable() -> bool:
     try:
         fd = os.open("/dev/kvm", os.O_RDWR)
         os.close(fd)
-        return True
     except OSError:
         return False
+    scratch.mkdir(parents=True, exist_ok=True)
+    vars_fd = scratch / "kvm-probe-vars.fd"
+    shutil.copyfile(layout["firmware"]["vars"], vars_fd)
+    cmd = ["qemu-system-x86_64", "-machine", "q35", "-accel", "kvm", "-m", "256", "-display", "none",
+           "-vga", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot", "-nic", "none",
+           "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={layout['firmware']['code']}",
+           "-drive", f"if=pflash,format=raw,unit=1,file={vars_fd}"]
+    res = run_qemu(cmd + ["-boot", "menu=off"], scratch / "kvm-probe.log", 20.0, "x86_64",
+                   "BdsDxe", 0.0)
+    ok = "BdsDxe" in res.log
+    log(f"--- x86_64: KVM probe {'passed: using KVM' if ok else 'failed: using TCG'}")
+    return ok
 
 
 def main() -> int:
@@ -669,7 +681,8 @@ def main() -> int:
             return
         layout = json.loads(layout_path.read_text())
         accel = "tcg"
-        if arch == "x86_64" and (args.accel == "kvm" or (args.accel == "auto" and kvm_usable())):
+        if arch == "x86_64" and (args.accel == "kvm" or (
+                args.accel == "auto" and kvm_usable(layout, results / arch))):
             accel = "kvm"
         mine = [sc for sc in chosen if arch in sc.arches]
         points = None

@@ -32,6 +32,9 @@ pub fn replace_file(path: &Path, bytes: &[u8], fault_name: &str) -> std::io::Res
     }
     fault::point(&format!("{fault_name}:before-rename"));
     std::fs::rename(&tmp, path)?;
+    // vfat writes the renamed file's directory entry only with the file's inode: sync the file
+    // under its new name as well (harmless elsewhere).
+    std::fs::File::open(path)?.sync_all()?;
     // The rename is durable only once the directory entry is on disk.
     std::fs::File::open(dir)?.sync_all()?;
     fault::point(&format!("{fault_name}:after-rename"));
