@@ -71,33 +71,62 @@ impl Head {
     }
 }
 
-/// Reads and parses the header, the manifest and the signature block from the front of an artifact.
-/// Memory is bounded by [`limits::MAX_MANIFEST_LEN`] and [`limits::MAX_SIGNATURES`].
-pub fn read_head<R: std::io::Read>(reader: &mut R) -> Result<Head, Error> {
+/// The head as framed, before the manifest is parsed: all a signature check needs. Produced by
+/// [`read_raw_head`]; a verifier checks the signatures over `manifest_bytes` first and only then
+/// calls [`RawHead::parse`], so an untrusted manifest is never parsed.
+#[derive(Debug, Clone)]
+pub struct RawHead {
+    pub header: Header,
+    pub manifest_bytes: Vec<u8>,
+    pub signatures: Vec<SignatureEntry>,
+}
+
+impl RawHead {
+    /// Parses and validates the manifest. Parsing TOML takes memory in proportion to the input
+    /// (up to about 140 bytes per manifest byte for hostile input), so verify signatures first.
+    pub fn parse(self) -> Result<Head, Error> {
+        let manifest = Manifest::from_bytes(&self.manifest_bytes)?;
+        if manifest.format_version != self.header.format_version {
+            return Err(Error::Manifest(format!(
+                "manifest says format version {} but the header says {}",
+                manifest.format_version, self.header.format_version
+            )));
+        }
+        Ok(Head {
+            header: self.header,
+            manifest_bytes: self.manifest_bytes,
+            manifest,
+            signatures: self.signatures,
+        })
+    }
+}
+
+/// Reads the header, the manifest bytes and the signature block from the front of an artifact,
+/// without parsing the manifest. Memory is bounded by [`limits::MAX_MANIFEST_LEN`] and
+/// [`limits::MAX_SIGNATURES`].
+pub fn read_raw_head<R: std::io::Read>(reader: &mut R) -> Result<RawHead, Error> {
     let mut header_bytes = [0u8; header::HEADER_LEN];
     read_exact_or(reader, &mut header_bytes, "header")?;
     let header = Header::from_bytes(&header_bytes)?;
     let mut manifest_bytes = vec![0u8; header.manifest_len as usize];
     read_exact_or(reader, &mut manifest_bytes, "manifest")?;
-    let manifest = Manifest::from_bytes(&manifest_bytes)?;
-    if manifest.format_version != header.format_version {
-        return Err(Error::Manifest(format!(
-            "manifest says format version {} but the header says {}",
-            manifest.format_version, header.format_version
-        )));
-    }
     let mut signatures = Vec::with_capacity(header.signature_count as usize);
     for _ in 0..header.signature_count {
         let mut entry = [0u8; signature_block::SIGNATURE_ENTRY_LEN];
         read_exact_or(reader, &mut entry, "signature block")?;
         signatures.push(SignatureEntry::from_bytes(&entry));
     }
-    Ok(Head {
+    Ok(RawHead {
         header,
         manifest_bytes,
-        manifest,
         signatures,
     })
+}
+
+/// Reads and parses the header, the manifest and the signature block from the front of an artifact
+/// (nothing verified: for tools that show an artifact; a verifier uses [`read_raw_head`]).
+pub fn read_head<R: std::io::Read>(reader: &mut R) -> Result<Head, Error> {
+    read_raw_head(reader)?.parse()
 }
 
 /// `read_exact` that reports a short read as truncation of the named part.

@@ -20,6 +20,6 @@ pub mod reader;
 
 pub use error::Error;
 pub use keys::{PublicKey, SecretKey, signed_head};
-pub use policy::{Keyring, SignaturePolicy, check_signatures};
+pub use policy::{Keyring, SignaturePolicy, check_manifest_signatures, check_signatures};
 pub use reader::{Chunk, ChunkData, PayloadReader, VerifiedArtifact};
 pub use rustupdate_format::KeyId;

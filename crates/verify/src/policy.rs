@@ -1,7 +1,7 @@
 //! The keyring and the signature threshold.
 
 use crate::{Error, PublicKey};
-use rustupdate_format::{Head, KeyId, signing_message};
+use rustupdate_format::{Head, KeyId, SignatureEntry, signing_message};
 
 /// The public keys a device (or a verifying release engineer) trusts.
 #[derive(Debug, Clone, Default)]
@@ -71,9 +71,19 @@ pub fn check_signatures(
     keyring: &Keyring,
     policy: &SignaturePolicy,
 ) -> Result<Vec<KeyId>, Error> {
-    let message = signing_message(&head.manifest_bytes);
+    check_manifest_signatures(&head.manifest_bytes, &head.signatures, keyring, policy)
+}
+
+/// [`check_signatures`] on the raw manifest bytes, before the manifest is parsed.
+pub fn check_manifest_signatures(
+    manifest_bytes: &[u8],
+    signatures: &[SignatureEntry],
+    keyring: &Keyring,
+    policy: &SignaturePolicy,
+) -> Result<Vec<KeyId>, Error> {
+    let message = signing_message(manifest_bytes);
     let mut signed_by: Vec<&PublicKey> = Vec::new();
-    for entry in &head.signatures {
+    for entry in signatures {
         let candidates: Vec<&PublicKey> = keyring
             .keys()
             .iter()
@@ -99,7 +109,7 @@ pub fn check_signatures(
         return Err(Error::NotEnoughSignatures {
             valid: signed_by.len(),
             required: policy.required(),
-            present: head.signatures.len(),
+            present: signatures.len(),
         });
     }
     Ok(signed_by.iter().map(|k| k.id()).collect())

@@ -1,7 +1,8 @@
 //! The verifying streaming reader.
 //!
 //! [`VerifiedArtifact::open`] reads the header, manifest and signatures and enforces the signature
-//! policy; only then can payloads be read. [`PayloadReader::next_chunk`] reads one chunk table
+//! policy over the raw manifest bytes before it parses them (parsing a hostile 1 MiB TOML manifest
+//! could take over 100 MiB); only then can payloads be read. [`PayloadReader::next_chunk`] reads one chunk table
 //! segment at a time (checking its sha256 against the signed manifest), then yields each chunk
 //! only after its uncompressed bytes matched the table's sha256. After the last chunk it checks that
 //! the chunks covered exactly the payload size and that the whole-image sha256 matches.
@@ -10,11 +11,11 @@
 //! one decompressed chunk (at most 1 MiB each), plus the manifest (at most 1 MiB).
 
 use crate::image_hash::ImageHash;
-use crate::{Error, Keyring, SignaturePolicy, check_signatures};
+use crate::{Error, Keyring, SignaturePolicy, check_manifest_signatures};
 use rustupdate_format::chunk_table::ENTRY_LEN;
 use rustupdate_format::codec::ChunkDecoder;
 use rustupdate_format::{
-    ChunkEntry, ChunkKind, Head, KeyId, Manifest, Payload, read_exact_or, read_head,
+    ChunkEntry, ChunkKind, Head, KeyId, Manifest, Payload, read_exact_or, read_raw_head,
 };
 use sha2::{Digest, Sha256};
 use std::io::Read;
@@ -37,8 +38,11 @@ impl<R: Read> VerifiedArtifact<R> {
         keyring: &Keyring,
         policy: &SignaturePolicy,
     ) -> Result<VerifiedArtifact<R>, Error> {
-        let head = read_head(&mut reader)?;
-        let signers = check_signatures(&head, keyring, policy)?;
+        let raw = read_raw_head(&mut reader)?;
+        // Signatures first: an unsigned or forged manifest is never parsed.
+        let signers =
+            check_manifest_signatures(&raw.manifest_bytes, &raw.signatures, keyring, policy)?;
+        let head = raw.parse()?;
         Ok(VerifiedArtifact {
             head,
             signers,

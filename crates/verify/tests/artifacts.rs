@@ -379,3 +379,20 @@ fn signed_but_inconsistent_tables_are_rejected() {
         assert!(err.is_err(), "{name} accepted");
     }
 }
+
+/// Regression: `open` parsed the manifest before checking its signatures, and a hostile 1 MiB TOML
+/// manifest (e.g. 150,000 dotted keys) makes the parser allocate over 100 MiB. Signatures come
+/// first now: such a manifest is rejected as unsigned without being parsed.
+#[test]
+fn unsigned_manifest_is_rejected_before_it_is_parsed() {
+    let k = key(1);
+    let ring = keyring(&[&k]);
+    let text: String = (0..8000).map(|i| format!("a{i}.b = 1\n")).collect();
+    let mut bytes = Header::new(text.len(), 0).unwrap().to_bytes().to_vec();
+    bytes.extend_from_slice(text.as_bytes());
+    let err = VerifiedArtifact::open(&bytes[..], &ring, &SignaturePolicy::default()).unwrap_err();
+    assert!(
+        matches!(err, Error::NotEnoughSignatures { .. }),
+        "the manifest was parsed first: {err}"
+    );
+}

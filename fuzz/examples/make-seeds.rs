@@ -1,0 +1,129 @@
+//! Writes the seed corpus: small real artifacts across codecs and chunkings, each signed with the
+//! fuzz key (`FUZZ_KEY_SEED`, trusted by the `reader` target) and unsigned, plus a two-payload
+//! artifact (the tool builds one payload, the format allows up to 8). `head` gets their heads,
+//! `roundtrip` the images. Deterministic: run it again and nothing changes.
+//!
+//! Run from `fuzz/`: `cargo run --example make-seeds` (also writes `fuzz-key.pub.pem`).
+
+use rustupdate_format::builder::{BodyOptions, write_payload_body};
+use rustupdate_format::{Chunking, Compression, Manifest, Payload};
+use rustupdate_fuzz::FUZZ_KEY_SEED;
+use rustupdate_verify::{SecretKey, signed_head};
+use std::error::Error;
+
+/// A few KiB that look like a filesystem: text, a zero granule, pseudo-random bytes, an odd tail.
+fn image(seed: u32) -> Vec<u8> {
+    let mut image = b"superblock data ".repeat(300);
+    image.resize(12 * 1024, 0);
+    image.extend((0..3000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8 ^ seed as u8));
+    image.extend(b"tail");
+    image
+}
+
+fn payload(
+    name: &str,
+    image: &[u8],
+    body: &mut Vec<u8>,
+    options: &BodyOptions,
+) -> Result<Payload, Box<dyn Error>> {
+    Ok(write_payload_body(image, body, name, options, &mut |_| {})?)
+}
+
+fn write_artifact(name: &str, payloads: Vec<Payload>, body: &[u8]) -> Result<(), Box<dyn Error>> {
+    let key = SecretKey::from_seed(&FUZZ_KEY_SEED);
+    let manifest = Manifest {
+        format_version: 1,
+        name: "seed".into(),
+        version: "1".into(),
+        compatible: vec!["fuzz".into()],
+        security_version: Some(1),
+        created: 0,
+        payloads,
+    };
+    for (suffix, keys) in [("signed", vec![&key]), ("unsigned", vec![])] {
+        let head = signed_head(manifest.clone(), &keys)?;
+        let mut bytes = head.to_bytes()?;
+        std::fs::write(format!("corpus/head/seed-{name}-{suffix}"), &bytes)?;
+        bytes.extend_from_slice(body);
+        std::fs::write(format!("corpus/reader/seed-{name}-{suffix}"), &bytes)?;
+    }
+    Ok(())
+}
+
+fn main() -> Result<(), Box<dyn Error>> {
+    for dir in ["corpus/reader", "corpus/head", "corpus/roundtrip"] {
+        std::fs::create_dir_all(dir)?;
+    }
+    let variants = [
+        (
+            "zstd-fixed",
+            Compression::Zstd,
+            Chunking::Fixed { size: 4096 },
+            0u8,
+        ),
+        (
+            "zstd-cdc",
+            Compression::Zstd,
+            Chunking::FastCdc {
+                min: 64,
+                avg: 256,
+                max: 1024,
+            },
+            2,
+        ),
+        (
+            "gzip-cdc",
+            Compression::Gzip,
+            Chunking::FastCdc {
+                min: 256,
+                avg: 1024,
+                max: 4096,
+            },
+            3,
+        ),
+        (
+            "gzip-fixed",
+            Compression::Gzip,
+            Chunking::Fixed { size: 512 },
+            1,
+        ),
+        (
+            "none-fixed",
+            Compression::None,
+            Chunking::Fixed { size: 2048 },
+            0,
+        ),
+    ];
+    for (index, (name, compression, chunking, roundtrip_cut)) in variants.into_iter().enumerate() {
+        let options = BodyOptions {
+            compression,
+            level: 3,
+            chunking,
+            threads: 1,
+        };
+        let image = image(index as u32);
+        let mut body = Vec::new();
+        let rootfs = payload("rootfs", &image, &mut body, &options)?;
+        write_artifact(name, vec![rootfs], &body)?;
+        // roundtrip: byte 0 picks the codec (zstd, gzip, none), byte 1 the chunking.
+        let mut input = vec![compression.id().wrapping_add(2) % 3, roundtrip_cut];
+        input.extend_from_slice(&image);
+        std::fs::write(format!("corpus/roundtrip/seed-{name}"), input)?;
+    }
+    let options = BodyOptions::default();
+    let mut body = Vec::new();
+    let first = payload("rootfs", &image(10), &mut body, &options)?;
+    let second = payload(
+        "appfs",
+        &b"application data ".repeat(100),
+        &mut body,
+        &options,
+    )?;
+    write_artifact("two-payloads", vec![first, second], &body)?;
+    // For checking the seeds with the release tool: `rustupdate-artifact verify SEED --key fuzz-key.pub.pem`.
+    std::fs::write(
+        "fuzz-key.pub.pem",
+        SecretKey::from_seed(&FUZZ_KEY_SEED).public_key().to_pem()?,
+    )?;
+    Ok(())
+}
