@@ -312,3 +312,44 @@ fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
 fn rig_key(seed: u8) -> rustupdate_verify::SecretKey {
     rustupdate_verify::SecretKey::from_seed(&[seed; 32])
 }
+
+/// docs/client.md: a failing before-install hook aborts the install before anything is written;
+/// a failing after-install hook is only logged; hooks get the event as their first argument.
+#[test]
+fn hooks_refuse_before_install_and_are_only_logged_after() {
+    let rig = Rig::new();
+    let log = rig.root().join("hook.log");
+    rig.hook_script(
+        "10-gate",
+        &format!("#!/bin/sh\necho \"$1 $RUSTUPDATE_VERSION\" >> {}\n[ -e {}/allow ] || [ \"$1\" != before-install ]\n", log.display(), rig.root().display()),
+    );
+    let artifact = rig.artifact("v2", &image(2), &[&rig.key], "test-board", None);
+    let before = rig.slot_bytes('b');
+    let out = rig.client(&["install", artifact.to_str().unwrap()]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("before-install hook refused"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        rig.slot_bytes('b') == before,
+        "nothing written after a refusal"
+    );
+    assert_eq!(rig.env()["upgrade_available"], "0");
+
+    std::fs::write(rig.root().join("allow"), b"").unwrap();
+    rig.hook_script("20-after-fails", "#!/bin/sh\n[ \"$1\" != after-install ]\n");
+    let out = rig.client(&["install", artifact.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("after-install hook failed (ignored)"),
+        "{}",
+        out.stderr
+    );
+    let calls = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        calls.starts_with("before-install v2\nbefore-install v2\nafter-install v2\n"),
+        "{calls}"
+    );
+}

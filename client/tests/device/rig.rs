@@ -318,6 +318,12 @@ cmdline-file = "{root}/cmdline"
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
 
+    pub fn hook_script(&self, name: &str, text: &str) {
+        let path = self.root().join("hooks.d").join(name);
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
     pub fn file(&self, name: &str, bytes: &[u8]) -> PathBuf {
         let path = self.root().join(name);
         std::fs::write(&path, bytes).unwrap();

@@ -32,12 +32,9 @@ pub enum Error {
     BootMismatch { booted: SlotId, env: SlotId },
     #[error("nothing to {action}: no update is on trial")]
     NoTrial { action: &'static str },
-    #[error("hook {hook} refused the {event} step: {reason}")]
-    HookRefused {
-        hook: String,
-        event: String,
-        reason: String,
-    },
+    /// `reason` names the hook script that refused.
+    #[error("a {event} hook refused: {reason}")]
+    HookRefused { event: &'static str, reason: String },
     #[error("{what}: {message}")]
     Adapter { what: &'static str, message: String },
 }

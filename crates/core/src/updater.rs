@@ -633,8 +633,7 @@ impl<'a> Updater<'a> {
     fn hook(&mut self, event: HookEvent, context: &Context) -> Result<(), Error> {
         match self.seams.hooks.run(event, context) {
             Err(reason) if event.can_refuse() => Err(Error::HookRefused {
-                hook: event.name().into(),
-                event: event.name().into(),
+                event: event.name(),
                 reason,
             }),
             Err(reason) => {
