@@ -34,6 +34,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 BOOT_FILES = REPO / "meta-rustupdate" / "recipes-bsp" / "rustupdate-boot" / "files"
+# rustupdate.toml.in and the example health checks of the layer's rustupdate-conf recipe.
+CONF_FILES = REPO / "meta-rustupdate" / "recipes-core" / "rustupdate" / "files"
 MIB = 1024 * 1024
 
 # Per architecture: Debian arch, kernel flavour, bootloader, partition sizes (MiB), rootfs image
@@ -288,41 +290,42 @@ def boot_placeholders(cfg: dict) -> dict[str, str]:
     }
 
 
+def render_conf_template(template: Path, values: dict[str, str]) -> str:
+    """Replaces every @NAME@ of a rustupdate-conf template as the layer's sed does; a
+    placeholder without a value is an error."""
+    text = template.read_text()
+    unknown = sorted(set(re.findall(r"@([A-Z_]+)@", text)) - set(values))
+    if unknown:
+        sys.exit(f"{template}: no value for placeholder(s) {', '.join(unknown)}")
+    return re.sub(r"@([A-Z_]+)@", lambda m: values[m.group(1)], text)
+
+
 def client_config(cfg: dict) -> str:
+    """The layer's rustupdate.toml.in rendered with the e2e values (as rustupdate-conf does
+    with RUSTUPDATE_* variables), so the device configuration the layer ships is the one booted
+    here. One line differs: the guest's init is a shell script that does not handle reboot
+    requests, so the client reboots with -f."""
     if cfg["bootloader"] == "grub":
         bootloader = f'type = "grub"\ngrubenv = "{cfg["boot_mount"]}/EFI/BOOT/grubenv"'
     else:
         bootloader = 'type = "uboot"\nfw-env-config = "/etc/fw_env.config"'
-    return f"""# rustupdate e2e guest configuration (ci/e2e/build.py); keys: docs/config.md
-device-type = "{cfg["device_type"]}"
-data-dir = "/data/rustupdate"
-
-[slots.a]
-partlabel = "rootfs_a"
-
-[slots.b]
-partlabel = "rootfs_b"
-
-[bootloader]
-{bootloader}
-bootlimit = {BOOTLIMIT}
-
-[keys]
-trusted-dir = "/etc/rustupdate/keys"
-threshold = 1
-
-[health]
-dir = "/etc/rustupdate/health.d"
-timeout-secs = 20
-trial-timeout-secs = 900
-
-[hooks]
-dir = "/etc/rustupdate/hooks.d"
-timeout-secs = 20
-
-[system]
-reboot-command = ["/sbin/reboot", "-f"]
-"""
+    text = render_conf_template(CONF_FILES / "rustupdate.toml.in", {
+        "DEVICE_TYPE": cfg["device_type"],
+        "DATA_MOUNTPOINT": "/data",
+        "SLOT_A_LABEL": "rootfs_a",
+        "SLOT_B_LABEL": "rootfs_b",
+        "BOOTLOADER_KEYS": bootloader,
+        "BOOTLIMIT": BOOTLIMIT,
+        "THRESHOLD": "1",
+        "HEALTH_TIMEOUT": "20",
+        "TRIAL_TIMEOUT": "900",
+        "SYSCONFDIR": "/etc",
+        "BASE_SBINDIR": "/sbin",
+    })
+    reboot = 'reboot-command = ["/sbin/reboot"]'
+    if reboot not in text:
+        sys.exit(f"{CONF_FILES / 'rustupdate.toml.in'}: expected the line {reboot}")
+    return text.replace(reboot, 'reboot-command = ["/sbin/reboot", "-f"]')
 
 
 # ---------------------------------------------------------------------------------------------
@@ -446,6 +449,11 @@ def build_rootfs(tree: Path, version: str, cfg: dict, busybox: Path, applets: li
     for src, dst in (("health-e2e", "health.d/50-e2e"), ("hook-e2e", "hooks.d/50-e2e")):
         shutil.copy2(HERE / "guest" / src, etc / "rustupdate" / dst)
         os.chmod(etc / "rustupdate" / dst, 0o755)
+    # The layer's example health check that needs no systemd (20-no-failed-units does).
+    check = etc / "rustupdate" / "health.d" / "10-data-writable"
+    check.write_text(render_conf_template(CONF_FILES / "health.d" / "10-data-writable",
+                                          {"DATA_MOUNTPOINT": "/data"}))
+    os.chmod(check, 0o755)
     if cfg["bootloader"] == "uboot":
         (etc / "fw_env.config").write_text(
             f"# device offset size (single copy on the FAT boot partition)\n"

@@ -2,4 +2,4 @@
 # directory, so every module the rustupdate grub.cfg uses must be built into the image.
 # Gated: the "rustupdate-enabled" override exists only with "rustupdate" in
 # DISTRO_FEATURES (conf/distro/include/rustupdate.inc), so adding the layer alone changes nothing.
-GRUB_BUILDIN:append:rustupdate-enabled = " echo gzio halt reboot sleep terminal"
+GRUB_BUILDIN:append:rustupdate-enabled = " echo gzio halt regexp reboot sleep terminal"
