@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The demo: builds disk images and signed artifacts, boots them under QEMU with real firmware and
-# bootloaders, installs a good update (committed) and a broken one (rolled back by the bootloader).
+# bootloaders, installs a good update (committed), a broken one (rolled back by the bootloader)
+# and one whose health check fails (rolled back by the client).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 exec ci/e2e/demo.sh "$@"

@@ -11,7 +11,8 @@
 #   (from local mirrors: git clone --shared -b yocto-6.0.2 <mirror.git> <dest>)
 #   host packages: gawk chrpath diffstat cpio file lz4 zstd wget, locale en_US.UTF-8 (locales);
 #   bitbake refuses to run as root: an unprivileged user (OE_USER) with
-#   git config --global safe.directory '*'. Run as root, this script re-runs itself as OE_USER.
+#   git config --global safe.directory '*'. Run as root, this script copies the checkout to
+#   $BUILD_ROOT/rustupdate-checkout (rsync) and re-runs itself as OE_USER on that copy.
 #
 # Usage: ci/layer-parse-check.sh [-n] [MACHINE...]     (default: qemux86-64 qemuarm64)
 #   -n   also dry-run every task of rustupdate-image (bitbake -n)
@@ -26,7 +27,14 @@ OE_USER=${OE_USER:-oebuild}
 BUILD_ROOT=${BUILD_ROOT:-$OE_DIR/build}
 
 if [[ $(id -u) -eq 0 ]]; then
-    exec runuser -u "$OE_USER" -- env OE_DIR="$OE_DIR" BUILD_ROOT="$BUILD_ROOT" RUSTUPDATE_REPO="$REPO" "$0" "$@"
+    # externalsrc hashes the checkout with "git add -A" into the checkout's .git, which OE_USER
+    # cannot write in a root-owned tree: check a copy of the working tree (with its .git and
+    # uncommitted changes, without build output) that OE_USER owns.
+    copy=$BUILD_ROOT/rustupdate-checkout
+    mkdir -p "$copy"
+    rsync -a --delete --exclude /build --exclude /target --exclude /fuzz/target "$REPO/" "$copy/"
+    chown -R "$OE_USER:" "$BUILD_ROOT"
+    exec runuser -u "$OE_USER" -- env OE_DIR="$OE_DIR" BUILD_ROOT="$BUILD_ROOT" RUSTUPDATE_REPO="$copy" "$0" "$@"
 fi
 
 DRY_RUN=0
