@@ -11,7 +11,9 @@ RUNS=${RUNS:-5}
 OUT=build/bench/install
 mkdir -p "$OUT"
 
-command -v zstd >/dev/null && [[ -x /usr/bin/time ]] || { apt-get update -qq && apt-get install -y -qq zstd time >/dev/null; }
+if ! command -v zstd >/dev/null || ! [[ -x /usr/bin/time ]]; then
+    apt-get update -qq && apt-get install -y -qq zstd time >/dev/null
+fi
 bench/rootfs-images.sh >/dev/null
 IMAGE=${IMAGE:-$ROOT/build/bench/rootfs-v2.ext4}
 SIZE=$(stat -c %s "$IMAGE")
@@ -77,7 +79,7 @@ measure() {
 }
 
 rm -f "$OUT"/*.times
-for i in $(seq "$RUNS"); do
+for _ in $(seq "$RUNS"); do
     sync; echo 1 > /proc/sys/vm/drop_caches 2>/dev/null || true
     cat "$OUT/image.rua" "$OUT/image.zst" > /dev/null   # both inputs warm in the page cache
     measure pipeline sh -c "zstd -d -c '$OUT/image.zst' | dd of='$TARGET' bs=1M conv=fsync status=none"

@@ -4,7 +4,7 @@ set -euo pipefail
 SUDO=""
 [[ $(id -u) -ne 0 ]] && SUDO="sudo"
 PACKAGES=(
-    build-essential pkg-config openssl zstd e2fsprogs
+    build-essential pkg-config openssl zstd e2fsprogs shellcheck
     libubootenv-tool u-boot-tools grub-common   # reference tools for the environment cross-checks
 )
 missing=()

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every test of the project: formatting, lints, unit and integration tests (with the
+# Runs every test of the project: formatting, lints (clippy, shellcheck), unit and integration tests (with the
 # reference tools for bootloader environments), the end-to-end QEMU boots and the layer checks.
 # Installs what it needs on a fresh Debian machine (run as root, or with sudo available).
 # Usage: ci/test.sh [--quick]   (--quick: Rust tests only)
@@ -9,14 +9,16 @@ QUICK=0
 [[ "${1:-}" == "--quick" ]] && QUICK=1
 
 step() { printf '\n=== %s ===\n' "$*"; }
-SUDO=""
-[[ $(id -u) -ne 0 ]] && SUDO="sudo"
 
 step "host packages"
 ci/install-deps.sh
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
+
+step "shellcheck (ci, bench, e2e guest and layer scripts)"
+shellcheck .ci/run ci/*.sh ci/e2e/*.sh ci/e2e/guest/* bench/*.sh \
+    meta-rustupdate/recipes-core/rustupdate/files/health.d/*
 
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
