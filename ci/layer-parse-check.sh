@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # LOCAL ONLY, not part of CI: parses meta-rustupdate against OpenEmbedded-Core yocto-6.0.2 and
 # resolves the dependencies of rustupdate-image, offline, per machine, with "rustupdate" in
-# DISTRO_FEATURES (and once without it, to see that the layer stays inert). It needs the
+# DISTRO_FEATURES (and once without it, to see that the layer stays inert: only the sanity
+# warning, and the same task signatures of core-image-minimal as without the layer). It needs the
 # openembedded-core and bitbake trees and a few minutes of CPU per machine (2 cores: bitbake -p
 # 1-3 min, bitbake -g seconds, bitbake -n about 5 min).
 #
@@ -49,15 +50,17 @@ for tree in openembedded-core bitbake; do
     [[ -d "$OE_DIR/$tree" ]] || { echo "missing $OE_DIR/$tree (see the header of $0)" >&2; exit 1; }
 done
 
-# Writes conf/ of build directory $1 for machine $2; $3 = 1 enables the layer's distro feature.
+# Writes conf/ of build directory $1 for machine $2; $3 = 1 enables the layer's distro feature,
+# 0 adds the layer without enabling it, "absent" leaves the layer out.
 write_conf() {
-    local dir=$1 machine=$2 enabled=$3
+    local dir=$1 machine=$2 enabled=$3 layers="$OE_DIR/openembedded-core/meta $REPO/meta-rustupdate"
+    [[ $enabled == absent ]] && layers="$OE_DIR/openembedded-core/meta"
     mkdir -p "$dir/conf" "$BUILD_ROOT/downloads"
     cat > "$dir/conf/bblayers.conf" <<EOF
 LCONF_VERSION = "7"
 BBPATH = "\${TOPDIR}"
 BBFILES ?= ""
-BBLAYERS = "$OE_DIR/openembedded-core/meta $REPO/meta-rustupdate"
+BBLAYERS = "$layers"
 EOF
     cat > "$dir/conf/local.conf" <<EOF
 CONF_VERSION = "2"
@@ -69,7 +72,7 @@ BB_NO_NETWORK = "1"
 BB_SRCREV_POLICY = "cache"
 INHERIT_DISTRO:remove = "uninative"
 EOF
-    if [[ $enabled -eq 1 ]]; then
+    if [[ $enabled == 1 ]]; then
         # The same settings as kas/base.yml and the machine's kas file.
         cat >> "$dir/conf/local.conf" <<'EOF'
 DISTRO_FEATURES:append = " rustupdate"
@@ -131,5 +134,33 @@ dir="$BUILD_ROOT/$machine-disabled"
 echo "=== $machine, layer present but not enabled ($dir): expect the sanity warning only ==="
 write_conf "$dir" "$machine" 0
 run_bitbake "$dir" -p || status=1
+
+# Task signatures of core-image-minimal with the layer absent and with it present but not
+# enabled: they must be identical (the stamp file names carry the task hashes). One build
+# directory for both, since TOPDIR is part of some image tasks' signatures.
+signatures() {
+    local dir=$1 out=$2
+    rm -rf "$dir/tmp/stamps"  # only this run's signatures
+    run_bitbake "$dir" -S none core-image-minimal > /dev/null || return 1
+    (cd "$dir/tmp/stamps" && find . -name '*.sigdata.*' | sort) > "$out"
+}
+dir="$BUILD_ROOT/$machine-sigcheck"
+echo "=== $machine: task signatures of core-image-minimal without the layer and with it not enabled ==="
+write_conf "$dir" "$machine" absent
+if signatures "$dir" "$dir/signatures-absent.txt"; then
+    write_conf "$dir" "$machine" 0
+    if signatures "$dir" "$dir/signatures-present.txt"; then
+        if diff -u "$dir/signatures-absent.txt" "$dir/signatures-present.txt"; then
+            echo "signatures: $(wc -l < "$dir/signatures-present.txt") tasks, identical"
+        else
+            echo "signatures differ (above): adding the layer alone changes the build" >&2
+            status=1
+        fi
+    else
+        status=1
+    fi
+else
+    status=1
+fi
 
 exit $status
