@@ -2,7 +2,8 @@
 # LOCAL ONLY, not part of CI: parses meta-rustupdate against OpenEmbedded-Core yocto-6.0.2 and
 # resolves the dependencies of rustupdate-image, offline, per machine, with "rustupdate" in
 # DISTRO_FEATURES (and once without it, to see that the layer stays inert: only the sanity
-# warning, and the same task signatures of core-image-minimal as without the layer). It needs the
+# warning, and the same task signatures of core-image-minimal as without the layer), then runs
+# yocto-check-layer on the layer. It needs the
 # openembedded-core and bitbake trees and a few minutes of CPU per machine (2 cores: bitbake -p
 # 1-3 min, bitbake -g seconds, bitbake -n about 5 min).
 #
@@ -162,5 +163,18 @@ if signatures "$dir" "$dir/signatures-absent.txt"; then
 else
     status=1
 fi
+
+# The Yocto Project's own compliance check (README, LAYERSERIES_COMPAT, parse, signatures,
+# bitbake world with and without the layer) for the layer added to a build that does not enable it.
+dir="$BUILD_ROOT/$machine-check-layer"
+echo "=== $machine: yocto-check-layer ($dir) ==="
+write_conf "$dir" "$machine" absent
+(
+    set +u
+    cd "$OE_DIR/openembedded-core"
+    # shellcheck disable=SC1091
+    source ./oe-init-build-env "$dir" > /dev/null
+    yocto-check-layer --no-auto-dependency "$REPO/meta-rustupdate"
+) || status=1
 
 exit $status

@@ -21,5 +21,7 @@ do_install:append () {
 
 FILES:${PN} += "${systemd_system_unitdir}/rustupdate-guard.service"
 
-# The device configuration (/etc/rustupdate: device type, slots, bootloader, trusted keys).
-RRECOMMENDS:${PN} += "rustupdate-conf"
+# The device configuration (/etc/rustupdate: device type, slots, bootloader, trusted keys). That
+# recipe exists only with "rustupdate" in DISTRO_FEATURES; without it the client still builds
+# (e.g. in "bitbake world" with the layer added but not enabled, as yocto-check-layer does).
+RRECOMMENDS:${PN} += "${@bb.utils.contains('DISTRO_FEATURES', 'rustupdate', 'rustupdate-conf', '', d)}"
