@@ -24,16 +24,8 @@ step() { printf -- '--- %s\n' "$*"; }
 if ! [[ -x "$VENV/bin/oelint-adv" && -x "$VENV/bin/kas" ]]; then
     step "virtualenv $VENV: oelint-adv $OELINT_VERSION, kas $KAS_VERSION"
     if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
-        # Debian splits venv support out of python3 (like ci/install-deps.sh, install it).
-        if command -v apt-get > /dev/null; then
-            SUDO=""
-            [[ $(id -u) -ne 0 ]] && SUDO="sudo"
-            $SUDO apt-get update -qq
-            DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends python3-venv
-        else
-            echo "python3 cannot create virtualenvs: install venv support (python3-venv)" >&2
-            exit 1
-        fi
+        # Debian splits venv support out of python3.
+        ci/apt-install.sh python3-venv
     fi
     python3 -m venv "$VENV"
     "$VENV/bin/pip" install --quiet --disable-pip-version-check \

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs every test of the project: formatting, lints (clippy, shellcheck), unit and integration tests (with the
-# reference tools for bootloader environments), the end-to-end QEMU boots and the layer checks.
+# Runs every test of the project: formatting, lints (clippy, shellcheck), unit and integration
+# tests (with the reference tools for bootloader environments), the layer checks and the
+# end-to-end QEMU boots.
 # Installs what it needs on a fresh Debian machine (run as root, or with sudo available).
 # Usage: ci/test.sh [--quick]   (--quick: Rust tests only)
 set -euo pipefail

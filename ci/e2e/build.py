@@ -266,13 +266,15 @@ def build_initramfs(busybox: Path, applets: list[str], modules: list[Path], dest
 # Templates
 # ---------------------------------------------------------------------------------------------
 
-def render(template: Path, values: dict[str, str]) -> str:
-    """Replaces every @@NAME@@; a placeholder without a value is an error (as in the layer)."""
+def render(template: Path, values: dict[str, str], mark: str = "@@") -> str:
+    """Replaces every <mark>NAME<mark> (@@NAME@@ in the boot scripts, @NAME@ in rustupdate-conf's
+    files, as the layer does); a placeholder without a value is an error."""
+    pattern = rf"{mark}([A-Z0-9_]+){mark}"
     text = template.read_text()
-    unknown = sorted(set(re.findall(r"@@([A-Z0-9_]+)@@", text)) - set(values))
+    unknown = sorted(set(re.findall(pattern, text)) - set(values))
     if unknown:
         sys.exit(f"{template}: no value for placeholder(s) {', '.join(unknown)}")
-    return re.sub(r"@@([A-Z0-9_]+)@@", lambda m: values[m.group(1)], text)
+    return re.sub(pattern, lambda m: values[m.group(1)], text)
 
 
 def boot_placeholders(cfg: dict) -> dict[str, str]:
@@ -290,16 +292,6 @@ def boot_placeholders(cfg: dict) -> dict[str, str]:
     }
 
 
-def render_conf_template(template: Path, values: dict[str, str]) -> str:
-    """Replaces every @NAME@ of a rustupdate-conf template as the layer's sed does; a
-    placeholder without a value is an error."""
-    text = template.read_text()
-    unknown = sorted(set(re.findall(r"@([A-Z_]+)@", text)) - set(values))
-    if unknown:
-        sys.exit(f"{template}: no value for placeholder(s) {', '.join(unknown)}")
-    return re.sub(r"@([A-Z_]+)@", lambda m: values[m.group(1)], text)
-
-
 def client_config(cfg: dict) -> str:
     """The layer's rustupdate.toml.in rendered with the e2e values (as rustupdate-conf does
     with RUSTUPDATE_* variables), so the device configuration the layer ships is the one booted
@@ -309,7 +301,7 @@ def client_config(cfg: dict) -> str:
         bootloader = f'type = "grub"\ngrubenv = "{cfg["boot_mount"]}/EFI/BOOT/grubenv"'
     else:
         bootloader = 'type = "uboot"\nfw-env-config = "/etc/fw_env.config"'
-    text = render_conf_template(CONF_FILES / "rustupdate.toml.in", {
+    text = render(CONF_FILES / "rustupdate.toml.in", {
         "DEVICE_TYPE": cfg["device_type"],
         "DATA_MOUNTPOINT": "/data",
         "SLOT_A_LABEL": "rootfs_a",
@@ -321,7 +313,7 @@ def client_config(cfg: dict) -> str:
         "TRIAL_TIMEOUT": "900",
         "SYSCONFDIR": "/etc",
         "BASE_SBINDIR": "/sbin",
-    })
+    }, mark="@")
     reboot = 'reboot-command = ["/sbin/reboot"]'
     if reboot not in text:
         sys.exit(f"{CONF_FILES / 'rustupdate.toml.in'}: expected the line {reboot}")
@@ -451,8 +443,8 @@ def build_rootfs(tree: Path, version: str, cfg: dict, busybox: Path, applets: li
         os.chmod(etc / "rustupdate" / dst, 0o755)
     # The layer's example health check that needs no systemd (20-no-failed-units does).
     check = etc / "rustupdate" / "health.d" / "10-data-writable"
-    check.write_text(render_conf_template(CONF_FILES / "health.d" / "10-data-writable",
-                                          {"DATA_MOUNTPOINT": "/data"}))
+    check.write_text(render(CONF_FILES / "health.d" / "10-data-writable",
+                            {"DATA_MOUNTPOINT": "/data"}, mark="@"))
     os.chmod(check, 0o755)
     if cfg["bootloader"] == "uboot":
         (etc / "fw_env.config").write_text(

@@ -26,26 +26,23 @@ started=$(date +%s)
 ci/e2e/run.sh --arch "$ARCH" --scenario good-update broken-update health-rollback --narrate "${args[@]}" \
     || status=$?
 
-# A recap in words, from what the runner recorded (build/e2e/results/summary.json).
+# A recap in words (each scenario's description), from what the runner recorded.
 python3 - build/e2e/results/summary.json "$started" <<'PY' || true
 import json
 import os
 import sys
+import tomllib
 
-if not os.path.exists(sys.argv[1]) or os.path.getmtime(sys.argv[1]) < int(sys.argv[2]):
+summary, started = sys.argv[1], int(sys.argv[2])
+if not os.path.exists(summary) or os.path.getmtime(summary) < started:
     sys.exit("\nno scenario ran (see the errors above)")
-
-what = {
-    "good-update": "v1 -> v2: installed into the other slot, trial boot, health checks passed, committed",
-    "broken-update": "v3 never came up: the bootloader fell back to v1 by itself, then v2 installed fine",
-    "health-rollback": "v2 booted but its health check failed: the client rolled back to v1",
-}
 print("\n=== what happened ===")
-for run in json.load(open(sys.argv[1])):
+for run in json.load(open(summary)):
+    with open(f"ci/scenarios/{run['scenario']}.toml", "rb") as f:
+        story = tomllib.load(f).get("description", "") if run["ok"] else "did not go as expected"
     last = run["boot_details"][-1] if run.get("boot_details") else {}
-    line = (f"{run['arch']:7} {run['scenario']:16} {'PASS' if run['ok'] else 'FAIL'}  "
-            f"{what.get(run['scenario'], '') if run['ok'] else 'did not go as expected'}; {run['boots']} boots in {run['wall_seconds']} s, "
-            f"now running {last.get('booted', '?')}")
+    line = (f"{run['arch']:7} {run['scenario']:16} {'PASS' if run['ok'] else 'FAIL'}  {story}; "
+            f"{run['boots']} boots in {run['wall_seconds']} s, now running {last.get('booted', '?')}")
     if run.get("reboot_to_commit_seconds") is not None:
         line += f"; downtime (reboot into the new slot -> committed) {run['reboot_to_commit_seconds']} s"
     print(line)

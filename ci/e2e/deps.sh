@@ -3,22 +3,12 @@
 # QEMU, firmware and bootloaders, image tools, the reference environment tools, and the Rust
 # targets and cross compiler for the static guest clients.
 set -euo pipefail
-SUDO=""
-[[ $(id -u) -ne 0 ]] && SUDO="sudo"
 PACKAGES=(
     qemu-system-x86 qemu-system-arm ovmf grub-efi-amd64-bin grub-common u-boot-qemu u-boot-tools
     libubootenv-tool mtools dosfstools e2fsprogs gdisk fdisk util-linux kmod cpio zstd dpkg
     gcc-aarch64-linux-gnu libc6-dev-arm64-cross musl-tools
 )
-missing=()
-for p in "${PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-    echo "e2e: installing ${missing[*]}"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+"$(dirname "$0")/../apt-install.sh" "${PACKAGES[@]}"
 if command -v rustup >/dev/null; then
     installed=$(rustup target list --installed)
     for t in x86_64-unknown-linux-musl aarch64-unknown-linux-musl; do
