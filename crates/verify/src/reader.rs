@@ -239,7 +239,7 @@ impl<R: Read> PayloadReader<'_, R> {
                         offset,
                         reason,
                     })?;
-                if Sha256::digest(&self.out).as_slice() != entry.sha256 {
+                if Sha256::digest(&self.out)[..] != entry.sha256[..] {
                     return Err(rustupdate_format::Error::ChunkHashMismatch {
                         payload: name(),
                         offset,
@@ -261,7 +261,7 @@ impl<R: Read> PayloadReader<'_, R> {
         let segment = self.payload().segments[self.segment].clone();
         let mut table = vec![0u8; segment.table_len() as usize];
         read_exact_or(&mut self.artifact.reader, &mut table, "chunk table")?;
-        if Sha256::digest(&table).as_slice() != segment.table_sha256.0 {
+        if Sha256::digest(&table)[..] != segment.table_sha256.0[..] {
             let payload = self.payload().name.clone();
             return Err(rustupdate_format::Error::SegmentHashMismatch {
                 payload,

@@ -1,0 +1,125 @@
+//! Validated ids and the path of every DDI resource, relative to the server's base URL.
+
+use std::fmt;
+
+/// Longest tenant or controller id accepted (hawkBit allows 256; device ids are host names,
+/// serial numbers or MAC addresses in practice).
+pub const MAX_ID_LEN: usize = 128;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what} {value:?} is not 1 to {max} characters of A-Z a-z 0-9 . _ : -", max = MAX_ID_LEN)]
+pub struct IdError {
+    what: &'static str,
+    value: String,
+}
+
+fn check_id(what: &'static str, value: &str) -> Result<(), IdError> {
+    let ok = !value.is_empty()
+        && value.len() <= MAX_ID_LEN
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(IdError {
+            what,
+            value: value.chars().take(MAX_ID_LEN + 1).collect(),
+        })
+    }
+}
+
+macro_rules! id_type {
+    ($name:ident, $what:literal) => {
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn new(value: &str) -> Result<$name, IdError> {
+                check_id($what, value)?;
+                Ok($name(value.to_owned()))
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+id_type!(Tenant, "tenant");
+id_type!(ControllerId, "controller id");
+
+/// `/{tenant}/controller/v1/{controllerId}`, the base of every other path.
+pub fn controller(tenant: &Tenant, id: &ControllerId) -> String {
+    format!("/{tenant}/controller/v1/{id}")
+}
+
+pub fn deployment_base(tenant: &Tenant, id: &ControllerId, action: u64) -> String {
+    format!("{}/deploymentBase/{action}", controller(tenant, id))
+}
+
+pub fn deployment_feedback(tenant: &Tenant, id: &ControllerId, action: u64) -> String {
+    format!("{}/feedback", deployment_base(tenant, id, action))
+}
+
+pub fn installed_base(tenant: &Tenant, id: &ControllerId, action: u64) -> String {
+    format!("{}/installedBase/{action}", controller(tenant, id))
+}
+
+pub fn cancel_action(tenant: &Tenant, id: &ControllerId, action: u64) -> String {
+    format!("{}/cancelAction/{action}", controller(tenant, id))
+}
+
+pub fn cancel_feedback(tenant: &Tenant, id: &ControllerId, action: u64) -> String {
+    format!("{}/feedback", cancel_action(tenant, id, action))
+}
+
+pub fn config_data(tenant: &Tenant, id: &ControllerId) -> String {
+    format!("{}/configData", controller(tenant, id))
+}
+
+/// Where rustupdate-server serves an artifact to a device: by content hash, with the file name
+/// last so that clients that name the download after the URL get a sensible name.
+pub fn artifact_download(
+    tenant: &Tenant,
+    id: &ControllerId,
+    sha256: &str,
+    filename: &str,
+) -> String {
+    format!("{}/artifacts/{sha256}/{filename}", controller(tenant, id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builds_hawkbit_paths() {
+        let t = Tenant::new("DEFAULT").unwrap();
+        let c = ControllerId::new("dev-01").unwrap();
+        assert_eq!(controller(&t, &c), "/DEFAULT/controller/v1/dev-01");
+        assert_eq!(
+            deployment_feedback(&t, &c, 7),
+            "/DEFAULT/controller/v1/dev-01/deploymentBase/7/feedback"
+        );
+        assert_eq!(
+            cancel_feedback(&t, &c, 7),
+            "/DEFAULT/controller/v1/dev-01/cancelAction/7/feedback"
+        );
+    }
+
+    #[test]
+    fn rejects_ids_that_could_escape_a_path() {
+        for bad in ["", "a/b", "..%2f", "a b", "é", &"x".repeat(MAX_ID_LEN + 1)] {
+            assert!(ControllerId::new(bad).is_err(), "{bad}");
+        }
+        assert!(ControllerId::new("AA:BB:CC:00:11:22").is_ok());
+    }
+}

@@ -1,0 +1,425 @@
+//! The management API under `/api/v1`, for operators and the CLI: `Authorization: Bearer <admin
+//! token>`. Documented in `docs/server.md`.
+
+use crate::api;
+use crate::artifact_files::{self, ForeignMeta, Upload, UploadError};
+use crate::error::{ApiError, ApiResult};
+use crate::fleet;
+use crate::state::AppState;
+use crate::store::{DeviceRow, NewRollout, Store};
+use crate::tokens::{self, Credential};
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use futures_util::StreamExt;
+use rustupdate_ddi::{ControllerId, attributes};
+use rustupdate_rollout::{Command, Phases, RolloutSpec, RolloutState, Threshold};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/api/v1/artifacts",
+            post(upload_artifact).get(list_artifacts),
+        )
+        .route("/api/v1/devices", post(add_device).get(list_devices))
+        .route("/api/v1/devices/{controller}", get(show_device))
+        .route("/api/v1/devices/{controller}/tags", put(change_tags))
+        .route("/api/v1/rollouts", post(create_rollout).get(list_rollouts))
+        .route("/api/v1/rollouts/{id}", get(show_rollout))
+        .route("/api/v1/rollouts/{id}/{command}", post(rollout_command))
+}
+
+/// The admin token, from the header.
+pub fn check_admin(app: &AppState, headers: &HeaderMap) -> ApiResult<()> {
+    let header = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or(ApiError::Unauthorized)?;
+    match tokens::parse_authorization(header) {
+        Some(Credential::Bearer(token)) if tokens::equal(token, &app.inner.admin_token) => Ok(()),
+        _ => Err(ApiError::Unauthorized),
+    }
+}
+
+fn json_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("malformed JSON body: {e}")))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UploadQuery {
+    #[serde(default)]
+    foreign: bool,
+    name: Option<String>,
+    version: Option<String>,
+    /// Comma-separated.
+    device_types: Option<String>,
+    filename: Option<String>,
+}
+
+async fn upload_artifact(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<UploadQuery>,
+    body: Body,
+) -> ApiResult<(StatusCode, Json<crate::store::ArtifactRow>)> {
+    check_admin(&app, &headers)?;
+    let foreign = if query.foreign {
+        let missing = |what: &str| ApiError::BadRequest(format!("a foreign artifact needs {what}"));
+        let meta = ForeignMeta {
+            name: query.name.ok_or_else(|| missing("name"))?,
+            version: query.version.ok_or_else(|| missing("version"))?,
+            device_types: query
+                .device_types
+                .ok_or_else(|| missing("device_types"))?
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            filename: query.filename.ok_or_else(|| missing("filename"))?,
+        };
+        if !artifact_files::valid_filename(&meta.filename) {
+            return Err(ApiError::BadRequest(format!(
+                "file name {:?} must be letters, digits, . _ - +, not starting with a dot",
+                meta.filename
+            )));
+        }
+        if meta.device_types.is_empty() || meta.name.is_empty() || meta.version.is_empty() {
+            return Err(ApiError::BadRequest(
+                "name, version and at least one device type must not be empty".into(),
+            ));
+        }
+        Some(meta)
+    } else {
+        None
+    };
+    let mut upload = Upload::new(
+        &app.inner.settings.upload_dir(),
+        app.inner.settings.max_upload_bytes,
+    )?;
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("reading the upload: {e}")))?;
+        upload.write(&chunk).map_err(|e| match e {
+            UploadError::TooLarge { .. } => ApiError::TooLarge(e.to_string()),
+            UploadError::Io(io) => ApiError::Internal(io.into()),
+        })?;
+    }
+    let (file, digests) = upload.finish()?;
+    let new = match foreign {
+        Some(meta) => artifact_files::foreign(meta, &digests),
+        None => {
+            let app2 = app.clone();
+            let path = file.path().to_owned();
+            let digests2 = digests.clone();
+            let verdict = tokio::task::spawn_blocking(move || {
+                artifact_files::verify_rua(&path, &app2.inner.keyring, &digests2)
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("verification task: {e}"))??;
+            verdict.map_err(|e| ApiError::BadRequest(format!("artifact rejected: {e}")))?
+        }
+    };
+    let artifacts_dir = app.inner.artifacts_dir.clone();
+    let sha = digests.sha256.clone();
+    tokio::task::spawn_blocking(move || artifact_files::keep(file, &artifacts_dir, &sha))
+        .await
+        .map_err(|e| anyhow::anyhow!("storing task: {e}"))??;
+    let (row, inserted) = app.store.add_artifact(&new).await?;
+    log::info!(
+        "event=artifact-uploaded id={} name={} version={} sha256={} new={inserted}",
+        row.id,
+        row.name,
+        row.version,
+        row.sha256
+    );
+    let status = if inserted {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(row)))
+}
+
+async fn list_artifacts(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Vec<crate::store::ArtifactRow>>> {
+    check_admin(&app, &headers)?;
+    Ok(Json(app.store.artifacts().await?))
+}
+
+fn valid_tag(tag: &str) -> bool {
+    !tag.is_empty()
+        && tag.len() <= 64
+        && tag
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
+fn check_tags(tags: &[String]) -> ApiResult<()> {
+    match tags.iter().find(|t| !valid_tag(t)) {
+        Some(bad) => Err(ApiError::BadRequest(format!(
+            "tag {bad:?} is not 1 to 64 characters of A-Z a-z 0-9 . _ : -"
+        ))),
+        None => Ok(()),
+    }
+}
+
+async fn add_device(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<api::AddedDevice>)> {
+    check_admin(&app, &headers)?;
+    let request: api::AddDevice = json_body(&body)?;
+    let id = ControllerId::new(&request.controller_id)
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    check_tags(&request.tags)?;
+    let token = tokens::generate()?;
+    if !app
+        .store
+        .add_device(
+            id.as_str(),
+            request.device_type.as_deref(),
+            &tokens::hash(&token),
+        )
+        .await?
+    {
+        return Err(ApiError::Conflict(format!("device {id} exists already")));
+    }
+    if let Some(device) = app.store.device(id.as_str()).await? {
+        app.store.change_tags(device.id, &request.tags, &[]).await?;
+    }
+    log::info!("event=device-added device={id}");
+    Ok((
+        StatusCode::CREATED,
+        Json(api::AddedDevice {
+            controller_id: id.to_string(),
+            token,
+        }),
+    ))
+}
+
+pub fn device_view(row: &DeviceRow) -> api::Device {
+    api::Device {
+        controller_id: row.controller_id.clone(),
+        device_type: row.device_type.clone(),
+        tags: row.tags.clone(),
+        attributes: row.attributes.clone(),
+        created_at: row.created_at,
+        last_seen: row.last_seen,
+        running_version: row.attributes.get(attributes::RUNNING_VERSION).cloned(),
+    }
+}
+
+async fn list_devices(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Vec<api::Device>>> {
+    check_admin(&app, &headers)?;
+    Ok(Json(
+        app.store.devices().await?.iter().map(device_view).collect(),
+    ))
+}
+
+/// A device with its actions and their feedback.
+pub async fn device_detail(store: &Store, controller: &str) -> ApiResult<api::DeviceDetail> {
+    let device = store
+        .device(controller)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no device {controller:?}")))?;
+    let mut actions = Vec::new();
+    for action in store.actions_of_device(device.id).await? {
+        let rollout = store.rollout(action.rollout_id).await?;
+        let artifact = match &rollout {
+            Some(r) => store.artifact(r.artifact_id).await?,
+            None => None,
+        };
+        actions.push(api::Action {
+            feedback: store.feedback(action.id).await?,
+            rollout_name: rollout.map(|r| r.name).unwrap_or_default(),
+            artifact_version: artifact.map(|a| a.version).unwrap_or_default(),
+            action,
+        });
+    }
+    Ok(api::DeviceDetail {
+        device: device_view(&device),
+        actions,
+    })
+}
+
+async fn show_device(
+    State(app): State<AppState>,
+    Path(controller): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Json<api::DeviceDetail>> {
+    check_admin(&app, &headers)?;
+    Ok(Json(device_detail(&app.store, &controller).await?))
+}
+
+async fn change_tags(
+    State(app): State<AppState>,
+    Path(controller): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<api::Device>> {
+    check_admin(&app, &headers)?;
+    let request: api::ChangeTags = json_body(&body)?;
+    check_tags(&request.add)?;
+    check_tags(&request.remove)?;
+    let device = app
+        .store
+        .device(&controller)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no device {controller:?}")))?;
+    app.store
+        .change_tags(device.id, &request.add, &request.remove)
+        .await?;
+    let device = app
+        .store
+        .device(&controller)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no device {controller:?}")))?;
+    Ok(Json(device_view(&device)))
+}
+
+async fn create_rollout(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<api::Rollout>)> {
+    check_admin(&app, &headers)?;
+    let request: api::CreateRollout = json_body(&body)?;
+    let bad = |e: &dyn std::fmt::Display| ApiError::BadRequest(e.to_string());
+    let phases = Phases::parse(&request.phases).map_err(|e| bad(&e))?;
+    let error_threshold: Threshold = request.error_threshold.parse().map_err(|e| bad(&e))?;
+    let mut spec = RolloutSpec::new(phases);
+    spec.success_threshold = request.success_threshold;
+    spec.error_threshold = error_threshold;
+    spec.validate().map_err(|e| bad(&e))?;
+    check_tags(&request.tags)?;
+    if request.name.trim().is_empty() || request.name.len() > 128 {
+        return Err(ApiError::BadRequest(
+            "a rollout name is 1 to 128 characters".into(),
+        ));
+    }
+    if let Some(url) = &request.download_url
+        && !(url.starts_with("http://") || url.starts_with("https://"))
+    {
+        return Err(ApiError::BadRequest(format!(
+            "download_url {url:?} must be an http:// or https:// URL"
+        )));
+    }
+    let rollout = fleet::create_rollout(
+        &app.store,
+        NewRollout {
+            name: request.name,
+            artifact_id: request.artifact_id,
+            device_type: request.device_type,
+            tags: request.tags,
+            attributes: request.attributes,
+            phases: spec.phases.to_string(),
+            success_threshold: i64::from(spec.success_threshold),
+            error_threshold: spec.error_threshold.to_string(),
+            download_url: request.download_url,
+            state: RolloutState::Created.as_str().to_owned(),
+        },
+    )
+    .await?;
+    log::info!(
+        "event=rollout-created rollout={} name={:?}",
+        rollout.id,
+        rollout.name
+    );
+    if request.start {
+        fleet::command(&app.store, rollout.id, Command::Start).await?;
+    }
+    Ok((
+        StatusCode::CREATED,
+        Json(rollout_view(&app.store, rollout.id).await?),
+    ))
+}
+
+/// A rollout with its artifact, per-phase counts and events.
+pub async fn rollout_view(store: &Store, id: i64) -> ApiResult<api::Rollout> {
+    let rollout = store
+        .rollout(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no rollout {id}")))?;
+    let artifact = store.artifact(rollout.artifact_id).await?.ok_or_else(|| {
+        anyhow::anyhow!("artifact {} of rollout {id} missing", rollout.artifact_id)
+    })?;
+    let spec = fleet::spec_of(&rollout)?;
+    let counts = store.phase_counts(id, spec.phases.count() as usize).await?;
+    let phases = spec
+        .phases
+        .as_slice()
+        .iter()
+        .zip(counts)
+        .map(|(percent, counts)| api::Phase {
+            percent: *percent,
+            counts,
+        })
+        .collect();
+    Ok(api::Rollout {
+        events: store.events(id).await?,
+        rollout,
+        artifact,
+        phases,
+    })
+}
+
+async fn list_rollouts(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Vec<api::Rollout>>> {
+    check_admin(&app, &headers)?;
+    let mut out = Vec::new();
+    for rollout in app.store.rollouts().await? {
+        out.push(rollout_view(&app.store, rollout.id).await?);
+    }
+    Ok(Json(out))
+}
+
+async fn show_rollout(
+    State(app): State<AppState>,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+) -> ApiResult<Json<api::Rollout>> {
+    check_admin(&app, &headers)?;
+    Ok(Json(rollout_view(&app.store, id).await?))
+}
+
+async fn rollout_command(
+    State(app): State<AppState>,
+    Path((id, command)): Path<(i64, String)>,
+    headers: HeaderMap,
+) -> ApiResult<Json<api::Rollout>> {
+    check_admin(&app, &headers)?;
+    let command: Command = command.parse().map_err(|_| {
+        ApiError::NotFound(format!(
+            "no rollout command {command:?} (start, pause, resume, cancel)"
+        ))
+    })?;
+    fleet::command(&app.store, id, command).await?;
+    log::info!("event=rollout-command rollout={id} command={command}");
+    Ok(Json(rollout_view(&app.store, id).await?))
+}
+
+/// Attribute filters given as `KEY=VALUE`.
+pub fn parse_attribute_filters(items: &[String]) -> Result<BTreeMap<String, String>, String> {
+    items
+        .iter()
+        .map(|item| match item.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+            _ => Err(format!("attribute filter {item:?} is not KEY=VALUE")),
+        })
+        .collect()
+}

@@ -1,0 +1,208 @@
+//! Wiring: settings -> store, tokens, keys -> router -> listener (HTTP, or HTTPS with rustls),
+//! with graceful shutdown on SIGINT/SIGTERM and a periodic sweep that moves rollouts whose
+//! last feedback arrived at another server process.
+
+use crate::config::{LogFormat, Settings};
+use crate::error::ApiResult;
+use crate::state::{AppState, Shared};
+use crate::store::{self, Store};
+use crate::{admin_api, api, dashboard, ddi_api, fleet, tokens};
+use anyhow::{Context, Result};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use rustupdate_rollout::RolloutState;
+use rustupdate_verify::{Keyring, PublicKey};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often each server process re-checks running rollouts (a safety net: feedback moves them
+/// at once in the process that received it).
+const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
+/// How long in-flight requests may take to finish after a shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+pub fn init_logging(format: LogFormat) {
+    let mut builder =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    if format == LogFormat::Json {
+        builder.format(|buf, record| {
+            let line = serde_json::json!({
+                "time": buf.timestamp_millis().to_string(),
+                "level": record.level().as_str(),
+                "target": record.target(),
+                "message": record.args().to_string(),
+            });
+            writeln!(buf, "{line}")
+        });
+    }
+    let _ = builder.try_init();
+}
+
+fn keyring(settings: &Settings) -> Result<Keyring> {
+    let mut ring = Keyring::new();
+    let mut paths: Vec<PathBuf> = settings.trusted_keys.clone();
+    let dir = settings.keys_dir();
+    if dir.is_dir() {
+        let mut found: Vec<PathBuf> = std::fs::read_dir(&dir)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "pem"))
+            .collect();
+        found.sort();
+        paths.extend(found);
+    }
+    for path in &paths {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading trusted key {}", path.display()))?;
+        ring.add(
+            PublicKey::from_pem(&text)
+                .with_context(|| format!("trusted key {}", path.display()))?,
+        );
+    }
+    Ok(ring)
+}
+
+fn ensure_dir(path: &Path) -> Result<()> {
+    std::fs::create_dir_all(path).with_context(|| format!("creating {}", path.display()))
+}
+
+/// Prepares the data directory, the database and the shared state.
+pub async fn build_state(settings: Settings) -> Result<AppState> {
+    ensure_dir(&settings.data_dir)?;
+    ensure_dir(&settings.artifacts_dir())?;
+    ensure_dir(&settings.upload_dir())?;
+    ensure_dir(&settings.keys_dir())?;
+    let admin_token = tokens::load_or_create(&settings.admin_token_path())?;
+    let gateway_token = tokens::load_or_create(&settings.gateway_token_path())?;
+    let keyring = keyring(&settings)?;
+    if keyring.is_empty() {
+        log::warn!(
+            "event=no-trusted-keys hint=\"put release public keys in {} or pass --trusted-key; .rua uploads are refused until then\"",
+            settings.keys_dir().display()
+        );
+    }
+    let store = Store::open(&settings.database_url).await?;
+    let tenant = rustupdate_ddi::Tenant::new(&settings.tenant)?;
+    Ok(AppState {
+        store,
+        inner: Arc::new(Shared {
+            artifacts_dir: settings.artifacts_dir(),
+            tenant,
+            admin_token,
+            gateway_token,
+            keyring,
+            settings,
+        }),
+    })
+}
+
+pub fn router(state: AppState) -> Router {
+    let devices = ddi_api::routes().layer(DefaultBodyLimit::max(rustupdate_ddi::MAX_BODY_LEN));
+    let admin = admin_api::routes().layer(DefaultBodyLimit::disable());
+    Router::new()
+        .route("/healthz", get(healthz))
+        .merge(devices)
+        .merge(admin)
+        .merge(dashboard::routes())
+        .with_state(state)
+}
+
+async fn healthz(State(app): State<AppState>) -> ApiResult<Json<api::Health>> {
+    app.store.ping().await?;
+    Ok(Json(api::Health {
+        status: "ok".into(),
+        database: if app.store.is_postgres() {
+            "postgres"
+        } else {
+            "sqlite"
+        }
+        .into(),
+    }))
+}
+
+async fn sweep(store: Store) {
+    let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+    loop {
+        tick.tick().await;
+        match store
+            .rollouts_in_state(RolloutState::Running.as_str())
+            .await
+        {
+            Ok(rollouts) => {
+                for rollout in rollouts {
+                    if let Err(e) = fleet::advance(&store, rollout.id).await {
+                        log::warn!("event=sweep-failed rollout={} error={e:#}", rollout.id);
+                    }
+                }
+            }
+            Err(e) => log::warn!("event=sweep-failed error={e:#}"),
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    log::info!("event=shutdown");
+}
+
+pub async fn serve(settings: Settings) -> Result<()> {
+    let listen = settings.listen;
+    let tls = settings.tls.clone();
+    let state = build_state(settings).await?;
+    log::info!(
+        "event=started listen={listen} database={} tenant={} admin_token_file={}",
+        store::redact(&state.inner.settings.database_url),
+        state.inner.tenant,
+        state.inner.settings.admin_token_path().display()
+    );
+    tokio::spawn(sweep(state.store.clone()));
+    let app = router(state);
+    let handle = axum_server::Handle::new();
+    let watcher = handle.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        watcher.graceful_shutdown(Some(SHUTDOWN_GRACE));
+    });
+    let service = app.into_make_service();
+    match tls {
+        Some(tls) => {
+            let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
+                .await
+                .with_context(|| {
+                    format!(
+                        "loading TLS {} and {}",
+                        tls.cert.display(),
+                        tls.key.display()
+                    )
+                })?;
+            axum_server::bind_rustls(listen, config)
+                .handle(handle)
+                .serve(service)
+                .await
+        }
+        None => {
+            axum_server::bind(listen)
+                .handle(handle)
+                .serve(service)
+                .await
+        }
+    }
+    .with_context(|| format!("serving on {listen}"))?;
+    Ok(())
+}

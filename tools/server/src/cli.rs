@@ -1,0 +1,230 @@
+//! Command-line arguments. `rustupdate-server [serve options]` runs the server; the other
+//! subcommands are clients of its management API.
+
+use crate::config::LogFormat;
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "rustupdate-server",
+    version,
+    about = "Fleet server for rustupdate: hawkBit DDI v1 device API, phased rollouts, dashboard",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (the default when no subcommand is given).
+    Serve(ServeArgs),
+    /// Upload and list artifacts.
+    #[command(subcommand)]
+    Artifact(ArtifactCommand),
+    /// Register, list, show and tag devices.
+    #[command(subcommand)]
+    Device(DeviceCommand),
+    /// Create and steer rollouts.
+    #[command(subcommand)]
+    Rollout(RolloutCommand),
+}
+
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// Directory for the SQLite database, artifacts, tokens and trusted keys (`keys/*.pem`).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// TOML config file (flags override it).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// postgres://user@host/db for several server processes over one database [default: SQLite in the data dir].
+    #[arg(long, value_name = "URL")]
+    pub database: Option<String>,
+    /// hawkBit tenant in device URLs [default: DEFAULT].
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// Seconds between device polls, sent as config.polling.sleep [default: 300].
+    #[arg(long, value_name = "SECS")]
+    pub poll_interval: Option<u64>,
+    /// Base URL devices reach the server at (for links) [default: from the request's Host].
+    #[arg(long, value_name = "URL")]
+    pub public_url: Option<String>,
+    /// TLS certificate chain (PEM); with --tls-key the server speaks HTTPS only.
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// Public key an uploaded .rua may be signed by (repeatable; DATA_DIR/keys/*.pem are trusted too).
+    #[arg(long, value_name = "FILE")]
+    pub trusted_key: Vec<PathBuf>,
+    /// Largest artifact upload in bytes [default: 8 GiB].
+    #[arg(long, value_name = "BYTES")]
+    pub max_upload_bytes: Option<u64>,
+    /// Log lines as text or JSON [default: text].
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+/// Where the management API is, and the admin token.
+#[derive(Debug, Clone, Args)]
+pub struct ClientArgs {
+    /// Server URL.
+    #[arg(
+        long,
+        global = true,
+        env = "RUSTUPDATE_SERVER",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub server: String,
+    /// File holding the admin token (DATA_DIR/admin.token on the server).
+    #[arg(
+        long,
+        global = true,
+        env = "RUSTUPDATE_ADMIN_TOKEN_FILE",
+        value_name = "FILE"
+    )]
+    pub admin_token_file: Option<PathBuf>,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ArtifactCommand {
+    /// Upload an artifact: a .rua is verified against the server's trusted keys and described by
+    /// its signed manifest.
+    Upload {
+        file: PathBuf,
+        /// Another updater's format (e.g. a SWUpdate .swu), which the server cannot verify:
+        /// describe it with --name, --version and --device-type.
+        #[arg(long)]
+        foreign: bool,
+        #[arg(long, requires = "foreign")]
+        name: Option<String>,
+        #[arg(long, requires = "foreign")]
+        version: Option<String>,
+        #[arg(long = "device-type", requires = "foreign")]
+        device_types: Vec<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List artifacts.
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeviceCommand {
+    /// Register a device and print its target token (once: only its hash is stored).
+    Add {
+        controller_id: String,
+        #[arg(long)]
+        device_type: Option<String>,
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List devices.
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show a device: attributes, tags, actions with every feedback.
+    Show {
+        controller_id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Add or remove tags.
+    Tag {
+        controller_id: String,
+        #[arg(long)]
+        add: Vec<String>,
+        #[arg(long)]
+        remove: Vec<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RolloutCommand {
+    /// Create a rollout of an artifact to the devices of a type (and tags, attributes).
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Artifact id (see `artifact list`).
+        #[arg(long)]
+        artifact: i64,
+        #[arg(long)]
+        device_type: String,
+        /// Only devices with this tag (repeatable: all of them).
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+        /// Only devices with this attribute value, KEY=VALUE (repeatable).
+        #[arg(long = "attribute", value_name = "KEY=VALUE")]
+        attributes: Vec<String>,
+        /// Cumulative percentages of the targeted devices per phase.
+        #[arg(long, default_value = "1,10,50,100")]
+        phases: String,
+        /// Percent of a phase's devices that must succeed before the next phase starts.
+        #[arg(long, default_value_t = 100)]
+        success_threshold: u8,
+        /// Failures in a phase that pause the rollout: a count ("2") or a percentage ("10%").
+        #[arg(long, default_value = "1")]
+        error_threshold: String,
+        /// Point devices at this URL (a CDN, a static server) instead of the server's own copy.
+        #[arg(long)]
+        download_url: Option<String>,
+        /// Start it at once.
+        #[arg(long)]
+        start: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List rollouts.
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// A rollout's phases, counts and events.
+    Status {
+        id: i64,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    Start {
+        id: i64,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    Pause {
+        id: i64,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    Resume {
+        id: i64,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Cancel: no new actions; open ones are asked to cancel.
+    Cancel {
+        id: i64,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}

@@ -1,0 +1,197 @@
+//! Server settings: a TOML file (`--config`, kebab-case keys, unknown keys rejected) and flags,
+//! flags winning. Every key is documented in `docs/server.md`.
+
+use crate::cli::ServeArgs;
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_TENANT: &str = "DEFAULT";
+/// hawkBit's default is 5 minutes; devices on metered links want no less.
+pub const DEFAULT_POLL_INTERVAL_SECS: u64 = 300;
+pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 8 << 30;
+
+/// The file form: every key optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct FileConfig {
+    pub data_dir: Option<PathBuf>,
+    pub listen: Option<SocketAddr>,
+    pub database: Option<String>,
+    pub tenant: Option<String>,
+    pub poll_interval: Option<u64>,
+    pub public_url: Option<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    #[serde(default)]
+    pub trusted_keys: Vec<PathBuf>,
+    pub max_upload_bytes: Option<u64>,
+    pub log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogFormat {
+    /// `time level target: event=… key=value …`
+    #[default]
+    Text,
+    /// One JSON object per line: time, level, target, message.
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Validated settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub database_url: String,
+    pub tenant: String,
+    pub poll_interval_secs: u64,
+    pub public_url: Option<String>,
+    pub tls: Option<Tls>,
+    /// Explicit key files; `DATA_DIR/keys/*.pem` are trusted as well.
+    pub trusted_keys: Vec<PathBuf>,
+    pub max_upload_bytes: u64,
+    pub log_format: LogFormat,
+}
+
+impl Settings {
+    pub fn from_args(args: &ServeArgs) -> Result<Settings> {
+        let file = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading config {}", path.display()))?;
+                toml::from_str::<FileConfig>(&text)
+                    .with_context(|| format!("config {}", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let data_dir = args
+            .data_dir
+            .clone()
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("rustupdate-fleet"));
+        let listen = match args.listen.or(file.listen) {
+            Some(addr) => addr,
+            None => DEFAULT_LISTEN.parse().context("default listen address")?,
+        };
+        let database_url = args
+            .database
+            .clone()
+            .or(file.database)
+            .unwrap_or_else(|| sqlite_url(&data_dir.join("fleet.db")));
+        let tenant = args
+            .tenant
+            .clone()
+            .or(file.tenant)
+            .unwrap_or_else(|| DEFAULT_TENANT.to_owned());
+        rustupdate_ddi::Tenant::new(&tenant)?;
+        let poll_interval_secs = args
+            .poll_interval
+            .or(file.poll_interval)
+            .unwrap_or(DEFAULT_POLL_INTERVAL_SECS);
+        if poll_interval_secs == 0
+            || poll_interval_secs > u64::from(rustupdate_ddi::sleep::MAX_SLEEP_SECS)
+        {
+            bail!(
+                "poll-interval must be 1 to {} seconds",
+                rustupdate_ddi::sleep::MAX_SLEEP_SECS
+            );
+        }
+        let public_url = args.public_url.clone().or(file.public_url);
+        if let Some(url) = &public_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            bail!("public-url {url:?} must start with http:// or https://");
+        }
+        let tls = match (
+            args.tls_cert.clone().or(file.tls_cert),
+            args.tls_key.clone().or(file.tls_key),
+        ) {
+            (Some(cert), Some(key)) => Some(Tls { cert, key }),
+            (None, None) => None,
+            _ => bail!("tls-cert and tls-key go together"),
+        };
+        let mut trusted_keys = file.trusted_keys;
+        trusted_keys.extend(args.trusted_key.iter().cloned());
+        Ok(Settings {
+            data_dir,
+            listen,
+            database_url,
+            tenant,
+            poll_interval_secs,
+            public_url,
+            tls,
+            trusted_keys,
+            max_upload_bytes: args
+                .max_upload_bytes
+                .or(file.max_upload_bytes)
+                .unwrap_or(DEFAULT_MAX_UPLOAD_BYTES),
+            log_format: args.log_format.or(file.log_format).unwrap_or_default(),
+        })
+    }
+
+    pub fn admin_token_path(&self) -> PathBuf {
+        self.data_dir.join("admin.token")
+    }
+
+    pub fn gateway_token_path(&self) -> PathBuf {
+        self.data_dir.join("gateway.token")
+    }
+
+    pub fn keys_dir(&self) -> PathBuf {
+        self.data_dir.join("keys")
+    }
+
+    pub fn artifacts_dir(&self) -> PathBuf {
+        self.data_dir.join("artifacts")
+    }
+
+    pub fn upload_dir(&self) -> PathBuf {
+        self.data_dir.join("uploads")
+    }
+}
+
+fn sqlite_url(path: &Path) -> String {
+    format!("sqlite://{}?mode=rwc", path.display())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_unknown_keys() {
+        let err = toml::from_str::<FileConfig>("listen = \"127.0.0.1:1\"\npol-interval = 3\n")
+            .unwrap_err();
+        assert!(err.to_string().contains("pol-interval"), "{err}");
+    }
+
+    #[test]
+    fn reads_every_key() {
+        let text = r#"
+data-dir = "/var/lib/rustupdate-server"
+listen = "0.0.0.0:8443"
+database = "postgres://fleet@db/fleet"
+tenant = "ACME"
+poll-interval = 60
+public-url = "https://updates.example.com"
+tls-cert = "/etc/ssl/fleet.crt"
+tls-key = "/etc/ssl/fleet.key"
+trusted-keys = ["/etc/rustupdate/release.pub.pem"]
+max-upload-bytes = 1000000
+log-format = "json"
+"#;
+        let c: FileConfig = toml::from_str(text).unwrap();
+        assert_eq!(c.poll_interval, Some(60));
+        assert_eq!(c.log_format, Some(LogFormat::Json));
+    }
+}

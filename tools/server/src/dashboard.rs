@@ -1,0 +1,316 @@
+//! The dashboard: server-rendered HTML (maud), no JavaScript. Pages: the fleet overview (devices
+//! per running version, rollouts, last seen), a rollout with a progress bar per phase and its
+//! events, a device with its history. Access: the admin token, once through
+//! `/ui/login?token=…` (or the login form), then an HttpOnly, SameSite=Strict cookie.
+
+use crate::admin_api;
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use crate::store::now_ms;
+use crate::tokens;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use maud::{DOCTYPE, Markup, html};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+const COOKIE: &str = "rustupdate_admin";
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/ui/") }))
+        .route("/ui/login", get(login))
+        .route("/ui/", get(overview))
+        .route("/ui/rollouts/{id}", get(rollout))
+        .route("/ui/devices/{controller}", get(device))
+}
+
+#[derive(Debug, Deserialize)]
+struct LoginQuery {
+    token: Option<String>,
+    next: Option<String>,
+}
+
+fn page(title: &str, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                title { (title) " · rustupdate" }
+                style { (STYLE) }
+            }
+            body {
+                header { a href="/ui/" { "rustupdate fleet" } }
+                main { h1 { (title) } (body) }
+            }
+        }
+    }
+}
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:0;color:#222}\
+header{background:#1d3557;padding:.6em 1.2em}header a{color:#fff;text-decoration:none;font-weight:bold}\
+main{padding:1em 1.5em}table{border-collapse:collapse;margin:.5em 0 1.5em}\
+th,td{border-bottom:1px solid #ddd;padding:.3em .8em;text-align:left}\
+.bar{display:flex;width:24em;height:1.1em;background:#eee;border-radius:3px;overflow:hidden}\
+.ok{background:#2a9d8f}.fail{background:#e63946}.busy{background:#e9c46a}\
+.state{font-weight:bold}.failed,.paused{color:#c1121f}.succeeded,.finished{color:#2a9d8f}";
+
+fn logged_in(app: &AppState, headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .any(|(k, v)| k == COOKIE && tokens::equal(v, &app.inner.admin_token))
+}
+
+/// Only local paths are followed after login (no open redirect).
+fn safe_next(next: Option<String>) -> String {
+    match next {
+        Some(n) if n.starts_with("/ui/") && !n.contains("//") => n,
+        _ => "/ui/".into(),
+    }
+}
+
+async fn login(State(app): State<AppState>, Query(q): Query<LoginQuery>) -> Response {
+    match q.token {
+        Some(token) if tokens::equal(&token, &app.inner.admin_token) => {
+            let mut response = Redirect::to(&safe_next(q.next)).into_response();
+            let cookie = format!("{COOKIE}={token}; Path=/ui; HttpOnly; SameSite=Strict");
+            if let Ok(value) = HeaderValue::from_str(&cookie) {
+                response.headers_mut().insert(header::SET_COOKIE, value);
+            }
+            response
+        }
+        wrong => {
+            let status = if wrong.is_some() {
+                StatusCode::UNAUTHORIZED
+            } else {
+                StatusCode::OK
+            };
+            let body = page(
+                "Log in",
+                html! {
+                    @if wrong.is_some() { p.failed { "Wrong token." } }
+                    form method="get" action="/ui/login" {
+                        label { "Admin token (DATA_DIR/admin.token) " input type="password" name="token"; }
+                        input type="hidden" name="next" value=(safe_next(q.next));
+                        " " button { "Log in" }
+                    }
+                },
+            );
+            (status, body).into_response()
+        }
+    }
+}
+
+/// `None` when logged in, else the redirect to the login page.
+fn require_login(app: &AppState, headers: &HeaderMap, here: &str) -> Option<Response> {
+    if logged_in(app, headers) {
+        None
+    } else {
+        Some(Redirect::to(&format!("/ui/login?next={here}")).into_response())
+    }
+}
+
+fn ago(ms: Option<i64>) -> String {
+    let Some(ms) = ms else { return "never".into() };
+    let secs = (now_ms() - ms).max(0) / 1000;
+    match secs {
+        0..=59 => format!("{secs} s ago"),
+        60..=3599 => format!("{} min ago", secs / 60),
+        3600..=86399 => format!("{} h ago", secs / 3600),
+        _ => format!("{} days ago", secs / 86400),
+    }
+}
+
+fn error_page(err: ApiError) -> Response {
+    let status = err.status();
+    let text = match &err {
+        ApiError::Internal(_) => "internal error (see the server log)".to_owned(),
+        other => other.to_string(),
+    };
+    if let ApiError::Internal(e) = &err {
+        log::error!("event=internal-error error={e:#}");
+    }
+    (status, page("Error", html! { p { (text) } })).into_response()
+}
+
+async fn overview(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(r) = require_login(&app, &headers, "/ui/") {
+        return r;
+    }
+    match overview_page(&app).await {
+        Ok(m) => m.into_response(),
+        Err(e) => error_page(e),
+    }
+}
+
+async fn overview_page(app: &AppState) -> ApiResult<Markup> {
+    let devices = app.store.devices().await?;
+    let rollouts = app.store.rollouts().await?;
+    let mut per_version: BTreeMap<String, usize> = BTreeMap::new();
+    for d in &devices {
+        let version = d
+            .attributes
+            .get(rustupdate_ddi::attributes::RUNNING_VERSION)
+            .cloned()
+            .unwrap_or_else(|| "unknown".into());
+        *per_version.entry(version).or_default() += 1;
+    }
+    Ok(page(
+        "Fleet",
+        html! {
+            p { (devices.len()) " devices, " (rollouts.len()) " rollouts." }
+            h2 { "Devices per running version" }
+            table {
+                tr { th { "version" } th { "devices" } }
+                @for (version, count) in &per_version { tr { td { (version) } td { (count) } } }
+            }
+            h2 { "Rollouts" }
+            table {
+                tr { th { "id" } th { "name" } th { "device type" } th { "state" } th { "phase" } }
+                @for r in &rollouts {
+                    tr {
+                        td { a href={ "/ui/rollouts/" (r.id) } { (r.id) } }
+                        td { (r.name) } td { (r.device_type) }
+                        td.state.(r.state) { (r.state) }
+                        td { (r.current_phase + 1) " of " (r.phases.split(',').count()) }
+                    }
+                }
+            }
+            h2 { "Devices" }
+            table {
+                tr { th { "device" } th { "type" } th { "running version" } th { "slot" } th { "tags" } th { "last seen" } }
+                @for d in &devices {
+                    tr {
+                        td { a href={ "/ui/devices/" (d.controller_id) } { (d.controller_id) } }
+                        td { (d.device_type.as_deref().unwrap_or("-")) }
+                        td { (d.attributes.get(rustupdate_ddi::attributes::RUNNING_VERSION).map_or("-", |s| s)) }
+                        td { (d.attributes.get(rustupdate_ddi::attributes::RUNNING_SLOT).map_or("-", |s| s)) }
+                        td { (d.tags.join(", ")) }
+                        td { (ago(d.last_seen)) }
+                    }
+                }
+            }
+        },
+    ))
+}
+
+async fn rollout(State(app): State<AppState>, Path(id): Path<i64>, headers: HeaderMap) -> Response {
+    if let Some(r) = require_login(&app, &headers, &format!("/ui/rollouts/{id}")) {
+        return r;
+    }
+    match admin_api::rollout_view(&app.store, id).await {
+        Ok(view) => rollout_page(&view).into_response(),
+        Err(e) => error_page(e),
+    }
+}
+
+/// Percent of `part` in `whole`, for bar widths.
+fn share(part: i64, whole: i64) -> f64 {
+    if whole <= 0 {
+        0.0
+    } else {
+        part as f64 * 100.0 / whole as f64
+    }
+}
+
+fn rollout_page(view: &crate::api::Rollout) -> Markup {
+    let r = &view.rollout;
+    page(
+        &format!("Rollout {}: {}", r.id, r.name),
+        html! {
+            p {
+                "Artifact " b { (view.artifact.name) " " (view.artifact.version) }
+                " to device type " b { (r.device_type) }
+                @if !r.tags.is_empty() { " with tags " (r.tags.join(", ")) }
+                ". State: " span.state.(r.state) { (r.state) }
+                @if let Some(reason) = &r.pause_reason { " (" (reason) ")" }
+                ". Success threshold " (r.success_threshold) "%, error threshold " (r.error_threshold) "."
+            }
+            h2 { "Phases" }
+            table {
+                tr { th { "phase" } th { "up to" } th { "devices" } th { "progress" } th { "succeeded" } th { "failed" } th { "in progress" } }
+                @for (i, p) in view.phases.iter().enumerate() {
+                    tr {
+                        td { (i + 1) @if i as i64 == r.current_phase && r.state == "running" { " (current)" } }
+                        td { (p.percent) "%" }
+                        td { (p.counts.members) }
+                        td {
+                            div.bar title={ (p.counts.succeeded) " succeeded, " (p.counts.failed) " failed" } {
+                                div.ok style={ "width:" (share(p.counts.succeeded, p.counts.members)) "%" } {}
+                                div.fail style={ "width:" (share(p.counts.failed, p.counts.members)) "%" } {}
+                                div.busy style={ "width:" (share(p.counts.in_progress, p.counts.members)) "%" } {}
+                            }
+                        }
+                        td { (p.counts.succeeded) " succeeded" }
+                        td { (p.counts.failed) " failed" }
+                        td { (p.counts.in_progress) }
+                    }
+                }
+            }
+            h2 { "Events" }
+            table {
+                tr { th { "when" } th { "event" } th { "phase" } th { "detail" } }
+                @for e in &view.events {
+                    tr { td { (ago(Some(e.at))) } td { (e.event) } td { (e.phase + 1) } td { (e.detail) } }
+                }
+            }
+        },
+    )
+}
+
+async fn device(
+    State(app): State<AppState>,
+    Path(controller): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(r) = require_login(&app, &headers, &format!("/ui/devices/{controller}")) {
+        return r;
+    }
+    match admin_api::device_detail(&app.store, &controller).await {
+        Ok(detail) => device_page(&detail).into_response(),
+        Err(e) => error_page(e),
+    }
+}
+
+fn device_page(detail: &crate::api::DeviceDetail) -> Markup {
+    let d = &detail.device;
+    page(
+        &format!("Device {}", d.controller_id),
+        html! {
+            p {
+                "Type " b { (d.device_type.as_deref().unwrap_or("unknown")) }
+                ", running " b { (d.running_version.as_deref().unwrap_or("unknown")) }
+                ", last seen " (ago(d.last_seen)) "."
+                @if !d.tags.is_empty() { " Tags: " (d.tags.join(", ")) "." }
+            }
+            h2 { "Attributes" }
+            table { @for (k, v) in &d.attributes { tr { th { (k) } td { (v) } } } }
+            h2 { "History" }
+            @for a in &detail.actions {
+                h3 {
+                    "Action " (a.action.id) ": " (a.rollout_name) " (" (a.artifact_version) ") — "
+                    span.state.(a.action.state) { (a.action.state) }
+                }
+                @if let Some(reason) = &a.action.reason { p { "Reason: " (reason) } }
+                table {
+                    tr { th { "when" } th { "channel" } th { "execution" } th { "result" } th { "progress" } th { "details" } }
+                    @for f in &a.feedback {
+                        tr {
+                            td { (ago(Some(f.received_at))) } td { (f.channel) } td { (f.execution) } td { (f.finished) }
+                            td { @if let Some((c, o)) = f.progress { (c) "/" (o) } }
+                            td { @for line in &f.details { (line) br; } }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}

@@ -1,0 +1,420 @@
+//! The device API: Eclipse hawkBit DDI v1 under `/{tenant}/controller/v1/{controllerId}`.
+//!
+//! Every request is authenticated first (`TargetToken` of that very device, or the tenant's
+//! `GatewayToken`, which registers unknown devices on first contact); anything else is 401 with
+//! the same body whatever was wrong. A device only ever sees its own actions: another device's
+//! action id is answered exactly like a missing one (404).
+
+use crate::error::{ApiError, ApiResult};
+use crate::fleet::{self, Channel};
+use crate::state::AppState;
+use crate::store::{ActionWithRollout, ArtifactRow, DeviceRow};
+use crate::tokens::{self, Credential};
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use rustupdate_ddi::{self as ddi, ControllerId, Tenant, attributes, path};
+use rustupdate_rollout::ActionState;
+use tower::ServiceExt;
+use tower_http::services::ServeFile;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/{tenant}/controller/v1/{controller}", get(poll))
+        .route(
+            "/{tenant}/controller/v1/{controller}/deploymentBase/{action}",
+            get(deployment_base),
+        )
+        .route(
+            "/{tenant}/controller/v1/{controller}/deploymentBase/{action}/feedback",
+            post(deployment_feedback),
+        )
+        .route(
+            "/{tenant}/controller/v1/{controller}/cancelAction/{action}",
+            get(cancel_action),
+        )
+        .route(
+            "/{tenant}/controller/v1/{controller}/cancelAction/{action}/feedback",
+            post(cancel_feedback),
+        )
+        .route(
+            "/{tenant}/controller/v1/{controller}/installedBase/{action}",
+            get(installed_base),
+        )
+        .route(
+            "/{tenant}/controller/v1/{controller}/configData",
+            put(config_data),
+        )
+        .route(
+            "/{tenant}/controller/v1/{controller}/artifacts/{sha256}/{filename}",
+            get(download),
+        )
+}
+
+/// The authenticated device of a request, with the tenant and id it was addressed by.
+struct Caller {
+    device: DeviceRow,
+    tenant: Tenant,
+    id: ControllerId,
+}
+
+async fn authenticate(
+    app: &AppState,
+    headers: &HeaderMap,
+    tenant: &str,
+    controller: &str,
+) -> ApiResult<Caller> {
+    // Wrong tenant, malformed id, wrong token: all the same 401.
+    let tenant = Tenant::new(tenant).map_err(|_| ApiError::Unauthorized)?;
+    let id = ControllerId::new(controller).map_err(|_| ApiError::Unauthorized)?;
+    if tenant != app.inner.tenant {
+        return Err(ApiError::Unauthorized);
+    }
+    let header = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or(ApiError::Unauthorized)?;
+    let device = match tokens::parse_authorization(header) {
+        Some(Credential::Target(token)) => {
+            let device = app
+                .store
+                .device_by_token(&tokens::hash(token))
+                .await?
+                .ok_or(ApiError::Unauthorized)?;
+            if device.controller_id != id.as_str() {
+                return Err(ApiError::Unauthorized);
+            }
+            device
+        }
+        Some(Credential::Gateway(token)) if tokens::equal(token, &app.inner.gateway_token) => {
+            app.store.device_or_register(id.as_str()).await?
+        }
+        _ => return Err(ApiError::Unauthorized),
+    };
+    Ok(Caller { device, tenant, id })
+}
+
+fn parse_action(text: &str) -> ApiResult<i64> {
+    text.parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| ApiError::BadRequest(format!("action id {text:?} is not a positive number")))
+}
+
+/// The scheme and host that links point to: `public-url` if configured, else the request's Host.
+fn base_url(app: &AppState, headers: &HeaderMap) -> String {
+    if let Some(url) = &app.inner.settings.public_url {
+        return url.trim_end_matches('/').to_owned();
+    }
+    let scheme = if app.inner.settings.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| h.bytes().all(|b| b.is_ascii_graphic()))
+        .unwrap_or("localhost");
+    format!("{scheme}://{host}")
+}
+
+async fn poll(
+    State(app): State<AppState>,
+    Path((tenant, controller)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> ApiResult<Json<ddi::ControllerBase>> {
+    let caller = authenticate(&app, &headers, &tenant, &controller).await?;
+    app.store.touch_device(caller.device.id).await?;
+    let work = fleet::work_for(&app.store, &caller.device).await?;
+    let base = base_url(&app, &headers);
+    let mut links = ddi::ControllerLinks::default();
+    if let Some(work) = work {
+        let id = work.action.id as u64;
+        let state: ActionState = work
+            .action
+            .state
+            .parse()
+            .map_err(|e| anyhow::anyhow!("stored action state: {e}"))?;
+        if state == ActionState::CancelRequested {
+            let href = format!(
+                "{base}{}",
+                path::cancel_action(&caller.tenant, &caller.id, id)
+            );
+            links.cancel_action = Some(ddi::Link::new(href));
+        } else {
+            // The `c` parameter changes when the action does, as hawkBit's cache hash.
+            let href = format!(
+                "{base}{}?c={id}-{}",
+                path::deployment_base(&caller.tenant, &caller.id, id),
+                work.action.updated_at
+            );
+            links.deployment_base = Some(ddi::Link::new(href));
+        }
+    }
+    if caller.device.attributes.is_empty() {
+        links.config_data = Some(ddi::Link::new(format!(
+            "{base}{}",
+            path::config_data(&caller.tenant, &caller.id)
+        )));
+    }
+    if let Some(done) = app.store.last_succeeded_action(caller.device.id).await? {
+        links.installed_base = Some(ddi::Link::new(format!(
+            "{base}{}",
+            path::installed_base(&caller.tenant, &caller.id, done.id as u64)
+        )));
+    }
+    Ok(Json(ddi::ControllerBase {
+        config: ddi::Config {
+            polling: ddi::Polling {
+                sleep: ddi::PollSleep::from_secs(app.inner.settings.poll_interval_secs),
+            },
+        },
+        links,
+    }))
+}
+
+fn deployment_body(
+    app: &AppState,
+    headers: &HeaderMap,
+    caller: &Caller,
+    work: &ActionWithRollout,
+    artifact: &ArtifactRow,
+) -> ddi::DeploymentBase {
+    let href = match &work.download_url {
+        Some(url) => url.clone(),
+        None => format!(
+            "{}{}",
+            base_url(app, headers),
+            path::artifact_download(
+                &caller.tenant,
+                &caller.id,
+                &artifact.sha256,
+                &artifact.filename
+            )
+        ),
+    };
+    ddi::DeploymentBase {
+        id: work.action.id.to_string(),
+        deployment: ddi::Deployment {
+            download: ddi::HandlingType::Forced,
+            update: ddi::HandlingType::Forced,
+            maintenance_window: None,
+            chunks: vec![ddi::Chunk {
+                part: "os".into(),
+                version: artifact.version.clone(),
+                name: artifact.name.clone(),
+                metadata: Vec::new(),
+                artifacts: vec![ddi::Artifact {
+                    filename: artifact.filename.clone(),
+                    size: artifact.size as u64,
+                    hashes: ddi::Hashes {
+                        sha1: artifact.sha1.clone(),
+                        md5: artifact.md5.clone(),
+                        sha256: artifact.sha256.clone(),
+                    },
+                    links: ddi::ArtifactLinks {
+                        download: Some(ddi::Link::new(href.clone())),
+                        download_http: Some(ddi::Link::new(href)),
+                    },
+                }],
+            }],
+        },
+    }
+}
+
+async fn device_action(
+    app: &AppState,
+    caller: &Caller,
+    action: &str,
+) -> ApiResult<(ActionWithRollout, ArtifactRow)> {
+    let action_id = parse_action(action)?;
+    let work = app
+        .store
+        .device_action(caller.device.id, action_id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no action {action_id} for this device")))?;
+    let artifact = app.store.artifact(work.artifact_id).await?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "artifact {} of action {action_id} missing",
+            work.artifact_id
+        )
+    })?;
+    Ok((work, artifact))
+}
+
+async fn deployment_base(
+    State(app): State<AppState>,
+    Path((tenant, controller, action)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> ApiResult<Json<ddi::DeploymentBase>> {
+    let caller = authenticate(&app, &headers, &tenant, &controller).await?;
+    let (work, artifact) = device_action(&app, &caller, &action).await?;
+    fleet::deployment_fetched(&app.store, &work).await?;
+    Ok(Json(deployment_body(
+        &app, &headers, &caller, &work, &artifact,
+    )))
+}
+
+async fn installed_base(
+    State(app): State<AppState>,
+    Path((tenant, controller, action)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> ApiResult<Json<ddi::DeploymentBase>> {
+    let caller = authenticate(&app, &headers, &tenant, &controller).await?;
+    let (work, artifact) = device_action(&app, &caller, &action).await?;
+    Ok(Json(deployment_body(
+        &app, &headers, &caller, &work, &artifact,
+    )))
+}
+
+async fn cancel_action(
+    State(app): State<AppState>,
+    Path((tenant, controller, action)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> ApiResult<Json<ddi::CancelActionBase>> {
+    let caller = authenticate(&app, &headers, &tenant, &controller).await?;
+    let (work, _) = device_action(&app, &caller, &action).await?;
+    if work.action.state != ActionState::CancelRequested.as_str() {
+        return Err(ApiError::NotFound(format!(
+            "action {} has no cancellation pending",
+            work.action.id
+        )));
+    }
+    let id = work.action.id.to_string();
+    Ok(Json(ddi::CancelActionBase {
+        id: id.clone(),
+        cancel_action: ddi::CancelAction { stop_id: id },
+    }))
+}
+
+/// Parses a JSON body with an error that names the problem (axum's own rejection does not).
+fn json_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("malformed JSON body: {e}")))
+}
+
+async fn deployment_feedback(
+    State(app): State<AppState>,
+    Path((tenant, controller, action)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<StatusCode> {
+    let caller = authenticate(&app, &headers, &tenant, &controller).await?;
+    let action_id = parse_action(&action)?;
+    let feedback: ddi::ActionFeedback = json_body(&body)?;
+    fleet::feedback(
+        &app.store,
+        &caller.device,
+        action_id,
+        Channel::Deployment,
+        &feedback.status,
+    )
+    .await?;
+    Ok(StatusCode::OK)
+}
+
+async fn cancel_feedback(
+    State(app): State<AppState>,
+    Path((tenant, controller, action)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<StatusCode> {
+    let caller = authenticate(&app, &headers, &tenant, &controller).await?;
+    let action_id = parse_action(&action)?;
+    let feedback: ddi::ActionFeedback = json_body(&body)?;
+    fleet::feedback(
+        &app.store,
+        &caller.device,
+        action_id,
+        Channel::Cancel,
+        &feedback.status,
+    )
+    .await?;
+    Ok(StatusCode::OK)
+}
+
+async fn config_data(
+    State(app): State<AppState>,
+    Path((tenant, controller)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<StatusCode> {
+    let caller = authenticate(&app, &headers, &tenant, &controller).await?;
+    let config: ddi::ConfigData = json_body(&body)?;
+    if config.data.len() > ddi::MAX_ATTRIBUTES {
+        return Err(ApiError::BadRequest(format!(
+            "configData has {} attributes, at most {} are accepted",
+            config.data.len(),
+            ddi::MAX_ATTRIBUTES
+        )));
+    }
+    if let Some((k, _)) = config.data.iter().find(|(k, v)| {
+        k.is_empty()
+            || k.len() > ddi::MAX_ATTRIBUTE_KEY_LEN
+            || v.len() > ddi::MAX_ATTRIBUTE_VALUE_LEN
+    }) {
+        return Err(ApiError::BadRequest(format!(
+            "attribute {k:?}: keys must be 1 to {} bytes and values at most {} bytes",
+            ddi::MAX_ATTRIBUTE_KEY_LEN,
+            ddi::MAX_ATTRIBUTE_VALUE_LEN
+        )));
+    }
+    let mut attributes = caller.device.attributes.clone();
+    match config.mode {
+        ddi::ConfigDataMode::Merge => attributes.extend(config.data),
+        ddi::ConfigDataMode::Replace => attributes = config.data,
+        ddi::ConfigDataMode::Remove => {
+            for key in config.data.keys() {
+                attributes.remove(key);
+            }
+        }
+    }
+    if attributes.len() > ddi::MAX_ATTRIBUTES {
+        return Err(ApiError::BadRequest(format!(
+            "the device would have {} attributes, at most {} are kept",
+            attributes.len(),
+            ddi::MAX_ATTRIBUTES
+        )));
+    }
+    let device_type = attributes.get(attributes::DEVICE_TYPE).cloned();
+    app.store
+        .set_attributes(caller.device.id, &attributes, device_type.as_deref())
+        .await?;
+    Ok(StatusCode::OK)
+}
+
+/// Serves an artifact by content hash, with Range support (resumed and delta downloads), to a
+/// device that was given it.
+async fn download(
+    State(app): State<AppState>,
+    Path((tenant, controller, sha256, _filename)): Path<(String, String, String, String)>,
+    headers: HeaderMap,
+    request: Request,
+) -> ApiResult<Response> {
+    let caller = authenticate(&app, &headers, &tenant, &controller).await?;
+    let valid = sha256.len() == 64
+        && sha256
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    if !valid
+        || !app
+            .store
+            .device_may_download(caller.device.id, &sha256)
+            .await?
+    {
+        return Err(ApiError::NotFound(
+            "no such artifact for this device".into(),
+        ));
+    }
+    let file = app.inner.artifacts_dir.join(&sha256);
+    let response = ServeFile::new(file)
+        .oneshot(request)
+        .await
+        .map_err(|e| anyhow::anyhow!("serving artifact {sha256}: {e}"))?;
+    Ok(response.into_response())
+}

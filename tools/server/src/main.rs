@@ -1,0 +1,48 @@
+//! `rustupdate-server`: the fleet server (default) and the operator CLI for its management API.
+
+mod admin_api;
+mod api;
+mod app;
+mod artifact_files;
+mod cli;
+mod client;
+mod config;
+mod dashboard;
+mod ddi_api;
+mod error;
+mod fleet;
+mod state;
+mod store;
+mod target;
+mod tokens;
+
+use clap::Parser;
+use cli::{Cli, Command};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        None => serve(&cli.serve),
+        Some(Command::Serve(args)) => serve(&args),
+        Some(Command::Artifact(c)) => client::artifact(c),
+        Some(Command::Device(c)) => client::device(c),
+        Some(Command::Rollout(c)) => client::rollout(c),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("rustupdate-server: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(args: &cli::ServeArgs) -> anyhow::Result<()> {
+    let settings = config::Settings::from_args(args)?;
+    app::init_logging(settings.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(app::serve(settings))
+}

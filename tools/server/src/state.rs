@@ -1,0 +1,26 @@
+//! What every request handler shares.
+
+use crate::config::Settings;
+use crate::store::Store;
+use rustupdate_ddi::Tenant;
+use rustupdate_verify::Keyring;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub inner: Arc<Shared>,
+}
+
+#[derive(Debug)]
+pub struct Shared {
+    pub settings: Settings,
+    pub tenant: Tenant,
+    pub admin_token: String,
+    pub gateway_token: String,
+    /// Keys an uploaded `.rua` must be signed by.
+    pub keyring: Keyring,
+    /// `DATA_DIR/artifacts`: one file per artifact, named by its sha256.
+    pub artifacts_dir: PathBuf,
+}

@@ -1,0 +1,251 @@
+//! Actions (one device's part in one rollout) and the feedback devices send about them.
+
+use super::{Store, now_ms};
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActionRow {
+    pub id: i64,
+    pub rollout_id: i64,
+    pub device_id: i64,
+    pub state: String,
+    pub reason: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// An action with what the device needs to fetch it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionWithRollout {
+    pub action: ActionRow,
+    pub artifact_id: i64,
+    pub download_url: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeedbackRow {
+    pub received_at: i64,
+    /// `deployment` or `cancel`: which feedback resource the device posted to.
+    pub channel: String,
+    pub execution: String,
+    pub finished: String,
+    pub progress: Option<(i64, i64)>,
+    pub code: Option<i64>,
+    pub details: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewFeedback<'a> {
+    pub channel: &'a str,
+    pub execution: &'a str,
+    pub finished: &'a str,
+    pub progress: Option<(i64, i64)>,
+    pub code: Option<i64>,
+    pub details: &'a [String],
+}
+
+const COLUMNS: &str = "a.id AS id, a.rollout_id AS rollout_id, a.device_id AS device_id, \
+    a.state AS state, a.reason AS reason, a.created_at AS created_at, a.updated_at AS updated_at";
+
+/// States in which an action is still the device's business.
+pub const OPEN_STATES: &str = "('scheduled', 'running', 'downloaded', 'cancel-requested')";
+
+fn action(row: &AnyRow) -> Result<ActionRow> {
+    Ok(ActionRow {
+        id: row.try_get("id")?,
+        rollout_id: row.try_get("rollout_id")?,
+        device_id: row.try_get("device_id")?,
+        state: row.try_get("state")?,
+        reason: row.try_get("reason")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn with_rollout(row: &AnyRow) -> Result<ActionWithRollout> {
+    Ok(ActionWithRollout {
+        action: action(row)?,
+        artifact_id: row.try_get("artifact_id")?,
+        download_url: row.try_get("download_url")?,
+    })
+}
+
+impl Store {
+    /// The device's open action, oldest first (a device works on one at a time).
+    pub async fn open_action(&self, device_id: i64) -> Result<Option<ActionWithRollout>> {
+        let row = sqlx::query(sql!(
+            "SELECT {COLUMNS}, r.artifact_id AS artifact_id, r.download_url AS download_url \
+             FROM actions a JOIN rollouts r ON r.id = a.rollout_id \
+             WHERE a.device_id = $1 AND a.state IN {OPEN_STATES} ORDER BY a.id LIMIT 1"
+        ))
+        .bind(device_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(with_rollout).transpose()
+    }
+
+    /// One of the device's actions by id: another device's action is `None`, exactly as a
+    /// missing one, so that a device learns nothing about others.
+    pub async fn device_action(
+        &self,
+        device_id: i64,
+        action_id: i64,
+    ) -> Result<Option<ActionWithRollout>> {
+        let row = sqlx::query(sql!(
+            "SELECT {COLUMNS}, r.artifact_id AS artifact_id, r.download_url AS download_url \
+             FROM actions a JOIN rollouts r ON r.id = a.rollout_id \
+             WHERE a.device_id = $1 AND a.id = $2"
+        ))
+        .bind(device_id)
+        .bind(action_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(with_rollout).transpose()
+    }
+
+    /// Whether the device has an action whose rollout deploys the artifact (downloads are for
+    /// devices that were given the artifact).
+    pub async fn device_may_download(&self, device_id: i64, sha256: &str) -> Result<bool> {
+        let row = sqlx::query(
+            "SELECT a.id FROM actions a JOIN rollouts r ON r.id = a.rollout_id \
+             JOIN artifacts f ON f.id = r.artifact_id \
+             WHERE a.device_id = $1 AND f.sha256 = $2 LIMIT 1",
+        )
+        .bind(device_id)
+        .bind(sha256)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some())
+    }
+
+    /// Creates the device's action in the rollout unless it exists (in any state), and returns
+    /// whether it is new. Unique on (rollout, device): however many polls race, one action.
+    pub async fn ensure_action(&self, rollout_id: i64, device_id: i64) -> Result<bool> {
+        let now = now_ms();
+        let done = sqlx::query(
+            "INSERT INTO actions (rollout_id, device_id, state, created_at, updated_at) \
+             VALUES ($1, $2, 'scheduled', $3, $3) ON CONFLICT (rollout_id, device_id) DO NOTHING",
+        )
+        .bind(rollout_id)
+        .bind(device_id)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Compare-and-set of an action's state, with the feedback that caused it (if any) stored in
+    /// the same transaction. `false` if the state was no longer `from` (a concurrent change).
+    pub async fn transition_action(
+        &self,
+        action_id: i64,
+        from: &str,
+        to: &str,
+        reason: Option<&str>,
+        feedback: Option<&NewFeedback<'_>>,
+    ) -> Result<bool> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        // The write comes first so SQLite takes its write lock at once (no read-then-upgrade).
+        let changed = sqlx::query(
+            "UPDATE actions SET state = $1, reason = COALESCE($2, reason), updated_at = $3 \
+             WHERE id = $4 AND state = $5",
+        )
+        .bind(to)
+        .bind(reason)
+        .bind(now)
+        .bind(action_id)
+        .bind(from)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !changed {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        if let Some(f) = feedback {
+            sqlx::query(
+                "INSERT INTO feedback (action_id, received_at, channel, execution, finished, \
+                 progress_cnt, progress_of, code, details) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(action_id)
+            .bind(now)
+            .bind(f.channel)
+            .bind(f.execution)
+            .bind(f.finished)
+            .bind(f.progress.map(|p| p.0))
+            .bind(f.progress.map(|p| p.1))
+            .bind(f.code)
+            .bind(serde_json::to_string(f.details)?)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Open actions of a rollout (to cancel them).
+    pub async fn open_actions_of_rollout(&self, rollout_id: i64) -> Result<Vec<ActionRow>> {
+        let rows = sqlx::query(sql!(
+            "SELECT {COLUMNS} FROM actions a WHERE a.rollout_id = $1 AND a.state IN {OPEN_STATES}"
+        ))
+        .bind(rollout_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(action).collect()
+    }
+
+    /// A device's actions, newest first.
+    pub async fn actions_of_device(&self, device_id: i64) -> Result<Vec<ActionRow>> {
+        let rows = sqlx::query(sql!(
+            "SELECT {COLUMNS} FROM actions a WHERE a.device_id = $1 ORDER BY a.id DESC"
+        ))
+        .bind(device_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(action).collect()
+    }
+
+    /// The device's newest succeeded action (hawkBit's installedBase).
+    pub async fn last_succeeded_action(&self, device_id: i64) -> Result<Option<ActionRow>> {
+        let row = sqlx::query(sql!(
+            "SELECT {COLUMNS} FROM actions a WHERE a.device_id = $1 AND a.state = 'succeeded' \
+             ORDER BY a.id DESC LIMIT 1"
+        ))
+        .bind(device_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(action).transpose()
+    }
+
+    pub async fn feedback(&self, action_id: i64) -> Result<Vec<FeedbackRow>> {
+        let rows = sqlx::query(
+            "SELECT received_at, channel, execution, finished, progress_cnt, progress_of, code, \
+             details FROM feedback WHERE action_id = $1 ORDER BY id",
+        )
+        .bind(action_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let cnt: Option<i64> = r.try_get("progress_cnt")?;
+                let of: Option<i64> = r.try_get("progress_of")?;
+                let details: String = r.try_get("details")?;
+                Ok(FeedbackRow {
+                    received_at: r.try_get("received_at")?,
+                    channel: r.try_get("channel")?,
+                    execution: r.try_get("execution")?,
+                    finished: r.try_get("finished")?,
+                    progress: cnt.zip(of),
+                    code: r.try_get("code")?,
+                    details: serde_json::from_str(&details)?,
+                })
+            })
+            .collect()
+    }
+}

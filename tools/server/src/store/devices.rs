@@ -1,0 +1,187 @@
+//! Devices: identity, token, type, inventory attributes, tags, last contact.
+
+use super::{Store, now_ms};
+use anyhow::Result;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceRow {
+    pub id: i64,
+    pub controller_id: String,
+    pub device_type: Option<String>,
+    pub attributes: BTreeMap<String, String>,
+    pub tags: Vec<String>,
+    pub created_at: i64,
+    pub last_seen: Option<i64>,
+    /// Whether the device has its own target token (else it authenticates by gateway token).
+    pub has_token: bool,
+}
+
+const COLUMNS: &str =
+    "id, controller_id, device_type, attributes, created_at, last_seen, token_hash";
+
+fn device(row: &AnyRow) -> Result<DeviceRow> {
+    let attributes: String = row.try_get("attributes")?;
+    let token: Option<String> = row.try_get("token_hash")?;
+    Ok(DeviceRow {
+        id: row.try_get("id")?,
+        controller_id: row.try_get("controller_id")?,
+        device_type: row.try_get("device_type")?,
+        attributes: serde_json::from_str(&attributes).unwrap_or_default(),
+        tags: Vec::new(),
+        created_at: row.try_get("created_at")?,
+        last_seen: row.try_get("last_seen")?,
+        has_token: token.is_some(),
+    })
+}
+
+impl Store {
+    /// Registers a device with its own token (hash only is stored). `Ok(false)` if the
+    /// controller id exists already.
+    pub async fn add_device(
+        &self,
+        controller_id: &str,
+        device_type: Option<&str>,
+        token_hash: &str,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO devices (controller_id, device_type, token_hash, created_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (controller_id) DO NOTHING",
+        )
+        .bind(controller_id)
+        .bind(device_type)
+        .bind(token_hash)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// The device a target token belongs to.
+    pub async fn device_by_token(&self, token_hash: &str) -> Result<Option<DeviceRow>> {
+        let row = sqlx::query(sql!("SELECT {COLUMNS} FROM devices WHERE token_hash = $1"))
+            .bind(token_hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(device).transpose()
+    }
+
+    pub async fn device(&self, controller_id: &str) -> Result<Option<DeviceRow>> {
+        let row = sqlx::query(sql!(
+            "SELECT {COLUMNS} FROM devices WHERE controller_id = $1"
+        ))
+        .bind(controller_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let mut device = device(&row)?;
+        device.tags = self.tags(device.id).await?;
+        Ok(Some(device))
+    }
+
+    /// The device of a gateway-authenticated poll, registered on first contact.
+    pub async fn device_or_register(&self, controller_id: &str) -> Result<DeviceRow> {
+        sqlx::query(
+            "INSERT INTO devices (controller_id, created_at) VALUES ($1, $2) \
+             ON CONFLICT (controller_id) DO NOTHING",
+        )
+        .bind(controller_id)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        match self.device(controller_id).await? {
+            Some(device) => Ok(device),
+            None => anyhow::bail!("device {controller_id} vanished after registration"),
+        }
+    }
+
+    pub async fn touch_device(&self, id: i64) -> Result<()> {
+        sqlx::query("UPDATE devices SET last_seen = $1 WHERE id = $2")
+            .bind(now_ms())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Stores the attributes; the `device_type` attribute, when present, becomes the device type.
+    pub async fn set_attributes(
+        &self,
+        id: i64,
+        attributes: &BTreeMap<String, String>,
+        device_type: Option<&str>,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE devices SET attributes = $1, device_type = COALESCE($2, device_type) \
+             WHERE id = $3",
+        )
+        .bind(serde_json::to_string(attributes)?)
+        .bind(device_type)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn tags(&self, device_id: i64) -> Result<Vec<String>> {
+        let rows = sqlx::query("SELECT tag FROM device_tags WHERE device_id = $1 ORDER BY tag")
+            .bind(device_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| r.try_get::<String, _>("tag").map_err(Into::into))
+            .collect()
+    }
+
+    pub async fn change_tags(
+        &self,
+        device_id: i64,
+        add: &[String],
+        remove: &[String],
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for tag in remove {
+            sqlx::query("DELETE FROM device_tags WHERE device_id = $1 AND tag = $2")
+                .bind(device_id)
+                .bind(tag)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for tag in add {
+            sqlx::query(
+                "INSERT INTO device_tags (device_id, tag) VALUES ($1, $2) \
+                 ON CONFLICT (device_id, tag) DO NOTHING",
+            )
+            .bind(device_id)
+            .bind(tag)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Every device with its tags, ordered by controller id.
+    pub async fn devices(&self) -> Result<Vec<DeviceRow>> {
+        let rows = sqlx::query(sql!("SELECT {COLUMNS} FROM devices ORDER BY controller_id"))
+            .fetch_all(&self.pool)
+            .await?;
+        let mut devices = rows.iter().map(device).collect::<Result<Vec<_>>>()?;
+        let tags = sqlx::query("SELECT device_id, tag FROM device_tags ORDER BY tag")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut by_device: BTreeMap<i64, Vec<String>> = BTreeMap::new();
+        for row in &tags {
+            by_device
+                .entry(row.try_get("device_id")?)
+                .or_default()
+                .push(row.try_get("tag")?);
+        }
+        for device in &mut devices {
+            device.tags = by_device.remove(&device.id).unwrap_or_default();
+        }
+        Ok(devices)
+    }
+}

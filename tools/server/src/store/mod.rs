@@ -1,0 +1,163 @@
+//! Storage: every table behind one [`Store`], on SQLite (embedded, the default) or PostgreSQL
+//! (several server processes over one database), through one code path: sqlx's `Any` driver with
+//! `$n` placeholders, which both backends accept.
+//!
+//! Concurrency rules, so that several processes stay correct without locks held across requests:
+//! - rows that must exist once (a device, a rollout member, an action) are created with
+//!   `INSERT … ON CONFLICT DO NOTHING` on a unique key, then read back;
+//! - state changes are compare-and-set (`UPDATE … WHERE state = $old`); the caller that changed
+//!   the row (one row affected) is the one that records the event.
+//!
+//! Decisions (which phase, which state next) are not made here: they come from
+//! `rustupdate-rollout`. This module only reads and writes.
+
+/// A query text assembled from constants (column lists, state sets), never from input: values
+/// are always bound parameters.
+macro_rules! sql {
+    ($($t:tt)*) => { sqlx::AssertSqlSafe(format!($($t)*)) };
+}
+
+mod actions;
+mod artifacts;
+mod devices;
+mod rollouts;
+mod schema;
+
+pub use actions::{ActionRow, ActionWithRollout, FeedbackRow, NewFeedback};
+pub use artifacts::{ArtifactRow, NewArtifact};
+pub use devices::DeviceRow;
+pub use rollouts::{EventRow, NewRollout, PhaseCountsRow, RolloutRow};
+
+use anyhow::{Context, Result, bail};
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{AnyPool, Executor};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Most connections per server process. SQLite serialises writers anyway (WAL lets readers go on).
+const SQLITE_CONNECTIONS: u32 = 8;
+const POSTGRES_CONNECTIONS: u32 = 16;
+/// How long a writer waits for SQLite's write lock before the request fails.
+const SQLITE_BUSY_TIMEOUT_MS: u32 = 5000;
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    postgres: bool,
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Store {
+    /// Connects and applies pending migrations. `url` is `sqlite://PATH` or `postgres://…`.
+    pub async fn open(url: &str) -> Result<Store> {
+        install_default_drivers();
+        let postgres = url.starts_with("postgres://") || url.starts_with("postgresql://");
+        if !postgres && !url.starts_with("sqlite:") {
+            bail!("database URL {url:?} is neither sqlite:// nor postgres://");
+        }
+        let options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10));
+        let pool = if postgres {
+            options.max_connections(POSTGRES_CONNECTIONS).connect(url).await
+        } else {
+            options
+                .max_connections(SQLITE_CONNECTIONS)
+                .after_connect(|conn, _meta| {
+                    Box::pin(async move {
+                        // WAL: readers never wait for the writer; NORMAL is durable across a
+                        // process crash (not a power cut of the server host, which WAL+NORMAL may
+                        // lose the last commits of: the devices resend what was not acknowledged).
+                        conn.execute(sqlx::raw_sql(sql!(
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS};"
+                        )))
+                        .await?;
+                        Ok(())
+                    })
+                })
+                .connect(url)
+                .await
+        }
+        .with_context(|| format!("connecting to database {}", redact(url)))?;
+        let store = Store { pool, postgres };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.postgres
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        self.pool
+            .execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations \
+                 (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+            )
+            .await
+            .context("creating schema_migrations")?;
+        for (index, sql) in schema::MIGRATIONS.iter().enumerate() {
+            let version = index as i64 + 1;
+            let mut tx = self.pool.begin().await?;
+            // Claim the version first: a second server starting at the same time fails this
+            // insert (unique key) and waits for ours instead of applying it twice.
+            let claimed = sqlx::query(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2) \
+                 ON CONFLICT (version) DO NOTHING",
+            )
+            .bind(version)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if claimed == 0 {
+                tx.rollback().await?;
+                continue;
+            }
+            let sql = sql.replace("{ID}", schema::id_column(self.postgres));
+            tx.execute(sqlx::raw_sql(sqlx::AssertSqlSafe(sql)))
+                .await
+                .with_context(|| format!("applying migration {version}"))?;
+            tx.commit().await?;
+            log::info!("event=migrated version={version}");
+        }
+        Ok(())
+    }
+
+    /// Checks that the database answers (for `/healthz`).
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+/// The URL without a password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact("sqlite://x.db"), "sqlite://x.db");
+    }
+}

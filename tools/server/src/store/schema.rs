@@ -1,0 +1,107 @@
+//! The schema, as numbered migrations applied in order at start. SQLite and PostgreSQL differ only
+//! in how an auto-increment key is spelled, so each migration is written once with `{ID}` for it.
+//! Times are milliseconds since the Unix epoch (`BIGINT`), lists and maps are JSON text: the same
+//! queries then run on both backends through sqlx's `Any` driver.
+
+/// Applied in order; the number is the index + 1. Never edit a released migration: add one.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: the initial schema.
+    r#"
+CREATE TABLE devices (
+    id {ID},
+    controller_id TEXT NOT NULL UNIQUE,
+    token_hash TEXT UNIQUE,
+    device_type TEXT,
+    attributes TEXT NOT NULL DEFAULT '{}',
+    created_at BIGINT NOT NULL,
+    last_seen BIGINT
+);
+CREATE TABLE device_tags (
+    device_id BIGINT NOT NULL REFERENCES devices(id),
+    tag TEXT NOT NULL,
+    PRIMARY KEY (device_id, tag)
+);
+CREATE TABLE artifacts (
+    id {ID},
+    sha256 TEXT NOT NULL UNIQUE,
+    sha1 TEXT NOT NULL,
+    md5 TEXT NOT NULL,
+    size BIGINT NOT NULL,
+    filename TEXT NOT NULL,
+    name TEXT NOT NULL,
+    version TEXT NOT NULL,
+    device_types TEXT NOT NULL,
+    security_version BIGINT,
+    kind TEXT NOT NULL,
+    signers TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE TABLE rollouts (
+    id {ID},
+    name TEXT NOT NULL,
+    artifact_id BIGINT NOT NULL REFERENCES artifacts(id),
+    device_type TEXT NOT NULL,
+    tags TEXT NOT NULL,
+    attributes TEXT NOT NULL,
+    phases TEXT NOT NULL,
+    success_threshold BIGINT NOT NULL,
+    error_threshold TEXT NOT NULL,
+    download_url TEXT,
+    state TEXT NOT NULL,
+    current_phase BIGINT NOT NULL,
+    pause_reason TEXT,
+    accepted_failures BIGINT NOT NULL DEFAULT 0,
+    created_at BIGINT NOT NULL,
+    started_at BIGINT
+);
+CREATE TABLE rollout_members (
+    rollout_id BIGINT NOT NULL REFERENCES rollouts(id),
+    device_id BIGINT NOT NULL REFERENCES devices(id),
+    phase BIGINT NOT NULL,
+    late BIGINT NOT NULL,
+    PRIMARY KEY (rollout_id, device_id)
+);
+CREATE TABLE actions (
+    id {ID},
+    rollout_id BIGINT NOT NULL REFERENCES rollouts(id),
+    device_id BIGINT NOT NULL REFERENCES devices(id),
+    state TEXT NOT NULL,
+    reason TEXT,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    UNIQUE (rollout_id, device_id)
+);
+CREATE INDEX actions_by_device ON actions (device_id, state);
+CREATE TABLE feedback (
+    id {ID},
+    action_id BIGINT NOT NULL REFERENCES actions(id),
+    received_at BIGINT NOT NULL,
+    channel TEXT NOT NULL,
+    execution TEXT NOT NULL,
+    finished TEXT NOT NULL,
+    progress_cnt BIGINT,
+    progress_of BIGINT,
+    code BIGINT,
+    details TEXT NOT NULL
+);
+CREATE INDEX feedback_by_action ON feedback (action_id);
+CREATE TABLE rollout_events (
+    id {ID},
+    rollout_id BIGINT NOT NULL REFERENCES rollouts(id),
+    at BIGINT NOT NULL,
+    event TEXT NOT NULL,
+    phase BIGINT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX rollout_events_by_rollout ON rollout_events (rollout_id);
+"#,
+];
+
+/// The auto-increment primary key of each backend.
+pub fn id_column(postgres: bool) -> &'static str {
+    if postgres {
+        "BIGSERIAL PRIMARY KEY"
+    } else {
+        "INTEGER PRIMARY KEY AUTOINCREMENT"
+    }
+}
