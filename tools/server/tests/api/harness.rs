@@ -1,0 +1,414 @@
+//! Real server processes on loopback (SQLite in a temporary directory, or a fresh database on the
+//! PostgreSQL that `RUSTUPDATE_TEST_POSTGRES` names), and blocking HTTP clients for operators and
+//! devices. Every wait is a bounded poll of a condition.
+
+use serde_json::{Value, json};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const TENANT: &str = "DEFAULT";
+pub const BOARD: &str = "test-board";
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A fresh PostgreSQL database for one test, on the server `RUSTUPDATE_TEST_POSTGRES` points to.
+pub fn fresh_postgres_database() -> String {
+    let base = std::env::var("RUSTUPDATE_TEST_POSTGRES").unwrap_or_else(|_| {
+        panic!(
+            "RUSTUPDATE_TEST_POSTGRES is not set: the PostgreSQL half of the server tests needs a \
+             server (`ci/postgres.sh start` starts one and prints its URL; ci/server-test.sh does both)"
+        )
+    });
+    let name = format!("t_{}", hex_suffix());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&base)
+            .await
+            .expect("connecting to PostgreSQL");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await
+            .expect("creating a test database");
+    });
+    match base.rfind('/') {
+        Some(slash) => format!("{}/{name}", &base[..slash]),
+        None => panic!("RUSTUPDATE_TEST_POSTGRES {base:?} has no database part"),
+    }
+}
+
+fn hex_suffix() -> String {
+    let mut bytes = [0u8; 8];
+    getrandom::getrandom(&mut bytes).unwrap();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .new_agent()
+}
+
+/// The answer of a request: status and body (JSON if it parses, else a string value).
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+    pub text: String,
+}
+
+pub fn answer(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Answer {
+    let mut r = r.expect("the request reached the server");
+    let status = r.status().as_u16();
+    let text = r.body_mut().read_to_string().unwrap_or_default();
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text.clone()));
+    Answer { status, body, text }
+}
+
+pub struct Server {
+    child: Child,
+    pub dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    pub base: String,
+    pub admin: String,
+    pub gateway: String,
+    pub database: String,
+    pub agent: ureq::Agent,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The release key the test servers trust.
+pub fn release_key() -> rustupdate_verify::SecretKey {
+    rustupdate_testkit::key(7)
+}
+
+impl Server {
+    pub fn start(backend: Backend) -> Server {
+        let tmp = tempfile::tempdir().unwrap();
+        let database = match backend {
+            Backend::Sqlite => format!(
+                "sqlite://{}?mode=rwc",
+                tmp.path().join("fleet.db").display()
+            ),
+            Backend::Postgres => fresh_postgres_database(),
+        };
+        let dir = tmp.path().to_owned();
+        Server::spawn(dir, Some(tmp), &database)
+    }
+
+    /// Another server process on the same database (its own data directory holding the same
+    /// tokens and artifacts, as a shared volume would).
+    pub fn beside(other: &Server) -> Server {
+        Server::spawn(other.dir.clone(), None, &other.database)
+    }
+
+    fn spawn(dir: PathBuf, tmp: Option<tempfile::TempDir>, database: &str) -> Server {
+        let keys = dir.join("keys");
+        std::fs::create_dir_all(&keys).unwrap();
+        std::fs::write(
+            keys.join("release.pem"),
+            release_key().public_key().to_pem().unwrap(),
+        )
+        .unwrap();
+        let port = free_port();
+        let log = std::fs::File::create(dir.join(format!("server-{port}.log"))).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_rustupdate-server"))
+            .args(["--data-dir", dir.to_str().unwrap(), "--database", database])
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--poll-interval",
+                "60",
+            ])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting rustupdate-server");
+        let base = format!("http://127.0.0.1:{port}");
+        let agent = agent();
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        let mut server = Server {
+            child,
+            dir: dir.clone(),
+            _tmp: tmp,
+            base: base.clone(),
+            admin: String::new(),
+            gateway: String::new(),
+            database: database.to_owned(),
+            agent,
+        };
+        loop {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!("rustupdate-server exited with {status}: {}", server.log());
+            }
+            if let Ok(r) = server.agent.get(&format!("{base}/healthz")).call() {
+                if r.status().as_u16() == 200 {
+                    break;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server did not answer /healthz: {}",
+                server.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server.admin = read_token(&dir.join("admin.token"));
+        server.gateway = read_token(&dir.join("gateway.token"));
+        server
+    }
+
+    pub fn log(&self) -> String {
+        let mut out = String::new();
+        for entry in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+            if entry.file_name().to_string_lossy().starts_with("server-") {
+                out += &std::fs::read_to_string(entry.path()).unwrap_or_default();
+            }
+        }
+        out
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn bearer(&self) -> String {
+        format!("Bearer {}", self.admin)
+    }
+
+    pub fn admin_get(&self, path: &str) -> Answer {
+        answer(
+            self.agent
+                .get(&self.url(path))
+                .header("Authorization", &self.bearer())
+                .call(),
+        )
+    }
+
+    pub fn admin_post(&self, path: &str, body: &Value) -> Answer {
+        answer(
+            self.agent
+                .post(&self.url(path))
+                .header("Authorization", &self.bearer())
+                .send_json(body),
+        )
+    }
+
+    pub fn upload(&self, bytes: &[u8], query: &str) -> Answer {
+        answer(
+            self.agent
+                .post(&self.url(&format!("/api/v1/artifacts{query}")))
+                .header("Authorization", &self.bearer())
+                .header("Content-Type", "application/octet-stream")
+                .send(bytes),
+        )
+    }
+
+    /// Uploads a signed artifact of `version` for the test board; returns its id.
+    pub fn release(&self, version: &str) -> i64 {
+        let spec = rustupdate_testkit::ArtifactSpec {
+            version,
+            compatible: &[BOARD],
+            ..Default::default()
+        };
+        let image = rustupdate_testkit::pseudo_random(300_000, version.len() as u64);
+        let bytes = rustupdate_testkit::artifact(&spec, &image, &[&release_key()]);
+        let a = self.upload(&bytes, "");
+        assert!(a.status == 201 || a.status == 200, "upload: {a:?}");
+        a.body["id"].as_i64().unwrap()
+    }
+
+    /// Registers a device of the test board with its own token.
+    pub fn device(&self, id: &str) -> Device<'_> {
+        let a = self.admin_post(
+            "/api/v1/devices",
+            &json!({"controller_id": id, "device_type": BOARD}),
+        );
+        assert_eq!(a.status, 201, "{a:?}");
+        Device {
+            server: self,
+            id: id.to_owned(),
+            auth: format!("TargetToken {}", a.body["token"].as_str().unwrap()),
+        }
+    }
+
+    /// A device that authenticates with the gateway token (registered on first poll).
+    pub fn gateway_device(&self, id: &str) -> Device<'_> {
+        Device {
+            server: self,
+            id: id.to_owned(),
+            auth: format!("GatewayToken {}", self.gateway),
+        }
+    }
+
+    /// Creates and starts a rollout of `artifact` to the test board.
+    pub fn rollout(&self, artifact: i64, phases: &str, error_threshold: &str) -> i64 {
+        let a = self.admin_post(
+            "/api/v1/rollouts",
+            &json!({
+                "name": format!("rollout of {artifact}"), "artifact_id": artifact,
+                "device_type": BOARD, "phases": phases, "success_threshold": 100,
+                "error_threshold": error_threshold, "start": true
+            }),
+        );
+        assert_eq!(a.status, 201, "{a:?}");
+        a.body["id"].as_i64().unwrap()
+    }
+
+    pub fn rollout_status(&self, id: i64) -> Value {
+        let a = self.admin_get(&format!("/api/v1/rollouts/{id}"));
+        assert_eq!(a.status, 200, "{a:?}");
+        a.body
+    }
+
+    pub fn action_state(&self, device: &str, action: i64) -> String {
+        let a = self.admin_get(&format!("/api/v1/devices/{device}"));
+        assert_eq!(a.status, 200, "{a:?}");
+        a.body["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["id"].as_i64() == Some(action))
+            .map(|x| x["state"].as_str().unwrap().to_owned())
+            .unwrap_or_else(|| panic!("device {device} has no action {action}: {}", a.text))
+    }
+}
+
+fn read_token(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap().trim().to_owned()
+}
+
+pub struct Device<'a> {
+    pub server: &'a Server,
+    pub id: String,
+    pub auth: String,
+}
+
+impl Device<'_> {
+    pub fn path(&self, rest: &str) -> String {
+        self.server
+            .url(&format!("/{TENANT}/controller/v1/{}{rest}", self.id))
+    }
+
+    pub fn get(&self, url: &str) -> Answer {
+        answer(
+            self.server
+                .agent
+                .get(url)
+                .header("Authorization", &self.auth)
+                .call(),
+        )
+    }
+
+    pub fn poll(&self) -> Answer {
+        self.get(&self.path(""))
+    }
+
+    /// The action id the poll offers (deploymentBase), if any.
+    pub fn offered_action(&self) -> Option<i64> {
+        let a = self.poll();
+        assert_eq!(a.status, 200, "poll of {}: {a:?}", self.id);
+        let href = a.body["_links"]["deploymentBase"]["href"].as_str()?;
+        let tail = href.rsplit('/').next().unwrap();
+        Some(tail.split('?').next().unwrap().parse().unwrap())
+    }
+
+    pub fn send(&self, method: &str, url: &str, body: &str) -> Answer {
+        let req = match method {
+            "PUT" => self.server.agent.put(url),
+            _ => self.server.agent.post(url),
+        };
+        answer(
+            req.header("Authorization", &self.auth)
+                .header("Content-Type", "application/json")
+                .send(body),
+        )
+    }
+
+    pub fn config(&self, data: &Value) -> Answer {
+        self.send(
+            "PUT",
+            &self.path("/configData"),
+            &json!({"mode": "merge", "data": data}).to_string(),
+        )
+    }
+
+    pub fn feedback(
+        &self,
+        action: i64,
+        execution: &str,
+        finished: &str,
+        details: &[&str],
+    ) -> Answer {
+        let body = json!({"status": {"execution": execution, "result": {"finished": finished}, "details": details}});
+        self.send(
+            "POST",
+            &self.path(&format!("/deploymentBase/{action}/feedback")),
+            &body.to_string(),
+        )
+    }
+
+    pub fn cancel_feedback(&self, action: i64, execution: &str, finished: &str) -> Answer {
+        let body = json!({"status": {"execution": execution, "result": {"finished": finished}}});
+        self.send(
+            "POST",
+            &self.path(&format!("/cancelAction/{action}/feedback")),
+            &body.to_string(),
+        )
+    }
+
+    /// Runs a deployment the way rustupdate's daemon does: fetch, progress, downloaded,
+    /// then (after the reboot and commit) closed with `finished`.
+    pub fn complete(&self, action: i64, finished: &str, details: &[&str]) {
+        let d = self.get(&self.path(&format!("/deploymentBase/{action}")));
+        assert_eq!(d.status, 200, "{d:?}");
+        assert_eq!(
+            self.feedback(action, "proceeding", "none", &["downloading"])
+                .status,
+            200
+        );
+        assert_eq!(self.feedback(action, "downloaded", "none", &[]).status, 200);
+        let a = self.feedback(action, "closed", finished, details);
+        assert_eq!(a.status, 200, "{a:?}");
+    }
+}
+
+/// Runs each scenario once per backend: `sqlite::name` and `postgres::name`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[test] fn $name() { super::$name($crate::harness::Backend::Sqlite) })*
+        }
+        mod postgres {
+            $(#[test] fn $name() { super::$name($crate::harness::Backend::Postgres) })*
+        }
+    };
+}

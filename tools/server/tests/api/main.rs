@@ -1,0 +1,10 @@
+//! rustupdate-server's API tests: real server processes over HTTP on loopback, every scenario on
+//! SQLite and on PostgreSQL (`RUSTUPDATE_TEST_POSTGRES`; `ci/server-test.sh` starts one).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod bad_input;
+mod device_api;
+mod harness;
+mod rollouts;
+mod scale_out;

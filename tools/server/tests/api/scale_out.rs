@@ -1,0 +1,96 @@
+//! Several server processes over one PostgreSQL database: devices polling both at once get one
+//! action each, and each phase starts once.
+
+use crate::harness::{Backend, Device, Server};
+use std::collections::BTreeSet;
+
+const DEVICES: usize = 12;
+
+#[test]
+fn two_servers_on_one_postgres_give_each_action_once_and_advance_each_phase_once() {
+    let a = Server::start(Backend::Postgres);
+    let b = Server::beside(&a);
+    let artifact = a.release("2.0");
+    let devices_a: Vec<Device> = (0..DEVICES)
+        .map(|i| a.device(&format!("dev-{i}")))
+        .collect();
+    // The same devices, talking to the other process.
+    let devices_b: Vec<Device> = devices_a
+        .iter()
+        .map(|d| Device {
+            server: &b,
+            id: d.id.clone(),
+            auth: d.auth.clone(),
+        })
+        .collect();
+    let rollout = a.rollout(artifact, "25,50,100", "1");
+    let mut done = BTreeSet::new();
+    // Bounded: every round completes at least the phase that is open.
+    for _round in 0..4 {
+        let offers: Vec<(usize, i64, i64)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..DEVICES)
+                .map(|i| {
+                    let (da, db) = (&devices_a[i], &devices_b[i]);
+                    scope.spawn(move || (i, da.offered_action(), db.offered_action()))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .filter_map(|h| {
+                    let (i, x, y) = h.join().unwrap();
+                    match (x, y) {
+                        (Some(x), Some(y)) => Some((i, x, y)),
+                        (None, None) => None,
+                        (x, y) => panic!("device {i}: one server offered {x:?}, the other {y:?}"),
+                    }
+                })
+                .collect()
+        });
+        for (i, x, y) in &offers {
+            assert_eq!(x, y, "device {i} got two different actions");
+        }
+        // Complete them, alternating servers, concurrently.
+        std::thread::scope(|scope| {
+            for (i, action, _) in &offers {
+                let device = if i % 2 == 0 {
+                    &devices_a[*i]
+                } else {
+                    &devices_b[*i]
+                };
+                scope.spawn(move || device.complete(*action, "success", &[]));
+            }
+        });
+        done.extend(offers.iter().map(|(i, _, _)| *i));
+        if a.rollout_status(rollout)["state"] == "finished" {
+            break;
+        }
+    }
+    assert_eq!(done.len(), DEVICES, "every device was served once");
+    let status = b.rollout_status(rollout);
+    assert_eq!(status["state"], "finished", "{status}");
+    let started: Vec<i64> = status["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"] == "phase-started")
+        .map(|e| e["phase"].as_i64().unwrap())
+        .collect();
+    assert_eq!(started, vec![0, 1, 2], "each phase started exactly once");
+    let finished = status["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"] == "finished")
+        .count();
+    assert_eq!(finished, 1);
+    // One action per device in the database, whichever server created it.
+    for d in &devices_a {
+        let shown = a.admin_get(&format!("/api/v1/devices/{}", d.id));
+        assert_eq!(
+            shown.body["actions"].as_array().unwrap().len(),
+            1,
+            "{}",
+            d.id
+        );
+    }
+}
