@@ -119,7 +119,8 @@ async fn upload_artifact(
             let path = file.path().to_owned();
             let digests2 = digests.clone();
             let verdict = tokio::task::spawn_blocking(move || {
-                artifact_files::verify_rua(&path, &app2.inner.keyring, &digests2)
+                let keyring = crate::app::keyring(&app2.inner.settings)?;
+                artifact_files::verify_rua(&path, &keyring, &digests2)
             })
             .await
             .map_err(|e| anyhow::anyhow!("verification task: {e}"))??;

@@ -41,7 +41,9 @@ pub fn init_logging(format: LogFormat) {
     let _ = builder.try_init();
 }
 
-fn keyring(settings: &Settings) -> Result<Keyring> {
+/// The keys an uploaded `.rua` must be signed by: `--trusted-key` files and `DATA_DIR/keys/*.pem`,
+/// read at every upload so that adding a key needs no restart.
+pub fn keyring(settings: &Settings) -> Result<Keyring> {
     let mut ring = Keyring::new();
     let mut paths: Vec<PathBuf> = settings.trusted_keys.clone();
     let dir = settings.keys_dir();
@@ -76,8 +78,7 @@ pub async fn build_state(settings: Settings) -> Result<AppState> {
     ensure_dir(&settings.keys_dir())?;
     let admin_token = tokens::load_or_create(&settings.admin_token_path())?;
     let gateway_token = tokens::load_or_create(&settings.gateway_token_path())?;
-    let keyring = keyring(&settings)?;
-    if keyring.is_empty() {
+    if keyring(&settings)?.is_empty() {
         log::warn!(
             "event=no-trusted-keys hint=\"put release public keys in {} or pass --trusted-key; .rua uploads are refused until then\"",
             settings.keys_dir().display()
@@ -92,7 +93,6 @@ pub async fn build_state(settings: Settings) -> Result<AppState> {
             tenant,
             admin_token,
             gateway_token,
-            keyring,
             settings,
         }),
     })

@@ -254,6 +254,12 @@ async fn deployment_base(
 ) -> ApiResult<Json<ddi::DeploymentBase>> {
     let caller = authenticate(&app, &headers, &tenant, &controller).await?;
     let (work, artifact) = device_action(&app, &caller, &action).await?;
+    if work.action.state == ActionState::Canceled.as_str() {
+        return Err(ApiError::Conflict(format!(
+            "action {} was canceled",
+            work.action.id
+        )));
+    }
     fleet::deployment_fetched(&app.store, &work).await?;
     Ok(Json(deployment_body(
         &app, &headers, &caller, &work, &artifact,

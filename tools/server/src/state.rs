@@ -3,7 +3,6 @@
 use crate::config::Settings;
 use crate::store::Store;
 use rustupdate_ddi::Tenant;
-use rustupdate_verify::Keyring;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -19,8 +18,6 @@ pub struct Shared {
     pub tenant: Tenant,
     pub admin_token: String,
     pub gateway_token: String,
-    /// Keys an uploaded `.rua` must be signed by.
-    pub keyring: Keyring,
     /// `DATA_DIR/artifacts`: one file per artifact, named by its sha256.
     pub artifacts_dir: PathBuf,
 }

@@ -186,6 +186,8 @@ fn cancel_before_and_after_the_device_started(backend: Backend) {
     let artifact = server.release("2.0");
     let rollout = server.rollout(artifact, "100", "1");
     let action = started.offered_action().unwrap();
+    // `idle` is offered its action but never fetches it.
+    let idle_action = idle.offered_action().unwrap();
     assert_eq!(
         started.feedback(action, "proceeding", "none", &[]).status,
         200
@@ -193,8 +195,11 @@ fn cancel_before_and_after_the_device_started(backend: Backend) {
     let a = server.admin_post(&format!("/api/v1/rollouts/{rollout}/cancel"), &json!({}));
     assert_eq!(a.status, 200, "{a:?}");
     assert_eq!(a.body["state"], "canceled");
-    // The device that started is asked to cancel; the other one is offered nothing.
+    // The device that started is asked to cancel; the other one's action ended at once.
     assert_eq!(idle.offered_action(), None);
+    assert_eq!(server.action_state("idle", idle_action), "canceled");
+    let d = idle.get(&idle.path(&format!("/deploymentBase/{idle_action}")));
+    assert_eq!(d.status, 409, "{d:?}");
     let poll = started.poll();
     let href = poll.body["_links"]["cancelAction"]["href"]
         .as_str()
