@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the project: formatting, lints (clippy, shellcheck), unit and integration
-# tests (with the reference tools for bootloader environments), the layer checks and the
-# end-to-end QEMU boots.
+# tests (with the reference tools for bootloader environments), the fleet server's tests
+# (ci/server-test.sh), the layer checks and the end-to-end QEMU boots.
 # Installs what it needs on a fresh Debian machine (run as root, or with sudo available).
 # Usage: ci/test.sh [--quick]   (--quick: Rust tests only)
 set -euo pipefail
@@ -18,7 +18,7 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 
 step "shellcheck (ci, bench, e2e guest and layer scripts)"
-shellcheck .ci/run ci/*.sh ci/e2e/*.sh ci/e2e/guest/* bench/*.sh \
+shellcheck .ci/run ci/*.sh ci/e2e/*.sh ci/e2e/guest/* ci/fleet/*.sh bench/*.sh \
     meta-rustupdate/recipes-core/rustupdate/files/health.d/*
 
 step "cargo clippy -D warnings"
@@ -26,6 +26,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "cargo test --workspace"
 cargo test --workspace --locked
+
+step "fleet server (ci/server-test.sh: API on SQLite and PostgreSQL, suricatta, dashboard)"
+ci/server-test.sh
 
 if [[ $QUICK -eq 1 ]]; then
     echo "quick run: skipped end-to-end boots and layer checks"

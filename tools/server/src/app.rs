@@ -161,6 +161,14 @@ async fn shutdown_signal() {
     log::info!("event=shutdown");
 }
 
+/// Small answers go out at once: without TCP_NODELAY, Nagle's algorithm and the client's delayed
+/// ACK held a 1 KiB range answer back for about 40 ms (measured by bench/fleet-load).
+fn nodelay() -> axum_server::accept::TcpConfigAcceptor {
+    axum_server::accept::TcpConfigAcceptor::new(
+        axum_server::accept::TcpSocketConfig::new().nodelay(true),
+    )
+}
+
 pub async fn serve(settings: Settings) -> Result<()> {
     let listen = settings.listen;
     let tls = settings.tls.clone();
@@ -191,7 +199,9 @@ pub async fn serve(settings: Settings) -> Result<()> {
                         tls.key.display()
                     )
                 })?;
-            axum_server::bind_rustls(listen, config)
+            let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(config).acceptor(nodelay());
+            axum_server::bind(listen)
+                .acceptor(acceptor)
                 .handle(handle)
                 .serve(service)
                 .await

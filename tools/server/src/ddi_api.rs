@@ -95,6 +95,8 @@ async fn authenticate(
         }
         _ => return Err(ApiError::Unauthorized),
     };
+    // Any authenticated request counts as contact, as in hawkBit.
+    app.store.touch_device(device.id).await?;
     Ok(Caller { device, tenant, id })
 }
 
@@ -129,7 +131,6 @@ async fn poll(
     headers: HeaderMap,
 ) -> ApiResult<Json<ddi::ControllerBase>> {
     let caller = authenticate(&app, &headers, &tenant, &controller).await?;
-    app.store.touch_device(caller.device.id).await?;
     let work = fleet::work_for(&app.store, &caller.device).await?;
     let base = base_url(&app, &headers);
     let mut links = ddi::ControllerLinks::default();

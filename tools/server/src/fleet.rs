@@ -94,7 +94,7 @@ pub async fn work_for(store: &Store, device: &DeviceRow) -> ApiResult<Option<Act
         if phase > rollout.current_phase {
             continue;
         }
-        if store.ensure_action(rollout.id, device.id).await? {
+        if store.ensure_action(rollout.id, device.id, phase).await? {
             log::info!(
                 "event=action-created rollout={} device={} phase={phase}",
                 rollout.id,

@@ -123,14 +123,16 @@ impl Store {
 
     /// Creates the device's action in the rollout unless it exists (in any state), and returns
     /// whether it is new. Unique on (rollout, device): however many polls race, one action.
-    pub async fn ensure_action(&self, rollout_id: i64, device_id: i64) -> Result<bool> {
+    /// The action carries the device's phase, so that counting a phase reads one index.
+    pub async fn ensure_action(&self, rollout_id: i64, device_id: i64, phase: i64) -> Result<bool> {
         let now = now_ms();
         let done = sqlx::query(
-            "INSERT INTO actions (rollout_id, device_id, state, created_at, updated_at) \
-             VALUES ($1, $2, 'scheduled', $3, $3) ON CONFLICT (rollout_id, device_id) DO NOTHING",
+            "INSERT INTO actions (rollout_id, device_id, phase, state, created_at, updated_at) \
+             VALUES ($1, $2, $3, 'scheduled', $4, $4) ON CONFLICT (rollout_id, device_id) DO NOTHING",
         )
         .bind(rollout_id)
         .bind(device_id)
+        .bind(phase)
         .bind(now)
         .execute(&self.pool)
         .await?;

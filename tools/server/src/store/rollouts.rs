@@ -15,7 +15,9 @@ pub struct RolloutRow {
     pub device_type: String,
     pub tags: Vec<String>,
     pub attributes: BTreeMap<String, String>,
-    /// Cumulative percentages, as `rustupdate_rollout::Phases` prints them.
+    /// Cumulative percentages, as `rustupdate_rollout::Phases` prints them ("1,10,50,100").
+    /// Named `phase_percents` in JSON: the API's rollout view has a `phases` list beside it.
+    #[serde(rename = "phase_percents")]
     pub phases: String,
     pub success_threshold: i64,
     pub error_threshold: String,
@@ -243,37 +245,45 @@ impl Store {
         Ok(row.map(|r| r.try_get("phase")).transpose()?)
     }
 
-    /// Counts per phase (index = phase), for `phases` phases.
+    /// Counts per phase (index = phase), for `phases` phases: two counts over indexes
+    /// (members by phase, actions by phase and state), not a join over the whole rollout, so a
+    /// feedback of a 10,000-device phase stays cheap.
     pub async fn phase_counts(
         &self,
         rollout_id: i64,
         phases: usize,
     ) -> Result<Vec<PhaseCountsRow>> {
-        let rows = sqlx::query(
-            "SELECT m.phase AS phase, COUNT(*) AS members, \
-             COUNT(CASE WHEN a.state = 'succeeded' THEN 1 END) AS succeeded, \
-             COUNT(CASE WHEN a.state = 'failed' THEN 1 END) AS failed, \
-             COUNT(CASE WHEN a.state = 'canceled' THEN 1 END) AS canceled, \
-             COUNT(CASE WHEN a.state IN ('scheduled', 'running', 'downloaded', 'cancel-requested') \
-                   THEN 1 END) AS in_progress \
-             FROM rollout_members m LEFT JOIN actions a \
-               ON a.rollout_id = m.rollout_id AND a.device_id = m.device_id \
-             WHERE m.rollout_id = $1 GROUP BY m.phase",
+        let mut counts = vec![PhaseCountsRow::default(); phases];
+        let slot = |phase: i64| usize::try_from(phase).ok().filter(|p| *p < phases);
+        let members = sqlx::query(
+            "SELECT phase, COUNT(*) AS n FROM rollout_members WHERE rollout_id = $1 GROUP BY phase",
         )
         .bind(rollout_id)
         .fetch_all(&self.pool)
         .await?;
-        let mut counts = vec![PhaseCountsRow::default(); phases];
-        for row in &rows {
-            let phase: i64 = row.try_get("phase")?;
-            if let Some(slot) = usize::try_from(phase).ok().and_then(|p| counts.get_mut(p)) {
-                *slot = PhaseCountsRow {
-                    members: row.try_get("members")?,
-                    succeeded: row.try_get("succeeded")?,
-                    failed: row.try_get("failed")?,
-                    canceled: row.try_get("canceled")?,
-                    in_progress: row.try_get("in_progress")?,
-                };
+        for row in &members {
+            if let Some(p) = slot(row.try_get("phase")?) {
+                counts[p].members = row.try_get("n")?;
+            }
+        }
+        let actions = sqlx::query(
+            "SELECT phase, state, COUNT(*) AS n FROM actions WHERE rollout_id = $1 \
+             GROUP BY phase, state",
+        )
+        .bind(rollout_id)
+        .fetch_all(&self.pool)
+        .await?;
+        for row in &actions {
+            let Some(p) = slot(row.try_get("phase")?) else {
+                continue;
+            };
+            let n: i64 = row.try_get("n")?;
+            let state: String = row.try_get("state")?;
+            match state.as_str() {
+                "succeeded" => counts[p].succeeded += n,
+                "failed" => counts[p].failed += n,
+                "canceled" => counts[p].canceled += n,
+                _ => counts[p].in_progress += n,
             }
         }
         Ok(counts)

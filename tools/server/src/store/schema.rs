@@ -61,10 +61,12 @@ CREATE TABLE rollout_members (
     late BIGINT NOT NULL,
     PRIMARY KEY (rollout_id, device_id)
 );
+CREATE INDEX rollout_members_by_phase ON rollout_members (rollout_id, phase);
 CREATE TABLE actions (
     id {ID},
     rollout_id BIGINT NOT NULL REFERENCES rollouts(id),
     device_id BIGINT NOT NULL REFERENCES devices(id),
+    phase BIGINT NOT NULL,
     state TEXT NOT NULL,
     reason TEXT,
     created_at BIGINT NOT NULL,
@@ -72,6 +74,7 @@ CREATE TABLE actions (
     UNIQUE (rollout_id, device_id)
 );
 CREATE INDEX actions_by_device ON actions (device_id, state);
+CREATE INDEX actions_by_phase ON actions (rollout_id, phase, state);
 CREATE TABLE feedback (
     id {ID},
     action_id BIGINT NOT NULL REFERENCES actions(id),

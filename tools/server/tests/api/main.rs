@@ -8,3 +8,4 @@ mod device_api;
 mod harness;
 mod rollouts;
 mod scale_out;
+mod tls;

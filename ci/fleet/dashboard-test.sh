@@ -1,0 +1,195 @@
+#!/usr/bin/env bash
+# The server's HTML dashboard in a real browser (Debian's chromium, headless): seed a small
+# fleet through the DDI API and the CLI, then check what a person would see on the overview, a
+# rollout and a device page, check that nothing is shown without logging in, and save
+# screenshots of the three pages under build/screenshots/.
+#
+# The fleet: three demo-board devices registered with `device add`, each reporting
+# running_version 1.0.0 by configData; a signed .rua (1 MiB image, key trusted through
+# DATA_DIR/keys/) in a rollout with phases 50,100; the first device offered the deployment
+# downloads it, posts proceeding and closed/success feedback and then reports 2.0.0.
+# Assertions are on visible text (ids, versions, "succeeded", feedback details), not markup.
+#
+# Usage: ci/fleet/dashboard-test.sh SERVER_BIN
+#   SERVER_BIN: rustupdate-server, e.g. tools/server/target/debug/rustupdate-server
+#   ARTIFACT_TOOL: a built rustupdate-artifact (default: built with cargo --release here)
+#   FLEET_KEEP=1: keep the scratch directory (the dumped pages are in it)
+# Exit codes: 0 passed, 1 failed (server log and the page's text are printed), 2 usage.
+set -euo pipefail
+[[ $# -eq 1 ]] || { sed -n '/^# Usage:/,/^# Exit codes/p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
+
+readonly DEVICE_TYPE=demo-board
+readonly DEVICES=(dash-dev-alpha dash-dev-bravo dash-dev-charlie)
+readonly OLD_VERSION=1.0.0
+readonly NEW_VERSION=2.0.0
+readonly ROLLOUT_NAME=dashboard-demo
+readonly FEEDBACK_DETAIL="flashed demo-image $NEW_VERSION to slot B, checksum ok"
+readonly BROWSER_TIMEOUT_S=60
+readonly SCREENSHOT_DIR=$REPO_DIR/build/screenshots
+
+"$REPO_DIR/ci/apt-install.sh" chromium curl python3
+fleet_init dashboard
+
+# --- a signed artifact, its key trusted by the server ------------------------------------------
+if [[ -z ${ARTIFACT_TOOL:-} ]]; then
+    log "building rustupdate-artifact (release)"
+    cargo build --release --locked -q -p rustupdate-artifact --manifest-path "$REPO_DIR/Cargo.toml"
+    ARTIFACT_TOOL=$REPO_DIR/target/release/rustupdate-artifact
+fi
+"$ARTIFACT_TOOL" keygen -o "$WORK/release" >/dev/null
+head -c 1048576 /dev/urandom >"$WORK/rootfs.img"
+RUA=$WORK/demo-image-$NEW_VERSION.rua
+"$ARTIFACT_TOOL" build --image "$WORK/rootfs.img" --name demo-image --version "$NEW_VERSION" \
+    --device-type "$DEVICE_TYPE" --key "$WORK/release.key.pem" -o "$RUA" >/dev/null
+DATA_DIR=$WORK/data
+mkdir -p "$DATA_DIR/keys"
+cp "$WORK/release.pub.pem" "$DATA_DIR/keys/"
+fleet_start_server "$1" --poll-interval 1
+ADMIN_TOKEN=$(<"$DATA_DIR/admin.token")
+
+# --- the fleet ----------------------------------------------------------------------------
+declare -A TOKEN
+for id in "${DEVICES[@]}"; do
+    TOKEN[$id]=$(fleet_cli device add "$id" --device-type "$DEVICE_TYPE")
+    fleet_ddi PUT "$id" "${TOKEN[$id]}" /configData \
+        "{\"mode\":\"merge\",\"data\":{\"device_type\":\"$DEVICE_TYPE\",\"running_version\":\"$OLD_VERSION\"}}" >/dev/null
+done
+ARTIFACT=$(fleet_cli_json artifact upload "$RUA")
+ARTIFACT_ID=$(fleet_json id <<<"$ARTIFACT")
+ROLLOUT=$(fleet_cli_json rollout create --name "$ROLLOUT_NAME" --artifact "$ARTIFACT_ID" \
+    --device-type "$DEVICE_TYPE" --phases 50,100 --start)
+ROLLOUT_ID=$(fleet_json id <<<"$ROLLOUT")
+log "artifact $ARTIFACT_ID, rollout $ROLLOUT_ID started"
+
+# The first device the rollout offers a deployment to installs it.
+UPDATED=""
+DEPLOYMENT_HREF=""
+find_offered_device() {
+    local id poll
+    for id in "${DEVICES[@]}"; do
+        poll=$(fleet_ddi GET "$id" "${TOKEN[$id]}" "") || return 1
+        DEPLOYMENT_HREF=$(fleet_json _links deploymentBase href <<<"$poll" 2>/dev/null) || continue
+        UPDATED=$id
+        return 0
+    done
+    return 1
+}
+fleet_wait_for "a device is offered the deployment" 30 1 find_offered_device
+log "$UPDATED is in the first phase"
+DEPLOYMENT=$(curl -fsS --max-time 10 -H "Authorization: TargetToken ${TOKEN[$UPDATED]}" "$DEPLOYMENT_HREF")
+ACTION_ID=$(fleet_json id <<<"$DEPLOYMENT")
+ARTIFACT_JSON=$(fleet_json deployment chunks 0 artifacts 0 <<<"$DEPLOYMENT")
+DOWNLOAD_HREF=$(fleet_json _links download-http href <<<"$ARTIFACT_JSON")
+curl -fsS --max-time 30 -H "Authorization: TargetToken ${TOKEN[$UPDATED]}" -o "$WORK/downloaded.rua" "$DOWNLOAD_HREF"
+[[ $(sha256sum <"$WORK/downloaded.rua" | cut -d' ' -f1) == "$(fleet_json hashes sha256 <<<"$ARTIFACT_JSON")" ]] ||
+    fleet_fail "the downloaded artifact does not match the deployment's sha256"
+cmp -s "$RUA" "$WORK/downloaded.rua" || fleet_fail "the downloaded artifact differs from the uploaded one"
+feedback() {
+    fleet_ddi POST "$UPDATED" "${TOKEN[$UPDATED]}" "/deploymentBase/$ACTION_ID/feedback" \
+        "{\"id\":\"$ACTION_ID\",\"status\":{\"execution\":\"$1\",\"result\":{\"finished\":\"$2\"},\"details\":[\"$3\"]}}" >/dev/null
+}
+feedback proceeding none "downloaded demo-image-$NEW_VERSION.rua"
+feedback closed success "$FEEDBACK_DETAIL"
+fleet_ddi PUT "$UPDATED" "${TOKEN[$UPDATED]}" /configData \
+    "{\"mode\":\"merge\",\"data\":{\"running_version\":\"$NEW_VERSION\"}}" >/dev/null
+phase_one_succeeded() {
+    local status
+    status=$(fleet_cli_json rollout status "$ROLLOUT_ID") || return 2
+    [[ $(fleet_json phases 0 succeeded <<<"$status") == 1 ]]
+}
+fleet_wait_for "the rollout counts 1 succeeded" 30 1 phase_one_succeeded
+
+# --- the browser -------------------------------------------------------------------------------
+BROWSER_HOME=$WORK/browser-home
+mkdir -p "$BROWSER_HOME"
+# Runs headless chromium with a fresh profile in its own process group, bounded in time.
+# Usage: browse OUT_FILE (--dump-dom | --screenshot=FILE --window-size=W,H) URL
+browse() {
+    local out=$1 profile pgid deadline rc=0
+    shift
+    profile=$(mktemp -d "$WORK/profile.XXXXXX")
+    fleet_add_log "$WORK/chromium.log"
+    HOME=$BROWSER_HOME XDG_CONFIG_HOME=$BROWSER_HOME/.config XDG_CACHE_HOME=$BROWSER_HOME/.cache \
+        setsid chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
+        --disable-background-networking --disable-component-update --disable-sync \
+        --disable-dev-shm-usage --user-data-dir="$profile" "$@" >"$out" 2>>"$WORK/chromium.log" </dev/null &
+    pgid=$!
+    FLEET_PGIDS+=("$pgid")
+    deadline=$((SECONDS + BROWSER_TIMEOUT_S))
+    while kill -0 "$pgid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
+    if kill -0 "$pgid" 2>/dev/null; then
+        fleet_stop_group "$pgid"
+        fleet_fail "chromium did not finish within ${BROWSER_TIMEOUT_S}s: $*"
+    fi
+    wait "$pgid" || rc=$?
+    fleet_stop_group "$pgid" # helpers it may have left behind
+    [[ $rc -eq 0 ]] || fleet_fail "chromium exited $rc: $*"
+}
+
+urlencode() { python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$1"; }
+# A page reached through the login link, as an operator would open it.
+logged_in_url() { echo "$SERVER_URL/ui/login?token=$(urlencode "$ADMIN_TOKEN")&next=$(urlencode "$1")"; }
+
+# check_page NAME PATH page_text.py-args…: dump the page after logging in and check its text.
+check_page() {
+    local name=$1 path=$2
+    shift 2
+    browse "$WORK/$name.html" --dump-dom "$(logged_in_url "$path")"
+    python3 "$FLEET_DIR/page_text.py" "$@" <"$WORK/$name.html" || fleet_fail "$name page ($path): see above"
+    log "$name page ($path): ok"
+}
+
+OTHERS=()
+for id in "${DEVICES[@]}"; do [[ $id != "$UPDATED" ]] && OTHERS+=("$id"); done
+
+check_page overview /ui/ \
+    --contains "${DEVICES[0]}" --contains "${DEVICES[1]}" --contains "${DEVICES[2]}" \
+    --contains "$OLD_VERSION" --contains "$NEW_VERSION" --contains "$ROLLOUT_NAME" \
+    --regex "last seen"
+check_page rollout "/ui/rollouts/$ROLLOUT_ID" \
+    --contains "$ROLLOUT_NAME" --contains "demo-image" --contains "$NEW_VERSION" \
+    --regex '\b50\s*%' --regex '\b100\s*%' \
+    --regex '\b1\s+succeeded|succeeded\W{0,10}1\b'
+check_page device "/ui/devices/$UPDATED" \
+    --contains "$UPDATED" --contains "$FEEDBACK_DETAIL" --contains "downloaded demo-image-$NEW_VERSION.rua" \
+    --contains succeeded --contains "$ROLLOUT_NAME" --contains "$NEW_VERSION"
+
+# Not logged in: a redirect to the login page or 401, and no fleet data in what the browser shows.
+for path in /ui/ "/ui/rollouts/$ROLLOUT_ID" "/ui/devices/$UPDATED"; do
+    code=$(curl -s -o "$WORK/anon.body" -w '%{http_code}' --max-time 10 "$SERVER_URL$path")
+    case $code in
+    401 | 302 | 303 | 307) ;;
+    *) fleet_fail "GET $path without login answered $code: $(head -c 300 "$WORK/anon.body")" ;;
+    esac
+    if grep -q -e "$UPDATED" -e "${OTHERS[0]}" -e "$FEEDBACK_DETAIL" "$WORK/anon.body"; then
+        fleet_fail "GET $path without login shows fleet data"
+    fi
+done
+ABSENT=(--absent "${DEVICES[0]}" --absent "${DEVICES[1]}" --absent "${DEVICES[2]}"
+    --absent "$FEEDBACK_DETAIL" --absent "$ROLLOUT_NAME")
+browse "$WORK/anon.html" --dump-dom "$SERVER_URL/ui/"
+python3 "$FLEET_DIR/page_text.py" "${ABSENT[@]}" <"$WORK/anon.html" ||
+    fleet_fail "/ui/ without login shows fleet data"
+browse "$WORK/wrong-token.html" --dump-dom "$SERVER_URL/ui/login?token=not-the-token&next=/ui/"
+python3 "$FLEET_DIR/page_text.py" "${ABSENT[@]}" <"$WORK/wrong-token.html" ||
+    fleet_fail "a wrong token shows fleet data"
+log "without login (and with a wrong token) no fleet data is shown"
+
+# --- screenshots ---------------------------------------------------------------------------
+mkdir -p "$SCREENSHOT_DIR"
+shoot() {
+    local file=$SCREENSHOT_DIR/dashboard-$1.png
+    rm -f "$file"
+    browse "$WORK/screenshot-$1.out" --screenshot="$file" --window-size=1280,900 "$(logged_in_url "$2")"
+    [[ $(head -c 8 "$file" 2>/dev/null | od -An -tx1 | tr -d ' \n') == 89504e470d0a1a0a ]] ||
+        fleet_fail "no PNG written to $file"
+    log "screenshot: ${file#"$REPO_DIR"/}"
+}
+shoot overview /ui/
+shoot rollout "/ui/rollouts/$ROLLOUT_ID"
+shoot device "/ui/devices/$UPDATED"
+
+log "PASS: dashboard overview, rollout and device pages; no data without login"
+FLEET_OK=1
