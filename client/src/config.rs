@@ -173,10 +173,7 @@ impl Config {
         let bootlimit = match &self.bootloader {
             Bootloader::Grub { bootlimit, .. } | Bootloader::Uboot { bootlimit, .. } => *bootlimit,
         };
-        // The bootloader scripts count in one decimal digit (GRUB has no arithmetic).
-        if !(1..=9).contains(&bootlimit) {
-            bail!("bootloader.bootlimit must be between 1 and 9, not {bootlimit}");
-        }
+        rustupdate_core::boot::check_bootlimit(bootlimit).context("bootloader.bootlimit")?;
         if self.keys.threshold == 0 {
             bail!(
                 "keys.threshold must be at least 1 (unsigned installs need --danger-allow-unsigned)"

@@ -6,9 +6,10 @@ use crate::sys::reboot::CommandReboot;
 use crate::sys::scripts::ScriptDir;
 use crate::sys::slots::DeviceSlots;
 use crate::sys::state_file::StateFile;
+use crate::sys::uptime::{PROC_UPTIME, ProcUptime};
 use anyhow::{Context, Result};
+use rustupdate_core::seams::Seams;
 use rustupdate_core::slot::booted_slot_from_cmdline;
-use rustupdate_core::updater::Seams;
 use rustupdate_core::{BootControl, SlotId, Updater};
 use rustupdate_verify::{Keyring, PublicKey};
 use std::time::Duration;
@@ -22,6 +23,7 @@ pub struct Device {
     health: ScriptDir,
     hooks: ScriptDir,
     reboot: CommandReboot,
+    clock: ProcUptime,
 }
 
 impl Device {
@@ -63,6 +65,9 @@ impl Device {
             reboot: CommandReboot {
                 command: config.system.reboot_command.clone(),
             },
+            clock: ProcUptime {
+                path: PROC_UPTIME.into(),
+            },
             config: config.clone(),
         })
     }
@@ -75,6 +80,7 @@ impl Device {
             health: &mut self.health,
             hooks: &mut self.hooks,
             reboot: &mut self.reboot,
+            clock: &mut self.clock,
         };
         Ok(Updater::new(&self.config.device_type, self.booted, seams)?)
     }

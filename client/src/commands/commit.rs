@@ -4,9 +4,10 @@ use crate::config::Config;
 use crate::device::Device;
 use crate::exit;
 use crate::sys::reboot::CommandReboot;
-use anyhow::{Context, Result};
-use rustupdate_core::Reboot;
-use rustupdate_core::updater::BootReport;
+use anyhow::Result;
+use rustupdate_core::report::BootReport;
+use rustupdate_core::seams::Reboot;
+use std::time::Duration;
 
 pub fn commit(config: &Config) -> Result<u8> {
     let mut device = Device::open(config)?;
@@ -22,22 +23,9 @@ pub fn rollback(config: &Config) -> Result<u8> {
 }
 
 pub fn guard(config: &Config) -> Result<u8> {
-    let uptime = std::fs::read_to_string("/proc/uptime").context("reading /proc/uptime")?;
-    let uptime: f64 = uptime
-        .split_whitespace()
-        .next()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
-    let limit = config.health.trial_timeout_secs;
-    if uptime < limit as f64 {
-        println!(
-            "rollback guard: uptime {uptime:.0} s is below health.trial-timeout-secs {limit}; nothing to do"
-        );
-        return Ok(exit::OK);
-    }
     let mut device = Device::open(config)?;
-    let reason = format!("rollback guard: trial still undecided after {limit} s");
-    let report = device.updater()?.guard(&reason)?;
+    let limit = Duration::from_secs(config.health.trial_timeout_secs);
+    let report = device.updater()?.guard(limit)?;
     Ok(print_report(&report))
 }
 
@@ -49,30 +37,12 @@ pub fn reboot(device: &Device) -> Result<()> {
     Ok(())
 }
 
+/// Prints the report (its text is core's, the same names as `status --json`) and returns the
+/// exit code for it.
 fn print_report(report: &BootReport) -> u8 {
+    println!("{report}");
     match report {
-        BootReport::Nothing => {
-            println!("nothing to do: no update pending");
-            exit::OK
-        }
-        BootReport::AwaitingReboot { version } => {
-            println!("{version} is installed and armed; reboot to try it");
-            exit::OK
-        }
-        BootReport::Committed { version } => {
-            println!("committed {version}");
-            exit::OK
-        }
-        BootReport::RollingBack { reason } => {
-            println!("rolled back: {reason}");
-            exit::ROLLED_BACK
-        }
-        BootReport::Recorded { outcome } => {
-            println!(
-                "update {} {:?}: {}",
-                outcome.version, outcome.result, outcome.detail
-            );
-            exit::OK
-        }
+        BootReport::RollingBack { .. } => exit::ROLLED_BACK,
+        _ => exit::OK,
     }
 }

@@ -6,7 +6,6 @@ use crate::device::{Device, keyring};
 use crate::exit::{self, Rejected};
 use crate::source;
 use anyhow::{Context, Result};
-use rustupdate_core::Error as CoreError;
 use rustupdate_verify::{SignaturePolicy, VerifiedArtifact};
 use std::io::BufReader;
 
@@ -24,7 +23,7 @@ pub fn run(config: &Config, args: &InstallArgs) -> Result<u8> {
     let parallel = std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
     let artifact = match VerifiedArtifact::open(reader, &ring, &policy) {
         Ok(artifact) => artifact.with_parallel_image_hash(parallel),
-        Err(err) if is_io(&err) => {
+        Err(err) if err.is_io() => {
             return Err(
                 anyhow::Error::new(err).context(format!("reading artifact {}", args.artifact))
             );
@@ -57,16 +56,7 @@ pub fn run(config: &Config, args: &InstallArgs) -> Result<u8> {
     let report = match report {
         Ok(report) => report,
         Err(err) => {
-            let rejected = matches!(
-                err,
-                CoreError::Artifact(ref e) if !is_io(e)
-            ) || matches!(
-                err,
-                CoreError::IncompatibleDevice { .. }
-                    | CoreError::SecurityDowngrade { .. }
-                    | CoreError::NoRootfsPayload
-                    | CoreError::SlotTooSmall { .. }
-            );
+            let rejected = err.is_rejection();
             let err = anyhow::Error::new(err);
             return Err(if rejected { err.context(Rejected) } else { err })
                 .context(format!("installing {}", args.artifact));
@@ -81,12 +71,4 @@ pub fn run(config: &Config, args: &InstallArgs) -> Result<u8> {
         crate::commands::commit::reboot(&device)?;
     }
     Ok(exit::OK)
-}
-
-/// A failure to read the artifact (network, disk) rather than a verdict on its content.
-fn is_io(err: &rustupdate_verify::Error) -> bool {
-    matches!(
-        err,
-        rustupdate_verify::Error::Format(rustupdate_format::Error::Io { .. })
-    )
 }

@@ -1,10 +1,14 @@
-//! `rustupdate show-artifact`: the manifest, and whether this device would accept the signatures.
+//! `rustupdate show-artifact`: the manifest, and whether this device would accept it: the device
+//! policy checks of an install (device type, security version, payloads) and the signatures.
 
 use crate::cli::ShowArgs;
 use crate::config::Config;
 use crate::device::keyring;
+use crate::sys::state_file::StateFile;
 use crate::{exit, source};
 use anyhow::{Context, Result};
+use rustupdate_core::chain;
+use rustupdate_core::policy::device_checks;
 use rustupdate_verify::{SignaturePolicy, check_signatures};
 use std::io::BufReader;
 
@@ -27,16 +31,33 @@ pub fn run(config: &Config, args: &ShowArgs) -> Result<u8> {
             p.name, p.target, p.size, p.sha256
         );
     }
-    let compatible = m.compatible.contains(&config.device_type);
-    println!(
-        "device type:  {} ({})",
-        config.device_type,
-        if compatible {
-            "compatible"
-        } else {
-            "NOT compatible"
+    // The device-policy checks of an install (core's, the same verdicts), against the security
+    // version committed on this device.
+    let state = StateFile {
+        dir: config.data_dir.clone(),
+    }
+    .peek();
+    let security_version = match &state {
+        Ok(state) => state.security_version,
+        Err(err) => {
+            println!(
+                "device state: unreadable ({}); security version 0 assumed",
+                chain(err)
+            );
+            0
         }
-    );
+    };
+    let mut accepted = true;
+    for check in device_checks(m, &config.device_type, security_version) {
+        let verdict = match (&check.verdict, check.what) {
+            (Ok(()), "device type") => format!("{} (compatible)", config.device_type),
+            (Err(_), "device type") => format!("{} (NOT compatible)", config.device_type),
+            (Ok(()), _) => "OK".to_string(),
+            (Err(err), _) => format!("REJECTED: {err}"),
+        };
+        accepted &= check.verdict.is_ok();
+        println!("{:<13} {verdict}", format!("{}:", check.what));
+    }
     let policy = SignaturePolicy::threshold(config.keys.threshold)?;
     match check_signatures(&head, &keyring(config)?, &policy) {
         Ok(signers) => println!(
@@ -52,5 +73,5 @@ pub fn run(config: &Config, args: &ShowArgs) -> Result<u8> {
             return Ok(exit::REJECTED);
         }
     }
-    Ok(if compatible { exit::OK } else { exit::REJECTED })
+    Ok(if accepted { exit::OK } else { exit::REJECTED })
 }

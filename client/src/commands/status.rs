@@ -31,12 +31,12 @@ pub fn run(config: &Config, args: &StatusArgs) -> Result<u8> {
     println!("security ver.: {}", status.security_version);
     if let Some(p) = &status.pending {
         println!(
-            "pending:       {} {} in slot {} ({:?}), transaction {}",
+            "pending:       {} {} in slot {} ({}), transaction {}",
             p.release.name, p.release.version, p.release.slot, p.stage, p.transaction
         );
     }
     if let Some(o) = &status.last_result {
-        println!("last result:   {} {:?}: {}", o.version, o.result, o.detail);
+        println!("last result:   {} {}: {}", o.version, o.result, o.detail);
     }
     if let Some(why) = &status.recovered_from {
         println!("WARNING:       state was rebuilt: {why}");

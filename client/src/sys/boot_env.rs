@@ -1,6 +1,7 @@
 //! Bootloader environments as [`BootControl`]: the GRUB environment block file and the U-Boot
-//! environment described by `fw_env.config`. The byte formats are `rustupdate-bootenv`; this module
-//! only reads and writes them, preserving every variable it does not own.
+//! environment described by `fw_env.config`. The byte formats are `rustupdate-bootenv`, the
+//! variables and their meaning `rustupdate_core::boot`; this module only reads and writes them,
+//! preserving every variable it does not own.
 //!
 //! Power-cut safety of `store`:
 //! - GRUB: the 1024-byte block is replaced as a file (temp, fsync, rename, fsync dir).
@@ -12,60 +13,23 @@
 
 use super::{fault, replace_file};
 use rustupdate_bootenv::{grub, uboot};
-use rustupdate_core::{BootControl, BootEnv, Error, SlotId};
+use rustupdate_core::{BootControl, BootEnv, Error};
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-pub const VAR_SLOT: &str = "rustupdate_slot";
-pub const VAR_UPGRADE_AVAILABLE: &str = "upgrade_available";
-pub const VAR_BOOTCOUNT: &str = "bootcount";
-pub const VAR_BOOTLIMIT: &str = "bootlimit";
-
-/// Reads the contract's variables through `get`.
+/// Reads the contract's variables through `get`; a bad value names the environment's `source`.
 fn boot_env_from(
     get: impl Fn(&str) -> Option<String>,
     default_bootlimit: u32,
     source: &Path,
 ) -> Result<BootEnv, Error> {
-    let bad = |what: String| {
+    BootEnv::from_vars(get, default_bootlimit).map_err(|err| {
         Error::adapter(
             "bootloader environment",
-            format!("{}: {what}", source.display()),
+            format!("{}: {err}", source.display()),
         )
-    };
-    let slot: SlotId = get(VAR_SLOT)
-        .ok_or_else(|| bad(format!("{VAR_SLOT} is not set")))?
-        .parse()
-        .map_err(|e: String| bad(format!("{VAR_SLOT}: {e}")))?;
-    let number = |name: &str, default: u32| -> Result<u32, Error> {
-        match get(name) {
-            None => Ok(default),
-            Some(v) if v.is_empty() => Ok(default),
-            Some(v) => v
-                .trim()
-                .parse()
-                .map_err(|_| bad(format!("{name}={v:?} is not a number"))),
-        }
-    };
-    Ok(BootEnv {
-        slot,
-        upgrade_available: number(VAR_UPGRADE_AVAILABLE, 0)? == 1,
-        bootcount: number(VAR_BOOTCOUNT, 0)?,
-        bootlimit: number(VAR_BOOTLIMIT, default_bootlimit)?,
     })
-}
-
-fn contract_values(env: &BootEnv) -> [(&'static str, String); 4] {
-    [
-        (VAR_SLOT, env.slot.as_str().to_string()),
-        (
-            VAR_UPGRADE_AVAILABLE,
-            u8::from(env.upgrade_available).to_string(),
-        ),
-        (VAR_BOOTCOUNT, env.bootcount.to_string()),
-        (VAR_BOOTLIMIT, env.bootlimit.to_string()),
-    ]
 }
 
 /// The GRUB environment block file (e.g. `EFI/BOOT/grubenv` on the ESP).
@@ -104,7 +68,7 @@ impl BootControl for GrubEnvFile {
 
     fn store(&mut self, boot: &BootEnv) -> Result<(), Error> {
         let mut env = self.read()?;
-        for (name, value) in contract_values(boot) {
+        for (name, value) in boot.to_vars() {
             env.set(name, &value)
                 .map_err(|err| Error::adapter("grub environment", err))?;
         }
@@ -210,7 +174,7 @@ impl BootControl for UbootEnv {
 
     fn store(&mut self, boot: &BootEnv) -> Result<(), Error> {
         let (mut env, active) = self.read()?;
-        for (name, value) in contract_values(boot) {
+        for (name, value) in boot.to_vars() {
             env.set(name, &value)
                 .map_err(|err| self.err(&self.locations[0].device, err))?;
         }

@@ -1,5 +1,5 @@
 //! The real adapters behind the seams of `rustupdate-core`: files, block devices, the bootloader
-//! environments, scripts, reboot and the fault injection used by the power-cut tests.
+//! environments, scripts, reboot, uptime and the fault injection used by the power-cut tests.
 
 pub mod boot_env;
 pub mod fault;
@@ -7,6 +7,7 @@ pub mod reboot;
 pub mod scripts;
 pub mod slots;
 pub mod state_file;
+pub mod uptime;
 pub mod zero;
 
 use std::path::Path;

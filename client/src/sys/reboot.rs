@@ -1,6 +1,7 @@
 //! Reboot through the configured command (`/sbin/reboot` by default).
 
-use rustupdate_core::{Error, Reboot};
+use rustupdate_core::Error;
+use rustupdate_core::seams::Reboot;
 
 #[derive(Debug)]
 pub struct CommandReboot {

@@ -7,7 +7,8 @@
 //! event as their first argument. Exit code 0 means success; anything else, or a timeout, is a
 //! failure (see docs/client.md for what a failure does at each event).
 
-use rustupdate_core::updater::{Context, HealthChecks, HookEvent, Hooks};
+use rustupdate_core::hooks::{Context, HookEvent};
+use rustupdate_core::seams::{HealthChecks, Hooks};
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;

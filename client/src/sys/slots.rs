@@ -4,7 +4,7 @@
 
 use super::{fault, zero};
 use crate::config::Slots;
-use rustupdate_core::updater::{ImageSink, SlotTargets};
+use rustupdate_core::seams::{ImageSink, SlotTargets};
 use rustupdate_core::{Error, SlotId};
 use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom};

@@ -21,6 +21,20 @@ impl StateFile {
     }
 }
 
+impl StateFile {
+    /// The state as stored, read only: a missing file is the default state; an unreadable one is
+    /// an error and stays where it is (for `show-artifact`, which changes nothing).
+    pub fn peek(&self) -> Result<State, Error> {
+        let path = self.path();
+        let bad = |err: String| Error::adapter("state file", format!("{}: {err}", path.display()));
+        match std::fs::read(&path) {
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
+            Err(err) => Err(bad(err.to_string())),
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|err| bad(err.to_string())),
+        }
+    }
+}
+
 impl StateStore for StateFile {
     fn load(&mut self) -> Result<Loaded, Error> {
         let path = self.path();

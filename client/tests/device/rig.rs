@@ -2,8 +2,8 @@
 //! redundant) edited with its reference tool (`grub-editenv`, `fw_setenv`), a kernel
 //! command line file, the client configuration, keys and artifacts.
 
-use rustupdate_format::Manifest;
-use rustupdate_format::builder::{BodyOptions, write_payload_body};
+use rustupdate_core::boot::{BootEnv, DEFAULT_BOOTLIMIT, bootloader_boot};
+use rustupdate_testkit::{ArtifactSpec, artifact, require_tool};
 use rustupdate_verify::SecretKey;
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
@@ -41,19 +41,7 @@ pub struct Output {
 
 /// A deterministic 4 MiB "filesystem image" for version `n`: data, zero runs, a version stamp.
 pub fn image(n: u8) -> Vec<u8> {
-    let mut image = vec![0u8; 4 << 20];
-    let mut x = 0x1234_5678u32 ^ u32::from(n);
-    for block in (0..image.len()).step_by(4096) {
-        if (block / 4096) % 3 == 0 {
-            continue; // leave zero runs like an unused filesystem region
-        }
-        for byte in &mut image[block..block + 2048] {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            *byte = (x % 16) as u8 + b'a';
-        }
-    }
+    let mut image = rustupdate_testkit::fs_image(4 << 20, n.into());
     image[..16].copy_from_slice(format!("image version {n:2}").as_bytes());
     image
 }
@@ -70,7 +58,7 @@ impl Rig {
         let dir = tempfile::tempdir().unwrap();
         let rig = Rig {
             dir,
-            key: SecretKey::from_seed(&[7; 32]),
+            key: rustupdate_testkit::key(7),
             backend,
         };
         let root = rig.root();
@@ -265,25 +253,17 @@ cmdline-file = "{root}/cmdline"
         }
     }
 
-    /// One boot of the simulated bootloader: the counting rule of docs/boot-contract.md, applied
+    /// One boot of the simulated bootloader: the contract's rule (`bootloader_boot`) applied
     /// with the reference tool like grub.cfg (save_env) and boot.cmd (env export + fatwrite) do.
     /// Clears the reboot request and returns the slot that boots.
     pub fn boot(&self) -> char {
-        let env = self.env();
-        let mut slot = env["rustupdate_slot"].clone();
-        if env.get("upgrade_available").map(String::as_str) == Some("1") {
-            let count: u32 = env["bootcount"].parse::<u32>().unwrap() + 1;
-            let limit: u32 = env["bootlimit"].parse().unwrap();
-            if count > limit {
-                slot = if slot == "a" { "b".into() } else { "a".into() };
-                self.set_env(&[
-                    ("rustupdate_slot", &slot),
-                    ("upgrade_available", "0"),
-                    ("bootcount", "0"),
-                ]);
-            } else {
-                self.set_env(&[("bootcount", &count.to_string())]);
-            }
+        let vars = self.env();
+        let env = BootEnv::from_vars(|name| vars.get(name).cloned(), DEFAULT_BOOTLIMIT).unwrap();
+        let (next, slot) = bootloader_boot(&env);
+        if next != env {
+            let values = next.to_vars();
+            let pairs: Vec<(&str, &str)> = values.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            self.set_env(&pairs);
         }
         std::fs::write(
             self.root().join("cmdline"),
@@ -291,7 +271,7 @@ cmdline-file = "{root}/cmdline"
         )
         .unwrap();
         let _ = std::fs::remove_file(self.root().join("reboot-requested"));
-        slot.chars().next().unwrap()
+        slot.as_str().chars().next().unwrap()
     }
 
     pub fn reboot_requested(&self) -> bool {
@@ -339,30 +319,15 @@ cmdline-file = "{root}/cmdline"
         device_type: &str,
         security_version: Option<u64>,
     ) -> PathBuf {
-        let mut body = Vec::new();
-        let payload = write_payload_body(
-            image,
-            &mut body,
-            "rootfs",
-            &BodyOptions::default(),
-            &mut |_| {},
-        )
-        .unwrap();
-        let manifest = Manifest {
-            format_version: 1,
-            name: "test-image".into(),
-            version: version.into(),
-            compatible: vec![device_type.into()],
+        let spec = ArtifactSpec {
+            version,
+            compatible: &[device_type],
             security_version,
-            created: 1_700_000_000,
-            payloads: vec![payload],
+            ..Default::default()
         };
-        let head = rustupdate_verify::signed_head(manifest, keys).unwrap();
-        let mut bytes = head.to_bytes().unwrap();
-        bytes.extend_from_slice(&body);
         self.file(
             &format!("{version}-{device_type}-{}.rua", keys.len()),
-            &bytes,
+            &artifact(&spec, image, keys),
         )
     }
 
@@ -390,18 +355,4 @@ pub fn tool(command: &mut Command) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Fails loudly (never skips) when a reference tool is missing.
-pub fn require_tool(program: &str, package: &str) {
-    let found = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {program}"))
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    assert!(
-        found,
-        "{program} is required: apt-get install {package} (ci/install-deps.sh does this)"
-    );
 }

@@ -19,16 +19,7 @@ use uboot::Padding;
 
 /// The path of `name` on `PATH`; panics naming the Debian package when it is missing.
 fn tool(name: &str, package: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "reference tool `{name}` not found on PATH: install the Debian package \
-                 `{package}` (apt-get install {package}); these cross-checks are never skipped"
-            )
-        })
+    rustupdate_testkit::require_tool(name, package)
 }
 
 /// Runs a tool: `Ok(stdout)` on exit status 0, `Err(description)` otherwise.

@@ -1,12 +1,59 @@
-//! The bootloader contract (`docs/boot-contract.md`) as a value, and the seam to read and write it.
+//! The bootloader contract (`docs/boot-contract.md`) in one place: the variable names, their
+//! conversion to and from [`BootEnv`], the bootlimit range, the rule the bootloader scripts apply
+//! on every boot ([`bootloader_boot`]), and the [`BootControl`] seam that reads and writes it.
+//!
+//! It does not read or write any environment format: the byte codecs are `rustupdate-bootenv`, the
+//! files and devices are the client's adapters, and the scripts that implement the rule in GRUB
+//! and U-Boot are built by the layer (`meta-rustupdate`).
 
 use crate::{Error, SlotId};
+use std::ops::RangeInclusive;
+use thiserror::Error;
+
+/// The slot to boot: `a` or `b`.
+pub const VAR_SLOT: &str = "rustupdate_slot";
+/// `1` while a newly installed slot is on trial; `0` otherwise.
+pub const VAR_UPGRADE_AVAILABLE: &str = "upgrade_available";
+/// Incremented by the bootloader on each boot while `upgrade_available=1`.
+pub const VAR_BOOTCOUNT: &str = "bootcount";
+/// Boots allowed on trial before the bootloader falls back.
+pub const VAR_BOOTLIMIT: &str = "bootlimit";
 
 /// Default number of trial boots before the bootloader falls back.
 pub const DEFAULT_BOOTLIMIT: u32 = 3;
+/// Bootlimits the bootloader scripts support: they count in one decimal digit (GRUB has no
+/// arithmetic).
+pub const BOOTLIMIT_RANGE: RangeInclusive<u32> = 1..=9;
 
-/// The contract's variables. Adapters map them to `rustupdate_slot`, `upgrade_available`,
-/// `bootcount` and `bootlimit` and keep any other variables in the environment untouched.
+/// A contract variable that does not hold what the contract says.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ContractError {
+    #[error("{VAR_SLOT} is not set")]
+    NoSlot,
+    #[error("{VAR_SLOT}: {0}")]
+    BadSlot(String),
+    #[error("{name}={value:?} is not a number")]
+    NotANumber { name: &'static str, value: String },
+    #[error(
+        "bootlimit must be between {min} and {max}, not {0} (the bootloader scripts count in one decimal digit)",
+        min = BOOTLIMIT_RANGE.start(),
+        max = BOOTLIMIT_RANGE.end()
+    )]
+    BootlimitOutOfRange(u32),
+}
+
+/// Checks a configured bootlimit against [`BOOTLIMIT_RANGE`].
+pub fn check_bootlimit(bootlimit: u32) -> Result<(), ContractError> {
+    if BOOTLIMIT_RANGE.contains(&bootlimit) {
+        Ok(())
+    } else {
+        Err(ContractError::BootlimitOutOfRange(bootlimit))
+    }
+}
+
+/// The contract's variables as values. Adapters keep any other variable in the environment
+/// untouched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BootEnv {
     pub slot: SlotId,
@@ -35,6 +82,47 @@ impl BootEnv {
             bootlimit,
         }
     }
+
+    /// Reads the contract's variables through `get`. Unset or empty numbers take their defaults
+    /// (`0`, and `default_bootlimit` for the bootlimit); the slot must be set.
+    pub fn from_vars(
+        get: impl Fn(&str) -> Option<String>,
+        default_bootlimit: u32,
+    ) -> Result<BootEnv, ContractError> {
+        let slot: SlotId = get(VAR_SLOT)
+            .ok_or(ContractError::NoSlot)?
+            .parse()
+            .map_err(ContractError::BadSlot)?;
+        let number = |name: &'static str, default: u32| -> Result<u32, ContractError> {
+            match get(name) {
+                None => Ok(default),
+                Some(v) if v.is_empty() => Ok(default),
+                Some(v) => v.trim().parse().map_err(|_| ContractError::NotANumber {
+                    name,
+                    value: v.clone(),
+                }),
+            }
+        };
+        Ok(BootEnv {
+            slot,
+            upgrade_available: number(VAR_UPGRADE_AVAILABLE, 0)? == 1,
+            bootcount: number(VAR_BOOTCOUNT, 0)?,
+            bootlimit: number(VAR_BOOTLIMIT, default_bootlimit)?,
+        })
+    }
+
+    /// The four variables with their values, as an adapter writes them.
+    pub fn to_vars(&self) -> [(&'static str, String); 4] {
+        [
+            (VAR_SLOT, self.slot.as_str().to_string()),
+            (
+                VAR_UPGRADE_AVAILABLE,
+                u8::from(self.upgrade_available).to_string(),
+            ),
+            (VAR_BOOTCOUNT, self.bootcount.to_string()),
+            (VAR_BOOTLIMIT, self.bootlimit.to_string()),
+        ]
+    }
 }
 
 /// Reads and writes the bootloader environment. `store` must replace all four variables in one
@@ -46,7 +134,8 @@ pub trait BootControl {
 
 /// What the bootloader scripts do on every boot (GRUB `grub.cfg` and U-Boot `boot.cmd` implement
 /// the same rule). Returns the environment after the boot and the slot that boots. Used by the
-/// simulated bootloader in tests, and documents the contract in code.
+/// simulated bootloaders of the tests (in-memory and reference-tool), and documents the contract
+/// in code.
 pub fn bootloader_boot(env: &BootEnv) -> (BootEnv, SlotId) {
     let mut next = *env;
     if env.upgrade_available {
@@ -61,6 +150,7 @@ pub fn bootloader_boot(env: &BootEnv) -> (BootEnv, SlotId) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     #[test]
     fn falls_back_after_bootlimit_trial_boots() {
@@ -75,5 +165,36 @@ mod tests {
         assert_eq!(next, BootEnv::committed(SlotId::A, 3));
         // Committed environments are left alone.
         assert_eq!(bootloader_boot(&next), (next, SlotId::A));
+    }
+
+    #[test]
+    fn variables_round_trip_and_default() {
+        let env = BootEnv {
+            slot: SlotId::B,
+            upgrade_available: true,
+            bootcount: 2,
+            bootlimit: 5,
+        };
+        let vars: BTreeMap<&str, String> = env.to_vars().into_iter().collect();
+        assert_eq!(BootEnv::from_vars(|n| vars.get(n).cloned(), 3), Ok(env));
+        let only_slot = |n: &str| (n == VAR_SLOT).then(|| "A".to_string());
+        assert_eq!(
+            BootEnv::from_vars(only_slot, 4),
+            Ok(BootEnv::committed(SlotId::A, 4))
+        );
+        assert_eq!(BootEnv::from_vars(|_| None, 3), Err(ContractError::NoSlot));
+        let bad = |n: &str| Some(if n == VAR_SLOT { "a" } else { "x" }.to_string());
+        assert!(matches!(
+            BootEnv::from_vars(bad, 3),
+            Err(ContractError::NotANumber { .. })
+        ));
+    }
+
+    #[test]
+    fn bootlimit_range() {
+        assert!(check_bootlimit(1).is_ok() && check_bootlimit(9).is_ok());
+        let err = check_bootlimit(12).unwrap_err();
+        assert!(err.to_string().contains("between 1 and 9, not 12"), "{err}");
+        assert!(check_bootlimit(0).is_err());
     }
 }

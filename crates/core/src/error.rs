@@ -1,9 +1,17 @@
+//! The errors of the update logic. What each means for the user (a rejected artifact or a failure
+//! to act) is decided here, once: [`Error::is_rejection`]. It does not map errors to exit codes
+//! (the client does).
+
 use crate::SlotId;
 use thiserror::Error;
 
-/// Errors of the update logic. Adapter failures arrive as `Adapter` with the adapter's message
-/// (which names the file or device).
+/// An adapter's error, kept whole so that its source chain reaches the user.
+pub type AdapterError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Errors of the update logic. Adapter failures arrive as `Adapter`, with the adapter's error
+/// (which names the file or device) as the source.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum Error {
     #[error(transparent)]
     Artifact(#[from] rustupdate_verify::Error),
@@ -35,15 +43,64 @@ pub enum Error {
     /// `reason` names the hook script that refused.
     #[error("a {event} hook refused: {reason}")]
     HookRefused { event: &'static str, reason: String },
-    #[error("{what}: {message}")]
-    Adapter { what: &'static str, message: String },
+    #[error("{what}")]
+    Adapter {
+        what: &'static str,
+        #[source]
+        source: AdapterError,
+    },
 }
 
 impl Error {
-    pub fn adapter(what: &'static str, err: impl std::fmt::Display) -> Error {
+    pub fn adapter(what: &'static str, err: impl Into<AdapterError>) -> Error {
         Error::Adapter {
             what,
-            message: err.to_string(),
+            source: err.into(),
         }
+    }
+
+    /// A verdict on the artifact (its content, or this device's policy for it), as opposed to a
+    /// failure to read it or to act on the device. The client exits with "rejected" for these.
+    pub fn is_rejection(&self) -> bool {
+        match self {
+            Error::Artifact(err) => !err.is_io(),
+            Error::IncompatibleDevice { .. }
+            | Error::SecurityDowngrade { .. }
+            | Error::NoRootfsPayload
+            | Error::SlotTooSmall { .. } => true,
+            Error::UpdatePending { .. }
+            | Error::BootMismatch { .. }
+            | Error::NoTrial { .. }
+            | Error::HookRefused { .. }
+            | Error::Adapter { .. } => false,
+        }
+    }
+}
+
+/// An error with its sources, `a: b: c`, for text that is stored (an outcome's detail) rather than
+/// printed through `anyhow`.
+pub fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(err) = source {
+        text.push_str(": ");
+        text.push_str(&err.to_string());
+        source = err.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adapter_errors_keep_their_source() {
+        let io = std::io::Error::other("disk on fire");
+        let err = Error::adapter("state file", io);
+        assert_eq!(err.to_string(), "state file");
+        assert_eq!(chain(&err), "state file: disk on fire");
+        assert!(!err.is_rejection());
+        assert!(Error::NoRootfsPayload.is_rejection());
     }
 }

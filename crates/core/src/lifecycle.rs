@@ -1,10 +1,13 @@
 //! What the current boot means, from the persisted state, the bootloader environment and the slot
 //! the kernel says it booted. Pure: every case of a power cut between two durable writes maps to a
-//! situation from which the [`Updater`](crate::Updater) converges.
+//! situation from which the [`Updater`](crate::Updater) converges. It decides nothing about what to
+//! do next and touches no seam: the updater acts on the situation.
 
 use crate::BootEnv;
 use crate::SlotId;
 use crate::state::{Pending, Stage, State};
+use serde::Serialize;
+use std::fmt;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Situation {
@@ -28,6 +31,71 @@ pub enum Situation {
     /// The environment selects another slot without a trial and nothing is pending: someone
     /// switched slots outside the client. Reboot to apply it.
     ForeignSwitch,
+}
+
+/// The name of a [`Situation`], the same in text and JSON (`rustupdate status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SituationKind {
+    Idle,
+    AwaitingReboot,
+    Trial,
+    CommitInterrupted,
+    RolledBack,
+    FellBack,
+    InstallInterrupted,
+    UnknownTrial,
+    ForeignSwitch,
+}
+
+impl SituationKind {
+    pub const ALL: [SituationKind; 9] = [
+        SituationKind::Idle,
+        SituationKind::AwaitingReboot,
+        SituationKind::Trial,
+        SituationKind::CommitInterrupted,
+        SituationKind::RolledBack,
+        SituationKind::FellBack,
+        SituationKind::InstallInterrupted,
+        SituationKind::UnknownTrial,
+        SituationKind::ForeignSwitch,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SituationKind::Idle => "idle",
+            SituationKind::AwaitingReboot => "awaiting-reboot",
+            SituationKind::Trial => "trial",
+            SituationKind::CommitInterrupted => "commit-interrupted",
+            SituationKind::RolledBack => "rolled-back",
+            SituationKind::FellBack => "fell-back",
+            SituationKind::InstallInterrupted => "install-interrupted",
+            SituationKind::UnknownTrial => "unknown-trial",
+            SituationKind::ForeignSwitch => "foreign-switch",
+        }
+    }
+}
+
+impl fmt::Display for SituationKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Situation {
+    pub fn kind(&self) -> SituationKind {
+        match self {
+            Situation::Idle => SituationKind::Idle,
+            Situation::AwaitingReboot { .. } => SituationKind::AwaitingReboot,
+            Situation::Trial { .. } => SituationKind::Trial,
+            Situation::CommitInterrupted { .. } => SituationKind::CommitInterrupted,
+            Situation::RolledBack { .. } => SituationKind::RolledBack,
+            Situation::FellBack { .. } => SituationKind::FellBack,
+            Situation::InstallInterrupted { .. } => SituationKind::InstallInterrupted,
+            Situation::UnknownTrial => SituationKind::UnknownTrial,
+            Situation::ForeignSwitch => SituationKind::ForeignSwitch,
+        }
+    }
 }
 
 pub fn classify(state: &State, env: &BootEnv, booted: SlotId) -> Situation {
@@ -93,68 +161,94 @@ mod tests {
         }
     }
 
+    /// All 40 combinations: no pending update or one of the four stages (target slot B), four
+    /// environments, two booted slots.
     #[test]
     fn every_combination_is_classified() {
-        let a = SlotId::A;
-        let b = SlotId::B;
-        let idle = BootEnv::committed(a, 3);
-        assert_eq!(classify(&State::default(), &idle, a), Situation::Idle);
-        assert_eq!(
-            classify(&State::default(), &BootEnv::trial(a, 3), a),
-            Situation::UnknownTrial
-        );
-        assert_eq!(
-            classify(&State::default(), &BootEnv::committed(b, 3), a),
-            Situation::ForeignSwitch
-        );
-
-        let activated = pending(Stage::Activated);
-        assert!(matches!(
-            classify(&activated, &BootEnv::trial(b, 3), a),
-            Situation::AwaitingReboot { .. }
-        ));
-        assert!(matches!(
-            classify(&activated, &BootEnv::trial(b, 3), b),
-            Situation::Trial { .. }
-        ));
-        assert!(matches!(
-            classify(&activated, &BootEnv::committed(b, 3), b),
-            Situation::CommitInterrupted { .. }
-        ));
-        assert!(matches!(
-            classify(&activated, &idle, a),
-            Situation::FellBack { .. }
-        ));
-
-        // Power cut after the env switch but before the state said so.
-        let written = pending(Stage::Written);
-        assert!(matches!(
-            classify(&written, &BootEnv::trial(b, 3), a),
-            Situation::AwaitingReboot { .. }
-        ));
-        assert!(matches!(
-            classify(&written, &BootEnv::trial(b, 3), b),
-            Situation::Trial { .. }
-        ));
-        assert!(matches!(
-            classify(&written, &idle, a),
-            Situation::InstallInterrupted { .. }
-        ));
-        assert!(matches!(
-            classify(&pending(Stage::Writing), &idle, a),
-            Situation::InstallInterrupted { .. }
-        ));
-
-        let rolling = pending(Stage::RollingBack {
+        use SituationKind::*;
+        let (a, b) = (SlotId::A, SlotId::B);
+        let envs = [
+            BootEnv::committed(a, 3),
+            BootEnv::committed(b, 3),
+            BootEnv::trial(a, 3),
+            BootEnv::trial(b, 3),
+        ];
+        let rolling = Stage::RollingBack {
             reason: "health".into(),
-        });
-        assert!(matches!(
-            classify(&rolling, &idle, a),
-            Situation::RolledBack { .. }
-        ));
-        assert!(matches!(
-            classify(&rolling, &BootEnv::trial(b, 3), b),
-            Situation::Trial { .. }
-        ));
+        };
+        // Per state: the expected kind for each env (in the order above), booted A then booted B.
+        let table: [(State, [[SituationKind; 2]; 4]); 5] = [
+            (
+                State::default(),
+                [
+                    [Idle, ForeignSwitch],
+                    [ForeignSwitch, Idle],
+                    [UnknownTrial, Idle],
+                    [Idle, UnknownTrial],
+                ],
+            ),
+            (
+                pending(Stage::Writing),
+                [
+                    [InstallInterrupted, CommitInterrupted],
+                    [InstallInterrupted, CommitInterrupted],
+                    [InstallInterrupted, Trial],
+                    [AwaitingReboot, Trial],
+                ],
+            ),
+            (
+                pending(Stage::Written),
+                [
+                    [InstallInterrupted, CommitInterrupted],
+                    [InstallInterrupted, CommitInterrupted],
+                    [InstallInterrupted, Trial],
+                    [AwaitingReboot, Trial],
+                ],
+            ),
+            (
+                pending(Stage::Activated),
+                [
+                    [FellBack, CommitInterrupted],
+                    [FellBack, CommitInterrupted],
+                    [FellBack, Trial],
+                    [AwaitingReboot, Trial],
+                ],
+            ),
+            (
+                pending(rolling),
+                [
+                    [RolledBack, Trial],
+                    [RolledBack, Trial],
+                    [RolledBack, Trial],
+                    [RolledBack, Trial],
+                ],
+            ),
+        ];
+        let mut checked = 0;
+        for (state, rows) in &table {
+            for (env, expected) in envs.iter().zip(rows) {
+                for (booted, kind) in [a, b].into_iter().zip(expected) {
+                    assert_eq!(
+                        classify(state, env, booted).kind(),
+                        *kind,
+                        "state {:?}, env {env:?}, booted {booted}",
+                        state.pending.as_ref().map(|p| &p.stage)
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        assert_eq!(checked, 40);
+    }
+
+    #[test]
+    fn text_and_json_names_agree() {
+        for kind in SituationKind::ALL {
+            assert_eq!(
+                serde_json::to_value(kind).unwrap(),
+                serde_json::json!(kind.name())
+            );
+            assert_eq!(kind.to_string(), kind.name());
+        }
     }
 }

@@ -1,8 +1,11 @@
 //! What the client remembers between boots, persisted atomically on the data partition by a
-//! [`StateStore`] adapter (JSON today; the `format` field allows changes later).
+//! [`StateStore`] adapter (JSON today; the `format` field allows changes later), and the names of
+//! stages and outcomes, one for text and JSON. It does not decide transitions (the
+//! [`Updater`](crate::Updater) does) or touch a file (the adapters do).
 
 use crate::{Error, SlotId};
 use serde::{Deserialize, Serialize};
+use std::fmt;
 
 pub const STATE_FORMAT: u32 = 1;
 
@@ -68,6 +71,27 @@ pub enum Stage {
     RollingBack { reason: String },
 }
 
+impl Stage {
+    /// The one name of the stage (the JSON `stage` tag).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Stage::Writing => "writing",
+            Stage::Written => "written",
+            Stage::Activated => "activated",
+            Stage::RollingBack { .. } => "rolling-back",
+        }
+    }
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Stage::RollingBack { reason } => write!(f, "{}: {reason}", self.name()),
+            _ => f.write_str(self.name()),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct Outcome {
@@ -90,6 +114,31 @@ pub enum OutcomeKind {
     Failed,
 }
 
+impl OutcomeKind {
+    pub const ALL: [OutcomeKind; 4] = [
+        OutcomeKind::Committed,
+        OutcomeKind::RolledBack,
+        OutcomeKind::FellBack,
+        OutcomeKind::Failed,
+    ];
+
+    /// The one name of the outcome, in text and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            OutcomeKind::Committed => "committed",
+            OutcomeKind::RolledBack => "rolled-back",
+            OutcomeKind::FellBack => "fell-back",
+            OutcomeKind::Failed => "failed",
+        }
+    }
+}
+
+impl fmt::Display for OutcomeKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// The result of loading the state: a corrupt file is moved aside by the adapter and reported here.
 #[derive(Debug, Clone)]
 pub struct Loaded {
@@ -102,4 +151,27 @@ pub struct Loaded {
 pub trait StateStore {
     fn load(&mut self) -> Result<Loaded, Error>;
     fn store(&mut self, state: &State) -> Result<(), Error>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_and_json_names_agree() {
+        for kind in OutcomeKind::ALL {
+            assert_eq!(
+                serde_json::to_value(kind).unwrap(),
+                serde_json::json!(kind.name())
+            );
+            assert_eq!(kind.to_string(), kind.name());
+        }
+        let rolling = Stage::RollingBack {
+            reason: "health".into(),
+        };
+        for stage in [Stage::Writing, Stage::Written, Stage::Activated, rolling] {
+            assert_eq!(serde_json::to_value(&stage).unwrap()["stage"], stage.name());
+            assert!(stage.to_string().starts_with(stage.name()));
+        }
+    }
 }

@@ -1,155 +1,27 @@
-//! The update procedures, run through the seams. Every durable step is one write through a seam,
-//! and the order is chosen so that a power cut between any two leaves a device that boots a good
-//! slot and a state that [`classify`](crate::lifecycle::classify) maps to a converging situation:
+//! The update procedures, run through the [`seams`](crate::seams). Every durable step is one
+//! write through a seam, and the order is chosen so that a power cut between any two leaves a
+//! device that boots a good slot and a state that [`classify`] maps to a converging situation:
 //!
 //! install:  state(pending: Writing) -> image to inactive slot + fsync -> state(Written)
 //!           -> env(trial of new slot) -> state(Activated)
 //! commit:   env(committed new slot) -> state(committed, no pending)
 //! rollback: state(RollingBack) -> env(committed old slot) -> reboot -> state(no pending), recorded
 //!           on the next boot
+//!
+//! It does not decide what a boot means ([`crate::lifecycle`]) or whether an artifact fits this
+//! device ([`crate::policy`]); it does no I/O of its own.
 
+use crate::error::chain;
+use crate::hooks::{Context, HookEvent};
 use crate::lifecycle::{Situation, classify};
-use crate::policy::plan_install;
+use crate::policy::{DeviceFacts, plan_install};
+use crate::report::{BootEnvStatus, BootReport, InstallReport, Status};
+use crate::seams::Seams;
 use crate::state::{Loaded, Outcome, OutcomeKind, Pending, Release, Stage, State};
-use crate::{BootControl, BootEnv, Error, SlotId, StateStore};
+use crate::{BootEnv, Error, SlotId};
 use rustupdate_verify::{ChunkData, VerifiedArtifact};
-use serde::Serialize;
 use std::io::Read;
-
-/// Writes an image into a slot. `finish` makes everything durable (fsync).
-pub trait ImageSink {
-    fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), Error>;
-    fn write_zeros(&mut self, offset: u64, len: u64) -> Result<(), Error>;
-    fn finish(&mut self) -> Result<(), Error>;
-}
-
-/// The slot devices.
-pub trait SlotTargets {
-    fn capacity(&mut self, slot: SlotId) -> Result<u64, Error>;
-    fn open(&mut self, slot: SlotId) -> Result<Box<dyn ImageSink + '_>, Error>;
-    /// Checks that the slot could be opened for writing, without writing (built-in health check).
-    fn probe_writable(&mut self, slot: SlotId) -> Result<(), Error>;
-}
-
-/// What health checks and hooks get to know about the transition.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub struct Context {
-    pub transaction: String,
-    pub booted_slot: SlotId,
-    pub target_slot: SlotId,
-    pub version: String,
-    pub previous_version: Option<String>,
-}
-
-/// Runs the health checks after a trial boot. `Err` carries the reason for the rollback.
-pub trait HealthChecks {
-    fn run(&mut self, context: &Context) -> Result<(), String>;
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum HookEvent {
-    BeforeInstall,
-    AfterInstall,
-    BeforeReboot,
-    BeforeCommit,
-    AfterCommit,
-    OnRollback,
-    OnFailure,
-}
-
-impl HookEvent {
-    pub fn name(self) -> &'static str {
-        match self {
-            HookEvent::BeforeInstall => "before-install",
-            HookEvent::AfterInstall => "after-install",
-            HookEvent::BeforeReboot => "before-reboot",
-            HookEvent::BeforeCommit => "before-commit",
-            HookEvent::AfterCommit => "after-commit",
-            HookEvent::OnRollback => "on-rollback",
-            HookEvent::OnFailure => "on-failure",
-        }
-    }
-
-    /// A failing hook stops these transitions; for the others its failure is only logged.
-    pub fn can_refuse(self) -> bool {
-        matches!(self, HookEvent::BeforeInstall | HookEvent::BeforeCommit)
-    }
-}
-
-/// Lifecycle hooks. `Err` is the hook's complaint.
-pub trait Hooks {
-    fn run(&mut self, event: HookEvent, context: &Context) -> Result<(), String>;
-}
-
-pub trait Reboot {
-    fn reboot(&mut self) -> Result<(), Error>;
-}
-
-/// The adapters an [`Updater`] works through.
-pub struct Seams<'a> {
-    pub boot: &'a mut dyn BootControl,
-    pub state: &'a mut dyn StateStore,
-    pub slots: &'a mut dyn SlotTargets,
-    pub health: &'a mut dyn HealthChecks,
-    pub hooks: &'a mut dyn Hooks,
-    pub reboot: &'a mut dyn Reboot,
-}
-
-impl std::fmt::Debug for Seams<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Seams")
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case", tag = "result")]
-pub enum BootReport {
-    /// Nothing was pending.
-    Nothing,
-    /// The new slot is installed and armed; reboot to try it.
-    AwaitingReboot { version: String },
-    /// The trial passed; the new slot is committed.
-    Committed { version: String },
-    /// The trial failed; the device was switched back and a reboot was requested.
-    RollingBack { reason: String },
-    /// A finished update was recorded (fallback, rollback, interrupted install).
-    Recorded { outcome: Outcome },
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub struct InstallReport {
-    pub transaction: String,
-    pub slot: SlotId,
-    pub version: String,
-    pub bytes: u64,
-}
-
-/// The state of the device for `rustupdate status`.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub struct Status {
-    pub device_type: String,
-    pub booted_slot: SlotId,
-    pub bootloader: BootEnvStatus,
-    pub situation: String,
-    pub committed: Option<Release>,
-    pub security_version: u64,
-    pub pending: Option<Pending>,
-    pub last_result: Option<Outcome>,
-    pub recovered_from: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub struct BootEnvStatus {
-    pub slot: SlotId,
-    pub upgrade_available: bool,
-    pub bootcount: u32,
-    pub bootlimit: u32,
-}
+use std::time::Duration;
 
 pub struct Updater<'a> {
     device_type: String,
@@ -206,7 +78,7 @@ impl<'a> Updater<'a> {
                 bootcount: env.bootcount,
                 bootlimit: env.bootlimit,
             },
-            situation: situation_name(&situation).into(),
+            situation: situation.kind(),
             committed: self.state.committed.clone(),
             security_version: self.state.security_version,
             pending: self.state.pending.clone(),
@@ -250,20 +122,13 @@ impl<'a> Updater<'a> {
                 });
             }
         }
-        let plan = plan_install(
-            artifact.manifest(),
-            &self.device_type,
-            self.state.security_version,
-            self.booted,
-        )?;
-        let capacity = self.seams.slots.capacity(plan.target)?;
-        if plan.size > capacity {
-            return Err(Error::SlotTooSmall {
-                slot: plan.target,
-                size: plan.size,
-                capacity,
-            });
-        }
+        let device = DeviceFacts {
+            device_type: &self.device_type,
+            security_version: self.state.security_version,
+            booted: self.booted,
+        };
+        let slots = &mut *self.seams.slots;
+        let plan = plan_install(artifact.manifest(), &device, |slot| slots.capacity(slot))?;
         let manifest = artifact.manifest();
         let payload = &manifest.payloads[plan.payload_index];
         self.state.transactions += 1;
@@ -294,7 +159,7 @@ impl<'a> Updater<'a> {
         match self.write_image(artifact, plan.target, plan.size, progress) {
             Ok(()) => {}
             Err(err) => {
-                self.record_failure(&pending, format!("install failed: {err}"))?;
+                self.record_failure(&pending, format!("install failed: {}", chain(&err)))?;
                 return Err(err);
             }
         }
@@ -393,12 +258,25 @@ impl<'a> Updater<'a> {
         }
     }
 
-    /// The rollback guard: a trial still undecided when the guard fires is rolled back.
-    pub fn guard(&mut self, reason: &str) -> Result<BootReport, Error> {
+    /// The rollback guard: once this boot has been up for `limit`, a trial still undecided is
+    /// rolled back. Before that it looks at nothing. An unreadable clock is an error, never a
+    /// silent "not yet".
+    pub fn guard(&mut self, limit: Duration) -> Result<BootReport, Error> {
+        let uptime = self.seams.clock.uptime()?;
+        if uptime < limit {
+            return Ok(BootReport::GuardNotDue {
+                uptime_secs: uptime.as_secs(),
+                limit_secs: limit.as_secs(),
+            });
+        }
+        let reason = format!(
+            "rollback guard: trial still undecided after {} s",
+            limit.as_secs()
+        );
         let env = self.seams.boot.load()?;
         match classify(&self.state, &env, self.booted) {
-            Situation::Trial { pending } => self.roll_back(Some(&pending), reason),
-            Situation::UnknownTrial => self.roll_back(None, reason),
+            Situation::Trial { pending } => self.roll_back(Some(&pending), &reason),
+            Situation::UnknownTrial => self.roll_back(None, &reason),
             _ => Ok(BootReport::Nothing),
         }
     }
@@ -447,15 +325,21 @@ impl<'a> Updater<'a> {
         self.seams
             .boot
             .load()
-            .map_err(|e| format!("built-in check: bootloader environment: {e}"))?;
+            .map_err(|e| format!("built-in check: bootloader environment: {}", chain(&e)))?;
         self.seams
             .state
             .store(&self.state)
-            .map_err(|e| format!("built-in check: state store: {e}"))?;
+            .map_err(|e| format!("built-in check: state store: {}", chain(&e)))?;
         self.seams
             .slots
             .probe_writable(self.booted.other())
-            .map_err(|e| format!("built-in check: slot {}: {e}", self.booted.other()))
+            .map_err(|e| {
+                format!(
+                    "built-in check: slot {}: {}",
+                    self.booted.other(),
+                    chain(&e)
+                )
+            })
     }
 
     fn finish_commit(&mut self, pending: &Pending) -> Result<(), Error> {
@@ -552,12 +436,7 @@ impl<'a> Updater<'a> {
             let context = self.context(&pending);
             self.hook_logged(HookEvent::OnFailure, &context);
         }
-        log::warn!(
-            "update {} {}: {}",
-            outcome.version,
-            kind_name(kind),
-            outcome.detail
-        );
+        log::warn!("update {} {kind}: {}", outcome.version, outcome.detail);
         Ok(outcome)
     }
 
@@ -648,28 +527,5 @@ impl<'a> Updater<'a> {
         if let Err(reason) = self.seams.hooks.run(event, context) {
             log::warn!("{} hook failed (ignored): {reason}", event.name());
         }
-    }
-}
-
-pub fn situation_name(situation: &Situation) -> &'static str {
-    match situation {
-        Situation::Idle => "idle",
-        Situation::AwaitingReboot { .. } => "awaiting-reboot",
-        Situation::Trial { .. } => "trial",
-        Situation::CommitInterrupted { .. } => "commit-interrupted",
-        Situation::RolledBack { .. } => "rolled-back",
-        Situation::FellBack { .. } => "fell-back",
-        Situation::InstallInterrupted { .. } => "install-interrupted",
-        Situation::UnknownTrial => "unknown-trial",
-        Situation::ForeignSwitch => "foreign-switch",
-    }
-}
-
-fn kind_name(kind: OutcomeKind) -> &'static str {
-    match kind {
-        OutcomeKind::Committed => "committed",
-        OutcomeKind::RolledBack => "rolled back",
-        OutcomeKind::FellBack => "fell back",
-        OutcomeKind::Failed => "failed",
     }
 }

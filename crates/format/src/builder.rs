@@ -93,7 +93,10 @@ pub fn write_payload_body<R: Read, W: Write>(
         if offset + len as u64 > limits::MAX_PAYLOAD_SIZE {
             return Err(Error::PayloadLayout {
                 payload: name.into(),
-                reason: "image exceeds 1 TiB".into(),
+                reason: format!(
+                    "image exceeds {}",
+                    limits::bytes_text(limits::MAX_PAYLOAD_SIZE)
+                ),
             });
         }
         match cut {

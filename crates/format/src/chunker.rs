@@ -230,15 +230,7 @@ mod tests {
     }
 
     fn pseudo_random(len: usize, seed: u32) -> Vec<u8> {
-        let mut x = seed;
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 17;
-                x ^= x << 5;
-                x as u8
-            })
-            .collect()
+        rustupdate_testkit::pseudo_random(len, seed.into())
     }
 
     #[test]

@@ -177,15 +177,7 @@ mod tests {
 
     #[test]
     fn incompressible_is_stored_raw() {
-        let mut x = 0x9e37_79b9u32;
-        let data: Vec<u8> = (0..4096)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 17;
-                x ^= x << 5;
-                (x >> 24) as u8
-            })
-            .collect();
+        let data = rustupdate_testkit::pseudo_random(4096, 0x9e37_79b9);
         let (used, stored) = compress_chunk(&data, Compression::Zstd, 3).unwrap();
         assert_eq!(used, Compression::None);
         assert_eq!(stored, data);

@@ -51,14 +51,14 @@ impl Header {
             return Err(Error::BadHeaderField {
                 field: "flags",
                 value: flags.into(),
-                reason: "no flags are defined in version 1",
+                reason: format!("no flags are defined in version {FORMAT_VERSION}"),
             });
         }
-        if bytes[18..24].iter().any(|b| *b != 0) {
+        if let Some(at) = bytes[18..24].iter().position(|b| *b != 0) {
             return Err(Error::BadHeaderField {
                 field: "reserved",
-                value: 1,
-                reason: "must be zero",
+                value: bytes[18 + at].into(),
+                reason: format!("byte {} must be zero", 18 + at),
             });
         }
         let header = Header {
@@ -84,14 +84,17 @@ impl Header {
             return Err(Error::BadHeaderField {
                 field: "manifest length",
                 value: self.manifest_len.into(),
-                reason: "must be between 1 byte and 1 MiB",
+                reason: format!(
+                    "must be between 1 byte and {}",
+                    limits::bytes_text(limits::MAX_MANIFEST_LEN as u64)
+                ),
             });
         }
         if self.signature_count as usize > limits::MAX_SIGNATURES {
             return Err(Error::BadHeaderField {
                 field: "signature count",
                 value: self.signature_count.into(),
-                reason: "at most 16 signatures are allowed",
+                reason: format!("at most {} signatures are allowed", limits::MAX_SIGNATURES),
             });
         }
         Ok(())
@@ -127,8 +130,17 @@ mod tests {
             Err(Error::BadHeaderField { field: "flags", .. })
         ));
         let mut bytes = good;
+        bytes[20] = 0xab;
+        let err = Header::from_bytes(&bytes).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("reserved is 171, which is not allowed: byte 20 must be zero"),
+            "{err}"
+        );
+        let mut bytes = good;
         bytes[12..16].copy_from_slice(&(2u32 << 20).to_le_bytes());
-        assert!(Header::from_bytes(&bytes).is_err());
+        let err = Header::from_bytes(&bytes).unwrap_err();
+        assert!(err.to_string().contains("1 MiB"), "{err}");
         let mut bytes = good;
         bytes[12..16].copy_from_slice(&0u32.to_le_bytes());
         assert!(Header::from_bytes(&bytes).is_err());

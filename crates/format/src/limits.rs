@@ -1,5 +1,6 @@
 //! Hard limits on every length in the format. A reader rejects anything above them before
-//! allocating, so a hostile artifact cannot make a device allocate more than a few MiB.
+//! allocating, so a hostile artifact cannot make a device allocate more than a few MiB. Messages
+//! about a limit are built from these constants (with [`bytes_text`]), never retyped.
 
 /// Largest manifest (TOML) accepted.
 pub const MAX_MANIFEST_LEN: usize = 1024 * 1024;
@@ -19,3 +20,27 @@ pub const MAX_SHORT_STRING: usize = 128;
 pub const MAX_COMPATIBLE: usize = 64;
 /// Granule at which zero runs are detected (the filesystem block size of ext4 images).
 pub const ZERO_GRANULE: usize = 4096;
+
+/// A byte count as a message states a limit: `1 MiB`, `1 TiB`, or plain bytes when it is not a
+/// whole number of a binary unit.
+pub fn bytes_text(bytes: u64) -> String {
+    for (shift, unit) in [(40, "TiB"), (30, "GiB"), (20, "MiB"), (10, "KiB")] {
+        if bytes >= 1 << shift && bytes.is_multiple_of(1 << shift) {
+            return format!("{} {unit}", bytes >> shift);
+        }
+    }
+    format!("{bytes} bytes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_read_as_before() {
+        assert_eq!(bytes_text(MAX_MANIFEST_LEN as u64), "1 MiB");
+        assert_eq!(bytes_text(MAX_PAYLOAD_SIZE), "1 TiB");
+        assert_eq!(bytes_text(4096), "4 KiB");
+        assert_eq!(bytes_text(1000), "1000 bytes");
+    }
+}

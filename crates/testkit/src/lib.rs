@@ -1,13 +1,21 @@
 //! Fixtures for tests across the workspace and the server's: signed artifacts built in memory
-//! with the real format crates, deterministic keys and images. Not published; not for production
-//! code (it panics on errors, as tests want).
+//! with the real format crates, deterministic keys and images, the sample manifest, the check for
+//! a reference tool, and (feature `sim`) an in-memory implementation of every seam of
+//! `rustupdate-core` assembled into a simulated device ([`sim`]). Not published; not for
+//! production code (it panics on errors, as tests want).
 
 #![forbid(unsafe_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use rustupdate_format::Manifest;
+#[cfg(feature = "sim")]
+pub mod sim;
+
 use rustupdate_format::builder::{BodyOptions, write_payload_body};
+use rustupdate_format::{
+    Chunking, Compression, Head, Manifest, Payload, PayloadType, Segment, Sha256Hex,
+};
 use rustupdate_verify::SecretKey;
+use std::path::PathBuf;
 
 /// A signing key derived from `seed` (the same seed gives the same key).
 pub fn key(seed: u8) -> SecretKey {
@@ -25,6 +33,66 @@ pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
             (state >> 24) as u8
         })
         .collect()
+}
+
+/// A deterministic `len`-byte "filesystem image" for `seed`: every third 4 KiB block is a zero
+/// run (an unused region), the others are half text-like data, half zeros.
+pub fn fs_image(len: usize, seed: u64) -> Vec<u8> {
+    let mut image = vec![0u8; len];
+    for (index, block) in image.chunks_mut(4096).enumerate() {
+        if index % 3 == 0 {
+            continue;
+        }
+        let half = block.len().min(2048);
+        let data = pseudo_random(half, seed.wrapping_mul(1_000_003) + index as u64);
+        for (byte, random) in block[..half].iter_mut().zip(data) {
+            *byte = random % 16 + b'a';
+        }
+    }
+    image
+}
+
+/// A valid manifest with one rootfs payload (its hashes are placeholders: for codec and policy
+/// tests, not for reading a body).
+pub fn sample_manifest() -> Manifest {
+    Manifest {
+        format_version: 1,
+        name: "demo-image".into(),
+        version: "1.0.0".into(),
+        compatible: vec!["qemux86-64".into()],
+        security_version: Some(2),
+        created: 1_764_000_000,
+        payloads: vec![Payload {
+            name: "rootfs".into(),
+            payload_type: PayloadType::RootfsImage,
+            target: "rootfs".into(),
+            size: 8192,
+            sha256: Sha256Hex([1; 32]),
+            compression: Compression::Zstd,
+            chunking: Chunking::Fixed { size: 4096 },
+            segments: vec![Segment {
+                entries: 2,
+                table_sha256: Sha256Hex([2; 32]),
+                data_size: 100,
+            }],
+        }],
+    }
+}
+
+/// The path of the reference tool `program` on `PATH`. Panics naming the Debian package when it
+/// is missing: reference-tool tests fail loudly, they are never skipped.
+pub fn require_tool(program: &str, package: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "reference tool `{program}` not found on PATH: install the Debian package \
+                 `{package}` (apt-get install {package}; ci/install-deps.sh does this); these \
+                 tests are never skipped"
+            )
+        })
 }
 
 /// What goes into a test artifact's manifest.
@@ -49,15 +117,23 @@ impl Default for ArtifactSpec<'_> {
 
 /// A complete `.rua` of `image`, signed by `keys` (none: unsigned).
 pub fn artifact(spec: &ArtifactSpec<'_>, image: &[u8], keys: &[&SecretKey]) -> Vec<u8> {
+    let (head, body) = artifact_parts(spec, image, &BodyOptions::default(), keys);
+    let mut bytes = head.to_bytes().expect("encoding the head");
+    bytes.extend_from_slice(&body);
+    bytes
+}
+
+/// The signed head and the body of a test artifact built with `options`, for tests that look at
+/// or damage one region.
+pub fn artifact_parts(
+    spec: &ArtifactSpec<'_>,
+    image: &[u8],
+    options: &BodyOptions,
+    keys: &[&SecretKey],
+) -> (Head, Vec<u8>) {
     let mut body = Vec::new();
-    let payload = write_payload_body(
-        image,
-        &mut body,
-        "rootfs",
-        &BodyOptions::default(),
-        &mut |_| {},
-    )
-    .expect("building the payload");
+    let payload = write_payload_body(image, &mut body, "rootfs", options, &mut |_| {})
+        .expect("building the payload");
     let manifest = Manifest {
         format_version: 1,
         name: spec.name.into(),
@@ -68,9 +144,7 @@ pub fn artifact(spec: &ArtifactSpec<'_>, image: &[u8], keys: &[&SecretKey]) -> V
         payloads: vec![payload],
     };
     let head = rustupdate_verify::signed_head(manifest, keys).expect("signing");
-    let mut bytes = head.to_bytes().expect("encoding the head");
-    bytes.extend_from_slice(&body);
-    bytes
+    (head, body)
 }
 
 #[cfg(test)]
@@ -99,5 +173,7 @@ mod tests {
         a.finish().unwrap();
         assert_eq!(out, image);
         assert_ne!(pseudo_random(10, 1), pseudo_random(10, 2));
+        assert_eq!(fs_image(10_000, 1).len(), 10_000);
+        sample_manifest().validate().unwrap();
     }
 }

@@ -1,7 +1,12 @@
+//! What makes an artifact untrusted or damaged, as found while verifying it: bad keys and
+//! signatures, an unmet signature policy, chunks, tables or images whose hashes do not check out.
+//! Framing and manifest errors arrive from `rustupdate-format` as [`Error::Format`].
+
 use rustupdate_format::KeyId;
 use thiserror::Error;
 
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum Error {
     #[error(transparent)]
     Format(#[from] rustupdate_format::Error),
@@ -22,4 +27,25 @@ pub enum Error {
     },
     #[error("the payloads were not read to the end")]
     Unfinished,
+    #[error("payload {payload:?}, segment {segment}: chunk table hash does not match the manifest")]
+    SegmentHashMismatch { payload: String, segment: usize },
+    #[error("payload {payload:?}: chunk at offset {offset} fails its sha256 check")]
+    ChunkHashMismatch { payload: String, offset: u64 },
+    #[error("payload {payload:?}: chunk at offset {offset} does not decompress: {reason}")]
+    Decompress {
+        payload: String,
+        offset: u64,
+        reason: String,
+    },
+    #[error("payload {payload:?}: whole-image sha256 does not match the manifest")]
+    ImageHashMismatch { payload: String },
+    #[error("unexpected bytes after the last payload")]
+    TrailingData,
+}
+
+impl Error {
+    /// A failure to read the artifact (network, disk) rather than a verdict on its content.
+    pub fn is_io(&self) -> bool {
+        matches!(self, Error::Format(rustupdate_format::Error::Io { .. }))
+    }
 }

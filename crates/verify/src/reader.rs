@@ -110,7 +110,7 @@ impl<R: Read> VerifiedArtifact<R> {
         loop {
             match self.reader.read(&mut probe) {
                 Ok(0) => return Ok(()),
-                Ok(_) => return Err(rustupdate_format::Error::TrailingData.into()),
+                Ok(_) => return Err(Error::TrailingData),
                 Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(source) => {
                     return Err(rustupdate_format::Error::Io {
@@ -234,17 +234,16 @@ impl<R: Read> PayloadReader<'_, R> {
                         entry.size as usize,
                         &mut self.out,
                     )
-                    .map_err(|reason| rustupdate_format::Error::Decompress {
+                    .map_err(|reason| Error::Decompress {
                         payload: name(),
                         offset,
                         reason,
                     })?;
                 if Sha256::digest(&self.out)[..] != entry.sha256[..] {
-                    return Err(rustupdate_format::Error::ChunkHashMismatch {
+                    return Err(Error::ChunkHashMismatch {
                         payload: name(),
                         offset,
-                    }
-                    .into());
+                    });
                 }
                 if let Some(hash) = self.image_hash.as_mut() {
                     hash.data(&self.out);
@@ -263,11 +262,10 @@ impl<R: Read> PayloadReader<'_, R> {
         read_exact_or(&mut self.artifact.reader, &mut table, "chunk table")?;
         if Sha256::digest(&table)[..] != segment.table_sha256.0[..] {
             let payload = self.payload().name.clone();
-            return Err(rustupdate_format::Error::SegmentHashMismatch {
+            return Err(Error::SegmentHashMismatch {
                 payload,
                 segment: self.segment,
-            }
-            .into());
+            });
         }
         self.entries.clear();
         let mut stored_total = 0u64;
@@ -300,10 +298,9 @@ impl<R: Read> PayloadReader<'_, R> {
         }
         let digest = self.image_hash.take().and_then(ImageHash::finish);
         if digest != Some(expected.0) {
-            return Err(rustupdate_format::Error::ImageHashMismatch {
+            return Err(Error::ImageHashMismatch {
                 payload: self.payload().name.clone(),
-            }
-            .into());
+            });
         }
         self.done = true;
         self.artifact.payload_open = false;

@@ -8,19 +8,8 @@ use rustupdate_format::{
     Chunking, Compression, Head, Header, Manifest, SignatureEntry, header::HEADER_LEN,
     signing_message,
 };
+use rustupdate_testkit::{ArtifactSpec, artifact_parts, key, pseudo_random};
 use rustupdate_verify::{ChunkData, Error, Keyring, SecretKey, SignaturePolicy, VerifiedArtifact};
-
-fn pseudo_random(len: usize, seed: u32) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            (x >> 24) as u8
-        })
-        .collect()
-}
 
 /// A small "filesystem image": text-like data, random data, zero runs, an odd-sized tail.
 fn sample_image() -> Vec<u8> {
@@ -43,18 +32,12 @@ struct Built {
 }
 
 fn build(image: &[u8], options: &BodyOptions, signers: &[&SecretKey]) -> Built {
-    let mut body = Vec::new();
-    let payload = write_payload_body(image, &mut body, "rootfs", options, &mut |_| {}).unwrap();
-    let manifest = Manifest {
-        format_version: 1,
-        name: "test-image".into(),
-        version: "2.0".into(),
-        compatible: vec!["test-board".into()],
+    let spec = ArtifactSpec {
+        version: "2.0",
         security_version: Some(3),
-        created: 1_700_000_000,
-        payloads: vec![payload],
+        ..Default::default()
     };
-    let head = rustupdate_verify::signed_head(manifest, signers).unwrap();
+    let (head, body) = artifact_parts(&spec, image, options, signers);
     let mut bytes = head.to_bytes().unwrap();
     let manifest_end = HEADER_LEN + head.manifest_bytes.len();
     let body_start = bytes.len();
@@ -65,10 +48,6 @@ fn build(image: &[u8], options: &BodyOptions, signers: &[&SecretKey]) -> Built {
         body: body_start..bytes.len(),
         bytes,
     }
-}
-
-fn key(seed: u8) -> SecretKey {
-    SecretKey::from_seed(&[seed; 32])
 }
 
 fn keyring(keys: &[&SecretKey]) -> Keyring {
