@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import hashlib
-import json
 import os
 import re
 import shutil
@@ -29,55 +27,61 @@ import stat
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+
+from harness import contract, layout as layout_json
+from harness.disk import MIB, MTOOLS_ENV, EnvFile, fw_env_config, sha256_range
+from harness.layout import Artifact, Firmware, Image, Layout, Partition
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 BOOT_FILES = REPO / "meta-rustupdate" / "recipes-bsp" / "rustupdate-boot" / "files"
 # rustupdate.toml.in and the example health checks of the layer's rustupdate-conf recipe.
 CONF_FILES = REPO / "meta-rustupdate" / "recipes-core" / "rustupdate" / "files"
-MIB = 1024 * 1024
 
-# Per architecture: Debian arch, kernel flavour, bootloader, partition sizes (MiB), rootfs image
-# size (MiB, smaller than the slot: the client writes only the image), QEMU and firmware.
+
+@dataclass(frozen=True)
+class Arch:
+    """What differs between the two e2e machines."""
+    deb_arch: str  # Debian architecture, also the kernel flavour
+    bootloader: str  # "grub" | "uboot"
+    device_type: str
+    boot_mount: str  # where the guest mounts the boot partition
+    boot_mib: int  # partition sizes (MiB)
+    kernel_name: str  # /boot/<kernel_name> in each slot
+    console: str
+    modules: tuple[str, ...]  # kernel modules of the initramfs, before their dependencies
+    firmware: Firmware
+    slot_mib: int = 96
+    image_mib: int = 64  # root file system images: smaller than a slot (the client writes the image)
+    data_mib: int = 224
+
+    @property
+    def boot_label(self) -> str:
+        return contract.BOOT_LABEL[self.bootloader]
+
+
 ARCHES = {
-    "x86_64": {
-        "deb_arch": "amd64",
-        "bootloader": "grub",
-        "device_type": "e2e-x86_64",
-        "boot_label": "esp",
-        "boot_mount": "/boot/efi",
-        "boot_mib": 32,
-        "slot_mib": 96,
-        "image_mib": 64,
-        "data_mib": 224,
-        "kernel_name": "vmlinuz",
-        "console": "ttyS0,115200",
-        "modules": ["virtio_pci", "virtio_blk", "virtio_net", "crc32c_generic", "ext4", "vfat",
-                    "nls_cp437", "nls_ascii", "nls_utf8", "qemu_fw_cfg"],
-    },
-    "arm64": {
-        "deb_arch": "arm64",
-        "bootloader": "uboot",
-        "device_type": "e2e-arm64",
-        "boot_label": "boot",
-        "boot_mount": "/boot/firmware",
-        "boot_mib": 16,
-        "slot_mib": 96,
-        "image_mib": 64,
-        "data_mib": 224,
-        "kernel_name": "Image",
-        "console": "ttyAMA0",
-        "modules": ["virtio_mmio", "virtio_pci", "virtio_blk", "virtio_net", "crc32c_generic",
-                    "ext4", "vfat", "nls_cp437", "nls_ascii", "nls_utf8", "qemu_fw_cfg"],
-    },
+    "x86_64": Arch(
+        deb_arch="amd64", bootloader="grub", device_type="e2e-x86_64", boot_mount="/boot/efi",
+        boot_mib=32, kernel_name="vmlinuz", console="ttyS0,115200",
+        modules=("virtio_pci", "virtio_blk", "virtio_net", "crc32c_generic", "ext4", "vfat",
+                 "nls_cp437", "nls_ascii", "nls_utf8", "qemu_fw_cfg"),
+        firmware=Firmware(code="/usr/share/OVMF/OVMF_CODE_4M.fd",
+                          vars="/usr/share/OVMF/OVMF_VARS_4M.fd")),
+    "arm64": Arch(
+        deb_arch="arm64", bootloader="uboot", device_type="e2e-arm64", boot_mount="/boot/firmware",
+        boot_mib=16, kernel_name="Image", console="ttyAMA0",
+        modules=("virtio_mmio", "virtio_pci", "virtio_blk", "virtio_net", "crc32c_generic",
+                 "ext4", "vfat", "nls_cp437", "nls_ascii", "nls_utf8", "qemu_fw_cfg"),
+        firmware=Firmware(bios="/usr/lib/u-boot/qemu_arm64/u-boot.bin")),
 }
 # Kernel arguments of the e2e images besides root=, rustupdate.slot= and console=: quiet boots
 # are faster on an emulated UART; panic=-1 turns a crashed init into a reboot (QEMU -no-reboot
 # then exits), which is how the broken release "fails to boot".
 KERNEL_ARGS = "quiet panic=-1"
-BOOTLIMIT = "3"
-UBOOT_ENV_SIZE = "0x4000"
+BOOTLIMIT = str(contract.DEFAULT_BOOTLIMIT)
 VERSIONS = ("v1", "v2", "v3")  # v3 is the broken release
 GRUB_MODULES = ("part_gpt fat ext2 normal configfile linux loadenv test echo regexp sleep reboot halt "
                 "gzio search serial terminal efi_gop all_video")
@@ -277,35 +281,35 @@ def render(template: Path, values: dict[str, str], mark: str = "@@") -> str:
     return re.sub(pattern, lambda m: values[m.group(1)], text)
 
 
-def boot_placeholders(cfg: dict) -> dict[str, str]:
+def boot_placeholders(cfg: Arch) -> dict[str, str]:
     """Values of the boot script placeholders for the e2e images (the layer sets its own)."""
     return {
-        "CONSOLE": cfg["console"],
+        "CONSOLE": cfg.console,
         "KERNEL_ARGS": KERNEL_ARGS,
-        "KERNEL_IMAGETYPE": cfg["kernel_name"],
+        "KERNEL_IMAGETYPE": cfg.kernel_name,
         "BOOTLIMIT": BOOTLIMIT,
-        "SLOT_A_LABEL": "rootfs_a",
-        "SLOT_B_LABEL": "rootfs_b",
-        "BOOT_LABEL": cfg["boot_label"],
+        "SLOT_A_LABEL": contract.slot_label("a"),
+        "SLOT_B_LABEL": contract.slot_label("b"),
+        "BOOT_LABEL": cfg.boot_label,
         "UBOOT_DEV": "virtio 0",
-        "UBOOT_ENV_SIZE": UBOOT_ENV_SIZE,
+        "UBOOT_ENV_SIZE": f"{contract.UBOOT_ENV_SIZE:#x}",
     }
 
 
-def client_config(cfg: dict) -> str:
+def client_config(cfg: Arch) -> str:
     """The layer's rustupdate.toml.in rendered with the e2e values (as rustupdate-conf does
     with RUSTUPDATE_* variables), so the device configuration the layer ships is the one booted
     here. One line differs: the guest's init is a shell script that does not handle reboot
     requests, so the client reboots with -f."""
-    if cfg["bootloader"] == "grub":
-        bootloader = f'type = "grub"\ngrubenv = "{cfg["boot_mount"]}/EFI/BOOT/grubenv"'
+    if cfg.bootloader == "grub":
+        bootloader = f'type = "grub"\ngrubenv = "{cfg.boot_mount}/{contract.GRUBENV_PATH}"'
     else:
         bootloader = 'type = "uboot"\nfw-env-config = "/etc/fw_env.config"'
     text = render(CONF_FILES / "rustupdate.toml.in", {
-        "DEVICE_TYPE": cfg["device_type"],
+        "DEVICE_TYPE": cfg.device_type,
         "DATA_MOUNTPOINT": "/data",
-        "SLOT_A_LABEL": "rootfs_a",
-        "SLOT_B_LABEL": "rootfs_b",
+        "SLOT_A_LABEL": contract.slot_label("a"),
+        "SLOT_B_LABEL": contract.slot_label("b"),
         "BOOTLOADER_KEYS": bootloader,
         "BOOTLIMIT": BOOTLIMIT,
         "THRESHOLD": "1",
@@ -335,16 +339,15 @@ def mkfs_vfat(files: dict[str, Path], image: Path, mib: int, label: str) -> None
     with open(image, "wb") as f:
         f.truncate(mib * MIB)
     run(["mkfs.vfat", "-n", label.upper(), "-i", "12345678", image], stdout=subprocess.DEVNULL)
-    env = dict(os.environ, MTOOLS_SKIP_CHECK="1")
     made = set()
     for dest in sorted(files):
         parts = dest.split("/")[:-1]
         for i in range(1, len(parts) + 1):
             d = "/".join(parts[:i])
             if d not in made:
-                run(["mmd", "-i", image, f"::/{d}"], env=env)
+                run(["mmd", "-i", image, f"::/{d}"], env=MTOOLS_ENV)
                 made.add(d)
-        run(["mcopy", "-i", image, files[dest], f"::/{dest}"], env=env)
+        run(["mcopy", "-i", image, files[dest], f"::/{dest}"], env=MTOOLS_ENV)
 
 
 def copy_into(disk: Path, image: Path, offset: int) -> None:
@@ -361,52 +364,44 @@ def copy_into(disk: Path, image: Path, offset: int) -> None:
             pos += len(block)
 
 
-def make_disk(disk: Path, cfg: dict, boot_img: Path, slot_a: Path, slot_b: Path,
-              data_img: Path) -> dict:
-    total = 1 + cfg["boot_mib"] + 2 * cfg["slot_mib"] + cfg["data_mib"] + 1
+def make_disk(disk: Path, cfg: Arch, boot_img: Path, slot_a: Path, slot_b: Path,
+              data_img: Path) -> dict[str, Partition]:
+    total = 1 + cfg.boot_mib + 2 * cfg.slot_mib + cfg.data_mib + 1
     disk.unlink(missing_ok=True)
     with open(disk, "wb") as f:
         f.truncate(total * MIB)
-    boot_type = "ef00" if cfg["bootloader"] == "grub" else "0700"
+    boot_type = "ef00" if cfg.bootloader == "grub" else "0700"
+    # Partitions 1-4 in this order (the boot scripts know the slots as partitions 2 and 3).
+    a, b, data = contract.slot_label("a"), contract.slot_label("b"), contract.DATA_LABEL
+    contents = {cfg.boot_label: boot_img, a: slot_a, b: slot_b, data: data_img}
     # sgdisk -q once wrote no table while exiting 0 (notes): no -q, output discarded, checked below.
     run(["sgdisk", "-o",
-         "-n", f"1:2048:+{cfg['boot_mib']}M", "-t", f"1:{boot_type}", "-c", f"1:{cfg['boot_label']}",
-         "-n", f"2:0:+{cfg['slot_mib']}M", "-t", "2:8304", "-c", "2:rootfs_a",
-         "-n", f"3:0:+{cfg['slot_mib']}M", "-t", "3:8304", "-c", "3:rootfs_b",
-         "-n", "4:0:0", "-t", "4:8300", "-c", "4:data", disk], stdout=subprocess.DEVNULL)
+         "-n", f"1:2048:+{cfg.boot_mib}M", "-t", f"1:{boot_type}", "-c", f"1:{cfg.boot_label}",
+         "-n", f"2:0:+{cfg.slot_mib}M", "-t", "2:8304", "-c", f"2:{a}",
+         "-n", f"3:0:+{cfg.slot_mib}M", "-t", "3:8304", "-c", f"3:{b}",
+         "-n", "4:0:0", "-t", "4:8300", "-c", f"4:{data}", disk], stdout=subprocess.DEVNULL)
     parts = {}
-    names = [cfg["boot_label"], "rootfs_a", "rootfs_b", "data"]
-    for n, name in enumerate(names, start=1):
+    for n, (name, img) in enumerate(contents.items(), start=1):
         fields = out(["partx", "-g", "-o", "START,SECTORS", "-n", str(n), disk]).split()
         if len(fields) != 2:
             sys.exit(f"partx found no partition {n} in {disk}: the GPT was not written")
-        parts[name] = {"number": n, "offset": int(fields[0]) * 512, "size": int(fields[1]) * 512}
-    for name, img in ((cfg["boot_label"], boot_img), ("rootfs_a", slot_a), ("rootfs_b", slot_b),
-                      ("data", data_img)):
-        if img.stat().st_size > parts[name]["size"]:
+        parts[name] = Partition(n, int(fields[0]) * 512, int(fields[1]) * 512)
+        if img.stat().st_size > parts[name].size:
             sys.exit(f"{img} does not fit into partition {name}")
-        copy_into(disk, img, parts[name]["offset"])
+        copy_into(disk, img, parts[name].offset)
     return parts
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(4 * MIB):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------
 # Root file systems and artifacts
 # ---------------------------------------------------------------------------------------------
 
-def build_rootfs(tree: Path, version: str, cfg: dict, busybox: Path, applets: list[str],
+def build_rootfs(tree: Path, version: str, cfg: Arch, busybox: Path, applets: list[str],
                  kernel: Path, initrd: Path, client: Path, pubkey: Path) -> None:
     shutil.rmtree(tree, ignore_errors=True)
     for d in ("bin", "sbin", "usr/bin", "usr/sbin", "etc/rustupdate/keys",
               "etc/rustupdate/health.d", "etc/rustupdate/hooks.d", "proc", "sys", "dev", "tmp",
-              "run", "data", "boot", cfg["boot_mount"].lstrip("/"), "var", "root", "mnt"):
+              "run", "data", "boot", cfg.boot_mount.lstrip("/"), "var", "root", "mnt"):
         (tree / d).mkdir(parents=True, exist_ok=True)
     (tree / "var" / "lock").symlink_to("../run/lock")
     shutil.copy2(busybox, tree / "bin" / "busybox")
@@ -419,12 +414,12 @@ def build_rootfs(tree: Path, version: str, cfg: dict, busybox: Path, applets: li
         link.parent.mkdir(parents=True, exist_ok=True)
         if not link.exists() and not link.is_symlink():
             link.symlink_to(os.path.relpath(tree / "bin" / "busybox", link.parent))
-    shutil.copy2(kernel, tree / "boot" / cfg["kernel_name"])
+    shutil.copy2(kernel, tree / "boot" / cfg.kernel_name)
     shutil.copy2(initrd, tree / "boot" / "initrd.img")
     shutil.copy2(client, tree / "usr" / "bin" / "rustupdate")
     os.chmod(tree / "usr" / "bin" / "rustupdate", 0o755)
     init = render(HERE / "guest" / "init", {
-        "BOOT_LABEL": cfg["boot_label"], "BOOT_MOUNT": cfg["boot_mount"],
+        "BOOT_LABEL": cfg.boot_label, "BOOT_MOUNT": cfg.boot_mount,
         "BROKEN": "1" if version == "v3" else "0"})
     (tree / "sbin" / "init").write_text(init)
     os.chmod(tree / "sbin" / "init", 0o755)
@@ -433,7 +428,7 @@ def build_rootfs(tree: Path, version: str, cfg: dict, busybox: Path, applets: li
     (etc / "os-release").write_text(
         f'NAME="rustupdate e2e"\nID=rustupdate-e2e\nVERSION_ID={version}\n'
         f'PRETTY_NAME="rustupdate e2e {version}"\n')
-    (etc / "hostname").write_text(f"e2e-{cfg['deb_arch']}\n")
+    (etc / "hostname").write_text(f"e2e-{cfg.deb_arch}\n")
     (etc / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
     (etc / "group").write_text("root:x:0:\n")
     (etc / "rustupdate" / "rustupdate.toml").write_text(client_config(cfg))
@@ -446,10 +441,10 @@ def build_rootfs(tree: Path, version: str, cfg: dict, busybox: Path, applets: li
     check.write_text(render(CONF_FILES / "health.d" / "10-data-writable",
                             {"DATA_MOUNTPOINT": "/data"}, mark="@"))
     os.chmod(check, 0o755)
-    if cfg["bootloader"] == "uboot":
+    if cfg.bootloader == "uboot":
         (etc / "fw_env.config").write_text(
-            f"# device offset size (single copy on the FAT boot partition)\n"
-            f"{cfg['boot_mount']}/uboot.env 0x0 {UBOOT_ENV_SIZE}\n")
+            "# device offset size (single copy on the FAT boot partition)\n"
+            + fw_env_config(f"{cfg.boot_mount}/{contract.UBOOT_ENV_PATH}"))
 
 
 def keygen(tool: Path, prefix: Path) -> tuple[Path, Path]:
@@ -460,8 +455,8 @@ def keygen(tool: Path, prefix: Path) -> tuple[Path, Path]:
     return key, pub
 
 
-def build_artifacts(tool: Path, images: dict[str, Path], cfg: dict, key: Path, foreign: Path,
-                    outdir: Path) -> dict[str, dict]:
+def build_artifacts(tool: Path, images: dict[str, Path], cfg: Arch, key: Path, foreign: Path,
+                    outdir: Path) -> dict[str, Artifact]:
     """The signed artifacts of the scenarios. Each entry: file name -> what it is."""
     shutil.rmtree(outdir, ignore_errors=True)
     outdir.mkdir(parents=True)
@@ -475,17 +470,17 @@ def build_artifacts(tool: Path, images: dict[str, Path], cfg: dict, key: Path, f
 
     made = {}
     for v in ("v2", "v3"):
-        build(f"{v}.rua", images[v], v, key, cfg["device_type"])
-        made[f"{v}.rua"] = {"version": v, "expect": "installs" + (" (broken image)" if v == "v3" else "")}
-    build("v2-foreign.rua", images["v2"], "v2", foreign, cfg["device_type"])
-    made["v2-foreign.rua"] = {"version": "v2", "expect": "rejected: signed by an untrusted key"}
+        build(f"{v}.rua", images[v], v, key, cfg.device_type)
+        made[f"{v}.rua"] = Artifact(v, "installs" + (" (broken image)" if v == "v3" else ""))
+    build("v2-foreign.rua", images["v2"], "v2", foreign, cfg.device_type)
+    made["v2-foreign.rua"] = Artifact("v2", "rejected: signed by an untrusted key")
     build("v2-wrongtype.rua", images["v2"], "v2", key, "some-other-device")
-    made["v2-wrongtype.rua"] = {"version": "v2", "expect": "rejected: incompatible device type"}
+    made["v2-wrongtype.rua"] = Artifact("v2", "rejected: incompatible device type")
     # Tampered: one byte flipped in the middle of the payload (chunk data), after the signature.
     data = bytearray((outdir / "v2.rua").read_bytes())
     data[len(data) // 2] ^= 0x55
     (outdir / "v2-tampered.rua").write_bytes(bytes(data))
-    made["v2-tampered.rua"] = {"version": "v2", "expect": "rejected: a chunk fails its hash"}
+    made["v2-tampered.rua"] = Artifact("v2", "rejected: a chunk fails its hash")
     return made
 
 
@@ -513,13 +508,13 @@ def main() -> None:
             sys.exit(f"{p}: not found")
 
     # Packages: the guest's kernel and busybox, and the host's busybox for the applet list.
-    apt = Apt(cache, cfg["deb_arch"])
+    apt = Apt(cache, cfg.deb_arch)
     apt.update()
-    kpkg = apt.newest_kernel(cfg["deb_arch"])
+    kpkg = apt.newest_kernel(cfg.deb_arch)
     kroot = unpack(apt.download(kpkg), cache)
     bbroot = unpack(apt.download("busybox-static"), cache)
     busybox = bbroot / "bin" / "busybox"
-    if cfg["deb_arch"] == "amd64":
+    if cfg.deb_arch == "amd64":
         host_busybox = busybox
     else:
         host_apt = Apt(cache, "amd64")
@@ -527,7 +522,7 @@ def main() -> None:
         host_busybox = unpack(host_apt.download("busybox-static"), cache) / "bin" / "busybox"
     applets = out([host_busybox, "--list-full"]).split()
 
-    kver, kernel, modules = kernel_parts(kroot, cfg["modules"])
+    kver, kernel, modules = kernel_parts(kroot, cfg.modules)
     log(f"kernel {kver}: {kernel.stat().st_size // 1024} KiB, {len(modules)} modules")
     initrd = work / "initrd.img"
     build_initramfs(busybox, applets, modules, initrd)
@@ -542,8 +537,8 @@ def main() -> None:
         tree = work / f"rootfs-{v}"
         build_rootfs(tree, v, cfg, busybox, applets, kernel, initrd, args.client, pub)
         images[v] = outdir / f"rootfs-{v}.ext4"
-        mkfs_ext4(tree, images[v], cfg["image_mib"], "rootfs")
-    log(f"root file systems: {', '.join(VERSIONS)} ({cfg['image_mib']} MiB images)")
+        mkfs_ext4(tree, images[v], cfg.image_mib, "rootfs")
+    log(f"root file systems: {', '.join(VERSIONS)} ({cfg.image_mib} MiB images)")
 
     artifacts = build_artifacts(args.artifact_tool, images, cfg, key, foreign, outdir / "artifacts")
     log("artifacts: " + ", ".join(f"{n} ({(outdir / 'artifacts' / n).stat().st_size // 1024} KiB)"
@@ -553,61 +548,52 @@ def main() -> None:
     for n in artifacts:
         os.link(outdir / "artifacts" / n, data_tree / "artifacts" / n)
     data_img = work / "data.ext4"
-    mkfs_ext4(data_tree, data_img, cfg["data_mib"], "data")
+    mkfs_ext4(data_tree, data_img, cfg.data_mib, "data")
 
-    # Boot area: the canonical boot script templates from meta-rustupdate, rendered.
+    # Boot area: the canonical boot script templates from meta-rustupdate, rendered, and the
+    # environment of a device whose slot a is committed.
     values = boot_placeholders(cfg)
-    boot_files: dict[str, Path] = {}
-    if cfg["bootloader"] == "grub":
+    if cfg.bootloader == "grub":
+        env_path = contract.GRUBENV_PATH
         efi = work / "BOOTX64.EFI"
         run(["grub-mkimage", "-O", "x86_64-efi", "-p", "/EFI/BOOT", "-o", efi] + GRUB_MODULES.split())
         (work / "grub.cfg").write_text(render(BOOT_FILES / "grub.cfg", values))
-        env = work / "grubenv"
-        run(["grub-editenv", env, "create"])
-        run(["grub-editenv", env, "set", "rustupdate_slot=a", "upgrade_available=0", "bootcount=0",
-             f"bootlimit={BOOTLIMIT}"])
-        boot_files = {"EFI/BOOT/BOOTX64.EFI": efi, "EFI/BOOT/grub.cfg": work / "grub.cfg",
-                      "EFI/BOOT/grubenv": env}
-        env_path = "EFI/BOOT/grubenv"
-        firmware = {"code": "/usr/share/OVMF/OVMF_CODE_4M.fd", "vars": "/usr/share/OVMF/OVMF_VARS_4M.fd"}
+        boot_files = {"EFI/BOOT/BOOTX64.EFI": efi, "EFI/BOOT/grub.cfg": work / "grub.cfg"}
     else:
+        env_path = contract.UBOOT_ENV_PATH
         (work / "boot.cmd").write_text(render(BOOT_FILES / "boot.cmd", values))
         run(["mkimage", "-A", "arm64", "-O", "linux", "-T", "script", "-C", "none", "-n",
              "rustupdate boot script", "-d", work / "boot.cmd", work / "boot.scr"],
             stdout=subprocess.DEVNULL)
-        (work / "uboot.env.txt").write_text(
-            f"rustupdate_slot=a\nupgrade_available=0\nbootcount=0\nbootlimit={BOOTLIMIT}\n")
-        run(["mkenvimage", "-s", UBOOT_ENV_SIZE, "-o", work / "uboot.env", work / "uboot.env.txt"])
-        boot_files = {"boot.scr": work / "boot.scr", "uboot.env": work / "uboot.env"}
-        env_path = "uboot.env"
-        firmware = {"bios": "/usr/lib/u-boot/qemu_arm64/u-boot.bin"}
-    for f in firmware.values():
-        if not Path(f).exists():
+        boot_files = {"boot.scr": work / "boot.scr"}
+    env = EnvFile(cfg.bootloader, work / Path(env_path).name)
+    env.create(contract.committed("a"))
+    boot_files[env_path] = env.path
+    for f in (cfg.firmware.code, cfg.firmware.vars, cfg.firmware.bios):
+        if f and not Path(f).exists():
             sys.exit(f"{f} missing: run ci/e2e/deps.sh")
     boot_img = work / "boot.vfat"
-    mkfs_vfat(boot_files, boot_img, cfg["boot_mib"], cfg["boot_label"])
+    mkfs_vfat(boot_files, boot_img, cfg.boot_mib, cfg.boot_label)
 
     disk = outdir / "disk.img"
-    parts = make_disk(disk, cfg, boot_img, images["v1"], images["v1"], data_img)
-    layout = {
-        "arch": args.arch,
-        "bootloader": cfg["bootloader"],
-        "device_type": cfg["device_type"],
-        "kernel": kver,
-        "kernel_package": kpkg,
-        "disk": str(disk),
-        "partitions": parts,
-        "boot_label": cfg["boot_label"],
-        "env_path": env_path,
-        "uboot_env_size": UBOOT_ENV_SIZE,
-        "firmware": firmware,
-        "images": {v: {"path": str(images[v]), "size": images[v].stat().st_size,
-                       "sha256": sha256(images[v])} for v in VERSIONS},
-        "artifacts": artifacts,
-        "client": str(args.client.resolve()),
-        "built": time.strftime("%Y-%m-%d %H:%M:%S"),
-    }
-    (outdir / "layout.json").write_text(json.dumps(layout, indent=2) + "\n")
+    layout = Layout(
+        arch=args.arch,
+        bootloader=cfg.bootloader,
+        device_type=cfg.device_type,
+        kernel=kver,
+        kernel_package=kpkg,
+        disk=str(disk),
+        partitions=make_disk(disk, cfg, boot_img, images["v1"], images["v1"], data_img),
+        env_path=env_path,
+        uboot_env_size=contract.UBOOT_ENV_SIZE,
+        firmware=cfg.firmware,
+        images={v: Image(str(images[v]), images[v].stat().st_size, sha256_range(images[v]))
+                for v in VERSIONS},
+        artifacts=artifacts,
+        client=str(args.client.resolve()),
+        built=time.strftime("%Y-%m-%d %H:%M:%S"),
+    )
+    layout_json.save(layout, outdir / "layout.json")
     shutil.rmtree(work)
     log(f"{args.arch}: {disk} ready in {time.monotonic() - t0:.1f} s")
 

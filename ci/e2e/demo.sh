@@ -27,27 +27,5 @@ ci/e2e/run.sh --arch "$ARCH" --scenario good-update broken-update health-rollbac
     || status=$?
 
 # A recap in words (each scenario's description), from what the runner recorded.
-python3 - build/e2e/results/summary.json "$started" <<'PY' || true
-import json
-import os
-import sys
-import tomllib
-
-summary, started = sys.argv[1], int(sys.argv[2])
-if not os.path.exists(summary) or os.path.getmtime(summary) < started:
-    sys.exit("\nno scenario ran (see the errors above)")
-print("\n=== what happened ===")
-for run in json.load(open(summary)):
-    with open(f"ci/scenarios/{run['scenario']}.toml", "rb") as f:
-        story = tomllib.load(f).get("description", "") if run["ok"] else "did not go as expected"
-    last = run["boot_details"][-1] if run.get("boot_details") else {}
-    line = (f"{run['arch']:7} {run['scenario']:16} {'PASS' if run['ok'] else 'FAIL'}  {story}; "
-            f"{run['boots']} boots in {run['wall_seconds']} s, now running {last.get('booted', '?')}")
-    if run.get("reboot_to_commit_seconds") is not None:
-        line += f"; downtime (reboot into the new slot -> committed) {run['reboot_to_commit_seconds']} s"
-    print(line)
-    for failure in run.get("failures", []):
-        print(f"        {failure}")
-print("Console logs: build/e2e/results/<arch>/<scenario>/boot-NN.log")
-PY
+python3 ci/e2e/runner.py --recap "$started" || true
 exit $status

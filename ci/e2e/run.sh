@@ -4,6 +4,8 @@
 #   ci/e2e/run.sh [--arch x86_64|arm64|all] [--scenario NAME ...] [--jobs N] [--no-deps]
 #                 [--client-x86_64 PATH] [--client-arm64 PATH] [--narrate] [--list]
 #
+# 0. tests the harness in-process (ci/e2e/selftest.py: scenario files, expectation checks, the
+#    boot contract's names against the Rust code; about a second),
 # 1. installs the host packages it needs when missing (ci/e2e/deps.sh; --no-deps skips this),
 # 2. builds the host tool rustupdate-artifact and the static musl client for each architecture
 #    (cargo; --client-<arch> PATH or $RUSTUPDATE_E2E_CLIENT_<ARCH> use a given binary instead,
@@ -37,7 +39,7 @@ while (($#)); do
         --client-arm64) CLIENT_arm64=$2; shift 2 ;;
         --list) LIST=1; shift ;;
         --narrate) NARRATE=1; shift ;;
-        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
         *) echo "run.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -52,6 +54,9 @@ fi
 
 stamp() { printf '\n=== e2e %s: %s ===\n' "$(date +%H:%M:%S)" "$*"; }
 T0=$(date +%s)
+
+stamp "harness self-test"
+python3 ci/e2e/selftest.py
 
 if ((DEPS)); then
     stamp "host packages"

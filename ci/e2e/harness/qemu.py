@@ -1,0 +1,178 @@
+"""One QEMU boot: the command line for an architecture's machine and firmware, and a run that
+records the timestamped console, answers U-Boot's autoboot prompt, kills QEMU on a console
+pattern or a timeout, and always kills it by its pid in the end (also on STOP).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import guest
+from .layout import Layout
+
+STOP = threading.Event()  # set on SIGTERM/SIGINT: every running boot kills its QEMU and returns
+UBOOT_PROMPT = b"Hit any key to stop autoboot"
+
+
+def machine(layout: Layout, vars_fd: Path | None, accel: str, memory: int = 512) -> list[str]:
+    """QEMU, machine, firmware and console of an architecture, without disks or NICs."""
+    common = ["-m", str(memory), "-smp", "1", "-display", "none", "-serial", "stdio",
+              "-monitor", "none", "-no-reboot", "-accel", accel]
+    if layout.arch == "x86_64":
+        return ["qemu-system-x86_64", "-machine", "q35", "-vga", "none",
+                "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={layout.firmware.code}",
+                "-drive", f"if=pflash,format=raw,unit=1,file={vars_fd}"] + common
+    return ["qemu-system-aarch64", "-machine", "virt", "-cpu", "cortex-a57",
+            "-bios", str(layout.firmware.bios)] + common
+
+
+def command(layout: Layout, disk: Path, vars_fd: Path | None, accel: str, net: bool,
+            fw_cfg: dict[str, str]) -> list[str]:
+    """A boot of the e2e disk, with the guest's instructions in fw_cfg."""
+    cmd = machine(layout, vars_fd, accel) + [
+        # Fixed PCI addresses: the same device paths on every boot whether or not a NIC is
+        # present (OVMF keeps boot options by device path in its variable store).
+        "-drive", f"if=none,id=disk0,format=raw,file={disk}",
+        "-device", "virtio-blk-pci,drive=disk0,addr=0x4"]
+    if net:
+        # No option ROM and no PXE: the firmware must not try to boot from the network.
+        cmd += ["-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0,romfile=,addr=0x3"]
+        if layout.arch == "x86_64":
+            cmd += ["-fw_cfg", "name=opt/org.tianocore/IPv4PXESupport,string=n",
+                    "-fw_cfg", "name=opt/org.tianocore/IPv6PXESupport,string=n"]
+    else:
+        cmd += ["-nic", "none"]
+    return cmd + guest.fw_cfg(fw_cfg)
+
+
+@dataclass
+class BootResult:
+    lines: list[tuple[float, str]] = field(default_factory=list)  # (seconds, console line)
+    duration: float = 0.0
+    end: str = ""  # poweroff | reboot | cut | reset | killed | timeout | stopped
+    killed_at: float | None = None
+    rc: int | None = None
+
+    @property
+    def console(self) -> str:
+        return "\n".join(line for _, line in self.lines)
+
+    def marker_time(self, text: str) -> float | None:
+        return next((t for t, line in self.lines if text in line), None)
+
+
+def run(cmd: list[str], logfile: Path, timeout: float, kill_on: str | None = None,
+        kill_delay: float = 0.0) -> BootResult:
+    """Runs QEMU until it exits, `kill_on` appeared `kill_delay` s ago, `timeout` or STOP."""
+    res = BootResult()
+    t0 = time.monotonic()
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    buf = bytearray()
+    pending = b""
+    lines: list[tuple[float, str]] = []
+    lock = threading.Lock()
+
+    def reader() -> None:
+        nonlocal pending
+        fd = proc.stdout.fileno()
+        while True:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            now = time.monotonic() - t0
+            with lock:
+                buf.extend(chunk)
+                pending += chunk
+                *complete, pending = pending.split(b"\n")
+                lines.extend((now, raw.decode("utf-8", "replace").replace("\r", ""))
+                             for raw in complete)
+
+    th = threading.Thread(target=reader, daemon=True)
+    th.start()
+    uboot_interrupted = False
+    kill_deadline = None
+    kill_re = re.compile(kill_on.encode()) if kill_on else None
+    try:
+        while proc.poll() is None:
+            if STOP.is_set():
+                res.end = "stopped"
+                break
+            now = time.monotonic() - t0
+            if now > timeout:
+                res.end = "timeout"
+                break
+            with lock:
+                text = bytes(buf)
+            if not uboot_interrupted and UBOOT_PROMPT in text:
+                # Skip U-Boot's bootdelay: stop autoboot and run the same boot command at once.
+                uboot_interrupted = True
+                proc.stdin.write(b" ")
+                proc.stdin.flush()
+                time.sleep(0.2)
+                proc.stdin.write(b"run bootcmd\n")
+                proc.stdin.flush()
+            if kill_re and kill_deadline is None and kill_re.search(text):
+                kill_deadline = now + kill_delay
+            if kill_deadline is not None and now >= kill_deadline:
+                res.end = "killed"
+                res.killed_at = now
+                break
+            time.sleep(0.05)
+    finally:
+        if proc.poll() is None:
+            try:
+                os.kill(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        th.join(timeout=5)
+        try:
+            proc.stdin.close()
+        except OSError:
+            pass
+    res.duration = time.monotonic() - t0
+    res.rc = proc.returncode
+    with lock:
+        if pending:
+            lines.append((res.duration, pending.decode("utf-8", "replace").replace("\r", "")))
+        res.lines = list(lines)
+    if not res.end:
+        res.end = guest.end(res.console) or "reset"
+    logfile.write_text("".join(f"{t:7.2f} {line}\n" for t, line in res.lines) +
+                       f"# qemu exit code {res.rc}, end {res.end}, {res.duration:.2f} s\n"
+                       f"# {' '.join(map(str, cmd))}\n")
+    return res
+
+
+def kvm_usable(layout: Layout, scratch: Path) -> bool:
+    """KVM only if the CPU has VT-x/AMD-V, /dev/kvm opens, and OVMF gets as far as its boot
+    manager under KVM within 20 s (a short probe); TCG otherwise (see README)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    if not re.search(r"^flags\s*:.*\b(vmx|svm)\b", flags, re.M):
+        return False
+    try:
+        os.close(os.open("/dev/kvm", os.O_RDWR))
+    except OSError:
+        return False
+    scratch.mkdir(parents=True, exist_ok=True)
+    vars_fd = scratch / "kvm-probe-vars.fd"
+    vars_fd.write_bytes(Path(layout.firmware.vars).read_bytes())
+    cmd = machine(layout, vars_fd, "kvm", memory=256) + ["-nic", "none", "-boot", "menu=off"]
+    return "BdsDxe" in run(cmd, scratch / "kvm-probe.log", 20.0, "BdsDxe").console

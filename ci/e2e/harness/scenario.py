@@ -1,0 +1,318 @@
+"""Scenario files (ci/scenarios/*.toml) as typed data, and the one way a boot's expectations
+are checked. The file format is documented in ci/e2e/README.md.
+
+`parse` and `check` are pure (no files, no processes); `load` reads a file. Everything is
+validated when a scenario is loaded, so a typo fails `runner.py --list` rather than a boot
+minutes into a run: unknown keys, environment variables outside the boot contract, slots other
+than a/b, ends the guest cannot report, kill_on patterns that do not compile.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from . import contract, guest
+
+ARCHES = ("x86_64", "arm64")
+SENT_ENDS = ("poweroff", "reboot", "cut")  # what a boot tells the guest's init to do at the end
+# What ended a boot, as seen by the runner: the init's end line, or "killed" (kill_on), or
+# "reset" (the guest rebooted or panicked without an end line).
+SEEN_ENDS = SENT_ENDS + ("killed", "reset")
+HEALTH_MODES = ("fail", "hang")
+# The install whose durable-write points `fault = "NAME[#K]"` refers to (traced once per run).
+TRACE_ACTION = "install /data/artifacts/v2.rua"
+
+
+class ScenarioError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class FaultPoint:
+    """`fault = "NAME[#K]"`: the K-th (from 1; negative: from the end) point NAME of the traced
+    TRACE_ACTION; its number is known only after the trace."""
+    name: str
+    occurrence: int = 1
+
+    def resolve(self, points: list[str]) -> int:
+        hits = [n for n, p in enumerate(points, start=1) if p == self.name]
+        k = self.occurrence
+        if not hits or k == 0 or abs(k) > len(hits):
+            raise ScenarioError(f"fault point {self.name}#{k} not in the trace "
+                                f"({', '.join(sorted(set(points)))})")
+        return hits[k - 1] if k > 0 else hits[k]
+
+
+@dataclass(frozen=True)
+class FaultNumber:
+    """`fault = N`: the N-th durable write of the boot's client commands (commit and rollback
+    points do not depend on the image, so scenarios may number them directly)."""
+    number: int
+
+
+@dataclass(frozen=True)
+class Expect:
+    """`[boot.expect]`. Every key is optional; values are compared as text ("null" for a status
+    key that is missing or null)."""
+    slot: str | None = None  # from "E2E: booted slot="
+    version: str | None = None  # from "E2E: booted ... version="
+    end: str | None = None  # one of SEEN_ENDS
+    markers: tuple[str, ...] = ()  # substrings that must be on the console
+    absent: tuple[str, ...] = ()  # substrings that must not be
+    env: dict[str, str] = field(default_factory=dict)  # contract variables after the boot
+    status: dict[str, str] = field(default_factory=dict)  # dotted key of `status --json`
+    slot_image: dict[str, str] = field(default_factory=dict)  # slot -> version it holds exactly
+
+
+@dataclass(frozen=True)
+class Boot:
+    """One `[[boot]]`: what the host does before the boot, what the guest is told, what is
+    expected. `repeat` is expanded by `parse`."""
+    note: str = ""
+    action: str = "idle"  # ';'-separated guest actions; @HTTP@ = the runner's HTTP server
+    net: bool = False
+    health: str | None = None  # one of HEALTH_MODES
+    client_env: str = ""  # "NAME=VALUE ..." for the client
+    end: str | None = None  # one of SENT_ENDS (default: the init's own choice)
+    fault: FaultPoint | FaultNumber | None = None  # a power cut there; end defaults to "cut"
+    kill_on: str | None = None  # regex on the console: kill QEMU ...
+    kill_delay: float = 0.0  # ... this many seconds after it appears
+    host_env: dict[str, str] = field(default_factory=dict)  # written into the image before
+    host_wipe: str | None = None  # slot whose start is zeroed before the boot
+    timeout: float | None = None  # seconds; None: the architecture's default
+    expect: Expect = Expect()
+
+    def with_fault(self, number: int, name: str | None) -> Boot:
+        """The boot with its power cut set up: the client stops at point `number`, the guest
+        cuts the power, and the client's message about it must be on the console."""
+        return dataclasses.replace(
+            self, fault=None, end=self.end or "cut",
+            client_env=f"{self.client_env} RUSTUPDATE_FAULT_AFTER={number}".strip(),
+            expect=dataclasses.replace(
+                self.expect, markers=self.expect.markers + (guest.fault_marker(number, name),)))
+
+    def with_http(self, url: str) -> Boot:
+        """The boot with @HTTP@ in its action and its markers replaced by the server's URL."""
+        def sub(text: str) -> str:
+            return text.replace(guest.HTTP_PLACEHOLDER, url)
+        return dataclasses.replace(
+            self, action=sub(self.action),
+            expect=dataclasses.replace(self.expect, markers=tuple(map(sub, self.expect.markers))))
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    path: Path
+    description: str
+    arches: tuple[str, ...]
+    boots: tuple[Boot, ...]
+    ci: bool  # part of the default set
+
+    @property
+    def needs_trace(self) -> bool:
+        return any(isinstance(b.fault, FaultPoint) for b in self.boots)
+
+    @property
+    def needs_http(self) -> bool:
+        return any(b.net for b in self.boots)
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing
+# ---------------------------------------------------------------------------------------------
+
+class _Table:
+    """A TOML table whose keys are taken one by one; leftovers are unknown keys."""
+
+    def __init__(self, doc: dict, where: str):
+        if not isinstance(doc, dict):
+            raise ScenarioError(f"{where}: expected a table")
+        self.doc, self.where, self.left = doc, where, set(doc)
+
+    def take(self, key: str, kind: type | tuple, default=None, choices=None):
+        if key not in self.doc:
+            return default
+        self.left.discard(key)
+        value = self.doc[key]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+            raise ScenarioError(f"{self.where}: {key} = {value!r} has the wrong type")
+        if choices is not None and value not in choices:
+            raise ScenarioError(f"{self.where}: {key} = {value!r}, expected one of {list(choices)}")
+        return value
+
+    def texts(self, key: str, keys=None, values=None) -> dict[str, str]:
+        """A table of scalars, as text (TOML's true/1 become "true"/"1")."""
+        table = self.take(key, dict, {})
+        out = {}
+        for k, v in table.items():
+            if keys is not None and k not in keys:
+                raise ScenarioError(f"{self.where}: {key}.{k}: expected one of {list(keys)}")
+            if isinstance(v, (dict, list)):
+                raise ScenarioError(f"{self.where}: {key}.{k} is not a scalar")
+            out[k] = as_text(v)
+            if values is not None and out[k] not in values:
+                raise ScenarioError(f"{self.where}: {key}.{k} = {v!r}, expected one of {list(values)}")
+        return out
+
+    def strings(self, key: str) -> tuple[str, ...]:
+        items = self.take(key, list, [])
+        if not all(isinstance(s, str) for s in items):
+            raise ScenarioError(f"{self.where}: {key} must be a list of strings")
+        return tuple(items)
+
+    def done(self) -> None:
+        if self.left:
+            raise ScenarioError(f"{self.where}: unknown keys {sorted(self.left)}")
+
+
+def as_text(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if v is None:
+        return "null"
+    return str(v)
+
+
+def _fault(spec) -> FaultPoint | FaultNumber | None:
+    if spec is None or isinstance(spec, int):
+        return None if spec is None else FaultNumber(spec)
+    name, _, k = spec.partition("#")
+    return FaultPoint(name, int(k) if k else 1)
+
+
+def _expect(doc: dict, where: str) -> Expect:
+    t = _Table(doc, f"{where}: expect")
+    exp = Expect(
+        slot=t.take("slot", str, choices=contract.SLOTS),
+        version=t.take("version", str),
+        end=t.take("end", str, choices=SEEN_ENDS),
+        markers=t.strings("markers"),
+        absent=t.strings("absent"),
+        env=t.texts("env", keys=contract.VARS),
+        status=t.texts("status"),
+        slot_image=t.texts("slot_image", keys=contract.SLOTS),
+    )
+    t.done()
+    return exp
+
+
+def _boot(doc: dict, where: str) -> tuple[Boot, int]:
+    t = _Table(doc, where)
+    fault = t.take("fault", (str, int))
+    if isinstance(fault, str) and not re.fullmatch(r"[a-z]+:[a-z-]+(#-?[1-9][0-9]*)?", fault):
+        raise ScenarioError(f"{where}: fault = {fault!r}: expected NAME or NAME#K")
+    if isinstance(fault, int) and fault < 1:
+        raise ScenarioError(f"{where}: fault = {fault}: points are numbered from 1")
+    kill_on = t.take("kill_on", str)
+    if kill_on is not None:
+        try:
+            re.compile(kill_on)
+        except re.error as err:
+            raise ScenarioError(f"{where}: kill_on: {err}") from None
+    boot = Boot(
+        note=t.take("note", str, ""),
+        action=t.take("action", str, "idle"),
+        net=t.take("net", bool, False),
+        health=t.take("health", str, choices=HEALTH_MODES),
+        client_env=t.take("client_env", str, ""),
+        end=t.take("end", str, choices=SENT_ENDS),
+        fault=_fault(fault),
+        kill_on=kill_on,
+        kill_delay=t.take("kill_delay", float, 0.0),
+        host_env=t.texts("host_env", keys=contract.VARS),
+        host_wipe=t.take("host_wipe", str, choices=contract.SLOTS),
+        timeout=t.take("timeout", float),
+        expect=_expect(t.take("expect", dict, {}), where),
+    )
+    repeat = t.take("repeat", int, 1)
+    t.done()
+    if "RUSTUPDATE_FAULT_AFTER" in boot.client_env:
+        raise ScenarioError(f"{where}: use fault = N, not RUSTUPDATE_FAULT_AFTER in client_env")
+    return boot, repeat
+
+
+def parse(doc: dict, name: str, path: Path) -> Scenario:
+    t = _Table(doc, str(path))
+    description = t.take("description", str, "")
+    arches = t.take("arches", list, list(ARCHES))
+    if not arches or any(a not in ARCHES for a in arches):
+        raise ScenarioError(f"{path}: arches = {arches!r}, expected some of {list(ARCHES)}")
+    ci = t.take("ci", bool, True)
+    boots: list[Boot] = []
+    for n, doc_boot in enumerate(t.take("boot", list, []), start=1):
+        boot, repeat = _boot(doc_boot, f"{path}: boot {n}")
+        boots += [boot] * repeat
+    t.done()
+    if not boots:
+        raise ScenarioError(f"{path}: no [[boot]]")
+    return Scenario(name, path, description, tuple(arches), tuple(boots), ci)
+
+
+def load(path: Path) -> Scenario:
+    with open(path, "rb") as f:
+        try:
+            doc = tomllib.load(f)
+        except tomllib.TOMLDecodeError as err:
+            raise ScenarioError(f"{path}: {err}") from None
+    return parse(doc, path.stem, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Checking
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Observed:
+    """What one boot left behind."""
+    console: str
+    end: str  # one of SEEN_ENDS (or "timeout"/"stopped")
+    env: dict[str, str]  # the bootloader environment read from the disk after the boot
+    slot_holds: Callable[[str, str], bool]  # (slot, version): the slot holds exactly that image
+
+
+def lookup(doc, dotted: str):
+    cur = doc
+    for part in dotted.split("."):
+        if isinstance(cur, dict) and part in cur:
+            cur = cur[part]
+        else:
+            return None
+    return cur
+
+
+def check(expect: Expect, seen: Observed) -> list[str]:
+    """The failed expectations, in words (empty: the boot went as expected)."""
+    errors = []
+    slot, version = guest.booted(seen.console) or (None, None)
+    if expect.slot is not None and slot != expect.slot:
+        errors.append(f"booted slot {slot!r}, expected {expect.slot!r}")
+    if expect.version is not None and version != expect.version:
+        errors.append(f"booted version {version!r}, expected {expect.version!r}")
+    if expect.end is not None and seen.end != expect.end:
+        errors.append(f"boot ended by {seen.end!r}, expected {expect.end!r}")
+    errors += [f"marker not on the console: {m!r}" for m in expect.markers if m not in seen.console]
+    errors += [f"unexpected on the console: {m!r}" for m in expect.absent if m in seen.console]
+    for k, v in expect.env.items():
+        if seen.env.get(k) != v:
+            errors.append(f"env {k}={seen.env.get(k)!r}, expected {v!r}")
+    if expect.status:
+        st = guest.status(seen.console)
+        if st is None:
+            errors.append("no status JSON on the console")
+        else:
+            for k, v in expect.status.items():
+                got = as_text(lookup(st, k))
+                if got != v:
+                    errors.append(f"status {k}={got!r}, expected {v!r}")
+    for s, v in expect.slot_image.items():
+        if not seen.slot_holds(s, v):
+            errors.append(f"slot {s} does not hold the {v} image")
+    return errors

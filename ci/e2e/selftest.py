@@ -1,0 +1,187 @@
+#!/usr/bin/env python3
+"""In-process tests of the harness's pure parts (no QEMU, no disk images; about a second):
+every scenario file loads, the expectation check, the layout codec, and that the harness's
+copies of the boot contract and of the guest protocol still match the Rust code and guest/init.
+
+    ci/e2e/selftest.py [-v]        (run.sh runs it before building anything)
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import tomllib
+import unittest
+from pathlib import Path
+
+from harness import contract, guest, scenario
+from harness.layout import Artifact, Firmware, Image, Layout, LayoutError, Partition
+from harness.scenario import Boot, Expect, FaultPoint, Observed, ScenarioError
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+
+CONSOLE = """\
+U-Boot 2023.01
+E2E: booted slot=b version=v2 uptime=1.20
+E2E: action commit
+E2E: hook before-commit version=v2 target=b
+E2E: result commit rc=0
+E2E: status-begin
+[INFO rustupdate] interleaved log line
+{"booted-slot": "b", "pending": null, "committed": {"version": "v2", "slot": "b"},
+ "bootloader": {"upgrade-available": false}}
+E2E: status-end rc=0
+E2E: end poweroff"""
+ENV = contract.committed("b")
+
+
+def parse(text: str) -> scenario.Scenario:
+    return scenario.parse(tomllib.loads(text), "t", Path("t.toml"))
+
+
+def seen(console=CONSOLE, end="poweroff", env=ENV, holds=lambda s, v: (s, v) == ("b", "v2")):
+    return Observed(console, end, env, holds)
+
+
+class Scenarios(unittest.TestCase):
+    def test_every_scenario_file_loads(self):
+        files = sorted((REPO / "ci" / "scenarios").glob("*.toml"))
+        self.assertTrue(files)
+        for path in files:
+            with self.subTest(path.name):
+                self.assertTrue(scenario.load(path).boots)
+
+    def test_repeat_and_defaults(self):
+        sc = parse('[[boot]]\nrepeat = 2\n[boot.expect]\nslot = "a"\n')
+        self.assertEqual(len(sc.boots), 2)
+        self.assertEqual(sc.boots[0], Boot(expect=Expect(slot="a")))
+        self.assertEqual(sc.arches, scenario.ARCHES)
+
+    def test_mistakes_are_errors(self):
+        for text in ['[[boot]]\nactoin = "idle"\n',
+                     '[[boot]]\n[boot.expect]\nenv = { rustupdate_slto = "a" }\n',
+                     '[[boot]]\n[boot.expect]\nslot = "c"\n',
+                     '[[boot]]\n[boot.expect]\nend = "halt"\n',
+                     '[[boot]]\nhost_env = { bootcount = "0", other = "1" }\n',
+                     '[[boot]]\nclient_env = "RUSTUPDATE_FAULT_AFTER=3"\n',
+                     '[[boot]]\nfault = "image:write#0"\n',
+                     '[[boot]]\nfault = 0\n',
+                     '[[boot]]\nfault = true\n',
+                     '[[boot]]\nkill_on = "("\n',
+                     '[[boot]]\nnet = "yes"\n',
+                     'arches = ["riscv64"]\n[[boot]]\n',
+                     'description = "no boots"\n']:
+            with self.subTest(text), self.assertRaises(ScenarioError):
+                parse(text)
+
+    def test_fault_points(self):
+        points = ["state:after-rename", "image:write", "image:write", "state:after-rename"]
+        self.assertEqual(FaultPoint("state:after-rename", 2).resolve(points), 4)
+        self.assertEqual(FaultPoint("image:write", -1).resolve(points), 3)
+        with self.assertRaises(ScenarioError):
+            FaultPoint("env:after-rename").resolve(points)
+
+    def test_a_fault_cuts_the_power_and_expects_the_clients_message(self):
+        boot = Boot(client_env="RUST_LOG=debug", expect=Expect(markers=("x",))).with_fault(4, "env:x")
+        self.assertEqual(boot.end, "cut")
+        self.assertEqual(boot.client_env, "RUST_LOG=debug RUSTUPDATE_FAULT_AFTER=4")
+        self.assertEqual(boot.expect.markers,
+                         ("x", "simulated power cut at fault point 4 (env:x)"))
+
+    def test_http_placeholder(self):
+        boot = Boot(action="install @HTTP@/v2.rua", expect=Expect(markers=("@HTTP@/v2.rua rc=0",)))
+        boot = boot.with_http(guest.http_url(8000))
+        self.assertEqual(boot.action, "install http://10.0.2.2:8000/v2.rua")
+        self.assertEqual(boot.expect.markers, ("http://10.0.2.2:8000/v2.rua rc=0",))
+
+
+class Check(unittest.TestCase):
+    def test_a_boot_as_expected(self):
+        expect = Expect(slot="b", version="v2", end="poweroff", markers=(guest.COMMITTED,),
+                        absent=("E2E: hook on-rollback",), env=contract.committed("b"),
+                        status={"committed.version": "v2", "pending": "null",
+                                "bootloader.upgrade-available": "false", "last-result": "null"},
+                        slot_image={"b": "v2"})
+        self.assertEqual(scenario.check(expect, seen()), [])
+
+    def test_every_kind_of_failure_is_reported(self):
+        expect = Expect(slot="a", version="v1", end="reboot", markers=("missing",),
+                        absent=("E2E: hook before-commit",), env={contract.VAR_BOOTCOUNT: "1"},
+                        status={"committed.slot": "a"}, slot_image={"a": "v2"})
+        self.assertEqual(len(scenario.check(expect, seen())), 8)
+
+    def test_no_status_json(self):
+        errors = scenario.check(Expect(status={"pending": "null"}), seen(console="E2E: booted"))
+        self.assertEqual(errors, ["no status JSON on the console"])
+
+    def test_the_last_boot_line_counts(self):
+        console = "E2E: booted slot=b version=v3\nKernel panic\nE2E: booted slot=a version=v1"
+        self.assertEqual(guest.booted(console), ("a", "v1"))
+        self.assertIsNone(guest.end(console))
+
+
+class LayoutCodec(unittest.TestCase):
+    LAYOUT = Layout(
+        arch="arm64", bootloader="uboot", device_type="e2e-arm64", kernel="6.1.0-1-arm64",
+        kernel_package="linux-image-6.1.0-1-arm64", disk="/d/disk.img",
+        partitions={"boot": Partition(1, 1 << 20, 16 << 20), "rootfs_a": Partition(2, 17 << 20, 96 << 20)},
+        env_path=contract.UBOOT_ENV_PATH, uboot_env_size=contract.UBOOT_ENV_SIZE,
+        firmware=Firmware(bios="/u-boot.bin"),
+        images={"v2": Image("/d/rootfs-v2.ext4", 64 << 20, "ab" * 32)},
+        artifacts={"v2.rua": Artifact("v2", "installs")}, client="/c", built="2024-01-01 00:00:00")
+
+    def test_round_trip(self):
+        back = Layout.from_json(self.LAYOUT.to_json())
+        self.assertEqual(back, self.LAYOUT)
+        self.assertEqual(back.boot_partition.number, 1)
+        self.assertEqual(back.slot_partition("a").offset, 17 << 20)
+
+    def test_unknown_or_missing_keys(self):
+        doc = json.loads(self.LAYOUT.to_json())
+        for broken in (dict(doc, extra=1), {k: v for k, v in doc.items() if k != "disk"}):
+            with self.assertRaises(LayoutError):
+                Layout.from_json(json.dumps(broken))
+
+
+class Mirrors(unittest.TestCase):
+    """The harness's copies of names that live elsewhere."""
+
+    def test_contract_matches_the_rust_contract(self):
+        # The variable names live in crates/core's boot module (older trees: the client's
+        # adapter); every definition found must match.
+        rust_vars = {}
+        for path in ("crates/core/src/boot.rs", "client/src/sys/boot_env.rs"):
+            text = (REPO / path).read_text() if (REPO / path).exists() else ""
+            rust_vars.update(re.findall(r'pub const (VAR_\w+): &str = "(\w+)";', text))
+        self.assertEqual(rust_vars, {name: getattr(contract, name) for name in rust_vars})
+        self.assertEqual(sorted(rust_vars.values()), sorted(contract.VARS))
+        core = (REPO / "crates" / "core" / "src" / "boot.rs").read_text()
+        self.assertIn(f"DEFAULT_BOOTLIMIT: u32 = {contract.DEFAULT_BOOTLIMIT};", core)
+        slot = (REPO / "crates" / "core" / "src" / "slot.rs").read_text()
+        self.assertIn(f'strip_prefix("{contract.CMDLINE_SLOT}")', slot)
+        doc = (REPO / "docs" / "boot-contract.md").read_text()
+        for name in contract.VARS + (contract.GRUBENV_PATH, contract.UBOOT_ENV_PATH,
+                                     contract.slot_label("b"), contract.DATA_LABEL,
+                                     *contract.BOOT_LABEL.values()):
+            self.assertIn(f"`{name}`", doc)
+        self.assertIn(f"({contract.UBOOT_ENV_SIZE:#x} bytes", doc)
+        self.assertIn(f"default `{contract.DEFAULT_BOOTLIMIT}`", doc)
+
+    def test_guest_protocol_matches_guest_init(self):
+        init = (HERE / "guest" / "init").read_text()
+        health = (HERE / "guest" / "health-e2e").read_text()
+        self.assertIn(guest.FW_CFG_PREFIX, init)
+        for item in guest.FW_CFG_ITEMS:
+            self.assertTrue(f"fwcfg {item}" in init or f"{guest.FW_CFG_PREFIX}{item}/" in health, item)
+        for line in ("E2E: booted slot=", "E2E: result $cmd rc=", "E2E: status-begin",
+                     "E2E: status-end", "E2E: end $end"):
+            self.assertIn(line, init)
+        self.assertEqual(guest.fw_cfg({"action": "install a,b", "health": ""}),
+                         ["-fw_cfg", "name=opt/rustupdate/action,string=install a,,b"])
+
+
+if __name__ == "__main__":
+    sys.dont_write_bytecode = True
+    unittest.main(argv=[sys.argv[0], *sys.argv[1:]])
