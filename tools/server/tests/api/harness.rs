@@ -168,10 +168,10 @@ impl Server {
             if let Ok(Some(status)) = server.child.try_wait() {
                 panic!("rustupdate-server exited with {status}: {}", server.log());
             }
-            if let Ok(r) = server.agent.get(&format!("{base}/healthz")).call() {
-                if r.status().as_u16() == 200 {
-                    break;
-                }
+            if let Ok(r) = server.agent.get(&format!("{base}/healthz")).call()
+                && r.status().as_u16() == 200
+            {
+                break;
             }
             assert!(
                 Instant::now() < deadline,
