@@ -186,6 +186,22 @@ pub enum Execution {
     Download,
 }
 
+impl Execution {
+    /// The name on the wire (as serde writes it).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Execution::Closed => "closed",
+            Execution::Proceeding => "proceeding",
+            Execution::Canceled => "canceled",
+            Execution::Scheduled => "scheduled",
+            Execution::Rejected => "rejected",
+            Execution::Resumed => "resumed",
+            Execution::Downloaded => "downloaded",
+            Execution::Download => "download",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResultStatus {
     pub finished: Finished,
@@ -199,6 +215,17 @@ pub enum Finished {
     Success,
     Failure,
     None,
+}
+
+impl Finished {
+    /// The name on the wire (as serde writes it).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Finished::Success => "success",
+            Finished::Failure => "failure",
+            Finished::None => "none",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -324,6 +351,25 @@ mod tests {
     fn config_data_mode_defaults_to_merge() {
         let c: ConfigData = serde_json::from_str(r#"{"data":{"a":"1"}}"#).unwrap();
         assert_eq!(c.mode, ConfigDataMode::Merge);
+    }
+
+    #[test]
+    fn names_are_the_wire_names() {
+        use Execution::*;
+        for e in [
+            Closed, Proceeding, Canceled, Scheduled, Rejected, Resumed, Downloaded, Download,
+        ] {
+            assert_eq!(
+                serde_json::to_string(&e).unwrap(),
+                format!("\"{}\"", e.as_str())
+            );
+        }
+        for f in [Finished::Success, Finished::Failure, Finished::None] {
+            assert_eq!(
+                serde_json::to_string(&f).unwrap(),
+                format!("\"{}\"", f.as_str())
+            );
+        }
     }
 
     #[test]

@@ -311,25 +311,32 @@ async fn deployment_feedback(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<StatusCode> {
-    let caller = authenticate(&app, &headers, &tenant, &controller).await?;
-    let action_id = parse_action(&action)?;
-    let feedback: ddi::ActionFeedback = json_body(&body)?;
-    fleet::feedback(
-        &app.store,
-        &caller.device,
-        action_id,
+    feedback(
+        app,
+        (tenant, controller, action),
+        headers,
+        body,
         Channel::Deployment,
-        &feedback.status,
     )
-    .await?;
-    Ok(StatusCode::OK)
+    .await
 }
 
 async fn cancel_feedback(
     State(app): State<AppState>,
-    Path((tenant, controller, action)): Path<(String, String, String)>,
+    Path(path): Path<(String, String, String)>,
     headers: HeaderMap,
     body: Bytes,
+) -> ApiResult<StatusCode> {
+    feedback(app, path, headers, body, Channel::Cancel).await
+}
+
+/// Both feedback resources: the same body, applied to the deployment or to its cancellation.
+async fn feedback(
+    app: AppState,
+    (tenant, controller, action): (String, String, String),
+    headers: HeaderMap,
+    body: Bytes,
+    channel: Channel,
 ) -> ApiResult<StatusCode> {
     let caller = authenticate(&app, &headers, &tenant, &controller).await?;
     let action_id = parse_action(&action)?;
@@ -338,7 +345,7 @@ async fn cancel_feedback(
         &app.store,
         &caller.device,
         action_id,
-        Channel::Cancel,
+        channel,
         &feedback.status,
     )
     .await?;

@@ -6,7 +6,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::store::{ActionWithRollout, DeviceRow, NewFeedback, NewRollout, RolloutRow, Store};
 use crate::target;
 use anyhow::Context;
-use rustupdate_ddi::{Execution, Finished, Status};
+use rustupdate_ddi::Status;
 use rustupdate_rollout::{
     ActionState, Command, Decision, FeedbackError, PhaseCounts, Phases, RolloutSpec, RolloutState,
     Threshold,
@@ -144,8 +144,8 @@ pub async fn feedback(
         .map_err(|e| feedback_error(action_id, e))?;
         let record = NewFeedback {
             channel: channel.as_str(),
-            execution: execution_name(status.execution),
-            finished: finished_name(status.result.finished),
+            execution: status.execution.as_str(),
+            finished: status.result.finished.as_str(),
             progress: status
                 .result
                 .progress
@@ -213,28 +213,6 @@ fn validate_details(details: &[String]) -> ApiResult<()> {
 
 fn clamp_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-/// hawkBit's names, as the device sent them (stored for the history).
-pub fn execution_name(e: Execution) -> &'static str {
-    match e {
-        Execution::Closed => "closed",
-        Execution::Proceeding => "proceeding",
-        Execution::Canceled => "canceled",
-        Execution::Scheduled => "scheduled",
-        Execution::Rejected => "rejected",
-        Execution::Resumed => "resumed",
-        Execution::Downloaded => "downloaded",
-        Execution::Download => "download",
-    }
-}
-
-pub fn finished_name(f: Finished) -> &'static str {
-    match f {
-        Finished::Success => "success",
-        Finished::Failure => "failure",
-        Finished::None => "none",
-    }
 }
 
 /// Moves a running rollout as far as its counts allow: advance (possibly through empty phases),
