@@ -10,7 +10,21 @@ on_both_backends!(
     gateway_token_registers_and_config_data_sets_the_type,
     deployment_download_with_range_and_installed_base,
     cancel_before_and_after_the_device_started,
+    stops_cleanly_on_sigterm_and_keeps_its_data,
 );
+
+fn stops_cleanly_on_sigterm_and_keeps_its_data(backend: Backend) {
+    let mut server = Server::start(backend);
+    server.device("dev-1");
+    let status = server.terminate();
+    assert!(status.success(), "exit status after SIGTERM: {status}");
+    assert!(server.log().contains("event=shutdown"), "{}", server.log());
+    // A new process on the same database and data directory has the device and the same tokens.
+    let again = Server::beside(&server);
+    assert_eq!(again.admin, server.admin);
+    let devices = again.admin_get("/api/v1/devices");
+    assert_eq!(devices.body[0]["controller_id"], "dev-1", "{devices:?}");
+}
 
 fn anything_but_the_right_token_is_the_same_401(backend: Backend) {
     let server = Server::start(backend);
