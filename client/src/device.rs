@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use rustupdate_core::seams::Seams;
 use rustupdate_core::slot::booted_slot_from_cmdline;
 use rustupdate_core::{BootControl, SlotId, Updater};
-use rustupdate_verify::{Keyring, PublicKey};
+use rustupdate_verify::Keyring;
 use std::time::Duration;
 
 pub struct Device {
@@ -89,20 +89,6 @@ impl Device {
 /// The trusted keys: every `*.pem` in `keys.trusted-dir`.
 pub fn keyring(config: &Config) -> Result<Keyring> {
     let dir = &config.keys.trusted_dir;
-    let mut paths: Vec<_> = std::fs::read_dir(dir)
-        .with_context(|| format!("reading trusted key directory {}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "pem"))
-        .collect();
-    paths.sort();
-    let mut ring = Keyring::new();
-    for path in paths {
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {}", path.display()))?;
-        ring.add(
-            PublicKey::from_pem(&text)
-                .with_context(|| format!("trusted key {}", path.display()))?,
-        );
-    }
-    Ok(ring)
+    rustupdate_verify::key_files::keyring(&[], Some(dir))
+        .with_context(|| format!("trusted key directory {}", dir.display()))
 }

@@ -6,7 +6,8 @@
 //! - [`reader`]: [`VerifiedArtifact`], a streaming reader that checks the signature policy before
 //!   it yields any payload byte and yields each chunk only after its sha256 matched.
 //!
-//! Pure: keys are parsed from strings, randomness for new keys comes from the caller, and the reader
+//! Pure: keys are parsed from strings (reading key files is the optional `fs` feature,
+//! [`key_files`](crate::key_files)), randomness for new keys comes from the caller, and the reader
 //! works on any [`std::io::Read`]. Device policy (compatible device types, security version) is
 //! the client's business, decided from [`VerifiedArtifact::manifest`] before it reads payloads.
 
@@ -14,6 +15,8 @@
 
 mod error;
 mod image_hash;
+#[cfg(feature = "fs")]
+pub mod key_files;
 pub mod keys;
 pub mod policy;
 pub mod reader;

@@ -35,27 +35,10 @@ pub fn read_secret_key(path: &Path) -> Result<SecretKey> {
 }
 
 pub fn read_public_key(path: &Path) -> Result<PublicKey> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading public key {}", path.display()))?;
-    PublicKey::from_pem(&text).with_context(|| format!("public key {}", path.display()))
+    Ok(rustupdate_verify::key_files::read_public_key(path)?)
 }
 
 /// Keys from explicit files plus every `*.pem` in `dir`.
 pub fn keyring(files: &[PathBuf], dir: Option<&Path>) -> Result<Keyring> {
-    let mut ring = Keyring::new();
-    for path in files {
-        ring.add(read_public_key(path)?);
-    }
-    if let Some(dir) = dir {
-        let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
-            .with_context(|| format!("reading key directory {}", dir.display()))?
-            .filter_map(|entry| entry.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "pem"))
-            .collect();
-        paths.sort();
-        for path in paths {
-            ring.add(read_public_key(&path)?);
-        }
-    }
-    Ok(ring)
+    Ok(rustupdate_verify::key_files::keyring(files, dir)?)
 }

@@ -12,7 +12,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use rustupdate_rollout::RolloutState;
-use rustupdate_verify::{Keyring, PublicKey};
+use rustupdate_verify::Keyring;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -44,26 +44,9 @@ pub fn init_logging(format: LogFormat) {
 /// The keys an uploaded `.rua` must be signed by: `--trusted-key` files and `DATA_DIR/keys/*.pem`,
 /// read at every upload so that adding a key needs no restart.
 pub fn keyring(settings: &Settings) -> Result<Keyring> {
-    let mut ring = Keyring::new();
-    let mut paths: Vec<PathBuf> = settings.trusted_keys.clone();
     let dir = settings.keys_dir();
-    if dir.is_dir() {
-        let mut found: Vec<PathBuf> = std::fs::read_dir(&dir)?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "pem"))
-            .collect();
-        found.sort();
-        paths.extend(found);
-    }
-    for path in &paths {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading trusted key {}", path.display()))?;
-        ring.add(
-            PublicKey::from_pem(&text)
-                .with_context(|| format!("trusted key {}", path.display()))?,
-        );
-    }
-    Ok(ring)
+    let dir = dir.is_dir().then_some(dir.as_path());
+    Ok(rustupdate_verify::key_files::keyring(&settings.trusted_keys, dir)?)
 }
 
 fn ensure_dir(path: &Path) -> Result<()> {
