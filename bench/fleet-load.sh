@@ -82,8 +82,12 @@ readonly GOOSEBIT_VERSION=${GOOSEBIT_VERSION:-0.2.12}
 ((MAX_DEVICES <= DEVICES)) || die "FL_MAX_DEVICES must not exceed FL_DEVICES (max mode reuses registered devices)"
 
 readonly OUT=$ROOT/build/fleet-load
-readonly SERVER_BIN=$ROOT/tools/server/target/release/rustupdate-server
-readonly FL_BIN=$ROOT/tools/server/target/release/fleet-load
+# --quick is a smoke test (CI): debug builds, which ci/server-test.sh has already made, save a
+# release build of several minutes; its numbers are not benchmark figures.
+if ((QUICK)); then PROFILE=debug; else PROFILE=release; fi
+readonly PROFILE
+readonly SERVER_BIN=$ROOT/tools/server/target/$PROFILE/rustupdate-server
+readonly FL_BIN=$ROOT/tools/server/target/$PROFILE/fleet-load
 readonly USER_HZ=100 SETTLE_MAX_S=300
 mkdir -p "$OUT"
 RESULTS=()   # JSON files of this run, merged into results.json at the end
@@ -199,8 +203,10 @@ max_args() {
 # --- rustupdate-server ------------------------------------------------------------------------
 
 build_rust() {
-    log "building rustupdate-server and fleet-load (release)"
-    timeout 3600 cargo build --release --manifest-path tools/server/Cargo.toml \
+    log "building rustupdate-server and fleet-load ($PROFILE)"
+    local release=()
+    [[ $PROFILE == release ]] && release=(--release)
+    timeout 3600 cargo build "${release[@]}" --manifest-path tools/server/Cargo.toml \
         -p rustupdate-server -p fleet-load >"$OUT/build.log" 2>&1 ||
         { tail -n 30 "$OUT/build.log" >&2; die "cargo build failed (log: $OUT/build.log)"; }
 }
