@@ -46,7 +46,10 @@ pub fn init_logging(format: LogFormat) {
 pub fn keyring(settings: &Settings) -> Result<Keyring> {
     let dir = settings.keys_dir();
     let dir = dir.is_dir().then_some(dir.as_path());
-    Ok(rustupdate_verify::key_files::keyring(&settings.trusted_keys, dir)?)
+    Ok(rustupdate_verify::key_files::keyring(
+        &settings.trusted_keys,
+        dir,
+    )?)
 }
 
 fn ensure_dir(path: &Path) -> Result<()> {
