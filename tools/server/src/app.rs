@@ -14,7 +14,7 @@ use axum::{Json, Router};
 use rustupdate_rollout::RolloutState;
 use rustupdate_verify::Keyring;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
