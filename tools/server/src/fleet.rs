@@ -320,7 +320,7 @@ pub async fn command(store: &Store, rollout_id: i64, command: Command) -> ApiRes
         rustupdate_rollout::apply(state, command).map_err(|e| ApiError::Conflict(e.to_string()))?;
     match command {
         Command::Start => start(store, &rollout).await?,
-        Command::Pause | Command::Resume => {
+        Command::Pause | Command::Resume | Command::Cancel => {
             // Resuming accepts the failures the phase has now (else it would pause again at once).
             let accepted = if command == Command::Resume {
                 let spec = spec_of(&rollout)?;
@@ -350,32 +350,16 @@ pub async fn command(store: &Store, rollout_id: i64, command: Command) -> ApiRes
                 )));
             }
         }
-        Command::Cancel => {
-            let changed = store
-                .transition_rollout(
-                    rollout.id,
-                    (state.as_str(), rollout.current_phase),
-                    (next.as_str(), rollout.current_phase),
-                    None,
-                    rollout.accepted_failures,
-                    "canceled",
-                    "by the operator",
-                )
-                .await?;
-            if !changed {
-                return Err(ApiError::Conflict(format!(
-                    "rollout {rollout_id} changed concurrently; try again"
-                )));
-            }
-            for action in store.open_actions_of_rollout(rollout.id).await? {
-                let state = parse_state(&action.state)?;
-                if let Ok(next) = rustupdate_rollout::on_cancel_requested(state)
-                    && next != state
-                {
-                    store
-                        .transition_action(action.id, state.as_str(), next.as_str(), None, None)
-                        .await?;
-                }
+    }
+    if command == Command::Cancel {
+        for action in store.open_actions_of_rollout(rollout.id).await? {
+            let state = parse_state(&action.state)?;
+            if let Ok(next) = rustupdate_rollout::on_cancel_requested(state)
+                && next != state
+            {
+                store
+                    .transition_action(action.id, state.as_str(), next.as_str(), None, None)
+                    .await?;
             }
         }
     }
