@@ -32,6 +32,11 @@ pub enum Command {
     Guard,
     /// Show an artifact's manifest and whether its signatures satisfy this device's keys.
     ShowArtifact(ShowArgs),
+    /// Poll the fleet server ([server] in the config) forever: install what it offers, reboot per
+    /// policy, report each result once it is final.
+    Daemon,
+    /// One poll cycle of the daemon, then exit (for scripts and tests).
+    CheckUpdate,
 }
 
 #[derive(Debug, Args)]

@@ -2,6 +2,7 @@
 //! `docs/config.md`. Unknown keys are errors that name the key.
 
 use anyhow::{Context, Result, bail};
+use rustupdate_core::fleet::RebootPolicy;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -21,6 +22,123 @@ pub struct Config {
     pub hooks: HooksConfig,
     #[serde(default)]
     pub system: System,
+    /// The fleet server (`rustupdate daemon`, `check-update`); absent on devices updated by hand.
+    pub server: Option<Server>,
+}
+
+/// A hawkBit DDI server: `rustupdate-server` or any hawkBit-compatible one.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Server {
+    /// Base URL; the DDI paths `/{tenant}/controller/v1/{controller-id}` are appended.
+    pub url: String,
+    #[serde(default = "default_tenant")]
+    pub tenant: String,
+    /// Default: the kernel host name.
+    pub controller_id: Option<String>,
+    /// This device's target token (`Authorization: TargetToken …`), in a file of mode 0600.
+    pub token_file: Option<PathBuf>,
+    /// The tenant's gateway token (`Authorization: GatewayToken …`), in a file of mode 0600.
+    pub gateway_token_file: Option<PathBuf>,
+    /// PEM bundle of the CAs trusted for the server (default: the built-in web PKI roots).
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate chain and key for mutual TLS.
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    #[serde(default)]
+    pub allow_insecure_http: bool,
+    #[serde(default = "default_poll_interval")]
+    pub poll_interval_secs: u64,
+    #[serde(default = "default_max_backoff")]
+    pub max_backoff_secs: u64,
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_secs: u64,
+    /// Executable printing extra inventory attributes as `key=value` lines.
+    pub inventory_script: Option<PathBuf>,
+    /// Executable asked before each install: exit 0 installs now, anything else defers.
+    pub consent_script: Option<PathBuf>,
+    #[serde(default)]
+    pub reboot: RebootMode,
+    /// `HH:MM-HH:MM` (UTC), with `reboot = "maintenance-window"`.
+    pub maintenance_window: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum RebootMode {
+    #[default]
+    Immediate,
+    Manual,
+    MaintenanceWindow,
+}
+
+impl Server {
+    /// The reboot policy, validated.
+    pub fn reboot_policy(&self) -> Result<RebootPolicy> {
+        match (self.reboot, &self.maintenance_window) {
+            (RebootMode::Immediate, None) => Ok(RebootPolicy::Immediate),
+            (RebootMode::Manual, None) => Ok(RebootPolicy::Manual),
+            (RebootMode::MaintenanceWindow, Some(window)) => {
+                Ok(RebootPolicy::Window(window.parse()?))
+            }
+            (RebootMode::MaintenanceWindow, None) => {
+                bail!("reboot = \"maintenance-window\" needs maintenance-window = \"HH:MM-HH:MM\"")
+            }
+            (_, Some(_)) => {
+                bail!("maintenance-window is only used with reboot = \"maintenance-window\"")
+            }
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        let url = self.url.to_ascii_lowercase();
+        if url.starts_with("http://") {
+            if !self.allow_insecure_http {
+                bail!(
+                    "url {} is plain http: use https, or set allow-insecure-http = true",
+                    self.url
+                );
+            }
+        } else if !url.starts_with("https://") {
+            bail!("url {:?} is not an http(s) URL", self.url);
+        }
+        rustupdate_ddi::Tenant::new(&self.tenant)?;
+        if let Some(id) = &self.controller_id {
+            rustupdate_ddi::ControllerId::new(id)?;
+        }
+        if self.token_file.is_some() && self.gateway_token_file.is_some() {
+            bail!("token-file and gateway-token-file exclude each other");
+        }
+        if self.client_cert.is_some() != self.client_key.is_some() {
+            bail!("client-cert and client-key go together");
+        }
+        if self.poll_interval_secs == 0
+            || self.max_backoff_secs == 0
+            || self.request_timeout_secs == 0
+        {
+            bail!(
+                "poll-interval-secs, max-backoff-secs and request-timeout-secs must be at least 1"
+            );
+        }
+        self.reboot_policy()?;
+        Ok(())
+    }
+}
+
+fn default_tenant() -> String {
+    "DEFAULT".into()
+}
+
+fn default_poll_interval() -> u64 {
+    300
+}
+
+fn default_max_backoff() -> u64 {
+    900
+}
+
+fn default_request_timeout() -> u64 {
+    30
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -182,6 +300,9 @@ impl Config {
         if self.system.reboot_command.is_empty() {
             bail!("system.reboot-command is empty");
         }
+        if let Some(server) = &self.server {
+            server.validate().context("server")?;
+        }
         Ok(())
     }
 }
@@ -227,6 +348,49 @@ trusted-dir = "/etc/rustupdate/keys"
         assert!(format!("{err:#}").contains("trusted-dri"), "{err:#}");
         let err = Config::parse(&GOOD.replace("type = \"grub\"", "type = \"lilo\"")).unwrap_err();
         assert!(format!("{err:#}").contains("lilo"), "{err:#}");
+    }
+
+    #[test]
+    fn server_section() {
+        let server = |extra: &str| Config::parse(&format!("{GOOD}[server]\n{extra}"));
+        let config = server("url = \"https://fleet.example.com\"\ntoken-file = \"/t\"\n").unwrap();
+        let s = config.server.unwrap();
+        assert_eq!((s.tenant.as_str(), s.poll_interval_secs), ("DEFAULT", 300));
+        assert_eq!(s.reboot_policy().unwrap(), RebootPolicy::Immediate);
+        for (extra, expected) in [
+            ("url = \"http://x\"\n", "allow-insecure-http"),
+            ("url = \"ftp://x\"\n", "not an http"),
+            (
+                "url = \"https://x\"\ntoken-file = \"/a\"\ngateway-token-file = \"/b\"\n",
+                "exclude",
+            ),
+            (
+                "url = \"https://x\"\nreboot = \"maintenance-window\"\n",
+                "HH:MM-HH:MM",
+            ),
+            (
+                "url = \"https://x\"\nreboot = \"maintenance-window\"\nmaintenance-window = \"25:00-01:00\"\n",
+                "25:00",
+            ),
+            ("url = \"https://x\"\nreboot = \"sometimes\"\n", "sometimes"),
+            (
+                "url = \"https://x\"\ncontroller-id = \"a/b\"\n",
+                "controller id",
+            ),
+            ("url = \"https://x\"\nclient-cert = \"/c\"\n", "client-key"),
+            (
+                "url = \"https://x\"\npoll-intervall-secs = 3\n",
+                "poll-intervall-secs",
+            ),
+        ] {
+            let err = format!("{:#}", server(extra).unwrap_err());
+            assert!(err.contains(expected), "{extra}: {err}");
+        }
+        let window = server("url = \"https://x\"\nreboot = \"maintenance-window\"\nmaintenance-window = \"02:00-04:00\"\n").unwrap();
+        assert!(matches!(
+            window.server.unwrap().reboot_policy().unwrap(),
+            RebootPolicy::Window(_)
+        ));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 mod cli;
 mod commands;
 mod config;
+mod ddi_client;
 mod device;
 mod exit;
 mod source;

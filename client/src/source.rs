@@ -17,17 +17,29 @@ pub fn open(location: &str) -> Result<Box<dyn Read + Send>> {
         return Ok(Box::new(std::io::stdin()));
     }
     if location.starts_with("http://") || location.starts_with("https://") {
-        return Ok(Box::new(HttpReader::new(location)));
+        return Ok(Box::new(HttpReader::new(plain_agent(), location, None)));
     }
     let file =
         std::fs::File::open(location).with_context(|| format!("opening artifact {location}"))?;
     Ok(Box::new(file))
 }
 
+/// An agent for artifact URLs given by hand: the built-in roots, no client certificate.
+fn plain_agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_connect(Some(HTTP_CONNECT_TIMEOUT))
+        .timeout_recv_response(Some(HTTP_IDLE_TIMEOUT))
+        .timeout_per_read(Some(HTTP_IDLE_TIMEOUT))
+        .build()
+        .into()
+}
+
 /// A streaming HTTP body that reconnects with `Range: bytes=N-` after a dropped connection.
 pub struct HttpReader {
     agent: ureq::Agent,
     url: String,
+    /// `Authorization` header value, for the fleet server's own download links.
+    authorization: Option<String>,
     offset: u64,
     total: Option<u64>,
     body: Option<Box<dyn Read + Send>>,
@@ -35,15 +47,13 @@ pub struct HttpReader {
 }
 
 impl HttpReader {
-    pub fn new(url: &str) -> HttpReader {
-        let config = ureq::Agent::config_builder()
-            .timeout_connect(Some(HTTP_CONNECT_TIMEOUT))
-            .timeout_recv_response(Some(HTTP_IDLE_TIMEOUT))
-            .timeout_recv_body(None)
-            .build();
+    /// `agent` must not turn HTTP status codes into errors by itself (the status is checked here)
+    /// and should have no overall body timeout (large images take long; idle time is bounded).
+    pub fn new(agent: ureq::Agent, url: &str, authorization: Option<String>) -> HttpReader {
         HttpReader {
-            agent: config.into(),
+            agent,
             url: url.into(),
+            authorization,
             offset: 0,
             total: None,
             body: None,
@@ -53,6 +63,9 @@ impl HttpReader {
 
     fn connect(&mut self) -> std::io::Result<()> {
         let mut request = self.agent.get(&self.url);
+        if let Some(value) = &self.authorization {
+            request = request.header("Authorization", value);
+        }
         if self.offset > 0 {
             request = request.header("Range", format!("bytes={}-", self.offset));
         }
@@ -60,6 +73,12 @@ impl HttpReader {
             .call()
             .map_err(|err| std::io::Error::other(format!("GET {}: {err}", self.url)))?;
         let status = response.status().as_u16();
+        if !(200..300).contains(&status) {
+            return Err(std::io::Error::other(format!(
+                "GET {}: status {status}",
+                self.url
+            )));
+        }
         if self.offset > 0 && status != 206 {
             return Err(std::io::Error::other(format!(
                 "GET {}: server does not resume (status {status})",

@@ -29,6 +29,8 @@ pub fn run(config: &Config, args: &InstallArgs) -> Result<u8> {
             );
         }
         Err(err) => {
+            // On record for `status`, not only on stderr.
+            updater.record_rejection(None, "unknown", &err)?;
             return Err(anyhow::Error::new(err)
                 .context(Rejected)
                 .context(format!("artifact {}", args.artifact)));
@@ -46,12 +48,13 @@ pub fn run(config: &Config, args: &InstallArgs) -> Result<u8> {
             .join(", ")
     );
     let mut last_percent = 0;
-    let report = updater.install(artifact, &mut |done, total| {
+    let report = updater.install(artifact, None, &mut |done, total| {
         let percent = done * 100 / total.max(1);
         if percent >= last_percent + 10 {
             last_percent = percent;
             log::info!("written {percent}% ({done} of {total} bytes)");
         }
+        Ok(())
     });
     let report = match report {
         Ok(report) => report,

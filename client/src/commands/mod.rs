@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 mod commit;
+mod daemon;
 mod install;
 mod show_artifact;
 mod status;
@@ -19,5 +20,7 @@ pub fn run(cli: &Cli) -> Result<u8> {
         Command::Guard => commit::guard(&config()?),
         Command::Status(args) => status::run(&config()?, args),
         Command::ShowArtifact(args) => show_artifact::run(&config()?, args),
+        Command::Daemon => daemon::daemon(&config()?),
+        Command::CheckUpdate => daemon::check_update(&config()?),
     }
 }

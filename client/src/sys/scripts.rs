@@ -198,3 +198,67 @@ fn kill_group(pid: u32) {
         libc::kill(-pid, libc::SIGKILL);
     }
 }
+
+/// What a one-off program (inventory, consent) said: its exit code (`None` when killed by a
+/// signal) and up to `max_output` bytes of its standard output.
+#[derive(Debug)]
+pub struct Captured {
+    pub code: Option<i32>,
+    pub stdout: String,
+}
+
+/// Runs `program args…` with a timeout, capturing a bounded standard output (standard error is
+/// logged). A timeout kills its process group and is an error.
+pub fn capture(
+    program: &Path,
+    args: &[&str],
+    timeout: Duration,
+    max_output: usize,
+) -> Result<Captured, String> {
+    let name = program.display().to_string();
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .map_err(|err| format!("{name}: cannot start: {err}"))?;
+    let stdout = child.stdout.take();
+    let (out_tx, out_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        if let Some(stdout) = stdout {
+            let mut limited = stdout.take(max_output as u64);
+            let _ = limited.read_to_end(&mut bytes);
+            let _ = out_tx.send(bytes);
+            // Drain the rest so the program is not blocked on a full pipe.
+            let _ = std::io::copy(&mut limited.into_inner(), &mut std::io::sink());
+        }
+    });
+    if let Some(stderr) = child.stderr.take() {
+        let name = name.clone();
+        std::thread::spawn(move || log_lines(&name, "stderr", Box::new(stderr)));
+    }
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() >= deadline => {
+                kill_group(child.id());
+                let _ = child.wait();
+                return Err(format!("{name} timed out after {} s", timeout.as_secs()));
+            }
+            Ok(None) => std::thread::sleep(POLL),
+            Err(err) => return Err(format!("{name}: {err}")),
+        }
+    };
+    // Bounded: a background child still holding the pipe must not hang the daemon.
+    let stdout = out_rx
+        .recv_timeout(Duration::from_secs(2))
+        .unwrap_or_default();
+    Ok(Captured {
+        code: status.code(),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+    })
+}

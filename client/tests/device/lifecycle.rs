@@ -242,7 +242,7 @@ fn tampered_payload_never_activates_the_slot() {
     assert_eq!(rig.env()["rustupdate_slot"], "a");
     assert_eq!(rig.env()["upgrade_available"], "0");
     let status = rig.status();
-    assert_eq!(status["last-result"]["result"], "failed");
+    assert_eq!(status["last-result"]["result"], "rejected");
     assert!(status["pending"].is_null());
     assert_eq!(rig.boot(), 'a');
 }

@@ -10,6 +10,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a test failure
 
 mod download;
+mod fleet;
 mod lifecycle;
 mod power_cut;
 mod rig;

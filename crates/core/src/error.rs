@@ -43,6 +43,10 @@ pub enum Error {
     /// `reason` names the hook script that refused.
     #[error("a {event} hook refused: {reason}")]
     HookRefused { event: &'static str, reason: String },
+    /// The install was stopped on request while it wrote the inactive slot (the fleet server
+    /// cancelled the action); nothing was armed.
+    #[error("install stopped: {reason}")]
+    Stopped { reason: String },
     #[error("{what}")]
     Adapter {
         what: &'static str,
@@ -72,6 +76,7 @@ impl Error {
             | Error::BootMismatch { .. }
             | Error::NoTrial { .. }
             | Error::HookRefused { .. }
+            | Error::Stopped { .. }
             | Error::Adapter { .. } => false,
         }
     }

@@ -10,6 +10,8 @@
 //! - [`policy`]: device checks on a verified artifact (device type, security version, payloads,
 //!   slot capacity), producing a [`policy::InstallPlan`] before the first byte is written.
 //! - [`lifecycle`]: pure decisions: what a boot means given state, environment and booted slot.
+//! - [`fleet`]: the daemon's decisions: poll timing, deployment and cancel steps, the final
+//!   result still owed to the fleet server, the reboot policy, slot versions for the inventory.
 //! - [`report`]: what the updater reports (boot-time step, install, status).
 //! - [`updater`]: [`Updater`], which runs install, boot-time commit or rollback, rollback by hand
 //!   and the rollback guard through the seams, in an order that survives a power cut at any
@@ -23,6 +25,7 @@
 
 pub mod boot;
 mod error;
+pub mod fleet;
 pub mod hooks;
 pub mod lifecycle;
 pub mod policy;

@@ -156,6 +156,7 @@ mod tests {
                     sha256: String::new(),
                 },
                 stage,
+                action: None,
             }),
             ..State::default()
         }

@@ -23,6 +23,8 @@ pub enum BootReport {
     RollingBack { reason: String },
     /// A finished update was recorded (fallback, rollback, interrupted install).
     Recorded { outcome: Outcome },
+    /// A fleet install was interrupted before its slot was armed; the daemon redoes or drops it.
+    Interrupted { version: String },
     /// The rollback guard ran before its time limit: nothing was looked at.
     GuardNotDue { uptime_secs: u64, limit_secs: u64 },
 }
@@ -35,6 +37,10 @@ impl fmt::Display for BootReport {
                 write!(f, "{version} is installed and armed; reboot to try it")
             }
             BootReport::Committed { version } => write!(f, "committed {version}"),
+            BootReport::Interrupted { version } => write!(
+                f,
+                "the install of {version} was interrupted; the daemon resumes it"
+            ),
             BootReport::RollingBack { reason } => write!(f, "rolled back: {reason}"),
             BootReport::Recorded { outcome } => write!(
                 f,

@@ -23,6 +23,10 @@ pub struct State {
     pub last_result: Option<Outcome>,
     /// Counter for transaction ids (no clock needed).
     pub transactions: u64,
+    /// The last fleet action whose final result the server accepted. The result of
+    /// `last_result.action` is still owed to the server while this differs (see [`crate::fleet`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reported_action: Option<u64>,
 }
 
 impl Default for State {
@@ -34,6 +38,7 @@ impl Default for State {
             pending: None,
             last_result: None,
             transactions: 0,
+            reported_action: None,
         }
     }
 }
@@ -56,6 +61,10 @@ pub struct Pending {
     pub transaction: String,
     pub release: Release,
     pub stage: Stage,
+    /// The fleet server's action this install belongs to (`rustupdate daemon`); `None` for
+    /// installs by hand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,6 +108,9 @@ pub struct Outcome {
     pub version: String,
     pub result: OutcomeKind,
     pub detail: String,
+    /// The fleet action it answers, carried over from [`Pending::action`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -110,16 +122,23 @@ pub enum OutcomeKind {
     RolledBack,
     /// The bootloader gave up on the new slot by itself (it never came up far enough).
     FellBack,
-    /// The install did not complete (error, interrupted, cancelled); the old slot stays.
+    /// The install did not complete (error, interrupted, cancelled by hand); the old slot stays.
     Failed,
+    /// The artifact was refused before a byte was written (signature, device type, security
+    /// version, malformed).
+    Rejected,
+    /// The fleet server cancelled the action before the new slot was armed.
+    Canceled,
 }
 
 impl OutcomeKind {
-    pub const ALL: [OutcomeKind; 4] = [
+    pub const ALL: [OutcomeKind; 6] = [
         OutcomeKind::Committed,
         OutcomeKind::RolledBack,
         OutcomeKind::FellBack,
         OutcomeKind::Failed,
+        OutcomeKind::Rejected,
+        OutcomeKind::Canceled,
     ];
 
     /// The one name of the outcome, in text and JSON.
@@ -129,6 +148,8 @@ impl OutcomeKind {
             OutcomeKind::RolledBack => "rolled-back",
             OutcomeKind::FellBack => "fell-back",
             OutcomeKind::Failed => "failed",
+            OutcomeKind::Rejected => "rejected",
+            OutcomeKind::Canceled => "canceled",
         }
     }
 }

@@ -89,15 +89,29 @@ impl<'a> Updater<'a> {
 
     /// Installs a verified artifact into the inactive slot and arms the bootloader to try it.
     /// Device policy is checked before the first byte is written; on any error the slot is left
-    /// unarmed and the failure is recorded.
+    /// unarmed and the failure (or the rejection) is recorded, with the fleet `action` it answers.
+    /// `progress` is told the bytes written so far and the total; an `Err` from it stops the
+    /// install before the slot is armed ([`Error::Stopped`]).
     pub fn install<R: Read>(
         &mut self,
         artifact: VerifiedArtifact<R>,
-        progress: &mut dyn FnMut(u64, u64),
+        action: Option<u64>,
+        progress: &mut dyn FnMut(u64, u64) -> Result<(), String>,
     ) -> Result<InstallReport, Error> {
-        let env = self.settle()?;
+        let env = self.seams.boot.load()?;
+        // The same fleet action's install, interrupted (power cut, crash): do it again rather
+        // than record it as failed.
+        let redo = matches!(
+            classify(&self.state, &env, self.booted),
+            Situation::InstallInterrupted { ref pending }
+                if action.is_some() && pending.action == action
+        );
+        let env = if redo { env } else { self.settle()? };
         match classify(&self.state, &env, self.booted) {
             Situation::Idle => {}
+            Situation::InstallInterrupted { .. } if redo => {
+                log::info!("installing again after an interruption (fleet action {action:?})");
+            }
             Situation::ForeignSwitch => {
                 return Err(Error::BootMismatch {
                     booted: self.booted,
@@ -128,7 +142,15 @@ impl<'a> Updater<'a> {
             booted: self.booted,
         };
         let slots = &mut *self.seams.slots;
-        let plan = plan_install(artifact.manifest(), &device, |slot| slots.capacity(slot))?;
+        let plan = match plan_install(artifact.manifest(), &device, |slot| slots.capacity(slot)) {
+            Ok(plan) => plan,
+            Err(err) if err.is_rejection() => {
+                let version = artifact.manifest().version.clone();
+                self.record_rejection(action, &version, &err)?;
+                return Err(err);
+            }
+            Err(err) => return Err(err),
+        };
         let manifest = artifact.manifest();
         let payload = &manifest.payloads[plan.payload_index];
         self.state.transactions += 1;
@@ -143,6 +165,7 @@ impl<'a> Updater<'a> {
             transaction: format!("{}-{}", self.state.transactions, &release.sha256[..12]),
             release,
             stage: Stage::Writing,
+            action,
         };
         let context = self.context(&pending);
         self.hook(HookEvent::BeforeInstall, &context)?;
@@ -159,7 +182,12 @@ impl<'a> Updater<'a> {
         match self.write_image(artifact, plan.target, plan.size, progress) {
             Ok(()) => {}
             Err(err) => {
-                self.record_failure(&pending, format!("install failed: {}", chain(&err)))?;
+                let kind = match err {
+                    Error::Stopped { .. } => OutcomeKind::Canceled,
+                    _ if err.is_rejection() => OutcomeKind::Rejected,
+                    _ => OutcomeKind::Failed,
+                };
+                self.record_failure(&pending, kind, format!("install failed: {}", chain(&err)))?;
                 return Err(err);
             }
         }
@@ -187,7 +215,7 @@ impl<'a> Updater<'a> {
         mut artifact: VerifiedArtifact<R>,
         slot: SlotId,
         size: u64,
-        progress: &mut dyn FnMut(u64, u64),
+        progress: &mut dyn FnMut(u64, u64) -> Result<(), String>,
     ) -> Result<(), Error> {
         let mut sink = self.seams.slots.open(slot)?;
         let Some(mut payload) = artifact.next_payload()? else {
@@ -198,7 +226,8 @@ impl<'a> Updater<'a> {
                 ChunkData::Bytes(bytes) => sink.write(chunk.offset, bytes)?,
                 ChunkData::Zeros(len) => sink.write_zeros(chunk.offset, len)?,
             }
-            progress(chunk.offset + chunk.data.len(), size);
+            progress(chunk.offset + chunk.data.len(), size)
+                .map_err(|reason| Error::Stopped { reason })?;
         }
         drop(payload);
         // Trailing bytes after the last payload make the artifact invalid as a whole.
@@ -228,6 +257,13 @@ impl<'a> Updater<'a> {
                     version: pending.release.version,
                 })
             }
+            // A fleet install interrupted by a power cut is the daemon's to redo (the server
+            // still wants it) or to drop (the server cancelled it), not a failure yet.
+            Situation::InstallInterrupted { pending } if pending.action.is_some() => {
+                Ok(BootReport::Interrupted {
+                    version: pending.release.version,
+                })
+            }
             situation @ (Situation::RolledBack { .. }
             | Situation::FellBack { .. }
             | Situation::InstallInterrupted { .. }) => {
@@ -248,8 +284,11 @@ impl<'a> Updater<'a> {
                 self.seams
                     .boot
                     .store(&BootEnv::committed(self.booted, env.bootlimit))?;
-                let outcome =
-                    self.record_failure(&pending, format!("cancelled before reboot: {reason}"))?;
+                let outcome = self.record_failure(
+                    &pending,
+                    OutcomeKind::Failed,
+                    format!("cancelled before reboot: {reason}"),
+                )?;
                 Ok(BootReport::Recorded { outcome })
             }
             _ => Err(Error::NoTrial {
@@ -363,6 +402,7 @@ impl<'a> Updater<'a> {
             version: pending.release.version.clone(),
             result: OutcomeKind::Committed,
             detail: format!("committed slot {}", self.booted),
+            action: pending.action,
         });
         self.save()?;
         log::info!(
@@ -427,6 +467,7 @@ impl<'a> Updater<'a> {
             version: pending.release.version.clone(),
             result: kind,
             detail,
+            action: pending.action,
         };
         self.state.pending = None;
         self.state.last_result = Some(outcome.clone());
@@ -440,18 +481,75 @@ impl<'a> Updater<'a> {
         Ok(outcome)
     }
 
-    fn record_failure(&mut self, pending: &Pending, detail: String) -> Result<Outcome, Error> {
+    fn record_failure(
+        &mut self,
+        pending: &Pending,
+        kind: OutcomeKind,
+        detail: String,
+    ) -> Result<Outcome, Error> {
         let outcome = Outcome {
             transaction: pending.transaction.clone(),
             version: pending.release.version.clone(),
-            result: OutcomeKind::Failed,
+            result: kind,
             detail,
+            action: pending.action,
         };
         self.state.pending = None;
         self.state.last_result = Some(outcome.clone());
         self.save()?;
         self.hook_logged(HookEvent::OnFailure, &self.context(pending));
         Ok(outcome)
+    }
+
+    /// Records that an artifact was refused before anything was written: by the device policy
+    /// (called by [`Updater::install`]) or, before the updater saw it, by its signatures or
+    /// format (called by the client). `version` is what is known of it. A pending update is
+    /// left alone.
+    pub fn record_rejection(
+        &mut self,
+        action: Option<u64>,
+        version: &str,
+        err: &dyn std::error::Error,
+    ) -> Result<Outcome, Error> {
+        self.state.transactions += 1;
+        let outcome = Outcome {
+            transaction: format!("{}-rejected", self.state.transactions),
+            version: version.into(),
+            result: OutcomeKind::Rejected,
+            detail: format!("artifact rejected: {}", chain(err)),
+            action,
+        };
+        self.state.last_result = Some(outcome.clone());
+        self.save()?;
+        log::warn!("{}", outcome.detail);
+        Ok(outcome)
+    }
+
+    /// Drops an interrupted fleet install whose action the server cancelled: records it as
+    /// cancelled (its final result then goes to the cancel resource). Anything else: `None`.
+    pub fn cancel_interrupted(&mut self, action: u64) -> Result<Option<Outcome>, Error> {
+        let env = self.seams.boot.load()?;
+        match classify(&self.state, &env, self.booted) {
+            Situation::InstallInterrupted { pending } if pending.action == Some(action) => {
+                let detail = "cancelled by the server after an interrupted install".to_string();
+                Ok(Some(self.record_failure(
+                    &pending,
+                    OutcomeKind::Canceled,
+                    detail,
+                )?))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Records that the fleet server accepted the final result of `action`, so that it is not
+    /// sent again (see [`crate::fleet::owed`]).
+    pub fn mark_reported(&mut self, action: u64) -> Result<(), Error> {
+        if self.state.reported_action != Some(action) {
+            self.state.reported_action = Some(action);
+            self.save()?;
+        }
+        Ok(())
     }
 
     /// Finalises situations that need no decision before a new install starts.
@@ -496,6 +594,7 @@ impl<'a> Updater<'a> {
                 sha256: String::new(),
             },
             stage: Stage::Activated,
+            action: None,
         }
     }
 
