@@ -128,6 +128,15 @@ RUSTUPDATE_HEALTH_TIMEOUT[doc] = "Seconds each health check may run ([health] ti
 RUSTUPDATE_TRIAL_TIMEOUT ??= "900"
 RUSTUPDATE_TRIAL_TIMEOUT[doc] = "Seconds of uptime after which the rollback guard rolls back an undecided trial ([health] trial-timeout-secs)."
 
+RUSTUPDATE_SERVER_URL ??= ""
+RUSTUPDATE_SERVER_URL[doc] = "Fleet server (hawkBit DDI, e.g. rustupdate-server) the daemon polls, https://host:port. Empty: no [server] section and no daemon."
+
+RUSTUPDATE_SERVER_TOKEN_FILE ??= "${RUSTUPDATE_DATA_MOUNTPOINT}/rustupdate/target-token"
+RUSTUPDATE_SERVER_TOKEN_FILE[doc] = "Where each device's target token is provisioned (mode 0600, per device, so not in the image) ([server] token-file)."
+
+RUSTUPDATE_SERVER_REBOOT ??= "immediate"
+RUSTUPDATE_SERVER_REBOOT[doc] = "When the daemon reboots into an installed update: immediate or manual ([server] reboot)."
+
 RUSTUPDATE_SKIP_FEATURE_CHECK ??= "0"
 RUSTUPDATE_SKIP_FEATURE_CHECK[doc] = "1: no warning when the layer is present but 'rustupdate' is not in DISTRO_FEATURES."
 
@@ -171,6 +180,11 @@ python rustupdate_sanity() {
         value = d.getVar(var)
         if not value.isdigit():
             problems.append('%s is "%s"; use a whole number' % (var, value))
+    server = d.getVar('RUSTUPDATE_SERVER_URL')
+    if server and not server.startswith('https://'):
+        problems.append('RUSTUPDATE_SERVER_URL is "%s"; use https:// (plain http only by editing the config)' % server)
+    if d.getVar('RUSTUPDATE_SERVER_REBOOT') not in ('immediate', 'manual'):
+        problems.append('RUSTUPDATE_SERVER_REBOOT is "%s"; use immediate or manual' % d.getVar('RUSTUPDATE_SERVER_REBOOT'))
     if d.getVar('RUSTUPDATE_SLOT_A_LABEL') == d.getVar('RUSTUPDATE_SLOT_B_LABEL'):
         problems.append('RUSTUPDATE_SLOT_A_LABEL and RUSTUPDATE_SLOT_B_LABEL are equal')
     if problems:

@@ -47,6 +47,14 @@ def rustupdate_bootloader_keys(d):
         return 'type = "uboot"\\nfw-env-config = "%s/fw_env.config"' % d.getVar('sysconfdir')
     bb.fatal('RUSTUPDATE_BOOTLOADER must be grub or uboot, not "%s"' % bootloader)
 
+def rustupdate_server_section(d):
+    """The [server] table for RUSTUPDATE_SERVER_URL (docs/config.md), or nothing."""
+    url = d.getVar('RUSTUPDATE_SERVER_URL')
+    if not url:
+        return ''
+    return '\\n[server]\\nurl = "%s"\\ntoken-file = "%s"\\nreboot = "%s"\\n' % (
+        url, d.getVar('RUSTUPDATE_SERVER_TOKEN_FILE'), d.getVar('RUSTUPDATE_SERVER_REBOOT'))
+
 do_compile () {
     sed -e 's|@DEVICE_TYPE@|${RUSTUPDATE_DEVICE_TYPE}|' \
         -e 's|@DATA_MOUNTPOINT@|${RUSTUPDATE_DATA_MOUNTPOINT}|' \
@@ -60,6 +68,7 @@ do_compile () {
         -e 's|@SYSCONFDIR@|${sysconfdir}|' \
         -e 's|@BASE_SBINDIR@|${base_sbindir}|' \
         ${UNPACKDIR}/rustupdate.toml.in > ${B}/rustupdate.toml
+    printf '${@rustupdate_server_section(d)}' >> ${B}/rustupdate.toml
     if grep -q '@[A-Z_]*@' ${B}/rustupdate.toml; then
         bbfatal "rustupdate.toml: unsubstituted placeholder: $(grep '@[A-Z_]*@' ${B}/rustupdate.toml)"
     fi
@@ -132,4 +141,6 @@ PACKAGES =+ "${PN}-examples"
 FILES:${PN}-examples += "${datadir}/rustupdate/examples"
 # The boot partition (bootloader environment) is FAT; kernels with FAT as modules need these.
 RRECOMMENDS:${PN} += "kernel-module-vfat kernel-module-nls-cp437 kernel-module-nls-iso8859-1"
+# With a fleet server configured, the daemon comes along.
+RRECOMMENDS:${PN} += "${@'rustupdate-daemon' if d.getVar('RUSTUPDATE_SERVER_URL') else ''}"
 CONFFILES:${PN} = "${sysconfdir}/rustupdate/rustupdate.toml"

@@ -8,12 +8,21 @@ require rustupdate.inc
 
 inherit systemd
 
+# The fleet daemon is its own package: devices updated by hand or by another agent do not run it.
+# rustupdate-conf recommends it when RUSTUPDATE_SERVER_URL is set.
+PACKAGES =+ "${PN}-daemon"
+SUMMARY:${PN}-daemon = "rustupdate fleet daemon: polls a hawkBit DDI server (rustupdate-daemon.service)"
+RDEPENDS:${PN}-daemon = "${PN}"
+FILES:${PN}-daemon = "${systemd_system_unitdir}/rustupdate-daemon.service"
+
+SYSTEMD_PACKAGES = "${PN} ${PN}-daemon"
 SYSTEMD_SERVICE:${PN} = "rustupdate-commit.service rustupdate-guard.timer"
-SYSTEMD_AUTO_ENABLE:${PN} = "enable"
+SYSTEMD_SERVICE:${PN}-daemon = "rustupdate-daemon.service"
+SYSTEMD_AUTO_ENABLE = "enable"
 
 do_install:append () {
     install -d ${D}${systemd_system_unitdir}
-    for unit in rustupdate-commit.service rustupdate-guard.service rustupdate-guard.timer; do
+    for unit in rustupdate-commit.service rustupdate-guard.service rustupdate-guard.timer rustupdate-daemon.service; do
         install -m 0644 ${S}/client/systemd/$unit ${D}${systemd_system_unitdir}/$unit
     done
     sed -i -e 's:/usr/bin/:${bindir}/:g' ${D}${systemd_system_unitdir}/rustupdate-*.service
