@@ -543,3 +543,49 @@ fn token_file_readable_by_others_is_refused() {
     assert_eq!(out.code, 1);
     assert!(out.stderr.contains("chmod 600"), "{}", out.stderr);
 }
+
+#[test]
+fn power_cut_during_the_download_is_redone_not_reported_as_failure() {
+    // Device "trace" shows where the image write's durable points are; device "cut" loses power
+    // at the first of them (the state says "writing", the bootloader is untouched).
+    let (traced, cut) = (Rig::new(), Rig::new());
+    let server = FleetServer::start(&traced);
+    std::fs::write(
+        cut.root().join("keys/release.pem"),
+        traced.key.public_key().to_pem().unwrap(),
+    )
+    .unwrap();
+    server.enroll(&traced, "dev-trace", "");
+    server.enroll(&cut, "dev-cut", "");
+    server.rollout(release(&traced, &server, "2.0", 2));
+    let trace = traced.client_env(&["check-update"], &[("RUSTUPDATE_FAULT_TRACE", "1")]);
+    assert_eq!(trace.code, 0, "{}", trace.stderr);
+    let point = trace
+        .stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("rustupdate-fault-point "))
+        .find(|l| l.contains(" image:"))
+        .and_then(|l| l.split(' ').next())
+        .expect("no image fault point")
+        .to_owned();
+    let out = cut.client_env(&["check-update"], &[("RUSTUPDATE_FAULT_AFTER", &point)]);
+    assert_eq!(out.code, 99, "{}", out.stderr);
+    assert_eq!(cut.boot(), 'a');
+    let out = commit(&cut);
+    assert_eq!(out.code, 0);
+    assert!(out.stdout.contains("interrupted"), "{}", out.stdout);
+    assert_eq!(cut.status()["situation"], "install-interrupted");
+    assert_eq!(
+        server.action("dev-cut").0,
+        "running",
+        "a cut is not a failure"
+    );
+    let out = check_update(&cut);
+    assert_eq!(out.code, 0);
+    assert!(out.stderr.contains("installing again"), "{}", out.stderr);
+    assert!(cut.slot_holds('b', &image(2)) && cut.reboot_requested());
+    assert_eq!(cut.boot(), 'b');
+    assert_eq!(commit(&cut).code, 0);
+    assert_eq!(check_update(&cut).code, 0);
+    assert_eq!(server.action("dev-cut").0, "succeeded");
+}
