@@ -61,6 +61,21 @@ impl HttpReader {
         }
     }
 
+    /// Starts at byte `offset` of the artifact (a `Range` request).
+    pub fn starting_at(mut self, offset: u64) -> HttpReader {
+        self.offset = offset;
+        self
+    }
+
+    /// Connects now rather than at the first read: a server that cannot serve the requested
+    /// range says so here, before anything depends on it.
+    pub fn connect_now(&mut self) -> std::io::Result<()> {
+        if self.body.is_none() {
+            self.connect()?;
+        }
+        Ok(())
+    }
+
     fn connect(&mut self) -> std::io::Result<()> {
         let mut request = self.agent.get(&self.url);
         if let Some(value) = &self.authorization {

@@ -11,15 +11,17 @@ use crate::config::{Config, Server};
 use crate::ddi_client::{DdiClient, Delivery, action_of};
 use crate::device::{Device, keyring};
 use crate::exit;
+use crate::source::HttpReader;
 use crate::sys::scripts::capture;
 use anyhow::{Context, Result, bail};
 use rustupdate_core::fleet::{
     self, CancelStep, DeploymentStep, FinalReport, PollPolicy, RebootPolicy,
 };
+use rustupdate_core::state::Checkpoint;
 use rustupdate_ddi::{
     self as ddi, ActionFeedback, ConfigData, ConfigDataMode, Execution, Finished, attributes,
 };
-use rustupdate_verify::{SignaturePolicy, VerifiedArtifact};
+use rustupdate_verify::{ResumePoint, SignaturePolicy, VerifiedArtifact, read_verified_head};
 use std::collections::BTreeMap;
 use std::io::BufReader;
 use std::path::Path;
@@ -285,9 +287,40 @@ impl Fleet {
             None,
             format!("downloading {}", artifact.filename),
         );
-        let reader = self.client.download(&link.href)?;
         let ring = keyring(&self.config)?;
         let policy = SignaturePolicy::threshold(self.config.keys.threshold)?;
+        let parallel = std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
+        // An install of this action that a power cut interrupted continues at its checkpoint.
+        let status = device.updater()?.status()?;
+        let checkpoint = status
+            .pending
+            .as_ref()
+            .filter(|p| p.action == Some(action))
+            .and_then(|p| p.checkpoint);
+        if let Some(checkpoint) = checkpoint {
+            match self.open_resumed(&link.href, &ring, &policy, checkpoint) {
+                Ok(resumed) => {
+                    let resumed = resumed.with_parallel_image_hash(parallel);
+                    match self.write(device, action, Source::Resumed(resumed)) {
+                        Err(err) if cannot_resume(&err) => {
+                            log::warn!("{err:#}; downloading from the start");
+                        }
+                        other => {
+                            return other.map_err(|err| {
+                                err.context(format!(
+                                    "action {action}: installing {}",
+                                    artifact.filename
+                                ))
+                            });
+                        }
+                    }
+                }
+                Err(err) => {
+                    log::warn!("cannot resume the download ({err:#}); downloading from the start");
+                }
+            }
+        }
+        let reader = self.client.download(&link.href)?;
         let verified =
             match VerifiedArtifact::open(BufReader::with_capacity(1 << 20, reader), &ring, &policy)
             {
@@ -306,8 +339,53 @@ impl Fleet {
                     bail!("action {action}: artifact rejected: {err}");
                 }
             };
-        let parallel = std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
         let verified = verified.with_parallel_image_hash(parallel);
+        self.write(device, action, Source::Fresh(verified))
+            .map_err(|err| {
+                err.context(format!("action {action}: installing {}", artifact.filename))
+            })
+    }
+
+    /// Opens the artifact to continue at `checkpoint`: the head read (and its signatures checked)
+    /// anew, the body from the checkpoint's segment with a `Range` request. Fails (and the caller
+    /// downloads from the start) when the server cannot serve the range.
+    fn open_resumed(
+        &self,
+        href: &str,
+        ring: &rustupdate_verify::Keyring,
+        policy: &SignaturePolicy,
+        checkpoint: Checkpoint,
+    ) -> Result<VerifiedArtifact<BufReader<HttpReader>>> {
+        let mut head_reader = BufReader::with_capacity(64 << 10, self.client.download(href)?);
+        let (head, signers) = read_verified_head(&mut head_reader, ring, policy)?;
+        drop(head_reader);
+        let point = ResumePoint {
+            segment: usize::try_from(checkpoint.segment).context("checkpoint segment")?,
+            image_offset: checkpoint.image_offset,
+        };
+        let offset = head
+            .segment_offset(0, point.segment)
+            .with_context(|| format!("the artifact has no segment {}", point.segment))?;
+        let mut body = self.client.download(href)?.starting_at(offset);
+        body.connect_now()
+            .context("requesting the rest of the artifact")?;
+        log::info!(
+            "resuming the download at byte {offset} (segment {}, image byte {})",
+            point.segment,
+            point.image_offset
+        );
+        Ok(VerifiedArtifact::resume(
+            head,
+            signers,
+            BufReader::with_capacity(1 << 20, body),
+            point,
+        )?)
+    }
+
+    /// Streams the artifact into the inactive slot (from the start or from a checkpoint), with
+    /// progress feedback and a look for a cancel request every [`PROGRESS_EVERY`]; then reboots
+    /// per policy. Any failure after the install began is in the state and reported at once.
+    fn write(&mut self, device: &mut Device, action: u64, source: Source) -> Result<String> {
         let client = &self.client;
         let mut last_sent = Instant::now();
         let mut last_percent = 0;
@@ -348,7 +426,11 @@ impl Fleet {
             }
         };
         let mut updater = device.updater()?;
-        match updater.install(verified, Some(action), &mut on_progress) {
+        let result = match source {
+            Source::Fresh(artifact) => updater.install(artifact, Some(action), &mut on_progress),
+            Source::Resumed(artifact) => updater.resume(artifact, action, &mut on_progress),
+        };
+        match result {
             Ok(report) => {
                 drop(updater);
                 let note = format!("installed {} into slot {}", report.version, report.slot);
@@ -358,10 +440,9 @@ impl Fleet {
             }
             Err(err) => {
                 drop(updater);
-                let err = anyhow::Error::new(err);
                 // The outcome (with the action) is in the state when the install got that far.
                 self.send_owed(device)?;
-                Err(err.context(format!("action {action}: installing {}", artifact.filename)))
+                Err(anyhow::Error::new(err))
             }
         }
     }
@@ -431,6 +512,19 @@ fn with_progress(mut feedback: ActionFeedback, percent: u64) -> ActionFeedback {
         of: 100,
     });
     feedback
+}
+
+/// Where the bytes of an install come from.
+enum Source {
+    Fresh(VerifiedArtifact<BufReader<HttpReader>>),
+    /// Continuing an interrupted install at its checkpoint.
+    Resumed(VerifiedArtifact<BufReader<HttpReader>>),
+}
+
+/// The updater found the interrupted install cannot continue (nothing was written).
+fn cannot_resume(err: &anyhow::Error) -> bool {
+    err.downcast_ref::<rustupdate_core::Error>()
+        .is_some_and(|e| matches!(e, rustupdate_core::Error::CannotResume { .. }))
 }
 
 /// The artifact to install: the first one named `*.rua`, else the only one there is.

@@ -73,6 +73,17 @@ impl SlotTargets for DeviceSlots {
     fn probe_writable(&mut self, slot: SlotId) -> Result<(), Error> {
         self.open_write(slot).map(drop)
     }
+
+    fn reader(&mut self, slot: SlotId) -> Result<Box<dyn std::io::Read + '_>, Error> {
+        let path = self.path(slot);
+        let file = File::open(path).map_err(|err| {
+            Error::adapter(
+                "slot",
+                format!("opening slot {slot} ({}): {err}", path.display()),
+            )
+        })?;
+        Ok(Box::new(std::io::BufReader::with_capacity(1 << 20, file)))
+    }
 }
 
 /// Writes through a bounded queue to a writer thread, so that disk writes overlap with
@@ -93,6 +104,8 @@ const QUEUE: usize = 4;
 enum Op {
     Write(u64, Vec<u8>),
     Zero(u64, u64),
+    /// fdatasync everything written so far and answer.
+    Sync(SyncSender<std::io::Result<()>>),
 }
 
 impl SlotSink {
@@ -112,6 +125,9 @@ impl SlotSink {
                         // Remember a method that fell back, so it is not retried for every run.
                         Op::Zero(offset, len) => {
                             method = zero::zero_range(&file, offset, len, method)?
+                        }
+                        Op::Sync(answer) => {
+                            let _ = answer.send(file.sync_data());
                         }
                     }
                 }
@@ -201,6 +217,24 @@ impl ImageSink for SlotSink {
         self.send(Op::Zero(offset, len))?;
         self.written(len);
         Ok(())
+    }
+
+    fn sync(&mut self) -> Result<(), Error> {
+        self.flush_batch()?;
+        let (answer, done) = sync_channel(1);
+        self.send(Op::Sync(answer))?;
+        match done.recv() {
+            Ok(Ok(())) => {
+                fault::point("image:checkpoint");
+                Ok(())
+            }
+            Ok(Err(err)) => Err(self.err(err)),
+            // The writer stopped before answering: its error says why.
+            Err(_) => Err(self
+                .join_writer()
+                .err()
+                .unwrap_or_else(|| self.err(std::io::Error::other("writer thread stopped")))),
+        }
     }
 
     fn finish(&mut self) -> Result<(), Error> {

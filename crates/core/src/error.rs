@@ -47,6 +47,9 @@ pub enum Error {
     /// cancelled the action); nothing was armed.
     #[error("install stopped: {reason}")]
     Stopped { reason: String },
+    /// An interrupted install cannot continue where it stopped; the caller starts it afresh.
+    #[error("cannot resume the interrupted install: {reason}")]
+    CannotResume { reason: String },
     #[error("{what}")]
     Adapter {
         what: &'static str,
@@ -77,6 +80,7 @@ impl Error {
             | Error::NoTrial { .. }
             | Error::HookRefused { .. }
             | Error::Stopped { .. }
+            | Error::CannotResume { .. }
             | Error::Adapter { .. } => false,
         }
     }

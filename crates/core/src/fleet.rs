@@ -378,6 +378,7 @@ mod tests {
             release: release(SlotId::B, "2.0"),
             stage,
             action,
+            checkpoint: None,
         }
     }
 

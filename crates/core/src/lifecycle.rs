@@ -157,6 +157,7 @@ mod tests {
                 },
                 stage,
                 action: None,
+                checkpoint: None,
             }),
             ..State::default()
         }

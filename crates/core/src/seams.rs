@@ -9,10 +9,12 @@ use crate::hooks::{Context, HookEvent};
 use crate::{BootControl, Error, SlotId, StateStore};
 use std::time::Duration;
 
-/// Writes an image into a slot. `finish` makes everything durable (fsync).
+/// Writes an image into a slot. `sync` makes everything written so far durable and keeps the
+/// sink open (resume checkpoints); `finish` makes everything durable (fsync) and ends it.
 pub trait ImageSink {
     fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), Error>;
     fn write_zeros(&mut self, offset: u64, len: u64) -> Result<(), Error>;
+    fn sync(&mut self) -> Result<(), Error>;
     fn finish(&mut self) -> Result<(), Error>;
 }
 
@@ -20,6 +22,8 @@ pub trait ImageSink {
 pub trait SlotTargets {
     fn capacity(&mut self, slot: SlotId) -> Result<u64, Error>;
     fn open(&mut self, slot: SlotId) -> Result<Box<dyn ImageSink + '_>, Error>;
+    /// Reads the slot from its start (the image written before a resume point).
+    fn reader(&mut self, slot: SlotId) -> Result<Box<dyn std::io::Read + '_>, Error>;
     /// Checks that the slot could be opened for writing, without writing (built-in health check).
     fn probe_writable(&mut self, slot: SlotId) -> Result<(), Error>;
 }

@@ -65,6 +65,19 @@ pub struct Pending {
     /// installs by hand.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub action: Option<u64>,
+    /// While writing a fleet install: how far the image is durably written and verified, so an
+    /// install interrupted by a power cut continues there instead of at byte 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<Checkpoint>,
+}
+
+/// A segment boundary of the artifact's image up to which the slot holds verified, fsynced
+/// data (see `rustupdate_verify::ResumePoint`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Checkpoint {
+    pub segment: u64,
+    pub image_offset: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

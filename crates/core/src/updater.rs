@@ -17,7 +17,7 @@ use crate::lifecycle::{Situation, classify};
 use crate::policy::{DeviceFacts, plan_install};
 use crate::report::{BootEnvStatus, BootReport, InstallReport, Status};
 use crate::seams::Seams;
-use crate::state::{Loaded, Outcome, OutcomeKind, Pending, Release, Stage, State};
+use crate::state::{Checkpoint, Loaded, Outcome, OutcomeKind, Pending, Release, Stage, State};
 use crate::{BootEnv, Error, SlotId};
 use rustupdate_verify::{ChunkData, VerifiedArtifact};
 use std::io::Read;
@@ -166,6 +166,7 @@ impl<'a> Updater<'a> {
             release,
             stage: Stage::Writing,
             action,
+            checkpoint: None,
         };
         let context = self.context(&pending);
         self.hook(HookEvent::BeforeInstall, &context)?;
@@ -179,7 +180,72 @@ impl<'a> Updater<'a> {
         );
         self.state.pending = Some(pending.clone());
         self.save()?;
-        match self.write_image(artifact, plan.target, plan.size, progress) {
+        self.write_and_arm(artifact, pending, plan.target, plan.size, env, progress)
+    }
+
+    /// Continues a fleet install that a power cut (or a crash) interrupted, at its last
+    /// checkpoint instead of byte 0. `artifact` was opened with `VerifiedArtifact::resume` at
+    /// that checkpoint (see [`Pending::checkpoint`]). The device policy is checked again; the
+    /// before-install hook, which ran for this transaction already, is not.
+    pub fn resume<R: Read>(
+        &mut self,
+        artifact: VerifiedArtifact<R>,
+        action: u64,
+        progress: &mut dyn FnMut(u64, u64) -> Result<(), String>,
+    ) -> Result<InstallReport, Error> {
+        let cannot = |reason: &str| Error::CannotResume {
+            reason: reason.into(),
+        };
+        let env = self.seams.boot.load()?;
+        let pending = match classify(&self.state, &env, self.booted) {
+            Situation::InstallInterrupted { pending } if pending.action == Some(action) => pending,
+            _ => return Err(cannot("no interrupted install of this action")),
+        };
+        let Some(checkpoint) = pending.checkpoint else {
+            return Err(cannot("the interrupted install has no checkpoint"));
+        };
+        let device = DeviceFacts {
+            device_type: &self.device_type,
+            security_version: self.state.security_version,
+            booted: self.booted,
+        };
+        let slots = &mut *self.seams.slots;
+        let plan = plan_install(artifact.manifest(), &device, |slot| slots.capacity(slot))?;
+        let same_image = artifact
+            .manifest()
+            .payloads
+            .first()
+            .map(|p| p.sha256.to_string())
+            == Some(pending.release.sha256.clone());
+        if plan.target != pending.release.slot || !same_image {
+            return Err(cannot(
+                "the artifact or the slot differs from the interrupted install",
+            ));
+        }
+        log::info!(
+            "resuming the install of {} {} into slot {} at image byte {} (segment {})",
+            pending.release.name,
+            pending.release.version,
+            plan.target,
+            checkpoint.image_offset,
+            checkpoint.segment
+        );
+        self.write_and_arm(artifact, pending, plan.target, plan.size, env, progress)
+    }
+
+    /// Writes the image (from the pending install's checkpoint, if any), then arms the trial.
+    /// On any error the slot stays unarmed and the failure is recorded.
+    fn write_and_arm<R: Read>(
+        &mut self,
+        artifact: VerifiedArtifact<R>,
+        pending: Pending,
+        target: SlotId,
+        size: u64,
+        env: BootEnv,
+        progress: &mut dyn FnMut(u64, u64) -> Result<(), String>,
+    ) -> Result<InstallReport, Error> {
+        let context = self.context(&pending);
+        match self.write_image(artifact, target, size, &pending, progress) {
             Ok(()) => {}
             Err(err) => {
                 let kind = match err {
@@ -191,36 +257,47 @@ impl<'a> Updater<'a> {
                 return Err(err);
             }
         }
+        if let Some(pending) = self.state.pending.as_mut() {
+            pending.checkpoint = None;
+        }
         self.set_stage(Stage::Written)?;
         self.seams
             .boot
-            .store(&BootEnv::trial(plan.target, env.bootlimit))?;
+            .store(&BootEnv::trial(target, env.bootlimit))?;
         self.set_stage(Stage::Activated)?;
         self.hook(HookEvent::AfterInstall, &context)?;
         log::info!(
-            "slot {} armed for a trial boot of {}; reboot to try it",
-            plan.target,
+            "slot {target} armed for a trial boot of {}; reboot to try it",
             pending.release.version
         );
         Ok(InstallReport {
             transaction: pending.transaction,
-            slot: plan.target,
+            slot: target,
             version: pending.release.version,
-            bytes: plan.size,
+            bytes: size,
         })
     }
 
+    /// Streams the first payload into `slot`, from the pending install's checkpoint when it has
+    /// one. A fleet install (`pending.action`) records a checkpoint at every segment boundary,
+    /// after the data before it is fsynced, so that a power cut costs at most one segment.
     fn write_image<R: Read>(
         &mut self,
         mut artifact: VerifiedArtifact<R>,
         slot: SlotId,
         size: u64,
+        pending: &Pending,
         progress: &mut dyn FnMut(u64, u64) -> Result<(), String>,
     ) -> Result<(), Error> {
-        let mut sink = self.seams.slots.open(slot)?;
-        let Some(mut payload) = artifact.next_payload()? else {
-            return Err(Error::NoRootfsPayload);
+        let mut payload = match pending.checkpoint {
+            None => artifact.next_payload()?.ok_or(Error::NoRootfsPayload)?,
+            Some(_) => {
+                let mut prefix = self.seams.slots.reader(slot)?;
+                artifact.resume_payload(&mut prefix)?
+            }
         };
+        let checkpoints = pending.action.is_some();
+        let mut sink = self.seams.slots.open(slot)?;
         while let Some(chunk) = payload.next_chunk()? {
             match chunk.data {
                 ChunkData::Bytes(bytes) => sink.write(chunk.offset, bytes)?,
@@ -228,6 +305,17 @@ impl<'a> Updater<'a> {
             }
             progress(chunk.offset + chunk.data.len(), size)
                 .map_err(|reason| Error::Stopped { reason })?;
+            if checkpoints && let Some(point) = payload.segment_end() {
+                // The data before the point is durable before the state says so.
+                sink.sync()?;
+                if let Some(pending) = self.state.pending.as_mut() {
+                    pending.checkpoint = Some(Checkpoint {
+                        segment: point.segment as u64,
+                        image_offset: point.image_offset,
+                    });
+                }
+                self.seams.state.store(&self.state)?;
+            }
         }
         drop(payload);
         // Trailing bytes after the last payload make the artifact invalid as a whole.
@@ -595,6 +683,7 @@ impl<'a> Updater<'a> {
             },
             stage: Stage::Activated,
             action: None,
+            checkpoint: None,
         }
     }
 

@@ -408,3 +408,97 @@ fn power_cut_at_every_durable_write_of_rollback() {
         },
     );
 }
+
+/// A fleet install cut at every durable write continues after the reboot the way the daemon does
+/// it: from its checkpoint when it has one (the head read anew, the body from the checkpoint's
+/// segment), from byte 0 otherwise. Either way the new image is complete and armed, and once a
+/// checkpoint exists the resumed install reads no byte of the body before it.
+#[test]
+fn fleet_install_resumes_from_its_checkpoint_after_a_power_cut() {
+    use rustupdate_format::Chunking;
+    use rustupdate_format::builder::BodyOptions;
+    use rustupdate_verify::{ResumePoint, read_verified_head};
+    // 512-byte chunks make 2 MiB segments: three of them.
+    let image = fs_image(5 << 20, 9);
+    let options = BodyOptions {
+        chunking: Chunking::Fixed { size: 512 },
+        ..BodyOptions::default()
+    };
+    let spec = ArtifactSpec {
+        version: "3.0",
+        compatible: &[BOARD],
+        ..Default::default()
+    };
+    let (head, body) = rustupdate_testkit::artifact_parts(&spec, &image, &options, &[&key(1)]);
+    let mut bytes = head.to_bytes().unwrap();
+    bytes.extend_from_slice(&body);
+    let mut ring = Keyring::new();
+    ring.add(key(1).public_key());
+    let policy = SignaturePolicy::default();
+    let start = Sim::new(BOARD, &old_image(), 8 << 20);
+    let fleet_install = |sim: &mut Sim| -> Result<(), Error> {
+        let artifact = VerifiedArtifact::open(&bytes[..], &ring, &policy)?;
+        sim.updater()?
+            .install(artifact, Some(7), &mut |_, _| Ok(()))?;
+        Ok(())
+    };
+    let writes = writes_of(start.clone(), |sim: &mut Sim| {
+        fleet_install(sim).unwrap();
+    });
+    let mut resumed = 0;
+    for n in 1..=writes {
+        let context = format!("power cut before durable write {n} of {writes}");
+        let mut sim = start.clone();
+        sim.power.cut_before(n);
+        assert!(fleet_install(&mut sim).is_err(), "{context}");
+        sim.boot();
+        let report = sim.updater().unwrap().boot_check().unwrap();
+        let status = sim.updater().unwrap().status().unwrap();
+        if status.last_result.as_ref().map(|o| o.result) == Some(OutcomeKind::Committed) {
+            // The cut came after the slot was armed: the boot tried it and committed it.
+            assert_eq!(sim.booted, SlotId::B, "{context}");
+            continue;
+        }
+        let checkpoint = status.pending.as_ref().and_then(|p| p.checkpoint);
+        match checkpoint {
+            Some(checkpoint) => {
+                assert!(
+                    matches!(report, BootReport::Interrupted { .. }),
+                    "{context}: {report:?}"
+                );
+                let (head, signers) = read_verified_head(&mut &bytes[..], &ring, &policy).unwrap();
+                let point = ResumePoint {
+                    segment: checkpoint.segment as usize,
+                    image_offset: checkpoint.image_offset,
+                };
+                let offset = head.segment_offset(0, point.segment).unwrap() as usize;
+                assert!(offset > head.body_offset() as usize, "{context}");
+                let artifact =
+                    VerifiedArtifact::resume(head, signers, &bytes[offset..], point).unwrap();
+                sim.updater()
+                    .unwrap()
+                    .resume(artifact, 7, &mut |_, _| Ok(()))
+                    .unwrap_or_else(|err| panic!("{context}: {err}"));
+                resumed += 1;
+            }
+            None => fleet_install(&mut sim).unwrap_or_else(|err| panic!("{context}: {err}")),
+        }
+        assert_eq!(
+            situation(&mut sim),
+            SituationKind::AwaitingReboot,
+            "{context}"
+        );
+        assert!(sim.slots.holds(SlotId::B, &image), "{context}");
+        assert_eq!(sim.boot(), SlotId::B, "{context}");
+        sim.updater().unwrap().boot_check().unwrap();
+        let state = sim.state.stored.clone().unwrap();
+        let last = state.last_result.unwrap();
+        assert_eq!(
+            (last.result, last.action),
+            (OutcomeKind::Committed, Some(7)),
+            "{context}"
+        );
+    }
+    // Two segment boundaries, each a checkpoint (slot sync + state write) to resume from.
+    assert!(resumed >= 2, "resumed {resumed} times in {writes} cuts");
+}

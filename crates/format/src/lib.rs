@@ -59,6 +59,24 @@ impl Head {
             + (self.signatures.len() * signature_block::SIGNATURE_ENTRY_LEN) as u64
     }
 
+    /// Offset from the start of the file of segment `segment` (its table) of payload `payload`:
+    /// where a download resumes. `None` when there is no such segment.
+    pub fn segment_offset(&self, payload: usize, segment: usize) -> Option<u64> {
+        let payloads = &self.manifest.payloads;
+        let this = payloads.get(payload)?;
+        if segment >= this.segments.len() {
+            return None;
+        }
+        let stored = |s: &manifest::Segment| s.table_len() + s.data_size;
+        let before: u64 = payloads[..payload]
+            .iter()
+            .flat_map(|p| p.segments.iter())
+            .map(stored)
+            .sum();
+        let within: u64 = this.segments[..segment].iter().map(stored).sum();
+        Some(self.body_offset() + before + within)
+    }
+
     /// Encodes the head again, e.g. after adding a signature. The body follows unchanged.
     pub fn to_bytes(&self) -> Result<Vec<u8>, Error> {
         let header = Header::new(self.manifest_bytes.len(), self.signatures.len())?;

@@ -184,6 +184,10 @@ impl ImageSink for MemSink<'_> {
         Ok(())
     }
 
+    fn sync(&mut self) -> Result<(), Error> {
+        self.power.durable_write("slot")
+    }
+
     fn finish(&mut self) -> Result<(), Error> {
         self.power.durable_write("slot")
     }
@@ -206,6 +210,14 @@ impl SlotTargets for MemSlots {
 
     fn probe_writable(&mut self, slot: SlotId) -> Result<(), Error> {
         self.check_writable(slot)
+    }
+
+    fn reader(&mut self, slot: SlotId) -> Result<Box<dyn std::io::Read + '_>, Error> {
+        let bytes = match slot {
+            SlotId::A => &self.a,
+            SlotId::B => &self.b,
+        };
+        Ok(Box::new(&bytes[..]))
     }
 }
 

@@ -41,11 +41,18 @@ pub enum Error {
     ImageHashMismatch { payload: String },
     #[error("unexpected bytes after the last payload")]
     TrailingData,
+    /// An interrupted payload cannot be continued where asked (the caller falls back to a full
+    /// download); not a verdict on the artifact.
+    #[error("cannot resume: {0}")]
+    Resume(String),
 }
 
 impl Error {
     /// A failure to read the artifact (network, disk) rather than a verdict on its content.
     pub fn is_io(&self) -> bool {
-        matches!(self, Error::Format(rustupdate_format::Error::Io { .. }))
+        matches!(
+            self,
+            Error::Format(rustupdate_format::Error::Io { .. }) | Error::Resume(_)
+        )
     }
 }

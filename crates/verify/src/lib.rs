@@ -24,5 +24,7 @@ pub mod reader;
 pub use error::Error;
 pub use keys::{PublicKey, SecretKey, signed_head};
 pub use policy::{Keyring, SignaturePolicy, check_manifest_signatures, check_signatures};
-pub use reader::{Chunk, ChunkData, PayloadReader, VerifiedArtifact};
+pub use reader::{
+    Chunk, ChunkData, PayloadReader, ResumePoint, VerifiedArtifact, read_verified_head,
+};
 pub use rustupdate_format::KeyId;

@@ -29,6 +29,28 @@ pub struct VerifiedArtifact<R: Read> {
     next_payload: usize,
     payload_open: bool,
     parallel_image_hash: bool,
+    /// Set by [`VerifiedArtifact::resume`]: the reader starts at this point of payload 0.
+    resume: Option<ResumePoint>,
+}
+
+/// A place where an interrupted first payload can continue: the start of a segment (its table),
+/// and how much of the image comes before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResumePoint {
+    pub segment: usize,
+    pub image_offset: u64,
+}
+
+/// Reads an artifact's head and checks its signatures before the manifest is parsed.
+pub fn read_verified_head<H: Read>(
+    reader: &mut H,
+    keyring: &Keyring,
+    policy: &SignaturePolicy,
+) -> Result<(Head, Vec<KeyId>), Error> {
+    let raw = read_raw_head(reader)?;
+    // Signatures first: an unsigned or forged manifest is never parsed.
+    let signers = check_manifest_signatures(&raw.manifest_bytes, &raw.signatures, keyring, policy)?;
+    Ok((raw.parse()?, signers))
 }
 
 impl<R: Read> VerifiedArtifact<R> {
@@ -38,11 +60,7 @@ impl<R: Read> VerifiedArtifact<R> {
         keyring: &Keyring,
         policy: &SignaturePolicy,
     ) -> Result<VerifiedArtifact<R>, Error> {
-        let raw = read_raw_head(&mut reader)?;
-        // Signatures first: an unsigned or forged manifest is never parsed.
-        let signers =
-            check_manifest_signatures(&raw.manifest_bytes, &raw.signatures, keyring, policy)?;
-        let head = raw.parse()?;
+        let (head, signers) = read_verified_head(&mut reader, keyring, policy)?;
         Ok(VerifiedArtifact {
             head,
             signers,
@@ -50,6 +68,85 @@ impl<R: Read> VerifiedArtifact<R> {
             next_payload: 0,
             payload_open: false,
             parallel_image_hash: false,
+            resume: None,
+        })
+    }
+
+    /// An artifact whose first payload continues at `point`: `head` and `signers` come from
+    /// [`read_verified_head`], and `body` delivers the artifact from
+    /// [`Head::segment_offset`]`(0, point.segment)` on (a `Range` request). Read the payload with
+    /// [`VerifiedArtifact::resume_payload`]. Every chunk from there on is verified as usual; the
+    /// bytes before `point` are vouched for by the whole-image hash at the end.
+    pub fn resume(
+        head: Head,
+        signers: Vec<KeyId>,
+        body: R,
+        point: ResumePoint,
+    ) -> Result<VerifiedArtifact<R>, Error> {
+        let Some(payload) = head.manifest.payloads.first() else {
+            return Err(Error::Resume("the artifact has no payload".into()));
+        };
+        if point.segment >= payload.segments.len() || point.image_offset > payload.size {
+            return Err(Error::Resume(format!(
+                "segment {} at image offset {} is outside payload {:?} ({} segments, {} bytes)",
+                point.segment,
+                point.image_offset,
+                payload.name,
+                payload.segments.len(),
+                payload.size
+            )));
+        }
+        Ok(VerifiedArtifact {
+            head,
+            signers,
+            reader: body,
+            next_payload: 0,
+            payload_open: false,
+            parallel_image_hash: false,
+            resume: Some(point),
+        })
+    }
+
+    /// The first payload of a resumed artifact, continuing at its resume point. `prefix` yields
+    /// the image bytes before it (read back from the slot); they feed the whole-image hash.
+    pub fn resume_payload(&mut self, prefix: &mut dyn Read) -> Result<PayloadReader<'_, R>, Error> {
+        let Some(point) = self.resume.take() else {
+            return Err(Error::Resume(
+                "the artifact was not opened to resume".into(),
+            ));
+        };
+        let mut image_hash = ImageHash::new(self.parallel_image_hash);
+        let mut left = point.image_offset;
+        let mut buf = vec![0u8; 256 * 1024];
+        while left > 0 {
+            let want = left.min(buf.len() as u64) as usize;
+            let n = match prefix.read(&mut buf[..want]) {
+                Ok(0) => {
+                    return Err(Error::Resume(format!(
+                        "the image before the resume point ended {left} bytes early"
+                    )));
+                }
+                Ok(n) => n,
+                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(err) => return Err(Error::Resume(format!("reading the image back: {err}"))),
+            };
+            image_hash.data(&buf[..n]);
+            left -= n as u64;
+        }
+        self.payload_open = true;
+        Ok(PayloadReader {
+            artifact: self,
+            index: 0,
+            segment: point.segment,
+            entries: Vec::new(),
+            entry: 0,
+            segment_data_left: 0,
+            offset: point.image_offset,
+            image_hash: Some(image_hash),
+            stored: Vec::new(),
+            out: Vec::new(),
+            decoder: ChunkDecoder::default(),
+            done: false,
         })
     }
 
@@ -78,6 +175,11 @@ impl<R: Read> VerifiedArtifact<R> {
     pub fn next_payload(&mut self) -> Result<Option<PayloadReader<'_, R>>, Error> {
         if self.payload_open {
             return Err(Error::Unfinished);
+        }
+        if self.resume.is_some() {
+            return Err(Error::Resume(
+                "a resumed artifact is read with resume_payload".into(),
+            ));
         }
         if self.next_payload >= self.head.manifest.payloads.len() {
             return Ok(None);
@@ -178,6 +280,22 @@ impl<R: Read> PayloadReader<'_, R> {
     /// Bytes of the image yielded so far.
     pub fn position(&self) -> u64 {
         self.offset
+    }
+
+    /// Right after the last chunk of a segment that is followed by another one: the point where
+    /// an interrupted download of the first payload can continue (see
+    /// [`VerifiedArtifact::resume`]). `None` anywhere else.
+    pub fn segment_end(&self) -> Option<ResumePoint> {
+        let at_end = self.index == 0
+            && !self.done
+            && !self.entries.is_empty()
+            && self.entry == self.entries.len()
+            && self.segment_data_left == 0
+            && self.segment < self.payload().segments.len();
+        at_end.then_some(ResumePoint {
+            segment: self.segment,
+            image_offset: self.offset,
+        })
     }
 
     /// The next verified chunk, or `None` once the payload ended and its whole-image hash matched.

@@ -375,3 +375,76 @@ fn unsigned_manifest_is_rejected_before_it_is_parsed() {
         "the manifest was parsed first: {err}"
     );
 }
+
+/// An interrupted download continues at a segment boundary: the reader starts at the segment's
+/// offset, the image before it comes back from the slot, and the result is the same image and
+/// the same whole-image verdict. A damaged prefix is caught by the whole-image hash.
+#[test]
+fn resume_at_every_segment_boundary() {
+    use rustupdate_verify::{ResumePoint, read_verified_head};
+    // 512-byte chunks: 4096 entries make a 2 MiB segment, so 5 MiB of image has three.
+    let options = BodyOptions {
+        chunking: Chunking::Fixed { size: 512 },
+        ..BodyOptions::default()
+    };
+    let mut image = pseudo_random(3 << 20, 11);
+    image.extend(vec![0u8; 1 << 20]);
+    image.extend(pseudo_random(1 << 20, 12));
+    let signer = key(1);
+    let built = build(&image, &options, &[&signer]);
+    let ring = keyring(&[&signer]);
+    let policy = SignaturePolicy::threshold(1).unwrap();
+
+    // The boundaries a first, uninterrupted read offers.
+    let mut points = Vec::new();
+    let mut artifact = VerifiedArtifact::open(&built.bytes[..], &ring, &policy).unwrap();
+    let mut payload = artifact.next_payload().unwrap().unwrap();
+    while payload.next_chunk().unwrap().is_some() {
+        points.extend(payload.segment_end());
+    }
+    drop(payload);
+    let segments = artifact.manifest().payloads[0].segments.len();
+    assert_eq!(segments, 3);
+    assert_eq!(points.len(), segments - 1, "{points:?}");
+
+    for point in points {
+        let (head, signers) = read_verified_head(&mut &built.bytes[..], &ring, &policy).unwrap();
+        let offset = head.segment_offset(0, point.segment).unwrap() as usize;
+        let resume = |prefix: &[u8]| -> Result<Vec<u8>, Error> {
+            let (head, signers) = (head.clone(), signers.clone());
+            let mut artifact =
+                VerifiedArtifact::resume(head, signers, &built.bytes[offset..], point)?;
+            let mut out = prefix.to_vec();
+            let mut payload = artifact.resume_payload(&mut &prefix[..])?;
+            while let Some(chunk) = payload.next_chunk()? {
+                assert_eq!(chunk.offset, out.len() as u64);
+                match chunk.data {
+                    ChunkData::Bytes(b) => out.extend_from_slice(b),
+                    ChunkData::Zeros(n) => out.resize(out.len() + n as usize, 0),
+                }
+            }
+            drop(payload);
+            artifact.finish()?;
+            Ok(out)
+        };
+        let prefix = &image[..point.image_offset as usize];
+        assert_eq!(resume(prefix).unwrap(), image, "{point:?}");
+        let mut damaged = prefix.to_vec();
+        damaged[prefix.len() / 2] ^= 1;
+        assert!(
+            matches!(resume(&damaged), Err(Error::ImageHashMismatch { .. })),
+            "{point:?}"
+        );
+        assert!(matches!(resume(&prefix[..10]), Err(Error::Resume(_))));
+    }
+    // A point that is not in the artifact is refused up front.
+    let (head, signers) = read_verified_head(&mut &built.bytes[..], &ring, &policy).unwrap();
+    let bad = ResumePoint {
+        segment: 9,
+        image_offset: 0,
+    };
+    assert!(matches!(
+        VerifiedArtifact::resume(head, signers, &built.bytes[..], bad),
+        Err(Error::Resume(_))
+    ));
+}
