@@ -294,21 +294,42 @@ fn tls_config(server: &Server) -> Result<ureq::tls::TlsConfig> {
         }
         tls = tls.root_certs(RootCerts::new_with_certs(&certs));
     }
-    if let (Some(cert), Some(key)) = (&server.client_cert, &server.client_key) {
+    if let (Some(cert), Some(key_file)) = (&server.client_cert, &server.client_key) {
         let chain = certificates(read_pem(cert)?);
         if chain.is_empty() {
             bail!("client-cert {} holds no certificate", cert.display());
         }
-        let key = read_pem(key)?
+        let key = read_pem(key_file)?
             .into_iter()
             .find_map(|item| match item {
                 PemItem::PrivateKey(key) => Some(key),
                 _ => None,
             })
-            .with_context(|| format!("client-key {} holds no private key", key.display()))?;
+            .with_context(|| format!("client-key {} holds no private key", key_file.display()))?;
+        let read = |file: &Path| {
+            std::fs::read(file).with_context(|| format!("reading {}", file.display()))
+        };
+        check_client_cert(&read(cert)?, &read(key_file)?).with_context(|| {
+            format!("client-cert {}: not usable with client-key", cert.display())
+        })?;
         tls = tls.client_cert(Some(ClientCert::new_with_certs(&chain, key)));
     }
     Ok(tls.build())
+}
+
+/// Whether rustls accepts the client certificate and key (ureq would panic on them otherwise):
+/// an X.509 v3 end-entity certificate whose public key matches the private key.
+fn check_client_cert(cert_pem: &[u8], key_pem: &[u8]) -> Result<()> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_slice_iter(cert_pem).collect::<Result<Vec<_>, _>>()?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem)?;
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_client_auth_cert(chain, key)?;
+    Ok(())
 }
 
 #[cfg(test)]

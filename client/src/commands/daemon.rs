@@ -87,6 +87,8 @@ struct Fleet {
     inventory_sent: Option<BTreeMap<String, String>>,
     /// Actions the server was already told are waiting (consent, reboot window).
     told_waiting: Option<(u64, String)>,
+    /// The finished action whose result was repeated to the server in this run.
+    repeated: Option<u64>,
 }
 
 impl Fleet {
@@ -111,6 +113,7 @@ impl Fleet {
             server_interval: None,
             inventory_sent: None,
             told_waiting: None,
+            repeated: None,
         })
     }
 
@@ -167,7 +170,8 @@ impl Fleet {
         }
         for (key, value) in [
             (attributes::DEVICE_TYPE, self.config.device_type.clone()),
-            (attributes::RUNNING_VERSION, versions.running),
+            (attributes::RUNNING_VERSION, versions.running.clone()),
+            (attributes::SW_VERSION, versions.running),
             (attributes::RUNNING_SLOT, booted.to_string()),
             (attributes::SLOT_A_VERSION, versions.a),
             (attributes::SLOT_B_VERSION, versions.b),
@@ -231,10 +235,30 @@ impl Fleet {
                     .as_str()
                     .unwrap_or("busy")
             )),
-            DeploymentStep::Finished => Ok(format!("action {action} finished; result reported")),
+            DeploymentStep::Finished => self.repeat_result(device, action),
             DeploymentStep::AwaitReboot => self.reboot_when_allowed(device, action),
             DeploymentStep::Install | DeploymentStep::Resume => self.install(device, action),
         }
+    }
+
+    /// The server offers an action whose result it was sent: send it once more (per daemon run),
+    /// in case the answer got lost or the server reuses the id for a retry (gooseBit does).
+    fn repeat_result(&mut self, device: &mut Device, action: u64) -> Result<String> {
+        let done = format!("action {action} finished; result reported");
+        if self.repeated == Some(action) {
+            return Ok(done);
+        }
+        self.repeated = Some(action);
+        if let Some(report) = fleet::result_of(device.updater()?.state(), action) {
+            log::info!("the server offers finished action {action} again; repeating its result");
+            let feedback = final_feedback(&report);
+            if report.cancel {
+                self.client.cancel_feedback(action, &feedback)?;
+            } else {
+                self.client.deployment_feedback(action, &feedback)?;
+            }
+        }
+        Ok(done)
     }
 
     fn install(&mut self, device: &mut Device, action: u64) -> Result<String> {

@@ -19,6 +19,9 @@ use std::time::{Duration, Instant};
 
 /// Most output logged per script and stream; the rest is read and dropped.
 pub const MAX_LOGGED_OUTPUT: usize = 16 * 1024;
+/// Most of a failed script's last output lines quoted in the failure reason (it travels to the
+/// fleet server in the final feedback).
+const OUTPUT_TAIL: usize = 300;
 /// How often a running script is polled for exit.
 const POLL: Duration = Duration::from_millis(20);
 
@@ -124,8 +127,8 @@ fn run_script(
         if let Some(reader) = reader {
             let (name, done_tx) = (name.clone(), done_tx.clone());
             std::thread::spawn(move || {
-                log_lines(&name, stream, reader);
-                let _ = done_tx.send(());
+                let tail = log_lines(&name, stream, reader);
+                let _ = done_tx.send((stream, tail));
             });
         }
     }
@@ -148,17 +151,33 @@ fn run_script(
     };
     // Wait (bounded) for the output threads; a background child holding the pipe open must not
     // hang the client.
+    let mut output = String::new();
     for _ in 0..2 {
-        let _ = done_rx.recv_timeout(Duration::from_secs(2));
+        // stderr says why more often than stdout: it goes first.
+        if let Ok((stream, tail)) = done_rx.recv_timeout(Duration::from_secs(2))
+            && !tail.is_empty()
+        {
+            output = match (stream, output.is_empty()) {
+                (_, true) => tail,
+                ("stderr", false) => format!("{tail} | {output}"),
+                _ => format!("{output} | {tail}"),
+            };
+        }
     }
     if status.success() {
         Ok(())
-    } else {
+    } else if output.is_empty() {
         Err(format!("{event} script {name} failed ({status})"))
+    } else {
+        Err(format!("{event} script {name} failed ({status}): {output}"))
     }
 }
 
-fn log_lines(name: &str, stream: &str, reader: Box<dyn Read + Send>) {
+/// Logs a script's output line by line (up to [`MAX_LOGGED_OUTPUT`]) and returns its last lines
+/// (up to [`OUTPUT_TAIL`] bytes), which go into the reason of a failure.
+fn log_lines(name: &str, stream: &str, reader: Box<dyn Read + Send>) -> String {
+    let mut tail = std::collections::VecDeque::<String>::new();
+    let mut tail_len = 0usize;
     let mut logged = 0usize;
     let mut dropped = 0usize;
     let mut reader = BufReader::new(reader);
@@ -174,10 +193,15 @@ fn log_lines(name: &str, stream: &str, reader: Box<dyn Read + Send>) {
             Ok(0) | Err(_) => break,
             Ok(n) if logged + n <= MAX_LOGGED_OUTPUT => {
                 logged += n;
-                log::info!(
-                    "[{name} {stream}] {}",
-                    String::from_utf8_lossy(&line).trim_end()
-                );
+                let text = String::from_utf8_lossy(&line).trim_end().to_owned();
+                log::info!("[{name} {stream}] {text}");
+                if !text.is_empty() {
+                    tail_len += text.len();
+                    tail.push_back(text);
+                    while tail_len > OUTPUT_TAIL && tail.len() > 1 {
+                        tail_len -= tail.pop_front().map_or(0, |l| l.len());
+                    }
+                }
             }
             Ok(n) => dropped += n,
         }
@@ -185,6 +209,15 @@ fn log_lines(name: &str, stream: &str, reader: Box<dyn Read + Send>) {
     if dropped > 0 {
         log::warn!("[{name} {stream}] {dropped} more bytes of output not logged");
     }
+    let mut text = Vec::from(tail).join(" | ");
+    if text.len() > OUTPUT_TAIL {
+        let cut = (0..=OUTPUT_TAIL)
+            .rev()
+            .find(|&i| text.is_char_boundary(i))
+            .unwrap_or(0);
+        text.truncate(cut);
+    }
+    text
 }
 
 #[allow(unsafe_code)]
@@ -238,7 +271,9 @@ pub fn capture(
     });
     if let Some(stderr) = child.stderr.take() {
         let name = name.clone();
-        std::thread::spawn(move || log_lines(&name, "stderr", Box::new(stderr)));
+        std::thread::spawn(move || {
+            log_lines(&name, "stderr", Box::new(stderr));
+        });
     }
     let deadline = Instant::now() + timeout;
     let status = loop {

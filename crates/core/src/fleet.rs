@@ -157,12 +157,19 @@ pub fn outcome_code(kind: OutcomeKind) -> i32 {
 /// accepts it ([`crate::Updater::mark_reported`]), so it is sent exactly once as far as the server
 /// can tell (a repeat after a lost acknowledgement is answered "already recorded").
 pub fn owed(state: &State) -> Option<FinalReport> {
-    let outcome = state.last_result.as_ref()?;
-    let action = outcome.action?;
+    let action = state.last_result.as_ref()?.action?;
     if state.reported_action == Some(action) {
         return None;
     }
-    Some(final_report(action, outcome))
+    result_of(state, action)
+}
+
+/// The final result of `action` if it is the last one recorded, acknowledged or not: what the
+/// daemon sends again when a server offers a finished action anew (its acknowledgement got lost,
+/// or, as gooseBit does, it reuses the id for a retry).
+pub fn result_of(state: &State, action: u64) -> Option<FinalReport> {
+    let outcome = state.last_result.as_ref()?;
+    (outcome.action == Some(action)).then(|| final_report(action, outcome))
 }
 
 fn final_report(action: u64, outcome: &Outcome) -> FinalReport {
@@ -496,6 +503,11 @@ mod tests {
         assert_eq!(report.details[0], "committed: details");
         state.reported_action = Some(7);
         assert_eq!(owed(&state), None);
+        assert!(
+            result_of(&state, 7).unwrap().success,
+            "still known for a repeat"
+        );
+        assert_eq!(result_of(&state, 6), None);
         state.last_result = Some(outcome(Some(8), OutcomeKind::FellBack));
         let report = owed(&state).unwrap();
         assert!(!report.success);

@@ -12,3 +12,6 @@ pub const SLOT_A_VERSION: &str = "slot_a_version";
 pub const SLOT_B_VERSION: &str = "slot_b_version";
 /// Version of the rustupdate client.
 pub const CLIENT_VERSION: &str = "client_version";
+/// The running version once more, under the name gooseBit keeps as the device's software
+/// version (it clears that when a `configData` lacks it).
+pub const SW_VERSION: &str = "sw_version";

@@ -128,11 +128,16 @@ pub struct Artifact {
 }
 
 /// Lowercase hex digests of the whole artifact file. hawkBit clients check sha1 or md5 (SWUpdate's
-/// suricatta), so all three are sent; rustupdate checks sha256 and then the signature.
+/// suricatta), so rustupdate-server sends all three. Other servers send fewer (gooseBit: sha1
+/// only), so each may be missing on reading. A rustupdate device does not rely on them: the
+/// artifact's signature and chunk hashes vouch for every byte it writes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hashes {
+    #[serde(default)]
     pub sha1: String,
+    #[serde(default)]
     pub md5: String,
+    #[serde(default)]
     pub sha256: String,
 }
 
@@ -319,6 +324,14 @@ mod tests {
         let artifact = &d.deployment.chunks[0].artifacts[0];
         assert_eq!(artifact.size, 11);
         assert_eq!(artifact.links.best().unwrap().href, "https://h/d");
+        // gooseBit lists only sha1.
+        let goosebit = DEPLOYMENT.replace(
+            r#""md5":"bb75a0d4e2c8f6fc21b1f5f3f7a1a2f0","sha256":"a0a7e4f95d0e5b8d2b6d1a1d2c7e6f8b9a0a7e4f95d0e5b8d2b6d1a1d2c7e6f8""#,
+            r#""x":"1""#,
+        );
+        let d: DeploymentBase = serde_json::from_str(&goosebit).unwrap();
+        let hashes = &d.deployment.chunks[0].artifacts[0].hashes;
+        assert_eq!((hashes.md5.as_str(), hashes.sha256.as_str()), ("", ""));
     }
 
     #[test]
