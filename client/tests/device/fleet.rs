@@ -316,7 +316,10 @@ fn health_failure_and_fallback_are_reported_with_reasons() {
         reason.contains("rolled-back") && reason.contains("50-app"),
         "{reason}"
     );
-    assert!(reason.contains("app is down"), "the check's output: {reason}");
+    assert!(
+        reason.contains("app is down"),
+        "the check's output: {reason}"
+    );
 
     // The new slot never comes up: the bootloader falls back by itself after bootlimit tries.
     let rig = Rig::new();
