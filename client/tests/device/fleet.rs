@@ -33,6 +33,7 @@ fn server_binary() -> PathBuf {
             .args([
                 "build",
                 "--quiet",
+                "--locked",
                 "--bin",
                 "rustupdate-server",
                 "--manifest-path",
