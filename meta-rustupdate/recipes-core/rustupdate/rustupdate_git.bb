@@ -1,4 +1,5 @@
 SUMMARY = "rustupdate device client: atomic A/B updates with signed artifacts"
+SUMMARY:${PN}-daemon = "rustupdate fleet daemon: polls a hawkBit DDI server (rustupdate-daemon.service)"
 DESCRIPTION = "The rustupdate client installs signed .rua artifacts into the inactive root \
 filesystem slot, lets the bootloader try the new slot, runs health checks after the reboot and \
 commits or rolls back. Its systemd units decide each trial boot (rustupdate-commit.service) and \
@@ -11,9 +12,6 @@ inherit systemd
 # The fleet daemon is its own package: devices updated by hand or by another agent do not run it.
 # rustupdate-conf recommends it when RUSTUPDATE_SERVER_URL is set.
 PACKAGES =+ "${PN}-daemon"
-SUMMARY:${PN}-daemon = "rustupdate fleet daemon: polls a hawkBit DDI server (rustupdate-daemon.service)"
-RDEPENDS:${PN}-daemon = "${PN}"
-FILES:${PN}-daemon = "${systemd_system_unitdir}/rustupdate-daemon.service"
 
 SYSTEMD_PACKAGES = "${PN} ${PN}-daemon"
 SYSTEMD_SERVICE:${PN} = "rustupdate-commit.service rustupdate-guard.timer"
@@ -29,6 +27,8 @@ do_install:append () {
 }
 
 FILES:${PN} += "${systemd_system_unitdir}/rustupdate-guard.service"
+FILES:${PN}-daemon += "${systemd_system_unitdir}/rustupdate-daemon.service"
+RDEPENDS:${PN}-daemon = "${PN}"
 
 # The device configuration (/etc/rustupdate: device type, slots, bootloader, trusted keys). That
 # recipe exists only with "rustupdate" in DISTRO_FEATURES; without it the client still builds
