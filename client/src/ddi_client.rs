@@ -179,12 +179,8 @@ impl DdiClient {
         }
         let mut response = request.call().with_context(|| format!("GET {url}"))?;
         let status = response.status().as_u16();
-        let body = response
-            .body_mut()
-            .with_config()
-            .limit(MAX_RESPONSE_LEN)
-            .read_to_vec()
-            .with_context(|| format!("GET {url}: reading the body"))?;
+        let body =
+            bounded_body(&mut response).with_context(|| format!("GET {url}: reading the body"))?;
         if status != 200 {
             bail!(
                 "GET {url}: status {status}: {}",
@@ -214,14 +210,18 @@ impl DdiClient {
             .send(&json[..])
             .with_context(|| format!("{method} {url}"))?;
         let status = response.status().as_u16();
-        let text = response
-            .body_mut()
-            .with_config()
-            .limit(MAX_RESPONSE_LEN)
-            .read_to_string()
-            .unwrap_or_default();
-        Ok((status, text))
+        let text = bounded_body(&mut response).unwrap_or_default();
+        Ok((status, String::from_utf8_lossy(&text).into_owned()))
     }
+}
+
+/// A response body of at most [`MAX_RESPONSE_LEN`] bytes (a longer one is an error).
+fn bounded_body(response: &mut ureq::http::Response<ureq::Body>) -> Result<Vec<u8>, ureq::Error> {
+    response
+        .body_mut()
+        .with_config()
+        .limit(MAX_RESPONSE_LEN)
+        .read_to_vec()
 }
 
 /// The action id at the end of a DDI link's path (`…/deploymentBase/42?c=…`).

@@ -245,6 +245,14 @@ fn release(rig: &Rig, server: &FleetServer, version: &str, n: u8) -> i64 {
     server.upload(&std::fs::read(path).unwrap(), "")
 }
 
+/// The device boots the new slot, commits it and reports: the server shows success.
+fn boot_commit_and_report(rig: &Rig, server: &FleetServer, device: &str) {
+    assert_eq!(rig.boot(), 'b');
+    assert_eq!(commit(rig).code, 0);
+    assert_eq!(check_update(rig).code, 0);
+    assert_eq!(server.action(device).0, "succeeded");
+}
+
 fn check_update(rig: &Rig) -> crate::rig::Output {
     let out = rig.client(&["check-update"]);
     eprintln!("check-update: {}\n{}", out.stdout, out.stderr);
@@ -388,10 +396,7 @@ fn cancel_before_the_slot_is_armed_and_refused_after() {
     let (state, reason) = server.action("dev-d");
     assert_eq!(state, "running");
     assert!(reason.contains("too late to cancel"), "{reason}");
-    assert_eq!(rig.boot(), 'b');
-    assert_eq!(commit(&rig).code, 0);
-    assert_eq!(check_update(&rig).code, 0);
-    assert_eq!(server.action("dev-d").0, "succeeded");
+    boot_commit_and_report(&rig, &server, "dev-d");
 }
 
 #[test]
@@ -589,10 +594,7 @@ fn power_cut_during_the_download_is_redone_not_reported_as_failure() {
     assert_eq!(out.code, 0);
     assert!(out.stderr.contains("installing again"), "{}", out.stderr);
     assert!(cut.slot_holds('b', &image(2)) && cut.reboot_requested());
-    assert_eq!(cut.boot(), 'b');
-    assert_eq!(commit(&cut).code, 0);
-    assert_eq!(check_update(&cut).code, 0);
-    assert_eq!(server.action("dev-cut").0, "succeeded");
+    boot_commit_and_report(&cut, &server, "dev-cut");
 }
 
 #[test]
@@ -664,10 +666,7 @@ fn power_cut_after_a_checkpoint_resumes_the_download_there() {
         bytes.len()
     );
     assert!(cut.slot_holds('b', &image) && cut.reboot_requested());
-    assert_eq!(cut.boot(), 'b');
-    assert_eq!(commit(&cut).code, 0);
-    assert_eq!(check_update(&cut).code, 0);
-    assert_eq!(server.action("dev-cut").0, "succeeded");
+    boot_commit_and_report(&cut, &server, "dev-cut");
 }
 
 /// Test certificates made with openssl: a CA, a server certificate for 127.0.0.1 and a client
