@@ -892,3 +892,56 @@ fn tls_with_a_private_ca_and_client_certificates() {
     assert_eq!(with.code, 1, "s_server speaks no DDI: {}", with.stderr);
     assert!(with.stderr.contains("unexpected JSON"), "{}", with.stderr);
 }
+
+#[test]
+fn maintenance_window_and_inventory_script() {
+    let rig = Rig::new();
+    let server = FleetServer::start(&rig);
+    let inventory = rig.file(
+        "inventory.sh",
+        b"#!/bin/sh\necho serial=SN-0042\necho 'not a pair'\necho board.rev = 3\n",
+    );
+    std::fs::set_permissions(&inventory, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // A window that starts two hours from now (UTC) and lasts one hour: not now.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        / 60
+        % (24 * 60);
+    let hm = |m: u64| format!("{:02}:{:02}", m / 60 % 24, m % 60);
+    let later = format!("{}-{}", hm(now + 120), hm(now + 180));
+    server.enroll(
+        &rig,
+        "dev-w",
+        &format!(
+            "inventory-script = \"{}\"\nreboot = \"maintenance-window\"\nmaintenance-window = \"{later}\"\n",
+            inventory.display()
+        ),
+    );
+    server.rollout(release(&rig, &server, "2.0", 2));
+    let out = check_update(&rig);
+    assert_eq!(out.code, 0);
+    assert!(
+        out.stdout.contains(&format!("maintenance window {later}")),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        rig.slot_holds('b', &image(2)),
+        "installed before the window"
+    );
+    assert!(!rig.reboot_requested(), "rebooted outside the window");
+    let attributes = server.inventory("dev-w");
+    assert_eq!(attributes["serial"], "SN-0042", "{attributes}");
+    assert_eq!(attributes["board.rev"], "3", "{attributes}");
+    assert_eq!(attributes["device_type"], BOARD, "{attributes}");
+    // The window is open now: the next cycle reboots.
+    let open = format!("{}-{}", hm(now + 24 * 60 - 5), hm(now + 60));
+    let config = std::fs::read_to_string(rig.config_path()).unwrap();
+    std::fs::write(rig.config_path(), config.replace(&later, &open)).unwrap();
+    let out = check_update(&rig);
+    assert!(out.stdout.contains("rebooting"), "{}", out.stdout);
+    assert!(rig.reboot_requested());
+    boot_commit_and_report(&rig, &server, "dev-w");
+}
