@@ -12,16 +12,29 @@ const HTTP_CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// A connection that delivers nothing for this long is dropped (and resumed).
 const HTTP_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
-pub fn open(location: &str) -> Result<Box<dyn Read + Send>> {
+/// Opens the artifact; also returns its length when the source knows it (a file's size, the
+/// length an HTTP server announced; not stdin), so that a damaged length is refused before
+/// anything is written.
+pub fn open(location: &str) -> Result<(Box<dyn Read + Send>, Option<u64>)> {
     if location == "-" {
-        return Ok(Box::new(std::io::stdin()));
+        return Ok((Box::new(std::io::stdin()), None));
     }
     if location.starts_with("http://") || location.starts_with("https://") {
-        return Ok(Box::new(HttpReader::new(plain_agent(), location, None)));
+        let mut reader = HttpReader::new(plain_agent(), location, None);
+        reader
+            .connect_now()
+            .with_context(|| format!("opening artifact {location}"))?;
+        let len = reader.total();
+        return Ok((Box::new(reader), len));
     }
     let file =
         std::fs::File::open(location).with_context(|| format!("opening artifact {location}"))?;
-    Ok(Box::new(file))
+    let len = file
+        .metadata()
+        .ok()
+        .filter(|m| m.is_file())
+        .map(|m| m.len());
+    Ok((Box::new(file), len))
 }
 
 /// An agent for artifact URLs given by hand: the built-in roots, no client certificate.
@@ -65,6 +78,11 @@ impl HttpReader {
     pub fn starting_at(mut self, offset: u64) -> HttpReader {
         self.offset = offset;
         self
+    }
+
+    /// The artifact's whole length, once a response announced it.
+    pub fn total(&self) -> Option<u64> {
+        self.total
     }
 
     /// Connects now rather than at the first read: a server that cannot serve the requested

@@ -346,23 +346,25 @@ impl Fleet {
         }
         let reader = self.client.download(&link.href)?;
         let verified =
-            match VerifiedArtifact::open(BufReader::with_capacity(1 << 20, reader), &ring, &policy)
-            {
-                Ok(verified) => verified,
-                Err(err) if err.is_io() => {
-                    // Nothing written; the next cycle tries again.
-                    return Err(
-                        anyhow::Error::new(err).context(format!("downloading {}", link.href))
-                    );
-                }
-                Err(err) => {
-                    device
-                        .updater()?
-                        .record_rejection(Some(action), &version, &err)?;
-                    self.send_owed(device)?;
-                    bail!("action {action}: artifact rejected: {err}");
-                }
-            };
+            VerifiedArtifact::open(BufReader::with_capacity(1 << 20, reader), &ring, &policy)
+                .and_then(|artifact| match artifact.source().get_ref().total() {
+                    Some(len) => artifact.check_source_len(len).map(|()| artifact),
+                    None => Ok(artifact),
+                });
+        let verified = match verified {
+            Ok(verified) => verified,
+            Err(err) if err.is_io() => {
+                // Nothing written; the next cycle tries again.
+                return Err(anyhow::Error::new(err).context(format!("downloading {}", link.href)));
+            }
+            Err(err) => {
+                device
+                    .updater()?
+                    .record_rejection(Some(action), &version, &err)?;
+                self.send_owed(device)?;
+                bail!("action {action}: artifact rejected: {err}");
+            }
+        };
         let verified = verified.with_parallel_image_hash(parallel);
         self.write(device, action, Source::Fresh(verified))
             .map_err(|err| {
@@ -398,12 +400,17 @@ impl Fleet {
             point.segment,
             point.image_offset
         );
-        Ok(VerifiedArtifact::resume(
+        let total = body.total();
+        let artifact = VerifiedArtifact::resume(
             head,
             signers,
             BufReader::with_capacity(1 << 20, body),
             point,
-        )?)
+        )?;
+        if let Some(len) = total {
+            artifact.check_source_len(len)?;
+        }
+        Ok(artifact)
     }
 
     /// Streams the artifact into the inactive slot (from the start or from a checkpoint), with

@@ -19,9 +19,15 @@ pub fn run(config: &Config, args: &InstallArgs) -> Result<u8> {
     };
     let mut device = Device::open(config)?;
     let mut updater = device.updater()?;
-    let reader = BufReader::with_capacity(1 << 20, source::open(&args.artifact)?);
+    let (reader, source_len) = source::open(&args.artifact)?;
+    let reader = BufReader::with_capacity(1 << 20, reader);
     let parallel = std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
-    let artifact = match VerifiedArtifact::open(reader, &ring, &policy) {
+    let opened =
+        VerifiedArtifact::open(reader, &ring, &policy).and_then(|artifact| match source_len {
+            Some(len) => artifact.check_source_len(len).map(|()| artifact),
+            None => Ok(artifact),
+        });
+    let artifact = match opened {
         Ok(artifact) => artifact.with_parallel_image_hash(parallel),
         Err(err) if err.is_io() => {
             return Err(

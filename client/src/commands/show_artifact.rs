@@ -13,7 +13,7 @@ use rustupdate_verify::{SignaturePolicy, check_signatures};
 use std::io::BufReader;
 
 pub fn run(config: &Config, args: &ShowArgs) -> Result<u8> {
-    let mut reader = BufReader::new(source::open(&args.artifact)?);
+    let mut reader = BufReader::new(source::open(&args.artifact)?.0);
     let head = rustupdate_format::read_head(&mut reader)
         .with_context(|| format!("reading {}", args.artifact))?;
     let m = &head.manifest;

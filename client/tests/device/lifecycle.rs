@@ -200,6 +200,26 @@ fn rejected_artifacts_never_touch_the_inactive_slot() {
             rig.file("junk.rua", b"definitely not an artifact"),
             "bad magic",
         ),
+        (
+            // The file's length disagrees with the signed head: refused before a byte is written.
+            "bytes appended",
+            {
+                let good = rig.artifact("x", &image(3), &[&rig.key], "test-board", Some(5));
+                let mut bytes = std::fs::read(good).unwrap();
+                bytes.extend_from_slice(b"appended");
+                rig.file("appended.rua", &bytes)
+            },
+            "unexpected bytes after the last payload",
+        ),
+        (
+            "truncated",
+            {
+                let good = rig.artifact("y", &image(3), &[&rig.key], "test-board", Some(5));
+                let bytes = std::fs::read(good).unwrap();
+                rig.file("truncated.rua", &bytes[..bytes.len() - 100])
+            },
+            "truncated",
+        ),
     ];
     for (name, artifact, message) in cases {
         let before = (rig.slot_bytes('a'), rig.env(), rig.state_text());
@@ -215,6 +235,13 @@ fn rejected_artifacts_never_touch_the_inactive_slot() {
             "{name}: inactive slot changed"
         );
         assert_eq!(rig.env(), before.1, "{name}: bootloader changed");
+        // On record, not only on stderr.
+        let last = &rig.status()["last-result"];
+        assert_eq!(last["result"], "rejected", "{name}: {last}");
+        assert!(
+            last["detail"].as_str().unwrap().contains(message),
+            "{name}: {last}"
+        );
         assert_eq!(
             rig.boot(),
             'b',

@@ -77,6 +77,19 @@ impl Head {
         Some(self.body_offset() + before + within)
     }
 
+    /// Length of the whole artifact as this head describes it: the head, then every segment of
+    /// every payload. A source of another length is damaged (truncated, or bytes appended).
+    pub fn artifact_len(&self) -> u64 {
+        let body: u64 = self
+            .manifest
+            .payloads
+            .iter()
+            .flat_map(|p| p.segments.iter())
+            .map(|s| s.table_len() + s.data_size)
+            .sum();
+        self.body_offset() + body
+    }
+
     /// Encodes the head again, e.g. after adding a signature. The body follows unchanged.
     pub fn to_bytes(&self) -> Result<Vec<u8>, Error> {
         let header = Header::new(self.manifest_bytes.len(), self.signatures.len())?;

@@ -170,6 +170,25 @@ impl<R: Read> VerifiedArtifact<R> {
         &self.signers
     }
 
+    /// The reader the artifact comes from (to ask it, e.g., for the length it announced).
+    pub fn source(&self) -> &R {
+        &self.reader
+    }
+
+    /// Checks the length of the whole source against the signed head, before any payload byte
+    /// is read: bytes appended after the last payload, or a source too short for its payloads,
+    /// are refused up front instead of being found after the image was written.
+    pub fn check_source_len(&self, len: u64) -> Result<(), Error> {
+        let expected = self.head.artifact_len();
+        if len > expected {
+            return Err(Error::TrailingData);
+        }
+        if len < expected {
+            return Err(rustupdate_format::Error::Truncated { part: "body" }.into());
+        }
+        Ok(())
+    }
+
     /// The next payload, in manifest order; `None` after the last one. The previous payload must
     /// have been read to its end.
     pub fn next_payload(&mut self) -> Result<Option<PayloadReader<'_, R>>, Error> {

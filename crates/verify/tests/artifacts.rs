@@ -448,3 +448,21 @@ fn resume_at_every_segment_boundary() {
         Err(Error::Resume(_))
     ));
 }
+
+#[test]
+fn source_length_is_checked_against_the_signed_head() {
+    let signer = key(1);
+    let built = build(&sample_image(), &BodyOptions::default(), &[&signer]);
+    let ring = keyring(&[&signer]);
+    let policy = SignaturePolicy::threshold(1).unwrap();
+    let artifact = VerifiedArtifact::open(&built.bytes[..], &ring, &policy).unwrap();
+    let len = built.bytes.len() as u64;
+    assert_eq!(artifact.head().artifact_len(), len);
+    artifact.check_source_len(len).unwrap();
+    assert!(matches!(
+        artifact.check_source_len(len + 1),
+        Err(Error::TrailingData)
+    ));
+    let short = artifact.check_source_len(len - 1).unwrap_err();
+    assert!(short.to_string().contains("truncated"), "{short}");
+}
