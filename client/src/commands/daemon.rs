@@ -17,7 +17,7 @@ use anyhow::{Context, Result, bail};
 use rustupdate_core::fleet::{
     self, CancelStep, DeploymentStep, FinalReport, PollPolicy, RebootPolicy,
 };
-use rustupdate_core::state::Checkpoint;
+use rustupdate_core::state::{Checkpoint, OutcomeKind};
 use rustupdate_ddi::{
     self as ddi, ActionFeedback, ConfigData, ConfigDataMode, Execution, Finished, attributes,
 };
@@ -38,6 +38,9 @@ const SCRIPT_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_SCRIPT_OUTPUT: usize = 16 * 1024;
 /// During a download: progress feedback at most this often, and a look for a cancel request.
 const PROGRESS_EVERY: Duration = Duration::from_secs(10);
+/// Cycles in a row whose download may break off (each after its own reconnects) before the
+/// update is reported as failed.
+const MAX_DOWNLOAD_ATTEMPTS: u32 = 10;
 
 pub fn daemon(config: &Config) -> Result<u8> {
     let mut fleet = Fleet::new(config)?;
@@ -89,6 +92,8 @@ struct Fleet {
     told_waiting: Option<(u64, String)>,
     /// The finished action whose result was repeated to the server in this run.
     repeated: Option<u64>,
+    /// Cycles in a row whose download of this action broke off.
+    broken_downloads: Option<(u64, u32)>,
 }
 
 impl Fleet {
@@ -114,6 +119,7 @@ impl Fleet {
             inventory_sent: None,
             told_waiting: None,
             repeated: None,
+            broken_downloads: None,
         })
     }
 
@@ -203,7 +209,12 @@ impl Fleet {
         let status = device.updater()?.status()?;
         match fleet::cancel_step(&status, stop) {
             CancelStep::Accept => {
-                if device.updater()?.cancel_interrupted(stop)?.is_some() {
+                let detail = "cancelled by the server after an interrupted install".to_string();
+                let abandoned =
+                    device
+                        .updater()?
+                        .abandon_interrupted(stop, OutcomeKind::Canceled, detail)?;
+                if abandoned.is_some() {
                     self.send_owed(device)?;
                 } else {
                     let feedback = ActionFeedback::new(
@@ -464,6 +475,7 @@ impl Fleet {
         match result {
             Ok(report) => {
                 drop(updater);
+                self.broken_downloads = None;
                 let note = format!("installed {} into slot {}", report.version, report.slot);
                 log::info!("action {action}: {note}");
                 self.progress(action, Execution::Downloaded, Some(100), note);
@@ -471,6 +483,28 @@ impl Fleet {
             }
             Err(err) => {
                 drop(updater);
+                if matches!(&err, rustupdate_core::Error::Artifact(e) if e.is_io()) {
+                    // The link broke off; the install stays interrupted (the core keeps it) and
+                    // the next cycles continue it from its checkpoint, up to a limit.
+                    let attempts = match self.broken_downloads {
+                        Some((a, n)) if a == action => n + 1,
+                        _ => 1,
+                    };
+                    self.broken_downloads = Some((action, attempts));
+                    if attempts < MAX_DOWNLOAD_ATTEMPTS {
+                        return Err(anyhow::Error::new(err).context(format!(
+                            "action {action}: download attempt {attempts} of {MAX_DOWNLOAD_ATTEMPTS} \
+                             broke off; it continues at the next cycle"
+                        )));
+                    }
+                    let detail = format!(
+                        "download failed {attempts} times: {}",
+                        rustupdate_core::chain(&err)
+                    );
+                    device
+                        .updater()?
+                        .abandon_interrupted(action, OutcomeKind::Failed, detail)?;
+                }
                 // The outcome (with the action) is in the state when the install got that far.
                 self.send_owed(device)?;
                 Err(anyhow::Error::new(err))

@@ -247,6 +247,16 @@ impl<'a> Updater<'a> {
         let context = self.context(&pending);
         match self.write_image(artifact, target, size, &pending, progress) {
             Ok(()) => {}
+            // A fleet download that broke off (the link, not the artifact or the device): the
+            // install stays interrupted, and the daemon continues it from its checkpoint at the
+            // next cycle instead of failing the whole update over a bad link.
+            Err(Error::Artifact(err)) if pending.action.is_some() && err.is_io() => {
+                log::warn!(
+                    "download of {} broke off; the install continues at the next attempt",
+                    pending.release.version
+                );
+                return Err(Error::Artifact(err));
+            }
             Err(err) => {
                 let kind = match err {
                     Error::Stopped { .. } => OutcomeKind::Canceled,
@@ -613,18 +623,19 @@ impl<'a> Updater<'a> {
         Ok(outcome)
     }
 
-    /// Drops an interrupted fleet install whose action the server cancelled: records it as
-    /// cancelled (its final result then goes to the cancel resource). Anything else: `None`.
-    pub fn cancel_interrupted(&mut self, action: u64) -> Result<Option<Outcome>, Error> {
+    /// Ends an interrupted fleet install of `action` for good: `Canceled` when the server
+    /// cancelled it (the result then goes to the cancel resource), `Failed` when the daemon gives
+    /// up on a download that keeps breaking off. Anything else: `None`.
+    pub fn abandon_interrupted(
+        &mut self,
+        action: u64,
+        kind: OutcomeKind,
+        detail: String,
+    ) -> Result<Option<Outcome>, Error> {
         let env = self.seams.boot.load()?;
         match classify(&self.state, &env, self.booted) {
             Situation::InstallInterrupted { pending } if pending.action == Some(action) => {
-                let detail = "cancelled by the server after an interrupted install".to_string();
-                Ok(Some(self.record_failure(
-                    &pending,
-                    OutcomeKind::Canceled,
-                    detail,
-                )?))
+                Ok(Some(self.record_failure(&pending, kind, detail)?))
             }
             _ => Ok(None),
         }

@@ -502,3 +502,104 @@ fn fleet_install_resumes_from_its_checkpoint_after_a_power_cut() {
     // Two segment boundaries, each a checkpoint (slot sync + state write) to resume from.
     assert!(resumed >= 2, "resumed {resumed} times in {writes} cuts");
 }
+
+/// A reader that fails (like a dropped connection) after `left` bytes.
+struct BreaksOff<'a> {
+    bytes: &'a [u8],
+    left: usize,
+}
+
+impl std::io::Read for BreaksOff<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.left == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "link down",
+            ));
+        }
+        let n = buf.len().min(self.left).min(self.bytes.len());
+        buf[..n].copy_from_slice(&self.bytes[..n]);
+        self.bytes = &self.bytes[n..];
+        self.left -= n;
+        Ok(n)
+    }
+}
+
+/// A fleet download that breaks off is not a failed update: the install stays interrupted and
+/// continues from its checkpoint. The same break in an install by hand is recorded as failed.
+#[test]
+fn broken_off_fleet_download_stays_interrupted_and_continues() {
+    use rustupdate_format::Chunking;
+    use rustupdate_format::builder::BodyOptions;
+    use rustupdate_verify::{ResumePoint, read_verified_head};
+    let image = fs_image(5 << 20, 4);
+    let options = BodyOptions {
+        chunking: Chunking::Fixed { size: 512 },
+        ..BodyOptions::default()
+    };
+    let spec = ArtifactSpec {
+        version: "4.0",
+        compatible: &[BOARD],
+        ..Default::default()
+    };
+    let (head, body) = rustupdate_testkit::artifact_parts(&spec, &image, &options, &[&key(1)]);
+    let mut bytes = head.to_bytes().unwrap();
+    bytes.extend_from_slice(&body);
+    let mut ring = Keyring::new();
+    ring.add(key(1).public_key());
+    let policy = SignaturePolicy::default();
+    let broken = || BreaksOff {
+        bytes: &bytes,
+        left: bytes.len() * 3 / 4,
+    };
+    for action in [None, Some(9)] {
+        let mut sim = Sim::new(BOARD, &old_image(), 8 << 20);
+        let artifact = VerifiedArtifact::open(broken(), &ring, &policy).unwrap();
+        let err = sim
+            .updater()
+            .unwrap()
+            .install(artifact, action, &mut |_, _| Ok(()))
+            .unwrap_err();
+        assert!(matches!(&err, Error::Artifact(e) if e.is_io()), "{err}");
+        let status = sim.updater().unwrap().status().unwrap();
+        if action.is_none() {
+            assert_eq!(last_result(&mut sim), Some(OutcomeKind::Failed));
+            assert!(status.pending.is_none());
+            continue;
+        }
+        assert_eq!(status.situation, SituationKind::InstallInterrupted);
+        assert_eq!(status.last_result, None, "nothing to report yet");
+        let checkpoint = status.pending.unwrap().checkpoint.expect("a checkpoint");
+        let (head, signers) = read_verified_head(&mut &bytes[..], &ring, &policy).unwrap();
+        let point = ResumePoint {
+            segment: checkpoint.segment as usize,
+            image_offset: checkpoint.image_offset,
+        };
+        let offset = head.segment_offset(0, point.segment).unwrap() as usize;
+        let artifact = VerifiedArtifact::resume(head, signers, &bytes[offset..], point).unwrap();
+        sim.updater()
+            .unwrap()
+            .resume(artifact, 9, &mut |_, _| Ok(()))
+            .unwrap();
+        assert_eq!(situation(&mut sim), SituationKind::AwaitingReboot);
+        assert!(sim.slots.holds(SlotId::B, &image));
+        // Giving up on it is a failure of that action, reported like any other.
+        let mut gave_up = Sim::new(BOARD, &old_image(), 8 << 20);
+        let artifact = VerifiedArtifact::open(broken(), &ring, &policy).unwrap();
+        let _ = gave_up
+            .updater()
+            .unwrap()
+            .install(artifact, Some(9), &mut |_, _| Ok(()));
+        let outcome = gave_up
+            .updater()
+            .unwrap()
+            .abandon_interrupted(9, OutcomeKind::Failed, "download failed".into())
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (outcome.result, outcome.action),
+            (OutcomeKind::Failed, Some(9))
+        );
+        assert_eq!(situation(&mut gave_up), SituationKind::Idle);
+    }
+}
