@@ -18,7 +18,7 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 
 step "shellcheck (ci, bench, e2e guest and layer scripts)"
-shellcheck .ci/run ci/*.sh ci/e2e/*.sh ci/e2e/guest/* ci/fleet/*.sh bench/*.sh \
+shellcheck .ci/run ci/*.sh ci/e2e/*.sh ci/e2e/guest/* ci/fleet/*.sh ci/fleet/goosebit/*.sh bench/*.sh \
     meta-rustupdate/recipes-core/rustupdate/files/health.d/*
 
 step "cargo clippy -D warnings"
@@ -42,5 +42,10 @@ ci/layer-check.sh
 # 10 minutes on 2 cores under TCG, bounded by per-boot timeouts (ci/e2e/README.md).
 step "end-to-end boots under QEMU"
 ci/e2e/run.sh --arch all
+
+# After the e2e build, so the static client is built already: size < 6 MiB, daemon idle RSS
+# < 8 MiB, no CPU between polls (docs/daemon-footprint.md).
+step "device daemon footprint (bench/daemon-footprint.sh --quick)"
+bench/daemon-footprint.sh --quick
 echo
 echo "all tests passed"

@@ -94,6 +94,8 @@ struct Fleet {
     repeated: Option<u64>,
     /// Cycles in a row whose download of this action broke off.
     broken_downloads: Option<(u64, u32)>,
+    /// The action the server was told the device reboots into.
+    told_rebooting: Option<u64>,
 }
 
 impl Fleet {
@@ -120,6 +122,7 @@ impl Fleet {
             told_waiting: None,
             repeated: None,
             broken_downloads: None,
+            told_rebooting: None,
         })
     }
 
@@ -525,12 +528,16 @@ impl Fleet {
             };
             return self.tell_waiting(action, why);
         }
-        self.progress(
-            action,
-            Execution::Proceeding,
-            Some(100),
-            "rebooting into the new slot".into(),
-        );
+        // Told once: a reboot request that returns without a reboot is repeated at every poll.
+        if self.told_rebooting != Some(action) {
+            self.progress(
+                action,
+                Execution::Proceeding,
+                Some(100),
+                "rebooting into the new slot".into(),
+            );
+            self.told_rebooting = Some(action);
+        }
         log::info!("action {action}: rebooting into the new slot");
         super::commit::reboot(device)?;
         Ok(format!("action {action} installed; rebooting"))

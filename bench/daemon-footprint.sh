@@ -1,0 +1,644 @@
+#!/usr/bin/env bash
+# Device footprint benchmark (issue 10): the size of the stripped static client and the idle
+# memory and CPU of `rustupdate daemon` polling a real rustupdate-server, on this machine,
+# loopback only. docs/daemon-footprint.md explains what is measured and keeps the results table.
+#
+# Usage: bench/daemon-footprint.sh [--quick] [--no-install] [--no-aarch64]
+#   --quick       CI-sized run: x86_64 only, 10 s idle window, 10 s server interval for the
+#                 between-polls check, 16 MiB install; debug rustupdate-server (as
+#                 ci/server-test.sh builds it). The targets are enforced as in the full run.
+#   --no-install  skip the information-only install phase.
+#   --no-aarch64  do not build and measure the aarch64 client (full mode builds it when the
+#                 rust target and aarch64-linux-gnu-gcc are installed).
+# Sizes can be overridden from the environment: DF_IDLE_S (idle window), DF_POLL_S (server poll
+# interval of the idle run), DF_GAP_POLL_S (server poll interval of the between-polls run),
+# DF_IMAGE_MIB (install image size).
+#
+# What it does:
+#   1. builds the static musl client as ci/e2e/run.sh does (cargo build --release --locked
+#      -p rustupdate --target <arch>-unknown-linux-musl; the workspace release profile is the
+#      size-aware device profile), strips a copy and checks it against the size target;
+#   2. starts two simulated devices (plain files as slots, a GRUB environment block made by
+#      grub-editenv, a cmdline file, a reboot script, keys, a [server] section with the gateway
+#      token) and, for each, a rustupdate-server and a logging TCP relay in front of it (the relay
+#      records when each request arrives: the server logs no polls). Both static release daemons
+#      run at the same time with RUST_LOG=info:
+#        idle: server interval DF_POLL_S (2 s), DF_IDLE_S (60 s) measured from one second after
+#              the first poll; then (unless --no-install) a signed DF_IMAGE_MIB (64 MiB) artifact
+#              is uploaded, a one-phase rollout started, and the daemon installs it;
+#        gap:  server interval DF_GAP_POLL_S (30 s), until three polls have been seen; the quiet
+#              gaps between polls (from 1 s after one poll to 1 s before the next) must show no
+#              CPU tick at all;
+#   3. samples /proc/PID/{status,stat,task/*/schedstat,io} of each daemon (idle run every 0.2 s,
+#      gap run every second: VmRSS, VmHWM, Threads, utime+stime in ticks, run time in ns, context
+#      switches, read/write syscalls) and prints a table.
+#
+# Targets (issue 10): stripped static client < 6 MiB; daemon idle RSS (VmHWM) < 8 MiB; no CPU use
+# between polls. Output: the table on stdout, build/daemon-footprint/results.json, and per run
+# the samples, relay logs and server and daemon logs under build/daemon-footprint/.
+# Installs what it needs (jq, curl, grub-common). Every process it starts is killed by pid on
+# exit; every wait has a deadline.
+# Exit codes: 0 every target met, 1 a target missed or a step failed, 2 usage.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+usage() { sed -n '/^# Usage:/,/^# DF_IMAGE_MIB/p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+die() { echo "bench/daemon-footprint.sh: $*" >&2; exit 1; }
+log() { echo "== $*" >&2; }
+
+QUICK=0 INSTALL=1 AARCH64=1
+for arg in "$@"; do
+    case $arg in
+    --quick) QUICK=1 ;;
+    --no-install) INSTALL=0 ;;
+    --no-aarch64) AARCH64=0 ;;
+    *) usage ;;
+    esac
+done
+
+# Targets from the issue.
+readonly TARGET_SIZE_MIB=6 TARGET_RSS_MIB=8
+
+if ((QUICK)); then
+    IDLE_S=${DF_IDLE_S:-10} POLL_S=${DF_POLL_S:-2} GAP_POLL_S=${DF_GAP_POLL_S:-10}
+    IMAGE_MIB=${DF_IMAGE_MIB:-16} SERVER_PROFILE=debug AARCH64=0
+else
+    IDLE_S=${DF_IDLE_S:-60} POLL_S=${DF_POLL_S:-2} GAP_POLL_S=${DF_GAP_POLL_S:-30}
+    IMAGE_MIB=${DF_IMAGE_MIB:-64} SERVER_PROFILE=release
+fi
+readonly IDLE_S POLL_S GAP_POLL_S IMAGE_MIB SERVER_PROFILE
+((GAP_POLL_S >= 5)) || die "DF_GAP_POLL_S must be at least 5 (the gap check leaves 1 s either side)"
+# Polls seen in the gap run before it ends: two gaps to check.
+readonly GAP_POLLS=3
+# The idle run is sampled five times a second so that the short install phase is seen too.
+readonly SAMPLE_PERIOD_IDLE=0.2 SAMPLE_PERIOD_GAP=1 STARTUP_S=60 INSTALL_MAX_S=300
+
+readonly OUT=$ROOT/build/daemon-footprint
+readonly TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+readonly SERVER_BIN=$ROOT/tools/server/target/$SERVER_PROFILE/rustupdate-server
+readonly TOOL=$TARGET_DIR/release/rustupdate-artifact
+readonly CLIENT=$TARGET_DIR/x86_64-unknown-linux-musl/release/rustupdate
+readonly HELPER=$OUT/footprint.py
+PIDS=()   # every process this script started
+declare -A SERVER_PORT DAEMON_PID  # by run name
+
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+stop_pid() {
+    local pid=$1 i
+    kill -0 "$pid" 2>/dev/null || return 0
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 100; i++)); do
+        kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Marks a moment of a run (same clock as the helper's time.time()).
+mark() { echo "$2 $EPOCHREALTIME" >>"$OUT/$1/markers"; }
+
+# wait_for SECONDS WHAT COMMAND...: polls COMMAND every 0.2 s until it succeeds or time is up.
+wait_for() {
+    local limit=$1 what=$2 deadline
+    shift 2
+    deadline=$((SECONDS + limit))
+    until "$@"; do
+        ((SECONDS < deadline)) || die "timed out after ${limit} s waiting for $what"
+        sleep 0.2
+    done
+}
+
+# polls_seen RUN: how many polls (GET of the controller base) the run's relay has seen.
+polls_seen() {
+    local n
+    n=$(grep -cE '^[0-9.]+ GET /[^/]+/controller/v1/[^/ ]+ HTTP' "$OUT/$1/relay.log" 2>/dev/null) || true
+    echo "${n:-0}"
+}
+at_least_polls() { (($(polls_seen "$1") >= $2)); }
+server_up() { curl -s -o /dev/null -m 2 "http://127.0.0.1:$1/healthz"; }
+alive_or_die() { kill -0 "$1" 2>/dev/null || { tail -n 20 "$3" >&2; die "$2 exited (log: $3)"; }; }
+
+write_helper() {
+    cat >"$HELPER" <<'PY'
+"""Helpers of bench/daemon-footprint.sh (written by it; edit the script, not this file).
+
+relay PORT_FILE UPSTREAM_PORT LOG   TCP relay on 127.0.0.1 logging "time request-line" per request
+sample PID OUT PERIOD               /proc samples of PID until it exits
+report OUT JSON_ARGS                analysis, table and results.json
+"""
+import json, os, re, socket, statistics, sys, threading, time
+
+METHODS = (b"GET", b"PUT", b"POST", b"HEAD", b"DELETE")
+POLL = re.compile(r"^GET /[^/]+/controller/v1/[^/ ]+ HTTP")
+
+
+def relay(port_file, upstream, log_path):
+    log = open(log_path, "a", buffering=1)
+    lock = threading.Lock()
+    server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    with open(port_file + ".tmp", "w") as f:
+        f.write(str(server.getsockname()[1]))
+    os.rename(port_file + ".tmp", port_file)
+
+    def pump(src, dst, requests):
+        try:
+            while True:
+                data = src.recv(1 << 16)
+                if not data:
+                    break
+                if requests and data.split(b" ", 1)[0] in METHODS:
+                    line = data.split(b"\r\n", 1)[0].decode("latin-1")
+                    with lock:
+                        log.write(f"{time.time():.6f} {line}\n")
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    while True:
+        client, _ = server.accept()
+        try:
+            up = socket.create_connection(("127.0.0.1", int(upstream)))
+        except OSError:
+            client.close()
+            continue
+        threading.Thread(target=pump, args=(client, up, True), daemon=True).start()
+        threading.Thread(target=pump, args=(up, client, False), daemon=True).start()
+
+
+def read(path):
+    with open(path) as f:
+        return f.read()
+
+
+def sample(pid, out, period):
+    period = float(period)
+    f = open(out, "a", buffering=1)
+    due = time.time()
+    while True:
+        try:
+            status = read(f"/proc/{pid}/status")
+            stat = read(f"/proc/{pid}/stat")
+            tasks = os.listdir(f"/proc/{pid}/task")
+            ns = runs = 0
+            for task in tasks:
+                try:
+                    fields = read(f"/proc/{pid}/task/{task}/schedstat").split()
+                except OSError:
+                    continue
+                ns += int(fields[0])
+                runs += int(fields[2])
+            try:
+                io = dict(l.split(": ") for l in read(f"/proc/{pid}/io").splitlines())
+                syscalls = int(io["syscr"]) + int(io["syscw"])
+            except (OSError, KeyError, ValueError):
+                syscalls = -1
+        except (OSError, IndexError, ValueError):
+            break
+        t = time.time()
+        st = dict(l.split(":", 1) for l in status.splitlines() if ":" in l)
+        kib = lambda k: int(st[k].split()[0]) if k in st else 0
+        after = stat.rsplit(")", 1)[1].split()
+        ticks = int(after[11]) + int(after[12])  # utime + stime, whole process
+        if after[0] == "Z":
+            break
+        f.write(
+            f"{t:.3f} {kib('VmRSS')} {kib('VmHWM')} {int(st['Threads'])} {ticks} {ns} {runs} "
+            f"{kib('voluntary_ctxt_switches')} {kib('nonvoluntary_ctxt_switches')} {syscalls}\n"
+        )
+        due += period
+        time.sleep(max(0.0, due - time.time()))
+
+
+COLS = ("t", "rss", "hwm", "threads", "ticks", "ns", "runs", "vctx", "nvctx", "syscalls")
+
+
+def samples(path):
+    rows = []
+    for line in open(path):
+        parts = line.split()
+        if len(parts) == len(COLS):
+            rows.append(dict(zip(COLS, map(float, parts))))
+    return rows
+
+
+def requests(path):
+    out = []
+    if os.path.exists(path):
+        for line in open(path):
+            t, _, rest = line.rstrip("\n").partition(" ")
+            out.append((float(t), rest))
+    return out
+
+
+def markers(run):
+    out = {}
+    path = os.path.join(run, "markers")
+    if os.path.exists(path):
+        for line in open(path):
+            name, t = line.split()
+            out[name] = float(t)
+    return out
+
+
+def first_at(rows, t):
+    return next((r for r in rows if r["t"] >= t), None)
+
+
+def last_at(rows, t):
+    return next((r for r in reversed(rows) if r["t"] <= t), None)
+
+
+def delta(a, b, key):
+    return b[key] - a[key]
+
+
+def idle_window(run, start, end):
+    rows, reqs = samples(os.path.join(run, "samples.tsv")), requests(os.path.join(run, "relay.log"))
+    a, b = first_at(rows, start), last_at(rows, end)
+    if a is None or b is None or b["t"] <= a["t"]:
+        raise SystemExit(f"{run}: no samples in the window")
+    inside = [r for r in rows if a["t"] <= r["t"] <= b["t"]]
+    polls = [t for t, line in reqs if a["t"] < t <= b["t"] and POLL.match(line)]
+    other = [line for t, line in reqs if a["t"] < t <= b["t"] and not POLL.match(line)]
+    n = max(len(polls), 1)
+    ns = delta(a, b, "ns")
+    wake = delta(a, b, "vctx") + delta(a, b, "nvctx")
+    return {
+        "window_s": round(b["t"] - a["t"], 1),
+        "polls": len(polls),
+        "other_requests": other,
+        "cpu_ticks": int(delta(a, b, "ticks")),
+        "cpu_ms": round(ns / 1e6, 2),
+        "cpu_ms_per_poll": round(ns / 1e6 / n, 3),
+        "cpu_ticks_per_poll": round(delta(a, b, "ticks") / n, 3),
+        "context_switches_per_poll": round(wake / n, 1),
+        "rw_syscalls_per_poll": round(delta(a, b, "syscalls") / n, 1) if a["syscalls"] >= 0 else None,
+        "rss_steady_kib": int(statistics.median(r["rss"] for r in inside)),
+        "rss_min_kib": int(min(r["rss"] for r in inside)),
+        "rss_max_kib": int(max(r["rss"] for r in inside)),
+        "hwm_kib": int(b["hwm"]),
+        "threads": int(max(r["threads"] for r in inside)),
+    }
+
+
+def gaps(run):
+    rows, reqs = samples(os.path.join(run, "samples.tsv")), requests(os.path.join(run, "relay.log"))
+    polls = [t for t, line in reqs if POLL.match(line)]
+    out = []
+    for p, q in zip(polls, polls[1:]):
+        a, b = first_at(rows, p + 1), last_at(rows, q - 1)
+        if a is None or b is None or b["t"] - a["t"] < 1:
+            continue
+        between = [line for t, line in reqs if a["t"] < t < b["t"]]
+        out.append({
+            "quiet_s": round(b["t"] - a["t"], 1),
+            "poll_to_poll_s": round(q - p, 2),
+            "cpu_ticks": int(delta(a, b, "ticks")),
+            "cpu_ns": int(delta(a, b, "ns")),
+            "context_switches": int(delta(a, b, "vctx") + delta(a, b, "nvctx")),
+            "rw_syscalls": int(delta(a, b, "syscalls")) if a["syscalls"] >= 0 else None,
+            "requests": len(between),
+            "threads": int(max(r["threads"] for r in rows if a["t"] <= r["t"] <= b["t"])),
+        })
+    last = rows[-1] if rows else None
+    return out, (int(last["hwm"]) if last else None), (int(last["rss"]) if last else None)
+
+
+def install(run, rollout, end):
+    rows, reqs = samples(os.path.join(run, "samples.tsv")), requests(os.path.join(run, "relay.log"))
+    start = next((t for t, line in reqs if t >= rollout and "/deploymentBase/" in line), rollout)
+    a, b = last_at(rows, start - 0.01), first_at(rows, end + 0.5) or rows[-1]
+    inside = [r for r in rows if a["t"] <= r["t"] <= b["t"]]
+    return {
+        "seconds": round(end - start, 1),
+        "rss_before_kib": int(a["rss"]),
+        "rss_after_kib": int(b["rss"]),
+        "hwm_kib": int(b["hwm"]),
+        "rss_max_sampled_kib": int(max(r["rss"] for r in inside)),
+        "threads_max": int(max(r["threads"] for r in inside)),
+        "cpu_s": round(delta(a, b, "ticks") / os.sysconf("SC_CLK_TCK"), 2),
+    }
+
+
+def report(out, args):
+    args = json.loads(args)
+    mib = lambda kib: kib / 1024
+    result = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **args["meta"], "sizes": args["sizes"]}
+    idle_run, gap_run = os.path.join(out, "idle"), os.path.join(out, "gap")
+    m = markers(idle_run)
+    polls0 = [t for t, line in requests(os.path.join(idle_run, "relay.log")) if POLL.match(line)]
+    idle = idle_window(idle_run, polls0[0] + 1, m["idle_end"])
+    idle["server_poll_interval_s"] = args["poll_s"]
+    result["idle"] = idle
+    gap_list, gap_hwm, gap_rss = gaps(gap_run)
+    result["gap"] = {"server_poll_interval_s": args["gap_poll_s"], "gaps": gap_list, "hwm_kib": gap_hwm, "rss_kib": gap_rss}
+    if "install_start" in m and "install_end" in m:
+        result["install"] = install(idle_run, m["install_start"], m["install_end"])
+        result["install"]["image_mib"] = args["image_mib"]
+
+    checks = []
+    for s in args["sizes"]:
+        if s.get("bytes"):
+            ok = s["bytes"] < args["target_size_mib"] * 1048576
+            checks.append((ok, f"stripped static client {s['arch']} < {args['target_size_mib']} MiB: {s['bytes'] / 1048576:.2f} MiB"))
+    hwm = max(idle["hwm_kib"], gap_hwm or 0)
+    checks.append((mib(hwm) < args["target_rss_mib"],
+                   f"daemon idle RSS (VmHWM) < {args['target_rss_mib']} MiB: {mib(hwm):.2f} MiB"))
+    quiet = sum(g["quiet_s"] for g in gap_list)
+    ticks = sum(g["cpu_ticks"] for g in gap_list)
+    checks.append((bool(gap_list) and ticks == 0,
+                   f"no CPU between polls: {ticks} ticks over {quiet:.0f} s in {len(gap_list)} gaps"))
+    result["checks"] = [{"pass": ok, "what": what} for ok, what in checks]
+    result["pass"] = all(ok for ok, _ in checks)
+
+    rows = []
+    for s in args["sizes"]:
+        if s.get("bytes"):
+            rows.append((f"client size {s['arch']}, stripped", f"{s['bytes']:,} B = {s['bytes'] / 1048576:.2f} MiB"))
+            rows.append((f"  as built (the profile strips symbols)", f"{s['built_bytes']:,} B"))
+        else:
+            rows.append((f"client size {s['arch']}", s.get("note", "not measured")))
+    sw = args["meta"].get("swupdate")
+    if sw:
+        rows.append(("for comparison: Debian swupdate", f"{sw['bytes']:,} B = {sw['bytes'] / 1048576:.2f} MiB "
+                     f"(version {sw['version']}, dynamically linked, {sw['shared_libraries']} shared libraries)"))
+    rows += [
+        ("idle: server poll interval", f"{args['poll_s']} s"),
+        ("idle: window / polls", f"{idle['window_s']} s / {idle['polls']}"),
+        ("idle: peak RSS (VmHWM)", f"{mib(idle['hwm_kib']):.2f} MiB"),
+        ("idle: steady RSS (median VmRSS)", f"{mib(idle['rss_steady_kib']):.2f} MiB (min {mib(idle['rss_min_kib']):.2f}, max {mib(idle['rss_max_kib']):.2f})"),
+        ("idle: threads", f"{idle['threads']}"),
+        ("idle: CPU over window", f"{idle['cpu_ticks']} ticks, {idle['cpu_ms']:.1f} ms"),
+        ("idle: CPU per poll", f"{idle['cpu_ms_per_poll']:.2f} ms ({idle['cpu_ticks_per_poll']:.2f} ticks)"),
+        ("idle: context switches per poll", f"{idle['context_switches_per_poll']}"),
+        ("idle: file read/write syscalls per poll", f"{idle['rw_syscalls_per_poll']}"),
+        ("idle: other requests in window", f"{len(idle['other_requests'])}"),
+        ("gap: server poll interval", f"{args['gap_poll_s']} s"),
+    ]
+    for i, g in enumerate(gap_list, 1):
+        rows.append((f"gap {i}: quiet window (poll to poll)",
+                     f"{g['quiet_s']} s ({g['poll_to_poll_s']} s): {g['cpu_ticks']} ticks, {g['cpu_ns']} ns, "
+                     f"{g['context_switches']} context switches, {g['rw_syscalls']} r/w syscalls, {g['requests']} requests, "
+                     f"{g['threads']} thread(s)"))
+    if gap_hwm is not None:
+        rows.append(("gap: peak RSS (VmHWM) / RSS at end", f"{mib(gap_hwm):.2f} / {mib(gap_rss):.2f} MiB"))
+    if "install" in result:
+        i = result["install"]
+        rows += [
+            ("install: image (random data)", f"{i['image_mib']} MiB, {i['seconds']} s from deploymentBase to reboot request"),
+            ("install: peak RSS (VmHWM)", f"{mib(i['hwm_kib']):.2f} MiB"),
+            ("install: max sampled RSS / threads", f"{mib(i['rss_max_sampled_kib']):.2f} MiB / {i['threads_max']}"),
+            ("install: RSS before / 0.5 s after", f"{mib(i['rss_before_kib']):.2f} / {mib(i['rss_after_kib']):.2f} MiB"),
+            ("install: CPU", f"{i['cpu_s']:.2f} s"),
+        ]
+    width = max(len(k) for k, _ in rows) + 2
+    for k, v in rows:
+        print(f"{k:<{width}}{v}")
+    print()
+    print("targets:")
+    for ok, what in checks:
+        print(f"  [{'PASS' if ok else 'FAIL'}] {what}")
+    path = os.path.join(out, "results.json")
+    with open(path, "w") as f:
+        json.dump(result, f, indent=2)
+    print(f"results: {path}")
+    sys.exit(0 if result["pass"] else 1)
+
+
+if __name__ == "__main__":
+    {"relay": relay, "sample": sample, "report": report}[sys.argv[1]](*sys.argv[2:])
+PY
+}
+
+# --- builds and sizes -------------------------------------------------------------------------
+
+build_all() {
+    local release=()
+    [[ $SERVER_PROFILE == release ]] && release=(--release)
+    log "building the static client (x86_64-unknown-linux-musl) and rustupdate-artifact"
+    timeout 3600 cargo build --release --locked -p rustupdate --target x86_64-unknown-linux-musl \
+        >"$OUT/build-client.log" 2>&1 ||
+        { tail -n 30 "$OUT/build-client.log" >&2; die "client build failed (log: $OUT/build-client.log)"; }
+    timeout 3600 cargo build --release --locked -p rustupdate-artifact >"$OUT/build-tool.log" 2>&1 ||
+        { tail -n 30 "$OUT/build-tool.log" >&2; die "rustupdate-artifact build failed (log: $OUT/build-tool.log)"; }
+    log "building rustupdate-server ($SERVER_PROFILE)"
+    timeout 3600 cargo build "${release[@]}" --locked --manifest-path tools/server/Cargo.toml \
+        --bin rustupdate-server >"$OUT/build-server.log" 2>&1 ||
+        { tail -n 30 "$OUT/build-server.log" >&2; die "server build failed (log: $OUT/build-server.log)"; }
+}
+
+SIZES=()  # JSON objects, one per architecture
+measure_size() {
+    local arch=$1 bin=$2 strip=$3 copy=$OUT/rustupdate-$1.stripped
+    cp "$bin" "$copy"
+    "$strip" "$copy"
+    SIZES+=("$(jq -cn --arg arch "$arch" --argjson bytes "$(stat -c %s "$copy")" \
+        --argjson built "$(stat -c %s "$bin")" '{arch: $arch, bytes: $bytes, built_bytes: $built}')")
+}
+
+size_aarch64() {
+    local triple=aarch64-unknown-linux-musl why=""
+    if ! rustup target list --installed 2>/dev/null | grep -qx "$triple"; then
+        why="rust target $triple not installed"
+    elif ! command -v aarch64-linux-gnu-gcc >/dev/null || ! command -v aarch64-linux-gnu-strip >/dev/null; then
+        why="aarch64-linux-gnu-gcc/-strip not installed"
+    fi
+    if [[ -z $why ]]; then
+        log "building the static client ($triple)"
+        export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=${CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER:-aarch64-linux-gnu-gcc}
+        export CC_aarch64_unknown_linux_musl=${CC_aarch64_unknown_linux_musl:-aarch64-linux-gnu-gcc}
+        if timeout 3600 cargo build --release --locked -p rustupdate --target "$triple" \
+            >"$OUT/build-aarch64.log" 2>&1; then
+            measure_size aarch64 "$TARGET_DIR/$triple/release/rustupdate" aarch64-linux-gnu-strip
+            return
+        fi
+        why="build failed (log: $OUT/build-aarch64.log)"
+    fi
+    echo "aarch64: $why" >&2
+    SIZES+=("$(jq -cn --arg note "$why" '{arch: "aarch64", note: $note}')")
+}
+
+# --- simulated devices --------------------------------------------------------------------------
+
+# device RUN CONTROLLER_ID DEVICE_TYPE RELAY_PORT SERVER_INTERVAL: the device directory and its
+# config, as client/tests/device/rig.rs builds them, with a [server] section on the gateway token.
+device() {
+    local run=$1 id=$2 type=$3 port=$4 interval=$5 d=$OUT/$1/device
+    mkdir -p "$d"/{keys,health.d,data,boot}
+    truncate -s $(((IMAGE_MIB + 8) << 20)) "$d/slot-a.img" "$d/slot-b.img"
+    cp "$OUT/release.pub.pem" "$d/keys/release.pem"
+    grub-editenv "$d/boot/grubenv" create
+    grub-editenv "$d/boot/grubenv" set rustupdate_slot=a upgrade_available=0 bootcount=0 bootlimit=3
+    printf 'console=ttyS0 rustupdate.slot=a quiet\n' >"$d/cmdline"
+    printf '#!/bin/sh\ntouch %s/reboot-requested\n' "$d" >"$d/reboot.sh"
+    chmod 755 "$d/reboot.sh"
+    install -m 600 "$OUT/$run/server-data/gateway.token" "$d/gateway.token"
+    cat >"$d/rustupdate.toml" <<TOML
+device-type = "$type"
+data-dir = "$d/data"
+[slots.a]
+device = "$d/slot-a.img"
+[slots.b]
+device = "$d/slot-b.img"
+[bootloader]
+type = "grub"
+grubenv = "$d/boot/grubenv"
+[keys]
+trusted-dir = "$d/keys"
+[health]
+dir = "$d/health.d"
+timeout-secs = 10
+trial-timeout-secs = 600
+[system]
+reboot-command = ["$d/reboot.sh"]
+cmdline-file = "$d/cmdline"
+[server]
+url = "http://127.0.0.1:$port"
+controller-id = "$id"
+gateway-token-file = "$d/gateway.token"
+allow-insecure-http = true
+poll-interval-secs = $interval
+TOML
+}
+
+# start_run RUN CONTROLLER_ID DEVICE_TYPE SERVER_INTERVAL SAMPLE_PERIOD: server, relay, device,
+# daemon, sampler.
+# Sets SERVER_PORT[RUN] and DAEMON_PID[RUN].
+start_run() {
+    local run=$1 id=$2 type=$3 interval=$4 period=$5 dir=$OUT/$1 port relay pid
+    rm -rf "$dir"
+    mkdir -p "$dir/server-data/keys"
+    cp "$OUT/release.pub.pem" "$dir/server-data/keys/release.pub.pem"
+    port=$(free_port)
+    RUST_LOG=info "$SERVER_BIN" --data-dir "$dir/server-data" --listen "127.0.0.1:$port" \
+        --poll-interval "$interval" >"$dir/server.log" 2>&1 &
+    pid=$!
+    PIDS+=("$pid")
+    wait_for "$STARTUP_S" "rustupdate-server ($run)" server_up "$port"
+    alive_or_die "$pid" "rustupdate-server ($run)" "$dir/server.log"
+    python3 "$HELPER" relay "$dir/relay.port" "$port" "$dir/relay.log" 2>"$dir/relay.err" &
+    PIDS+=("$!")
+    wait_for 10 "relay ($run)" test -s "$dir/relay.port"
+    relay=$(cat "$dir/relay.port")
+    device "$run" "$id" "$type" "$relay" "$interval"
+    mark "$run" daemon_start
+    RUST_LOG=info "$CLIENT" -c "$dir/device/rustupdate.toml" daemon >"$dir/daemon.log" 2>&1 &
+    pid=$!
+    PIDS+=("$pid")
+    python3 "$HELPER" sample "$pid" "$dir/samples.tsv" "$period" &
+    PIDS+=("$!")
+    SERVER_PORT[$run]=$port
+    DAEMON_PID[$run]=$pid
+}
+
+installed() {
+    [[ -e $1/reboot-requested ]] && return 0
+    alive_or_die "${DAEMON_PID[idle]}" "the idle daemon" "$OUT/idle/daemon.log"
+    return 1
+}
+
+admin() {
+    local run=$1 method=$2 path=$3
+    shift 3
+    curl -sf -m 120 -X "$method" -H "Authorization: Bearer $(cat "$OUT/$run/server-data/admin.token")" \
+        "$@" "http://127.0.0.1:${SERVER_PORT[$run]}$path"
+}
+
+# The install phase of the idle run: a signed artifact, a rollout, the daemon installs it.
+install_phase() {
+    local image=$OUT/image-$IMAGE_MIB.bin artifact=$OUT/image-$IMAGE_MIB.rua id d=$OUT/idle/device
+    if [[ $(stat -c %s "$image" 2>/dev/null || echo 0) != $((IMAGE_MIB << 20)) ]]; then
+        head -c $((IMAGE_MIB << 20)) /dev/urandom >"$image"
+    fi
+    timeout 600 "$TOOL" build --image "$image" --name footprint --version 2.0 \
+        --device-type footprint-board --key "$OUT/release.key.pem" -o "$artifact" >/dev/null ||
+        die "rustupdate-artifact build failed"
+    id=$(admin idle POST /api/v1/artifacts -H 'Content-Type: application/octet-stream' \
+        --data-binary "@$artifact" | jq -r .id) || die "artifact upload failed"
+    log "idle run: artifact $id uploaded ($(stat -c %s "$artifact") bytes); starting the rollout"
+    mark idle install_start
+    admin idle POST /api/v1/rollouts -H 'Content-Type: application/json' --data \
+        "$(jq -n --argjson id "$id" '{name: "footprint", artifact_id: $id, device_type: "footprint-board",
+            phases: "100", success_threshold: 100, error_threshold: "1", start: true}')" \
+        >"$OUT/idle/rollout.json" || die "rollout create failed"
+    wait_for "$INSTALL_MAX_S" "the install (reboot request)" installed "$d"
+    mark idle install_end
+    sleep 1
+    cmp -n $((IMAGE_MIB << 20)) "$image" "$d/slot-b.img" || die "slot b does not hold the image after the install"
+}
+
+# --- main -------------------------------------------------------------------------------------
+
+T0=$SECONDS
+command -v jq >/dev/null || ci/apt-install.sh jq
+command -v curl >/dev/null || ci/apt-install.sh curl
+command -v grub-editenv >/dev/null || ci/apt-install.sh grub-common
+mkdir -p "$OUT"
+write_helper
+
+build_all
+measure_size x86_64 "$CLIENT" strip
+if ((AARCH64)); then size_aarch64; fi
+BUILD_S=$((SECONDS - T0))
+
+rm -f "$OUT"/release.{key,pub}.pem
+"$TOOL" keygen -o "$OUT/release" >/dev/null
+
+log "starting the idle run (server interval ${POLL_S} s) and the gap run (${GAP_POLL_S} s)"
+start_run idle footprint-idle footprint-board "$POLL_S" "$SAMPLE_PERIOD_IDLE"
+start_run gap footprint-gap footprint-gap "$GAP_POLL_S" "$SAMPLE_PERIOD_GAP"
+wait_for "$STARTUP_S" "the first poll (idle run)" at_least_polls idle 1
+wait_for "$STARTUP_S" "the first poll (gap run)" at_least_polls gap 1
+
+log "idle run: measuring ${IDLE_S} s"
+sleep $((IDLE_S + 2))
+alive_or_die "${DAEMON_PID[idle]}" "the idle daemon" "$OUT/idle/daemon.log"
+mark idle idle_end
+if ((INSTALL)); then install_phase; fi
+
+log "gap run: waiting for poll $GAP_POLLS"
+wait_for $((GAP_POLLS * GAP_POLL_S * 12 / 10 + 30)) "poll $GAP_POLLS (gap run)" at_least_polls gap "$GAP_POLLS"
+sleep 1
+alive_or_die "${DAEMON_PID[gap]}" "the gap daemon" "$OUT/gap/daemon.log"
+cleanup
+PIDS=()
+
+swupdate=null
+if [[ -x /usr/bin/swupdate ]]; then
+    swupdate=$(jq -n --argjson bytes "$(stat -c %s /usr/bin/swupdate)" \
+        --arg version "$(dpkg-query -W -f='${Version}' swupdate 2>/dev/null || echo unknown)" \
+        --argjson libs "$(ldd /usr/bin/swupdate | grep -c '=> /')" \
+        '{bytes: $bytes, version: $version, shared_libraries: $libs}')
+fi
+args=$(jq -n --argjson sizes "[$(IFS=,; echo "${SIZES[*]}")]" --argjson poll "$POLL_S" \
+    --argjson gap "$GAP_POLL_S" --argjson image "$IMAGE_MIB" --argjson size "$TARGET_SIZE_MIB" \
+    --argjson rss "$TARGET_RSS_MIB" --argjson swupdate "$swupdate" \
+    --arg rev "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
+    --argjson quick "$QUICK" --argjson cores "$(nproc)" --arg kernel "$(uname -r)" \
+    --argjson build "$BUILD_S" --argjson total "$((SECONDS - T0))" \
+    '{sizes: $sizes, poll_s: $poll, gap_poll_s: $gap, image_mib: $image, target_size_mib: $size,
+      target_rss_mib: $rss,
+      meta: {revision: $rev, quick: ($quick == 1), cores: $cores, kernel: $kernel,
+             build_s: $build, run_s: $total, swupdate: $swupdate}}')
+echo
+python3 "$HELPER" report "$OUT" "$args"
