@@ -1,6 +1,8 @@
 //! Slots as block devices or plain files. Writes go through the page cache in large sequential
 //! `pwrite`s on a writer thread and end with `fsync`; zero runs use `BLKZEROOUT`/hole punching
-//! (see `zero.rs`).
+//! (see `zero.rs`). Every batch is read first and written only where it differs: flash wears with
+//! every write, and a slot often holds most of the new image already (the same release again, a
+//! resumed install, or an older release of the same image).
 
 use super::{fault, zero};
 use crate::config::Slots;
@@ -39,8 +41,9 @@ impl DeviceSlots {
 
     fn open_write(&self, slot: SlotId) -> Result<File, Error> {
         let path = self.path(slot);
-        // Never create or truncate: a slot is an existing device or a pre-sized file.
-        OpenOptions::new().write(true).open(path).map_err(|err| {
+        // Never create or truncate: a slot is an existing device or a pre-sized file. Read too:
+        // read before write.
+        OpenOptions::new().read(true).write(true).open(path).map_err(|err| {
             Error::adapter(
                 "slot",
                 format!(
@@ -94,12 +97,25 @@ struct SlotSink {
     batch_offset: u64,
     tx: Option<SyncSender<Op>>,
     spare: Receiver<Vec<u8>>,
-    writer: Option<JoinHandle<std::io::Result<File>>>,
+    writer: Option<JoinHandle<std::io::Result<(File, WriteStats)>>>,
     since_fault_point: u64,
 }
 
 const BATCH: usize = 256 * 1024;
 const QUEUE: usize = 4;
+
+/// Bytes of data batches written, and left alone because the slot held them already.
+#[derive(Debug, Default, Clone, Copy)]
+struct WriteStats {
+    written: u64,
+    unchanged: u64,
+}
+
+/// Whether the slot holds `data` at `offset` already (a read error or a short read: no).
+fn holds(file: &File, offset: u64, data: &[u8], scratch: &mut Vec<u8>) -> bool {
+    scratch.resize(data.len(), 0);
+    file.read_exact_at(scratch, offset).is_ok() && scratch[..] == data[..]
+}
 
 enum Op {
     Write(u64, Vec<u8>),
@@ -114,12 +130,19 @@ impl SlotSink {
         let (spare_tx, spare) = sync_channel::<Vec<u8>>(QUEUE + 2);
         let writer = std::thread::Builder::new()
             .name("slot-writer".into())
-            .spawn(move || -> std::io::Result<File> {
+            .spawn(move || -> std::io::Result<(File, WriteStats)> {
                 let mut method = zero::Method::for_file(&file);
+                let mut stats = WriteStats::default();
+                let mut current = Vec::with_capacity(BATCH);
                 for op in rx {
                     match op {
                         Op::Write(offset, buf) => {
-                            file.write_all_at(&buf, offset)?;
+                            if holds(&file, offset, &buf, &mut current) {
+                                stats.unchanged += buf.len() as u64;
+                            } else {
+                                file.write_all_at(&buf, offset)?;
+                                stats.written += buf.len() as u64;
+                            }
                             let _ = spare_tx.try_send(buf);
                         }
                         // Remember a method that fell back, so it is not retried for every run.
@@ -131,7 +154,7 @@ impl SlotSink {
                         }
                     }
                 }
-                Ok(file)
+                Ok((file, stats))
             })
             .map_err(|err| Error::adapter("slot", format!("starting the writer thread: {err}")))?;
         Ok(SlotSink {
@@ -173,13 +196,13 @@ impl SlotSink {
         self.send(Op::Write(offset, full))
     }
 
-    fn join_writer(&mut self) -> Result<File, Error> {
+    fn join_writer(&mut self) -> Result<(File, WriteStats), Error> {
         drop(self.tx.take());
         let Some(writer) = self.writer.take() else {
             return Err(self.err(std::io::Error::other("writer thread already finished")));
         };
         match writer.join() {
-            Ok(Ok(file)) => Ok(file),
+            Ok(Ok(done)) => Ok(done),
             Ok(Err(err)) => Err(self.err(err)),
             Err(_) => Err(self.err(std::io::Error::other("writer thread panicked"))),
         }
@@ -239,7 +262,14 @@ impl ImageSink for SlotSink {
 
     fn finish(&mut self) -> Result<(), Error> {
         self.flush_batch()?;
-        let file = self.join_writer()?;
+        let (file, stats) = self.join_writer()?;
+        let mib = |bytes: u64| bytes as f64 / f64::from(1 << 20);
+        log::info!(
+            "slot {}: {:.1} MiB written, {:.1} MiB already in place (read before write)",
+            self.path.display(),
+            mib(stats.written),
+            mib(stats.unchanged)
+        );
         file.sync_all().map_err(|e| self.err(e))?;
         fault::point("image:synced");
         Ok(())
