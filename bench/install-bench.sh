@@ -3,7 +3,8 @@
 # a file when loop devices are unavailable), side by side with `zstd -d | dd` into the same target.
 # Prints wall time, CPU time (user+sys) and peak RSS of each (median of RUNS), the ratios, and the
 # stripped size of the release client binary.
-#   bench/install-bench.sh            (RUNS=5 by default; IMAGE=... to use another image)
+#   bench/install-bench.sh            (RUNS=5 by default; IMAGE=... another image, BASE=... what
+#                                      the target holds before each run, default rootfs-v1.ext4)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -16,6 +17,7 @@ if ! command -v zstd >/dev/null || ! [[ -x /usr/bin/time ]]; then
 fi
 bench/rootfs-images.sh >/dev/null
 IMAGE=${IMAGE:-$ROOT/build/bench/rootfs-v2.ext4}
+BASE=${BASE:-$ROOT/build/bench/rootfs-v1.ext4}
 SIZE=$(stat -c %s "$IMAGE")
 
 echo "building release binaries"
@@ -78,16 +80,26 @@ measure() {
     awk '{printf "%s %.2f %s\n", $1, $2+$3, $4}' "$OUT/$name.one" >> "$OUT/$name.times"
 }
 
-rm -f "$OUT"/*.times
-for _ in $(seq "$RUNS"); do
+# Before each measured run the target holds the previous release (BASE, default rootfs-v1.ext4),
+# as an inactive slot does, with none of it in the page cache.
+prepare_target() {
+    dd if="$BASE" of="$TARGET" bs=1M conv=fsync status=none
     sync; echo 1 > /proc/sys/vm/drop_caches 2>/dev/null || true
     cat "$OUT/image.rua" "$OUT/image.zst" > /dev/null   # both inputs warm in the page cache
+}
+
+rm -f "$OUT"/*.times
+for _ in $(seq "$RUNS"); do
+    prepare_target
     measure pipeline sh -c "zstd -d -c '$OUT/image.zst' | dd of='$TARGET' bs=1M conv=fsync status=none"
+    prepare_target
     reset_device
     measure client "$CLIENT" -c "$OUT/rustupdate.toml" install "$OUT/image.rua"
     # The client really wrote the image: compare the target with the source.
     cmp -n "$SIZE" "$IMAGE" "$TARGET" || { echo "target differs from the image after install"; exit 1; }
 done
+# "slot …: X MiB of data written, Y MiB zeroed" of the last client run.
+WRITTEN=$(sed -n 's/.*: \([0-9.]*\) MiB of data written, \([0-9.]*\) MiB zeroed.*/\1 MiB of data written, \2 MiB zeroed/p' "$OUT/client.err" | tail -n 1)
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 col() { awk -v c="$2" '{print $c}' "$OUT/$1.times" | median; }
@@ -106,5 +118,6 @@ printf '| rustupdate install | %s | %s | %.1f |\n' "$cw" "$cc" "$(echo "$cr/1024
 printf '| ratio client / pipeline | %.2f | %.2f | %.2f |\n' "$(echo "$cw/$pw" | bc -l)" "$(echo "$cc/$pc" | bc -l)" "$(echo "$cr/$pr" | bc -l)"
 echo
 echo "artifact: $(stat -c %s "$OUT/image.rua") bytes; zstd -3 stream: $(stat -c %s "$OUT/image.zst") bytes"
+echo "target held $(basename "$BASE") before each run; the client: ${WRITTEN:-(not logged)} (dd writes all $((SIZE >> 20)) MiB as data)"
 printf 'stripped client binary (%s): %s bytes (%.2f MiB)\n' "$(uname -m)" "$BIN" "$(echo "$BIN/1048576" | bc -l)"
 } | tee "$OUT/result.md"

@@ -1,8 +1,6 @@
 //! Slots as block devices or plain files. Writes go through the page cache in large sequential
 //! `pwrite`s on a writer thread and end with `fsync`; zero runs use `BLKZEROOUT`/hole punching
-//! (see `zero.rs`). Every batch is read first and written only where it differs: flash wears with
-//! every write, and a slot often holds most of the new image already (the same release again, a
-//! resumed install, or an older release of the same image).
+//! (see `zero.rs`).
 
 use super::{fault, zero};
 use crate::config::Slots;
@@ -41,9 +39,8 @@ impl DeviceSlots {
 
     fn open_write(&self, slot: SlotId) -> Result<File, Error> {
         let path = self.path(slot);
-        // Never create or truncate: a slot is an existing device or a pre-sized file. Read too:
-        // read before write.
-        OpenOptions::new().read(true).write(true).open(path).map_err(|err| {
+        // Never create or truncate: a slot is an existing device or a pre-sized file.
+        OpenOptions::new().write(true).open(path).map_err(|err| {
             Error::adapter(
                 "slot",
                 format!(
@@ -104,17 +101,12 @@ struct SlotSink {
 const BATCH: usize = 256 * 1024;
 const QUEUE: usize = 4;
 
-/// Bytes of data batches written, and left alone because the slot held them already.
+/// What an install wrote: data batches, and zero runs (which cost the device little or nothing:
+/// see `zero.rs`).
 #[derive(Debug, Default, Clone, Copy)]
 struct WriteStats {
-    written: u64,
-    unchanged: u64,
-}
-
-/// Whether the slot holds `data` at `offset` already (a read error or a short read: no).
-fn holds(file: &File, offset: u64, data: &[u8], scratch: &mut Vec<u8>) -> bool {
-    scratch.resize(data.len(), 0);
-    file.read_exact_at(scratch, offset).is_ok() && scratch[..] == data[..]
+    data: u64,
+    zeroed: u64,
 }
 
 enum Op {
@@ -133,21 +125,17 @@ impl SlotSink {
             .spawn(move || -> std::io::Result<(File, WriteStats)> {
                 let mut method = zero::Method::for_file(&file);
                 let mut stats = WriteStats::default();
-                let mut current = Vec::with_capacity(BATCH);
                 for op in rx {
                     match op {
                         Op::Write(offset, buf) => {
-                            if holds(&file, offset, &buf, &mut current) {
-                                stats.unchanged += buf.len() as u64;
-                            } else {
-                                file.write_all_at(&buf, offset)?;
-                                stats.written += buf.len() as u64;
-                            }
+                            file.write_all_at(&buf, offset)?;
+                            stats.data += buf.len() as u64;
                             let _ = spare_tx.try_send(buf);
                         }
                         // Remember a method that fell back, so it is not retried for every run.
                         Op::Zero(offset, len) => {
-                            method = zero::zero_range(&file, offset, len, method)?
+                            method = zero::zero_range(&file, offset, len, method)?;
+                            stats.zeroed += len;
                         }
                         Op::Sync(answer) => {
                             let _ = answer.send(file.sync_data());
@@ -265,10 +253,10 @@ impl ImageSink for SlotSink {
         let (file, stats) = self.join_writer()?;
         let mib = |bytes: u64| bytes as f64 / f64::from(1 << 20);
         log::info!(
-            "slot {}: {:.1} MiB written, {:.1} MiB already in place (read before write)",
+            "slot {}: {:.1} MiB of data written, {:.1} MiB zeroed",
             self.path.display(),
-            mib(stats.written),
-            mib(stats.unchanged)
+            mib(stats.data),
+            mib(stats.zeroed)
         );
         file.sync_all().map_err(|e| self.err(e))?;
         fault::point("image:synced");
