@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import contract, layout as layout_json
+from harness import contract, guest, layout as layout_json
 from harness.disk import MIB, MTOOLS_ENV, EnvFile, fw_env_config, sha256_range
 from harness.layout import Artifact, Firmware, Image, Layout, Partition
 
@@ -420,7 +420,7 @@ def build_rootfs(tree: Path, version: str, cfg: Arch, busybox: Path, applets: li
     os.chmod(tree / "usr" / "bin" / "rustupdate", 0o755)
     init = render(HERE / "guest" / "init", {
         "BOOT_LABEL": cfg.boot_label, "BOOT_MOUNT": cfg.boot_mount,
-        "BROKEN": "1" if version == "v3" else "0"})
+        "BROKEN": "1" if version == "v3" else "0", "STOP_LINE": guest.STOP_LINE})
     (tree / "sbin" / "init").write_text(init)
     os.chmod(tree / "sbin" / "init", 0o755)
     etc = tree / "etc"

@@ -5,27 +5,34 @@
 #   2. a broken update: v3 never comes up, the bootloader falls back after 3 trial boots, the
 #      client reports it, and v2 is installed and committed afterwards;
 #   3. a failing health check: v2 boots but its health check fails, the client rolls back and
-#      reboots into v1.
+#      reboots into v1;
+#   4. a fleet: rustupdate-server on the host (127.0.0.1, the guests reach it as 10.0.2.2) and
+#      three devices running `rustupdate daemon` at once; the broken v3 is rolled out in phases
+#      33,100 with an error threshold of 1: the first phase's device falls back in the
+#      bootloader and reports it, the server pauses the rollout, the other two never get v3.
 #
-#   ci/e2e/demo.sh [--arch arm64|x86_64|all]    (default arm64, the faster boot: about 2-6 s a boot;
-#                                                x86_64 with OVMF+GRUB takes about 7-15 s a boot)
+#   ci/e2e/demo.sh [--arch arm64|x86_64|all] [--no-fleet]
+#       (default arm64, the faster boot: about 2-6 s a boot; x86_64 with OVMF+GRUB takes about
+#       7-15 s a boot; the fleet part is arm64 only; --no-fleet skips it and building the server)
 # Further arguments go to ci/e2e/run.sh (e.g. --no-deps).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ARCH=arm64
+SCENARIOS=(good-update broken-update health-rollback fleet-phased-rollout)
 args=()
 while (($#)); do
     case "$1" in
         --arch) ARCH=$2; shift 2 ;;
-        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+        --no-fleet) SCENARIOS=("${SCENARIOS[@]:0:3}"); shift ;;
+        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
         *) args+=("$1"); shift ;;
     esac
 done
 status=0
 started=$(date +%s)
-ci/e2e/run.sh --arch "$ARCH" --scenario good-update broken-update health-rollback --narrate "${args[@]}" \
-    || status=$?
+ci/e2e/run.sh --arch "$ARCH" --scenario "${SCENARIOS[@]}" --narrate "${args[@]}" || status=$?
 
 # A recap in words (each scenario's description), from what the runner recorded.
 python3 ci/e2e/runner.py --recap "$started" || true
+echo "demo: $(( $(date +%s) - started )) s"
 exit $status

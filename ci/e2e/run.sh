@@ -11,7 +11,10 @@
 #    (cargo; --client-<arch> PATH or $RUSTUPDATE_E2E_CLIENT_<ARCH> use a given binary instead,
 #    e.g. a stand-in script while the client cannot do something yet),
 # 3. builds the disk images and signed artifacts (ci/e2e/build.py, into build/e2e/<arch>),
-# 4. runs the scenarios of ci/scenarios (ci/e2e/runner.py; default: every scenario marked for CI).
+#    and, when a chosen scenario needs the fleet server, rustupdate-server (tools/server, debug
+#    build as ci/server-test.sh makes it; $RUSTUPDATE_E2E_SERVER uses a given binary instead),
+# 4. runs the scenarios of ci/scenarios (ci/e2e/runner.py; default: every
+#    scenario marked for CI).
 # Exits non-zero on any failure. Console logs: build/e2e/results/<arch>/<scenario>/boot-NN.log.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -39,7 +42,7 @@ while (($#)); do
         --client-arm64) CLIENT_arm64=$2; shift 2 ;;
         --list) LIST=1; shift ;;
         --narrate) NARRATE=1; shift ;;
-        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
         *) echo "run.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -86,6 +89,12 @@ for arch in "${ARCHES[@]}"; do
     stamp "disk image and artifacts for $arch (client $client)"
     python3 ci/e2e/build.py --arch "$arch" --client "$client" --artifact-tool "$TOOL"
 done
+query=(--arch "$ARCH")
+((${#SCENARIOS[@]})) && query+=(--scenario "${SCENARIOS[@]}")
+if [[ -z "${RUSTUPDATE_E2E_SERVER:-}" ]] && python3 ci/e2e/runner.py --needs-server "${query[@]}"; then
+    stamp "fleet server rustupdate-server (tools/server, debug)"
+    cargo build --locked --manifest-path tools/server/Cargo.toml --bin rustupdate-server
+fi
 echo "e2e: build took $(( $(date +%s) - T0 )) s"
 
 stamp "scenarios"

@@ -2,8 +2,9 @@
 """Runs the declarative end-to-end scenarios (ci/scenarios/*.toml) under QEMU.
 
     ci/e2e/runner.py [--arch x86_64|arm64|all] [--scenario NAME|FILE.toml ...] [--jobs N]
-                     [--accel auto|tcg|kvm] [--build DIR] [--narrate] [--list]
+                     [--accel auto|tcg|kvm] [--build DIR] [--server BIN] [--narrate] [--list]
     ci/e2e/runner.py --recap SINCE     (the demo's recap of summary.json, if written after SINCE)
+    ci/e2e/runner.py --needs-server [--arch A] [--scenario ...]   (exit 0: a fleet scenario is chosen)
 
 Each scenario starts from a fresh copy of the pristine disk made by build.py and boots it several
 times. Every boot is one QEMU process (-no-reboot: a guest reboot or power-off ends it); the
@@ -11,6 +12,12 @@ per-boot action reaches the guest's init through fw_cfg. Between boots the runne
 a scenario says so, writes) the bootloader environment inside the disk image with mtools and the
 reference tools (grub-editenv, fw_printenv/fw_setenv), and checks the expectations of the boot.
 Console logs: <build>/results/<arch>/<scenario>/boot-NN.log; summary: <build>/results/summary.json.
+
+Fleet scenarios (a [fleet] table) start a rustupdate-server on a loopback port with a fresh data
+directory (<results>/<arch>/<scenario>/server-data, log server.log), upload the artifact, register
+the device(s) and start the rollout before the first boot; the guest's daemon polls it at
+10.0.2.2. A boot with `until` ends when the server shows that state (the runner types the stop
+line). With several devices, each boots its one [[boot]] again after every reboot, all at once.
 
 Scenario file format: ci/e2e/README.md. The pieces live in ci/e2e/harness/.
 """
@@ -22,6 +29,7 @@ import dataclasses
 import functools
 import http.server
 import json
+import os
 import re
 import shutil
 import signal
@@ -34,19 +42,40 @@ from pathlib import Path
 
 from harness import contract, guest, layout as layout_json, qemu, scenario
 from harness.disk import Disk, DiskError
+from harness.fleet import FleetError, FleetServer, server_section
 from harness.layout import Layout, LayoutError
 from harness.scenario import Boot, Observed, Scenario, ScenarioError
 
-REPO = Path(__file__).resolve().parent.parent.parent
-SCENARIOS = REPO / "ci" / "scenarios"
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+# Scenario files: the boot and update scenarios, and the fleet scenarios kept with the harness.
+SCENARIO_DIRS = (REPO / "ci" / "scenarios",)
+MAX_FLEET_BOOTS = 10  # per device of a multi-device fleet scenario
 DEFAULT_TIMEOUT = {"x86_64": 120.0, "arm64": 90.0}
-NARRATE = re.compile(r"^(E2E: (booted|result|hook|health|broken)|rustupdate: |Kernel panic|"
+NARRATE = re.compile(r"^(E2E: (booted|result|hook|health|broken|daemon)|rustupdate: |Kernel panic|"
                      r"\[(INFO|WARN|ERROR) +rustupdate[^\]]*\] (artifact|installing|slot|trial|"
-                     r"committed|update|rolling|health|.*interrupted))")
+                     r"committed|update|rolling|health|.*interrupted)|"
+                     # the daemon's lines, but of its progress only the end
+                     r"\[(INFO|WARN|ERROR) +rustupdate[^\]]*(daemon|ddi|server)[^\]]*\] "
+                     r"(?!written (?!100%)))")
+
+
+_LOG = threading.Lock()
 
 
 def log(msg: str) -> None:
-    print(msg, flush=True)
+    with _LOG:
+        print(msg, flush=True)
+
+
+def scenario_files() -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for d in SCENARIO_DIRS:
+        for p in sorted(d.glob("*.toml")):
+            if p.stem in found:
+                raise ScenarioError(f"{p}: a scenario {p.stem} exists already ({found[p.stem]})")
+            found[p.stem] = p
+    return found
 
 
 # ---------------------------------------------------------------------------------------------
@@ -66,6 +95,8 @@ class BootRecord:
     errors: list[str]
     situation: str | None = None  # from `status --json`
     last_result: str | None = None
+    device: str | None = None  # the controller id, in fleet scenarios
+    server: dict[str, str] | None = None  # what the fleet server showed after the boot
 
 
 @dataclass
@@ -79,6 +110,7 @@ class ScenarioRecord:
     reboot_to_commit_seconds: float | None
     failures: list[str]
     boot_details: list[BootRecord] = field(default_factory=list)
+    fleet: dict | None = None  # fleet scenarios: the rollout and each device at the end
 
 
 # ---------------------------------------------------------------------------------------------
@@ -101,12 +133,86 @@ def start_http(directory: Path) -> tuple[http.server.ThreadingHTTPServer, int]:
 # Boots
 # ---------------------------------------------------------------------------------------------
 
-def boot_once(lay: Layout, disk: Disk, boot: Boot, logfile: Path, accel: str) -> qemu.BootResult:
+@dataclass
+class FleetDevice:
+    """One device of a fleet scenario: its controller id, what its token file holds, its disk."""
+    controller_id: str
+    token: str
+    disk: Disk
+    rdir: Path
+
+
+@dataclass
+class FleetRun:
+    """A fleet scenario's server and rollout, while the scenario runs."""
+    server: FleetServer
+    rollout_id: int
+    spec: scenario.Fleet
+    devices: list[FleetDevice]
+    until_since: float | None = None  # epoch ms when the shared `until` first held (several devices)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def fw_cfg(self, dev: FleetDevice) -> dict[str, str]:
+        return {"server": server_section(self.server.guest_url, dev.controller_id,
+                                         self.spec.auth, self.spec.poll_interval),
+                "token": dev.token}
+
+    def observe(self, dev: FleetDevice) -> dict[str, str]:
+        return self.server.observe(dev.controller_id, self.rollout_id)
+
+    def until(self, dev: FleetDevice, want: dict[str, str]):
+        """stop_when for a boot: the server shows `want`; with several devices, also the device
+        has polled since `want` first held (so it is known to have got nothing afterwards)."""
+        def holds() -> bool:
+            try:
+                if not scenario.server_matches(want, self.observe(dev)):
+                    return False
+                if len(self.devices) == 1:
+                    return True
+                with self.lock:
+                    if self.until_since is None:
+                        self.until_since = time.time() * 1000  # the server's clock is ours
+                    since = self.until_since
+                seen = self.server.device(dev.controller_id)["device"].get("last_seen") or 0
+                return seen > since
+            except FleetError as err:
+                log(f"      ! fleet server: {err}")
+                return False
+        return holds
+
+
+def start_fleet(sc: Scenario, lay: Layout, build: Path, rdir: Path, server_bin: Path) -> FleetRun:
+    spec = sc.fleet
+    assert spec is not None  # only called for fleet scenarios
+    if not server_bin.is_file():
+        raise FleetError(f"{server_bin} missing: build tools/server (ci/e2e/run.sh does)")
+    server = FleetServer(server_bin, rdir / "server-data", rdir / "server.log", spec.poll_interval)
+    server.start([build / "keys" / "e2e.pub.pem"])
+    run = FleetRun(server, 0, spec, [])
+    artifact = server.upload(build / lay.arch / "artifacts" / spec.artifact)
+    for n in range(1, spec.devices + 1):
+        cid = f"e2e-{lay.arch}" if spec.devices == 1 else f"e2e-{lay.arch}-{n}"
+        token = server.add_device(cid, lay.device_type)
+        ddir = rdir if spec.devices == 1 else rdir / cid
+        ddir.mkdir(parents=True, exist_ok=True)
+        run.devices.append(FleetDevice(cid, token if spec.auth == "target" else server.gateway_token,
+                                       Disk(lay, ddir).fresh(), ddir))
+    rollout = server.create_rollout(f"{spec.artifact} ({sc.name})", artifact, lay.device_type,
+                                    spec.phases, spec.error_threshold)
+    run.rollout_id = rollout.id
+    log(f"  {lay.arch:6s} fleet server {server.url} (guests: {server.guest_url}): rollout "
+        f"{rollout.id} of {spec.artifact} to {', '.join(d.controller_id for d in run.devices)}, "
+        f"phases {spec.phases}, error threshold {spec.error_threshold}, {spec.auth} token")
+    return run
+
+
+def boot_once(lay: Layout, disk: Disk, boot: Boot, logfile: Path, accel: str,
+              extra_fw_cfg: dict[str, str] | None = None, stop_when=None) -> qemu.BootResult:
     cmd = qemu.command(lay, disk.path, disk.vars, accel, boot.net, {
         "action": boot.action, "health": boot.health or "", "env": boot.client_env,
-        "end": boot.end or ""})
+        "end": boot.end or "", **(extra_fw_cfg or {})})
     timeout = boot.timeout or DEFAULT_TIMEOUT[lay.arch]
-    return qemu.run(cmd, logfile, timeout, boot.kill_on, boot.kill_delay)
+    return qemu.run(cmd, logfile, timeout, boot.kill_on, boot.kill_delay, stop_when)
 
 
 def trace_install_points(lay: Layout, results: Path, accel: str) -> list[str]:
@@ -144,14 +250,28 @@ def concrete(boot: Boot, points: list[str] | None, http_port: int | None) -> Boo
 
 
 def run_boot(n: int, boot: Boot, lay: Layout, disk: Disk, rdir: Path, accel: str,
-             narrated: bool) -> BootRecord:
+             narrated: bool, fleet: FleetRun | None = None,
+             dev: FleetDevice | None = None) -> BootRecord:
+    who = f"{lay.arch:6s}" + (f" {dev.controller_id}" if dev and fleet and len(fleet.devices) > 1
+                              else "")
     if narrated and boot.note:
-        log(f"  {lay.arch:6s} boot {n:2d}: {boot.note}")
+        log(f"  {who} boot {n:2d}: {boot.note}")
     if boot.host_wipe:
         disk.wipe_slot(boot.host_wipe)
     if boot.host_env:
         disk.write_env(boot.host_env)
-    res = boot_once(lay, disk, boot, rdir / f"boot-{n:02d}.log", accel)
+    extra = stop_when = None
+    if fleet is not None and dev is not None:
+        extra = fleet.fw_cfg(dev)
+        if boot.until:
+            stop_when = fleet.until(dev, boot.until)
+    res = boot_once(lay, disk, boot, rdir / f"boot-{n:02d}.log", accel, extra, stop_when)
+    server = None
+    if fleet is not None and dev is not None:
+        try:
+            server = fleet.observe(dev)
+        except FleetError as err:
+            log(f"      ! fleet server: {err}")
     errors = []
     try:
         env = disk.read_env()
@@ -162,33 +282,44 @@ def run_boot(n: int, boot: Boot, lay: Layout, disk: Disk, rdir: Path, accel: str
         errors.append(f"qemu exited with {res.rc}: {res.console[-300:]}")
     if res.end == "timeout":
         errors.append(f"timed out after {boot.timeout or DEFAULT_TIMEOUT[lay.arch]:.0f} s")
-    errors += scenario.check(boot.expect, Observed(res.console, res.end, env, disk.slot_holds))
+    if boot.until and res.stop_sent_at is None and res.end not in ("reset", "reboot", "killed"):
+        errors.append(f"the server never showed {boot.until}")
+    errors += scenario.check(boot.expect, Observed(res.console, res.end, env, disk.slot_holds,
+                                                   server))
     booted = guest.booted(res.console)
     rec = BootRecord(
         boot=n, action=boot.action, booted="/".join(booted) if booted else "-", end=res.end,
         seconds=round(res.duration, 2),
         init_at=_rounded(res.marker_time(guest.BOOTED)),
         commit_at=_rounded(res.marker_time(guest.COMMITTED)),
-        env={k: env.get(k) for k in contract.VARS}, errors=errors)
+        env={k: env.get(k) for k in contract.VARS}, errors=errors,
+        device=dev.controller_id if dev else None, server=server)
     st = guest.status(res.console)
     if st:
         rec.situation = st.get("situation")
         lr = st.get("last-result") or {}
         rec.last_result = f"{lr.get('version')} {lr.get('result')}" if lr else None
     e = rec.env
-    log(f"  {lay.arch:6s} boot {n:2d} {rec.action[:44]:44s} booted {rec.booted:6s} "
-        f"end {res.end:8s} {res.duration:6.1f} s  env slot={e[contract.VAR_SLOT]} "
-        f"ua={e[contract.VAR_UPGRADE_AVAILABLE]} bc={e[contract.VAR_BOOTCOUNT]}"
-        + (f"  [{rec.last_result}]" if rec.last_result else "")
-        + ("  OK" if not errors else "  FAIL"))
+    # One log call per boot: devices of a fleet scenario boot in parallel threads.
+    out = [f"  {who} boot {n:2d} {rec.action[:44]:44s} booted {rec.booted:6s} "
+           f"end {res.end:8s} {res.duration:6.1f} s  env slot={e[contract.VAR_SLOT]} "
+           f"ua={e[contract.VAR_UPGRADE_AVAILABLE]} bc={e[contract.VAR_BOOTCOUNT]}"
+           + (f"  [{rec.last_result}]" if rec.last_result else "")
+           + (f"  server: {server['action']}" if server else "")
+           + ("  OK" if not errors else "  FAIL")]
     if narrated:
-        for t, line in res.lines:
-            if NARRATE.search(line):
-                log(f"        {t:6.1f} s  {line.strip()[:110]}")
-    for err in errors:
-        log(f"      ! {err}")
+        out += [f"        {t:6.1f} s  {line.strip()[:110]}" for t, line in res.lines
+                if NARRATE.search(line)]
+        if server and server["action"] != "null":
+            out.append(f"        server: action {server['action']}"
+                       + (f" ({server['reason']})" if server["reason"] != "null" else "")
+                       + f", rollout {server['rollout']}"
+                       + (f" ({server['pause_reason']})" if server["pause_reason"] != "null"
+                          else ""))
+    out += [f"      ! {err}" for err in errors]
     if errors:
-        log(f"      console log: {rdir / f'boot-{n:02d}.log'}")
+        out.append(f"      console log: {rdir / f'boot-{n:02d}.log'}")
+    log("\n".join(out))
     return rec
 
 
@@ -201,51 +332,140 @@ def reboot_to_commit(boots: list[BootRecord]) -> float | None:
     counted from the start of its QEMU (which follows the install boot's reboot at once)."""
     found = None
     for prev, cur in zip(boots, boots[1:]):
-        if (prev.action.startswith("install") or "; install" in prev.action) \
-                and prev.end == "reboot" and cur.commit_at is not None and cur.booted != prev.booted:
+        installed = (prev.action.startswith("install") or "; install" in prev.action) \
+            and prev.end == "reboot"
+        # The daemon reboots with `reboot -f` from the guest (no end line: "reset") after it
+        # armed the other slot.
+        installed |= (guest.DAEMON_ACTION in scenario.actions(prev.action) and prev.end == "reset"
+                      and prev.env.get(contract.VAR_UPGRADE_AVAILABLE) == "1"
+                      and prev.booted[:1] != prev.env.get(contract.VAR_SLOT))
+        if installed and cur.commit_at is not None and cur.booted != prev.booted \
+                and cur.device == prev.device:
             found = cur.commit_at
     return found
 
 
 def run_scenario(sc: Scenario, lay: Layout, build: Path, results: Path, accel: str,
-                 narrated: bool = False, points: list[str] | None = None) -> ScenarioRecord:
+                 narrated: bool = False, points: list[str] | None = None,
+                 server_bin: Path | None = None) -> ScenarioRecord:
     rdir = results / lay.arch / sc.name
     shutil.rmtree(rdir, ignore_errors=True)
     rdir.mkdir(parents=True)
     t0 = time.monotonic()
-    disk = Disk(lay, rdir).fresh()
     http_srv = http_port = None
-    if sc.needs_http:
-        http_srv, http_port = start_http(build / lay.arch / "artifacts")
+    fleet: FleetRun | None = None
+    disks: list[Disk] = []
     boots: list[BootRecord] = []
     failures: list[str] = []
+    fleet_doc = None
     log(f"--- {lay.arch} {sc.name}: {sc.description}")
     try:
-        for n, boot in enumerate(sc.boots, start=1):
-            if qemu.STOP.is_set():
-                failures.append("stopped")
-                break
-            rec = run_boot(n, concrete(boot, points, http_port), lay, disk, rdir, accel, narrated)
-            boots.append(rec)
-            failures += [f"boot {n}: {err}" for err in rec.errors]
-            if failures:
-                break
-    except (ScenarioError, DiskError, subprocess.CalledProcessError, OSError) as err:
+        if sc.fleet is not None:
+            fleet = start_fleet(sc, lay, build, rdir, server_bin or Path("rustupdate-server"))
+            disks = [d.disk for d in fleet.devices]
+        else:
+            disks = [Disk(lay, rdir).fresh()]
+        if sc.needs_http:
+            http_srv, http_port = start_http(build / lay.arch / "artifacts")
+        if fleet is not None and len(fleet.devices) > 1:
+            boots, failures = run_devices(sc, lay, fleet, accel, narrated, points)
+        else:
+            dev = fleet.devices[0] if fleet else None
+            for n, boot in enumerate(sc.boots, start=1):
+                if qemu.STOP.is_set():
+                    failures.append("stopped")
+                    break
+                rec = run_boot(n, concrete(boot, points, http_port), lay, disks[0], rdir, accel,
+                               narrated, fleet, dev)
+                boots.append(rec)
+                failures += [f"boot {n}: {err}" for err in rec.errors]
+                if failures:
+                    break
+        if fleet is not None:
+            fleet_doc = fleet_summary(fleet)
+            if sc.fleet.expect and len(fleet.devices) > 1:
+                errors = scenario.check_fleet(sc.fleet.expect, fleet_doc)
+                failures += [f"fleet: {err}" for err in errors]
+                for err in errors:
+                    log(f"      ! fleet: {err}")
+    except (ScenarioError, DiskError, FleetError, subprocess.CalledProcessError, OSError) as err:
         failures.append(f"runner: {err}")
         log(f"      ! runner: {err}")
     finally:
         if http_srv is not None:
             http_srv.shutdown()
             http_srv.server_close()
+        if fleet is not None:
+            fleet.server.stop()
     wall = time.monotonic() - t0
     to_commit = reboot_to_commit(boots)
     ok = not failures
     if ok:
-        disk.remove()  # the disk of a passing scenario is not needed any more (logs are kept)
+        for disk in disks:
+            disk.remove()  # the disk of a passing scenario is not needed any more (logs are kept)
+    if fleet_doc is not None and len(fleet_doc["devices"]) > 1:
+        log_fleet(lay.arch, fleet_doc)
     log(f"--- {lay.arch} {sc.name}: {'PASS' if ok else 'FAIL'} ({len(boots)} boots, {wall:.1f} s"
         + (f", reboot into new slot -> committed {to_commit:.1f} s" if to_commit else "") + ")")
     return ScenarioRecord(lay.arch, sc.name, ok, len(boots), len(sc.boots), round(wall, 1),
-                          to_commit, failures, boots)
+                          to_commit, failures, boots, fleet_doc)
+
+
+def run_devices(sc: Scenario, lay: Layout, fleet: FleetRun, accel: str, narrated: bool,
+                points: list[str] | None) -> tuple[list[BootRecord], list[str]]:
+    """Several devices at once, as a fleet lives: each boots the scenario's one [[boot]], and
+    boots it again whenever the guest rebooted (an install, a panic, a rollback), until the
+    server shows `until` and the device polled once more (MAX_FLEET_BOOTS at most)."""
+    boot = concrete(sc.boots[0], points, None)
+    records: dict[str, list[BootRecord]] = {d.controller_id: [] for d in fleet.devices}
+    failures: list[str] = []
+    lock = threading.Lock()
+
+    def device_life(dev: FleetDevice) -> None:
+        for n in range(1, MAX_FLEET_BOOTS + 1):
+            if qemu.STOP.is_set():
+                return
+            this = boot if n == 1 else dataclasses.replace(boot, note="rebooted, boots again")
+            rec = run_boot(n, this, lay, dev.disk, dev.rdir, accel, narrated, fleet, dev)
+            with lock:
+                records[dev.controller_id].append(rec)
+                failures.extend(f"{dev.controller_id} boot {n}: {e}" for e in rec.errors)
+            if rec.errors or rec.end not in ("reset", "reboot"):
+                return  # stopped by the host (or failed)
+        with lock:
+            failures.append(f"{dev.controller_id}: still rebooting after {MAX_FLEET_BOOTS} boots")
+
+    threads = [threading.Thread(target=device_life, args=(d,)) for d in fleet.devices]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return [r for d in fleet.devices for r in records[d.controller_id]], failures
+
+
+def fleet_summary(fleet: FleetRun) -> dict:
+    """The rollout and every device's action at the end (summary.json, checks, the recap)."""
+    rollout = fleet.server.rollout(fleet.rollout_id)
+    devices = {}
+    for dev in fleet.devices:
+        seen = fleet.observe(dev)
+        devices[dev.controller_id] = {"action": seen["action"], "reason": seen["reason"],
+                                      "feedbacks": seen["feedbacks"]}
+    return {"rollout": rollout["state"], "pause_reason": rollout.get("pause_reason"),
+            "phases": rollout.get("phase_percents"), "artifact": fleet.spec.artifact,
+            "phase_counts": [{k: ph.get(k) for k in ("percent", "members", "succeeded", "failed",
+                                                     "in_progress")}
+                             for ph in rollout.get("phases", [])],
+            "devices": devices}
+
+
+def log_fleet(arch: str, doc: dict) -> None:
+    log(f"  {arch:6s} rollout of {doc['artifact']} (phases {doc['phases']}): {doc['rollout']}"
+        + (f" ({doc['pause_reason']})" if doc.get("pause_reason") else ""))
+    for cid, d in doc["devices"].items():
+        got = "polled on, never got the release" if d["action"] == "null" else (
+            f"action {d['action']}" + (f": {d['reason']}" if d["reason"] != "null" else ""))
+        log(f"  {arch:6s}   {cid}: {got}")
 
 
 def run_arch(arch: str, chosen: list[Scenario], args: argparse.Namespace, results: Path,
@@ -274,7 +494,8 @@ def run_arch(arch: str, chosen: list[Scenario], args: argparse.Namespace, result
         except ScenarioError as err:
             log(f"--- {arch}: {err}")
     for sc in mine:
-        out.append(run_scenario(sc, lay, args.build, results, accel, args.narrate, points))
+        out.append(run_scenario(sc, lay, args.build, results, accel, args.narrate, points,
+                                args.server))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -300,19 +521,28 @@ def recap(summary: Path, since: float) -> int:
     if not summary.exists() or summary.stat().st_mtime < since:
         log("\nno scenario ran (see the errors above)")
         return 1
+    files = scenario_files()
     log("\n=== what happened ===")
     for run in json.loads(summary.read_text()):
         story = "did not go as expected"
         if run["ok"]:
-            story = scenario.load(SCENARIOS / f"{run['scenario']}.toml").description
+            story = scenario.load(files[run["scenario"]]).description
         last = run["boot_details"][-1] if run.get("boot_details") else {}
-        line = (f"{run['arch']:7} {run['scenario']:16} {'PASS' if run['ok'] else 'FAIL'}  {story}; "
-                f"{run['boots']} boots in {run['wall_seconds']} s, now running "
-                f"{last.get('booted', '?')}")
+        fleet = run.get("fleet")
+        several = bool(fleet) and len(fleet["devices"]) > 1
+        line = (f"{run['arch']:7} {run['scenario']:21} {'PASS' if run['ok'] else 'FAIL'}  {story}; "
+                f"{run['boots']} boots in {run['wall_seconds']} s"
+                + ("" if several else f", now running {last.get('booted', '?')}"))
         if run.get("reboot_to_commit_seconds") is not None:
             line += (f"; downtime (reboot into the new slot -> committed) "
                      f"{run['reboot_to_commit_seconds']} s")
         log(line)
+        if several:
+            log_fleet(run["arch"], fleet)
+        elif fleet:
+            for cid, d in fleet["devices"].items():
+                log(f"        server: {cid} action {d['action']}"
+                    + (f" ({d['reason']})" if d["reason"] != "null" else ""))
         for failure in run.get("failures", []):
             log(f"        {failure}")
     log("Console logs: build/e2e/results/<arch>/<scenario>/boot-NN.log")
@@ -332,6 +562,15 @@ def choose(names: list[str], known: dict[str, Scenario]) -> list[Scenario]:
         else:
             raise ScenarioError(f"unknown scenario {name}; known: {', '.join(known)}")
     return chosen
+
+
+def default_server() -> Path:
+    """$RUSTUPDATE_E2E_SERVER, else the debug build of tools/server (its own workspace; the
+    build ci/server-test.sh makes and run.sh updates)."""
+    if os.environ.get("RUSTUPDATE_E2E_SERVER"):
+        return Path(os.environ["RUSTUPDATE_E2E_SERVER"])
+    target = Path(os.environ.get("CARGO_TARGET_DIR") or REPO / "tools" / "server" / "target")
+    return target / "debug" / "rustupdate-server"
 
 
 def main() -> int:
@@ -354,13 +593,18 @@ def main() -> int:
                     help="demo mode: print the notes and the telling console lines of every boot")
     ap.add_argument("--recap", type=float, metavar="SINCE",
                     help="print the demo's recap of summary.json if written after SINCE (epoch s)")
+    ap.add_argument("--server", type=Path, default=default_server(),
+                    help="rustupdate-server binary for the fleet scenarios "
+                         "(default: $RUSTUPDATE_E2E_SERVER or the server workspace's debug build)")
+    ap.add_argument("--needs-server", action="store_true",
+                    help="exit 0 if a chosen scenario needs the fleet server, 1 if none does")
     args = ap.parse_args()
     results = args.build / "results"
     if args.recap is not None:
         return recap(results / "summary.json", args.recap)
 
     try:
-        known = {p.stem: scenario.load(p) for p in sorted(SCENARIOS.glob("*.toml"))}
+        known = {name: scenario.load(p) for name, p in scenario_files().items()}
         chosen = choose(args.scenario, known)
     except ScenarioError as err:
         log(f"runner: {err}")
@@ -371,6 +615,8 @@ def main() -> int:
                 f"{len(sc.boots):2d} boots  {sc.description}")
         return 0
     arches = scenario.ARCHES if args.arch == "all" else (args.arch,)
+    if args.needs_server:
+        return 0 if any(sc.fleet and set(sc.arches) & set(arches) for sc in chosen) else 1
     results.mkdir(parents=True, exist_ok=True)
 
     t0 = time.monotonic()

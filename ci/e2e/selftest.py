@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """In-process tests of the harness's pure parts (no QEMU, no disk images; about a second):
-every scenario file loads, the expectation check, the layout codec, and that the harness's
-copies of the boot contract and of the guest protocol still match the Rust code and guest/init.
+every scenario file loads, the expectation check, the layout codec, the fleet server's pure
+parts, and that the harness's copies of the boot contract, of the guest protocol and of the
+server's state names still match the Rust code, guest/init and docs/server.md.
 
     ci/e2e/selftest.py [-v]        (run.sh runs it before building anything)
 """
@@ -15,9 +16,9 @@ import tomllib
 import unittest
 from pathlib import Path
 
-from harness import contract, guest, scenario
+from harness import contract, fleet, guest, scenario
 from harness.layout import Artifact, Firmware, Image, Layout, LayoutError, Partition
-from harness.scenario import Boot, Expect, FaultPoint, Observed, ScenarioError
+from harness.scenario import Boot, Expect, FaultPoint, FleetExpect, Observed, ScenarioError
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -41,17 +42,30 @@ def parse(text: str) -> scenario.Scenario:
     return scenario.parse(tomllib.loads(text), "t", Path("t.toml"))
 
 
-def seen(console=CONSOLE, end="poweroff", env=ENV, holds=lambda s, v: (s, v) == ("b", "v2")):
-    return Observed(console, end, env, holds)
+def seen(console=CONSOLE, end="poweroff", env=ENV, holds=lambda s, v: (s, v) == ("b", "v2"),
+         server=None):
+    return Observed(console, end, env, holds, server)
+
+
+FLEET = '[fleet]\nartifact = "v3.rua"\n'
+# GET /api/v1/devices/{id} and GET /api/v1/rollouts/{id} (tools/server/src/api.rs), abridged.
+DEVICE = {"device": {"controller_id": "e2e-arm64", "last_seen": 5},
+          "actions": [{"id": 1, "rollout_id": 7, "device_id": 1, "state": "failed",
+                       "reason": "v3 fell back to slot a after 3 boots", "rollout_name": "r",
+                       "artifact_version": "v3",
+                       "feedback": [{"execution": "proceeding"}, {"execution": "closed"}]}]}
+ROLLOUT = {"id": 7, "state": "paused",
+           "pause_reason": "phase 1 of 1: 1 of 1 devices failed (error threshold 1)"}
 
 
 class Scenarios(unittest.TestCase):
     def test_every_scenario_file_loads(self):
-        files = sorted((REPO / "ci" / "scenarios").glob("*.toml"))
-        self.assertTrue(files)
-        for path in files:
-            with self.subTest(path.name):
-                self.assertTrue(scenario.load(path).boots)
+        for d in (REPO / "ci" / "scenarios",):
+            files = sorted(d.glob("*.toml"))
+            self.assertTrue(files, d)
+            for path in files:
+                with self.subTest(path.name):
+                    self.assertTrue(scenario.load(path).boots)
 
     def test_repeat_and_defaults(self):
         sc = parse('[[boot]]\nrepeat = 2\n[boot.expect]\nslot = "a"\n')
@@ -72,7 +86,24 @@ class Scenarios(unittest.TestCase):
                      '[[boot]]\nkill_on = "("\n',
                      '[[boot]]\nnet = "yes"\n',
                      'arches = ["riscv64"]\n[[boot]]\n',
-                     'description = "no boots"\n']:
+                     'description = "no boots"\n',
+                     # fleet scenarios
+                     '[[boot]]\naction = "commit; daemon"\n',
+                     '[[boot]]\n[boot.expect]\nserver = { action = "failed" }\n',
+                     FLEET + '[[boot]]\nuntil = { action = "failed" }\n',
+                     FLEET + '[[boot]]\naction = "daemon; status"\n',
+                     FLEET + '[[boot]]\naction = "daemon"\nuntil = { action = "done" }\n',
+                     FLEET + '[[boot]]\naction = "daemon"\nuntil = { device = "x" }\n',
+                     FLEET + '[[boot]]\n[boot.expect]\nserver = { rollout = "stopped" }\n',
+                     FLEET + 'phases = "1;100"\n[[boot]]\n',
+                     FLEET + 'artifcat = "v2.rua"\n[[boot]]\n',
+                     '[fleet]\nartifact = "../v2"\n[[boot]]\n',
+                     FLEET + 'devices = 2\n[[boot]]\naction = "daemon"\n',
+                     FLEET + 'devices = 2\n[[boot]]\naction = "daemon"\nuntil = { rollout = "paused" }\n'
+                     '[[boot]]\n',
+                     FLEET + '[fleet.expect]\nrollout = "paused"\n[[boot]]\n',
+                     FLEET + 'devices = 2\n[fleet.expect]\nactions = { failed = "one" }\n'
+                     '[[boot]]\naction = "daemon"\nuntil = { rollout = "paused" }\n']:
             with self.subTest(text), self.assertRaises(ScenarioError):
                 parse(text)
 
@@ -95,6 +126,65 @@ class Scenarios(unittest.TestCase):
         boot = boot.with_http(guest.http_url(8000))
         self.assertEqual(boot.action, "install http://10.0.2.2:8000/v2.rua")
         self.assertEqual(boot.expect.markers, ("http://10.0.2.2:8000/v2.rua rc=0",))
+
+
+class FleetScenarios(unittest.TestCase):
+    def test_a_fleet_scenario(self):
+        sc = parse(FLEET + 'auth = "gateway"\n[[boot]]\naction = "commit; daemon"\n'
+                   'until = { action = "failed" }\n[boot.expect]\n'
+                   'server = { action = "failed", reason = "fell back" }\n')
+        self.assertEqual(sc.fleet, scenario.Fleet(artifact="v3.rua", auth="gateway"))
+        self.assertTrue(sc.boots[0].net, "every boot of a fleet device has the network")
+        self.assertTrue(sc.boots[0].runs_daemon)
+        self.assertFalse(sc.needs_http, "the fleet server serves the artifacts")
+        self.assertEqual(sc.boots[0].until, {"action": "failed"})
+
+    def test_several_devices(self):
+        sc = parse(FLEET + 'devices = 3\nphases = "33,100"\n[fleet.expect]\nrollout = "paused"\n'
+                   'actions = { failed = 1, "null" = 2 }\n[[boot]]\naction = "commit; daemon"\n'
+                   'until = { rollout = "paused" }\n')
+        self.assertEqual(sc.fleet.devices, 3)
+        self.assertEqual(sc.fleet.expect, FleetExpect(rollout="paused",
+                                                      actions={"failed": "1", "null": "2"}))
+
+    def test_server_expectations(self):
+        got = fleet.observe(DEVICE, ROLLOUT, 7)
+        self.assertEqual(got, {"action": "failed", "reason": "v3 fell back to slot a after 3 boots",
+                               "feedbacks": "2", "rollout": "paused",
+                               "pause_reason": ROLLOUT["pause_reason"]})
+        self.assertEqual(fleet.observe(DEVICE, None, 8)["action"], "null")
+        ok = Expect(server={"action": "failed", "reason": "fell back", "rollout": "paused",
+                            "pause_reason": "1 of 1 devices failed"})
+        self.assertEqual(scenario.check(ok, seen(server=got)), [])
+        bad = Expect(server={"action": "succeeded", "reason": "health"})
+        self.assertEqual(len(scenario.check(bad, seen(server=got))), 2)
+        self.assertEqual(scenario.check(bad, seen()), ["no fleet server to ask"])
+        self.assertTrue(scenario.server_matches({"rollout": "paused"}, got))
+        self.assertFalse(scenario.server_matches({"action": "succeeded"}, got))
+
+    def test_fleet_end_state(self):
+        doc = {"rollout": "paused", "pause_reason": ROLLOUT["pause_reason"],
+               "devices": {"d1": {"action": "failed", "reason": "v3 fell back"},
+                           "d2": {"action": "null", "reason": "null"},
+                           "d3": {"action": "null", "reason": "null"}}}
+        good = FleetExpect(rollout="paused", pause_reason="1 of 1",
+                           actions={"failed": "1", "null": "2"}, reason="fell back")
+        self.assertEqual(scenario.check_fleet(good, doc), [])
+        bad = FleetExpect(rollout="finished", actions={"succeeded": "3"}, reason="health")
+        self.assertEqual(len(scenario.check_fleet(bad, doc)), 3)
+
+    def test_server_section(self):
+        text = fleet.server_section("http://10.0.2.2:4000", "e2e-arm64", "target", 2)
+        doc = tomllib.loads(text)["server"]
+        self.assertEqual(doc, {"url": "http://10.0.2.2:4000", "tenant": "DEFAULT",
+                               "controller-id": "e2e-arm64", "token-file": fleet.GUEST_TOKEN_FILE,
+                               "allow-insecure-http": True, "poll-interval-secs": 2,
+                               "reboot": "immediate"})
+        gw = tomllib.loads(fleet.server_section("http://h", "d", "gateway", 5))["server"]
+        self.assertIn("gateway-token-file", gw)
+        self.assertNotIn("token-file", gw)
+        with self.assertRaises(fleet.FleetError):
+            fleet.server_section("http://h", "d", "mtls", 5)
 
 
 class Check(unittest.TestCase):
@@ -180,6 +270,33 @@ class Mirrors(unittest.TestCase):
             self.assertIn(line, init)
         self.assertEqual(guest.fw_cfg({"action": "install a,b", "health": ""}),
                          ["-fw_cfg", "name=opt/rustupdate/action,string=install a,,b"])
+        # The daemon action and its stop line (rendered by build.py), the server token's file.
+        self.assertIn(f"        {guest.DAEMON_ACTION})", init)
+        self.assertIn("*@@STOP_LINE@@*) break", init)
+        self.assertIn(f'echo "{guest.DAEMON_STARTED}"', init)
+        self.assertIn(f"fwcfg token > {fleet.GUEST_TOKEN_FILE})", init)
+
+    def test_server_state_names_match_the_rollout_crate(self):
+        # crates/rollout names its states in `Variant => "name"` lists; the harness's lists
+        # (plus "null": no action) must be exactly those.
+        for path, ours in (("crates/rollout/src/action.rs", scenario.ACTION_STATES),
+                           ("crates/rollout/src/rollout.rs", scenario.ROLLOUT_STATES)):
+            text = (REPO / path).read_text()
+            block = text[text.index("pub enum"):text.index("}", text.index("pub enum"))]
+            names = re.findall(r'=> "([a-z-]+)"', block)
+            self.assertEqual(sorted(names), sorted(s for s in ours if s != "null"), path)
+        doc = (REPO / "docs" / "server.md").read_text()
+        self.assertIn("`poll-interval`", doc)
+        self.assertIn("/api/v1/devices/{id}", doc)
+
+    def test_server_section_keys_are_the_clients(self):
+        # client/src/config.rs: `pub struct Server` with kebab-case field names.
+        text = (REPO / "client" / "src" / "config.rs").read_text()
+        start = text.index("pub struct Server {")
+        fields = set(re.findall(r"pub (\w+):", text[start:text.index("\n}", start)]))
+        for auth in fleet.AUTH_MODES:
+            keys = tomllib.loads(fleet.server_section("http://h", "d", auth, 2))["server"]
+            self.assertLessEqual({k.replace("-", "_") for k in keys}, fields)
 
 
 if __name__ == "__main__":

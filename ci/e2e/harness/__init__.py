@@ -5,7 +5,8 @@
 - scenario: scenario files as typed data and the one expectation check,
 - guest: the fw_cfg items and console lines exchanged with guest/init,
 - qemu: one QEMU boot,
-- disk: the disk image and the bootloader environment from the host.
+- disk: the disk image and the bootloader environment from the host,
+- fleet: the fleet server (rustupdate-server) of the fleet scenarios and its management API.
 
-No piece runs QEMU or touches a disk on import; selftest.py tests the pure parts.
+No piece runs QEMU, starts a server or touches a disk on import; selftest.py tests the pure parts.
 """

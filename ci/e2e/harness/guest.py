@@ -9,9 +9,17 @@ import json
 import re
 
 FW_CFG_PREFIX = "opt/rustupdate/"
-FW_CFG_ITEMS = ("action", "env", "health", "end")
+# server: the client's [server] section (appended to its rustupdate.toml for the boot);
+# token: the device's TargetToken or the GatewayToken (a 0600 file on a tmpfs).
+FW_CFG_ITEMS = ("action", "env", "health", "end", "server", "token")
 HOST_FROM_GUEST = "10.0.2.2"  # QEMU user networking
 HTTP_PLACEHOLDER = "@HTTP@"
+# The `daemon` action starts `rustupdate daemon` in the background and waits for STOP_LINE on
+# the console (the runner types it when the server shows what the boot waits for); then the
+# init stops the daemon and ends the boot as usual.
+DAEMON_ACTION = "daemon"
+STOP_LINE = "e2e-stop-daemon"
+DAEMON_STARTED = "E2E: daemon started"
 
 BOOTED = "E2E: booted"
 _BOOTED = re.compile(r"^E2E: booted slot=(\S*) version=(\S*)", re.M)

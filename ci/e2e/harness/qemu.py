@@ -1,6 +1,7 @@
 """One QEMU boot: the command line for an architecture's machine and firmware, and a run that
-records the timestamped console, answers U-Boot's autoboot prompt, kills QEMU on a console
-pattern or a timeout, and always kills it by its pid in the end (also on STOP).
+records the timestamped console, answers U-Boot's autoboot prompt, types the guest's stop line
+when a host condition holds (the fleet server's state), kills QEMU on a console pattern or a
+timeout, and always kills it by its pid in the end (also on STOP).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from . import guest
 from .layout import Layout
@@ -58,6 +60,7 @@ class BootResult:
     duration: float = 0.0
     end: str = ""  # poweroff | reboot | cut | reset | killed | timeout | stopped
     killed_at: float | None = None
+    stop_sent_at: float | None = None  # when the stop line was typed (stop_when held)
     rc: int | None = None
 
     @property
@@ -68,9 +71,14 @@ class BootResult:
         return next((t for t, line in self.lines if text in line), None)
 
 
+STOP_POLL_S = 0.5  # how often stop_when is asked (it may ask a server)
+
+
 def run(cmd: list[str], logfile: Path, timeout: float, kill_on: str | None = None,
-        kill_delay: float = 0.0) -> BootResult:
-    """Runs QEMU until it exits, `kill_on` appeared `kill_delay` s ago, `timeout` or STOP."""
+        kill_delay: float = 0.0, stop_when: Callable[[], bool] | None = None) -> BootResult:
+    """Runs QEMU until it exits, `kill_on` appeared `kill_delay` s ago, `timeout` or STOP.
+    Once the guest's daemon runs and `stop_when()` holds, the guest's stop line is typed on the
+    console (once); the guest then ends the boot itself."""
     res = BootResult()
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -103,6 +111,7 @@ def run(cmd: list[str], logfile: Path, timeout: float, kill_on: str | None = Non
     uboot_interrupted = False
     kill_deadline = None
     kill_re = re.compile(kill_on.encode()) if kill_on else None
+    next_stop_poll = 0.0
     try:
         while proc.poll() is None:
             if STOP.is_set():
@@ -128,6 +137,13 @@ def run(cmd: list[str], logfile: Path, timeout: float, kill_on: str | None = Non
                 res.end = "killed"
                 res.killed_at = now
                 break
+            if (stop_when is not None and res.stop_sent_at is None and now >= next_stop_poll
+                    and guest.DAEMON_STARTED.encode() in text):
+                next_stop_poll = now + STOP_POLL_S
+                if stop_when():
+                    res.stop_sent_at = now
+                    proc.stdin.write(guest.STOP_LINE.encode() + b"\n")
+                    proc.stdin.flush()
             time.sleep(0.05)
     finally:
         if proc.poll() is None:

@@ -4,7 +4,8 @@ are checked. The file format is documented in ci/e2e/README.md.
 `parse` and `check` are pure (no files, no processes); `load` reads a file. Everything is
 validated when a scenario is loaded, so a typo fails `runner.py --list` rather than a boot
 minutes into a run: unknown keys, environment variables outside the boot contract, slots other
-than a/b, ends the guest cannot report, kill_on patterns that do not compile.
+than a/b, ends the guest cannot report, kill_on patterns that do not compile, a daemon without
+a fleet server, server states the server does not have.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import contract, guest
+from .fleet import AUTH_MODES
 
 ARCHES = ("x86_64", "arm64")
 SENT_ENDS = ("poweroff", "reboot", "cut")  # what a boot tells the guest's init to do at the end
@@ -24,6 +26,13 @@ SENT_ENDS = ("poweroff", "reboot", "cut")  # what a boot tells the guest's init 
 # "reset" (the guest rebooted or panicked without an end line).
 SEEN_ENDS = SENT_ENDS + ("killed", "reset")
 HEALTH_MODES = ("fail", "hang")
+# The fleet server's names (docs/server.md, crates/rollout): what `until` and `expect.server`
+# may name. `reason` and `pause_reason` are compared as substrings, the others exactly.
+ACTION_STATES = ("scheduled", "running", "downloaded", "succeeded", "failed", "cancel-requested",
+                 "canceled", "null")  # "null": the device has no action of the rollout
+ROLLOUT_STATES = ("created", "running", "paused", "finished", "canceled")
+SERVER_KEYS = ("action", "reason", "feedbacks", "rollout", "pause_reason")
+UNTIL_KEYS = ("action", "rollout")
 # The install whose durable-write points `fault = "NAME[#K]"` refers to (traced once per run).
 TRACE_ACTION = "install /data/artifacts/v2.rua"
 
@@ -67,6 +76,31 @@ class Expect:
     env: dict[str, str] = field(default_factory=dict)  # contract variables after the boot
     status: dict[str, str] = field(default_factory=dict)  # dotted key of `status --json`
     slot_image: dict[str, str] = field(default_factory=dict)  # slot -> version it holds exactly
+    server: dict[str, str] = field(default_factory=dict)  # SERVER_KEYS, after the boot
+
+
+@dataclass(frozen=True)
+class FleetExpect:
+    """`[fleet.expect]` of a multi-device scenario, checked at its end: the rollout's state and
+    pause reason (substring), how many devices ended with each action state ("null": got no
+    action), and a substring every failed action's reason has."""
+    rollout: str | None = None
+    pause_reason: str | None = None
+    actions: dict[str, str] = field(default_factory=dict)
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """`[fleet]`: a rustupdate-server on the host for the scenario. Before the first boot the
+    runner uploads `artifact`, registers the device(s) and starts a rollout to them."""
+    artifact: str  # a file of build/e2e/<arch>/artifacts
+    phases: str = "100"
+    error_threshold: str = "1"
+    auth: str = "target"  # TargetToken of the registered device, or the tenant's GatewayToken
+    poll_interval: int = 2  # the server's config.polling.sleep, seconds
+    devices: int = 1  # more than one: devices boot concurrently until `until` (see Scenario)
+    expect: FleetExpect | None = None
 
 
 @dataclass(frozen=True)
@@ -85,7 +119,12 @@ class Boot:
     host_env: dict[str, str] = field(default_factory=dict)  # written into the image before
     host_wipe: str | None = None  # slot whose start is zeroed before the boot
     timeout: float | None = None  # seconds; None: the architecture's default
+    until: dict[str, str] = field(default_factory=dict)  # server state that stops the daemon
     expect: Expect = Expect()
+
+    @property
+    def runs_daemon(self) -> bool:
+        return guest.DAEMON_ACTION in actions(self.action)
 
     def with_fault(self, number: int, name: str | None) -> Boot:
         """The boot with its power cut set up: the client stops at point `number`, the guest
@@ -113,6 +152,7 @@ class Scenario:
     arches: tuple[str, ...]
     boots: tuple[Boot, ...]
     ci: bool  # part of the default set
+    fleet: Fleet | None = None
 
     @property
     def needs_trace(self) -> bool:
@@ -120,7 +160,12 @@ class Scenario:
 
     @property
     def needs_http(self) -> bool:
-        return any(b.net for b in self.boots)
+        return any(b.net for b in self.boots) and self.fleet is None
+
+
+def actions(action: str) -> list[str]:
+    """The command words of a boot's `;`-separated actions."""
+    return [a.split()[0] for a in action.split(";") if a.strip()]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -199,9 +244,59 @@ def _expect(doc: dict, where: str) -> Expect:
         env=t.texts("env", keys=contract.VARS),
         status=t.texts("status"),
         slot_image=t.texts("slot_image", keys=contract.SLOTS),
+        server=t.texts("server", keys=SERVER_KEYS),
     )
     t.done()
+    _server_states(exp.server, f"{where}: expect.server")
     return exp
+
+
+def _server_states(table: dict[str, str], where: str) -> None:
+    for key, states in (("action", ACTION_STATES), ("rollout", ROLLOUT_STATES)):
+        if key in table and table[key] not in states:
+            raise ScenarioError(f"{where}.{key} = {table[key]!r}, expected one of {list(states)}")
+
+
+def _fleet_expect(doc: dict | None, where: str) -> FleetExpect | None:
+    if doc is None:
+        return None
+    t = _Table(doc, f"{where}: fleet.expect")
+    exp = FleetExpect(
+        rollout=t.take("rollout", str, choices=ROLLOUT_STATES),
+        pause_reason=t.take("pause_reason", str),
+        actions=t.texts("actions", keys=ACTION_STATES),
+        reason=t.take("reason", str),
+    )
+    t.done()
+    if not all(v.isdigit() for v in exp.actions.values()):
+        raise ScenarioError(f"{where}: fleet.expect.actions: counts of devices")
+    return exp
+
+
+def _fleet(doc: dict, where: str) -> Fleet:
+    t = _Table(doc, f"{where}: fleet")
+    fleet = Fleet(
+        artifact=t.take("artifact", str, ""),
+        phases=t.take("phases", str, "100"),
+        error_threshold=t.take("error_threshold", str, "1"),
+        auth=t.take("auth", str, "target", choices=AUTH_MODES),
+        poll_interval=t.take("poll_interval", int, 2),
+        devices=t.take("devices", int, 1),
+        expect=_fleet_expect(t.take("expect", dict), where),
+    )
+    t.done()
+    if fleet.expect and fleet.devices == 1:
+        raise ScenarioError(f"{where}: fleet.expect is for several devices; one device: "
+                            "[boot.expect] server")
+    if not re.fullmatch(r"[\w.-]+\.rua", fleet.artifact):
+        raise ScenarioError(f"{where}: fleet.artifact = {fleet.artifact!r}: expected a .rua file name")
+    if not re.fullmatch(r"\d+(,\d+)*", fleet.phases):
+        raise ScenarioError(f"{where}: fleet.phases = {fleet.phases!r}: expected e.g. \"34,100\"")
+    if not re.fullmatch(r"\d+%?", fleet.error_threshold):
+        raise ScenarioError(f"{where}: fleet.error_threshold = {fleet.error_threshold!r}")
+    if not 1 <= fleet.poll_interval <= 60 or not 1 <= fleet.devices <= 8:
+        raise ScenarioError(f"{where}: fleet.poll_interval 1..60 s, fleet.devices 1..8")
+    return fleet
 
 
 def _boot(doc: dict, where: str) -> tuple[Boot, int]:
@@ -230,12 +325,18 @@ def _boot(doc: dict, where: str) -> tuple[Boot, int]:
         host_env=t.texts("host_env", keys=contract.VARS),
         host_wipe=t.take("host_wipe", str, choices=contract.SLOTS),
         timeout=t.take("timeout", float),
+        until=t.texts("until", keys=UNTIL_KEYS),
         expect=_expect(t.take("expect", dict, {}), where),
     )
     repeat = t.take("repeat", int, 1)
     t.done()
     if "RUSTUPDATE_FAULT_AFTER" in boot.client_env:
         raise ScenarioError(f"{where}: use fault = N, not RUSTUPDATE_FAULT_AFTER in client_env")
+    _server_states(boot.until, f"{where}: until")
+    if boot.until and not boot.runs_daemon:
+        raise ScenarioError(f"{where}: until needs the {guest.DAEMON_ACTION} action")
+    if boot.runs_daemon and actions(boot.action)[-1] != guest.DAEMON_ACTION:
+        raise ScenarioError(f"{where}: {guest.DAEMON_ACTION} must be the last action")
     return boot, repeat
 
 
@@ -246,14 +347,23 @@ def parse(doc: dict, name: str, path: Path) -> Scenario:
     if not arches or any(a not in ARCHES for a in arches):
         raise ScenarioError(f"{path}: arches = {arches!r}, expected some of {list(ARCHES)}")
     ci = t.take("ci", bool, True)
+    fleet_doc = t.take("fleet", dict)
+    fleet = _fleet(fleet_doc, str(path)) if fleet_doc is not None else None
     boots: list[Boot] = []
     for n, doc_boot in enumerate(t.take("boot", list, []), start=1):
         boot, repeat = _boot(doc_boot, f"{path}: boot {n}")
+        if fleet is None and (boot.runs_daemon or boot.expect.server):
+            raise ScenarioError(f"{path}: boot {n}: the daemon and expect.server need [fleet]")
+        if fleet is not None and not boot.net:
+            boot = dataclasses.replace(boot, net=True)  # every boot of a fleet device polls
         boots += [boot] * repeat
     t.done()
     if not boots:
         raise ScenarioError(f"{path}: no [[boot]]")
-    return Scenario(name, path, description, tuple(arches), tuple(boots), ci)
+    if fleet is not None and fleet.devices > 1 and (len(boots) != 1 or not boots[0].until):
+        raise ScenarioError(f"{path}: with fleet.devices > 1, one [[boot]] with until: every "
+                            "device boots it again after each reboot until the server shows until")
+    return Scenario(name, path, description, tuple(arches), tuple(boots), ci, fleet)
 
 
 def load(path: Path) -> Scenario:
@@ -276,6 +386,7 @@ class Observed:
     end: str  # one of SEEN_ENDS (or "timeout"/"stopped")
     env: dict[str, str]  # the bootloader environment read from the disk after the boot
     slot_holds: Callable[[str, str], bool]  # (slot, version): the slot holds exactly that image
+    server: dict[str, str] | None = None  # fleet.observe() after the boot, with a fleet server
 
 
 def lookup(doc, dotted: str):
@@ -315,4 +426,44 @@ def check(expect: Expect, seen: Observed) -> list[str]:
     for s, v in expect.slot_image.items():
         if not seen.slot_holds(s, v):
             errors.append(f"slot {s} does not hold the {v} image")
+    errors += check_server(expect.server, seen.server)
+    return errors
+
+
+def server_matches(want: dict[str, str], got: dict[str, str]) -> bool:
+    """`until` and `expect.server`: reasons are substrings, everything else exact."""
+    return not check_server(want, got)
+
+
+def check_server(want: dict[str, str], got: dict[str, str] | None) -> list[str]:
+    if not want:
+        return []
+    if got is None:
+        return ["no fleet server to ask"]
+    errors = []
+    for k, v in want.items():
+        ok = v in got.get(k, "null") if k in ("reason", "pause_reason") else got.get(k) == v
+        if not ok:
+            errors.append(f"server {k}={got.get(k)!r}, expected "
+                          + (f"it to contain {v!r}" if k in ("reason", "pause_reason") else repr(v)))
+    return errors
+
+
+def check_fleet(expect: FleetExpect, doc: dict) -> list[str]:
+    """A multi-device scenario's end state (the runner's fleet summary) against [fleet.expect]."""
+    errors = []
+    if expect.rollout is not None and doc.get("rollout") != expect.rollout:
+        errors.append(f"rollout {doc.get('rollout')!r}, expected {expect.rollout!r}")
+    if expect.pause_reason is not None and expect.pause_reason not in (doc.get("pause_reason") or ""):
+        errors.append(f"pause reason {doc.get('pause_reason')!r}, expected it to contain "
+                      f"{expect.pause_reason!r}")
+    states = [d["action"] for d in doc.get("devices", {}).values()]
+    for state, count in expect.actions.items():
+        if states.count(state) != int(count):
+            errors.append(f"{states.count(state)} devices with action {state}, expected {count}")
+    if expect.reason is not None:
+        for cid, d in doc.get("devices", {}).items():
+            if d["action"] == "failed" and expect.reason not in d["reason"]:
+                errors.append(f"{cid}: reason {d['reason']!r}, expected it to contain "
+                              f"{expect.reason!r}")
     return errors
