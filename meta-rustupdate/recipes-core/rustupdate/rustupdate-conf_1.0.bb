@@ -68,7 +68,8 @@ do_compile () {
         -e 's|@SYSCONFDIR@|${sysconfdir}|' \
         -e 's|@BASE_SBINDIR@|${base_sbindir}|' \
         ${UNPACKDIR}/rustupdate.toml.in > ${B}/rustupdate.toml
-    printf '${@rustupdate_server_section(d)}' >> ${B}/rustupdate.toml
+    # %b: the section's \n escapes become newlines, and a % in the URL stays a %.
+    printf '%b' '${@rustupdate_server_section(d)}' >> ${B}/rustupdate.toml
     if grep -q '@[A-Z_]*@' ${B}/rustupdate.toml; then
         bbfatal "rustupdate.toml: unsubstituted placeholder: $(grep '@[A-Z_]*@' ${B}/rustupdate.toml)"
     fi
