@@ -351,11 +351,10 @@ fn cancel_before_the_slot_is_armed_and_refused_after() {
     // server then cancels, and the device confirms: nothing was written.
     let rig = Rig::new();
     let server = FleetServer::start(&rig);
-    let consent = rig.file(
+    let consent = rig.executable(
         "consent.sh",
-        b"#!/bin/sh\n[ -e \"$(dirname \"$0\")/consent-given\" ]\n",
+        "#!/bin/sh\n[ -e \"$(dirname \"$0\")/consent-given\" ]\n",
     );
-    std::fs::set_permissions(&consent, std::fs::Permissions::from_mode(0o755)).unwrap();
     server.enroll(
         &rig,
         "dev-c",
@@ -897,11 +896,10 @@ fn tls_with_a_private_ca_and_client_certificates() {
 fn maintenance_window_and_inventory_script() {
     let rig = Rig::new();
     let server = FleetServer::start(&rig);
-    let inventory = rig.file(
+    let inventory = rig.executable(
         "inventory.sh",
-        b"#!/bin/sh\necho serial=SN-0042\necho 'not a pair'\necho board.rev = 3\n",
+        "#!/bin/sh\necho serial=SN-0042\necho 'not a pair'\necho board.rev = 3\n",
     );
-    std::fs::set_permissions(&inventory, std::fs::Permissions::from_mode(0o755)).unwrap();
     // A window that starts two hours from now (UTC) and lasts one hour: not now.
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

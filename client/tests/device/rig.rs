@@ -304,6 +304,13 @@ cmdline-file = "{root}/cmdline"
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
 
+    /// An executable file in the rig's directory (consent and inventory programs).
+    pub fn executable(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.file(name, text.as_bytes());
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
     pub fn file(&self, name: &str, bytes: &[u8]) -> PathBuf {
         let path = self.root().join(name);
         std::fs::write(&path, bytes).unwrap();

@@ -409,29 +409,35 @@ fn power_cut_at_every_durable_write_of_rollback() {
     );
 }
 
-/// A fleet install cut at every durable write continues after the reboot the way the daemon does
-/// it: from its checkpoint when it has one (the head read anew, the body from the checkpoint's
-/// segment), from byte 0 otherwise. Either way the new image is complete and armed, and once a
-/// checkpoint exists the resumed install reads no byte of the body before it.
-#[test]
-fn fleet_install_resumes_from_its_checkpoint_after_a_power_cut() {
+/// An artifact of a 5 MiB image cut into 512-byte chunks, so that it has three segments (2 MiB
+/// of image each) and two checkpoints to resume from; and the image.
+fn segmented_rua(version: &str, seed: u64) -> (Vec<u8>, Vec<u8>) {
     use rustupdate_format::Chunking;
     use rustupdate_format::builder::BodyOptions;
-    use rustupdate_verify::{ResumePoint, read_verified_head};
-    // 512-byte chunks make 2 MiB segments: three of them.
-    let image = fs_image(5 << 20, 9);
+    let image = fs_image(5 << 20, seed);
     let options = BodyOptions {
         chunking: Chunking::Fixed { size: 512 },
         ..BodyOptions::default()
     };
     let spec = ArtifactSpec {
-        version: "3.0",
+        version,
         compatible: &[BOARD],
         ..Default::default()
     };
     let (head, body) = rustupdate_testkit::artifact_parts(&spec, &image, &options, &[&key(1)]);
     let mut bytes = head.to_bytes().unwrap();
     bytes.extend_from_slice(&body);
+    (bytes, image)
+}
+
+/// A fleet install cut at every durable write continues after the reboot the way the daemon does
+/// it: from its checkpoint when it has one (the head read anew, the body from the checkpoint's
+/// segment), from byte 0 otherwise. Either way the new image is complete and armed, and once a
+/// checkpoint exists the resumed install reads no byte of the body before it.
+#[test]
+fn fleet_install_resumes_from_its_checkpoint_after_a_power_cut() {
+    use rustupdate_verify::{ResumePoint, read_verified_head};
+    let (bytes, image) = segmented_rua("3.0", 9);
     let mut ring = Keyring::new();
     ring.add(key(1).public_key());
     let policy = SignaturePolicy::default();
@@ -529,22 +535,8 @@ impl std::io::Read for BreaksOff<'_> {
 /// continues from its checkpoint. The same break in an install by hand is recorded as failed.
 #[test]
 fn broken_off_fleet_download_stays_interrupted_and_continues() {
-    use rustupdate_format::Chunking;
-    use rustupdate_format::builder::BodyOptions;
     use rustupdate_verify::{ResumePoint, read_verified_head};
-    let image = fs_image(5 << 20, 4);
-    let options = BodyOptions {
-        chunking: Chunking::Fixed { size: 512 },
-        ..BodyOptions::default()
-    };
-    let spec = ArtifactSpec {
-        version: "4.0",
-        compatible: &[BOARD],
-        ..Default::default()
-    };
-    let (head, body) = rustupdate_testkit::artifact_parts(&spec, &image, &options, &[&key(1)]);
-    let mut bytes = head.to_bytes().unwrap();
-    bytes.extend_from_slice(&body);
+    let (bytes, image) = segmented_rua("4.0", 4);
     let mut ring = Keyring::new();
     ring.add(key(1).public_key());
     let policy = SignaturePolicy::default();
