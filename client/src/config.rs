@@ -179,9 +179,12 @@ impl SlotDevice {
     deny_unknown_fields
 )]
 pub enum Bootloader {
-    /// GRUB environment block file (1024 bytes), replaced atomically.
+    /// GRUB environment block file (1024 bytes); with `grubenv-redund`, two copies written
+    /// alternately (docs/boot-contract.md), else one file replaced atomically.
     Grub {
         grubenv: PathBuf,
+        #[serde(default)]
+        grubenv_redund: Option<PathBuf>,
         #[serde(default = "default_bootlimit")]
         bootlimit: u32,
     },

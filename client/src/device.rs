@@ -1,7 +1,7 @@
 //! Wires the configuration into the real adapters and hands out an `Updater`.
 
 use crate::config::{Bootloader, Config};
-use crate::sys::boot_env::{GrubEnvFile, UbootEnv};
+use crate::sys::boot_env::{COMMITTED_SLOT_RECORD, CommittedSlotRecord, GrubEnvFile, UbootEnv};
 use crate::sys::reboot::CommandReboot;
 use crate::sys::scripts::ScriptDir;
 use crate::sys::slots::DeviceSlots;
@@ -37,15 +37,28 @@ impl Device {
                 cmdline_path.display()
             )
         })?;
+        let record = CommittedSlotRecord {
+            path: config.data_dir.join(COMMITTED_SLOT_RECORD),
+        };
         let boot: Box<dyn BootControl> = match &config.bootloader {
-            Bootloader::Grub { grubenv, bootlimit } => Box::new(GrubEnvFile {
+            Bootloader::Grub {
+                grubenv,
+                grubenv_redund,
+                bootlimit,
+            } => Box::new(GrubEnvFile {
                 path: grubenv.clone(),
+                redund: grubenv_redund.clone(),
                 default_bootlimit: *bootlimit,
+                record,
             }),
             Bootloader::Uboot {
                 fw_env_config,
                 bootlimit,
-            } => Box::new(UbootEnv::from_config_file(fw_env_config, *bootlimit)?),
+            } => Box::new(UbootEnv::from_config_file(
+                fw_env_config,
+                *bootlimit,
+                record,
+            )?),
         };
         Ok(Device {
             booted,

@@ -112,7 +112,7 @@ RUSTUPDATE_KERNEL_ARGS ??= "rootwait"
 RUSTUPDATE_KERNEL_ARGS[doc] = "Extra kernel command line arguments added by the boot scripts (root= and rustupdate.slot= are always set)."
 
 RUSTUPDATE_UBOOT_ENV_SIZE ??= "0x4000"
-RUSTUPDATE_UBOOT_ENV_SIZE[doc] = "Size of the U-Boot environment file uboot.env (mkenvimage -s, fw_env.config, boot script)."
+RUSTUPDATE_UBOOT_ENV_SIZE[doc] = "Size of each copy of the redundant U-Boot environment, uboot.env and uboot-redund.env (mkenvimage -s, fw_env.config, boot script)."
 
 RUSTUPDATE_UBOOT_DEV ??= "virtio 0"
 RUSTUPDATE_UBOOT_DEV[doc] = "U-Boot interface and device number of the boot disk, as in 'load <dev>:<part>' (virtio 0, mmc 0, ...)."

@@ -52,15 +52,17 @@ def rustupdate_boot_files(d):
     if d.getVar('RUSTUPDATE_BOOTLOADER') == 'grub':
         efi = d.getVar('EFI_BOOT_IMAGE')
         return ('grub-efi-%s;EFI/BOOT/%s rustupdate-grub.cfg;EFI/BOOT/grub.cfg '
-                'rustupdate-grubenv;EFI/BOOT/grubenv' % (efi, efi))
+                'rustupdate-grubenv;EFI/BOOT/grubenv '
+                'rustupdate-grubenv-redund;EFI/BOOT/grubenv-redund' % (efi, efi))
     # U-Boot boards keep their firmware files (IMAGE_BOOT_FILES of the machine); our boot script
     # replaces any boot.scr the board layer lists.
     board = [f for f in (d.getVar('IMAGE_BOOT_FILES') or '').split()
-             if f.split(';')[-1] not in ('boot.scr', 'uboot.env')]
-    return ' '.join(board + ['rustupdate-boot.scr;boot.scr', 'rustupdate-uboot.env;uboot.env'])
+             if f.split(';')[-1] not in ('boot.scr', 'uboot.env', 'uboot-redund.env')]
+    return ' '.join(board + ['rustupdate-boot.scr;boot.scr', 'rustupdate-uboot.env;uboot.env',
+                             'rustupdate-uboot-redund.env;uboot-redund.env'])
 
 RUSTUPDATE_BOOT_FILES ??= "${@rustupdate_boot_files(d)}"
-RUSTUPDATE_BOOT_FILES[doc] = "Files copied from DEPLOY_DIR_IMAGE to the boot partition (IMAGE_BOOT_FILES syntax). Default: the GRUB EFI binary, grub.cfg and grubenv, or the board's IMAGE_BOOT_FILES plus boot.scr and uboot.env."
+RUSTUPDATE_BOOT_FILES[doc] = "Files copied from DEPLOY_DIR_IMAGE to the boot partition (IMAGE_BOOT_FILES syntax). Default: the GRUB EFI binary, grub.cfg and the two environment copies grubenv and grubenv-redund, or the board's IMAGE_BOOT_FILES plus boot.scr and the two environment copies uboot.env and uboot-redund.env."
 
 # wic's bootimg_partition prefers IMAGE_BOOT_FILES_label-<label>, so the board's own
 # IMAGE_BOOT_FILES stays untouched for its other wks files.

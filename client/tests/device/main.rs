@@ -2,7 +2,8 @@
 //! block edited with the reference tool `grub-editenv`, a simulated bootloader that applies the
 //! boot-counting rule of `docs/boot-contract.md` between "boots", and real artifacts.
 //!
-//! Covers install, commit, bootloader fallback, health-check rollback (failing, hanging, noisy
+//! Covers install, commit, bootloader fallback, the two copies of the environment and the
+//! committed-slot record, health-check rollback (failing, hanging, noisy
 //! scripts), rejected artifacts (the inactive slot is byte-for-byte unchanged), a corrupt state
 //! file, a power cut at every durable write of install, commit and rollback, and interrupted
 //! downloads from a loopback HTTP server.
@@ -10,6 +11,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a test failure
 
 mod download;
+mod env_copies;
 mod fleet;
 mod lifecycle;
 mod power_cut;

@@ -23,14 +23,25 @@ pub struct Rig {
 pub enum Backend {
     /// GRUB environment block, `grub-editenv`.
     Grub,
+    /// GRUB environment in two copies (`grubenv`, `grubenv-redund`) framed by sequence numbers,
+    /// each copy edited with `grub-editenv`.
+    GrubRedundant,
     /// U-Boot single-copy environment file (as `uboot.env` on a boot partition), `fw_setenv`.
     UbootSingle,
     /// U-Boot redundant environment (two copies), `fw_setenv`.
     UbootRedundant,
 }
 
-pub const ALL_BACKENDS: [Backend; 3] =
-    [Backend::Grub, Backend::UbootSingle, Backend::UbootRedundant];
+pub const ALL_BACKENDS: [Backend; 4] = [
+    Backend::Grub,
+    Backend::GrubRedundant,
+    Backend::UbootSingle,
+    Backend::UbootRedundant,
+];
+/// The copies of a two-copy GRUB environment, in the rig's boot directory.
+const GRUB_COPIES: [&str; 2] = ["grubenv", "grubenv-redund"];
+const SEQ: &str = "rustupdate_seq";
+const SEQ_END: &str = "rustupdate_seq_end";
 const ENV_SIZE: &str = "0x4000";
 
 pub struct Output {
@@ -172,6 +183,26 @@ cmdline-file = "{root}/cmdline"
                 ]);
                 format!("type = \"grub\"\ngrubenv = \"{}\"", grubenv.display())
             }
+            Backend::GrubRedundant => {
+                for copy in GRUB_COPIES {
+                    let path = root.join("boot").join(copy);
+                    tool(Command::new("grub-editenv").arg(&path).arg("create"));
+                    tool(Command::new("grub-editenv").arg(&path).arg("set").args([
+                        "rustupdate_seq=0",
+                        "rustupdate_slot=a",
+                        "upgrade_available=0",
+                        "bootcount=0",
+                        "bootlimit=3",
+                        "rustupdate_seq_end=0",
+                    ]));
+                }
+                let [copy0, copy1] = GRUB_COPIES.map(|c| root.join("boot").join(c));
+                format!(
+                    "type = \"grub\"\ngrubenv = \"{}\"\ngrubenv-redund = \"{}\"",
+                    copy0.display(),
+                    copy1.display()
+                )
+            }
             Backend::UbootSingle | Backend::UbootRedundant => {
                 let initial = root.join("boot/env.txt");
                 std::fs::write(
@@ -205,10 +236,62 @@ cmdline-file = "{root}/cmdline"
         }
     }
 
+    /// The two GRUB copies as `grub-editenv list` prints them, and which one is current by the
+    /// boot contract's rule: complete copies (both numbers present and equal), the one a step
+    /// ahead (0 -> 1 -> 2 -> 0), a tie to copy 0.
+    pub fn grub_copies(&self) -> (usize, BTreeMap<String, String>) {
+        let copies: Vec<Option<BTreeMap<String, String>>> = GRUB_COPIES
+            .iter()
+            .map(|copy| {
+                let out = Command::new("grub-editenv")
+                    .arg(self.root().join("boot").join(copy))
+                    .arg("list")
+                    .output()
+                    .unwrap();
+                let vars: BTreeMap<String, String> = String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .filter_map(|l| l.split_once('='))
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect();
+                let complete = out.status.success()
+                    && ["0", "1", "2"].contains(&vars.get(SEQ).map_or("", String::as_str))
+                    && vars.get(SEQ) == vars.get(SEQ_END);
+                complete.then_some(vars)
+            })
+            .collect();
+        let seq = |c: &Option<BTreeMap<String, String>>| c.as_ref().map(|v| v[SEQ].clone());
+        let current = match (seq(&copies[0]), seq(&copies[1])) {
+            (Some(s0), Some(s1)) => {
+                let ahead = (s0.parse::<u8>().unwrap() + 1) % 3;
+                usize::from(s1 == ahead.to_string())
+            }
+            (Some(_), None) => 0,
+            (None, Some(_)) => 1,
+            (None, None) => panic!("no complete copy of the GRUB environment"),
+        };
+        (current, copies[current].clone().unwrap())
+    }
+
+    /// The files of a two-copy environment (copy 0, copy 1); `None` for single-copy backends.
+    pub fn env_copies(&self) -> Option<[PathBuf; 2]> {
+        let names = match self.backend {
+            Backend::GrubRedundant => GRUB_COPIES,
+            Backend::UbootRedundant => ["uboot.env", "uboot-redund.env"],
+            Backend::Grub | Backend::UbootSingle => return None,
+        };
+        Some(names.map(|name| self.root().join("boot").join(name)))
+    }
+
     /// The bootloader environment as the reference tool (`grub-editenv list`, `fw_printenv`)
     /// prints it.
     pub fn env(&self) -> BTreeMap<String, String> {
+        if self.backend == Backend::GrubRedundant {
+            let mut vars = self.grub_copies().1;
+            vars.retain(|name, _| name != SEQ && name != SEQ_END);
+            return vars;
+        }
         let out = match self.backend {
+            Backend::GrubRedundant => unreachable!(),
             Backend::Grub => tool(
                 Command::new("grub-editenv")
                     .arg(self.root().join("boot/grubenv"))
@@ -229,6 +312,31 @@ cmdline-file = "{root}/cmdline"
     /// Sets variables with the reference tool, as the bootloader script would.
     pub fn set_env(&self, pairs: &[(&str, &str)]) {
         match self.backend {
+            Backend::GrubRedundant => {
+                // As grub.cfg's save_env: the copy not in use, framed by the next number; a
+                // copy that is not a block cannot be written (save_env edits blocks in place),
+                // then the copy in use is rewritten.
+                let (current, vars) = self.grub_copies();
+                let next = (vars[SEQ].parse::<u8>().unwrap() + 1) % 3;
+                let mut args = vec![format!("{SEQ}={next}")];
+                args.extend(pairs.iter().map(|(k, v)| format!("{k}={v}")));
+                args.push(format!("{SEQ_END}={next}"));
+                let boot_dir = self.root().join("boot");
+                let other = Command::new("grub-editenv")
+                    .arg(boot_dir.join(GRUB_COPIES[1 - current]))
+                    .arg("set")
+                    .args(&args)
+                    .output()
+                    .unwrap();
+                if !other.status.success() {
+                    tool(
+                        Command::new("grub-editenv")
+                            .arg(boot_dir.join(GRUB_COPIES[current]))
+                            .arg("set")
+                            .args(&args),
+                    );
+                }
+            }
             Backend::Grub => {
                 let args: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 tool(

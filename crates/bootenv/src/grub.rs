@@ -9,6 +9,10 @@
 //! Unlike U-Boot, GRUB keeps empty values (`name=`). Variables keep their order: new ones are
 //! appended, changed ones stay in place, as `grub-editenv set` does.
 //!
+//! Two copies ([`current_copy`], [`next_copy_write`]): the boot contract keeps the environment in
+//! two blocks written alternately, each framed by a sequence number (its first and its last
+//! variable), because a block has no checksum to tell a torn write (docs/bootenv.md).
+//!
 //! Not here: I/O (GRUB's `save_env` rewrites the file's sectors in place and never resizes it, so
 //! the file must stay 1024 bytes), blocks of other sizes (rejected), and keeping comment lines (a
 //! block written by [`Env::to_bytes`] has only the header, the variables and the padding).
@@ -148,6 +152,76 @@ impl Env {
 }
 
 /// GRUB's `find_next_line`: the start of the next line, a backslash taking the next byte.
+/// The first variable of each copy of a two-copy environment: the copy's sequence number.
+pub const VAR_SEQ: &str = "rustupdate_seq";
+/// The last variable of each copy: the sequence number again. GRUB's block has no checksum; a
+/// copy whose write was cut has the new number in one place and the old one (or none) in the
+/// other.
+pub const VAR_SEQ_END: &str = "rustupdate_seq_end";
+/// Sequence numbers cycle 0 -> 1 -> 2 -> 0 (GRUB script has no arithmetic; three values tell
+/// "one step ahead" from "one step behind").
+pub const SEQ_CYCLE: u8 = 3;
+
+/// Which copy of a two-copy environment is current, and its sequence number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CurrentCopy {
+    pub index: usize,
+    pub seq: u8,
+}
+
+/// The sequence number of a complete copy: `rustupdate_seq` and `rustupdate_seq_end` both present,
+/// equal and in `0..SEQ_CYCLE` (the rule the boot script applies).
+pub fn copy_seq(env: &Env) -> Option<u8> {
+    let seq = env.get(VAR_SEQ)?;
+    if env.get(VAR_SEQ_END)? != seq {
+        return None;
+    }
+    seq.parse::<u8>()
+        .ok()
+        .filter(|n| *n < SEQ_CYCLE && seq.len() == 1)
+}
+
+/// The current copy of two (`None`: missing or not a block): the complete one; of two complete
+/// copies the one a step ahead (copy 1 when its number is copy 0's + 1, modulo 3; otherwise copy
+/// 0). `None` when neither copy is complete.
+pub fn current_copy(copy0: Option<&Env>, copy1: Option<&Env>) -> Option<CurrentCopy> {
+    let seq0 = copy0.and_then(copy_seq);
+    let seq1 = copy1.and_then(copy_seq);
+    match (seq0, seq1) {
+        (None, None) => None,
+        (Some(seq), None) => Some(CurrentCopy { index: 0, seq }),
+        (None, Some(seq)) => Some(CurrentCopy { index: 1, seq }),
+        (Some(s0), Some(s1)) if s1 == (s0 + 1) % SEQ_CYCLE => {
+            Some(CurrentCopy { index: 1, seq: s1 })
+        }
+        (Some(s0), Some(_)) => Some(CurrentCopy { index: 0, seq: s0 }),
+    }
+}
+
+/// The next write of a two-copy environment: the index of the copy to write (the one not
+/// current; copy 0 when neither is) and its block, `vars` framed by the next sequence number as
+/// first and last variable (any sequence variables in `vars` are replaced).
+pub fn next_copy_write(
+    vars: &Env,
+    current: Option<CurrentCopy>,
+) -> Result<(usize, Vec<u8>), Error> {
+    let (index, seq) = match current {
+        Some(c) => (1 - c.index, (c.seq + 1) % SEQ_CYCLE),
+        None => (0, 0),
+    };
+    let seq = seq.to_string();
+    let mut block = Env::new();
+    block.set(VAR_SEQ, &seq)?;
+    for (name, value) in vars
+        .iter()
+        .filter(|(n, _)| *n != VAR_SEQ && *n != VAR_SEQ_END)
+    {
+        block.set(name, value)?;
+    }
+    block.set(VAR_SEQ_END, &seq)?;
+    Ok((index, block.to_bytes()?))
+}
+
 fn skip_comment(bytes: &[u8], mut pos: usize) -> usize {
     while pos < bytes.len() {
         match bytes[pos] {
@@ -353,5 +427,74 @@ mod tests {
             );
         }
         assert!(matches!(env.set("a", "x\0"), Err(Error::BadValue { .. })));
+    }
+
+    fn copy_with(seq: &str, seq_end: &str, slot: &str) -> Env {
+        env_of(&[
+            (VAR_SEQ, seq),
+            ("rustupdate_slot", slot),
+            (VAR_SEQ_END, seq_end),
+        ])
+    }
+
+    #[test]
+    fn a_copy_is_complete_when_both_numbers_match() {
+        assert_eq!(copy_seq(&copy_with("2", "2", "a")), Some(2));
+        for (seq, end) in [("1", "2"), ("3", "3"), ("01", "01"), ("", ""), ("x", "x")] {
+            assert_eq!(copy_seq(&copy_with(seq, end, "a")), None, "{seq:?} {end:?}");
+        }
+        assert_eq!(copy_seq(&env_of(&[(VAR_SEQ, "1")])), None, "no end marker");
+    }
+
+    #[test]
+    fn the_copy_a_step_ahead_is_current() {
+        let c = |s: &str| copy_with(s, s, s);
+        let current =
+            |a: Option<&Env>, b: Option<&Env>| current_copy(a, b).map(|c| (c.index, c.seq));
+        for (s0, s1, want) in [
+            ("0", "1", (1, 1)),
+            ("1", "2", (1, 2)),
+            ("2", "0", (1, 0)),
+            ("1", "0", (0, 1)),
+            ("2", "1", (0, 2)),
+            ("0", "2", (0, 0)),
+            ("1", "1", (0, 1)),
+        ] {
+            assert_eq!(current(Some(&c(s0)), Some(&c(s1))), Some(want), "{s0} {s1}");
+        }
+        let torn = copy_with("2", "1", "b");
+        assert_eq!(current(Some(&c("1")), Some(&torn)), Some((0, 1)));
+        assert_eq!(current(Some(&torn), Some(&c("0"))), Some((1, 0)));
+        assert_eq!(current(None, Some(&c("2"))), Some((1, 2)));
+        assert_eq!(current(Some(&torn), None), None);
+    }
+
+    #[test]
+    fn each_write_goes_to_the_other_copy_with_the_next_number() {
+        let vars = env_of(&[
+            ("rustupdate_slot", "b"),
+            (VAR_SEQ, "stale"),
+            ("bootcount", "1"),
+        ]);
+        let (index, bytes) = next_copy_write(&vars, None).unwrap();
+        assert_eq!(index, 0);
+        let written = Env::from_bytes(&bytes).unwrap();
+        let names: Vec<_> = written.iter().map(|(n, _)| n).collect();
+        assert_eq!(
+            names,
+            [VAR_SEQ, "rustupdate_slot", "bootcount", VAR_SEQ_END]
+        );
+        assert_eq!(copy_seq(&written), Some(0));
+
+        // Alternating writes: every new copy is current, the other one stays intact.
+        let mut copies: [Option<Env>; 2] = [Some(written), None];
+        for round in 0..7 {
+            let current = current_copy(copies[0].as_ref(), copies[1].as_ref());
+            let (index, bytes) = next_copy_write(&vars, current).unwrap();
+            assert_eq!(Some(1 - index), current.map(|c| c.index), "round {round}");
+            copies[index] = Some(Env::from_bytes(&bytes).unwrap());
+            let now = current_copy(copies[0].as_ref(), copies[1].as_ref()).unwrap();
+            assert_eq!(now.index, index, "round {round}");
+        }
     }
 }

@@ -5,7 +5,7 @@
 //!   (which copy is current, which copy the next write goes to) and the `fw_env.config` file that
 //!   says where the copies live.
 //! - [`grub`]: the 1024-byte GRUB environment block, byte-compatible with `grub-editenv` and GRUB's
-//!   `load_env`/`save_env`.
+//!   `load_env`/`save_env`, and the boot contract's two copies framed by sequence numbers.
 //!
 //! What this crate does not do: any I/O (callers read and write the bytes, and decide how to do
 //! that safely against power cuts: see `docs/bootenv.md` for the write order), locking against a

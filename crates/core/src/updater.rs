@@ -682,16 +682,24 @@ impl<'a> Updater<'a> {
         Ok(())
     }
 
+    /// The trial of a slot the state has no update for (the bootloader armed it by itself, e.g.
+    /// after the newest copy of its environment was lost): the release the state knows for that
+    /// slot if it is the committed one, else "unknown".
     fn unknown_pending(&self) -> Pending {
+        let known = self
+            .state
+            .committed
+            .clone()
+            .filter(|release| release.slot == self.booted);
         Pending {
             transaction: "unknown".into(),
-            release: Release {
+            release: known.unwrap_or_else(|| Release {
                 slot: self.booted,
                 name: "unknown".into(),
                 version: "unknown".into(),
                 security_version: None,
                 sha256: String::new(),
-            },
+            }),
             stage: Stage::Activated,
             action: None,
             checkpoint: None,

@@ -595,3 +595,34 @@ fn broken_off_fleet_download_stays_interrupted_and_continues() {
         assert_eq!(situation(&mut gave_up), SituationKind::Idle);
     }
 }
+
+#[test]
+fn a_trial_rearmed_on_the_committed_slot_keeps_its_release() {
+    // The bootloader's newest copy of its environment (the commit) was lost: the older copy, the
+    // trial of the same slot, is back. Deciding it again must not forget what the slot holds.
+    let mut sim = device();
+    install(&mut sim, &rua("2.0", &new_image(), None)).unwrap();
+    sim.boot();
+    sim.updater().unwrap().boot_check().unwrap();
+    let committed = sim
+        .state
+        .stored
+        .as_ref()
+        .unwrap()
+        .committed
+        .clone()
+        .unwrap();
+    assert_eq!(committed.version, "2.0");
+    sim.boot.env = BootEnv::trial(sim.booted, 3);
+    sim.boot();
+    assert_eq!(situation(&mut sim), SituationKind::UnknownTrial);
+    let report = sim.updater().unwrap().boot_check().unwrap();
+    assert!(
+        matches!(report, BootReport::Committed { ref version } if version == "2.0"),
+        "{report:?}"
+    );
+    assert_eq!(
+        sim.state.stored.as_ref().unwrap().committed,
+        Some(committed)
+    );
+}

@@ -42,7 +42,8 @@ def rustupdate_bootloader_keys(d):
     """The [bootloader] table's keys for RUSTUPDATE_BOOTLOADER (docs/config.md)."""
     bootloader = d.getVar('RUSTUPDATE_BOOTLOADER')
     if bootloader == 'grub':
-        return 'type = "grub"\\ngrubenv = "%s%s/grubenv"' % (d.getVar('RUSTUPDATE_BOOT_MOUNTPOINT'), d.getVar('EFIDIR'))
+        esp = d.getVar('RUSTUPDATE_BOOT_MOUNTPOINT') + d.getVar('EFIDIR')
+        return 'type = "grub"\\ngrubenv = "%s/grubenv"\\ngrubenv-redund = "%s/grubenv-redund"' % (esp, esp)
     if bootloader == 'uboot':
         return 'type = "uboot"\\nfw-env-config = "%s/fw_env.config"' % d.getVar('sysconfdir')
     bb.fatal('RUSTUPDATE_BOOTLOADER must be grub or uboot, not "%s"' % bootloader)
@@ -79,9 +80,11 @@ do_compile () {
     done
 
     if [ "${RUSTUPDATE_BOOTLOADER}" = "uboot" ]; then
-        # libubootenv format: device/file, offset, size. A single-copy environment file on the
-        # boot partition (docs/boot-contract.md); fw_printenv/fw_setenv and the client share it.
+        # libubootenv format: device/file, offset, size; two lines: a redundant environment, one
+        # copy per file on the boot partition (docs/boot-contract.md). fw_printenv/fw_setenv, the
+        # client and boot.scr share it.
         printf '%s\t0x0\t%s\n' "${RUSTUPDATE_BOOT_MOUNTPOINT}/uboot.env" "${RUSTUPDATE_UBOOT_ENV_SIZE}" > ${B}/fw_env.config
+        printf '%s\t0x0\t%s\n' "${RUSTUPDATE_BOOT_MOUNTPOINT}/uboot-redund.env" "${RUSTUPDATE_UBOOT_ENV_SIZE}" >> ${B}/fw_env.config
     fi
 }
 
