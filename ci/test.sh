@@ -18,8 +18,14 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 
 step "shellcheck (ci, bench, e2e guest and layer scripts)"
-shellcheck .ci/run ci/*.sh ci/e2e/*.sh ci/e2e/guest/* ci/fleet/*.sh ci/fleet/goosebit/*.sh bench/*.sh \
-    meta-rustupdate/recipes-core/rustupdate/files/health.d/*
+# The guests' scripts: the files of ci/e2e/guest/ and the systemd guests' *.sh (their directory
+# also holds unit files and drop-ins).
+guest_scripts=()
+for f in ci/e2e/guest/* ci/e2e/guest/systemd/*.sh; do
+    if [[ -f $f ]]; then guest_scripts+=("$f"); fi
+done
+shellcheck .ci/run ci/*.sh ci/e2e/*.sh "${guest_scripts[@]}" ci/fleet/*.sh ci/fleet/goosebit/*.sh \
+    bench/*.sh meta-rustupdate/recipes-core/rustupdate/files/health.d/*
 
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -10,7 +10,9 @@ mtools, and written into a GPT disk image (sgdisk) at the partition offsets.
 
 Output in DIR (default build/e2e/<arch>):
     disk.img            pristine GPT disk: boot area, rootfs_a = v1, rootfs_b = v1, data
-    rootfs-v{1,2,3}.ext4
+    disk-systemd.img    the same for the systemd guests (v1-systemd in both slots, see
+                        systemd_rootfs.py)
+    rootfs-v{1,2,3}.ext4, rootfs-v{1,2}-systemd.ext4
     artifacts/*.rua     also on the data partition under /artifacts
     layout.json         everything the scenario runner needs (offsets, firmware, versions)
 Downloads and unpacked packages are cached in the cache directory (default build/e2e/cache).
@@ -31,8 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness import contract, guest, layout as layout_json
-from harness.disk import MIB, MTOOLS_ENV, EnvFile, fw_env_config, sha256_range
+from harness.disk import MIB, MTOOLS_ENV, EnvFiles, fw_env_config, sha256_range
 from harness.layout import Artifact, Firmware, Image, Layout, Partition
+import systemd_rootfs
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -83,6 +86,11 @@ ARCHES = {
 KERNEL_ARGS = "quiet panic=-1"
 BOOTLIMIT = str(contract.DEFAULT_BOOTLIMIT)
 VERSIONS = ("v1", "v2", "v3")  # v3 is the broken release
+# The systemd guests (systemd_rootfs.py): their own pristine disk, disk-systemd.img, with v1 in
+# both slots and only the systemd artifacts on its data partition.
+SYSTEMD_VERSIONS = ("v1-systemd", "v2-systemd")
+SYSTEMD_ARTIFACT_SUFFIX = "-systemd.rua"
+SYSTEMD_IMAGE_MIB = 90  # about 80 MiB of files (arm64, its kernel Image is 32 MiB); slots: 96
 GRUB_MODULES = ("part_gpt fat ext2 normal configfile linux loadenv test echo regexp sleep reboot halt "
                 "gzio search serial terminal efi_gop all_video")
 
@@ -296,13 +304,16 @@ def boot_placeholders(cfg: Arch) -> dict[str, str]:
     }
 
 
-def client_config(cfg: Arch) -> str:
+def client_config(cfg: Arch, *, health_timeout: int = 20, trial_timeout: int = 900,
+                  systemd: bool = False) -> str:
     """The layer's rustupdate.toml.in rendered with the e2e values (as rustupdate-conf does
     with RUSTUPDATE_* variables), so the device configuration the layer ships is the one booted
-    here. One line differs: the guest's init is a shell script that does not handle reboot
-    requests, so the client reboots with -f."""
+    here. One line differs in the busybox guests: their init is a shell script that does not
+    handle reboot requests, so the client reboots with -f. The systemd guests keep the layer's
+    line (an orderly `systemctl reboot`) and set their own health and trial timeouts."""
     if cfg.bootloader == "grub":
-        bootloader = f'type = "grub"\ngrubenv = "{cfg.boot_mount}/{contract.GRUBENV_PATH}"'
+        bootloader = (f'type = "grub"\ngrubenv = "{cfg.boot_mount}/{contract.GRUBENV_PATH}"\n'
+                      f'grubenv-redund = "{cfg.boot_mount}/{contract.GRUBENV_REDUND_PATH}"')
     else:
         bootloader = 'type = "uboot"\nfw-env-config = "/etc/fw_env.config"'
     text = render(CONF_FILES / "rustupdate.toml.in", {
@@ -313,15 +324,15 @@ def client_config(cfg: Arch) -> str:
         "BOOTLOADER_KEYS": bootloader,
         "BOOTLIMIT": BOOTLIMIT,
         "THRESHOLD": "1",
-        "HEALTH_TIMEOUT": "20",
-        "TRIAL_TIMEOUT": "900",
+        "HEALTH_TIMEOUT": str(health_timeout),
+        "TRIAL_TIMEOUT": str(trial_timeout),
         "SYSCONFDIR": "/etc",
         "BASE_SBINDIR": "/sbin",
     }, mark="@")
     reboot = 'reboot-command = ["/sbin/reboot"]'
     if reboot not in text:
         sys.exit(f"{CONF_FILES / 'rustupdate.toml.in'}: expected the line {reboot}")
-    return text.replace(reboot, 'reboot-command = ["/sbin/reboot", "-f"]')
+    return text if systemd else text.replace(reboot, 'reboot-command = ["/sbin/reboot", "-f"]')
 
 
 # ---------------------------------------------------------------------------------------------
@@ -443,8 +454,25 @@ def build_rootfs(tree: Path, version: str, cfg: Arch, busybox: Path, applets: li
     os.chmod(check, 0o755)
     if cfg.bootloader == "uboot":
         (etc / "fw_env.config").write_text(
-            "# device offset size (single copy on the FAT boot partition)\n"
-            + fw_env_config(f"{cfg.boot_mount}/{contract.UBOOT_ENV_PATH}"))
+            "# device offset size: the two copies of a redundant environment on the boot partition\n"
+            + fw_env_config(tuple(f"{cfg.boot_mount}/{name}"
+                                  for name in contract.ENV_COPIES["uboot"])))
+
+
+def build_systemd_rootfs(tree: Path, version: str, cfg: Arch, packages: list[Path], busybox: Path,
+                         applets: list[str], kernel: Path, initrd: Path, client: Path,
+                         pubkey: Path) -> None:
+    """A systemd guest's root file system (systemd_rootfs.py): the busybox guest's tree (the
+    product's files; busybox for the scripts) with Debian's systemd and udev unpacked over it
+    (systemd-sysv's /sbin/init and /sbin/reboot replace busybox's), configured, and the client
+    configuration of the systemd guests."""
+    build_rootfs(tree, version, cfg, busybox, applets, kernel, initrd, client, pubkey)
+    systemd_rootfs.populate(tree, packages)
+    systemd_rootfs.configure(tree, boot_label=cfg.boot_label, boot_mount=cfg.boot_mount,
+                             data_label=contract.DATA_LABEL, render=render)
+    (tree / "etc" / "rustupdate" / "rustupdate.toml").write_text(client_config(
+        cfg, health_timeout=systemd_rootfs.HEALTH_TIMEOUT_S,
+        trial_timeout=systemd_rootfs.TRIAL_TIMEOUT_S, systemd=True))
 
 
 def keygen(tool: Path, prefix: Path) -> tuple[Path, Path]:
@@ -469,7 +497,9 @@ def build_artifacts(tool: Path, images: dict[str, Path], cfg: Arch, key: Path, f
         return dest
 
     made = {}
-    for v in ("v2", "v3"):
+    # v1.rua: the power-cut soak (soak.py) installs whichever good version the target slot
+    # does not hold, so every install really rewrites the slot.
+    for v in ("v1", "v2", "v3"):
         build(f"{v}.rua", images[v], v, key, cfg.device_type)
         made[f"{v}.rua"] = Artifact(v, "installs" + (" (broken image)" if v == "v3" else ""))
     build("v2-foreign.rua", images["v2"], "v2", foreign, cfg.device_type)
@@ -481,6 +511,9 @@ def build_artifacts(tool: Path, images: dict[str, Path], cfg: Arch, key: Path, f
     data[len(data) // 2] ^= 0x55
     (outdir / "v2-tampered.rua").write_bytes(bytes(data))
     made["v2-tampered.rua"] = Artifact("v2", "rejected: a chunk fails its hash")
+    for v in SYSTEMD_VERSIONS[1:]:
+        build(f"{v}.rua", images[v], v, key, cfg.device_type)
+        made[f"{v}.rua"] = Artifact(v, "installs (systemd guests, disk-systemd.img only)")
     return made
 
 
@@ -539,16 +572,41 @@ def main() -> None:
         images[v] = outdir / f"rootfs-{v}.ext4"
         mkfs_ext4(tree, images[v], cfg.image_mib, "rootfs")
     log(f"root file systems: {', '.join(VERSIONS)} ({cfg.image_mib} MiB images)")
+    for attempt in (1, 2):
+        try:
+            packages = systemd_rootfs.closure(apt.env)
+            debs = systemd_rootfs.fetch(packages, apt.env, apt.debs, log)
+            break
+        except (systemd_rootfs.SystemdRootfsError, subprocess.CalledProcessError) as err:
+            # Lists older than the archive (a point release removed a version): refresh once.
+            if attempt == 2 or apt.updated:
+                sys.exit(f"systemd guests: {err}")
+            apt.update(force=True)
+    unpacked = [unpack(d, cache) for d in debs]
+    for v in SYSTEMD_VERSIONS:
+        tree = work / f"rootfs-{v}"
+        build_systemd_rootfs(tree, v, cfg, unpacked, busybox, applets, kernel, initrd, args.client,
+                             pub)
+        images[v] = outdir / f"rootfs-{v}.ext4"
+        mkfs_ext4(tree, images[v], SYSTEMD_IMAGE_MIB, "rootfs")
+        shutil.rmtree(tree)
+    debs_mib = sum(d.stat().st_size for d in debs) // MIB
+    log(f"root file systems: {', '.join(SYSTEMD_VERSIONS)} ({len(packages)} packages, "
+        f"{debs_mib} MiB of .debs, {SYSTEMD_IMAGE_MIB} MiB images)")
 
     artifacts = build_artifacts(args.artifact_tool, images, cfg, key, foreign, outdir / "artifacts")
     log("artifacts: " + ", ".join(f"{n} ({(outdir / 'artifacts' / n).stat().st_size // 1024} KiB)"
                                   for n in artifacts))
-    data_tree = work / "data"
-    (data_tree / "artifacts").mkdir(parents=True)
-    for n in artifacts:
-        os.link(outdir / "artifacts" / n, data_tree / "artifacts" / n)
-    data_img = work / "data.ext4"
-    mkfs_ext4(data_tree, data_img, cfg.data_mib, "data")
+    data_imgs = {}
+    for guest_kind in ("busybox", "systemd"):
+        data_tree = work / f"data-{guest_kind}"
+        (data_tree / "artifacts").mkdir(parents=True)
+        for n in artifacts:
+            if n.endswith(SYSTEMD_ARTIFACT_SUFFIX) == (guest_kind == "systemd"):
+                os.link(outdir / "artifacts" / n, data_tree / "artifacts" / n)
+        data_imgs[guest_kind] = work / f"data-{guest_kind}.ext4"
+        mkfs_ext4(data_tree, data_imgs[guest_kind], cfg.data_mib, "data")
+    data_img = data_imgs["busybox"]
 
     # Boot area: the canonical boot script templates from meta-rustupdate, rendered, and the
     # environment of a device whose slot a is committed.
@@ -566,9 +624,10 @@ def main() -> None:
              "rustupdate boot script", "-d", work / "boot.cmd", work / "boot.scr"],
             stdout=subprocess.DEVNULL)
         boot_files = {"boot.scr": work / "boot.scr"}
-    env = EnvFile(cfg.bootloader, work / Path(env_path).name)
+    copies = contract.ENV_COPIES[cfg.bootloader]
+    env = EnvFiles(cfg.bootloader, tuple(work / f"env-copy{n}" for n in range(len(copies))))
     env.create(contract.committed("a"))
-    boot_files[env_path] = env.path
+    boot_files.update(zip(copies, env.paths))
     for f in (cfg.firmware.code, cfg.firmware.vars, cfg.firmware.bios):
         if f and not Path(f).exists():
             sys.exit(f"{f} missing: run ci/e2e/deps.sh")
@@ -576,6 +635,9 @@ def main() -> None:
     mkfs_vfat(boot_files, boot_img, cfg.boot_mib, cfg.boot_label)
 
     disk = outdir / "disk.img"
+    systemd_disk = outdir / "disk-systemd.img"
+    systemd_parts = make_disk(systemd_disk, cfg, boot_img, images[SYSTEMD_VERSIONS[0]],
+                              images[SYSTEMD_VERSIONS[0]], data_imgs["systemd"])
     layout = Layout(
         arch=args.arch,
         bootloader=cfg.bootloader,
@@ -588,11 +650,14 @@ def main() -> None:
         uboot_env_size=contract.UBOOT_ENV_SIZE,
         firmware=cfg.firmware,
         images={v: Image(str(images[v]), images[v].stat().st_size, sha256_range(images[v]))
-                for v in VERSIONS},
+                for v in images},
         artifacts=artifacts,
         client=str(args.client.resolve()),
         built=time.strftime("%Y-%m-%d %H:%M:%S"),
+        guest_disks={"systemd": str(systemd_disk)},
     )
+    if systemd_parts != layout.partitions:
+        sys.exit(f"{systemd_disk}: partitions differ from {disk}'s")
     layout_json.save(layout, outdir / "layout.json")
     shutil.rmtree(work)
     log(f"{args.arch}: {disk} ready in {time.monotonic() - t0:.1f} s")

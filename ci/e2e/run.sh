@@ -2,7 +2,7 @@
 # End-to-end A/B update and rollback under QEMU with real firmware, bootloaders and kernels.
 #
 #   ci/e2e/run.sh [--arch x86_64|arm64|all] [--scenario NAME ...] [--jobs N] [--no-deps]
-#                 [--client-x86_64 PATH] [--client-arm64 PATH] [--narrate] [--list]
+#                 [--client-x86_64 PATH] [--client-arm64 PATH] [--narrate] [--no-soak] [--list]
 #
 # 0. tests the harness in-process (ci/e2e/selftest.py: scenario files, expectation checks, the
 #    boot contract's names against the Rust code; about a second),
@@ -14,7 +14,9 @@
 #    and, when a chosen scenario needs the fleet server, rustupdate-server (tools/server, debug
 #    build as ci/server-test.sh makes it; $RUSTUPDATE_E2E_SERVER uses a given binary instead),
 # 4. runs the scenarios of ci/scenarios (ci/e2e/runner.py; default: every
-#    scenario marked for CI).
+#    scenario marked for CI),
+# 5. without --scenario: the CI-sized randomized power-cut soak (ci/e2e/soak.py, fixed seed;
+#    --no-soak skips it).
 # Exits non-zero on any failure. Console logs: build/e2e/results/<arch>/<scenario>/boot-NN.log.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -26,6 +28,7 @@ JOBS=${E2E_JOBS:-2}  # architectures in parallel (one TCG guest per core)
 DEPS=1
 LIST=0
 NARRATE=0
+SOAK=1
 # shellcheck disable=SC2034  # read indirectly: ${!var} with var=CLIENT_<arch>
 CLIENT_x86_64=${RUSTUPDATE_E2E_CLIENT_X86_64:-}
 CLIENT_arm64=${RUSTUPDATE_E2E_CLIENT_ARM64:-}
@@ -42,7 +45,8 @@ while (($#)); do
         --client-arm64) CLIENT_arm64=$2; shift 2 ;;
         --list) LIST=1; shift ;;
         --narrate) NARRATE=1; shift ;;
-        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+        --no-soak) SOAK=0; shift ;;
+        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
         *) echo "run.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -103,5 +107,9 @@ args=(--arch "$ARCH" --jobs "$JOBS")
 ((NARRATE)) && args+=(--narrate)
 status=0
 python3 ci/e2e/runner.py "${args[@]}" || status=$?
+if ((SOAK)) && ((${#SCENARIOS[@]} == 0)); then
+    stamp "power-cut soak (CI size)"
+    python3 ci/e2e/soak.py --arch "$ARCH" --jobs "$JOBS" || status=$?
+fi
 echo "e2e: total $(( $(date +%s) - T0 )) s"
 exit $status

@@ -30,6 +30,7 @@ import functools
 import http.server
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -52,6 +53,9 @@ REPO = HERE.parent.parent
 SCENARIO_DIRS = (REPO / "ci" / "scenarios",)
 MAX_FLEET_BOOTS = 10  # per device of a multi-device fleet scenario
 DEFAULT_TIMEOUT = {"x86_64": 120.0, "arm64": 90.0}
+# Seed of the random kill delays (kill_delay = [lo, hi]): a new one per run, printed with every
+# delay drawn; RUSTUPDATE_E2E_SEED=N repeats a run's delays.
+SEED = int(os.environ.get("RUSTUPDATE_E2E_SEED") or random.SystemRandom().randrange(1 << 32))
 NARRATE = re.compile(r"^(E2E: (booted|result|hook|health|broken|daemon)|rustupdate: |Kernel panic|"
                      r"\[(INFO|WARN|ERROR) +rustupdate[^\]]*\] (artifact|installing|slot|trial|"
                      r"committed|update|rolling|health|.*interrupted)|"
@@ -208,9 +212,13 @@ def start_fleet(sc: Scenario, lay: Layout, build: Path, rdir: Path, server_bin: 
 
 def boot_once(lay: Layout, disk: Disk, boot: Boot, logfile: Path, accel: str,
               extra_fw_cfg: dict[str, str] | None = None, stop_when=None) -> qemu.BootResult:
+    rules = None
+    if boot.cut_after_writes is not None:
+        rules = logfile.with_suffix(".blkdebug.conf")
+        rules.write_text(qemu.blkdebug_rules(boot.cut_after_writes))
     cmd = qemu.command(lay, disk.path, disk.vars, accel, boot.net, {
         "action": boot.action, "health": boot.health or "", "env": boot.client_env,
-        "end": boot.end or "", **(extra_fw_cfg or {})})
+        "end": boot.end or "", **(extra_fw_cfg or {})}, rules)
     timeout = boot.timeout or DEFAULT_TIMEOUT[lay.arch]
     return qemu.run(cmd, logfile, timeout, boot.kill_on, boot.kill_delay, stop_when)
 
@@ -236,8 +244,21 @@ def trace_install_points(lay: Layout, results: Path, accel: str) -> list[str]:
     return [name for _, name in points]
 
 
-def concrete(boot: Boot, points: list[str] | None, http_port: int | None) -> Boot:
-    """The boot as it runs: its power cut numbered, @HTTP@ replaced by the server's URL."""
+def concrete(boot: Boot, points: list[str] | None, http_port: int | None,
+             rng: random.Random | None = None) -> Boot:
+    """The boot as it runs: its power cut numbered, @HTTP@ replaced by the server's URL, a
+    random kill delay drawn from `rng`."""
+    if boot.kill_delay_range is not None:
+        if rng is None:
+            raise ScenarioError("a random kill_delay needs the runner's seed")
+        lo, hi = boot.kill_delay_range
+        boot = dataclasses.replace(boot, kill_delay=round(rng.uniform(lo, hi), 4),
+                                   kill_delay_range=None)
+    if boot.cut_after_writes_range is not None:
+        if rng is None:
+            raise ScenarioError("a random cut_after_writes needs the runner's seed")
+        boot = dataclasses.replace(boot, cut_after_writes=rng.randint(*boot.cut_after_writes_range),
+                                   cut_after_writes_range=None)
     if isinstance(boot.fault, scenario.FaultPoint):
         if points is None:
             raise ScenarioError("no fault-point trace (see the trace's error above)")
@@ -260,6 +281,11 @@ def run_boot(n: int, boot: Boot, lay: Layout, disk: Disk, rdir: Path, accel: str
         disk.wipe_slot(boot.host_wipe)
     if boot.host_env:
         disk.write_env(boot.host_env)
+    if boot.host_damage:
+        done = disk.damage_env_copies(boot.host_damage)
+        log(f"  {who} boot {n:2d}: bootloader environment: "
+            + ", ".join(f"copy {i} {how}" for i, how in sorted(done.items()))
+            + f" ({', '.join(f'{w.replace(chr(95), chr(32))} {h}' for w, h in boot.host_damage.items())})")
     extra = stop_when = None
     if fleet is not None and dev is not None:
         extra = fleet.fw_cfg(dev)
@@ -371,12 +397,19 @@ def run_scenario(sc: Scenario, lay: Layout, build: Path, results: Path, accel: s
             boots, failures = run_devices(sc, lay, fleet, accel, narrated, points)
         else:
             dev = fleet.devices[0] if fleet else None
+            rng = random.Random(f"{SEED}:{lay.arch}:{sc.name}")
             for n, boot in enumerate(sc.boots, start=1):
                 if qemu.STOP.is_set():
                     failures.append("stopped")
                     break
-                rec = run_boot(n, concrete(boot, points, http_port), lay, disks[0], rdir, accel,
-                               narrated, fleet, dev)
+                boot = concrete(boot, points, http_port, rng)
+                if boot.kill_on and boot.kill_delay:
+                    log(f"  {lay.arch:6s} boot {n:2d}: kill {boot.kill_delay:.4f} s after "
+                        f"/{boot.kill_on}/ (seed {SEED})")
+                if boot.cut_after_writes is not None:
+                    log(f"  {lay.arch:6s} boot {n:2d}: power cut after {boot.cut_after_writes} "
+                        f"write request(s) (seed {SEED})")
+                rec = run_boot(n, boot, lay, disks[0], rdir, accel, narrated, fleet, dev)
                 boots.append(rec)
                 failures += [f"boot {n}: {err}" for err in rec.errors]
                 if failures:
@@ -494,7 +527,10 @@ def run_arch(arch: str, chosen: list[Scenario], args: argparse.Namespace, result
         except ScenarioError as err:
             log(f"--- {arch}: {err}")
     for sc in mine:
-        out.append(run_scenario(sc, lay, args.build, results, accel, args.narrate, points,
+        # The scenario's pristine disk: disk.img (busybox guests) or layout.guest_disks[disk].
+        sc_lay = lay if sc.disk == "busybox" else dataclasses.replace(
+            lay, disk=lay.guest_disks[sc.disk])
+        out.append(run_scenario(sc, sc_lay, args.build, results, accel, args.narrate, points,
                                 args.server))
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from harness import contract, fleet, guest, scenario
 from harness.layout import Artifact, Firmware, Image, Layout, LayoutError, Partition
 from harness.scenario import Boot, Expect, FaultPoint, FleetExpect, Observed, ScenarioError
+import systemd_rootfs
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -86,6 +87,10 @@ class Scenarios(unittest.TestCase):
                      '[[boot]]\nkill_on = "("\n',
                      '[[boot]]\nnet = "yes"\n',
                      'arches = ["riscv64"]\n[[boot]]\n',
+                     # the systemd guests: their own actions, unit-fail only there
+                     'disk = "alpine"\n[[boot]]\n',
+                     'disk = "systemd"\n[[boot]]\naction = "commit"\n',
+                     '[[boot]]\nhealth = "unit-fail"\n',
                      'description = "no boots"\n',
                      # fleet scenarios
                      '[[boot]]\naction = "commit; daemon"\n',
@@ -235,6 +240,34 @@ class LayoutCodec(unittest.TestCase):
                 Layout.from_json(json.dumps(broken))
 
 
+class SystemdRootfs(unittest.TestCase):
+    """The pure parts of systemd_rootfs.py (the systemd guests' root file systems)."""
+
+    def test_closure_from_the_simulation(self):
+        text = ("Inst libc6 (2.36-9+deb12u14 Debian:12.15/oldstable [arm64])\n"
+                "Conf libc6 (2.36-9+deb12u14 Debian:12.15/oldstable [arm64])\n"
+                "Inst libcap2 (1:2.66-4+deb12u3+b1 Debian:12.15/oldstable [arm64])\n")
+        found = systemd_rootfs.parse_simulation(text)
+        self.assertEqual(found, {"libc6": "2.36-9+deb12u14", "libcap2": "1:2.66-4+deb12u3+b1"})
+        self.assertEqual(systemd_rootfs.deb_name("libcap2", found["libcap2"]),
+                         "libcap2_1%3a2.66-4+deb12u3+b1_")
+
+    def test_sysusers(self):
+        passwd, group = systemd_rootfs.sysusers([
+            "g adm 4 -\nu root 0 - /root /bin/bash\nu _apt 42:65534 - /nonexistent\n",
+            'g systemd-journal - -\nu systemd-network - "systemd Network Management"\n'])
+        self.assertIn("root:x:0:0::/root:/bin/bash\n", passwd)
+        self.assertIn("_apt:x:42:65534::/nonexistent:/usr/sbin/nologin\n", passwd)
+        self.assertIn("systemd-network:x:998:998:systemd Network Management:/:", passwd)
+        self.assertIn("systemd-journal:x:999:\n", group)
+        self.assertIn("adm:x:4:\n", group)
+
+    def test_enable_follows_the_install_section(self):
+        unit = (REPO / "client" / "systemd" / "rustupdate-commit.service").read_text()
+        self.assertEqual(systemd_rootfs.wanted_by(unit),
+                         ["multi-user.target", "boot-complete.target"])
+
+
 class Mirrors(unittest.TestCase):
     """The harness's copies of names that live elsewhere."""
 
@@ -253,11 +286,31 @@ class Mirrors(unittest.TestCase):
         self.assertIn(f'strip_prefix("{contract.CMDLINE_SLOT}")', slot)
         doc = (REPO / "docs" / "boot-contract.md").read_text()
         for name in contract.VARS + (contract.GRUBENV_PATH, contract.UBOOT_ENV_PATH,
+                                     contract.GRUBENV_REDUND_PATH, contract.UBOOT_ENV_REDUND_PATH,
+                                     contract.VAR_SEQ, contract.VAR_SEQ_END,
+                                     contract.COMMITTED_SLOT_RECORD,
                                      contract.slot_label("b"), contract.DATA_LABEL,
                                      *contract.BOOT_LABEL.values()):
             self.assertIn(f"`{name}`", doc)
         self.assertIn(f"({contract.UBOOT_ENV_SIZE:#x} bytes", doc)
         self.assertIn(f"default `{contract.DEFAULT_BOOTLIMIT}`", doc)
+
+    def test_environment_copies_match_the_rust_code_and_the_boot_scripts(self):
+        grub = (REPO / "crates" / "bootenv" / "src" / "grub.rs").read_text()
+        self.assertIn(f'pub const VAR_SEQ: &str = "{contract.VAR_SEQ}";', grub)
+        self.assertIn(f'pub const VAR_SEQ_END: &str = "{contract.VAR_SEQ_END}";', grub)
+        self.assertIn(f"pub const SEQ_CYCLE: u8 = {len(contract.SEQ_VALUES)};", grub)
+        adapter = (REPO / "client" / "src" / "sys" / "boot_env.rs").read_text()
+        record = Path(contract.COMMITTED_SLOT_RECORD).name
+        self.assertIn(f'pub const COMMITTED_SLOT_RECORD: &str = "{record}";', adapter)
+        files = REPO / "meta-rustupdate" / "recipes-bsp" / "rustupdate-boot" / "files"
+        grub_cfg, boot_cmd = (files / "grub.cfg").read_text(), (files / "boot.cmd").read_text()
+        for name in contract.ENV_COPIES["grub"]:
+            self.assertIn(f"${{prefix}}/{Path(name).name}", grub_cfg)
+        for name in contract.ENV_COPIES["uboot"]:
+            self.assertIn(f"setenv ru_file {name}", boot_cmd)
+        self.assertIn(f"gpt4)/{contract.COMMITTED_SLOT_RECORD}", grub_cfg)
+        self.assertIn(f":4 ${{ru_buf}} /{contract.COMMITTED_SLOT_RECORD}", boot_cmd)
 
     def test_guest_protocol_matches_guest_init(self):
         init = (HERE / "guest" / "init").read_text()
@@ -275,6 +328,21 @@ class Mirrors(unittest.TestCase):
         self.assertIn("*@@STOP_LINE@@*) break", init)
         self.assertIn(f'echo "{guest.DAEMON_STARTED}"', init)
         self.assertIn(f"fwcfg token > {fleet.GUEST_TOKEN_FILE})", init)
+
+    def test_systemd_guests_speak_the_same_protocol(self):
+        # guest/systemd/: the booted line, the agent's lines (the commit is the shipped unit's;
+        # the agent reports it with the line the busybox guests print), its actions, unit-fail.
+        sd = HERE / "guest" / "systemd"
+        self.assertIn("E2E: booted slot=$slot version=", (sd / "e2e-booted.sh").read_text())
+        agent = (sd / "e2e-agent.sh").read_text()
+        for line in ("E2E: result commit rc=$rc", "E2E: status-begin", "E2E: status-end",
+                     "E2E: end $end", guest.FW_CFG_PREFIX):
+            self.assertIn(line, agent)
+        labels = re.findall(r'^ {8}([a-z"|*]+)\)$', agent, re.M)  # run_action's case labels
+        self.assertEqual({w for label in labels for w in label.split("|")} - {'""', "*"},
+                         set(scenario.SYSTEMD_ACTIONS))
+        self.assertIn('= "unit-fail"', (sd / "e2e-unit-fail.sh").read_text())
+        self.assertIn("unit-fail", scenario.HEALTH_MODES)
 
     def test_server_state_names_match_the_rollout_crate(self):
         # crates/rollout names its states in `Variant => "name"` lists; the harness's lists
@@ -297,6 +365,72 @@ class Mirrors(unittest.TestCase):
         for auth in fleet.AUTH_MODES:
             keys = tomllib.loads(fleet.server_section("http://h", "d", auth, 2))["server"]
             self.assertLessEqual({k.replace("-", "_") for k in keys}, fields)
+
+
+class Soak(unittest.TestCase):
+    """soak.py's pure parts: the plan from the seed, the contract's pick, its outcome names."""
+
+    def test_the_plan_is_a_function_of_the_seed(self):
+        import soak
+        cuts = soak.plan(7, 30)
+        self.assertEqual(cuts, soak.plan(7, 30))
+        self.assertEqual(cuts[:5], soak.plan(7, 5))  # --cuts M repeats the first M of a run
+        self.assertNotEqual(cuts, soak.plan(8, 30))
+        self.assertEqual({c.phase for c in cuts}, set(soak.PHASES))
+        self.assertTrue(all(0 <= c.fraction < 1 for c in cuts))
+
+    def test_bootloader_pick_follows_the_contract(self):
+        import soak
+        self.assertEqual(soak.bootloader_pick(contract.committed("a")), "a")
+        trial = {**contract.committed("b"), contract.VAR_UPGRADE_AVAILABLE: "1"}
+        limit = contract.DEFAULT_BOOTLIMIT
+        self.assertEqual(soak.bootloader_pick({**trial, contract.VAR_BOOTCOUNT: str(limit - 1)}), "b")
+        self.assertEqual(soak.bootloader_pick({**trial, contract.VAR_BOOTCOUNT: str(limit)}), "a")
+
+    def test_check_boot_holds_the_contract(self):
+        import soak
+        from harness.qemu import BootResult
+
+        def env(slot, trial, count):
+            return {**contract.committed(slot), contract.VAR_UPGRADE_AVAILABLE: str(trial),
+                    contract.VAR_BOOTCOUNT: str(count)}
+
+        def run(before, after, lines, end="poweroff", action="commit", installing=None):
+            res = BootResult(lines=[(0.1 * i, line) for i, line in enumerate(lines)], end=end,
+                             rc=0)
+            holds = {"a": "v1", "b": "v2"}.get  # b holds v2, a v1
+            return soak.check_boot(before, after, res, guest.booted(res.console), action,
+                                   installing, holds)
+
+        trial_b = "E2E: booted slot=b version=v2"
+        # A trial boot that commits; one that is killed after the count was saved.
+        self.assertFalse(run(env("b", 1, 0), env("b", 0, 0), [trial_b, "E2E: action commit"]))
+        self.assertFalse(run(env("b", 1, 0), env("b", 1, 1), [], end="killed"))
+        # Past bootlimit the bootloader falls back to a: allowed, and reported.
+        self.assertTrue(run(env("b", 1, 3), env("a", 0, 0),
+                            ["E2E: booted slot=a version=v1", "E2E: action commit"]))
+        for before, after, lines, end, why in (
+                (env("b", 1, 2), env("b", 1, 1), [], "killed", "bootcount went from 2 to 1"),
+                (env("b", 1, 0), env("b", 1, 0), [trial_b], "killed", "bootcount stayed 0"),
+                (env("a", 0, 0), env("a", 0, 0), [trial_b], "poweroff", "the contract picks a"),
+                (env("a", 0, 0), env("a", 0, 0), ["Kernel panic - not syncing"], "reset",
+                 "panicked"),
+                (env("a", 0, 0), env("a", 0, 0), [], "reset", "never reached the guest's init"),
+                (env("b", 1, 1), env("b", 0, 0), [trial_b], "poweroff", "without a commit")):
+            with self.assertRaisesRegex(soak.Violation, why):
+                run(before, after, lines, end)
+        # Armed for a slot that does not hold the complete new image.
+        with self.assertRaisesRegex(soak.Violation, "slot b holds v2"):
+            run(env("a", 0, 0), env("b", 1, 0), ["E2E: booted slot=a version=v1",
+                                                 "E2E: action install /data/artifacts/v1.rua"],
+                action="install /data/artifacts/v1.rua", installing="v1")
+
+    def test_converged_results_are_outcome_names(self):
+        import soak
+        text = (REPO / "crates" / "core" / "src" / "state.rs").read_text()
+        block = text[text.index("pub enum OutcomeKind"):]
+        names = re.findall(r'OutcomeKind::\w+ => "([a-z-]+)"', block)
+        self.assertLessEqual(set(soak.CONVERGED_RESULTS), set(names))
 
 
 if __name__ == "__main__":

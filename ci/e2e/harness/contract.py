@@ -24,9 +24,22 @@ def slot_label(slot: str) -> str:
 
 DATA_LABEL = "data"
 BOOT_LABEL = {"grub": "esp", "uboot": "boot"}  # the partition with the bootloader environment
-GRUBENV_PATH = "EFI/BOOT/grubenv"  # on the ESP
-UBOOT_ENV_PATH = "uboot.env"  # on the boot partition, mkenvimage format
+GRUBENV_PATH = "EFI/BOOT/grubenv"  # on the ESP: copy 0
+GRUBENV_REDUND_PATH = "EFI/BOOT/grubenv-redund"  # copy 1
+UBOOT_ENV_PATH = "uboot.env"  # on the boot partition: copy 0, libubootenv's redundant format
+UBOOT_ENV_REDUND_PATH = "uboot-redund.env"  # copy 1
 UBOOT_ENV_SIZE = 0x4000
+# Both copies of the environment on the boot partition, per bootloader (docs/boot-contract.md).
+ENV_COPIES = {"grub": (GRUBENV_PATH, GRUBENV_REDUND_PATH),
+              "uboot": (UBOOT_ENV_PATH, UBOOT_ENV_REDUND_PATH)}
+# GRUB copies carry a sequence number (0, 1, 2, cyclic) as their first and their last variable:
+# a copy is complete when both match; of two complete copies the one a step ahead is current.
+VAR_SEQ = "rustupdate_seq"
+VAR_SEQ_END = "rustupdate_seq_end"
+SEQ_VALUES = ("0", "1", "2")
+# The slot the client last committed, on the data partition, read by the boot scripts when no
+# copy of the environment is valid.
+COMMITTED_SLOT_RECORD = "rustupdate/committed-slot.env"
 
 
 def committed(slot: str, bootlimit: int = DEFAULT_BOOTLIMIT) -> dict[str, str]:

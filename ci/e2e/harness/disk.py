@@ -9,6 +9,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import zlib
 from pathlib import Path
 
 from . import contract
@@ -42,27 +43,41 @@ def copy_sparse(src: Path | str, dest: Path) -> None:
     subprocess.run(["cp", "--sparse=always", str(src), str(dest)], check=True)
 
 
-def fw_env_config(env_file: str, size: int = contract.UBOOT_ENV_SIZE) -> str:
-    """An fw_env.config line for a single-copy environment file (the guest's and the host's)."""
-    return f"{env_file} 0x0 {size:#x}\n"
+def fw_env_config(env_files: tuple[str, ...], size: int = contract.UBOOT_ENV_SIZE) -> str:
+    """fw_env.config for environment files: one line per copy (two: libubootenv's redundant
+    environment, as the guests and the boot script use it)."""
+    return "".join(f"{f} 0x0 {size:#x}\n" for f in env_files)
 
 
-class EnvFile:
-    """A bootloader environment file, read and written with the bootloader's reference tools."""
+def _grub_next_seq(seq: str) -> str:
+    return contract.SEQ_VALUES[(contract.SEQ_VALUES.index(seq) + 1) % len(contract.SEQ_VALUES)]
 
-    def __init__(self, bootloader: str, path: Path, size: int = contract.UBOOT_ENV_SIZE):
+
+class EnvFiles:
+    """The two copies of a bootloader environment as files, read and written with the reference
+    tools: U-Boot through a two-line fw_env.config (fw_printenv/fw_setenv pick the current copy
+    and write the other one themselves), GRUB through grub-editenv per copy, with the copy rule
+    of docs/boot-contract.md (a complete copy has rustupdate_seq first and rustupdate_seq_end last,
+    equal; of two, the one a step ahead (0 -> 1 -> 2 -> 0) is current; a tie: copy 0)."""
+
+    def __init__(self, bootloader: str, paths: tuple[Path, Path],
+                 size: int = contract.UBOOT_ENV_SIZE):
         if bootloader not in contract.BOOT_LABEL:
             raise DiskError(f"unknown bootloader {bootloader!r}")
-        self.bootloader, self.path, self.size = bootloader, path, size
+        self.bootloader, self.paths, self.size = bootloader, paths, size
 
     def _scratch(self, suffix: str, text: str) -> Path:
         """A file next to the environment for a tool's input; the caller removes it."""
-        path = self.path.with_name(self.path.name + suffix)
+        path = self.paths[0].with_name(self.paths[0].name + suffix)
         path.write_text(text)
         return path
 
     def _uboot(self, args: list, script: Path | None = None) -> subprocess.CompletedProcess:
-        config = self._scratch(".fw_env.config", fw_env_config(str(self.path), self.size))
+        for path in self.paths:
+            if not path.exists():  # a deleted copy is an invalid one to libubootenv
+                path.write_bytes(bytes(self.size))
+        config = self._scratch(".fw_env.config",
+                               fw_env_config(tuple(str(p) for p in self.paths), self.size))
         try:
             return subprocess.run(args[:1] + ["-c", config] + args[1:], stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True)
@@ -72,32 +87,90 @@ class EnvFile:
                 script.unlink()
 
     def create(self, values: dict[str, str]) -> None:
-        self.path.unlink(missing_ok=True)
+        """Both copies, equal (copy 0 is current)."""
+        for path in self.paths:
+            path.unlink(missing_ok=True)
+            if self.bootloader == "grub":
+                self._grub_write(path, contract.SEQ_VALUES[0], values)
+            else:
+                text = self._scratch(".txt", "".join(f"{k}={v}\n" for k, v in values.items()))
+                try:
+                    subprocess.run(["mkenvimage", "-r", "-s", f"{self.size:#x}", "-o", path, text],
+                                   check=True)
+                finally:
+                    text.unlink()
+
+    def _grub_write(self, path: Path, seq: str, values: dict[str, str]) -> None:
+        """A new block: the sequence number first and last, the variables between."""
+        path.unlink(missing_ok=True)
+        subprocess.run(["grub-editenv", path, "create"], check=True)
+        body = {k: v for k, v in values.items() if k not in (contract.VAR_SEQ, contract.VAR_SEQ_END)}
+        subprocess.run(["grub-editenv", path, "set", f"{contract.VAR_SEQ}={seq}"]
+                       + [f"{k}={v}" for k, v in body.items()]
+                       + [f"{contract.VAR_SEQ_END}={seq}"], check=True)
+
+    def _grub_copy(self, path: Path) -> dict[str, str] | None:
+        """A GRUB copy's variables if it is complete, else None."""
+        if not path.exists():
+            return None
+        res = subprocess.run(["grub-editenv", path, "list"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        if res.returncode != 0:
+            return None
+        values = dict(line.split("=", 1) for line in res.stdout.splitlines() if "=" in line)
+        seq = values.get(contract.VAR_SEQ)
+        if seq not in contract.SEQ_VALUES or values.get(contract.VAR_SEQ_END) != seq:
+            return None
+        return values
+
+    def _grub_current(self) -> tuple[int, dict[str, str]]:
+        copies = [self._grub_copy(p) for p in self.paths]
+        if copies[0] is None and copies[1] is None:
+            raise DiskError(f"no valid copy of the GRUB environment ({', '.join(map(str, self.paths))})")
+        if copies[1] is None:
+            return 0, copies[0]
+        if copies[0] is None or copies[1][contract.VAR_SEQ] == _grub_next_seq(copies[0][contract.VAR_SEQ]):
+            return 1, copies[1]
+        return 0, copies[0]
+
+    def current_index(self) -> int:
+        """Which copy is in use (DiskError when none is valid). U-Boot: libubootenv's rule for
+        incremental flags (a valid CRC; the higher flags byte, 0x00 beating 0xff; a tie: copy 0),
+        with the CRC checked here; GRUB: the sequence-number rule."""
         if self.bootloader == "grub":
-            subprocess.run(["grub-editenv", self.path, "create"], check=True)
-            self.update(values)
-        else:
-            text = self._scratch(".txt", "".join(f"{k}={v}\n" for k, v in values.items()))
-            try:
-                subprocess.run(["mkenvimage", "-s", f"{self.size:#x}", "-o", self.path, text],
-                               check=True)
-            finally:
-                text.unlink()
+            return self._grub_current()[0]
+        valid, flags = [], []
+        for path in self.paths:
+            data = path.read_bytes() if path.exists() else b""
+            ok = len(data) == self.size and int.from_bytes(data[:4], "little") == zlib.crc32(data[5:])
+            valid.append(ok)
+            flags.append(data[4] if ok else None)
+        if not any(valid):
+            raise DiskError("no valid copy of the U-Boot environment")
+        if not all(valid):
+            return valid.index(True)
+        f0, f1 = flags
+        if (f0, f1) == (0xFF, 0x00):
+            return 1
+        if (f0, f1) == (0x00, 0xFF):
+            return 0
+        return 1 if f1 > f0 else 0
 
     def read(self) -> dict[str, str]:
+        """The current copy's variables; DiskError when no copy is valid."""
         if self.bootloader == "grub":
-            res = subprocess.run(["grub-editenv", self.path, "list"], stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE, text=True)
-        else:
-            res = self._uboot(["fw_printenv"])
+            return self._grub_current()[1]
+        res = self._uboot(["fw_printenv"])
         if res.returncode != 0:
-            raise DiskError(res.stderr.strip() or f"{res.args[0]} failed")
+            raise DiskError(res.stderr.strip() or "fw_printenv failed")
         return dict(line.split("=", 1) for line in res.stdout.splitlines() if "=" in line)
 
     def update(self, values: dict[str, str]) -> None:
+        """Writes the current variables with `values` changed to the copy not in use."""
         if self.bootloader == "grub":
-            subprocess.run(["grub-editenv", self.path, "set"]
-                           + [f"{k}={v}" for k, v in values.items()], check=True)
+            index, current = self._grub_current()
+            self._grub_write(self.paths[1 - index], _grub_next_seq(current[contract.VAR_SEQ]),
+                             {**current, **values})
         else:
             script = self._scratch(".set.txt", "".join(f"{k}={v}\n" for k, v in values.items()))
             res = self._uboot(["fw_setenv", "-s", script], script)
@@ -121,8 +194,10 @@ class Disk:
         self.path = directory / "disk.img"
         self.vars = directory / "OVMF_VARS.fd" if layout.firmware.vars else None
         self._fat = f"{self.path}@@{layout.boot_partition.offset}"
-        self._env = EnvFile(layout.bootloader, directory / Path(layout.env_path).name,
-                            layout.uboot_env_size)
+        self._copies = contract.ENV_COPIES[layout.bootloader]
+        self._env = EnvFiles(layout.bootloader,
+                             tuple(directory / f"env-copy{n}" for n in range(2)),
+                             layout.uboot_env_size)
 
     def fresh(self) -> Disk:
         """Starts over from the pristine disk (sparse) and a fresh OVMF variable store."""
@@ -132,22 +207,63 @@ class Disk:
         return self
 
     def remove(self) -> None:
-        for p in (self.path, self.vars, self._env.path):
+        for p in (self.path, self.vars, *self._env.paths):
             if p:
                 p.unlink(missing_ok=True)
 
-    def _get_env(self) -> EnvFile:
-        self._env.path.unlink(missing_ok=True)
-        mcopy(self._fat, f"::/{self.layout.env_path}", str(self._env.path))
+    def _get_env(self) -> EnvFiles:
+        """Both copies out of the FAT boot partition (a missing copy stays missing)."""
+        for name, path in zip(self._copies, self._env.paths):
+            path.unlink(missing_ok=True)
+            if self.env_copy_exists(self._copies.index(name)):
+                mcopy(self._fat, f"::/{name}", str(path))
         return self._env
 
+    def env_copy_exists(self, index: int) -> bool:
+        res = subprocess.run(["mdir", "-b", "-i", self._fat, f"::/{self._copies[index]}"],
+                             env=MTOOLS_ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        return res.returncode == 0
+
     def read_env(self) -> dict[str, str]:
-        """The bootloader environment, read by the bootloader's reference tool."""
+        """The bootloader environment's current copy, read by the reference tools (DiskError
+        when no copy is valid)."""
         return self._get_env().read()
 
     def write_env(self, values: dict[str, str]) -> None:
-        self._get_env().update(values)
-        mcopy(self._fat, str(self._env.path), f"::/{self.layout.env_path}")
+        """Changes variables as the client would: the copy not in use is written."""
+        env = self._get_env()
+        env.update(values)
+        for name, path in zip(self._copies, env.paths):
+            mcopy(self._fat, str(path), f"::/{name}")
+
+    def damage_env_copies(self, damage: dict[str, str]) -> dict[int, str]:
+        """Destroys copies of the environment with `damage_env`, named by which is in use before
+        any is touched: {"in_use" | "not_in_use": "corrupt" | "delete"}. Returns {index: how}."""
+        in_use = self._get_env().current_index()
+        chosen = {(in_use if which == "in_use" else 1 - in_use): how
+                  for which, how in damage.items()}
+        for index, how in chosen.items():
+            self.damage_env(index, how)
+        return chosen
+
+    def damage_env(self, index: int, how: str) -> None:
+        """Destroys copy `index` of the environment: "corrupt" overwrites it with noise of the same
+        size (a torn or bit-rotten write: CRC or block header broken), "delete" removes the file."""
+        name = self._copies[index]
+        if how == "delete":
+            res = subprocess.run(["mdel", "-i", self._fat, f"::/{name}"], env=MTOOLS_ENV,
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            if res.returncode != 0:
+                raise DiskError(f"mdel {name}: {res.stdout.strip()}")
+        elif how == "corrupt":
+            path = self._env.paths[index]
+            path.unlink(missing_ok=True)
+            mcopy(self._fat, f"::/{name}", str(path))
+            size = path.stat().st_size
+            path.write_bytes(hashlib.sha256(name.encode()).digest() * (size // 32) + bytes(size % 32))
+            mcopy(self._fat, str(path), f"::/{name}")
+        else:
+            raise DiskError(f"unknown damage {how!r} (corrupt or delete)")
 
     def wipe_slot(self, slot: str) -> None:
         """Zeroes the start of a slot (superblock included): its kernel cannot be loaded."""

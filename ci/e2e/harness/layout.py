@@ -63,6 +63,9 @@ class Layout:
     artifacts: dict[str, Artifact]  # by file name
     client: str
     built: str
+    # Other pristine disks by the scenario key `disk` (the default, "busybox", is `disk`):
+    # "systemd" = disk-systemd.img, the systemd guests (ci/e2e/systemd_rootfs.py).
+    guest_disks: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def boot_partition(self) -> Partition:

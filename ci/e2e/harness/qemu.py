@@ -35,13 +35,30 @@ def machine(layout: Layout, vars_fd: Path | None, accel: str, memory: int = 512)
             "-bios", str(layout.firmware.bios)] + common
 
 
+def blkdebug_rules(writes_ok: int) -> str:
+    """QEMU blkdebug rules for a power cut after `writes_ok` write requests: those reach the disk
+    image, the next one and every later one fail with EIO (nothing more lands, as after a cut;
+    the runner then kills QEMU). Each write moves a state counter one step; the error rule
+    matches from state writes_ok + 1 on."""
+    rules = [f'[set-state]\nstate = "{i}"\nevent = "write_aio"\nnew_state = "{i + 1}"\n'
+             for i in range(1, writes_ok + 1)]
+    rules.append(f'[inject-error]\nstate = "{writes_ok + 1}"\nevent = "write_aio"\nerrno = "5"\n')
+    return "\n".join(rules)
+
+
 def command(layout: Layout, disk: Path, vars_fd: Path | None, accel: str, net: bool,
-            fw_cfg: dict[str, str]) -> list[str]:
-    """A boot of the e2e disk, with the guest's instructions in fw_cfg."""
+            fw_cfg: dict[str, str], write_rules: Path | None = None) -> list[str]:
+    """A boot of the e2e disk, with the guest's instructions in fw_cfg; with `write_rules`, the
+    disk goes through QEMU's blkdebug driver with those rules (`blkdebug_rules`)."""
+    if write_rules is None:
+        drive = f"if=none,id=disk0,format=raw,file={disk}"
+    else:
+        drive = (f"if=none,id=disk0,format=raw,file.driver=blkdebug,file.config={write_rules},"
+                 f"file.image.filename={disk}")
     cmd = machine(layout, vars_fd, accel) + [
         # Fixed PCI addresses: the same device paths on every boot whether or not a NIC is
         # present (OVMF keeps boot options by device path in its variable store).
-        "-drive", f"if=none,id=disk0,format=raw,file={disk}",
+        "-drive", drive,
         "-device", "virtio-blk-pci,drive=disk0,addr=0x4"]
     if net:
         # No option ROM and no PXE: the firmware must not try to boot from the network.

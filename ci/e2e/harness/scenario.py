@@ -25,7 +25,15 @@ SENT_ENDS = ("poweroff", "reboot", "cut")  # what a boot tells the guest's init 
 # What ended a boot, as seen by the runner: the init's end line, or "killed" (kill_on), or
 # "reset" (the guest rebooted or panicked without an end line).
 SEEN_ENDS = SENT_ENDS + ("killed", "reset")
-HEALTH_MODES = ("fail", "hang")
+HEALTH_MODES = ("fail", "hang", "unit-fail")  # unit-fail: systemd guests only (see DISKS)
+DAMAGE_WHICH = ("in_use", "not_in_use")  # host_damage: which copy of the environment ...
+DAMAGE_HOW = ("corrupt", "delete")  # ... and what happens to it
+# The pristine disk a scenario starts from (`disk`): the busybox guests (disk.img), or the
+# systemd guests (disk-systemd.img: systemd as PID 1 runs the shipped units; the commit is
+# rustupdate-commit.service's, so their agent knows only SYSTEMD_ACTIONS; health "unit-fail"
+# makes a unit fail for the shipped 20-no-failed-units check).
+DISKS = ("busybox", "systemd")
+SYSTEMD_ACTIONS = ("install", "idle", "status", "sleep")
 # The fleet server's names (docs/server.md, crates/rollout): what `until` and `expect.server`
 # may name. `reason` and `pause_reason` are compared as substrings, the others exactly.
 ACTION_STATES = ("scheduled", "running", "downloaded", "succeeded", "failed", "cancel-requested",
@@ -74,6 +82,9 @@ class Expect:
     markers: tuple[str, ...] = ()  # substrings that must be on the console
     absent: tuple[str, ...] = ()  # substrings that must not be
     env: dict[str, str] = field(default_factory=dict)  # contract variables after the boot
+    # contract variables that may have either of several values after the boot (a power cut at
+    # a random instant: the bootloader's save happened or not)
+    env_in: dict[str, tuple[str, ...]] = field(default_factory=dict)
     status: dict[str, str] = field(default_factory=dict)  # dotted key of `status --json`
     slot_image: dict[str, str] = field(default_factory=dict)  # slot -> version it holds exactly
     server: dict[str, str] = field(default_factory=dict)  # SERVER_KEYS, after the boot
@@ -116,7 +127,17 @@ class Boot:
     fault: FaultPoint | FaultNumber | None = None  # a power cut there; end defaults to "cut"
     kill_on: str | None = None  # regex on the console: kill QEMU ...
     kill_delay: float = 0.0  # ... this many seconds after it appears
+    # kill_delay = [lo, hi]: a random delay, uniform in [lo, hi], drawn per run from the
+    # runner's seed (printed; RUSTUPDATE_E2E_SEED repeats a run)
+    kill_delay_range: tuple[float, float] | None = None
+    # a power cut after this many write requests of the boot reach the disk (QEMU blkdebug: later
+    # ones fail); needs kill_on, which ends the boot. [lo, hi]: a random count (seeded as above)
+    cut_after_writes: int | None = None
+    cut_after_writes_range: tuple[int, int] | None = None
     host_env: dict[str, str] = field(default_factory=dict)  # written into the image before
+    # copies of the bootloader environment destroyed before the boot: {"in_use" | "not_in_use":
+    # "corrupt" | "delete"} (the copy in use is the one the boot contract's rule picks)
+    host_damage: dict[str, str] = field(default_factory=dict)
     host_wipe: str | None = None  # slot whose start is zeroed before the boot
     timeout: float | None = None  # seconds; None: the architecture's default
     until: dict[str, str] = field(default_factory=dict)  # server state that stops the daemon
@@ -153,6 +174,7 @@ class Scenario:
     boots: tuple[Boot, ...]
     ci: bool  # part of the default set
     fleet: Fleet | None = None
+    disk: str = "busybox"  # one of DISKS
 
     @property
     def needs_trace(self) -> bool:
@@ -242,6 +264,7 @@ def _expect(doc: dict, where: str) -> Expect:
         markers=t.strings("markers"),
         absent=t.strings("absent"),
         env=t.texts("env", keys=contract.VARS),
+        env_in=_env_in(t.take("env_in", dict, {}), where),
         status=t.texts("status"),
         slot_image=t.texts("slot_image", keys=contract.SLOTS),
         server=t.texts("server", keys=SERVER_KEYS),
@@ -249,6 +272,36 @@ def _expect(doc: dict, where: str) -> Expect:
     t.done()
     _server_states(exp.server, f"{where}: expect.server")
     return exp
+
+
+def _env_in(table: dict, where: str) -> dict[str, tuple[str, ...]]:
+    out = {}
+    for k, values in table.items():
+        if k not in contract.VARS or not isinstance(values, list) or len(values) < 2:
+            raise ScenarioError(f"{where}: expect.env_in.{k}: a contract variable and a list of "
+                                "at least two values")
+        out[k] = tuple(as_text(v) for v in values)
+    return out
+
+
+def _kill_delay(spec, where: str) -> tuple[float, tuple[float, float] | None]:
+    if isinstance(spec, (int, float)) and not isinstance(spec, bool):
+        return float(spec), None
+    if (isinstance(spec, list) and len(spec) == 2 and all(isinstance(v, (int, float)) for v in spec)
+            and 0 <= spec[0] < spec[1]):
+        return 0.0, (float(spec[0]), float(spec[1]))
+    raise ScenarioError(f"{where}: kill_delay = {spec!r}: seconds, or [lo, hi] for a random delay")
+
+
+def _cut_after_writes(spec, where: str) -> tuple[int | None, tuple[int, int] | None]:
+    if spec is None:
+        return None, None
+    if isinstance(spec, int) and not isinstance(spec, bool) and spec >= 0:
+        return spec, None
+    if (isinstance(spec, list) and len(spec) == 2 and all(isinstance(v, int) for v in spec)
+            and 0 <= spec[0] < spec[1]):
+        return None, (spec[0], spec[1])
+    raise ScenarioError(f"{where}: cut_after_writes = {spec!r}: a count >= 0, or [lo, hi]")
 
 
 def _server_states(table: dict[str, str], where: str) -> None:
@@ -307,6 +360,10 @@ def _boot(doc: dict, where: str) -> tuple[Boot, int]:
     if isinstance(fault, int) and fault < 1:
         raise ScenarioError(f"{where}: fault = {fault}: points are numbered from 1")
     kill_on = t.take("kill_on", str)
+    delay, delay_range = _kill_delay(t.take("kill_delay", (int, float, list), 0.0), where)
+    writes, writes_range = _cut_after_writes(t.take("cut_after_writes", (int, list)), where)
+    if (writes is not None or writes_range) and kill_on is None:
+        raise ScenarioError(f"{where}: cut_after_writes needs kill_on (when to end the boot)")
     if kill_on is not None:
         try:
             re.compile(kill_on)
@@ -321,8 +378,12 @@ def _boot(doc: dict, where: str) -> tuple[Boot, int]:
         end=t.take("end", str, choices=SENT_ENDS),
         fault=_fault(fault),
         kill_on=kill_on,
-        kill_delay=t.take("kill_delay", float, 0.0),
+        kill_delay=delay,
+        kill_delay_range=delay_range,
+        cut_after_writes=writes,
+        cut_after_writes_range=writes_range,
         host_env=t.texts("host_env", keys=contract.VARS),
+        host_damage=t.texts("host_damage", keys=DAMAGE_WHICH, values=DAMAGE_HOW),
         host_wipe=t.take("host_wipe", str, choices=contract.SLOTS),
         timeout=t.take("timeout", float),
         until=t.texts("until", keys=UNTIL_KEYS),
@@ -347,6 +408,7 @@ def parse(doc: dict, name: str, path: Path) -> Scenario:
     if not arches or any(a not in ARCHES for a in arches):
         raise ScenarioError(f"{path}: arches = {arches!r}, expected some of {list(ARCHES)}")
     ci = t.take("ci", bool, True)
+    disk = t.take("disk", str, "busybox", choices=DISKS)
     fleet_doc = t.take("fleet", dict)
     fleet = _fleet(fleet_doc, str(path)) if fleet_doc is not None else None
     boots: list[Boot] = []
@@ -363,7 +425,15 @@ def parse(doc: dict, name: str, path: Path) -> Scenario:
     if fleet is not None and fleet.devices > 1 and (len(boots) != 1 or not boots[0].until):
         raise ScenarioError(f"{path}: with fleet.devices > 1, one [[boot]] with until: every "
                             "device boots it again after each reboot until the server shows until")
-    return Scenario(name, path, description, tuple(arches), tuple(boots), ci, fleet)
+    for n, boot in enumerate(boots, start=1):
+        if disk == "systemd" and (fleet is not None or any(
+                a not in SYSTEMD_ACTIONS for a in actions(boot.action))):
+            raise ScenarioError(f"{path}: boot {n}: the systemd guests' agent knows only "
+                                f"{list(SYSTEMD_ACTIONS)} and no [fleet]")
+        if disk != "systemd" and boot.health == "unit-fail":
+            raise ScenarioError(f"{path}: boot {n}: health = \"unit-fail\" needs "
+                                "disk = \"systemd\"")
+    return Scenario(name, path, description, tuple(arches), tuple(boots), ci, fleet, disk)
 
 
 def load(path: Path) -> Scenario:
@@ -414,6 +484,9 @@ def check(expect: Expect, seen: Observed) -> list[str]:
     for k, v in expect.env.items():
         if seen.env.get(k) != v:
             errors.append(f"env {k}={seen.env.get(k)!r}, expected {v!r}")
+    for k, values in expect.env_in.items():
+        if seen.env.get(k) not in values:
+            errors.append(f"env {k}={seen.env.get(k)!r}, expected one of {list(values)}")
     if expect.status:
         st = guest.status(seen.console)
         if st is None:
