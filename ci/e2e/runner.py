@@ -33,13 +33,13 @@ import os
 import random
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from harness import contract, guest, layout as layout_json, qemu, scenario
 from harness.disk import Disk, DiskError
@@ -609,14 +609,23 @@ def default_server() -> Path:
     return target / "debug" / "rustupdate-server"
 
 
-def main() -> int:
-    # A terminated runner still kills its QEMU (qemu.run's finally) and stops the HTTP server.
-    def stop(signum, _frame):
-        qemu.STOP.set()
-        raise SystemExit(128 + signum)
+def for_each_arch(arches: tuple[str, ...], jobs: int, work: Callable[[str], None]) -> None:
+    """work(arch) for every architecture: in parallel threads (one TCG guest per core) when
+    jobs > 1, else one after the other."""
+    if jobs > 1 and len(arches) > 1:
+        threads = [threading.Thread(target=work, args=(a,)) for a in arches]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    else:
+        for a in arches:
+            work(a)
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+
+def main() -> int:
+    # A terminated run still kills its QEMU (qemu.run's finally) and stops the HTTP server.
+    qemu.stop_on_signals()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--arch", default="all", choices=scenario.ARCHES + ("all",))
     ap.add_argument("--scenario", nargs="*", default=[], help="scenario names (default: every ci one)")
@@ -657,16 +666,7 @@ def main() -> int:
 
     t0 = time.monotonic()
     per: dict[str, list[ScenarioRecord]] = {a: [] for a in arches}
-    if args.jobs > 1 and len(arches) > 1:
-        threads = [threading.Thread(target=run_arch, args=(a, chosen, args, results, per[a]))
-                   for a in arches]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    else:
-        for a in arches:
-            run_arch(a, chosen, args, results, per[a])
+    for_each_arch(arches, args.jobs, lambda a: run_arch(a, chosen, args, results, per[a]))
     records = [r for a in arches for r in per[a]]
     (results / "summary.json").write_text(
         json.dumps([dataclasses.asdict(r) for r in records], indent=2) + "\n")

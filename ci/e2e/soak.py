@@ -61,10 +61,8 @@ import json
 import random
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,7 +72,7 @@ from harness import contract, guest, layout as layout_json, qemu
 from harness.disk import Disk, DiskError
 from harness.layout import Layout, LayoutError
 from harness.scenario import ARCHES, Boot
-from runner import REPO, boot_once, log
+from runner import REPO, boot_once, for_each_arch, log
 
 DEFAULT_SEED = 1128
 # The CI size per architecture: about 90 s of arm64 and 2 minutes of x86_64 (see README).
@@ -569,12 +567,7 @@ def soak_arch(arch: str, args: argparse.Namespace, out: dict) -> None:
 
 
 def main() -> int:
-    def stop(signum, _frame):
-        qemu.STOP.set()
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    qemu.stop_on_signals()
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--arch", default="all", choices=ARCHES + ("all",))
@@ -592,15 +585,7 @@ def main() -> int:
         ap.error("--cuts must be >= 0")
     arches = ARCHES if args.arch == "all" else (args.arch,)
     out: dict[str, dict] = {}
-    if args.jobs > 1 and len(arches) > 1:
-        threads = [threading.Thread(target=soak_arch, args=(a, args, out)) for a in arches]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    else:
-        for a in arches:
-            soak_arch(a, args, out)
+    for_each_arch(arches, args.jobs, lambda a: soak_arch(a, args, out))
     return 0 if all(out.get(a, {}).get("ok") for a in arches) else 1
 
 

@@ -23,6 +23,17 @@ STOP = threading.Event()  # set on SIGTERM/SIGINT: every running boot kills its 
 UBOOT_PROMPT = b"Hit any key to stop autoboot"
 
 
+def stop_on_signals() -> None:
+    """SIGTERM and SIGINT end the process (exit 128 + signal) after setting STOP: the running
+    boot's QEMU is killed by run()'s finally, and no new boot starts."""
+    def stop(signum, _frame):
+        STOP.set()
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+
 def machine(layout: Layout, vars_fd: Path | None, accel: str, memory: int = 512) -> list[str]:
     """QEMU, machine, firmware and console of an architecture, without disks or NICs."""
     common = ["-m", str(memory), "-smp", "1", "-display", "none", "-serial", "stdio",
