@@ -13,7 +13,8 @@
 #
 #   ci/e2e/demo.sh [--arch arm64|x86_64|all] [--no-fleet]
 #       (default arm64, the faster boot: about 2-6 s a boot; x86_64 with OVMF+GRUB takes about
-#       7-15 s a boot; the fleet part is arm64 only; --no-fleet skips it and building the server)
+#       7-15 s a boot; health-rollback and the fleet part are arm64 only, so x86_64 shows the good
+#       and the broken update; --no-fleet skips the fleet part and building the server)
 # Further arguments go to ci/e2e/run.sh (e.g. --no-deps).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -24,7 +25,7 @@ while (($#)); do
     case "$1" in
         --arch) ARCH=$2; shift 2 ;;
         --no-fleet) SCENARIOS=("${SCENARIOS[@]:0:3}"); shift ;;
-        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
         *) args+=("$1"); shift ;;
     esac
 done
