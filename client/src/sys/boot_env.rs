@@ -217,32 +217,25 @@ impl BootControl for GrubEnvFile {
             }
             Ok(())
         };
-        match (self.read()?, &self.redund) {
-            (GrubRead::Single(mut env), _) => {
+        let (mut env, current) = match self.read()? {
+            GrubRead::Single(mut env) => {
                 set_vars(&mut env)?;
                 let bytes = env
                     .to_bytes()
                     .map_err(|err| Error::adapter("grub environment", err))?;
                 replace_file(&self.path, &bytes, "env")
                     .map_err(|err| self.err(&self.path, format!("writing: {err}")))?;
+                return self.record.update(boot, true);
             }
-            (read, Some(redund)) => {
-                let (mut env, current) = match read {
-                    GrubRead::Copies(env, current) => (env, Some(current)),
-                    _ => (grub::Env::new(), None),
-                };
-                set_vars(&mut env)?;
-                let (index, bytes) = grub::next_copy_write(&env, current)
-                    .map_err(|err| Error::adapter("grub environment", err))?;
-                let path = if index == 0 {
-                    self.path.clone()
-                } else {
-                    redund.clone()
-                };
-                self.write_copy(&path, &bytes)?;
-            }
-            (_, None) => unreachable!("a single block file reads as Single"),
-        }
+            GrubRead::Copies(env, current) => (env, Some(current)),
+            GrubRead::NoValidCopy => (grub::Env::new(), None),
+        };
+        // Copies and NoValidCopy are only read with a second copy configured.
+        let redund = self.redund.as_deref().unwrap_or(&self.path);
+        set_vars(&mut env)?;
+        let (index, bytes) = grub::next_copy_write(&env, current)
+            .map_err(|err| Error::adapter("grub environment", err))?;
+        self.write_copy(if index == 0 { &self.path } else { redund }, &bytes)?;
         self.record.update(boot, true)
     }
 }
