@@ -96,10 +96,12 @@ fn main() -> Result<(), Box<dyn Error>> {
     ];
     for (index, (name, compression, chunking, roundtrip_cut)) in variants.into_iter().enumerate() {
         let options = BodyOptions {
+            format_version: 1,
             compression,
             level: 3,
             chunking,
             threads: 1,
+            segment_entries: None,
         };
         let image = image(index as u32);
         let mut body = Vec::new();

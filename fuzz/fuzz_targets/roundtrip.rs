@@ -32,10 +32,12 @@ fuzz_target!(|data: &[u8]| {
         },
     };
     let options = BodyOptions {
+        format_version: 1,
         compression,
         level: 1,
         chunking,
         threads: 1 + (*cut as usize >> 7),
+        segment_entries: None,
     };
     let mut body = Vec::new();
     let payload = write_payload_body(image, &mut body, "rootfs", &options, &mut |_| {})

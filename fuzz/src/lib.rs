@@ -98,13 +98,14 @@ fn read_all(
 pub fn fix_table_hashes(data: &[u8]) -> Option<Vec<u8>> {
     let mut rest = data;
     let head = read_head(&mut rest).ok()?;
+    let layout = head.layout();
     let body = rest;
     let mut manifest = head.manifest;
     let mut position = 0u64;
     'payloads: for payload in &mut manifest.payloads {
         for segment in &mut payload.segments {
             let start = usize::try_from(position).ok()?;
-            let end = start.checked_add(usize::try_from(segment.table_len()).ok()?)?;
+            let end = start.checked_add(usize::try_from(segment.table_len(layout)).ok()?)?;
             let Some(table) = body.get(start..end) else {
                 break 'payloads;
             };

@@ -30,7 +30,10 @@ RUSTUPDATE_IMAGE_FSTYPE ??= "ext4"
 RUSTUPDATE_IMAGE_FSTYPE[doc] = "Image type packed into the .rua artifact (the root filesystem written to the inactive slot). Must be a raw filesystem image type."
 
 RUSTUPDATE_COMPRESSION ??= "zstd"
-RUSTUPDATE_COMPRESSION[doc] = "Chunk compression of the artifact: zstd, gzip or none."
+RUSTUPDATE_COMPRESSION[doc] = "Compression of the artifact: zstd, gzip (format version 1 only) or none."
+
+RUSTUPDATE_FORMAT_VERSION ??= "2"
+RUSTUPDATE_FORMAT_VERSION[doc] = "Artifact format version: 2 (one zstd frame per segment, the size of one zstd stream) or 1 (for clients older than format version 2)."
 
 RUSTUPDATE_COMPRESSION_LEVEL ??= ""
 RUSTUPDATE_COMPRESSION_LEVEL[doc] = "Compression level (zstd 1-22, gzip 0-9). Empty: the tool's default (zstd 3, gzip 6)."

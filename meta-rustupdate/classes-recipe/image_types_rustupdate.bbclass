@@ -26,7 +26,8 @@
 #   RUSTUPDATE_ARTIFACT_DEVICE_TYPES  compatible device types (default RUSTUPDATE_DEVICE_TYPE = MACHINE)
 #   RUSTUPDATE_SECURITY_VERSION       optional anti-downgrade counter
 #   RUSTUPDATE_IMAGE_FSTYPE           payload image type (ext4)
-#   RUSTUPDATE_COMPRESSION            zstd (default), gzip or none
+#   RUSTUPDATE_COMPRESSION            zstd (default), gzip (format version 1 only) or none
+#   RUSTUPDATE_FORMAT_VERSION         2 (default) or 1
 #   RUSTUPDATE_COMPRESSION_LEVEL      optional level
 #   RUSTUPDATE_ROOTFS_SIZE            slot size in MiB: a payload that does not fit is a fatal error
 #   RUSTUPDATE_SIGNING_KEY            private key file(s), PKCS#8 PEM (openssl genpkey -algorithm ed25519)
@@ -107,6 +108,12 @@ def rustupdate_args(d):
     if compression not in ('zstd', 'gzip', 'none'):
         bb.fatal('RUSTUPDATE_COMPRESSION must be zstd, gzip or none, not "%s"' % compression)
     args.append('--compression %s' % compression)
+    format_version = d.getVar('RUSTUPDATE_FORMAT_VERSION')
+    if format_version not in ('1', '2'):
+        bb.fatal('RUSTUPDATE_FORMAT_VERSION must be 1 or 2, not "%s"' % format_version)
+    if compression == 'gzip' and format_version != '1':
+        bb.fatal('RUSTUPDATE_COMPRESSION = "gzip" needs RUSTUPDATE_FORMAT_VERSION = "1"')
+    args.append('--format-version %s' % format_version)
     level = d.getVar('RUSTUPDATE_COMPRESSION_LEVEL')
     if level:
         args.append('--level %s' % level)

@@ -600,10 +600,12 @@ fn power_cut_during_the_download_is_redone_not_reported_as_failure() {
 fn power_cut_after_a_checkpoint_resumes_the_download_there() {
     use rustupdate_format::Chunking;
     use rustupdate_format::builder::BodyOptions;
-    // 512-byte chunks: 2 MiB segments, three of them in a 5 MiB image (slots hold 6 MiB).
+    // 512-byte chunks, 4096 per segment: 2 MiB segments (one zstd frame each), three of them in
+    // a 5 MiB image (slots hold 6 MiB).
     let image = rustupdate_testkit::fs_image(5 << 20, 21);
     let options = BodyOptions {
         chunking: Chunking::Fixed { size: 512 },
+        segment_entries: Some(4096),
         ..BodyOptions::default()
     };
     let spec = rustupdate_testkit::ArtifactSpec {

@@ -409,14 +409,16 @@ fn power_cut_at_every_durable_write_of_rollback() {
     );
 }
 
-/// An artifact of a 5 MiB image cut into 512-byte chunks, so that it has three segments (2 MiB
-/// of image each) and two checkpoints to resume from; and the image.
+/// An artifact of a 5 MiB image cut into 512-byte chunks, 4096 per segment, so that it has three
+/// segments (2 MiB of image each, one frame each) and two checkpoints to resume from; and the
+/// image.
 fn segmented_rua(version: &str, seed: u64) -> (Vec<u8>, Vec<u8>) {
     use rustupdate_format::Chunking;
     use rustupdate_format::builder::BodyOptions;
     let image = fs_image(5 << 20, seed);
     let options = BodyOptions {
         chunking: Chunking::Fixed { size: 512 },
+        segment_entries: Some(4096),
         ..BodyOptions::default()
     };
     let spec = ArtifactSpec {

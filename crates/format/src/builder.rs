@@ -1,16 +1,16 @@
 //! Building payload bodies and assembling artifacts.
 //!
-//! [`write_payload_body`] streams an image through the [`Chunker`], compresses the chunks of each
-//! segment on all the threads it is given, and writes segment tables and data to the body. It
-//! returns the [`Payload`] manifest entry. [`write_artifact_head`] then frames manifest and
+//! [`write_payload_body`] streams an image through the [`Chunker`] and writes segment tables and
+//! data to the body: for format version 2 each segment's data chunks as one compressed frame
+//! (segments compressed on all the threads it is given), for version 1 each chunk compressed on its
+//! own. It returns the [`Payload`] manifest entry. [`write_artifact_head`] then frames manifest and
 //! signatures; the body follows it unchanged. Nothing here opens files: callers pass readers and
 //! writers.
 
-use crate::chunk_table::ENTRY_LEN;
-use crate::codec::compress_chunk;
+use crate::codec::{compress_chunk, compress_frame};
 use crate::{
     ChunkEntry, ChunkKind, Chunker, Chunking, Compression, Cut, Error, Payload, PayloadType,
-    Segment, Sha256Hex, limits,
+    Segment, Sha256Hex, TableLayout, limits,
 };
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
@@ -20,20 +20,26 @@ pub const SEGMENT_DATA_BUDGET: usize = 32 * 1024 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct BodyOptions {
+    /// Format version of the artifact the body goes into (decides the table layout).
+    pub format_version: u16,
     pub compression: Compression,
     pub level: i32,
     pub chunking: Chunking,
     /// Worker threads for compression (1 = on the calling thread).
     pub threads: usize,
+    /// Entries per segment when fewer than the layout's limit (smaller resume steps, for tests).
+    pub segment_entries: Option<u32>,
 }
 
 impl Default for BodyOptions {
     fn default() -> Self {
         BodyOptions {
+            format_version: crate::header::FORMAT_VERSION,
             compression: Compression::Zstd,
             level: 3,
             chunking: Chunking::default(),
             threads: 1,
+            segment_entries: None,
         }
     }
 }
@@ -48,6 +54,16 @@ pub fn write_payload_body<R: Read, W: Write>(
     progress: &mut dyn FnMut(u64),
 ) -> Result<Payload, Error> {
     let chunker = Chunker::new(options.chunking)?;
+    let layout =
+        TableLayout::for_version(options.format_version).ok_or(Error::UnsupportedVersion {
+            found: options.format_version,
+            supported: crate::header::FORMAT_VERSION,
+        })?;
+    if layout == TableLayout::Framed && options.compression == Compression::Gzip {
+        return Err(Error::Compress(
+            "format version 2 compresses with zstd or none; gzip needs version 1".into(),
+        ));
+    }
     let io_err = |source| Error::Io {
         part: "image",
         source,
@@ -57,8 +73,12 @@ pub fn write_payload_body<R: Read, W: Write>(
     let mut at_eof = false;
     let mut offset = 0u64;
     let mut image_hash = Sha256::new();
-    let mut segment = SegmentInProgress::default();
-    let mut segments = Vec::new();
+    let max_entries = options
+        .segment_entries
+        .unwrap_or(u32::MAX)
+        .clamp(1, layout.max_segment_entries());
+    let mut segment = SegmentInProgress::new(layout, max_entries);
+    let mut writer = SegmentWriter::new(body, options);
 
     loop {
         if !at_eof && window.len() - start < Chunker::WINDOW {
@@ -106,13 +126,17 @@ pub fn write_payload_body<R: Read, W: Write>(
         start += len;
         offset += len as u64;
         if segment.is_full() {
-            segments.push(segment.flush(body, options)?);
+            writer.push(std::mem::replace(
+                &mut segment,
+                SegmentInProgress::new(layout, max_entries),
+            ))?;
         }
         progress(offset);
     }
     if segment.entries() > 0 {
-        segments.push(segment.flush(body, options)?);
+        writer.push(segment)?;
     }
+    let segments = writer.finish()?;
     if offset == 0 {
         return Err(Error::PayloadLayout {
             payload: name.into(),
@@ -131,9 +155,89 @@ pub fn write_payload_body<R: Read, W: Write>(
     })
 }
 
+/// Writes segments in order. Version 2 segments are compressed `threads` at a time (one frame
+/// each, so they are independent); version 1 segments compress their chunks in parallel instead.
+struct SegmentWriter<'a, W: Write> {
+    body: &'a mut W,
+    options: &'a BodyOptions,
+    pending: Vec<SegmentInProgress>,
+    done: Vec<Segment>,
+}
+
+impl<'a, W: Write> SegmentWriter<'a, W> {
+    fn new(body: &'a mut W, options: &'a BodyOptions) -> Self {
+        SegmentWriter {
+            body,
+            options,
+            pending: Vec::new(),
+            done: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, segment: SegmentInProgress) -> Result<(), Error> {
+        match segment.layout {
+            TableLayout::PerChunk => {
+                let mut segment = segment;
+                let written = segment.flush(self.body, self.options)?;
+                self.done.push(written);
+            }
+            TableLayout::Framed => {
+                self.pending.push(segment);
+                if self.pending.len() >= self.options.threads.max(1) {
+                    self.write_pending()?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<Vec<Segment>, Error> {
+        self.write_pending()?;
+        Ok(self.done)
+    }
+
+    fn write_pending(&mut self) -> Result<(), Error> {
+        let pending = std::mem::take(&mut self.pending);
+        let options = self.options;
+        let encoded: Vec<(Vec<u8>, Vec<u8>)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = pending
+                .iter()
+                .map(|segment| scope.spawn(move || segment.encode_framed(options)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|handle| {
+                    handle
+                        .join()
+                        .map_err(|_| Error::Compress("a compression thread panicked".into()))?
+                })
+                .collect::<Result<_, Error>>()
+        })?;
+        for (table, frame) in encoded {
+            write_body(self.body, &table)?;
+            write_body(self.body, &frame)?;
+            self.done.push(Segment {
+                entries: u32::try_from(table.len() / TableLayout::Framed.entry_len())
+                    .unwrap_or(u32::MAX),
+                table_sha256: Sha256Hex(Sha256::digest(&table).into()),
+                data_size: frame.len() as u64,
+            });
+        }
+        Ok(())
+    }
+}
+
+fn write_body<W: Write>(body: &mut W, bytes: &[u8]) -> Result<(), Error> {
+    body.write_all(bytes).map_err(|source| Error::Io {
+        part: "artifact body",
+        source,
+    })
+}
+
 /// Entries of one segment before compression: zero runs and raw data ranges in `data`.
-#[derive(Default)]
 struct SegmentInProgress {
+    layout: TableLayout,
+    max_entries: u32,
     pieces: Vec<Piece>,
     data: Vec<u8>,
 }
@@ -144,22 +248,60 @@ enum Piece {
 }
 
 impl SegmentInProgress {
+    fn new(layout: TableLayout, max_entries: u32) -> Self {
+        SegmentInProgress {
+            layout,
+            max_entries,
+            pieces: Vec::new(),
+            data: Vec::new(),
+        }
+    }
+
     fn entries(&self) -> usize {
         self.pieces.len()
     }
 
     fn is_full(&self) -> bool {
-        self.pieces.len() >= limits::MAX_SEGMENT_ENTRIES as usize
-            || self.data.len() >= SEGMENT_DATA_BUDGET
+        self.pieces.len() >= self.max_entries as usize || self.data.len() >= SEGMENT_DATA_BUDGET
     }
 
     fn push_zero(&mut self, n: u64) {
-        // Consecutive zero cuts (a run longer than the read window) become one entry.
+        // Consecutive zero cuts (a run longer than the read window) become one entry, up to
+        // what a version 2 entry's size field holds.
+        let max_run = match self.layout {
+            TableLayout::PerChunk => u64::MAX,
+            TableLayout::Framed => {
+                u64::from(u32::MAX) / limits::ZERO_GRANULE as u64 * limits::ZERO_GRANULE as u64
+            }
+        };
+        let mut n = n;
         if let Some(Piece::Zero(run)) = self.pieces.last_mut() {
-            *run += n;
-        } else {
-            self.pieces.push(Piece::Zero(n));
+            let add = n.min(max_run - *run);
+            *run += add;
+            n -= add;
         }
+        while n > 0 {
+            let add = n.min(max_run);
+            self.pieces.push(Piece::Zero(add));
+            n -= add;
+        }
+    }
+
+    /// Version 2: the table and the segment's data chunks compressed as one frame.
+    fn encode_framed(&self, options: &BodyOptions) -> Result<(Vec<u8>, Vec<u8>), Error> {
+        let mut table = Vec::with_capacity(self.pieces.len() * TableLayout::Framed.entry_len());
+        for piece in &self.pieces {
+            let entry = match *piece {
+                Piece::Zero(n) => ChunkEntry::zero_run(n),
+                Piece::Data { start, len } => ChunkEntry::framed_data(
+                    u32::try_from(len).unwrap_or(u32::MAX),
+                    Sha256::digest(&self.data[start..start + len]).into(),
+                ),
+            };
+            TableLayout::Framed.encode(&entry, &mut table);
+        }
+        let frame = compress_frame(&self.data, options.compression, options.level)?;
+        Ok((table, frame))
     }
 
     fn push_data(&mut self, bytes: &[u8]) {
@@ -170,24 +312,21 @@ impl SegmentInProgress {
         self.data.extend_from_slice(bytes);
     }
 
-    /// Compresses the pieces (in parallel), writes table and data, and returns the manifest entry.
+    /// Version 1: compresses the pieces (in parallel), writes table and data, and returns the
+    /// manifest entry.
     fn flush<W: Write>(&mut self, body: &mut W, options: &BodyOptions) -> Result<Segment, Error> {
         let pieces = std::mem::take(&mut self.pieces);
         let data = std::mem::take(&mut self.data);
         let encoded = encode_pieces(&pieces, &data, options)?;
-        let mut table = Vec::with_capacity(encoded.len() * ENTRY_LEN);
+        let mut table = Vec::with_capacity(encoded.len() * TableLayout::PerChunk.entry_len());
         let mut data_size = 0u64;
         for (entry, _) in &encoded {
-            table.extend_from_slice(&entry.to_bytes());
+            TableLayout::PerChunk.encode(entry, &mut table);
             data_size += u64::from(entry.stored_len);
         }
-        let io_err = |source| Error::Io {
-            part: "artifact body",
-            source,
-        };
-        body.write_all(&table).map_err(io_err)?;
+        write_body(body, &table)?;
         for (_, stored) in &encoded {
-            body.write_all(stored).map_err(io_err)?;
+            write_body(body, stored)?;
         }
         Ok(Segment {
             entries: u32::try_from(encoded.len()).unwrap_or(u32::MAX),

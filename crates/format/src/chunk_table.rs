@@ -1,5 +1,7 @@
-//! Chunk table entries: 48 bytes each, stored in segments of at most
-//! [`MAX_SEGMENT_ENTRIES`](crate::limits::MAX_SEGMENT_ENTRIES) entries in front of their data.
+//! Chunk table entries, stored in segments in front of their data. Two layouts, one per format
+//! version ([`TableLayout`]).
+//!
+//! Version 1 ([`TableLayout::PerChunk`]), 48 bytes, every data chunk compressed on its own:
 //!
 //! ```text
 //! 0  u8   kind: 0 = data, 1 = zero run
@@ -9,10 +11,85 @@
 //! 8  u64  uncompressed size (data: 1 ..= MAX_CHUNK_SIZE; zero run: >= 1)
 //! 16 [32] sha256 of the uncompressed bytes (all zero for zero runs)
 //! ```
+//!
+//! Version 2 ([`TableLayout::Framed`]), 40 bytes: the segment's data chunks are compressed together
+//! as one frame (the payload's codec), so an entry has no codec and no stored length:
+//!
+//! ```text
+//! 0  u8   kind: 0 = data, 1 = zero run
+//! 1  [3]  reserved, zero
+//! 4  u32  uncompressed size (data: 1 ..= MAX_CHUNK_SIZE; zero run: >= 1)
+//! 8  [32] sha256 of the uncompressed bytes (all zero for zero runs)
+//! ```
 
 use crate::{Compression, Error, limits};
 
+/// Length of a version 1 entry.
 pub const ENTRY_LEN: usize = 48;
+/// Length of a version 2 entry.
+pub const FRAMED_ENTRY_LEN: usize = 40;
+
+/// How a segment's table and data are laid out; follows from the format version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableLayout {
+    /// Version 1: 48-byte entries, each data chunk stored (compressed) on its own.
+    PerChunk,
+    /// Version 2: 40-byte entries, the segment's data chunks stored as one compressed frame.
+    Framed,
+}
+
+impl TableLayout {
+    /// The layout of a format version this crate reads; `None` for any other.
+    pub fn for_version(version: u16) -> Option<TableLayout> {
+        match version {
+            1 => Some(TableLayout::PerChunk),
+            2 => Some(TableLayout::Framed),
+            _ => None,
+        }
+    }
+
+    pub fn entry_len(self) -> usize {
+        match self {
+            TableLayout::PerChunk => ENTRY_LEN,
+            TableLayout::Framed => FRAMED_ENTRY_LEN,
+        }
+    }
+
+    /// Most entries in one segment.
+    pub fn max_segment_entries(self) -> u32 {
+        match self {
+            TableLayout::PerChunk => limits::MAX_SEGMENT_ENTRIES,
+            TableLayout::Framed => limits::MAX_FRAMED_SEGMENT_ENTRIES,
+        }
+    }
+
+    /// Appends the encoded entry to `table`.
+    pub fn encode(self, entry: &ChunkEntry, table: &mut Vec<u8>) {
+        match self {
+            TableLayout::PerChunk => table.extend_from_slice(&entry.to_bytes()),
+            TableLayout::Framed => table.extend_from_slice(&entry.to_framed_bytes()),
+        }
+    }
+
+    /// Decodes and validates one entry of `entry_len()` bytes; `index` only names it in errors.
+    pub fn decode(self, bytes: &[u8], index: u64) -> Result<ChunkEntry, Error> {
+        let bad = |reason: String| Error::ChunkEntry { index, reason };
+        match self {
+            TableLayout::PerChunk => {
+                let bytes: &[u8; ENTRY_LEN] = bytes
+                    .try_into()
+                    .map_err(|_| bad(format!("{} bytes, not {ENTRY_LEN}", bytes.len())))?;
+                ChunkEntry::from_bytes(bytes, index)
+            }
+            TableLayout::Framed => {
+                let bytes: &[u8; FRAMED_ENTRY_LEN] = bytes
+                    .try_into()
+                    .map_err(|_| bad(format!("{} bytes, not {FRAMED_ENTRY_LEN}", bytes.len())))?;
+                ChunkEntry::from_framed_bytes(bytes, index)
+            }
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChunkKind {
@@ -70,6 +147,72 @@ impl ChunkEntry {
         };
         entry.check().map_err(bad)?;
         Ok(entry)
+    }
+
+    /// A version 2 data entry: no codec and no stored length (the segment's frame stores it).
+    pub fn framed_data(size: u32, sha256: [u8; 32]) -> ChunkEntry {
+        ChunkEntry {
+            kind: ChunkKind::Data,
+            codec: Compression::None,
+            stored_len: 0,
+            size: u64::from(size),
+            sha256,
+        }
+    }
+
+    /// Decodes and validates one version 2 entry; `index` only names it in errors.
+    pub fn from_framed_bytes(
+        bytes: &[u8; FRAMED_ENTRY_LEN],
+        index: u64,
+    ) -> Result<ChunkEntry, Error> {
+        let bad = |reason: String| Error::ChunkEntry { index, reason };
+        let kind = match bytes[0] {
+            0 => ChunkKind::Data,
+            1 => ChunkKind::Zero,
+            other => return Err(bad(format!("unknown kind {other}"))),
+        };
+        if bytes[1..4] != [0, 0, 0] {
+            return Err(bad("reserved bytes are not zero".into()));
+        }
+        let size = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
+        let mut sha256 = [0u8; 32];
+        sha256.copy_from_slice(&bytes[8..40]);
+        let entry = match kind {
+            ChunkKind::Data => ChunkEntry::framed_data(size, sha256),
+            ChunkKind::Zero => ChunkEntry {
+                sha256,
+                ..ChunkEntry::zero_run(u64::from(size))
+            },
+        };
+        entry.check_framed().map_err(bad)?;
+        Ok(entry)
+    }
+
+    /// Encodes a version 2 entry. Zero runs longer than `u32::MAX` must have been split.
+    pub fn to_framed_bytes(&self) -> [u8; FRAMED_ENTRY_LEN] {
+        let mut out = [0u8; FRAMED_ENTRY_LEN];
+        out[0] = match self.kind {
+            ChunkKind::Data => 0,
+            ChunkKind::Zero => 1,
+        };
+        out[4..8].copy_from_slice(&u32::try_from(self.size).unwrap_or(u32::MAX).to_le_bytes());
+        out[8..40].copy_from_slice(&self.sha256);
+        out
+    }
+
+    fn check_framed(&self) -> Result<(), String> {
+        if self.size == 0 {
+            return Err("size is zero".into());
+        }
+        match self.kind {
+            ChunkKind::Zero if self.sha256 != [0; 32] => Err("a zero run must have no hash".into()),
+            ChunkKind::Data if self.size > u64::from(limits::MAX_CHUNK_SIZE) => Err(format!(
+                "data chunk of {} bytes exceeds {}",
+                self.size,
+                limits::bytes_text(limits::MAX_CHUNK_SIZE.into())
+            )),
+            _ => Ok(()),
+        }
     }
 
     pub fn to_bytes(&self) -> [u8; ENTRY_LEN] {
@@ -164,5 +307,32 @@ mod tests {
         let mut bytes = data.to_bytes();
         bytes[1] = 0; // codec none but stored != size
         assert!(ChunkEntry::from_bytes(&bytes, 0).is_err());
+    }
+
+    #[test]
+    fn framed_round_trip_and_validation() {
+        let layout = TableLayout::Framed;
+        let data = ChunkEntry::framed_data(4096, [7; 32]);
+        let zero = ChunkEntry::zero_run(u64::from(u32::MAX));
+        for entry in [data, zero] {
+            let mut table = Vec::new();
+            layout.encode(&entry, &mut table);
+            assert_eq!(table.len(), FRAMED_ENTRY_LEN);
+            assert_eq!(layout.decode(&table, 0).unwrap(), entry);
+        }
+        let mut bytes = data.to_framed_bytes();
+        bytes[4..8].copy_from_slice(&(2u32 << 20).to_le_bytes()); // larger than a chunk
+        assert!(ChunkEntry::from_framed_bytes(&bytes, 0).is_err());
+        let mut bytes = data.to_framed_bytes();
+        bytes[2] = 1; // reserved
+        assert!(ChunkEntry::from_framed_bytes(&bytes, 0).is_err());
+        let mut bytes = zero.to_framed_bytes();
+        bytes[9] = 1; // zero run with a hash
+        let err = ChunkEntry::from_framed_bytes(&bytes, 5).unwrap_err();
+        assert!(err.to_string().contains("entry 5"), "{err}");
+        let mut bytes = data.to_framed_bytes();
+        bytes[4..8].copy_from_slice(&0u32.to_le_bytes());
+        assert!(ChunkEntry::from_framed_bytes(&bytes, 0).is_err());
+        assert!(layout.decode(&[0u8; ENTRY_LEN], 0).is_err(), "wrong length");
     }
 }

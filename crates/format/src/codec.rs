@@ -158,6 +158,192 @@ impl ChunkDecoder {
     }
 }
 
+/// Version 2: compresses a segment's data chunks, concatenated, as one frame. zstd frames are
+/// limited to a window of 2^[`MAX_FRAME_WINDOW_LOG`](crate::limits::MAX_FRAME_WINDOW_LOG) bytes,
+/// what a device's decoder is allowed to allocate; `none` stores the bytes as they are.
+pub fn compress_frame(
+    data: &[u8],
+    codec: Compression,
+    level: i32,
+) -> Result<Vec<u8>, crate::Error> {
+    use zstd::stream::raw::CParameter;
+    let compress_err = |err: std::io::Error| crate::Error::Compress(err.to_string());
+    match codec {
+        Compression::None => Ok(data.to_vec()),
+        Compression::Zstd => {
+            let mut compressor = zstd::bulk::Compressor::new(level).map_err(compress_err)?;
+            compressor
+                .set_parameter(CParameter::WindowLog(crate::limits::MAX_FRAME_WINDOW_LOG))
+                .map_err(compress_err)?;
+            // The chunk hashes already check every byte; a frame checksum would add nothing.
+            compressor
+                .set_parameter(CParameter::ChecksumFlag(false))
+                .map_err(compress_err)?;
+            compressor.compress(data).map_err(compress_err)
+        }
+        Compression::Gzip => Err(crate::Error::Compress(
+            "gzip frames are not part of format version 2".into(),
+        )),
+    }
+}
+
+/// Why a version 2 frame could not be read: the source failed (truncated, I/O), or its bytes do
+/// not decode to what the chunk table describes.
+#[derive(Debug)]
+pub enum FrameError {
+    Source(crate::Error),
+    Codec(String),
+}
+
+/// Compressed bytes read from the source at a time.
+const FRAME_INPUT_BUF: usize = 128 * 1024;
+
+/// Streams one version 2 frame from a source, handing out exactly the bytes asked for. Memory:
+/// the decoder's window (at most 2^[`MAX_FRAME_WINDOW_LOG`](crate::limits::MAX_FRAME_WINDOW_LOG)
+/// bytes, larger windows are refused) and a 128 KiB input buffer. The source is passed to every
+/// call, so the caller keeps owning it.
+#[derive(Default)]
+pub struct FrameDecoder {
+    codec: Option<Compression>,
+    zstd: Option<zstd::stream::raw::Decoder<'static>>,
+    input: Vec<u8>,
+    in_pos: usize,
+    /// Stored bytes of the frame not yet read from the source.
+    stored_left: u64,
+    ended: bool,
+}
+
+impl std::fmt::Debug for FrameDecoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FrameDecoder")
+            .field("codec", &self.codec)
+            .field("stored_left", &self.stored_left)
+            .finish()
+    }
+}
+
+impl FrameDecoder {
+    /// Starts a frame of `stored_len` bytes in `codec`.
+    pub fn start(&mut self, codec: Compression, stored_len: u64) -> Result<(), FrameError> {
+        use zstd::stream::raw::{DParameter, Operation};
+        let codec_err = |err: std::io::Error| FrameError::Codec(err.to_string());
+        if codec == Compression::Zstd {
+            match self.zstd.as_mut() {
+                Some(decoder) => decoder.reinit().map_err(codec_err)?,
+                None => {
+                    let mut decoder = zstd::stream::raw::Decoder::new().map_err(codec_err)?;
+                    decoder
+                        .set_parameter(DParameter::WindowLogMax(
+                            crate::limits::MAX_FRAME_WINDOW_LOG,
+                        ))
+                        .map_err(codec_err)?;
+                    self.zstd = Some(decoder);
+                }
+            }
+        }
+        if codec == Compression::Gzip {
+            return Err(FrameError::Codec(
+                "gzip frames are not part of format version 2".into(),
+            ));
+        }
+        self.codec = Some(codec);
+        self.input.clear();
+        self.in_pos = 0;
+        self.stored_left = stored_len;
+        self.ended = false;
+        Ok(())
+    }
+
+    /// Fills `out` with the frame's next bytes.
+    pub fn read_exact<R: Read>(
+        &mut self,
+        source: &mut R,
+        out: &mut [u8],
+    ) -> Result<(), FrameError> {
+        match self.codec {
+            None => Err(FrameError::Codec("no frame was started".into())),
+            Some(Compression::None) => {
+                if (out.len() as u64) > self.stored_left {
+                    return Err(FrameError::Codec(format!(
+                        "the frame ends {} bytes before the chunks it should hold",
+                        out.len() as u64 - self.stored_left
+                    )));
+                }
+                crate::read_exact_or(source, out, "payload data").map_err(FrameError::Source)?;
+                self.stored_left -= out.len() as u64;
+                Ok(())
+            }
+            Some(_) => {
+                let mut filled = 0;
+                while filled < out.len() {
+                    if self.ended {
+                        return Err(FrameError::Codec(format!(
+                            "the frame ends {} bytes before the chunks it should hold",
+                            out.len() - filled
+                        )));
+                    }
+                    filled += self.step(source, &mut out[filled..])?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Checks that the frame ended exactly where its stored bytes end: no data left in it, no
+    /// bytes after it.
+    pub fn finish<R: Read>(&mut self, source: &mut R) -> Result<(), FrameError> {
+        if self.codec == Some(Compression::Zstd) {
+            let mut probe = [0u8; 1];
+            while !self.ended {
+                if self.step(source, &mut probe)? > 0 {
+                    return Err(FrameError::Codec(
+                        "the frame holds more data than its chunk table describes".into(),
+                    ));
+                }
+            }
+        }
+        if self.stored_left > 0 || self.in_pos < self.input.len() {
+            return Err(FrameError::Codec(
+                "bytes follow the end of the frame inside the segment".into(),
+            ));
+        }
+        self.codec = None;
+        Ok(())
+    }
+
+    /// One decoding step: refills the input when it is used up, returns the bytes produced.
+    fn step<R: Read>(&mut self, source: &mut R, out: &mut [u8]) -> Result<usize, FrameError> {
+        use zstd::stream::raw::{InBuffer, Operation, OutBuffer};
+        if self.in_pos == self.input.len() {
+            if self.stored_left == 0 {
+                return Err(FrameError::Codec("the frame is cut short".into()));
+            }
+            let n = self.stored_left.min(FRAME_INPUT_BUF as u64) as usize;
+            self.input.resize(n, 0);
+            crate::read_exact_or(source, &mut self.input, "payload data")
+                .map_err(FrameError::Source)?;
+            self.stored_left -= n as u64;
+            self.in_pos = 0;
+        }
+        let Some(decoder) = self.zstd.as_mut() else {
+            return Err(FrameError::Codec("no zstd decoder".into()));
+        };
+        let mut input = InBuffer::around(&self.input[self.in_pos..]);
+        let mut output = OutBuffer::around(out);
+        let hint = decoder
+            .run(&mut input, &mut output)
+            .map_err(|err| FrameError::Codec(err.to_string()))?;
+        let (consumed, produced) = (input.pos(), output.pos());
+        self.in_pos += consumed;
+        if hint == 0 {
+            self.ended = true;
+        } else if consumed == 0 && produced == 0 && !out.is_empty() {
+            return Err(FrameError::Codec("the frame does not decode".into()));
+        }
+        Ok(produced)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,6 +359,77 @@ mod tests {
             decoder.decode(used, &stored, data.len(), &mut out).unwrap();
             assert_eq!(out, data);
         }
+    }
+
+    fn read_frame(
+        frame: &[u8],
+        codec: Compression,
+        sizes: &[usize],
+    ) -> Result<Vec<u8>, FrameError> {
+        let mut decoder = FrameDecoder::default();
+        let mut source = frame;
+        decoder.start(codec, frame.len() as u64)?;
+        let mut out = Vec::new();
+        for &size in sizes {
+            let mut chunk = vec![0u8; size];
+            decoder.read_exact(&mut source, &mut chunk)?;
+            out.extend_from_slice(&chunk);
+        }
+        decoder.finish(&mut source)?;
+        Ok(out)
+    }
+
+    #[test]
+    fn frames_round_trip_and_must_match_the_table() {
+        let data: Vec<u8> = (0..300_000u32)
+            .map(|i| (i % 251) as u8 ^ (i >> 12) as u8)
+            .collect();
+        for codec in [Compression::Zstd, Compression::None] {
+            let frame = compress_frame(&data, codec, 3).unwrap();
+            let sizes = [4096, 100_000, 195_904];
+            assert_eq!(
+                read_frame(&frame, codec, &sizes).unwrap(),
+                data,
+                "{codec:?}"
+            );
+            // The table asks for more than the frame holds, or for less.
+            assert!(
+                read_frame(&frame, codec, &[4096, 300_000]).is_err(),
+                "{codec:?} short"
+            );
+            assert!(
+                read_frame(&frame, codec, &[4096]).is_err(),
+                "{codec:?} long"
+            );
+            // Cut short, or with bytes appended.
+            assert!(read_frame(&frame[..frame.len() - 1], codec, &sizes).is_err());
+            let mut longer = frame.clone();
+            longer.push(0);
+            assert!(
+                read_frame(&longer, codec, &sizes).is_err(),
+                "{codec:?} appended"
+            );
+        }
+        let mut frame = compress_frame(&data, Compression::Zstd, 3).unwrap();
+        let middle = frame.len() / 2;
+        frame[middle] ^= 0x55;
+        let decoded = read_frame(&frame, Compression::Zstd, &[300_000]);
+        assert!(
+            decoded.map_or(true, |out| out != data),
+            "tampering went unnoticed"
+        );
+        assert!(compress_frame(&data, Compression::Gzip, 6).is_err());
+    }
+
+    #[test]
+    fn frames_with_a_larger_window_are_refused() {
+        use zstd::stream::raw::CParameter;
+        let data = rustupdate_testkit::pseudo_random(1 << 20, 7).repeat(20);
+        let mut compressor = zstd::bulk::Compressor::new(19).unwrap();
+        compressor.set_parameter(CParameter::WindowLog(25)).unwrap();
+        let frame = compressor.compress(&data).unwrap();
+        let err = read_frame(&frame, Compression::Zstd, &[data.len()]).unwrap_err();
+        assert!(matches!(err, FrameError::Codec(_)), "{err:?}");
     }
 
     #[test]

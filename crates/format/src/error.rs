@@ -10,7 +10,9 @@ use thiserror::Error;
 pub enum Error {
     #[error("not a rustupdate artifact (bad magic bytes)")]
     BadMagic,
-    #[error("unsupported artifact format version {found} (this build reads version {supported})")]
+    #[error(
+        "unsupported artifact format version {found} (this build reads versions 1 to {supported})"
+    )]
     UnsupportedVersion { found: u16, supported: u16 },
     #[error("header field {field} is {value}, which is not allowed: {reason}")]
     BadHeaderField {

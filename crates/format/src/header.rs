@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! 0  [8]  magic  89 52 55 41 0d 0a 1a 0a  ("\x89RUA\r\n\x1a\n")
-//! 8  u16  format version (1)
+//! 8  u16  format version (1 or 2)
 //! 10 u16  flags (0; any other value is rejected)
 //! 12 u32  manifest length in bytes (1 ..= MAX_MANIFEST_LEN)
 //! 16 u16  number of signatures (0 ..= MAX_SIGNATURES)
@@ -14,7 +14,10 @@
 use crate::{Error, limits};
 
 pub const MAGIC: [u8; 8] = *b"\x89RUA\r\n\x1a\n";
-pub const FORMAT_VERSION: u16 = 1;
+/// The format version builders write.
+pub const FORMAT_VERSION: u16 = 2;
+/// Every format version this crate reads.
+pub const SUPPORTED_VERSIONS: [u16; 2] = [1, 2];
 pub const HEADER_LEN: usize = 24;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,9 +28,19 @@ pub struct Header {
 }
 
 impl Header {
-    pub fn new(manifest_len: usize, signature_count: usize) -> Result<Header, Error> {
+    pub fn new(
+        format_version: u16,
+        manifest_len: usize,
+        signature_count: usize,
+    ) -> Result<Header, Error> {
+        if !SUPPORTED_VERSIONS.contains(&format_version) {
+            return Err(Error::UnsupportedVersion {
+                found: format_version,
+                supported: FORMAT_VERSION,
+            });
+        }
         let header = Header {
-            format_version: FORMAT_VERSION,
+            format_version,
             manifest_len: u32::try_from(manifest_len).unwrap_or(u32::MAX),
             signature_count: u16::try_from(signature_count).unwrap_or(u16::MAX),
         };
@@ -40,7 +53,7 @@ impl Header {
             return Err(Error::BadMagic);
         }
         let format_version = u16::from_le_bytes([bytes[8], bytes[9]]);
-        if format_version != FORMAT_VERSION {
+        if !SUPPORTED_VERSIONS.contains(&format_version) {
             return Err(Error::UnsupportedVersion {
                 found: format_version,
                 supported: FORMAT_VERSION,
@@ -51,7 +64,7 @@ impl Header {
             return Err(Error::BadHeaderField {
                 field: "flags",
                 value: flags.into(),
-                reason: format!("no flags are defined in version {FORMAT_VERSION}"),
+                reason: format!("no flags are defined in version {format_version}"),
             });
         }
         if let Some(at) = bytes[18..24].iter().position(|b| *b != 0) {
@@ -107,22 +120,25 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        let header = Header::new(1234, 2).unwrap();
+        let header = Header::new(FORMAT_VERSION, 1234, 2).unwrap();
         assert_eq!(Header::from_bytes(&header.to_bytes()).unwrap(), header);
     }
 
     #[test]
     fn rejects_bad_fields() {
-        let good = Header::new(10, 1).unwrap().to_bytes();
+        let good = Header::new(FORMAT_VERSION, 10, 1).unwrap().to_bytes();
         let mut bytes = good;
         bytes[0] ^= 1;
         assert!(matches!(Header::from_bytes(&bytes), Err(Error::BadMagic)));
         let mut bytes = good;
-        bytes[8] = 2;
+        bytes[8] = 3;
         assert!(matches!(
             Header::from_bytes(&bytes),
-            Err(Error::UnsupportedVersion { found: 2, .. })
+            Err(Error::UnsupportedVersion { found: 3, .. })
         ));
+        let mut bytes = good;
+        bytes[8] = 1;
+        assert_eq!(Header::from_bytes(&bytes).unwrap().format_version, 1);
         let mut bytes = good;
         bytes[10] = 1;
         assert!(matches!(

@@ -1,4 +1,4 @@
-//! The rustupdate artifact container (`.rua`), version 1.
+//! The rustupdate artifact container (`.rua`), versions 1 and 2.
 //!
 //! This crate is pure: it parses and encodes the header, the manifest, the signature block and the
 //! chunk table, cuts images into chunks and compresses or decompresses single chunks. It reads from
@@ -21,7 +21,7 @@ pub mod limits;
 pub mod manifest;
 pub mod signature_block;
 
-pub use chunk_table::{ChunkEntry, ChunkKind};
+pub use chunk_table::{ChunkEntry, ChunkKind, TableLayout};
 pub use chunker::{Chunker, Chunking, Cut};
 pub use codec::Compression;
 pub use error::Error;
@@ -59,6 +59,12 @@ impl Head {
             + (self.signatures.len() * signature_block::SIGNATURE_ENTRY_LEN) as u64
     }
 
+    /// The chunk table layout of this artifact's format version.
+    pub fn layout(&self) -> TableLayout {
+        // The header accepted only versions that have a layout; version 1 is the safe reading.
+        TableLayout::for_version(self.header.format_version).unwrap_or(TableLayout::PerChunk)
+    }
+
     /// Offset from the start of the file of segment `segment` (its table) of payload `payload`:
     /// where a download resumes. `None` when there is no such segment.
     pub fn segment_offset(&self, payload: usize, segment: usize) -> Option<u64> {
@@ -67,7 +73,8 @@ impl Head {
         if segment >= this.segments.len() {
             return None;
         }
-        let stored = |s: &manifest::Segment| s.table_len() + s.data_size;
+        let layout = self.layout();
+        let stored = |s: &manifest::Segment| s.table_len(layout) + s.data_size;
         let before: u64 = payloads[..payload]
             .iter()
             .flat_map(|p| p.segments.iter())
@@ -85,14 +92,18 @@ impl Head {
             .payloads
             .iter()
             .flat_map(|p| p.segments.iter())
-            .map(|s| s.table_len() + s.data_size)
+            .map(|s| s.table_len(self.layout()) + s.data_size)
             .sum();
         self.body_offset() + body
     }
 
     /// Encodes the head again, e.g. after adding a signature. The body follows unchanged.
     pub fn to_bytes(&self) -> Result<Vec<u8>, Error> {
-        let header = Header::new(self.manifest_bytes.len(), self.signatures.len())?;
+        let header = Header::new(
+            self.header.format_version,
+            self.manifest_bytes.len(),
+            self.signatures.len(),
+        )?;
         let mut out = header.to_bytes().to_vec();
         out.extend_from_slice(&self.manifest_bytes);
         for signature in &self.signatures {

@@ -12,8 +12,14 @@ pub const MAX_PAYLOADS: usize = 8;
 pub const MAX_PAYLOAD_SIZE: u64 = 1 << 40;
 /// Largest uncompressed data chunk. Zero runs are not chunks of data and may be longer.
 pub const MAX_CHUNK_SIZE: u32 = 1024 * 1024;
-/// Most entries in one segment of a chunk table (a segment table is at most 192 KiB).
+/// Most entries in one segment of a version 1 chunk table (a segment table is at most 192 KiB).
 pub const MAX_SEGMENT_ENTRIES: u32 = 4096;
+/// Most entries in one segment of a version 2 chunk table (at most 320 KiB): 32 MiB of 4 KiB
+/// chunks per compressed frame, where frames stop costing compression (measured in
+/// `docs/artifact-format.md`).
+pub const MAX_FRAMED_SEGMENT_ENTRIES: u32 = 8192;
+/// Largest window a version 2 frame may need (2^23 = 8 MiB): what a decoder allocates at most.
+pub const MAX_FRAME_WINDOW_LOG: u32 = 23;
 /// Longest name, version, device type or other short string in the manifest.
 pub const MAX_SHORT_STRING: usize = 128;
 /// Most compatible device types listed in a manifest.

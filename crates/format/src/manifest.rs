@@ -1,7 +1,7 @@
 //! The manifest: TOML, signed as raw bytes (so no canonical form is needed), kebab-case keys,
 //! unknown keys rejected. See `docs/artifact-format.md` for every field.
 
-use crate::{Chunking, Compression, Error, chunk_table::ENTRY_LEN, limits};
+use crate::{Chunking, Compression, Error, TableLayout, limits};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -41,7 +41,8 @@ pub struct Payload {
     pub size: u64,
     /// sha256 of the whole uncompressed image.
     pub sha256: Sha256Hex,
-    /// Codec used for chunks that compress; individual chunks may be stored raw.
+    /// Version 1: codec of chunks that compress (individual chunks may be stored raw). Version 2:
+    /// codec of every segment's frame (`zstd` or `none`).
     pub compression: Compression,
     /// How the image was cut; a device uses it to cut its own slot the same way for deltas.
     pub chunking: Chunking,
@@ -54,15 +55,15 @@ pub struct Payload {
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct Segment {
     pub entries: u32,
-    /// sha256 of the segment's table bytes (`entries` * 48 bytes).
+    /// sha256 of the segment's table bytes (`entries` x the layout's entry length).
     pub table_sha256: Sha256Hex,
-    /// Total stored bytes of the segment's data chunks.
+    /// Total stored bytes of the segment's data: its chunks (version 1) or its frame (version 2).
     pub data_size: u64,
 }
 
 impl Segment {
-    pub fn table_len(&self) -> u64 {
-        u64::from(self.entries) * ENTRY_LEN as u64
+    pub fn table_len(&self, layout: TableLayout) -> u64 {
+        u64::from(self.entries) * layout.entry_len() as u64
     }
 }
 
@@ -131,12 +132,12 @@ impl Manifest {
     /// can describe exactly `size` bytes.
     pub fn validate(&self) -> Result<(), Error> {
         let bad = |msg: String| Err(Error::Manifest(msg));
-        if self.format_version != crate::header::FORMAT_VERSION {
+        let Some(layout) = TableLayout::for_version(self.format_version) else {
             return bad(format!(
                 "format version {} is not supported",
                 self.format_version
             ));
-        }
+        };
         check_short("name", &self.name)?;
         check_short("version", &self.version)?;
         if self.compatible.is_empty() || self.compatible.len() > limits::MAX_COMPATIBLE {
@@ -163,14 +164,14 @@ impl Manifest {
             {
                 return bad(format!("payload name {:?} appears twice", payload.name));
             }
-            payload.validate()?;
+            payload.validate(layout)?;
         }
         Ok(())
     }
 }
 
 impl Payload {
-    fn validate(&self) -> Result<(), Error> {
+    fn validate(&self, layout: TableLayout) -> Result<(), Error> {
         let bad = |msg: String| Err(Error::Manifest(format!("payload {:?}: {msg}", self.name)));
         if self.size == 0 || self.size > limits::MAX_PAYLOAD_SIZE {
             return bad(format!(
@@ -180,14 +181,17 @@ impl Payload {
             ));
         }
         self.chunking.validate()?;
+        if layout == TableLayout::Framed && self.compression == Compression::Gzip {
+            return bad("version 2 frames are zstd or none; gzip is a version 1 codec".into());
+        }
+        let max_entries = layout.max_segment_entries();
         // Every entry covers at least one byte, so a payload cannot have more entries than bytes.
         let mut entries: u64 = 0;
         for (index, segment) in self.segments.iter().enumerate() {
-            if segment.entries == 0 || segment.entries > limits::MAX_SEGMENT_ENTRIES {
+            if segment.entries == 0 || segment.entries > max_entries {
                 return bad(format!(
-                    "segment {index} has {} entries (1 to {} allowed)",
+                    "segment {index} has {} entries (1 to {max_entries} allowed)",
                     segment.entries,
-                    limits::MAX_SEGMENT_ENTRIES
                 ));
             }
             if segment.data_size > u64::from(segment.entries) * u64::from(limits::MAX_CHUNK_SIZE) {

@@ -135,7 +135,7 @@ pub fn artifact_parts(
     let payload = write_payload_body(image, &mut body, "rootfs", options, &mut |_| {})
         .expect("building the payload");
     let manifest = Manifest {
-        format_version: 1,
+        format_version: options.format_version,
         name: spec.name.into(),
         version: spec.version.into(),
         compatible: spec.compatible.iter().map(|s| s.to_string()).collect(),

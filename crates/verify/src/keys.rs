@@ -114,7 +114,11 @@ pub fn signed_head(
             signature: key.sign(&message),
         })
         .collect();
-    let header = rustupdate_format::Header::new(manifest_bytes.len(), signatures.len())?;
+    let header = rustupdate_format::Header::new(
+        manifest.format_version,
+        manifest_bytes.len(),
+        signatures.len(),
+    )?;
     Ok(rustupdate_format::Head {
         header,
         manifest_bytes,

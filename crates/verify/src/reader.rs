@@ -7,15 +7,16 @@
 //! only after its uncompressed bytes matched the table's sha256. After the last chunk it checks that
 //! the chunks covered exactly the payload size and that the whole-image sha256 matches.
 //!
-//! Memory is bounded whatever the input: one segment table (at most 192 KiB), one stored chunk and
-//! one decompressed chunk (at most 1 MiB each), plus the manifest (at most 1 MiB).
+//! Memory is bounded whatever the input: one segment table (at most 320 KiB), one stored chunk and
+//! one decompressed chunk (at most 1 MiB each), plus the manifest (at most 1 MiB); for format
+//! version 2 the frame decoder's window (at most 8 MiB) and its 128 KiB input buffer.
 
 use crate::image_hash::ImageHash;
 use crate::{Error, Keyring, SignaturePolicy, check_manifest_signatures};
-use rustupdate_format::chunk_table::ENTRY_LEN;
-use rustupdate_format::codec::ChunkDecoder;
+use rustupdate_format::codec::{ChunkDecoder, FrameDecoder, FrameError};
 use rustupdate_format::{
-    ChunkEntry, ChunkKind, Head, KeyId, Manifest, Payload, read_exact_or, read_raw_head,
+    ChunkEntry, ChunkKind, Head, KeyId, Manifest, Payload, TableLayout, read_exact_or,
+    read_raw_head,
 };
 use sha2::{Digest, Sha256};
 use std::io::Read;
@@ -146,6 +147,8 @@ impl<R: Read> VerifiedArtifact<R> {
             stored: Vec::new(),
             out: Vec::new(),
             decoder: ChunkDecoder::default(),
+            frame: FrameDecoder::default(),
+            last_data_entry: None,
             done: false,
         })
     }
@@ -218,6 +221,8 @@ impl<R: Read> VerifiedArtifact<R> {
             stored: Vec::new(),
             out: Vec::new(),
             decoder: ChunkDecoder::default(),
+            frame: FrameDecoder::default(),
+            last_data_entry: None,
             done: false,
         }))
     }
@@ -288,6 +293,10 @@ pub struct PayloadReader<'a, R: Read> {
     stored: Vec<u8>,
     out: Vec<u8>,
     decoder: ChunkDecoder,
+    /// Version 2: the current segment's frame, and the index of its last data entry (the frame
+    /// must end right after it).
+    frame: FrameDecoder,
+    last_data_entry: Option<usize>,
     done: bool,
 }
 
@@ -356,26 +365,51 @@ impl<R: Read> PayloadReader<'_, R> {
                 }))
             }
             ChunkKind::Data => {
-                self.segment_data_left -= u64::from(entry.stored_len);
-                self.stored.resize(entry.stored_len as usize, 0);
-                read_exact_or(&mut self.artifact.reader, &mut self.stored, "payload data")?;
                 let name = || {
                     self.artifact.head.manifest.payloads[self.index]
                         .name
                         .clone()
                 };
-                self.decoder
-                    .decode(
-                        entry.codec,
-                        &self.stored,
-                        entry.size as usize,
-                        &mut self.out,
-                    )
-                    .map_err(|reason| Error::Decompress {
-                        payload: name(),
-                        offset,
-                        reason,
-                    })?;
+                match self.artifact.head.layout() {
+                    TableLayout::PerChunk => {
+                        self.segment_data_left -= u64::from(entry.stored_len);
+                        self.stored.resize(entry.stored_len as usize, 0);
+                        read_exact_or(&mut self.artifact.reader, &mut self.stored, "payload data")?;
+                        self.decoder
+                            .decode(
+                                entry.codec,
+                                &self.stored,
+                                entry.size as usize,
+                                &mut self.out,
+                            )
+                            .map_err(|reason| Error::Decompress {
+                                payload: name(),
+                                offset,
+                                reason,
+                            })?;
+                    }
+                    TableLayout::Framed => {
+                        let frame_err = |err: FrameError| match err {
+                            FrameError::Source(err) => Error::from(err),
+                            FrameError::Codec(reason) => Error::Decompress {
+                                payload: name(),
+                                offset,
+                                reason,
+                            },
+                        };
+                        self.out.resize(entry.size as usize, 0);
+                        let reader = &mut self.artifact.reader;
+                        self.frame
+                            .read_exact(reader, &mut self.out)
+                            .map_err(frame_err)?;
+                        // The frame must end right after its last chunk, before that chunk is
+                        // handed on: a segment is complete (a resume point) when it is yielded.
+                        if self.last_data_entry == Some(self.entry - 1) {
+                            self.frame.finish(reader).map_err(frame_err)?;
+                            self.segment_data_left = 0;
+                        }
+                    }
+                }
                 if Sha256::digest(&self.out)[..] != entry.sha256[..] {
                     return Err(Error::ChunkHashMismatch {
                         payload: name(),
@@ -395,7 +429,8 @@ impl<R: Read> PayloadReader<'_, R> {
 
     fn load_segment(&mut self) -> Result<(), Error> {
         let segment = self.payload().segments[self.segment].clone();
-        let mut table = vec![0u8; segment.table_len() as usize];
+        let layout = self.artifact.head.layout();
+        let mut table = vec![0u8; segment.table_len(layout) as usize];
         read_exact_or(&mut self.artifact.reader, &mut table, "chunk table")?;
         if Sha256::digest(&table)[..] != segment.table_sha256.0[..] {
             let payload = self.payload().name.clone();
@@ -406,12 +441,13 @@ impl<R: Read> PayloadReader<'_, R> {
         }
         self.entries.clear();
         let mut stored_total = 0u64;
-        for (i, raw) in table.chunks_exact(ENTRY_LEN).enumerate() {
-            let mut bytes = [0u8; ENTRY_LEN];
-            bytes.copy_from_slice(raw);
-            let entry = ChunkEntry::from_bytes(&bytes, i as u64)?;
+        for (i, raw) in table.chunks_exact(layout.entry_len()).enumerate() {
+            let entry = layout.decode(raw, i as u64)?;
             stored_total += u64::from(entry.stored_len);
             self.entries.push(entry);
+        }
+        if layout == TableLayout::Framed {
+            return self.start_frame(segment.data_size);
         }
         if stored_total != segment.data_size {
             return Err(self.layout_error(format!(
@@ -420,6 +456,42 @@ impl<R: Read> PayloadReader<'_, R> {
             )));
         }
         self.segment_data_left = segment.data_size;
+        self.segment += 1;
+        self.entry = 0;
+        Ok(())
+    }
+
+    /// Version 2: the segment's data is one frame of `data_size` stored bytes.
+    fn start_frame(&mut self, data_size: u64) -> Result<(), Error> {
+        self.last_data_entry = self
+            .entries
+            .iter()
+            .rposition(|entry| entry.kind == ChunkKind::Data);
+        if self.last_data_entry.is_none() && data_size != 0 {
+            return Err(self.layout_error(format!(
+                "segment {} has no data chunks but stores {data_size} bytes",
+                self.segment
+            )));
+        }
+        let codec = self.payload().compression;
+        if self.last_data_entry.is_some() {
+            let segment = self.segment;
+            self.frame
+                .start(codec, data_size)
+                .map_err(|err| match err {
+                    FrameError::Source(err) => Error::from(err),
+                    FrameError::Codec(reason) => rustupdate_format::Error::PayloadLayout {
+                        payload: self.payload().name.clone(),
+                        reason: format!("segment {segment}: {reason}"),
+                    }
+                    .into(),
+                })?;
+        }
+        self.segment_data_left = if self.last_data_entry.is_some() {
+            data_size
+        } else {
+            0
+        };
         self.segment += 1;
         self.entry = 0;
         Ok(())

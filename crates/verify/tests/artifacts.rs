@@ -89,7 +89,13 @@ fn read_all_with(
 fn round_trip_every_codec_and_chunking() {
     let image = sample_image();
     let k = key(1);
-    for compression in [Compression::Zstd, Compression::Gzip, Compression::None] {
+    for (format_version, compression) in [
+        (2, Compression::Zstd),
+        (2, Compression::None),
+        (1, Compression::Zstd),
+        (1, Compression::Gzip),
+        (1, Compression::None),
+    ] {
         for chunking in [
             Chunking::Fixed { size: 4096 },
             Chunking::Fixed { size: 65536 },
@@ -101,10 +107,13 @@ fn round_trip_every_codec_and_chunking() {
         ] {
             for threads in [1, 3] {
                 let options = BodyOptions {
+                    format_version,
                     compression,
                     level: compression.default_level(),
                     chunking,
                     threads,
+                    // Several segments (frames) when threads compress them side by side.
+                    segment_entries: (threads > 1).then_some(7),
                 };
                 let built = build(&image, &options, &[&k]);
                 let parallel_hash = threads > 1;
@@ -115,7 +124,10 @@ fn round_trip_every_codec_and_chunking() {
                     parallel_hash,
                 )
                 .unwrap();
-                assert!(read == image, "{compression:?} {chunking} {threads}");
+                assert!(
+                    read == image,
+                    "v{format_version} {compression:?} {chunking} {threads}"
+                );
             }
         }
     }
@@ -209,34 +221,40 @@ fn tamper_table_every_region_is_rejected() {
     let k = key(1);
     let ring = keyring(&[&k]);
     let policy = SignaturePolicy::default();
-    let built = build(&image, &BodyOptions::default(), &[&k]);
-    let body_tables_end = built.body.start + 48 * 16; // the first segment's table (at least)
-    let regions: Vec<(&str, std::ops::Range<usize>, usize)> = vec![
-        ("header", 0..HEADER_LEN, 1),
-        ("manifest", built.manifest.clone(), 1),
-        ("signature block", built.signatures.clone(), 1),
-        (
-            "chunk table",
-            built.body.start..body_tables_end.min(built.body.end),
-            1,
-        ),
-        (
-            "payload data",
-            body_tables_end.min(built.body.end)..built.body.end,
-            13,
-        ),
-    ];
-    for (name, range, step) in regions {
-        assert!(!range.is_empty(), "{name} region is empty");
-        for at in range.step_by(step) {
-            for bit in [0x01u8, 0x80] {
-                let mut bytes = built.bytes.clone();
-                bytes[at] ^= bit;
-                let result = read_partial(&bytes, &ring, &policy, &image);
-                assert!(
-                    result.is_err(),
-                    "flipping bit {bit:#x} of byte {at} in the {name} was accepted"
-                );
+    for format_version in [1, 2] {
+        let options = BodyOptions {
+            format_version,
+            ..BodyOptions::default()
+        };
+        let built = build(&image, &options, &[&k]);
+        let body_tables_end = built.body.start + 40 * 16; // the first segment's table (at least)
+        let regions: Vec<(&str, std::ops::Range<usize>, usize)> = vec![
+            ("header", 0..HEADER_LEN, 1),
+            ("manifest", built.manifest.clone(), 1),
+            ("signature block", built.signatures.clone(), 1),
+            (
+                "chunk table",
+                built.body.start..body_tables_end.min(built.body.end),
+                1,
+            ),
+            (
+                "payload data",
+                body_tables_end.min(built.body.end)..built.body.end,
+                13,
+            ),
+        ];
+        for (name, range, step) in regions {
+            assert!(!range.is_empty(), "{name} region is empty");
+            for at in range.step_by(step) {
+                for bit in [0x01u8, 0x80] {
+                    let mut bytes = built.bytes.clone();
+                    bytes[at] ^= bit;
+                    let result = read_partial(&bytes, &ring, &policy, &image);
+                    assert!(
+                        result.is_err(),
+                        "v{format_version}: flipping bit {bit:#x} of byte {at} in the {name} was accepted"
+                    );
+                }
             }
         }
     }
@@ -271,28 +289,34 @@ fn truncation_at_every_length_is_rejected() {
     let image = sample_image();
     let k = key(1);
     let ring = keyring(&[&k]);
-    let built = build(&image, &BodyOptions::default(), &[&k]);
-    for len in (0..built.bytes.len())
-        .step_by(7)
-        .chain([built.bytes.len() - 1])
-    {
-        let err = read_partial(
-            &built.bytes[..len],
-            &ring,
-            &SignaturePolicy::default(),
-            &image,
-        )
-        .unwrap_err();
-        let text = err.to_string();
-        assert!(
-            text.contains("truncated") || text.contains("not enough"),
-            "len {len}: {text}"
-        );
+    for format_version in [1, 2] {
+        let options = BodyOptions {
+            format_version,
+            ..BodyOptions::default()
+        };
+        let built = build(&image, &options, &[&k]);
+        for len in (0..built.bytes.len())
+            .step_by(7)
+            .chain([built.bytes.len() - 1])
+        {
+            let err = read_partial(
+                &built.bytes[..len],
+                &ring,
+                &SignaturePolicy::default(),
+                &image,
+            )
+            .unwrap_err();
+            let text = err.to_string();
+            assert!(
+                text.contains("truncated") || text.contains("not enough"),
+                "len {len}: {text}"
+            );
+        }
+        let mut longer = built.bytes.clone();
+        longer.push(0);
+        let err = read_partial(&longer, &ring, &SignaturePolicy::default(), &image).unwrap_err();
+        assert!(err.to_string().contains("after the last payload"), "{err}");
     }
-    let mut longer = built.bytes.clone();
-    longer.push(0);
-    let err = read_partial(&longer, &ring, &SignaturePolicy::default(), &image).unwrap_err();
-    assert!(err.to_string().contains("after the last payload"), "{err}");
 }
 
 /// A correctly signed artifact whose chunk table lies (signed by a buggy or hostile builder) is
@@ -347,7 +371,7 @@ fn signed_but_inconsistent_tables_are_rejected() {
             signature: k.sign(&signing_message(&manifest_bytes)),
         };
         let head = Head {
-            header: Header::new(manifest_bytes.len(), 1).unwrap(),
+            header: Header::new(manifest.format_version, manifest_bytes.len(), 1).unwrap(),
             manifest_bytes,
             manifest,
             signatures: vec![signature],
@@ -367,7 +391,7 @@ fn unsigned_manifest_is_rejected_before_it_is_parsed() {
     let k = key(1);
     let ring = keyring(&[&k]);
     let text: String = (0..8000).map(|i| format!("a{i}.b = 1\n")).collect();
-    let mut bytes = Header::new(text.len(), 0).unwrap().to_bytes().to_vec();
+    let mut bytes = Header::new(2, text.len(), 0).unwrap().to_bytes().to_vec();
     bytes.extend_from_slice(text.as_bytes());
     let err = VerifiedArtifact::open(&bytes[..], &ring, &SignaturePolicy::default()).unwrap_err();
     assert!(
@@ -381,10 +405,17 @@ fn unsigned_manifest_is_rejected_before_it_is_parsed() {
 /// the same whole-image verdict. A damaged prefix is caught by the whole-image hash.
 #[test]
 fn resume_at_every_segment_boundary() {
+    resume_at_every_segment_boundary_of(1);
+    resume_at_every_segment_boundary_of(2);
+}
+
+fn resume_at_every_segment_boundary_of(format_version: u16) {
     use rustupdate_verify::{ResumePoint, read_verified_head};
     // 512-byte chunks: 4096 entries make a 2 MiB segment, so 5 MiB of image has three.
     let options = BodyOptions {
+        format_version,
         chunking: Chunking::Fixed { size: 512 },
+        segment_entries: Some(4096),
         ..BodyOptions::default()
     };
     let mut image = pseudo_random(3 << 20, 11);

@@ -13,6 +13,11 @@ pub fn run(args: &BuildArgs) -> Result<u8> {
         "none" => Compression::None,
         other => bail!("unknown compression {other:?}"),
     };
+    if compression == Compression::Gzip && args.format_version != 1 {
+        bail!(
+            "gzip compression needs --format-version 1 (format version 2 frames are zstd or none)"
+        );
+    }
     let level = args.level.unwrap_or(compression.default_level());
     match compression {
         Compression::Zstd if !(1..=22).contains(&level) => {
@@ -45,10 +50,12 @@ pub fn run(args: &BuildArgs) -> Result<u8> {
         .context("creating a temporary body file")?;
     let bar = progress::bar(image_len, "building");
     let options = BodyOptions {
+        format_version: args.format_version,
         compression,
         level,
         chunking,
         threads,
+        segment_entries: None,
     };
     let payload = {
         let mut writer = BufWriter::with_capacity(1 << 20, &mut body);
@@ -66,7 +73,7 @@ pub fn run(args: &BuildArgs) -> Result<u8> {
     bar.finish_and_clear();
 
     let manifest = Manifest {
-        format_version: rustupdate_format::header::FORMAT_VERSION,
+        format_version: args.format_version,
         name: args.name.clone(),
         version: args.version.clone(),
         compatible: args.device_types.clone(),

@@ -52,7 +52,12 @@ pub struct BuildArgs {
     /// Anti-downgrade counter: devices refuse artifacts below their committed security version.
     #[arg(long)]
     pub security_version: Option<u64>,
-    /// Chunk compression.
+    /// Artifact format version: 2 compresses each segment (up to 32 MiB) as one zstd frame, 1
+    /// compresses every chunk on its own (readable by clients before format version 2).
+    #[arg(long, default_value_t = rustupdate_format::header::FORMAT_VERSION,
+          value_parser = clap::value_parser!(u16).range(1..=2))]
+    pub format_version: u16,
+    /// Compression (gzip only with --format-version 1).
     #[arg(long, default_value = "zstd", value_parser = ["zstd", "gzip", "none"])]
     pub compression: String,
     /// Compression level (zstd 1-22, default 3; gzip 0-9, default 6).

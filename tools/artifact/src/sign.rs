@@ -46,7 +46,11 @@ pub fn run(args: &SignArgs) -> Result<u8> {
         signature,
     });
     head = Head {
-        header: Header::new(head.manifest_bytes.len(), head.signatures.len())?,
+        header: Header::new(
+            head.header.format_version,
+            head.manifest_bytes.len(),
+            head.signatures.len(),
+        )?,
         ..head
     };
 

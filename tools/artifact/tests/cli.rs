@@ -251,6 +251,8 @@ fn tampered_artifact_is_rejected_with_exit_code_1() {
             "b",
             "--key",
             "k.key.pem",
+            "--format-version",
+            "1",
             "--compression",
             "gzip",
             "--chunking",
