@@ -52,6 +52,23 @@ pub fn fs_image(len: usize, seed: u64) -> Vec<u8> {
     image
 }
 
+/// The next release of an [`fs_image`], the way a small update changes a filesystem image: a
+/// block is inserted in the middle (everything after it moves by one block, as files do after a
+/// grown file), every 7th block of the first quarter changes in one byte (patched files), the
+/// rest stays. Same length; the length must be a multiple of 4096.
+pub fn next_release(image: &[u8], seed: u64) -> Vec<u8> {
+    assert!(image.len().is_multiple_of(4096) && image.len() >= 4 * 4096);
+    let mut next = image.to_vec();
+    let blocks = image.len() / 4096;
+    let middle = blocks / 2 * 4096;
+    next[middle + 4096..].copy_from_slice(&image[middle..image.len() - 4096]);
+    next[middle..middle + 4096].copy_from_slice(&pseudo_random(4096, seed));
+    for block in (1..blocks / 4).step_by(7) {
+        next[block * 4096 + (seed as usize % 2000)] ^= 0x5a;
+    }
+    next
+}
+
 /// A valid manifest with one rootfs payload (its hashes are placeholders: for codec and policy
 /// tests, not for reading a body).
 pub fn sample_manifest() -> Manifest {

@@ -45,6 +45,11 @@ pub enum Error {
     /// download); not a verdict on the artifact.
     #[error("cannot resume: {0}")]
     Resume(String),
+    /// A delta patch does not rebuild the signed image from this device's base (a wrong or
+    /// modified base, a damaged or truncated patch): the caller falls back to a full download.
+    /// Nothing unverified was handed on.
+    #[error("delta: {0}")]
+    Delta(String),
 }
 
 impl Error {
@@ -54,5 +59,10 @@ impl Error {
             self,
             Error::Format(rustupdate_format::Error::Io { .. }) | Error::Resume(_)
         )
+    }
+
+    /// A delta that cannot rebuild the image here; a full download can still install it.
+    pub fn is_delta(&self) -> bool {
+        matches!(self, Error::Delta(_))
     }
 }

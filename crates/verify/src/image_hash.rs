@@ -15,12 +15,15 @@ const QUEUE: usize = 4;
 
 static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
 
-pub(crate) enum Message {
+/// What the hashing thread receives.
+#[derive(Debug)]
+pub enum Message {
     Data(Vec<u8>),
     Zeros(u64),
 }
 
-pub(crate) enum ImageHash {
+/// The sha256 of a whole image fed as data and zero runs (see the module doc).
+pub enum ImageHash {
     Inline(Sha256),
     Threaded {
         batch: Vec<u8>,
@@ -48,7 +51,7 @@ fn hash_zeros(hasher: &mut Sha256, mut len: u64) {
 }
 
 impl ImageHash {
-    pub(crate) fn new(threaded: bool) -> ImageHash {
+    pub fn new(threaded: bool) -> ImageHash {
         if !threaded {
             return ImageHash::Inline(Sha256::new());
         }
@@ -82,7 +85,7 @@ impl ImageHash {
         }
     }
 
-    pub(crate) fn data(&mut self, bytes: &[u8]) {
+    pub fn data(&mut self, bytes: &[u8]) {
         match self {
             ImageHash::Inline(hasher) => hasher.update(bytes),
             ImageHash::Threaded { batch, .. } => {
@@ -96,7 +99,7 @@ impl ImageHash {
         }
     }
 
-    pub(crate) fn zeros(&mut self, len: u64) {
+    pub fn zeros(&mut self, len: u64) {
         match self {
             ImageHash::Inline(hasher) => hash_zeros(hasher, len),
             ImageHash::Threaded { .. } => {
@@ -128,7 +131,7 @@ impl ImageHash {
     }
 
     /// The digest of everything hashed; `None` if the hashing thread died.
-    pub(crate) fn finish(mut self) -> Option<[u8; 32]> {
+    pub fn finish(mut self) -> Option<[u8; 32]> {
         self.flush();
         match self {
             ImageHash::Inline(hasher) => Some(hasher.finalize().into()),

@@ -22,9 +22,10 @@ pub mod policy;
 pub mod reader;
 
 pub use error::Error;
+pub use image_hash::ImageHash;
 pub use keys::{PublicKey, SecretKey, signed_head};
 pub use policy::{Keyring, SignaturePolicy, check_manifest_signatures, check_signatures};
 pub use reader::{
-    Chunk, ChunkData, PayloadReader, ResumePoint, VerifiedArtifact, read_verified_head,
+    Chunk, ChunkData, ChunkSource, PayloadReader, ResumePoint, VerifiedArtifact, read_verified_head,
 };
 pub use rustupdate_format::KeyId;

@@ -279,6 +279,28 @@ impl ChunkData<'_> {
     }
 }
 
+/// Where the updater takes verified chunks of a payload from: an artifact's body
+/// ([`PayloadReader`]) or a delta that rebuilds the body from a base image (`rustupdate-delta`).
+/// Every chunk handed out has matched the signed chunk table; after the last one the source has
+/// checked the whole-image hash.
+pub trait ChunkSource {
+    /// The next verified chunk, or `None` once the payload ended and its whole-image hash matched.
+    fn next_chunk(&mut self) -> Result<Option<Chunk<'_>>, Error>;
+    /// Right after the last chunk of a segment, where an interrupted install can continue; `None`
+    /// elsewhere, or when the source cannot continue (see [`PayloadReader::segment_end`]).
+    fn segment_end(&self) -> Option<ResumePoint>;
+}
+
+impl<R: Read> ChunkSource for PayloadReader<'_, R> {
+    fn next_chunk(&mut self) -> Result<Option<Chunk<'_>>, Error> {
+        PayloadReader::next_chunk(self)
+    }
+
+    fn segment_end(&self) -> Option<ResumePoint> {
+        PayloadReader::segment_end(self)
+    }
+}
+
 /// Reads one payload chunk by chunk, verifying as it goes.
 #[derive(Debug)]
 pub struct PayloadReader<'a, R: Read> {

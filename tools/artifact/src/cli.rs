@@ -7,7 +7,7 @@ use std::path::PathBuf;
 #[command(
     name = "rustupdate-artifact",
     version,
-    about = "Build, sign, inspect and verify rustupdate artifacts (.rua)"
+    about = "Build, sign, inspect and verify rustupdate artifacts (.rua), and make delta patches"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -26,6 +26,27 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Check signatures against trusted keys, every chunk and the whole-image hash.
     Verify(VerifyArgs),
+    /// Make a delta patch: rebuilds TARGET on devices whose active slot holds the BASE image.
+    Delta(DeltaArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DeltaArgs {
+    /// The image the devices run now: an image file, or the artifact (.rua) it came from.
+    #[arg(long)]
+    pub base: PathBuf,
+    /// The new artifact (format version 2) the patch rebuilds.
+    #[arg(long)]
+    pub target: PathBuf,
+    /// zstd level of the patch (1-22).
+    #[arg(long, default_value_t = 19, value_parser = clap::value_parser!(i32).range(1..=22))]
+    pub level: i32,
+    /// Trusted public key: check the target's signatures first (optional; devices check anyway).
+    #[arg(long = "key")]
+    pub keys: Vec<PathBuf>,
+    /// Output patch file (conventionally TARGET.from-BASEVERSION.rudelta).
+    #[arg(short, long)]
+    pub output: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -3,6 +3,7 @@
 
 mod build;
 mod cli;
+mod delta;
 mod files;
 mod inspect;
 mod keygen;
@@ -28,6 +29,7 @@ fn main() -> ExitCode {
         cli::Command::Sign(args) => sign::run(&args),
         cli::Command::Inspect(args) => inspect::run(&args),
         cli::Command::Verify(args) => verify::run(&args),
+        cli::Command::Delta(args) => delta::run(&args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -1,0 +1,399 @@
+//! Rebuilding a target payload from a base image and a patch, verified chunk by chunk.
+//!
+//! Two passes per segment, so that nothing unverified is handed on and memory stays bounded
+//! whatever the segment holds:
+//! 1. rebuild the segment's chunk table from the bytes the patch points at (base blocks, literal
+//!    frames), hashing each chunk, and compare the table's sha256 with the signed manifest;
+//! 2. go through the same operations again and hand on each chunk after it matched its entry in
+//!    the now trusted table (the base or the patch could change between the passes).
+//!
+//! Memory: one chunk, one literal frame ([`MAX_LITERAL_FRAME`]), its reference
+//! ([`MAX_REFERENCE`]) and compressed bytes, one program and one segment table; literal frames are
+//! decompressed in one shot, so zstd needs no window of its own. The patch must be seekable (a local file): pass 2 reads
+//! each segment's literal frames again.
+
+use crate::patch::{
+    HEADER_LEN, MAX_LITERAL_FRAME, MAX_PROGRAM, MAX_REFERENCE, Op, PatchHeader, Range,
+    decode_program, manifest_id,
+};
+use rustupdate_format::{ChunkEntry, ChunkKind, Head, Payload, TableLayout};
+use rustupdate_verify::{Chunk, ChunkData, ChunkSource, Error, ImageHash, ResumePoint};
+use sha2::{Digest, Sha256};
+use std::io::{Read, Seek, SeekFrom};
+
+/// The image a patch was made against, read by offset: on a device, its active slot.
+pub trait BaseImage {
+    /// Fills `buf` with the bytes at `offset`.
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> std::io::Result<()>;
+    /// Bytes available (a slot may be larger than the image in it).
+    fn size(&self) -> u64;
+}
+
+impl BaseImage for &[u8] {
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        let start = usize::try_from(offset).map_err(std::io::Error::other)?;
+        let bytes = start
+            .checked_add(buf.len())
+            .and_then(|end| self.get(start..end))
+            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::UnexpectedEof))?;
+        buf.copy_from_slice(bytes);
+        Ok(())
+    }
+
+    fn size(&self) -> u64 {
+        self.len() as u64
+    }
+}
+
+/// A [`ChunkSource`] that rebuilds the first payload of a signed format version 2 artifact from
+/// its verified `head`, a patch and the base image.
+pub struct DeltaPayload<P: Read + Seek, B: BaseImage> {
+    payload: Payload,
+    header: PatchHeader,
+    patch: P,
+    base: B,
+    segment: usize,
+    ops: Vec<Op>,
+    op: usize,
+    entries: Vec<ChunkEntry>,
+    entry: usize,
+    offset: u64,
+    image_hash: Option<ImageHash>,
+    chunk: Vec<u8>,
+    reference: Vec<u8>,
+    stored: Vec<u8>,
+    literal: Vec<u8>,
+    literal_pos: usize,
+    done: bool,
+}
+
+impl<P: Read + Seek, B: BaseImage> std::fmt::Debug for DeltaPayload<P, B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeltaPayload")
+            .field("segment", &self.segment)
+            .field("offset", &self.offset)
+            .finish()
+    }
+}
+
+fn delta(reason: impl Into<String>) -> Error {
+    Error::Delta(reason.into())
+}
+
+/// Reads the patch's header and segment directory.
+pub fn read_header<P: Read + Seek>(patch: &mut P) -> Result<PatchHeader, Error> {
+    let io = |err: std::io::Error| delta(format!("reading the patch header: {err}"));
+    patch.seek(SeekFrom::Start(0)).map_err(io)?;
+    let mut fixed = [0u8; HEADER_LEN];
+    patch.read_exact(&mut fixed).map_err(io)?;
+    let (mut header, count) = PatchHeader::from_fixed(&fixed).map_err(delta)?;
+    let mut directory = vec![0u8; count as usize * crate::patch::DIRECTORY_ENTRY_LEN];
+    patch.read_exact(&mut directory).map_err(io)?;
+    header.read_directory(&directory, count).map_err(delta)?;
+    Ok(header)
+}
+
+impl<P: Read + Seek, B: BaseImage> DeltaPayload<P, B> {
+    /// Checks that the patch rebuilds this artifact (`head`, whose signatures the caller checked)
+    /// from a base of this size; nothing else is read yet.
+    pub fn open(head: &Head, mut patch: P, base: B, parallel_hash: bool) -> Result<Self, Error> {
+        if head.layout() != TableLayout::Framed {
+            return Err(delta("patches rebuild format version 2 artifacts only"));
+        }
+        let header = read_header(&mut patch)?;
+        if header.target_manifest_sha256 != manifest_id(&head.manifest_bytes) {
+            return Err(delta("the patch was made for another artifact"));
+        }
+        let Some(payload) = head.manifest.payloads.first() else {
+            return Err(delta("the artifact has no payload"));
+        };
+        if header.segments.len() != payload.segments.len() {
+            return Err(delta(format!(
+                "the patch has {} segments, the artifact {}",
+                header.segments.len(),
+                payload.segments.len()
+            )));
+        }
+        if base.size() < header.base_size {
+            return Err(delta(format!(
+                "the base holds {} bytes, the patch was made against {}",
+                base.size(),
+                header.base_size
+            )));
+        }
+        Ok(DeltaPayload {
+            payload: payload.clone(),
+            header,
+            patch,
+            base,
+            segment: 0,
+            ops: Vec::new(),
+            op: 0,
+            entries: Vec::new(),
+            entry: 0,
+            offset: 0,
+            image_hash: Some(ImageHash::new(parallel_hash)),
+            chunk: Vec::new(),
+            reference: Vec::new(),
+            stored: Vec::new(),
+            literal: Vec::new(),
+            literal_pos: 0,
+            done: false,
+        })
+    }
+
+    /// The patch's header (its base hash tells a caller whether its base is the right one).
+    pub fn header(&self) -> &PatchHeader {
+        &self.header
+    }
+
+    /// Pass 1 for the next segment: rebuild and check its table; leaves the patch at the start of
+    /// its literal frames for pass 2.
+    fn load_segment(&mut self) -> Result<(), Error> {
+        let index = self.segment;
+        let expected = self.payload.segments[index].clone();
+        let (program_len, literal_len) = self.header.segments[index];
+        let start = self.header.segment_offset(index);
+        self.patch
+            .seek(SeekFrom::Start(start))
+            .map_err(|err| delta(format!("reading the patch: {err}")))?;
+        self.stored.resize(program_len as usize, 0);
+        self.read_patch_stored()?;
+        let program = zstd::bulk::decompress(&self.stored, MAX_PROGRAM).map_err(|err| {
+            delta(format!(
+                "segment {index}: the program does not decompress: {err}"
+            ))
+        })?;
+        self.ops = decode_program(&program, self.header.base_size)
+            .map_err(|reason| delta(format!("segment {index}: {reason}")))?;
+        let literal_start = start + u64::from(program_len);
+
+        let mut table =
+            Vec::with_capacity(expected.entries as usize * TableLayout::Framed.entry_len());
+        let mut literal_used = 0u64;
+        let mut entries = 0u64;
+        for op in 0..self.ops.len() {
+            let entry = match self.ops[op].clone() {
+                Op::Frame {
+                    reference,
+                    stored,
+                    content,
+                } => {
+                    literal_used += u64::from(stored);
+                    self.load_frame(&reference, stored, content)?;
+                    continue;
+                }
+                Op::Zero { size } => ChunkEntry::zero_run(size),
+                Op::Copy { .. } | Op::Literal { .. } => {
+                    let size = self.fill_chunk(op)?;
+                    ChunkEntry::framed_data(size, Sha256::digest(&self.chunk).into())
+                }
+            };
+            entries += 1;
+            if entries > u64::from(expected.entries) {
+                break;
+            }
+            TableLayout::Framed.encode(&entry, &mut table);
+        }
+        if entries != u64::from(expected.entries)
+            || literal_used != literal_len
+            || Sha256::digest(&table)[..] != expected.table_sha256.0[..]
+        {
+            return Err(delta(format!(
+                "segment {index}: the rebuilt chunk table does not match the signed one (the base \
+                 is not the image the patch was made against, or the patch is damaged)"
+            )));
+        }
+        // The table is the signed one: decode it with the reader's checks.
+        self.entries = table
+            .chunks_exact(TableLayout::Framed.entry_len())
+            .enumerate()
+            .map(|(i, raw)| TableLayout::Framed.decode(raw, i as u64))
+            .collect::<Result<_, _>>()?;
+        self.patch
+            .seek(SeekFrom::Start(literal_start))
+            .map_err(|err| delta(format!("reading the patch: {err}")))?;
+        self.op = 0;
+        self.entry = 0;
+        self.segment += 1;
+        Ok(())
+    }
+
+    /// Reads `self.stored.len()` bytes of the patch into `self.stored`.
+    fn read_patch_stored(&mut self) -> Result<(), Error> {
+        self.patch.read_exact(&mut self.stored).map_err(|err| {
+            delta(match err.kind() {
+                std::io::ErrorKind::UnexpectedEof => "the patch is truncated".to_string(),
+                _ => format!("reading the patch: {err}"),
+            })
+        })
+    }
+
+    /// Reads a literal frame's reference from the base and its bytes from the patch, and
+    /// decompresses it into `self.literal`.
+    fn load_frame(&mut self, reference: &[Range], stored: u32, content: u32) -> Result<(), Error> {
+        self.reference.clear();
+        for range in reference {
+            let at = self.reference.len();
+            self.reference.resize(at + range.len as usize, 0);
+            debug_assert!(self.reference.len() <= MAX_REFERENCE);
+            self.base
+                .read_at(range.offset, &mut self.reference[at..])
+                .map_err(|err| delta(format!("reading the base at {}: {err}", range.offset)))?;
+        }
+        self.stored.resize(stored as usize, 0);
+        self.read_patch_stored()?;
+        decompress_with_reference(
+            &self.reference,
+            &self.stored,
+            &mut self.literal,
+            content as usize,
+        )
+        .map_err(|reason| {
+            delta(format!(
+                "segment {}: a literal frame {reason}",
+                self.segment
+            ))
+        })?;
+        debug_assert!(self.literal.len() <= MAX_LITERAL_FRAME);
+        self.literal_pos = 0;
+        Ok(())
+    }
+
+    /// Puts the bytes of the copy or literal operation `op` into `self.chunk`; returns its size.
+    fn fill_chunk(&mut self, op: usize) -> Result<u32, Error> {
+        match self.ops[op] {
+            Op::Copy { offset, size } => {
+                self.chunk.resize(size as usize, 0);
+                self.base
+                    .read_at(offset, &mut self.chunk)
+                    .map_err(|err| delta(format!("reading the base at {offset}: {err}")))?;
+                Ok(size)
+            }
+            Op::Literal { size } => {
+                let end = self.literal_pos + size as usize;
+                let bytes = self
+                    .literal
+                    .get(self.literal_pos..end)
+                    .ok_or_else(|| delta("a literal runs past its frame"))?;
+                self.chunk.clear();
+                self.chunk.extend_from_slice(bytes);
+                self.literal_pos = end;
+                Ok(size)
+            }
+            Op::Zero { .. } | Op::Frame { .. } => Err(delta("not a data operation")),
+        }
+    }
+
+    fn finish(&mut self) -> Result<(), Error> {
+        if self.offset != self.payload.size {
+            return Err(delta(format!(
+                "the chunks cover {} bytes, the image has {}",
+                self.offset, self.payload.size
+            )));
+        }
+        let digest = self.image_hash.take().and_then(ImageHash::finish);
+        if digest != Some(self.payload.sha256.0) {
+            return Err(Error::ImageHashMismatch {
+                payload: self.payload.name.clone(),
+            });
+        }
+        self.done = true;
+        Ok(())
+    }
+}
+
+impl<P: Read + Seek, B: BaseImage> ChunkSource for DeltaPayload<P, B> {
+    fn next_chunk(&mut self) -> Result<Option<Chunk<'_>>, Error> {
+        loop {
+            if self.done {
+                return Ok(None);
+            }
+            if self.entry < self.entries.len() {
+                break;
+            }
+            if self.segment == self.payload.segments.len() {
+                self.finish()?;
+                return Ok(None);
+            }
+            self.load_segment()?;
+        }
+        // Pass 2: the next entry's operation, after any frame it needs.
+        while let Op::Frame {
+            reference,
+            stored,
+            content,
+        } = self.ops[self.op].clone()
+        {
+            self.load_frame(&reference, stored, content)?;
+            self.op += 1;
+        }
+        let entry = self.entries[self.entry];
+        let op = self.op;
+        self.op += 1;
+        self.entry += 1;
+        let offset = self.offset;
+        if entry.size > self.payload.size - offset {
+            return Err(delta(format!(
+                "chunk at offset {offset} runs past the image"
+            )));
+        }
+        self.offset += entry.size;
+        match entry.kind {
+            ChunkKind::Zero => {
+                if let Some(hash) = self.image_hash.as_mut() {
+                    hash.zeros(entry.size);
+                }
+                Ok(Some(Chunk {
+                    offset,
+                    data: ChunkData::Zeros(entry.size),
+                }))
+            }
+            ChunkKind::Data => {
+                self.fill_chunk(op)?;
+                if Sha256::digest(&self.chunk)[..] != entry.sha256[..] {
+                    return Err(Error::ChunkHashMismatch {
+                        payload: self.payload.name.clone(),
+                        offset,
+                    });
+                }
+                if let Some(hash) = self.image_hash.as_mut() {
+                    hash.data(&self.chunk);
+                }
+                Ok(Some(Chunk {
+                    offset,
+                    data: ChunkData::Bytes(&self.chunk),
+                }))
+            }
+        }
+    }
+
+    /// A delta restarts from its first segment after an interruption (its base and patch are
+    /// local, and writes of blocks already in place are skipped), so it offers no resume point.
+    fn segment_end(&self) -> Option<ResumePoint> {
+        None
+    }
+}
+
+/// Decompresses one zstd frame with `reference` as its prefix into `out`, which must come out
+/// exactly `content` bytes long. One shot into a buffer of `content + 1` bytes: the output buffer
+/// is the decoder's window (no window of its own is allocated), and a frame that would expand
+/// further fails instead of allocating.
+pub fn decompress_with_reference(
+    reference: &[u8],
+    stored: &[u8],
+    out: &mut Vec<u8>,
+    content: usize,
+) -> Result<(), String> {
+    use zstd::zstd_safe::{DCtx, get_error_name};
+    let err = |code: usize| format!("does not decompress: {}", get_error_name(code));
+    let mut dctx = DCtx::create();
+    dctx.ref_prefix(reference).map_err(err)?;
+    out.clear();
+    out.reserve_exact(content + 1);
+    let produced = dctx.decompress(out, stored).map_err(err)?;
+    if produced != content {
+        return Err(format!("holds {produced} bytes, not {content}"));
+    }
+    Ok(())
+}

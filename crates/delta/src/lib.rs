@@ -1,0 +1,27 @@
+//! Delta patches (`.rudelta`): a signed format version 2 artifact rebuilt on the device from a
+//! base image it already holds (its active slot) plus a small patch.
+//!
+//! - [`patch`]: the patch layout, a pure encode/decode of its header and per-segment programs.
+//! - [`build`]: makes a patch for a target artifact against a base image (the host tool, the
+//!   server).
+//! - [`apply`]: [`DeltaPayload`], a [`ChunkSource`](rustupdate_verify::ChunkSource) that rebuilds
+//!   the target's payload chunk by chunk and hands a chunk on only after it matched the signed
+//!   chunk table.
+//!
+//! The patch itself is not signed and need not be: it only says where each chunk of the signed
+//! target comes from (a block of the base, or bytes in the patch). For each segment the device
+//! first rebuilds the whole chunk table from those bytes and compares its sha256 with the signed
+//! manifest, and only then hands the chunks on, each checked again against the now trusted table.
+//! A wrong or modified base, or a damaged patch, therefore fails before anything of that segment
+//! is handed on ([`rustupdate_verify::Error::Delta`]), and the caller falls back to a full
+//! download. This crate does no I/O of its own: the base and the patch are passed in.
+
+#![forbid(unsafe_code)]
+
+pub mod apply;
+pub mod build;
+pub mod patch;
+
+pub use apply::{BaseImage, DeltaPayload};
+pub use build::{BuildOptions, PatchStats, build_patch};
+pub use patch::PatchHeader;

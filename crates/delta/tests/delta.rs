@@ -1,0 +1,178 @@
+//! Patches made and applied end to end on test images: the rebuilt image is the target, and a
+//! wrong base, a damaged patch or a patch for another artifact is refused before any chunk that
+//! does not match the signed tables is handed on.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a panic is a test failure
+
+use rustupdate_delta::{BuildOptions, DeltaPayload, build_patch};
+use rustupdate_format::Head;
+use rustupdate_format::builder::BodyOptions;
+use rustupdate_testkit::{ArtifactSpec, artifact_parts, fs_image, key, next_release};
+use rustupdate_verify::{
+    ChunkData, ChunkSource, Error, Keyring, SignaturePolicy, VerifiedArtifact,
+};
+use std::io::Cursor;
+
+struct Case {
+    base: Vec<u8>,
+    target: Vec<u8>,
+    head: Head,
+    artifact: Vec<u8>,
+    patch: Vec<u8>,
+}
+
+fn options(format_version: u16) -> BodyOptions {
+    BodyOptions {
+        format_version,
+        segment_entries: Some(200), // several segments in a small image
+        ..BodyOptions::default()
+    }
+}
+
+fn case(seed: u64) -> Case {
+    let base = fs_image(4 << 20, seed);
+    let target = next_release(&base, seed + 1);
+    let spec = ArtifactSpec {
+        version: "2.0",
+        ..Default::default()
+    };
+    let (head, body) = artifact_parts(&spec, &target, &options(2), &[&key(1)]);
+    let mut artifact = head.to_bytes().unwrap();
+    artifact.extend_from_slice(&body);
+    let patch = make_patch(&artifact, &base);
+    Case {
+        base,
+        target,
+        head,
+        artifact,
+        patch,
+    }
+}
+
+fn make_patch(artifact: &[u8], base: &[u8]) -> Vec<u8> {
+    let policy = SignaturePolicy::dangerous_accept_unsigned();
+    let mut reader = VerifiedArtifact::open(artifact, &Keyring::new(), &policy).unwrap();
+    let head = reader.head().clone();
+    let mut payload = reader.next_payload().unwrap().unwrap();
+    let mut patch = Vec::new();
+    let options = BuildOptions {
+        level: 3,
+        ..BuildOptions::default()
+    };
+    build_patch(
+        &head,
+        &mut payload,
+        base,
+        &options,
+        &mut patch,
+        &mut |_, _| {},
+    )
+    .unwrap();
+    patch
+}
+
+/// Applies `patch`; checks every chunk handed on against `target` as it comes (a chunk that does
+/// not match fails the test at once), and returns the rebuilt image or the error.
+fn apply(head: &Head, patch: &[u8], base: &[u8], target: &[u8]) -> Result<Vec<u8>, Error> {
+    let mut delta = DeltaPayload::open(head, Cursor::new(patch), base, false)?;
+    let mut image = Vec::new();
+    while let Some(chunk) = delta.next_chunk()? {
+        let at = chunk.offset as usize;
+        match chunk.data {
+            ChunkData::Bytes(bytes) => {
+                assert_eq!(
+                    bytes,
+                    &target[at..at + bytes.len()],
+                    "unverified bytes at {at}"
+                );
+                image.extend_from_slice(bytes);
+            }
+            ChunkData::Zeros(n) => {
+                assert!(target[at..at + n as usize].iter().all(|b| *b == 0));
+                image.resize(image.len() + n as usize, 0);
+            }
+        }
+    }
+    Ok(image)
+}
+
+#[test]
+fn a_patch_rebuilds_the_target_from_its_base_and_is_small() {
+    let c = case(1);
+    assert!(c.head.manifest.payloads[0].segments.len() > 2);
+    let image = apply(&c.head, &c.patch, &c.base, &c.target).unwrap();
+    assert!(image == c.target, "rebuilt image differs");
+    assert!(
+        c.patch.len() * 10 < c.artifact.len(),
+        "patch {} bytes, artifact {}",
+        c.patch.len(),
+        c.artifact.len()
+    );
+}
+
+#[test]
+fn a_different_base_is_refused_before_any_chunk() {
+    let c = case(2);
+    let other = fs_image(4 << 20, 99);
+    let mut delta = DeltaPayload::open(&c.head, Cursor::new(&c.patch), &other[..], false).unwrap();
+    let err = delta.next_chunk().unwrap_err();
+    assert!(
+        err.is_delta() && err.to_string().contains("does not match the signed one"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_modified_base_fails_where_it_differs_and_hands_on_nothing_wrong() {
+    let c = case(3);
+    for at in [4096usize * 5 + 100, c.base.len() - 3000] {
+        let mut modified = c.base.clone();
+        modified[at] ^= 0x01;
+        match apply(&c.head, &c.patch, &modified, &c.target) {
+            Err(err) => assert!(err.is_delta(), "{err}"),
+            // A byte the patch never uses may change: the result must still be the target.
+            Ok(image) => assert!(image == c.target),
+        }
+    }
+    let mut modified = c.base.clone();
+    modified[2 * 4096 + 10] ^= 0x01; // block 2: kept by the target, so copied
+    assert!(apply(&c.head, &c.patch, &modified, &c.target).is_err());
+}
+
+#[test]
+fn truncated_or_tampered_patches_are_refused() {
+    let c = case(4);
+    for len in (0..c.patch.len()).step_by(97) {
+        let err = apply(&c.head, &c.patch[..len], &c.base, &c.target).unwrap_err();
+        assert!(err.is_delta(), "len {len}: {err}");
+    }
+    let mut refused = 0;
+    for at in (0..c.patch.len()).step_by(13) {
+        let mut bad = c.patch.clone();
+        bad[at] ^= 0x10;
+        match apply(&c.head, &bad, &c.base, &c.target) {
+            Err(_) => refused += 1,
+            Ok(image) => assert!(image == c.target, "tampered byte {at} changed the image"),
+        }
+    }
+    assert!(
+        refused > c.patch.len() / 13 / 2,
+        "only {refused} tamperings noticed"
+    );
+}
+
+#[test]
+fn a_patch_for_another_artifact_or_format_is_refused() {
+    let c = case(5);
+    let other = case(6);
+    let err =
+        DeltaPayload::open(&other.head, Cursor::new(&c.patch), &c.base[..], false).unwrap_err();
+    assert!(err.to_string().contains("another artifact"), "{err}");
+    let spec = ArtifactSpec::default();
+    let (v1_head, _) = artifact_parts(&spec, &c.target, &options(1), &[&key(1)]);
+    let err = DeltaPayload::open(&v1_head, Cursor::new(&c.patch), &c.base[..], false).unwrap_err();
+    assert!(err.to_string().contains("version 2"), "{err}");
+    let small = &c.base[..4096];
+    let err = DeltaPayload::open(&c.head, Cursor::new(&c.patch), small, false).unwrap_err();
+    assert!(err.to_string().contains("the base holds"), "{err}");
+}
