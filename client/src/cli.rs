@@ -43,6 +43,11 @@ pub enum Command {
 pub struct InstallArgs {
     /// Artifact: a path, an http(s):// URL, or - for stdin.
     pub artifact: String,
+    /// Delta patch (a path or an http(s):// URL, made by `rustupdate-artifact delta`) that
+    /// rebuilds the artifact from the active slot; only the artifact's head is fetched then.
+    /// Falls back to the full artifact when the patch cannot be used.
+    #[arg(long)]
+    pub delta: Option<String>,
     /// Reboot into the new slot when the install succeeded.
     #[arg(long)]
     pub reboot: bool,

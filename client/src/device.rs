@@ -85,6 +85,11 @@ impl Device {
         })
     }
 
+    /// The device path (or file) of `slot`.
+    pub fn slot_path(&self, slot: SlotId) -> std::path::PathBuf {
+        self.slots.path(slot).to_path_buf()
+    }
+
     pub fn updater(&mut self) -> Result<Updater<'_>> {
         let seams = Seams {
             boot: self.boot.as_mut(),

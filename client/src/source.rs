@@ -38,7 +38,7 @@ pub fn open(location: &str) -> Result<(Box<dyn Read + Send>, Option<u64>)> {
 }
 
 /// An agent for artifact URLs given by hand: the built-in roots, no client certificate.
-fn plain_agent() -> ureq::Agent {
+pub fn plain_agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .timeout_connect(Some(HTTP_CONNECT_TIMEOUT))
         .timeout_recv_response(Some(HTTP_IDLE_TIMEOUT))

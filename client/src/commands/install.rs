@@ -1,12 +1,18 @@
-//! `rustupdate install`: verify, check policy, write the inactive slot, arm the trial.
+//! `rustupdate install`: verify, check policy, write the inactive slot, arm the trial. With
+//! `--delta`, rebuild the image from the active slot and a patch first, and fall back to the full
+//! artifact when the patch cannot be used.
 
 use crate::cli::InstallArgs;
 use crate::config::Config;
+use crate::delta_source::{self, SlotBase};
 use crate::device::{Device, keyring};
 use crate::exit::{self, Rejected};
 use crate::source;
-use anyhow::{Context, Result};
-use rustupdate_verify::{SignaturePolicy, VerifiedArtifact};
+use anyhow::Result;
+use rustupdate_core::report::InstallReport;
+use rustupdate_delta::DeltaPayload;
+use rustupdate_format::Sha256Hex;
+use rustupdate_verify::{Keyring, SignaturePolicy, VerifiedArtifact, read_verified_head};
 use std::io::BufReader;
 
 pub fn run(config: &Config, args: &InstallArgs) -> Result<u8> {
@@ -18,28 +24,49 @@ pub fn run(config: &Config, args: &InstallArgs) -> Result<u8> {
         SignaturePolicy::threshold(config.keys.threshold)?
     };
     let mut device = Device::open(config)?;
+    let delta_report = match &args.delta {
+        Some(patch) => install_delta(&mut device, &ring, &policy, &args.artifact, patch)?,
+        None => None,
+    };
+    let report = match delta_report {
+        Some(report) => report,
+        None => install_full(&mut device, &ring, &policy, &args.artifact)?,
+    };
+    println!(
+        "installed {} into slot {} (transaction {}); reboot to try it",
+        report.version, report.slot, report.transaction
+    );
+    if args.reboot {
+        crate::commands::commit::reboot(&device)?;
+    }
+    Ok(exit::OK)
+}
+
+fn install_full(
+    device: &mut Device,
+    ring: &Keyring,
+    policy: &SignaturePolicy,
+    location: &str,
+) -> Result<InstallReport> {
     let mut updater = device.updater()?;
-    let (reader, source_len) = source::open(&args.artifact)?;
+    let (reader, source_len) = source::open(location)?;
     let reader = BufReader::with_capacity(1 << 20, reader);
-    let parallel = std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
     let opened =
-        VerifiedArtifact::open(reader, &ring, &policy).and_then(|artifact| match source_len {
+        VerifiedArtifact::open(reader, ring, policy).and_then(|artifact| match source_len {
             Some(len) => artifact.check_source_len(len).map(|()| artifact),
             None => Ok(artifact),
         });
     let artifact = match opened {
-        Ok(artifact) => artifact.with_parallel_image_hash(parallel),
+        Ok(artifact) => artifact.with_parallel_image_hash(parallel()),
         Err(err) if err.is_io() => {
-            return Err(
-                anyhow::Error::new(err).context(format!("reading artifact {}", args.artifact))
-            );
+            return Err(anyhow::Error::new(err).context(format!("reading artifact {location}")));
         }
         Err(err) => {
             // On record for `status`, not only on stderr.
             updater.record_rejection(None, "unknown", &err)?;
             return Err(anyhow::Error::new(err)
                 .context(Rejected)
-                .context(format!("artifact {}", args.artifact)));
+                .context(format!("artifact {location}")));
         }
     };
     log::info!(
@@ -53,31 +80,100 @@ pub fn run(config: &Config, args: &InstallArgs) -> Result<u8> {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    let mut progress = progress_logger();
+    updater
+        .install(artifact, None, &mut progress)
+        .map_err(|err| install_error(err, location))
+}
+
+/// The delta path. `Ok(None)` means "use the full artifact": the patch is missing, made for
+/// another base, damaged, or the artifact's head does not verify (the full path then records the
+/// rejection). Nothing is armed in that case.
+fn install_delta(
+    device: &mut Device,
+    ring: &Keyring,
+    policy: &SignaturePolicy,
+    location: &str,
+    patch_location: &str,
+) -> Result<Option<InstallReport>> {
+    let fall_back = |why: String| {
+        log::warn!("{why}; falling back to the full artifact {location}");
+        Ok(None)
+    };
+    if location == "-" {
+        return fall_back("a delta needs the artifact as a file or URL, not stdin".into());
+    }
+    let head_bytes = match delta_source::fetch_head(location) {
+        Ok(bytes) => bytes,
+        Err(err) => return fall_back(format!("cannot read the head of {location}: {err:#}")),
+    };
+    let (head, signers) = match read_verified_head(&mut &head_bytes[..], ring, policy) {
+        Ok(verified) => verified,
+        Err(err) => return fall_back(format!("artifact {location}: {err}")),
+    };
+    let booted = device.booted;
+    let base_path = device.slot_path(booted);
+    let data_dir = device.config.data_dir.clone();
+    let mut updater = device.updater()?;
+    let patch = match delta_source::fetch_patch(patch_location, &data_dir, head.artifact_len()) {
+        Ok(patch) => patch,
+        Err(err) => return fall_back(format!("patch {patch_location}: {err:#}")),
+    };
+    let base = SlotBase::open(&base_path)?;
+    let mut delta = match DeltaPayload::open(&head, &patch.file, base, parallel()) {
+        Ok(delta) => delta,
+        Err(err) => return fall_back(format!("patch {patch_location}: {err}")),
+    };
+    // A known base: the release committed in the booted slot must be the one the patch was made
+    // against (a device whose history is unknown lets the signed tables decide).
+    let wanted = Sha256Hex(delta.header().base_sha256).to_string();
+    if let Some(committed) = updater.state().committed.as_ref()
+        && committed.slot == booted
+        && committed.sha256 != wanted
+    {
+        return fall_back(format!(
+            "patch {patch_location} was made for base image {wanted}, slot {booted} holds {} {} \
+             ({})",
+            committed.name, committed.version, committed.sha256
+        ));
+    }
+    log::info!(
+        "artifact {} {} signed by {}; rebuilding it from slot {booted} and patch {patch_location}",
+        head.manifest.name,
+        head.manifest.version,
+        signers
+            .iter()
+            .map(|k| k.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let mut progress = progress_logger();
+    match updater.install_from(&head.manifest, &mut delta, None, &mut progress) {
+        Ok(report) => Ok(Some(report)),
+        Err(err) if err.is_delta() => fall_back(format!("patch {patch_location}: {err}")),
+        Err(err) => Err(install_error(err, location)),
+    }
+}
+
+fn parallel() -> bool {
+    std::thread::available_parallelism().is_ok_and(|n| n.get() > 1)
+}
+
+fn progress_logger() -> impl FnMut(u64, u64) -> Result<(), String> {
     let mut last_percent = 0;
-    let report = updater.install(artifact, None, &mut |done, total| {
+    move |done, total| {
         let percent = done * 100 / total.max(1);
         if percent >= last_percent + 10 {
             last_percent = percent;
             log::info!("written {percent}% ({done} of {total} bytes)");
         }
         Ok(())
-    });
-    let report = match report {
-        Ok(report) => report,
-        Err(err) => {
-            let rejected = err.is_rejection();
-            let err = anyhow::Error::new(err);
-            return Err(if rejected { err.context(Rejected) } else { err })
-                .context(format!("installing {}", args.artifact));
-        }
-    };
-    println!(
-        "installed {} into slot {} (transaction {}); reboot to try it",
-        report.version, report.slot, report.transaction
-    );
-    drop(updater);
-    if args.reboot {
-        crate::commands::commit::reboot(&device)?;
     }
-    Ok(exit::OK)
+}
+
+fn install_error(err: rustupdate_core::Error, location: &str) -> anyhow::Error {
+    let rejected = err.is_rejection();
+    let err = anyhow::Error::new(err);
+    let err = if rejected { err.context(Rejected) } else { err };
+    err.context(format!("installing {location}"))
 }

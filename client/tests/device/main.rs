@@ -6,10 +6,11 @@
 //! committed-slot record, health-check rollback (failing, hanging, noisy
 //! scripts), rejected artifacts (the inactive slot is byte-for-byte unchanged), a corrupt state
 //! file, a power cut at every durable write of install, commit and rollback, and interrupted
-//! downloads from a loopback HTTP server.
+//! downloads from a loopback HTTP server; delta installs and their fallbacks.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a test failure
 
+mod delta;
 mod download;
 mod env_copies;
 mod fleet;

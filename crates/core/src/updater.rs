@@ -19,7 +19,8 @@ use crate::report::{BootEnvStatus, BootReport, InstallReport, Status};
 use crate::seams::Seams;
 use crate::state::{Checkpoint, Loaded, Outcome, OutcomeKind, Pending, Release, Stage, State};
 use crate::{BootEnv, Error, SlotId};
-use rustupdate_verify::{ChunkData, VerifiedArtifact};
+use rustupdate_format::Manifest;
+use rustupdate_verify::{ChunkData, ChunkSource, VerifiedArtifact};
 use std::io::Read;
 use std::time::Duration;
 
@@ -98,6 +99,34 @@ impl<'a> Updater<'a> {
         action: Option<u64>,
         progress: &mut dyn FnMut(u64, u64) -> Result<(), String>,
     ) -> Result<InstallReport, Error> {
+        let (pending, target, size, env) = self.begin_install(artifact.manifest(), action)?;
+        self.write_and_arm(artifact, pending, target, size, env, progress)
+    }
+
+    /// Installs the first payload of a verified artifact whose chunks come from `source` (a
+    /// delta rebuilding it from the active slot), then arms the trial, like [`Updater::install`].
+    /// `manifest` is the artifact's verified manifest. A source that fails before the slot is
+    /// armed leaves it unarmed; a delta that cannot rebuild the image ([`Error::is_delta`]) is
+    /// not recorded as a failed update, so the caller can fall back to a full download.
+    pub fn install_from(
+        &mut self,
+        manifest: &Manifest,
+        source: &mut dyn ChunkSource,
+        action: Option<u64>,
+        progress: &mut dyn FnMut(u64, u64) -> Result<(), String>,
+    ) -> Result<InstallReport, Error> {
+        let (pending, target, size, env) = self.begin_install(manifest, action)?;
+        let result = self.write_chunks(source, target, size, &pending, progress);
+        self.finish_write(result, pending, target, size, env)
+    }
+
+    /// Checks the device policy and the lifecycle, and records the pending install: everything
+    /// before the first byte is written.
+    fn begin_install(
+        &mut self,
+        manifest: &Manifest,
+        action: Option<u64>,
+    ) -> Result<(Pending, SlotId, u64, BootEnv), Error> {
         let env = self.seams.boot.load()?;
         // The same fleet action's install, interrupted (power cut, crash): do it again rather
         // than record it as failed.
@@ -142,16 +171,15 @@ impl<'a> Updater<'a> {
             booted: self.booted,
         };
         let slots = &mut *self.seams.slots;
-        let plan = match plan_install(artifact.manifest(), &device, |slot| slots.capacity(slot)) {
+        let plan = match plan_install(manifest, &device, |slot| slots.capacity(slot)) {
             Ok(plan) => plan,
             Err(err) if err.is_rejection() => {
-                let version = artifact.manifest().version.clone();
+                let version = manifest.version.clone();
                 self.record_rejection(action, &version, &err)?;
                 return Err(err);
             }
             Err(err) => return Err(err),
         };
-        let manifest = artifact.manifest();
         let payload = &manifest.payloads[plan.payload_index];
         self.state.transactions += 1;
         let release = Release {
@@ -180,7 +208,7 @@ impl<'a> Updater<'a> {
         );
         self.state.pending = Some(pending.clone());
         self.save()?;
-        self.write_and_arm(artifact, pending, plan.target, plan.size, env, progress)
+        Ok((pending, plan.target, plan.size, env))
     }
 
     /// Continues a fleet install that a power cut (or a crash) interrupted, at its last
@@ -244,8 +272,21 @@ impl<'a> Updater<'a> {
         env: BootEnv,
         progress: &mut dyn FnMut(u64, u64) -> Result<(), String>,
     ) -> Result<InstallReport, Error> {
+        let result = self.write_image(artifact, target, size, &pending, progress);
+        self.finish_write(result, pending, target, size, env)
+    }
+
+    /// After the image was written (`result`): arms the trial, or records why not.
+    fn finish_write(
+        &mut self,
+        result: Result<(), Error>,
+        pending: Pending,
+        target: SlotId,
+        size: u64,
+        env: BootEnv,
+    ) -> Result<InstallReport, Error> {
         let context = self.context(&pending);
-        match self.write_image(artifact, target, size, &pending, progress) {
+        match result {
             Ok(()) => {}
             // A fleet download that broke off (the link, not the artifact or the device): the
             // install stays interrupted, and the daemon continues it from its checkpoint at the
@@ -255,6 +296,18 @@ impl<'a> Updater<'a> {
                     "download of {} broke off; the install continues at the next attempt",
                     pending.release.version
                 );
+                return Err(Error::Artifact(err));
+            }
+            // A delta that cannot rebuild the image from this device's base: not a verdict on
+            // the update, so nothing is recorded. The slot was never armed; the caller falls back
+            // to a full download, which installs it again from the start.
+            Err(Error::Artifact(err)) if err.is_delta() => {
+                log::warn!(
+                    "the delta for {} cannot be used: {err}",
+                    pending.release.version
+                );
+                self.state.pending = None;
+                self.save()?;
                 return Err(Error::Artifact(err));
             }
             Err(err) => {
@@ -306,6 +359,23 @@ impl<'a> Updater<'a> {
                 artifact.resume_payload(&mut prefix)?
             }
         };
+        self.write_chunks(&mut payload, slot, size, pending, progress)?;
+        drop(payload);
+        // Trailing bytes after the last payload make the artifact invalid as a whole.
+        Ok(artifact.finish()?)
+    }
+
+    /// Writes verified chunks into `slot` and fsyncs it. A fleet install (`pending.action`)
+    /// records a checkpoint at every segment boundary the source offers, after the data before it
+    /// is fsynced, so that a power cut costs at most one segment.
+    fn write_chunks(
+        &mut self,
+        payload: &mut dyn ChunkSource,
+        slot: SlotId,
+        size: u64,
+        pending: &Pending,
+        progress: &mut dyn FnMut(u64, u64) -> Result<(), String>,
+    ) -> Result<(), Error> {
         let checkpoints = pending.action.is_some();
         let mut sink = self.seams.slots.open(slot)?;
         while let Some(chunk) = payload.next_chunk()? {
@@ -327,9 +397,6 @@ impl<'a> Updater<'a> {
                 self.seams.state.store(&self.state)?;
             }
         }
-        drop(payload);
-        // Trailing bytes after the last payload make the artifact invalid as a whole.
-        artifact.finish()?;
         sink.finish()
     }
 
