@@ -352,10 +352,10 @@ impl<P: Read + Seek, B: BaseImage> ChunkSource for DeltaPayload<P, B> {
             ChunkKind::Data => {
                 self.fill_chunk(op)?;
                 if Sha256::digest(&self.chunk)[..] != entry.sha256[..] {
-                    return Err(Error::ChunkHashMismatch {
-                        payload: self.payload.name.clone(),
-                        offset,
-                    });
+                    // It matched in pass 1: the base or the patch changed in between.
+                    return Err(delta(format!(
+                        "the chunk at offset {offset} changed since its table was checked"
+                    )));
                 }
                 if let Some(hash) = self.image_hash.as_mut() {
                     hash.data(&self.chunk);
