@@ -150,6 +150,7 @@ pub fn fetch_patch(location: &str, data_dir: &Path, max_len: u64) -> Result<Loca
         }
     }
     let start = file.stream_position()?;
+    log::info!("downloading patch {location} into {}", path.display());
     let copied = std::io::copy(
         &mut reader.take(max_len.saturating_sub(start) + 1),
         &mut file,
