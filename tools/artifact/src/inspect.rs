@@ -1,17 +1,21 @@
-//! `inspect`: what an artifact claims, without verifying it.
+//! `inspect`: what an artifact or a delta patch claims, without verifying it.
 
 use crate::{EXIT_OK, cli::InspectArgs};
 use anyhow::{Context, Result};
 use rustupdate_format::read_head;
 use serde_json::json;
-use std::io::BufReader;
+use std::io::{BufRead, BufReader, Read, Seek};
 
 pub fn run(args: &InspectArgs) -> Result<u8> {
     let file = std::fs::File::open(&args.artifact)
         .with_context(|| format!("opening {}", args.artifact.display()))?;
     let file_size = file.metadata()?.len();
-    let head = read_head(&mut BufReader::new(file))
-        .with_context(|| format!("reading {}", args.artifact.display()))?;
+    let mut reader = BufReader::new(file);
+    if is_patch(&mut reader)? {
+        return inspect_patch(args, &mut reader, file_size);
+    }
+    let head =
+        read_head(&mut reader).with_context(|| format!("reading {}", args.artifact.display()))?;
     let m = &head.manifest;
     let signatures: Vec<String> = head
         .signatures
@@ -29,6 +33,7 @@ pub fn run(args: &InspectArgs) -> Result<u8> {
                     "chunking": p.chunking.to_string(), "segments": p.segments.len(),
                     "chunks": p.segments.iter().map(|s| u64::from(s.entries)).sum::<u64>(),
                     "stored-bytes": p.segments.iter().map(|s| s.data_size).sum::<u64>(),
+                    "table-bytes": p.segments.iter().map(|s| s.table_len(head.layout())).sum::<u64>(),
                 })
             })
             .collect();
@@ -67,11 +72,55 @@ pub fn run(args: &InspectArgs) -> Result<u8> {
         println!("  sha256:         {}", p.sha256);
         println!("  compression:    {}", p.compression.name());
         println!("  chunking:       {}", p.chunking);
+        let tables: u64 = p.segments.iter().map(|s| s.table_len(head.layout())).sum();
         println!(
-            "  chunk entries:  {chunks} in {} segment(s), {stored} stored bytes",
+            "  chunk entries:  {chunks} in {} segment(s), {stored} stored bytes, tables {tables} bytes",
             p.segments.len()
+        );
+        println!(
+            "  download:       {:.1} % of the image size",
+            (stored + tables) as f64 * 100.0 / p.size.max(1) as f64
         );
     }
     println!("file size:        {file_size} bytes");
+    Ok(EXIT_OK)
+}
+
+/// A delta patch starts with its own magic.
+fn is_patch<R: BufRead>(reader: &mut R) -> Result<bool> {
+    let start = reader.fill_buf()?;
+    Ok(start.starts_with(&rustupdate_delta::patch::MAGIC))
+}
+
+fn inspect_patch<R: Read + Seek>(args: &InspectArgs, reader: &mut R, file_size: u64) -> Result<u8> {
+    let header = rustupdate_delta::apply::read_header(reader)
+        .with_context(|| format!("reading patch {}", args.artifact.display()))?;
+    let programs: u64 = header.segments.iter().map(|(p, _)| u64::from(*p)).sum();
+    let literals: u64 = header.segments.iter().map(|(_, l)| *l).sum();
+    let target = hex::encode(header.target_manifest_sha256);
+    let base = hex::encode(header.base_sha256);
+    if args.json {
+        let value = json!({
+            "kind": "delta-patch", "file-size": file_size, "patch-size": header.patch_len(),
+            "target-manifest-sha256": target, "base-sha256": base, "base-size": header.base_size,
+            "segments": header.segments.len(), "program-bytes": programs, "literal-bytes": literals,
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(EXIT_OK);
+    }
+    println!("delta patch:      {}", args.artifact.display());
+    println!("rebuilds:         the artifact whose manifest has sha256 {target}");
+    println!(
+        "base image:       sha256 {base}, {} bytes",
+        header.base_size
+    );
+    println!(
+        "segments:         {}, programs {programs} bytes, literal frames {literals} bytes",
+        header.segments.len()
+    );
+    println!(
+        "file size:        {file_size} bytes (the patch says {})",
+        header.patch_len()
+    );
     Ok(EXIT_OK)
 }

@@ -326,3 +326,80 @@ fn bad_arguments_are_named() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing.img"));
     assert!(!d.join("x.rua").exists());
 }
+
+/// `delta` makes a patch from an image (or the artifact it came from) to a new artifact, reports
+/// its size against the full artifact, and `inspect` shows the patch; a version 1 target is
+/// refused with the reason.
+#[test]
+fn delta_patch_from_an_image_or_an_artifact() {
+    let (_dir, d) = setup();
+    ok(&["keygen", "-o", "k"], &d);
+    let build = |image: &str, version: &str, out: &str, format: &str| {
+        ok(
+            &[
+                "build",
+                "--image",
+                image,
+                "--name",
+                "n",
+                "--version",
+                version,
+                "--device-type",
+                "b",
+                "--key",
+                "k.key.pem",
+                "--format-version",
+                format,
+                "-o",
+                out,
+            ],
+            &d,
+        )
+    };
+    build("rootfs.ext4", "1", "v1.rua", "2");
+    // The next release: one 4 KiB block changed, the rest as it was.
+    let mut next = std::fs::read(d.join("rootfs.ext4")).unwrap();
+    next[8192..8200].copy_from_slice(b"release2");
+    std::fs::write(d.join("next.ext4"), &next).unwrap();
+    build("next.ext4", "2", "v2.rua", "2");
+    let full = std::fs::metadata(d.join("v2.rua")).unwrap().len();
+    for base in ["rootfs.ext4", "v1.rua"] {
+        let out = ok(
+            &[
+                "delta",
+                "--base",
+                base,
+                "--target",
+                "v2.rua",
+                "--key",
+                "k.pub.pem",
+                "-o",
+                "p.rudelta",
+            ],
+            &d,
+        );
+        assert!(out.contains("% of the full artifact"), "{out}");
+        let patch = std::fs::metadata(d.join("p.rudelta")).unwrap().len();
+        assert!(patch * 20 < full, "patch {patch} bytes, artifact {full}");
+    }
+    let shown = ok(&["inspect", "p.rudelta"], &d);
+    assert!(
+        shown.contains("delta patch:") && shown.contains("segments:"),
+        "{shown}"
+    );
+    build("next.ext4", "2", "v2-format1.rua", "1");
+    let out = tool(
+        &[
+            "delta",
+            "--base",
+            "rootfs.ext4",
+            "--target",
+            "v2-format1.rua",
+            "-o",
+            "x.rudelta",
+        ],
+        &d,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("format version 2"));
+}
