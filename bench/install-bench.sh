@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Benchmark: install a 512 MiB ext4 rootfs image from a local .rua into a slot (a loop device, or
 # a file when loop devices are unavailable), side by side with `zstd -d | dd` into the same target.
-# Prints wall time, CPU time (user+sys) and peak RSS of each (median of RUNS), the ratios, and the
-# stripped size of the release client binary.
+# Prints wall time, CPU time (user+sys) and peak RSS of each (median of RUNS), the ratios, how many
+# MiB each wrote to the target and how many the client found already in place (it reads before it
+# writes and skips the 4 KiB blocks the target holds; figures from its log line), and the stripped
+# size of the release client binary.
 #   bench/install-bench.sh            (RUNS=5 by default; IMAGE=... another image, BASE=... what
 #                                      the target holds before each run, default rootfs-v1.ext4)
 set -euo pipefail
@@ -94,12 +96,18 @@ for _ in $(seq "$RUNS"); do
     measure pipeline sh -c "zstd -d -c '$OUT/image.zst' | dd of='$TARGET' bs=1M conv=fsync status=none"
     prepare_target
     reset_device
-    measure client "$CLIENT" -c "$OUT/rustupdate.toml" install "$OUT/image.rua"
+    # RUST_LOG=info whatever the caller's environment says: the write summary is an info line.
+    measure client env RUST_LOG=info "$CLIENT" -c "$OUT/rustupdate.toml" install "$OUT/image.rua"
     # The client really wrote the image: compare the target with the source.
     cmp -n "$SIZE" "$IMAGE" "$TARGET" || { echo "target differs from the image after install"; exit 1; }
 done
-# "slot …: X MiB of data written, Y MiB zeroed" of the last client run.
-WRITTEN=$(sed -n 's/.*: \([0-9.]*\) MiB of data written, \([0-9.]*\) MiB zeroed.*/\1 MiB of data written, \2 MiB zeroed/p' "$OUT/client.err" | tail -n 1)
+# "slot …: W MiB written (D MiB of data, Z MiB zeroed), P MiB already in place" of the last client
+# run (every run starts from the same BASE, so every run logs the same figures).
+SUMMARY=$(sed -nE 's/.*: ([0-9.]+) MiB written \(([0-9.]+) MiB of data, ([0-9.]+) MiB zeroed\), ([0-9.]+) MiB already in place.*/\1 \2 \3 \4/p' "$OUT/client.err" | tail -n 1)
+if [[ -z $SUMMARY ]]; then
+    echo "no write summary in the client's log:"; cat "$OUT/client.err"; exit 1
+fi
+read -r W_TOTAL W_DATA W_ZEROED W_IN_PLACE <<< "$SUMMARY"
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 col() { awk -v c="$2" '{print $c}' "$OUT/$1.times" | median; }
@@ -111,13 +119,13 @@ BIN=$(stat -c %s "$OUT/rustupdate.stripped")
 {
 echo "## Install benchmark ($(date -u +%F), $(nproc) cores, median of $RUNS, image $(basename "$IMAGE") $((SIZE >> 20)) MiB, target $TARGET)"
 echo
-echo "| | wall s | CPU s | peak RSS MiB |"
-echo "| --- | ---: | ---: | ---: |"
-printf '| zstd -d \\| dd (conv=fsync) | %s | %s | %.1f |\n' "$pw" "$pc" "$(echo "$pr/1024" | bc -l)"
-printf '| rustupdate install | %s | %s | %.1f |\n' "$cw" "$cc" "$(echo "$cr/1024" | bc -l)"
-printf '| ratio client / pipeline | %.2f | %.2f | %.2f |\n' "$(echo "$cw/$pw" | bc -l)" "$(echo "$cc/$pc" | bc -l)" "$(echo "$cr/$pr" | bc -l)"
+echo "| | wall s | CPU s | peak RSS MiB | MiB written | MiB already in place |"
+echo "| --- | ---: | ---: | ---: | ---: | ---: |"
+printf '| zstd -d \\| dd (conv=fsync) | %s | %s | %.1f | %s | 0 |\n' "$pw" "$pc" "$(echo "$pr/1024" | bc -l)" "$((SIZE >> 20))"
+printf '| rustupdate install | %s | %s | %.1f | %s | %s |\n' "$cw" "$cc" "$(echo "$cr/1024" | bc -l)" "$W_TOTAL" "$W_IN_PLACE"
+printf '| ratio client / pipeline | %.2f | %.2f | %.2f | %.2f | |\n' "$(echo "$cw/$pw" | bc -l)" "$(echo "$cc/$pc" | bc -l)" "$(echo "$cr/$pr" | bc -l)" "$(echo "$W_TOTAL/($SIZE/1048576)" | bc -l)"
 echo
 echo "artifact: $(stat -c %s "$OUT/image.rua") bytes; zstd -3 stream: $(stat -c %s "$OUT/image.zst") bytes"
-echo "target held $(basename "$BASE") before each run; the client: ${WRITTEN:-(not logged)} (dd writes all $((SIZE >> 20)) MiB as data)"
+echo "blocks written when the target slot already holds $(basename "$BASE"): $W_TOTAL MiB ($W_DATA MiB of data, $W_ZEROED MiB zeroed), $W_IN_PLACE MiB already in place (dd writes all $((SIZE >> 20)) MiB)"
 printf 'stripped client binary (%s): %s bytes (%.2f MiB)\n' "$(uname -m)" "$BIN" "$(echo "$BIN/1048576" | bc -l)"
 } | tee "$OUT/result.md"

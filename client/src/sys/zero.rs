@@ -1,6 +1,7 @@
 //! Writing zero ranges cheaply: `BLKZEROOUT` on block devices (the kernel uses the device's
 //! write-zeroes or discard support, or writes zero pages itself), `fallocate(PUNCH_HOLE)` on plain
-//! files; plain zero writes when neither is available or the range is not sector aligned.
+//! files; plain zero writes when neither is available or the range is not sector aligned. Also
+//! [`is_zero`], the check behind skipping blocks that already read back as zeros (`slots.rs`).
 #![allow(unsafe_code)]
 
 use std::fs::File;
@@ -62,6 +63,13 @@ pub fn zero_range(file: &File, offset: u64, len: u64, method: Method) -> std::io
     write_zeros(file, offset, len)
 }
 
+/// Whether every byte of `bytes` is zero (a `memcmp` against a zero buffer, which is vectorised).
+pub fn is_zero(bytes: &[u8]) -> bool {
+    bytes
+        .chunks(ZEROS.len())
+        .all(|part| part == &ZEROS[..part.len()])
+}
+
 fn write_zeros(file: &File, offset: u64, len: u64) -> std::io::Result<Method> {
     let mut done = 0u64;
     while done < len {
@@ -92,6 +100,18 @@ mod tests {
             assert!(back[20_001..20_100].iter().all(|b| *b == 0));
             assert!(back[20_100..].iter().all(|b| *b == 0xaa));
             assert_eq!(file.metadata().unwrap().len(), 64 * 1024, "size kept");
+        }
+    }
+
+    #[test]
+    fn is_zero_sees_a_single_set_byte_anywhere() {
+        let mut bytes = vec![0u8; ZEROS.len() + 4096];
+        assert!(is_zero(&bytes));
+        assert!(is_zero(&[]));
+        for at in [0, 4095, ZEROS.len() - 1, ZEROS.len(), bytes.len() - 1] {
+            bytes[at] = 1;
+            assert!(!is_zero(&bytes), "byte {at}");
+            bytes[at] = 0;
         }
     }
 }

@@ -151,7 +151,7 @@ impl Server {
         if no_range {
             command.arg("--no-range");
         }
-        let child = command.spawn().expect("python3 runs the range server");
+        let mut child = command.spawn().expect("python3 runs the range server");
         // Bounded wait for the port file (written atomically once listening).
         for _ in 0..200 {
             if let Ok(text) = std::fs::read_to_string(&port_file)
@@ -161,6 +161,8 @@ impl Server {
             }
             std::thread::sleep(std::time::Duration::from_millis(25));
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("the range server did not start");
     }
 
@@ -216,7 +218,10 @@ fn delta_over_http_downloads_the_head_and_the_patch_only() {
     let (patch_sent, patch_requests) = server.sent("2.0.rudelta");
     assert_eq!((patch_sent, patch_requests), (patch_len, 1));
     assert_eq!(artifact_requests, 1, "one range request for the head");
-    assert!(artifact_sent <= 16 * 1024 && artifact_sent < artifact_len / 2, "{artifact_sent}");
+    assert!(
+        artifact_sent <= 16 * 1024 && artifact_sent < artifact_len / 2,
+        "{artifact_sent}"
+    );
     // The downloaded patch is removed once used.
     assert_eq!(
         std::fs::read_dir(rig.data_dir().join("delta"))

@@ -16,4 +16,5 @@ mod env_copies;
 mod fleet;
 mod lifecycle;
 mod power_cut;
+mod read_before_write;
 mod rig;

@@ -195,12 +195,12 @@ pub enum FrameError {
     Codec(String),
 }
 
-/// Compressed bytes read from the source at a time.
-const FRAME_INPUT_BUF: usize = 128 * 1024;
+/// Compressed bytes read from the source at a time (zstd buffers a block of its own as well).
+const FRAME_INPUT_BUF: usize = 64 * 1024;
 
 /// Streams one version 2 frame from a source, handing out exactly the bytes asked for. Memory:
 /// the decoder's window (at most 2^[`MAX_FRAME_WINDOW_LOG`](crate::limits::MAX_FRAME_WINDOW_LOG)
-/// bytes, larger windows are refused) and a 128 KiB input buffer. The source is passed to every
+/// bytes, larger windows are refused) and a 64 KiB input buffer. The source is passed to every
 /// call, so the caller keeps owning it.
 #[derive(Default)]
 pub struct FrameDecoder {

@@ -9,9 +9,9 @@ use sha2::{Digest, Sha256};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
-const BATCH: usize = 256 * 1024;
-/// Batches in flight between the reader and the hashing thread.
-const QUEUE: usize = 4;
+const BATCH: usize = 128 * 1024;
+/// Batches in flight between the reader and the hashing thread (two keep it busy; memory counts).
+const QUEUE: usize = 2;
 
 static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
 
@@ -56,7 +56,7 @@ impl ImageHash {
             return ImageHash::Inline(Sha256::new());
         }
         let (tx, rx) = sync_channel::<Message>(QUEUE);
-        let (spare_tx, spare) = sync_channel::<Vec<u8>>(QUEUE + 2);
+        let (spare_tx, spare) = sync_channel::<Vec<u8>>(QUEUE);
         let handle = std::thread::Builder::new()
             .name("image-hash".into())
             .spawn(move || {

@@ -9,7 +9,7 @@
 //!
 //! Memory is bounded whatever the input: one segment table (at most 320 KiB), one stored chunk and
 //! one decompressed chunk (at most 1 MiB each), plus the manifest (at most 1 MiB); for format
-//! version 2 the frame decoder's window (at most 8 MiB) and its 128 KiB input buffer.
+//! version 2 the frame decoder's window (at most 8 MiB) and its 64 KiB input buffer.
 
 use crate::image_hash::ImageHash;
 use crate::{Error, Keyring, SignaturePolicy, check_manifest_signatures};
