@@ -201,17 +201,21 @@ fn serve(rig: &Rig, no_range: bool) -> (Server, u64) {
     (Server::start(&www, no_range), size(&patch))
 }
 
+fn install_over_http(rig: &Rig, server: &Server) -> crate::rig::Output {
+    rig.client(&[
+        "install",
+        "--delta",
+        &server.url("2.0.rudelta"),
+        &server.url("2.0.rua"),
+    ])
+}
+
 #[test]
 fn delta_over_http_downloads_the_head_and_the_patch_only() {
     let rig = Rig::new();
     let (server, patch_len) = serve(&rig, false);
     let artifact_len = size(&rig.root().join("www/2.0.rua"));
-    let out = rig.client(&[
-        "install",
-        "--delta",
-        &server.url("2.0.rudelta"),
-        &server.url("2.0.rua"),
-    ]);
+    let out = install_over_http(&rig, &server);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(rig.slot_holds('b', &target()));
     let (artifact_sent, artifact_requests) = server.sent("2.0.rua");
@@ -241,12 +245,7 @@ fn an_interrupted_patch_download_resumes_where_it_stopped() {
     std::fs::create_dir_all(&dir).unwrap();
     let have = patch.len() / 2;
     std::fs::write(dir.join("2.0.rudelta.part"), &patch[..have]).unwrap();
-    let out = rig.client(&[
-        "install",
-        "--delta",
-        &server.url("2.0.rudelta"),
-        &server.url("2.0.rua"),
-    ]);
+    let out = install_over_http(&rig, &server);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(
         out.stderr
@@ -263,12 +262,7 @@ fn an_interrupted_patch_download_resumes_where_it_stopped() {
 fn a_server_without_range_support_still_installs() {
     let rig = Rig::new();
     let (server, _) = serve(&rig, true);
-    let out = rig.client(&[
-        "install",
-        "--delta",
-        &server.url("2.0.rudelta"),
-        &server.url("2.0.rua"),
-    ]);
+    let out = install_over_http(&rig, &server);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(rig.slot_holds('b', &target()));
 }
