@@ -126,7 +126,7 @@ struct SlotSink {
     since_fault_point: u64,
 }
 
-const BATCH: usize = 256 * 1024;
+const BATCH: usize = 128 * 1024;
 /// Two batches in flight keep the writer busy (measured: no slower than four) at half the memory.
 const QUEUE: usize = 2;
 
