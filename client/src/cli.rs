@@ -37,6 +37,16 @@ pub enum Command {
     Daemon,
     /// One poll cycle of the daemon, then exit (for scripts and tests).
     CheckUpdate,
+    /// Write the block index of the booted slot (a sha256 prefix per 4 KiB block), from which
+    /// `rustupdate-artifact delta --base-index` makes a patch for this device.
+    Index(IndexArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct IndexArgs {
+    /// Output file.
+    #[arg(short, long)]
+    pub output: PathBuf,
 }
 
 #[derive(Debug, Args)]

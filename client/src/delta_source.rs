@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 /// Bytes asked for first when fetching a head: the manifest of a 512 MiB image is about 1.5 KiB;
 /// a larger head is fetched with a second request.
-const HEAD_PROBE: u64 = 16 * 1024;
+const HEAD_PROBE: u64 = 4 * 1024;
 /// Directory under the data directory where patches are downloaded.
 pub const PATCH_DIR: &str = "delta";
 

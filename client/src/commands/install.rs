@@ -126,9 +126,12 @@ fn install_delta(
         Err(err) => return fall_back(format!("patch {patch_location}: {err}")),
     };
     // A known base: the release committed in the booted slot must be the one the patch was made
-    // against (a device whose history is unknown lets the signed tables decide).
+    // against (a device whose history is unknown, and a patch made from a block index, which
+    // names no image, let the signed tables decide).
     let wanted = Sha256Hex(delta.header().base_sha256).to_string();
+    let from_index = delta.header().base_sha256 == [0; 32];
     if let Some(committed) = updater.state().committed.as_ref()
+        && !from_index
         && committed.slot == booted
         && committed.sha256 != wanted
     {

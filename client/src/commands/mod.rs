@@ -2,6 +2,7 @@
 
 mod commit;
 mod daemon;
+mod index;
 mod install;
 mod show_artifact;
 mod status;
@@ -22,5 +23,6 @@ pub fn run(cli: &Cli) -> Result<u8> {
         Command::ShowArtifact(args) => show_artifact::run(&config()?, args),
         Command::Daemon => daemon::daemon(&config()?),
         Command::CheckUpdate => daemon::check_update(&config()?),
+        Command::Index(args) => index::run(&config()?, args),
     }
 }

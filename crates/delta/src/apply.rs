@@ -7,14 +7,13 @@
 //! 2. go through the same operations again and hand on each chunk after it matched its entry in
 //!    the now trusted table (the base or the patch could change between the passes).
 //!
-//! Memory: one chunk, one literal frame ([`MAX_LITERAL_FRAME`]), its reference
-//! ([`MAX_REFERENCE`]) and compressed bytes, one program and one segment table; literal frames are
+//! Memory: one chunk, one literal frame and its reference in one buffer ([`MAX_FRAME_MEMORY`]),
+//! its compressed bytes, one program and one segment table; literal frames are
 //! decompressed in one shot, so zstd needs no window of its own. The patch must be seekable (a local file): pass 2 reads
 //! each segment's literal frames again.
 
 use crate::patch::{
-    HEADER_LEN, MAX_LITERAL_FRAME, MAX_PROGRAM, MAX_REFERENCE, Op, PatchHeader, Range,
-    decode_program, manifest_id,
+    HEADER_LEN, MAX_FRAME_MEMORY, MAX_PROGRAM, Op, PatchHeader, Range, decode_program, manifest_id,
 };
 use rustupdate_format::{ChunkEntry, ChunkKind, Head, Payload, TableLayout};
 use rustupdate_verify::{Chunk, ChunkData, ChunkSource, Error, ImageHash, ResumePoint};
@@ -60,9 +59,10 @@ pub struct DeltaPayload<P: Read + Seek, B: BaseImage> {
     offset: u64,
     image_hash: Option<ImageHash>,
     chunk: Vec<u8>,
-    reference: Vec<u8>,
+    /// The current literal frame: its reference, then its content (`literal`).
+    frame: Vec<u8>,
+    literal: std::ops::Range<usize>,
     stored: Vec<u8>,
-    literal: Vec<u8>,
     literal_pos: usize,
     done: bool,
 }
@@ -134,9 +134,9 @@ impl<P: Read + Seek, B: BaseImage> DeltaPayload<P, B> {
             offset: 0,
             image_hash: Some(ImageHash::new(parallel_hash)),
             chunk: Vec::new(),
-            reference: Vec::new(),
+            frame: Vec::new(),
+            literal: 0..0,
             stored: Vec::new(),
-            literal: Vec::new(),
             literal_pos: 0,
             done: false,
         })
@@ -230,32 +230,33 @@ impl<P: Read + Seek, B: BaseImage> DeltaPayload<P, B> {
     }
 
     /// Reads a literal frame's reference from the base and its bytes from the patch, and
-    /// decompresses it into `self.literal`.
+    /// decompresses it: `self.frame` holds the reference, then the content (one buffer of at most
+    /// [`MAX_FRAME_MEMORY`] bytes, checked when the program was decoded).
     fn load_frame(&mut self, reference: &[Range], stored: u32, content: u32) -> Result<(), Error> {
-        self.reference.clear();
+        self.frame.clear();
         for range in reference {
-            let at = self.reference.len();
-            self.reference.resize(at + range.len as usize, 0);
-            debug_assert!(self.reference.len() <= MAX_REFERENCE);
+            let at = self.frame.len();
+            self.frame.resize(at + range.len as usize, 0);
             self.base
-                .read_at(range.offset, &mut self.reference[at..])
+                .read_at(range.offset, &mut self.frame[at..])
                 .map_err(|err| delta(format!("reading the base at {}: {err}", range.offset)))?;
         }
+        let reference_len = self.frame.len();
+        // One byte of room more than the content tells "too much" from "exactly right".
+        self.frame.resize(reference_len + content as usize + 1, 0);
+        debug_assert!(self.frame.len() <= MAX_FRAME_MEMORY + 1);
         self.stored.resize(stored as usize, 0);
         self.read_patch_stored()?;
-        decompress_with_reference(
-            &self.reference,
-            &self.stored,
-            &mut self.literal,
-            content as usize,
-        )
-        .map_err(|reason| {
-            delta(format!(
-                "segment {}: a literal frame {reason}",
-                self.segment
-            ))
-        })?;
-        debug_assert!(self.literal.len() <= MAX_LITERAL_FRAME);
+        let (prefix, out) = self.frame.split_at_mut(reference_len);
+        decompress_with_reference(prefix, &self.stored, out, content as usize).map_err(
+            |reason| {
+                delta(format!(
+                    "segment {}: a literal frame {reason}",
+                    self.segment
+                ))
+            },
+        )?;
+        self.literal = reference_len..reference_len + content as usize;
         self.literal_pos = 0;
         Ok(())
     }
@@ -273,8 +274,9 @@ impl<P: Read + Seek, B: BaseImage> DeltaPayload<P, B> {
             Op::Literal { size } => {
                 let end = self.literal_pos + size as usize;
                 let bytes = self
-                    .literal
-                    .get(self.literal_pos..end)
+                    .frame
+                    .get(self.literal.clone())
+                    .and_then(|literal| literal.get(self.literal_pos..end))
                     .ok_or_else(|| delta("a literal runs past its frame"))?;
                 self.chunk.clear();
                 self.chunk.extend_from_slice(bytes);
@@ -376,21 +378,19 @@ impl<P: Read + Seek, B: BaseImage> ChunkSource for DeltaPayload<P, B> {
 }
 
 /// Decompresses one zstd frame with `reference` as its prefix into `out`, which must come out
-/// exactly `content` bytes long. One shot into a buffer of `content + 1` bytes: the output buffer
-/// is the decoder's window (no window of its own is allocated), and a frame that would expand
-/// further fails instead of allocating.
+/// exactly `content` bytes long (`out` has room for one byte more, which tells "too much" from
+/// "exactly right"). One shot: the output buffer is the decoder's window (no window of its own is
+/// allocated), and a frame that would expand further fails instead of allocating.
 pub fn decompress_with_reference(
     reference: &[u8],
     stored: &[u8],
-    out: &mut Vec<u8>,
+    out: &mut [u8],
     content: usize,
 ) -> Result<(), String> {
     use zstd::zstd_safe::{DCtx, get_error_name};
     let err = |code: usize| format!("does not decompress: {}", get_error_name(code));
     let mut dctx = DCtx::create();
     dctx.ref_prefix(reference).map_err(err)?;
-    out.clear();
-    out.reserve_exact(content + 1);
     let produced = dctx.decompress(out, stored).map_err(err)?;
     if produced != content {
         return Err(format!("holds {produced} bytes, not {content}"));

@@ -14,6 +14,7 @@
 //! Pure: the base is a byte slice, the target comes as verified chunks, the patch goes to a
 //! writer. Memory is the base index, the target's literal bytes and the finished patch.
 
+use crate::index::{BLOCK, BlockIndex, BlockKey, block_key};
 use crate::patch::{
     MAX_LITERAL_FRAME, MAX_REFERENCE, MAX_WINDOW_LOG, Op, PatchHeader, Range, encode_program,
     manifest_id,
@@ -23,9 +24,6 @@ use rustupdate_verify::{ChunkData, ChunkSource};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::io::Write;
-
-/// Base blocks are indexed and referenced at this granule.
-const BLOCK: usize = 4096;
 
 #[derive(Debug, Clone)]
 pub struct BuildOptions {
@@ -57,6 +55,31 @@ pub struct PatchStats {
     pub frames: u64,
 }
 
+/// What the patch is made against.
+#[derive(Debug, Clone, Copy)]
+pub enum Base<'a> {
+    /// The base image itself (a known base): copies by content, literals compressed against the
+    /// image's blocks the target no longer uses.
+    Image(&'a [u8]),
+    /// A device's index of its blocks (any base): copies by the blocks' hashes, literals compressed
+    /// on their own, in frames of up to 4 MiB.
+    Index(&'a BlockIndex),
+}
+
+impl Base<'_> {
+    fn size(&self) -> u64 {
+        match self {
+            Base::Image(bytes) => bytes.len() as u64,
+            Base::Index(index) => index.size(),
+        }
+    }
+}
+
+/// Literal content per frame against an image (with up to 4 MiB of reference: measured best for
+/// the bench pair) and against an index (no reference: the whole frame budget for content).
+const IMAGE_FRAME_CONTENT: usize = 1 << 20;
+const INDEX_FRAME_CONTENT: usize = MAX_LITERAL_FRAME;
+
 enum Item {
     Zero(u64),
     Copy {
@@ -76,7 +99,7 @@ enum Item {
 pub fn build_patch<W: Write>(
     head: &Head,
     target: &mut dyn ChunkSource,
-    base: &[u8],
+    base: Base<'_>,
     options: &BuildOptions,
     out: &mut W,
     progress: &mut dyn FnMut(u64, u64),
@@ -93,8 +116,12 @@ pub fn build_patch<W: Write>(
         .payloads
         .first()
         .ok_or("the artifact has no payload")?;
-    let index = index_base(base);
-    let mut used = vec![false; base.len().div_ceil(BLOCK)];
+    let index = match base {
+        Base::Image(bytes) => index_image(bytes),
+        Base::Index(index) => index_keys(index),
+    };
+    let base_size = base.size();
+    let mut used = vec![false; base_size.div_ceil(BLOCK as u64) as usize];
     let mut literals: Vec<u8> = Vec::new();
     let mut segments: Vec<Vec<Item>> = vec![Vec::new()];
     let mut stats = PatchStats::default();
@@ -107,8 +134,18 @@ pub fn build_patch<W: Write>(
             ChunkData::Zeros(size) => Item::Zero(size),
             ChunkData::Bytes(bytes) => {
                 let size = bytes.len() as u32;
-                let hash: [u8; 32] = Sha256::digest(bytes).into();
-                match index.get(&hash).filter(|_| bytes.len() == BLOCK) {
+                let key = block_key(bytes);
+                // Against an image the block is compared too (an 8-byte key could collide);
+                // against an index the device's check of the rebuilt table is the safeguard.
+                let held = |at: &&u64| match base {
+                    Base::Image(image) => image[**at as usize..**at as usize + BLOCK] == *bytes,
+                    Base::Index(_) => true,
+                };
+                match index
+                    .get(&key)
+                    .filter(|_| bytes.len() == BLOCK)
+                    .filter(held)
+                {
                     Some(&at) => {
                         used[(at / BLOCK as u64) as usize] = true;
                         last_copy = (offset, at);
@@ -121,8 +158,7 @@ pub fn build_patch<W: Write>(
                         literals.extend_from_slice(bytes);
                         stats.literal_chunks += 1;
                         stats.literal_bytes += u64::from(size);
-                        let predicted =
-                            (last_copy.1 + (offset - last_copy.0)).min(base.len() as u64);
+                        let predicted = (last_copy.1 + (offset - last_copy.0)).min(base_size);
                         Item::Literal {
                             start,
                             size,
@@ -147,20 +183,28 @@ pub fn build_patch<W: Write>(
             payload.segments.len()
         ));
     }
-    // Base blocks that hold data no copy uses: the old versions of what changed.
-    let unused: Vec<u64> = (0..used.len())
-        .filter(|&block| !used[block])
-        .map(|block| (block * BLOCK) as u64)
-        .filter(|&at| {
-            let end = (at as usize + BLOCK).min(base.len());
-            base[at as usize..end].iter().any(|b| *b != 0)
-        })
-        .collect();
+    // Base blocks that hold data no copy uses: the old versions of what changed. Only an image
+    // has bytes to compress against.
+    let (image, unused, frame_content): (&[u8], Vec<u64>, usize) = match base {
+        Base::Image(image) => {
+            let unused = (0..used.len())
+                .filter(|&block| !used[block])
+                .map(|block| (block * BLOCK) as u64)
+                .filter(|&at| {
+                    let end = (at as usize + BLOCK).min(image.len());
+                    image[at as usize..end].iter().any(|b| *b != 0)
+                })
+                .collect();
+            (image, unused, IMAGE_FRAME_CONTENT)
+        }
+        Base::Index(_) => (&[], Vec::new(), INDEX_FRAME_CONTENT),
+    };
 
     let mut directory = Vec::with_capacity(segments.len());
     let mut bodies = Vec::with_capacity(segments.len());
     for items in &segments {
-        let (program, frames) = encode_segment(items, &literals, base, &unused, options)?;
+        let (program, frames) =
+            encode_segment(items, &literals, image, &unused, frame_content, options)?;
         let program = zstd::bulk::compress(&program, options.level).map_err(|e| e.to_string())?;
         let literal_len: u64 = frames.iter().map(|f| f.len() as u64).sum();
         stats.program_bytes += program.len() as u64;
@@ -171,8 +215,12 @@ pub fn build_patch<W: Write>(
     }
     let header = PatchHeader {
         target_manifest_sha256: manifest_id(&head.manifest_bytes),
-        base_sha256: Sha256::digest(base).into(),
-        base_size: base.len() as u64,
+        // All zero: made against an index, whose device has no single image to name.
+        base_sha256: match base {
+            Base::Image(image) => Sha256::digest(image).into(),
+            Base::Index(_) => [0; 32],
+        },
+        base_size,
         segments: directory,
     };
     let io = |err: std::io::Error| format!("writing the patch: {err}");
@@ -194,17 +242,29 @@ fn chunk_len(item: &Item) -> u64 {
     }
 }
 
-/// sha256 of every non-zero 4 KiB block of the base, first offset kept.
-fn index_base(base: &[u8]) -> HashMap<[u8; 32], u64> {
+/// The key of every non-zero 4 KiB block of an image, first offset kept.
+fn index_image(base: &[u8]) -> HashMap<BlockKey, u64> {
     let mut index = HashMap::with_capacity(base.len() / BLOCK / 2);
     for (i, block) in base.chunks_exact(BLOCK).enumerate() {
         if block.iter().all(|b| *b == 0) {
             continue;
         }
-        let hash: [u8; 32] = Sha256::digest(block).into();
-        index.entry(hash).or_insert((i * BLOCK) as u64);
+        index.entry(block_key(block)).or_insert((i * BLOCK) as u64);
     }
     index
+}
+
+/// A device's index as a map, first offset kept (zero blocks are never copied: zero runs are
+/// rebuilt as such).
+fn index_keys(index: &BlockIndex) -> HashMap<BlockKey, u64> {
+    let zero = block_key(&[0u8; BLOCK]);
+    let mut map = HashMap::with_capacity(index.keys.len() / 2);
+    for (i, key) in index.keys.iter().enumerate() {
+        if *key != zero {
+            map.entry(*key).or_insert((i * BLOCK) as u64);
+        }
+    }
+    map
 }
 
 /// One segment's operations and its compressed literal frames.
@@ -213,6 +273,7 @@ fn encode_segment(
     literals: &[u8],
     base: &[u8],
     unused: &[u64],
+    frame_content: usize,
     options: &BuildOptions,
 ) -> Result<(Vec<u8>, Vec<Vec<u8>>), String> {
     // Group the literals into frames.
@@ -240,7 +301,7 @@ fn encode_segment(
     for (i, &(_, size, predicted)) in lits.iter().enumerate() {
         let (new_lo, new_hi) = (lo.min(predicted), hi.max(predicted));
         let (a, b) = window(new_lo, new_hi);
-        let full = content + size as usize > MAX_LITERAL_FRAME || b - a > cap_blocks;
+        let full = content + size as usize > frame_content || b - a > cap_blocks;
         if i > first && full {
             groups.push(first..i);
             first = i;

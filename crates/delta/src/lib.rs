@@ -2,8 +2,8 @@
 //! base image it already holds (its active slot) plus a small patch.
 //!
 //! - [`patch`]: the patch layout, a pure encode/decode of its header and per-segment programs.
-//! - [`build`]: makes a patch for a target artifact against a base image (the host tool, the
-//!   server).
+//! - [`build`]: makes a patch for a target artifact against a base image (known base) or a
+//!   device's [`index`] of its blocks (any base).
 //! - [`apply`]: [`DeltaPayload`], a [`ChunkSource`](rustupdate_verify::ChunkSource) that rebuilds
 //!   the target's payload chunk by chunk and hands a chunk on only after it matched the signed
 //!   chunk table.
@@ -20,8 +20,10 @@
 
 pub mod apply;
 pub mod build;
+pub mod index;
 pub mod patch;
 
 pub use apply::{BaseImage, DeltaPayload};
-pub use build::{BuildOptions, PatchStats, build_patch};
+pub use build::{Base, BuildOptions, PatchStats, build_patch};
+pub use index::BlockIndex;
 pub use patch::PatchHeader;

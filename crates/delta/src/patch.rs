@@ -44,9 +44,13 @@ pub const MAX_PROGRAM_STORED: u32 = 4 << 20;
 /// Largest decompressed program of one segment (8192 entries need at most ~200 KiB).
 pub const MAX_PROGRAM: usize = 1 << 20;
 /// Largest literal frame content: what a device holds of new bytes at a time.
-pub const MAX_LITERAL_FRAME: usize = 1 << 20;
+pub const MAX_LITERAL_FRAME: usize = 4 << 20;
 /// Largest reference prefix of a literal frame: what a device holds of the base at a time.
 pub const MAX_REFERENCE: usize = 4 << 20;
+/// Largest reference and content of one literal frame together: the one buffer a device holds
+/// for a frame (patches against an image use 1 MiB of content and up to 4 MiB of reference,
+/// patches against a device's index 4 MiB of content and no reference).
+pub const MAX_FRAME_MEMORY: usize = 5 << 20;
 /// Most reference ranges of one literal frame.
 pub const MAX_RANGES: usize = 4096;
 /// Window a literal frame may need (reference plus content, rounded up): 2^23 = 8 MiB.
@@ -300,6 +304,7 @@ pub fn decode_program(bytes: &[u8], base_size: u64) -> Result<Vec<Op>, PatchErro
                 let content = get_varint(&mut input)?;
                 if content == 0
                     || content > MAX_LITERAL_FRAME as u64
+                    || total + content > MAX_FRAME_MEMORY as u64
                     || stored == 0
                     || stored > 2 * MAX_LITERAL_FRAME as u64
                 {

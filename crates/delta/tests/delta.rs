@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a panic is a test failure
 
-use rustupdate_delta::{BuildOptions, DeltaPayload, build_patch};
+use rustupdate_delta::{Base, BlockIndex, BuildOptions, DeltaPayload, build_patch};
 use rustupdate_format::Head;
 use rustupdate_format::builder::BodyOptions;
 use rustupdate_testkit::{ArtifactSpec, artifact_parts, fs_image, key, next_release};
@@ -62,7 +62,7 @@ fn make_patch(artifact: &[u8], base: &[u8]) -> Vec<u8> {
     build_patch(
         &head,
         &mut payload,
-        base,
+        Base::Image(base),
         &options,
         &mut patch,
         &mut |_, _| {},
@@ -175,4 +175,53 @@ fn a_patch_for_another_artifact_or_format_is_refused() {
     let small = &c.base[..4096];
     let err = DeltaPayload::open(&c.head, Cursor::new(&c.patch), small, false).unwrap_err();
     assert!(err.to_string().contains("the base holds"), "{err}");
+}
+
+fn make_patch_from_index(artifact: &[u8], index: &BlockIndex) -> Vec<u8> {
+    let policy = SignaturePolicy::dangerous_accept_unsigned();
+    let mut reader = VerifiedArtifact::open(artifact, &Keyring::new(), &policy).unwrap();
+    let head = reader.head().clone();
+    let mut payload = reader.next_payload().unwrap().unwrap();
+    let mut patch = Vec::new();
+    let options = BuildOptions {
+        level: 3,
+        ..BuildOptions::default()
+    };
+    let base = Base::Index(index);
+    build_patch(
+        &head,
+        &mut payload,
+        base,
+        &options,
+        &mut patch,
+        &mut |_, _| {},
+    )
+    .unwrap();
+    patch
+}
+
+/// Any base: a patch made from the device's block index (no bytes of the base) copies what the
+/// device holds and sends the rest; against another device's blocks it fails before any chunk.
+#[test]
+fn a_patch_from_a_block_index_rebuilds_the_target() {
+    let c = case(7);
+    let index = BlockIndex::of(&mut &c.base[..], c.base.len() as u64).unwrap();
+    let index = BlockIndex::from_bytes(&index.to_bytes().unwrap()).unwrap();
+    let patch = make_patch_from_index(&c.artifact, &index);
+    let image = apply(&c.head, &patch, &c.base, &c.target).unwrap();
+    assert!(image == c.target);
+    assert!(
+        patch.len() * 5 < c.artifact.len(),
+        "patch {} bytes",
+        patch.len()
+    );
+    let header = DeltaPayload::open(&c.head, Cursor::new(&patch), &c.base[..], false).unwrap();
+    assert_eq!(
+        header.header().base_sha256,
+        [0; 32],
+        "an index names no base image"
+    );
+    let other = fs_image(4 << 20, 77);
+    let err = apply(&c.head, &patch, &other, &c.target).unwrap_err();
+    assert!(err.is_delta(), "{err}");
 }

@@ -33,8 +33,16 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct DeltaArgs {
     /// The image the devices run now: an image file, or the artifact (.rua) it came from.
+    #[arg(
+        long,
+        required_unless_present = "base_index",
+        conflicts_with = "base_index"
+    )]
+    pub base: Option<PathBuf>,
+    /// Instead of --base: the block index a device made of its slot (`rustupdate index`), for a
+    /// device whose image is not known here (any base).
     #[arg(long)]
-    pub base: PathBuf,
+    pub base_index: Option<PathBuf>,
     /// The new artifact (format version 2) the patch rebuilds.
     #[arg(long)]
     pub target: PathBuf,

@@ -1,9 +1,9 @@
 //! `delta`: make a patch that rebuilds a format version 2 artifact on a device whose active slot
-//! holds a known base image (see `rustupdate-delta`).
+//! holds a known base image, or whose block index is given (see `rustupdate-delta`).
 
 use crate::{EXIT_OK, cli::DeltaArgs, files, progress};
 use anyhow::{Context, Result, bail};
-use rustupdate_delta::{BuildOptions, build_patch};
+use rustupdate_delta::{Base, BlockIndex, BuildOptions, build_patch};
 use rustupdate_verify::{ChunkData, SignaturePolicy, VerifiedArtifact};
 use std::io::{BufReader, BufWriter, Write};
 
@@ -16,7 +16,23 @@ pub fn run(args: &DeltaArgs) -> Result<u8> {
         SignaturePolicy::threshold(1)?
     };
     let ring = files::keyring(&args.keys, None)?;
-    let base = read_base(&args.base)?;
+    let image;
+    let index;
+    let base = match (&args.base, &args.base_index) {
+        (Some(path), _) => {
+            image = read_base(path)?;
+            Base::Image(&image)
+        }
+        (None, Some(path)) => {
+            let bytes = std::fs::read(path)
+                .with_context(|| format!("reading block index {}", path.display()))?;
+            index = BlockIndex::from_bytes(&bytes)
+                .map_err(anyhow::Error::msg)
+                .with_context(|| format!("block index {}", path.display()))?;
+            Base::Index(&index)
+        }
+        (None, None) => bail!("give --base or --base-index"),
+    };
     let file = std::fs::File::open(&args.target)
         .with_context(|| format!("opening {}", args.target.display()))?;
     let target_len = file.metadata()?.len();
@@ -39,7 +55,7 @@ pub fn run(args: &DeltaArgs) -> Result<u8> {
         let stats = build_patch(
             &head,
             &mut payload,
-            &base,
+            base,
             &options,
             &mut writer,
             &mut |done, _| bar.set_position(done),

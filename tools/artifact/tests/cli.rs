@@ -403,3 +403,58 @@ fn delta_patch_from_an_image_or_an_artifact() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("format version 2"));
 }
+
+/// `delta --base-index`: a patch from a device's block index (what `rustupdate index` writes).
+#[test]
+fn delta_patch_from_a_block_index() {
+    let (_dir, d) = setup();
+    ok(&["keygen", "-o", "k"], &d);
+    let mut next = std::fs::read(d.join("rootfs.ext4")).unwrap();
+    next[8192..8200].copy_from_slice(b"release2");
+    std::fs::write(d.join("next.ext4"), &next).unwrap();
+    ok(
+        &[
+            "build",
+            "--image",
+            "next.ext4",
+            "--name",
+            "n",
+            "--version",
+            "2",
+            "--device-type",
+            "b",
+            "--key",
+            "k.key.pem",
+            "-o",
+            "v2.rua",
+        ],
+        &d,
+    );
+    let base = std::fs::read(d.join("rootfs.ext4")).unwrap();
+    let index = rustupdate_delta::BlockIndex::of(&mut &base[..], base.len() as u64).unwrap();
+    std::fs::write(d.join("dev.ruindex"), index.to_bytes().unwrap()).unwrap();
+    let out = ok(
+        &[
+            "delta",
+            "--base-index",
+            "dev.ruindex",
+            "--target",
+            "v2.rua",
+            "-o",
+            "p.rudelta",
+        ],
+        &d,
+    );
+    assert!(out.contains("copied from the base"), "{out}");
+    let shown = ok(&["inspect", "p.rudelta"], &d);
+    assert!(
+        shown.contains(&format!("sha256 {}", "0".repeat(64))),
+        "{shown}"
+    );
+    let out = tool(&["delta", "--target", "v2.rua", "-o", "x.rudelta"], &d);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "neither --base nor --base-index"
+    );
+}
