@@ -10,6 +10,8 @@
 #   v2-format1.rua       build --format-version 1 --level 19
 #   v2.rudelta           delta --base rootfs-v1.ext4 --target v2.rua (known base, default level 19)
 #   v2-wrongbase.rudelta delta --base rootfs-v2.ext4: a patch for a base the device does not hold
+#   v2-anybase.rudelta   delta --base-index: from the index the simulated device makes of its slot
+#                        with `rustupdate index` (any base; made in every run, ~6 s)
 # kept in build/bench/delta/ours/srv and remade when the images, the tool binary, the bench key or
 # the recipe change (about 2 min of both cores; REBUILD=1 forces).
 #
@@ -253,6 +255,17 @@ for i in $(seq "$DELTA_RUNS"); do   # the row with goals on CPU and RSS: the med
     run "delta.$i" "rustupdate delta, known base" no --delta @/v2.rudelta @/v2.rua
 done
 run fallback "rustupdate delta, wrong base (falls back)" yes --delta @/v2-wrongbase.rudelta @/v2.rua
+# Any base: the device sends the index of its slot (an upload: counted, not downloaded), the
+# server side makes a patch from the index alone (the device's image is not needed).
+log "any base: the device's block index (rustupdate index), a patch from it"
+/usr/bin/time -f '%e %U %S %M' -o "$LOGS/index.time" \
+    "$CLIENT" -c "$DEV/rustupdate.toml" index -o "$LOGS/device.ruindex" >"$LOGS/index.out" 2>&1 ||
+    die "rustupdate index failed (see $LOGS/index.out)"
+index_start=$SECONDS
+nice -n 10 "$TOOL" delta --base-index "$LOGS/device.ruindex" --target "$SRV/v2.rua" -o "$SRV/v2-anybase.rudelta" \
+    >>"$LOGS/make.log" 2>&1 || die "delta --base-index failed (see $LOGS/make.log)"
+BUILD_S+=("v2-anybase.rudelta $((SECONDS - index_start))")
+run anybase "rustupdate delta, any base (device index)" no --delta @/v2-anybase.rudelta @/v2.rua
 [[ $(sha256sum "$DEV/slot-a.img" | cut -d' ' -f1) == "$V1_SHA" ]] ||
     { log "MISMATCH: slot a (the active slot) no longer holds v1"; FAILED+=("slot a"); }
 cleanup
@@ -270,6 +283,7 @@ size = int(size)
 # Goals for this workload (a missed goal is reported, not fatal).
 FULL_RATIO_MAX = 1.05        # full artifact / zstd -19 of the whole image
 DELTA_BYTES_MAX = 2.1e6      # known-base patch
+ANYBASE_BYTES_MAX = 4.0e6    # any-base download (patch and head), all metadata included
 DELTA_CPU_MAX_S = 1.5        # device user+sys of the delta install
 DELTA_RSS_MAX_MIB = 16       # device peak RSS of the delta install (strictly below)
 WRITTEN_MAX_MIB = 166        # written to a target slot that holds v1
@@ -302,7 +316,8 @@ def write_summary(name):
     return {"line": loose[-1] if loose else None, "written_mib": None, "data_mib": None,
             "zeroed_mib": None, "in_place_mib": None}
 
-artifacts = {"full": "v2.rua", "format1": "v2-format1.rua", "delta": "v2.rudelta", "fallback": "v2-wrongbase.rudelta"}
+artifacts = {"full": "v2.rua", "format1": "v2-format1.rua", "delta": "v2.rudelta", "fallback": "v2-wrongbase.rudelta",
+             "anybase": "v2-anybase.rudelta"}
 groups = OrderedDict()   # row key -> its runs
 for line in open(runs_tsv, encoding="utf-8"):
     name, label, wall, user, sys_s, rss, ok = line.rstrip("\n").split("\t")
@@ -339,11 +354,15 @@ def goal(name, value, op, limit, unit):
     return {"goal": name, "value": value, "op": op, "limit": limit, "unit": unit,
             "status": "n/a" if value is None else ("PASS" if passed else "MISS")}
 
-full, delta = by_key.get("full"), by_key.get("delta")
+full, delta, anybase = by_key.get("full"), by_key.get("delta"), by_key.get("anybase")
+index_wall, index_user, index_sys, index_rss = open(f"{logs}/index.time").read().split()[-4:]
+index_bytes = os.stat(f"{logs}/device.ruindex").st_size
 ratio = full["artifact_bytes"] / zstd19 if full and zstd19 else None
 goals = [
     goal("full artifact (format 2, -19) / zstd -19 of the whole image", ratio, "<=", FULL_RATIO_MAX, "x"),
     goal("known-base delta patch", delta and delta["artifact_bytes"], "<=", DELTA_BYTES_MAX, "bytes"),
+    goal("any-base delta, downloaded in total (patch and head)", anybase and anybase["bytes"], "<=",
+         ANYBASE_BYTES_MAX, "bytes"),
     goal("delta install device CPU (user+sys)", delta and delta["device_cpu_s"], "<=", DELTA_CPU_MAX_S, "s"),
     goal("delta install device peak RSS", delta and delta["device_rss_kib"] / 1024, "<", DELTA_RSS_MAX_MIB, "MiB"),
     goal("MiB written by the delta install, slot b holding v1", delta and delta["slot_writer"]["written_mib"], "<=",
@@ -383,6 +402,8 @@ for r in ours:
         writer += (f". Median of {len(r['runs'])} runs: CPU {min(cpus):.2f}-{max(cpus):.2f} s, "
                    f"peak RSS {min(rsss):.1f}-{max(rsss):.1f} MiB")
     out.append(f"- {r['method']} (`{r['artifact']}`, {r['artifact_bytes']:,} B): {files}. Slot writer: {writer}")
+out.append(f"- Any base: `rustupdate index` on the device took {float(index_user) + float(index_sys):.2f} s CPU, "
+           f"{int(index_rss) / 1024:.1f} MiB peak RSS, and wrote a {index_bytes:,} B index (the upload).")
 fb = by_key.get("fallback")
 if fb and full:
     reason = next((l.split("] ", 1)[-1] for l in open(f"{logs}/{fb['log']}.err", encoding="utf-8", errors="replace")
