@@ -14,6 +14,7 @@ Output in DIR (default build/e2e/<arch>):
                         systemd_rootfs.py)
     rootfs-v{1,2,3}.ext4, rootfs-v{1,2}-systemd.ext4
     artifacts/*.rua     also on the data partition under /artifacts
+    artifacts/v2.rudelta  the delta patch from the v1 image to v2.rua (install --delta)
     layout.json         everything the scenario runner needs (offsets, firmware, versions)
 Downloads and unpacked packages are cached in the cache directory (default build/e2e/cache).
 """
@@ -33,7 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness import contract, guest, layout as layout_json
-from harness.disk import MIB, MTOOLS_ENV, EnvFiles, fw_env_config, sha256_range
+from harness.disk import (FILLER_PATH, MIB, MTOOLS_ENV, EnvFiles, filler_bytes, fw_env_config,
+                          sha256_range)
 from harness.layout import Artifact, Firmware, Image, Layout, Partition
 import systemd_rootfs
 
@@ -91,6 +93,7 @@ VERSIONS = ("v1", "v2", "v3")  # v3 is the broken release
 SYSTEMD_VERSIONS = ("v1-systemd", "v2-systemd")
 SYSTEMD_ARTIFACT_SUFFIX = "-systemd.rua"
 SYSTEMD_IMAGE_MIB = 90  # about 80 MiB of files (arm64, its kernel Image is 32 MiB); slots: 96
+DELTA_LEVEL = 19  # zstd level of the delta patches (rustupdate-artifact delta's default)
 GRUB_MODULES = ("part_gpt fat ext2 normal configfile linux loadenv test echo regexp sleep reboot halt "
                 "gzio search serial terminal efi_gop all_video")
 
@@ -436,6 +439,9 @@ def build_rootfs(tree: Path, version: str, cfg: Arch, busybox: Path, applets: li
     os.chmod(tree / "sbin" / "init", 0o755)
     etc = tree / "etc"
     (etc / "rustupdate-version").write_text(version + "\n")
+    # The same in every version: the block a delta-fallback scenario modifies in the base slot.
+    (tree / FILLER_PATH).parent.mkdir(parents=True, exist_ok=True)
+    (tree / FILLER_PATH).write_bytes(filler_bytes())
     (etc / "os-release").write_text(
         f'NAME="rustupdate e2e"\nID=rustupdate-e2e\nVERSION_ID={version}\n'
         f'PRETTY_NAME="rustupdate e2e {version}"\n')
@@ -511,6 +517,11 @@ def build_artifacts(tool: Path, images: dict[str, Path], cfg: Arch, key: Path, f
     data[len(data) // 2] ^= 0x55
     (outdir / "v2-tampered.rua").write_bytes(bytes(data))
     made["v2-tampered.rua"] = Artifact("v2", "rejected: a chunk fails its hash")
+    # The delta patch of the delta-* scenarios: rebuilds v2.rua on a device whose active slot
+    # holds the v1 image (install --delta).
+    run([tool, "delta", "--base", images["v1"], "--target", outdir / "v2.rua", "--level",
+         str(DELTA_LEVEL), "-o", outdir / "v2.rudelta"], stdout=subprocess.DEVNULL)
+    made["v2.rudelta"] = Artifact("v2", "delta patch: v2.rua rebuilt from the v1 image")
     for v in SYSTEMD_VERSIONS[1:]:
         build(f"{v}.rua", images[v], v, key, cfg.device_type)
         made[f"{v}.rua"] = Artifact(v, "installs (systemd guests, disk-systemd.img only)")

@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
-import http.server
 import json
 import os
 import random
@@ -44,6 +42,7 @@ from typing import Callable
 from harness import contract, guest, layout as layout_json, qemu, scenario
 from harness.disk import Disk, DiskError
 from harness.fleet import FleetError, FleetServer, server_section
+from harness.httpd import ArtifactServer
 from harness.layout import Layout, LayoutError
 from harness.scenario import Boot, Observed, Scenario, ScenarioError
 
@@ -101,6 +100,7 @@ class BootRecord:
     last_result: str | None = None
     device: str | None = None  # the controller id, in fleet scenarios
     server: dict[str, str] | None = None  # what the fleet server showed after the boot
+    http_served: dict[str, int] | None = None  # body bytes per file the HTTP server sent
 
 
 @dataclass
@@ -115,22 +115,6 @@ class ScenarioRecord:
     failures: list[str]
     boot_details: list[BootRecord] = field(default_factory=list)
     fleet: dict | None = None  # fleet scenarios: the rollout and each device at the end
-
-
-# ---------------------------------------------------------------------------------------------
-# HTTP server for installs over the network (bounded by the scenario)
-# ---------------------------------------------------------------------------------------------
-
-class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, fmt, *args):
-        pass
-
-
-def start_http(directory: Path) -> tuple[http.server.ThreadingHTTPServer, int]:
-    handler = functools.partial(QuietHandler, directory=str(directory))
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    return srv, srv.server_address[1]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -272,13 +256,17 @@ def concrete(boot: Boot, points: list[str] | None, http_port: int | None,
 
 def run_boot(n: int, boot: Boot, lay: Layout, disk: Disk, rdir: Path, accel: str,
              narrated: bool, fleet: FleetRun | None = None,
-             dev: FleetDevice | None = None) -> BootRecord:
+             dev: FleetDevice | None = None, http: ArtifactServer | None = None) -> BootRecord:
     who = f"{lay.arch:6s}" + (f" {dev.controller_id}" if dev and fleet and len(fleet.devices) > 1
                               else "")
     if narrated and boot.note:
         log(f"  {who} boot {n:2d}: {boot.note}")
     if boot.host_wipe:
         disk.wipe_slot(boot.host_wipe)
+    if boot.host_modify:
+        at = disk.modify_slot(boot.host_modify)
+        log(f"  {who} boot {n:2d}: slot {boot.host_modify}: flipped the byte at {at:#x} (a block "
+            "of the filler file)")
     if boot.host_env:
         disk.write_env(boot.host_env)
     if boot.host_damage:
@@ -291,7 +279,11 @@ def run_boot(n: int, boot: Boot, lay: Layout, disk: Disk, rdir: Path, accel: str
         extra = fleet.fw_cfg(dev)
         if boot.until:
             stop_when = fleet.until(dev, boot.until)
+    if http is not None:
+        http.throttle(boot.http_throttle)
+        http.take_served()  # what an earlier boot's handlers sent late is not this boot's
     res = boot_once(lay, disk, boot, rdir / f"boot-{n:02d}.log", accel, extra, stop_when)
+    served = http.take_served() if http is not None else None
     server = None
     if fleet is not None and dev is not None:
         try:
@@ -311,7 +303,7 @@ def run_boot(n: int, boot: Boot, lay: Layout, disk: Disk, rdir: Path, accel: str
     if boot.until and res.stop_sent_at is None and res.end not in ("reset", "reboot", "killed"):
         errors.append(f"the server never showed {boot.until}")
     errors += scenario.check(boot.expect, Observed(res.console, res.end, env, disk.slot_holds,
-                                                   server))
+                                                   server, served))
     booted = guest.booted(res.console)
     rec = BootRecord(
         boot=n, action=boot.action, booted="/".join(booted) if booted else "-", end=res.end,
@@ -319,7 +311,7 @@ def run_boot(n: int, boot: Boot, lay: Layout, disk: Disk, rdir: Path, accel: str
         init_at=_rounded(res.marker_time(guest.BOOTED)),
         commit_at=_rounded(res.marker_time(guest.COMMITTED)),
         env={k: env.get(k) for k in contract.VARS}, errors=errors,
-        device=dev.controller_id if dev else None, server=server)
+        device=dev.controller_id if dev else None, server=server, http_served=served)
     st = guest.status(res.console)
     if st:
         rec.situation = st.get("situation")
@@ -332,6 +324,8 @@ def run_boot(n: int, boot: Boot, lay: Layout, disk: Disk, rdir: Path, accel: str
            f"ua={e[contract.VAR_UPGRADE_AVAILABLE]} bc={e[contract.VAR_BOOTCOUNT]}"
            + (f"  [{rec.last_result}]" if rec.last_result else "")
            + (f"  server: {server['action']}" if server else "")
+           + ("  http: " + ", ".join(f"{f} {b} B" for f, b in sorted(served.items()))
+              if served else "")
            + ("  OK" if not errors else "  FAIL")]
     if narrated:
         out += [f"        {t:6.1f} s  {line.strip()[:110]}" for t, line in res.lines
@@ -378,7 +372,7 @@ def run_scenario(sc: Scenario, lay: Layout, build: Path, results: Path, accel: s
     shutil.rmtree(rdir, ignore_errors=True)
     rdir.mkdir(parents=True)
     t0 = time.monotonic()
-    http_srv = http_port = None
+    http: ArtifactServer | None = None
     fleet: FleetRun | None = None
     disks: list[Disk] = []
     boots: list[BootRecord] = []
@@ -392,7 +386,7 @@ def run_scenario(sc: Scenario, lay: Layout, build: Path, results: Path, accel: s
         else:
             disks = [Disk(lay, rdir).fresh()]
         if sc.needs_http:
-            http_srv, http_port = start_http(build / lay.arch / "artifacts")
+            http = ArtifactServer(build / lay.arch / "artifacts")
         if fleet is not None and len(fleet.devices) > 1:
             boots, failures = run_devices(sc, lay, fleet, accel, narrated, points)
         else:
@@ -402,14 +396,14 @@ def run_scenario(sc: Scenario, lay: Layout, build: Path, results: Path, accel: s
                 if qemu.STOP.is_set():
                     failures.append("stopped")
                     break
-                boot = concrete(boot, points, http_port, rng)
+                boot = concrete(boot, points, http.port if http else None, rng)
                 if boot.kill_on and boot.kill_delay:
                     log(f"  {lay.arch:6s} boot {n:2d}: kill {boot.kill_delay:.4f} s after "
                         f"/{boot.kill_on}/ (seed {SEED})")
                 if boot.cut_after_writes is not None:
                     log(f"  {lay.arch:6s} boot {n:2d}: power cut after {boot.cut_after_writes} "
                         f"write request(s) (seed {SEED})")
-                rec = run_boot(n, boot, lay, disks[0], rdir, accel, narrated, fleet, dev)
+                rec = run_boot(n, boot, lay, disks[0], rdir, accel, narrated, fleet, dev, http)
                 boots.append(rec)
                 failures += [f"boot {n}: {err}" for err in rec.errors]
                 if failures:
@@ -425,9 +419,8 @@ def run_scenario(sc: Scenario, lay: Layout, build: Path, results: Path, accel: s
         failures.append(f"runner: {err}")
         log(f"      ! runner: {err}")
     finally:
-        if http_srv is not None:
-            http_srv.shutdown()
-            http_srv.server_close()
+        if http is not None:
+            http.stop()
         if fleet is not None:
             fleet.server.stop()
     wall = time.monotonic() - t0

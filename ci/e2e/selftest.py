@@ -9,14 +9,18 @@ server's state names still match the Rust code, guest/init and docs/server.md.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import sys
+import tempfile
 import tomllib
 import unittest
+import urllib.error
+import urllib.request
 from pathlib import Path
 
-from harness import contract, fleet, guest, scenario
+from harness import contract, disk, fleet, guest, httpd, scenario
 from harness.layout import Artifact, Firmware, Image, Layout, LayoutError, Partition
 from harness.scenario import Boot, Expect, FaultPoint, FleetExpect, Observed, ScenarioError
 import systemd_rootfs
@@ -108,7 +112,16 @@ class Scenarios(unittest.TestCase):
                      '[[boot]]\n',
                      FLEET + '[fleet.expect]\nrollout = "paused"\n[[boot]]\n',
                      FLEET + 'devices = 2\n[fleet.expect]\nactions = { failed = "one" }\n'
-                     '[[boot]]\naction = "daemon"\nuntil = { rollout = "paused" }\n']:
+                     '[[boot]]\naction = "daemon"\nuntil = { rollout = "paused" }\n',
+                     # the HTTP server's keys: a boot with the network, file names, counts
+                     '[[boot]]\nhttp_throttle = { "v2.rudelta" = 64 }\n',
+                     '[[boot]]\nnet = true\nhttp_throttle = { "v2.rudelta" = 0 }\n',
+                     '[[boot]]\nnet = true\nhttp_throttle = { "../v2.rua" = 64 }\n',
+                     '[[boot]]\nnet = true\n[boot.expect]\nhttp_max = { "v2.rua" = -1 }\n',
+                     '[[boot]]\nnet = true\n[boot.expect]\nhttp_min = { "v2.rua" = "all" }\n',
+                     '[[boot]]\n[boot.expect]\nhttp_max = { "v2.rua" = 1 }\n',
+                     FLEET + '[[boot]]\n[boot.expect]\nhttp_min = { "v3.rua" = 1 }\n',
+                     '[[boot]]\nhost_modify = "c"\n']:
             with self.subTest(text), self.assertRaises(ScenarioError):
                 parse(text)
 
@@ -131,6 +144,19 @@ class Scenarios(unittest.TestCase):
         boot = boot.with_http(guest.http_url(8000))
         self.assertEqual(boot.action, "install http://10.0.2.2:8000/v2.rua")
         self.assertEqual(boot.expect.markers, ("http://10.0.2.2:8000/v2.rua rc=0",))
+
+    def test_http_placeholder_in_absent_lines(self):
+        boot = Boot(expect=Expect(absent=("downloading patch @HTTP@/p",))).with_http("http://h:1")
+        self.assertEqual(boot.expect.absent, ("downloading patch http://h:1/p",))
+
+    def test_delta_keys(self):
+        sc = parse('[[boot]]\nnet = true\nhost_modify = "a"\n'
+                   'http_throttle = { "v2.rudelta" = 64 }\n[boot.expect]\n'
+                   'http_max = { "v2.rua" = 65536, "v2.rudelta" = 0 }\nhttp_min = { "v2.rudelta" = 96 }\n')
+        boot = sc.boots[0]
+        self.assertEqual((boot.host_modify, boot.http_throttle), ("a", {"v2.rudelta": 64}))
+        self.assertEqual(boot.expect.http_max, {"v2.rua": 65536, "v2.rudelta": 0})
+        self.assertTrue(sc.needs_http)
 
 
 class FleetScenarios(unittest.TestCase):
@@ -211,10 +237,76 @@ class Check(unittest.TestCase):
         errors = scenario.check(Expect(status={"pending": "null"}), seen(console="E2E: booted"))
         self.assertEqual(errors, ["no status JSON on the console"])
 
+    def test_bytes_the_http_server_sent(self):
+        expect = Expect(http_max={"v2.rua": 65536, "v2.rudelta": 0}, http_min={"p": 96})
+        ok = Observed(CONSOLE, "poweroff", ENV, lambda s, v: True, http_served={"v2.rua": 16384})
+        self.assertEqual(scenario.check(dataclasses.replace(expect, http_min={}), ok), [])
+        self.assertEqual(scenario.check(expect, ok),
+                         ["HTTP server sent 0 bytes of p, expected at least 96"])
+        full = Observed(CONSOLE, "poweroff", ENV, lambda s, v: True,
+                        http_served={"v2.rua": 16 << 20, "v2.rudelta": 2583, "p": 96})
+        self.assertEqual(len(scenario.check(expect, full)), 2)
+        self.assertEqual(scenario.check(expect, seen()), ["no HTTP server to ask"])
+
     def test_the_last_boot_line_counts(self):
         console = "E2E: booted slot=b version=v3\nKernel panic\nE2E: booted slot=a version=v1"
         self.assertEqual(guest.booted(console), ("a", "v1"))
         self.assertIsNone(guest.end(console))
+
+
+class DeltaHelpers(unittest.TestCase):
+    """The filler a scenario modifies in a slot (harness/disk.py) and the artifacts' HTTP server
+    (harness/httpd.py): its Range parsing, and one real exchange over loopback."""
+
+    def test_filler_is_fixed_and_has_no_repeated_blocks(self):
+        data = disk.filler_bytes()
+        self.assertEqual(len(data), disk.FILLER_SIZE)
+        self.assertEqual(data, disk.filler_bytes(), "the same in every build and version")
+        blocks = {data[i:i + disk.FS_BLOCK] for i in range(0, len(data), disk.FS_BLOCK)}
+        self.assertEqual(len(blocks), disk.FILLER_SIZE // disk.FS_BLOCK)
+        self.assertNotIn(bytes(disk.FS_BLOCK), blocks)
+
+    def test_find_block_only_at_aligned_offsets(self):
+        block = disk.filler_bytes(disk.FS_BLOCK)
+        data = bytes(100) + block + bytes(2 * disk.FS_BLOCK - 100) + block + bytes(10)
+        self.assertEqual(disk.find_block(data, block), 3 * disk.FS_BLOCK)
+        self.assertIsNone(disk.find_block(data[:3 * disk.FS_BLOCK], block))
+
+    def test_range_headers(self):
+        self.assertIsNone(httpd.parse_range(None, 100))
+        self.assertEqual(httpd.parse_range("bytes=0-15", 100), (0, 15))
+        self.assertEqual(httpd.parse_range("bytes=90-", 100), (90, 99))
+        self.assertEqual(httpd.parse_range("bytes=90-200", 100), (90, 99))
+        for bad in ("bytes=100-", "bytes=5-4", "bytes=-10", "bytes=0-1,5-6", "items=0-1"):
+            with self.subTest(bad), self.assertRaises(httpd.RangeError):
+                httpd.parse_range(bad, 100)
+
+    def test_the_server_answers_ranges_and_counts_per_period(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            Path(tmp, "a.bin").write_bytes(bytes(range(256)) * 40)  # 10240 bytes
+            srv = httpd.ArtifactServer(Path(tmp))
+            url = f"http://127.0.0.1:{srv.port}/"
+
+            def get(name: str, rng: str | None = None) -> tuple[int, bytes]:
+                req = urllib.request.Request(url + name, headers={"Range": rng} if rng else {})
+                try:
+                    with urllib.request.urlopen(req, timeout=5) as resp:
+                        return resp.status, resp.read()
+                except urllib.error.HTTPError as err:
+                    return err.code, b""
+            try:
+                self.assertEqual(get("a.bin", "bytes=256-511"), (206, bytes(range(256))))
+                self.assertEqual(get("a.bin", "bytes=99999-")[0], 416)
+                self.assertEqual(get("nothing")[0], 404)
+                self.assertEqual(get("")[0], 404, "no listings")
+                self.assertEqual(srv.take_served(), {"a.bin": 256})
+                srv.throttle({"a.bin": 40960})  # 10240 bytes take 0.25 s
+                status, body = get("a.bin")
+                self.assertEqual((status, len(body)), (200, 10240))
+                self.assertEqual(srv.take_served(), {"a.bin": 10240})
+                self.assertEqual(srv.take_served(), {})
+            finally:
+                srv.stop()
 
 
 class LayoutCodec(unittest.TestCase):

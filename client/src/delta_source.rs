@@ -19,6 +19,8 @@ use std::path::{Path, PathBuf};
 const HEAD_PROBE: u64 = 4 * 1024;
 /// Directory under the data directory where patches are downloaded.
 pub const PATCH_DIR: &str = "delta";
+/// How often a patch download in progress is synced (the point a power cut resumes from).
+const PATCH_SYNC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn is_url(location: &str) -> bool {
     location.starts_with("http://") || location.starts_with("https://")
@@ -91,6 +93,9 @@ impl Drop for LocalPatch {
     fn drop(&mut self) {
         if self.downloaded {
             let _ = std::fs::remove_file(&self.path);
+            let mut synced = self.path.clone().into_os_string();
+            synced.push(".synced");
+            let _ = std::fs::remove_file(synced);
         }
     }
 }
@@ -115,6 +120,7 @@ pub fn fetch_patch(location: &str, data_dir: &Path, max_len: u64) -> Result<Loca
         .filter(|n| !n.is_empty() && !n.starts_with('.'))
         .unwrap_or("patch");
     let path = dir.join(format!("{name}.part"));
+    let synced_path = dir.join(format!("{name}.part.synced"));
     let mut file = OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -122,7 +128,17 @@ pub fn fetch_patch(location: &str, data_dir: &Path, max_len: u64) -> Result<Loca
         .write(true)
         .open(&path)
         .with_context(|| format!("opening {}", path.display()))?;
-    let have = file.seek(SeekFrom::End(0))?;
+    // Only the bytes synced at a checkpoint are known good: after a power cut ext4 may show a
+    // longer file whose tail was never written (the size reached the journal, the data did not).
+    let synced = std::fs::read_to_string(&synced_path)
+        .ok()
+        .and_then(|text| text.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    let mut have = file.seek(SeekFrom::End(0))?;
+    if have > synced {
+        file.set_len(synced)?;
+        have = synced;
+    }
     // Complete already (a power cut after the download, during the install): use it.
     if have > 0
         && let Ok(header) = rustupdate_delta::apply::read_header(&mut file)
@@ -144,6 +160,7 @@ pub fn fetch_patch(location: &str, data_dir: &Path, max_len: u64) -> Result<Loca
         if let Err(err) = reader.connect_now() {
             // No Range support (or the file changed): start again.
             log::warn!("cannot resume the patch download ({err}); downloading it again");
+            crate::sys::replace_file(&synced_path, b"0", "patch-synced")?;
             file.set_len(0)?;
             file.seek(SeekFrom::Start(0))?;
             reader = HttpReader::new(plain_agent(), location, None);
@@ -151,18 +168,46 @@ pub fn fetch_patch(location: &str, data_dir: &Path, max_len: u64) -> Result<Loca
     }
     let start = file.stream_position()?;
     log::info!("downloading patch {location} into {}", path.display());
-    let copied = std::io::copy(
-        &mut reader.take(max_len.saturating_sub(start) + 1),
-        &mut file,
-    )
-    .with_context(|| format!("downloading patch {location}"))?;
+    let mut limited = reader.take(max_len.saturating_sub(start) + 1);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut copied = 0u64;
+    let mut last_sync = std::time::Instant::now();
+    loop {
+        let n = match limited.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(err) => {
+                return Err(err).with_context(|| format!("downloading patch {location}"));
+            }
+        };
+        file.write_all(&buf[..n])?;
+        copied += n as u64;
+        // A checkpoint: the data first, then its length, so a resume never trusts bytes that
+        // were not on disk.
+        if last_sync.elapsed() >= PATCH_SYNC_INTERVAL {
+            file.sync_data()?;
+            crate::sys::replace_file(
+                &synced_path,
+                (start + copied).to_string().as_bytes(),
+                "patch-synced",
+            )?;
+            last_sync = std::time::Instant::now();
+        }
+    }
     if start + copied > max_len {
         let _ = std::fs::remove_file(&path);
+        let _ = std::fs::remove_file(&synced_path);
         bail!("patch {location} is larger than the full artifact ({max_len} bytes)");
     }
     // Durable before it is used: a power cut later resumes from what is on disk.
     file.flush()?;
     file.sync_all()?;
+    crate::sys::replace_file(
+        &synced_path,
+        (start + copied).to_string().as_bytes(),
+        "patch-synced",
+    )?;
     file.seek(SeekFrom::Start(0))?;
     log::info!("patch {location}: {} bytes", start + copied);
     Ok(LocalPatch {
@@ -172,28 +217,133 @@ pub fn fetch_patch(location: &str, data_dir: &Path, max_len: u64) -> Result<Loca
     })
 }
 
+/// Alignment of direct reads (a multiple of any logical block size).
+const DIRECT_ALIGN: u64 = 4096;
+/// Bytes of the slot read at once: copies come in order, so most reads hit the last window.
+const DIRECT_WINDOW: u64 = 1 << 20;
+
 /// A slot read as a delta's base.
+///
+/// Read with `O_DIRECT`, past the page cache: the active slot is mounted, and a read-only ext4
+/// mount changes the journal superblock in the block device's cache (jbd2 sets the checksum
+/// features there) without ever writing it, so a buffered read sees bytes the image never had.
 pub struct SlotBase {
     file: File,
-    size: u64,
+    pub size: u64,
+    direct: bool,
+    /// `window_len` bytes of the slot from `window_start`, at `pad` in `bounce` (aligned).
+    bounce: Vec<u8>,
+    pad: usize,
+    window_start: u64,
+    window_len: usize,
 }
 
 impl SlotBase {
     pub fn open(path: &Path) -> Result<SlotBase> {
-        let mut file =
-            File::open(path).with_context(|| format!("opening base slot {}", path.display()))?;
+        use std::os::unix::fs::OpenOptionsExt;
+        let (mut file, direct) = match OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(path)
+        {
+            Ok(file) => (file, true),
+            // A file system without O_DIRECT (a plain file as slot on tmpfs): buffered.
+            Err(_) => (
+                File::open(path)
+                    .with_context(|| format!("opening base slot {}", path.display()))?,
+                false,
+            ),
+        };
         // Seeking to the end works for block devices, where metadata().len() is 0.
         let size = file.seek(SeekFrom::End(0))?;
-        Ok(SlotBase { file, size })
+        Ok(SlotBase {
+            file,
+            size,
+            direct,
+            bounce: Vec::new(),
+            pad: 0,
+            window_start: 0,
+            window_len: 0,
+        })
+    }
+
+    /// Reads the aligned window that starts at or before `offset` and holds `len` bytes.
+    fn fill_window(&mut self, offset: u64, len: usize) -> std::io::Result<()> {
+        let start = offset / DIRECT_ALIGN * DIRECT_ALIGN;
+        let end = (offset + len as u64).max(start + DIRECT_WINDOW);
+        let want = (end.div_ceil(DIRECT_ALIGN) * DIRECT_ALIGN - start) as usize;
+        if self.bounce.len() < want + DIRECT_ALIGN as usize {
+            self.bounce = vec![0; want + DIRECT_ALIGN as usize];
+        }
+        self.pad = self.bounce.as_ptr().align_offset(DIRECT_ALIGN as usize);
+        let aligned = &mut self.bounce[self.pad..self.pad + want];
+        let mut done = 0;
+        // The end of the slot may come first: keep what is there.
+        while done < want {
+            match self.file.read_at(&mut aligned[done..], start + done as u64) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+                // A file system that opened with O_DIRECT but refuses direct reads: buffered.
+                Err(err) if err.raw_os_error() == Some(libc::EINVAL) && done == 0 => {
+                    log::warn!(
+                        "direct reads of the base slot refused ({err}); reading it buffered"
+                    );
+                    self.direct = false;
+                    self.window_len = 0;
+                    return Ok(());
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        self.window_start = start;
+        self.window_len = done;
+        Ok(())
     }
 }
 
 impl BaseImage for SlotBase {
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
-        self.file.read_exact_at(buf, offset)
+        if !self.direct {
+            return self.file.read_exact_at(buf, offset);
+        }
+        let end = offset + buf.len() as u64;
+        let cached = self.window_start + self.window_len as u64;
+        if offset < self.window_start || end > cached {
+            self.fill_window(offset, buf.len())?;
+            if !self.direct {
+                return self.file.read_exact_at(buf, offset);
+            }
+        }
+        let skip = (offset - self.window_start) as usize;
+        if skip + buf.len() > self.window_len {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        let at = self.pad + skip;
+        buf.copy_from_slice(&self.bounce[at..at + buf.len()]);
+        Ok(())
     }
 
     fn size(&self) -> u64 {
         self.size
+    }
+}
+
+/// A slot read front to back the way a delta reads its base (for `rustupdate index`).
+pub struct SlotBaseReader {
+    pub base: SlotBase,
+    pub position: u64,
+}
+
+impl Read for SlotBaseReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.base.size.saturating_sub(self.position);
+        let n = (buf.len() as u64).min(left).min(DIRECT_WINDOW) as usize;
+        if n == 0 {
+            return Ok(0);
+        }
+        self.base.read_at(self.position, &mut buf[..n])?;
+        self.position += n as u64;
+        Ok(n)
     }
 }

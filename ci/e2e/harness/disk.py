@@ -17,6 +17,12 @@ from .layout import Layout
 
 MIB = 1024 * 1024
 MTOOLS_ENV = dict(os.environ, MTOOLS_SKIP_CHECK="1")
+FS_BLOCK = 4096  # block size of the root file systems (build.py: mkfs.ext4 -b 4096)
+# A file of pseudo-random bytes in every root file system (build.py), the same in every version,
+# that nothing reads: a delta patch copies its blocks from the base, so a byte flipped in it
+# (Disk.modify_slot) turns a slot into a modified base without breaking the slot's boot.
+FILLER_PATH = "usr/share/e2e/filler.bin"
+FILLER_SIZE = 256 * 1024
 
 
 class DiskError(Exception):
@@ -37,6 +43,20 @@ def sha256_range(path: Path, offset: int = 0, size: int | None = None) -> str:
             if left is not None:
                 left -= len(chunk)
     return h.hexdigest()
+
+
+def filler_bytes(size: int = FILLER_SIZE) -> bytes:
+    """The filler's content: SHA-256 in counter mode (no zero runs, no repeated blocks)."""
+    return b"".join(hashlib.sha256(b"rustupdate e2e filler %d" % i).digest()
+                    for i in range(-(-size // 32)))[:size]
+
+
+def find_block(data: bytes, block: bytes, align: int = FS_BLOCK) -> int | None:
+    """Offset of the first copy of `block` in `data` that starts at a multiple of `align`."""
+    at = data.find(block)
+    while at >= 0 and at % align:
+        at = data.find(block, at + 1)
+    return at if at >= 0 else None
 
 
 def copy_sparse(src: Path | str, dest: Path) -> None:
@@ -270,6 +290,25 @@ class Disk:
         with open(self.path, "r+b") as f:
             f.seek(self.layout.slot_partition(slot).offset)
             f.write(bytes(4 * MIB))
+
+    def modify_slot(self, slot: str) -> int:
+        """Flips one byte in the middle of the filler's data in a slot (a block every version
+        shares, so delta patches copy it from the base). Returns the byte's offset in the slot."""
+        part = self.layout.slot_partition(slot)
+        block_start = FILLER_SIZE // 2 // FS_BLOCK * FS_BLOCK
+        block = filler_bytes()[block_start:block_start + FS_BLOCK]
+        with open(self.path, "r+b") as f:
+            f.seek(part.offset)
+            found = find_block(f.read(part.size), block)
+            if found is None:
+                raise DiskError(f"slot {slot}: no block of /{FILLER_PATH} found (rebuild the "
+                                "images with ci/e2e/run.sh)")
+            at = found + FS_BLOCK // 2
+            f.seek(part.offset + at)
+            byte = f.read(1)[0]
+            f.seek(part.offset + at)
+            f.write(bytes([byte ^ 0xFF]))
+        return at
 
     def slot_holds(self, slot: str, version: str) -> bool:
         image = self.layout.images.get(version)

@@ -88,6 +88,9 @@ class Expect:
     status: dict[str, str] = field(default_factory=dict)  # dotted key of `status --json`
     slot_image: dict[str, str] = field(default_factory=dict)  # slot -> version it holds exactly
     server: dict[str, str] = field(default_factory=dict)  # SERVER_KEYS, after the boot
+    # body bytes the runner's HTTP server sent of a file during the boot: at most / at least
+    http_max: dict[str, int] = field(default_factory=dict)
+    http_min: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -139,6 +142,11 @@ class Boot:
     # "corrupt" | "delete"} (the copy in use is the one the boot contract's rule picks)
     host_damage: dict[str, str] = field(default_factory=dict)
     host_wipe: str | None = None  # slot whose start is zeroed before the boot
+    # slot in which one byte of the filler file's data is flipped before the boot (a modified
+    # delta base; Disk.modify_slot)
+    host_modify: str | None = None
+    # files of the runner's HTTP server sent at this many bytes per second during the boot
+    http_throttle: dict[str, int] = field(default_factory=dict)
     timeout: float | None = None  # seconds; None: the architecture's default
     until: dict[str, str] = field(default_factory=dict)  # server state that stops the daemon
     expect: Expect = Expect()
@@ -157,12 +165,14 @@ class Boot:
                 self.expect, markers=self.expect.markers + (guest.fault_marker(number, name),)))
 
     def with_http(self, url: str) -> Boot:
-        """The boot with @HTTP@ in its action and its markers replaced by the server's URL."""
+        """The boot with @HTTP@ in its action, markers and absent lines replaced by the server's
+        URL."""
         def sub(text: str) -> str:
             return text.replace(guest.HTTP_PLACEHOLDER, url)
         return dataclasses.replace(
             self, action=sub(self.action),
-            expect=dataclasses.replace(self.expect, markers=tuple(map(sub, self.expect.markers))))
+            expect=dataclasses.replace(self.expect, markers=tuple(map(sub, self.expect.markers)),
+                                       absent=tuple(map(sub, self.expect.absent))))
 
 
 @dataclass(frozen=True)
@@ -229,6 +239,16 @@ class _Table:
                 raise ScenarioError(f"{self.where}: {key}.{k} = {v!r}, expected one of {list(values)}")
         return out
 
+    def byte_counts(self, key: str) -> dict[str, int]:
+        """A table of file names of the runner's HTTP server (artifacts/) to byte counts."""
+        table = self.take(key, dict, {})
+        for k, v in table.items():
+            if not re.fullmatch(r"[\w.-]+", k) or k.startswith("."):
+                raise ScenarioError(f"{self.where}: {key}.{k}: a file name of the artifacts")
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise ScenarioError(f"{self.where}: {key}.{k} = {v!r}: a count of bytes")
+        return dict(table)
+
     def strings(self, key: str) -> tuple[str, ...]:
         items = self.take(key, list, [])
         if not all(isinstance(s, str) for s in items):
@@ -268,6 +288,8 @@ def _expect(doc: dict, where: str) -> Expect:
         status=t.texts("status"),
         slot_image=t.texts("slot_image", keys=contract.SLOTS),
         server=t.texts("server", keys=SERVER_KEYS),
+        http_max=t.byte_counts("http_max"),
+        http_min=t.byte_counts("http_min"),
     )
     t.done()
     _server_states(exp.server, f"{where}: expect.server")
@@ -385,6 +407,8 @@ def _boot(doc: dict, where: str) -> tuple[Boot, int]:
         host_env=t.texts("host_env", keys=contract.VARS),
         host_damage=t.texts("host_damage", keys=DAMAGE_WHICH, values=DAMAGE_HOW),
         host_wipe=t.take("host_wipe", str, choices=contract.SLOTS),
+        host_modify=t.take("host_modify", str, choices=contract.SLOTS),
+        http_throttle=t.byte_counts("http_throttle"),
         timeout=t.take("timeout", float),
         until=t.texts("until", keys=UNTIL_KEYS),
         expect=_expect(t.take("expect", dict, {}), where),
@@ -393,6 +417,11 @@ def _boot(doc: dict, where: str) -> tuple[Boot, int]:
     t.done()
     if "RUSTUPDATE_FAULT_AFTER" in boot.client_env:
         raise ScenarioError(f"{where}: use fault = N, not RUSTUPDATE_FAULT_AFTER in client_env")
+    if 0 in boot.http_throttle.values():
+        raise ScenarioError(f"{where}: http_throttle: at least 1 byte per second")
+    if (boot.http_throttle or boot.expect.http_max or boot.expect.http_min) and not boot.net:
+        raise ScenarioError(f"{where}: http_throttle, expect.http_max and expect.http_min need "
+                            "net = true")
     _server_states(boot.until, f"{where}: until")
     if boot.until and not boot.runs_daemon:
         raise ScenarioError(f"{where}: until needs the {guest.DAEMON_ACTION} action")
@@ -416,6 +445,10 @@ def parse(doc: dict, name: str, path: Path) -> Scenario:
         boot, repeat = _boot(doc_boot, f"{path}: boot {n}")
         if fleet is None and (boot.runs_daemon or boot.expect.server):
             raise ScenarioError(f"{path}: boot {n}: the daemon and expect.server need [fleet]")
+        if fleet is not None and (boot.http_throttle or boot.expect.http_max
+                                  or boot.expect.http_min):
+            raise ScenarioError(f"{path}: boot {n}: http_* are about the runner's HTTP server, "
+                                "which a fleet scenario does not start")
         if fleet is not None and not boot.net:
             boot = dataclasses.replace(boot, net=True)  # every boot of a fleet device polls
         boots += [boot] * repeat
@@ -457,6 +490,7 @@ class Observed:
     env: dict[str, str]  # the bootloader environment read from the disk after the boot
     slot_holds: Callable[[str, str], bool]  # (slot, version): the slot holds exactly that image
     server: dict[str, str] | None = None  # fleet.observe() after the boot, with a fleet server
+    http_served: dict[str, int] | None = None  # body bytes per file sent by the HTTP server
 
 
 def lookup(doc, dotted: str):
@@ -500,6 +534,19 @@ def check(expect: Expect, seen: Observed) -> list[str]:
         if not seen.slot_holds(s, v):
             errors.append(f"slot {s} does not hold the {v} image")
     errors += check_server(expect.server, seen.server)
+    errors += check_http(expect, seen.http_served)
+    return errors
+
+
+def check_http(expect: Expect, served: dict[str, int] | None) -> list[str]:
+    if not (expect.http_max or expect.http_min):
+        return []
+    if served is None:
+        return ["no HTTP server to ask"]
+    errors = [f"HTTP server sent {served.get(f, 0)} bytes of {f}, expected at most {n}"
+              for f, n in expect.http_max.items() if served.get(f, 0) > n]
+    errors += [f"HTTP server sent {served.get(f, 0)} bytes of {f}, expected at least {n}"
+               for f, n in expect.http_min.items() if served.get(f, 0) < n]
     return errors
 
 

@@ -248,7 +248,13 @@ fn an_interrupted_patch_download_resumes_where_it_stopped() {
     let dir = rig.data_dir().join("delta");
     std::fs::create_dir_all(&dir).unwrap();
     let have = patch.len() / 2;
-    std::fs::write(dir.join("2.0.rudelta.part"), &patch[..have]).unwrap();
+    // The part file is longer than its last synced length, and its tail is zeros: what ext4 may
+    // show after a power cut (the size reached the journal, the data did not). Only the synced
+    // part is kept.
+    let mut part = patch[..have + 100].to_vec();
+    part[have..].fill(0);
+    std::fs::write(dir.join("2.0.rudelta.part"), &part).unwrap();
+    std::fs::write(dir.join("2.0.rudelta.part.synced"), have.to_string()).unwrap();
     let out = install_over_http(&rig, &server);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(
@@ -296,4 +302,24 @@ fn a_patch_from_the_devices_own_index_installs() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(!out.stderr.contains("falling back"), "{}", out.stderr);
     assert!(rig.slot_holds('b', &target()));
+}
+
+/// A part file without a synced length is not trusted: the download starts again.
+#[test]
+fn a_part_file_without_a_synced_length_is_downloaded_again() {
+    let rig = Rig::new();
+    let (server, patch_len) = serve(&rig, false);
+    let dir = rig.data_dir().join("delta");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("2.0.rudelta.part"), vec![0u8; 500]).unwrap();
+    let out = install_over_http(&rig, &server);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        !out.stderr.contains("resuming the patch download"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("falling back"), "{}", out.stderr);
+    assert!(rig.slot_holds('b', &target()));
+    assert_eq!(server.sent("2.0.rudelta"), (patch_len, 1));
 }
