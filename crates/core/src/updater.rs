@@ -395,6 +395,11 @@ impl<'a> Updater<'a> {
                     });
                 }
                 self.seams.state.store(&self.state)?;
+                log::info!(
+                    "checkpoint: segment {} from image byte {} (a download cut after this resumes here)",
+                    point.segment,
+                    point.image_offset
+                );
             }
         }
         sink.finish()
