@@ -50,6 +50,11 @@ fn case(seed: u64) -> Case {
 }
 
 fn make_patch(artifact: &[u8], base: &[u8]) -> Vec<u8> {
+    make_patch_against(artifact, Base::Image(base))
+}
+
+/// A patch for `artifact` against `base`, made as the host tool does (level 3 for speed).
+fn make_patch_against(artifact: &[u8], base: Base<'_>) -> Vec<u8> {
     let policy = SignaturePolicy::dangerous_accept_unsigned();
     let mut reader = VerifiedArtifact::open(artifact, &Keyring::new(), &policy).unwrap();
     let head = reader.head().clone();
@@ -62,7 +67,7 @@ fn make_patch(artifact: &[u8], base: &[u8]) -> Vec<u8> {
     build_patch(
         &head,
         &mut payload,
-        Base::Image(base),
+        base,
         &options,
         &mut patch,
         &mut |_, _| {},
@@ -177,29 +182,6 @@ fn a_patch_for_another_artifact_or_format_is_refused() {
     assert!(err.to_string().contains("the base holds"), "{err}");
 }
 
-fn make_patch_from_index(artifact: &[u8], index: &BlockIndex) -> Vec<u8> {
-    let policy = SignaturePolicy::dangerous_accept_unsigned();
-    let mut reader = VerifiedArtifact::open(artifact, &Keyring::new(), &policy).unwrap();
-    let head = reader.head().clone();
-    let mut payload = reader.next_payload().unwrap().unwrap();
-    let mut patch = Vec::new();
-    let options = BuildOptions {
-        level: 3,
-        ..BuildOptions::default()
-    };
-    let base = Base::Index(index);
-    build_patch(
-        &head,
-        &mut payload,
-        base,
-        &options,
-        &mut patch,
-        &mut |_, _| {},
-    )
-    .unwrap();
-    patch
-}
-
 /// Any base: a patch made from the device's block index (no bytes of the base) copies what the
 /// device holds and sends the rest; against another device's blocks it fails before any chunk.
 #[test]
@@ -207,7 +189,7 @@ fn a_patch_from_a_block_index_rebuilds_the_target() {
     let c = case(7);
     let index = BlockIndex::of(&mut &c.base[..], c.base.len() as u64).unwrap();
     let index = BlockIndex::from_bytes(&index.to_bytes().unwrap()).unwrap();
-    let patch = make_patch_from_index(&c.artifact, &index);
+    let patch = make_patch_against(&c.artifact, Base::Index(&index));
     let image = apply(&c.head, &patch, &c.base, &c.target).unwrap();
     assert!(image == c.target);
     assert!(
