@@ -4,8 +4,11 @@
 pub const OK: u8 = 0;
 /// The operation failed; nothing was activated (a failed install is recorded in the state).
 pub const FAILED: u8 = 1;
-/// Bad command line or configuration.
+/// Not run, nothing written: bad command line or configuration.
 pub const USAGE: u8 = 2;
+/// Not run, nothing written: another rustupdate holds the lock (`sys::lock`). The same code as
+/// [`USAGE`]: in both cases the command did nothing, and its message says why.
+pub const BUSY: u8 = 2;
 /// `commit`/`guard`: the trial failed and the device was switched back (a reboot was requested).
 pub const ROLLED_BACK: u8 = 3;
 /// The artifact was rejected (signature, policy, device type, security version, integrity)
@@ -42,6 +45,8 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
         REJECTED
     } else if err.downcast_ref::<Usage>().is_some() {
         USAGE
+    } else if err.downcast_ref::<crate::sys::lock::Busy>().is_some() {
+        BUSY
     } else {
         FAILED
     }

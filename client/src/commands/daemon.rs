@@ -6,12 +6,17 @@
 //! into the inactive slot, no local copy), or reboot into it when the reboot policy allows. The
 //! boot-time `rustupdate commit` decides commit or rollback; the next cycle reports what it
 //! decided. The decisions are `rustupdate_core::fleet`'s; this file does the talking.
+//!
+//! Each cycle holds the client lock (`sys::lock`) from before it reads the state until it ends,
+//! and no longer: between polls a person can run `rustupdate install` by hand, and a cycle that
+//! finds the lock taken is skipped (the next poll comes at the usual time).
 
 use crate::config::{Config, Server};
 use crate::ddi_client::{DdiClient, Delivery, action_of};
 use crate::device::{Device, keyring};
 use crate::exit;
 use crate::source::HttpReader;
+use crate::sys::lock::Busy;
 use crate::sys::scripts::capture;
 use anyhow::{Context, Result, bail};
 use rustupdate_core::fleet::{
@@ -43,7 +48,7 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 const MAX_DOWNLOAD_ATTEMPTS: u32 = 10;
 
 pub fn daemon(config: &Config) -> Result<u8> {
-    let mut fleet = Fleet::new(config)?;
+    let mut fleet = Fleet::new(config, "daemon")?;
     log::info!(
         "rustupdate daemon {} polling {} as {}",
         env!("CARGO_PKG_VERSION"),
@@ -57,6 +62,10 @@ pub fn daemon(config: &Config) -> Result<u8> {
             Ok(summary) => {
                 errors = 0;
                 log::debug!("{summary}");
+            }
+            // Not a failure of this device or the server: no backoff.
+            Err(err) if err.downcast_ref::<Busy>().is_some() => {
+                log::info!("{err:#}; this poll is skipped");
             }
             Err(err) => {
                 errors = errors.saturating_add(1);
@@ -72,7 +81,7 @@ pub fn daemon(config: &Config) -> Result<u8> {
 }
 
 pub fn check_update(config: &Config) -> Result<u8> {
-    let mut fleet = Fleet::new(config)?;
+    let mut fleet = Fleet::new(config, "check-update")?;
     let summary = fleet.cycle()?;
     println!("{summary}");
     Ok(exit::OK)
@@ -80,6 +89,8 @@ pub fn check_update(config: &Config) -> Result<u8> {
 
 struct Fleet {
     config: Config,
+    /// The command a cycle holds the client lock for (`daemon`, `check-update`).
+    command: &'static str,
     server: Server,
     client: DdiClient,
     policy: PollPolicy,
@@ -99,7 +110,7 @@ struct Fleet {
 }
 
 impl Fleet {
-    fn new(config: &Config) -> Result<Fleet> {
+    fn new(config: &Config, command: &'static str) -> Result<Fleet> {
         let server = config
             .server
             .clone()
@@ -115,6 +126,7 @@ impl Fleet {
             },
             reboot: server.reboot_policy()?,
             config: config.clone(),
+            command,
             server,
             client,
             server_interval: None,
@@ -126,8 +138,9 @@ impl Fleet {
         })
     }
 
-    /// One poll cycle; returns a one-line summary of what happened.
+    /// One poll cycle, holding the client lock; returns a one-line summary of what happened.
     fn cycle(&mut self) -> Result<String> {
+        let _lock = super::take_lock(&self.config, self.command)?;
         let mut device = Device::open(&self.config)?;
         self.send_owed(&mut device)?;
         let base = self.client.poll().context("polling the server")?;

@@ -1,4 +1,6 @@
-//! One module per subcommand.
+//! One module per subcommand. Every command that can write the slots, the bootloader environment
+//! or the state takes the client lock first (`sys::lock`); `status`, `show-artifact` and `index`
+//! (which reads the booted slot and writes only its output file) do not.
 
 mod commit;
 mod daemon;
@@ -10,19 +12,46 @@ mod status;
 use crate::cli::{Cli, Command};
 use crate::config::Config;
 use crate::exit;
+use crate::sys::lock::{self, ClientLock, LockError};
 use anyhow::Result;
 
 pub fn run(cli: &Cli) -> Result<u8> {
     let config = || Config::load(&cli.config).map_err(|err| err.context(exit::Usage));
     match &cli.command {
-        Command::Install(args) => install::run(&config()?, args),
-        Command::Commit => commit::commit(&config()?),
-        Command::Rollback => commit::rollback(&config()?),
-        Command::Guard => commit::guard(&config()?),
+        Command::Install(args) => {
+            let config = config()?;
+            let _lock = take_lock(&config, "install")?;
+            install::run(&config, args)
+        }
+        Command::Commit => {
+            let config = config()?;
+            let _lock = take_lock(&config, "commit")?;
+            commit::commit(&config)
+        }
+        Command::Rollback => {
+            let config = config()?;
+            let _lock = take_lock(&config, "rollback")?;
+            commit::rollback(&config)
+        }
+        Command::Guard => {
+            let config = config()?;
+            let _lock = take_lock(&config, "guard")?;
+            commit::guard(&config)
+        }
         Command::Status(args) => status::run(&config()?, args),
         Command::ShowArtifact(args) => show_artifact::run(&config()?, args),
+        // The daemon takes the lock per cycle, and lets go of it between polls.
         Command::Daemon => daemon::daemon(&config()?),
         Command::CheckUpdate => daemon::check_update(&config()?),
         Command::Index(args) => index::run(&config()?, args),
     }
+}
+
+/// The client lock for `command`, held until the returned value is dropped. A lock held by
+/// another process is an error that names it (exit code 2, nothing written).
+pub fn take_lock(config: &Config, command: &str) -> Result<ClientLock> {
+    lock::acquire(&config.data_dir, command).map_err(|err| match err {
+        LockError::Busy(busy) => anyhow::Error::new(busy),
+        err @ LockError::Io { .. } => anyhow::Error::new(err),
+    })
 }

@@ -1,8 +1,11 @@
 //! The real adapters behind the seams of `rustupdate-core`: files, block devices, the bootloader
-//! environments, scripts, reboot, uptime and the fault injection used by the power-cut tests.
+//! environments, scripts, reboot, uptime and the fault injection used by the power-cut tests;
+//! and the client's process lock (`lock`), which no seam needs: it decides which process may run
+//! the updater at all.
 
 pub mod boot_env;
 pub mod fault;
+pub mod lock;
 pub mod reboot;
 pub mod scripts;
 pub mod slots;

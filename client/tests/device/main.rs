@@ -6,7 +6,8 @@
 //! committed-slot record, health-check rollback (failing, hanging, noisy
 //! scripts), rejected artifacts (the inactive slot is byte-for-byte unchanged), a corrupt state
 //! file, a power cut at every durable write of install, commit and rollback, and interrupted
-//! downloads from a loopback HTTP server; delta installs and their fallbacks.
+//! downloads from a loopback HTTP server; delta installs and their fallbacks; the client lock
+//! (one writer at a time, a killed holder taken over, the daemon's lock only during a cycle).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a test failure
 
@@ -15,6 +16,7 @@ mod download;
 mod env_copies;
 mod fleet;
 mod lifecycle;
+mod lock;
 mod power_cut;
 mod read_before_write;
 mod rig;

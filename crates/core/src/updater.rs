@@ -675,18 +675,32 @@ impl<'a> Updater<'a> {
     /// (called by [`Updater::install`]) or, before the updater saw it, by its signatures or
     /// format (called by the client). `version` is what is known of it. A pending update is
     /// left alone.
+    ///
+    /// A rejection that repeats the one on record (same version, reason and fleet action) is
+    /// not written again: a source that keeps offering the same garbage must not keep writing
+    /// the flash. The recorded outcome is returned then.
     pub fn record_rejection(
         &mut self,
         action: Option<u64>,
         version: &str,
         err: &dyn std::error::Error,
     ) -> Result<Outcome, Error> {
+        let detail = format!("artifact rejected: {}", chain(err));
+        if let Some(recorded) = &self.state.last_result
+            && recorded.result == OutcomeKind::Rejected
+            && recorded.version == version
+            && recorded.detail == detail
+            && recorded.action == action
+        {
+            log::warn!("{detail} (as before; the state is not written again)");
+            return Ok(recorded.clone());
+        }
         self.state.transactions += 1;
         let outcome = Outcome {
             transaction: format!("{}-rejected", self.state.transactions),
             version: version.into(),
             result: OutcomeKind::Rejected,
-            detail: format!("artifact rejected: {}", chain(err)),
+            detail,
             action,
         };
         self.state.last_result = Some(outcome.clone());

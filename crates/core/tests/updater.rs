@@ -159,6 +159,68 @@ fn refusals_write_nothing() {
     }
 }
 
+/// A source that keeps offering the same refused artifact must not keep writing the flash: the
+/// first rejection is recorded, an identical one is not written again, a different one is.
+#[test]
+fn repeated_rejection_does_not_rewrite_the_state() {
+    let mut sim = device();
+    let other_board = {
+        let spec = ArtifactSpec {
+            compatible: &["other-board"],
+            ..Default::default()
+        };
+        artifact(&spec, &new_image(), &[&key(1)])
+    };
+    let before = sim.power.writes();
+    install(&mut sim, &other_board).unwrap_err();
+    let first = sim.state.stored.clone().unwrap();
+    assert_eq!(
+        sim.power.writes(),
+        before + 1,
+        "the first rejection is on record"
+    );
+    for _ in 0..3 {
+        let err = install(&mut sim, &other_board).unwrap_err();
+        assert!(err.is_rejection(), "{err}");
+    }
+    assert_eq!(
+        sim.power.writes(),
+        before + 1,
+        "a repeated rejection was written"
+    );
+    assert_eq!(sim.state.stored.as_ref(), Some(&first));
+
+    // Refused before the updater saw it (garbage, as the client records it): the same rule.
+    let garbage = std::io::Error::other("not a rustupdate artifact");
+    let recorded = sim
+        .updater()
+        .unwrap()
+        .record_rejection(None, "unknown", &garbage)
+        .unwrap();
+    let writes = sim.power.writes();
+    for _ in 0..3 {
+        let again = sim
+            .updater()
+            .unwrap()
+            .record_rejection(None, "unknown", &garbage)
+            .unwrap();
+        assert_eq!(again, recorded);
+    }
+    assert_eq!(sim.power.writes(), writes, "repeated garbage was written");
+
+    // Anything that differs is a new record: the reason, the fleet action, the version.
+    let other = std::io::Error::other("truncated head");
+    let mut updater = sim.updater().unwrap();
+    updater.record_rejection(None, "unknown", &other).unwrap();
+    updater
+        .record_rejection(Some(7), "unknown", &other)
+        .unwrap();
+    updater.record_rejection(Some(7), "2.0", &other).unwrap();
+    drop(updater);
+    assert_eq!(sim.power.writes(), writes + 3);
+    assert_eq!(last_result(&mut sim), Some(OutcomeKind::Rejected));
+}
+
 #[test]
 fn failing_health_check_rolls_back() {
     let mut sim = device();
