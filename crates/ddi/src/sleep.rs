@@ -9,17 +9,21 @@ use std::time::Duration;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct PollSleep(u32);
 
-/// Longest interval `HH:MM:SS` can say.
+/// Longest interval `HH:MM:SS` can say: what a device accepts from a server.
 pub const MAX_SLEEP_SECS: u32 = 99 * 3600 + 59 * 60 + 59;
+
+/// Longest interval a server sends, `23:59:59`: hawkBit's own ceiling, and rauc-hawkbit-updater
+/// (which parses the value as a time of day) refuses `24:00:00` and above.
+pub const MAX_POLL_SLEEP_SECS: u32 = 23 * 3600 + 59 * 60 + 59;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("polling sleep {0:?} is not HH:MM:SS (minutes and seconds below 60)")]
 pub struct SleepError(String);
 
 impl PollSleep {
-    /// The interval, capped at [`MAX_SLEEP_SECS`].
+    /// The interval to send, capped at [`MAX_POLL_SLEEP_SECS`] (under a day).
     pub fn from_secs(secs: u64) -> PollSleep {
-        PollSleep(secs.min(u64::from(MAX_SLEEP_SECS)) as u32)
+        PollSleep(secs.min(u64::from(MAX_POLL_SLEEP_SECS)) as u32)
     }
 
     pub fn as_secs(self) -> u64 {
@@ -105,7 +109,15 @@ mod tests {
     }
 
     #[test]
-    fn caps_long_intervals() {
-        assert_eq!(PollSleep::from_secs(u64::MAX).to_string(), "99:59:59");
+    fn sends_less_than_a_day() {
+        assert_eq!(PollSleep::from_secs(86_399).to_string(), "23:59:59");
+        assert_eq!(PollSleep::from_secs(86_400).to_string(), "23:59:59");
+        assert_eq!(PollSleep::from_secs(u64::MAX).to_string(), "23:59:59");
+    }
+
+    #[test]
+    fn accepts_long_intervals_from_other_servers() {
+        let sleep: PollSleep = "99:59:59".parse().unwrap();
+        assert_eq!(sleep.as_secs(), u64::from(MAX_SLEEP_SECS));
     }
 }

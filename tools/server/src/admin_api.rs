@@ -1,53 +1,44 @@
 //! The management API under `/api/v1`, for operators and the CLI: `Authorization: Bearer <admin
-//! token>`. Documented in `docs/server.md`.
+//! token>`, checked by the `guard::require_admin` layer on every route before anything else runs
+//! (no handler checks it, none can forget to). Documented in `docs/server.md`.
 
 use crate::api;
 use crate::artifact_files::{self, ForeignMeta, Upload, UploadError};
 use crate::error::{ApiError, ApiResult};
 use crate::fleet;
+use crate::guard::{self, ApiPath, ApiQuery, JsonBody};
+use crate::links;
 use crate::state::AppState;
 use crate::store::{DeviceRow, NewRollout, Store};
-use crate::tokens::{self, Credential};
-use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use crate::tokens;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use futures_util::StreamExt;
-use rustupdate_ddi::{ControllerId, attributes};
+use rustupdate_ddi::attributes;
 use rustupdate_rollout::{Command, Phases, RolloutSpec, RolloutState, Threshold};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/api/v1/artifacts",
-            post(upload_artifact).get(list_artifacts),
-        )
+/// Every route behind the admin token; all but the upload (streamed to disk, with a per-chunk
+/// idle timeout instead) also within the request timeout.
+pub fn routes(app: &AppState) -> Router<AppState> {
+    let bounded = Router::new()
+        .route("/api/v1/artifacts", get(list_artifacts))
         .route("/api/v1/devices", post(add_device).get(list_devices))
         .route("/api/v1/devices/{controller}", get(show_device))
         .route("/api/v1/devices/{controller}/tags", put(change_tags))
         .route("/api/v1/rollouts", post(create_rollout).get(list_rollouts))
         .route("/api/v1/rollouts/{id}", get(show_rollout))
         .route("/api/v1/rollouts/{id}/{command}", post(rollout_command))
-}
-
-/// The admin token, from the header.
-pub fn check_admin(app: &AppState, headers: &HeaderMap) -> ApiResult<()> {
-    let header = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .ok_or(ApiError::Unauthorized)?;
-    match tokens::parse_authorization(header) {
-        Some(Credential::Bearer(token)) if tokens::equal(token, &app.inner.admin_token) => Ok(()),
-        _ => Err(ApiError::Unauthorized),
-    }
-}
-
-fn json_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::BadRequest(format!("malformed JSON body: {e}")))
+        .route_layer(from_fn_with_state(app.clone(), guard::deadline));
+    Router::new()
+        .route("/api/v1/artifacts", post(upload_artifact))
+        .merge(bounded)
+        .route_layer(from_fn_with_state(app.clone(), guard::require_admin))
 }
 
 #[derive(Debug, Deserialize)]
@@ -65,10 +56,15 @@ struct UploadQuery {
 async fn upload_artifact(
     State(app): State<AppState>,
     headers: HeaderMap,
-    Query(query): Query<UploadQuery>,
+    ApiQuery(query): ApiQuery<UploadQuery>,
     body: Body,
 ) -> ApiResult<(StatusCode, Json<crate::store::ArtifactRow>)> {
-    check_admin(&app, &headers)?;
+    guard::check_declared_length(&headers, app.inner.settings.max_upload_bytes).map_err(|_| {
+        ApiError::TooLarge(format!(
+            "the upload is larger than the limit of {} bytes (max-upload-bytes)",
+            app.inner.settings.max_upload_bytes
+        ))
+    })?;
     let foreign = if query.foreign {
         let missing = |what: &str| ApiError::BadRequest(format!("a foreign artifact needs {what}"));
         let meta = ForeignMeta {
@@ -104,7 +100,16 @@ async fn upload_artifact(
         app.inner.settings.max_upload_bytes,
     )?;
     let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
+    let idle = app.inner.settings.request_timeout;
+    while let Some(chunk) = tokio::time::timeout(idle, stream.next())
+        .await
+        .map_err(|_| {
+            ApiError::Timeout(format!(
+                "no part of the upload arrived for {} s (request-timeout)",
+                idle.as_secs()
+            ))
+        })?
+    {
         let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("reading the upload: {e}")))?;
         upload.write(&chunk).map_err(|e| match e {
             UploadError::TooLarge { .. } => ApiError::TooLarge(e.to_string()),
@@ -150,9 +155,7 @@ async fn upload_artifact(
 
 async fn list_artifacts(
     State(app): State<AppState>,
-    headers: HeaderMap,
 ) -> ApiResult<Json<Vec<crate::store::ArtifactRow>>> {
-    check_admin(&app, &headers)?;
     Ok(Json(app.store.artifacts().await?))
 }
 
@@ -175,13 +178,9 @@ fn check_tags(tags: &[String]) -> ApiResult<()> {
 
 async fn add_device(
     State(app): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
+    JsonBody(request): JsonBody<api::AddDevice>,
 ) -> ApiResult<(StatusCode, Json<api::AddedDevice>)> {
-    check_admin(&app, &headers)?;
-    let request: api::AddDevice = json_body(&body)?;
-    let id = ControllerId::new(&request.controller_id)
-        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let id = links::controller_id(&request.controller_id)?;
     check_tags(&request.tags)?;
     let token = tokens::generate()?;
     if !app
@@ -217,14 +216,11 @@ pub fn device_view(row: &DeviceRow) -> api::Device {
         created_at: row.created_at,
         last_seen: row.last_seen,
         running_version: row.attributes.get(attributes::RUNNING_VERSION).cloned(),
+        reported_device_type: row.type_mismatch().map(str::to_owned),
     }
 }
 
-async fn list_devices(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-) -> ApiResult<Json<Vec<api::Device>>> {
-    check_admin(&app, &headers)?;
+async fn list_devices(State(app): State<AppState>) -> ApiResult<Json<Vec<api::Device>>> {
     Ok(Json(
         app.store.devices().await?.iter().map(device_view).collect(),
     ))
@@ -258,21 +254,16 @@ pub async fn device_detail(store: &Store, controller: &str) -> ApiResult<api::De
 
 async fn show_device(
     State(app): State<AppState>,
-    Path(controller): Path<String>,
-    headers: HeaderMap,
+    ApiPath(controller): ApiPath<String>,
 ) -> ApiResult<Json<api::DeviceDetail>> {
-    check_admin(&app, &headers)?;
     Ok(Json(device_detail(&app.store, &controller).await?))
 }
 
 async fn change_tags(
     State(app): State<AppState>,
-    Path(controller): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    ApiPath(controller): ApiPath<String>,
+    JsonBody(request): JsonBody<api::ChangeTags>,
 ) -> ApiResult<Json<api::Device>> {
-    check_admin(&app, &headers)?;
-    let request: api::ChangeTags = json_body(&body)?;
     check_tags(&request.add)?;
     check_tags(&request.remove)?;
     let device = app
@@ -293,11 +284,8 @@ async fn change_tags(
 
 async fn create_rollout(
     State(app): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
+    JsonBody(request): JsonBody<api::CreateRollout>,
 ) -> ApiResult<(StatusCode, Json<api::Rollout>)> {
-    check_admin(&app, &headers)?;
-    let request: api::CreateRollout = json_body(&body)?;
     let bad = |e: &dyn std::fmt::Display| ApiError::BadRequest(e.to_string());
     let phases = Phases::parse(&request.phases).map_err(|e| bad(&e))?;
     let error_threshold: Threshold = request.error_threshold.parse().map_err(|e| bad(&e))?;
@@ -377,11 +365,7 @@ pub async fn rollout_view(store: &Store, id: i64) -> ApiResult<api::Rollout> {
     })
 }
 
-async fn list_rollouts(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-) -> ApiResult<Json<Vec<api::Rollout>>> {
-    check_admin(&app, &headers)?;
+async fn list_rollouts(State(app): State<AppState>) -> ApiResult<Json<Vec<api::Rollout>>> {
     let mut out = Vec::new();
     for rollout in app.store.rollouts().await? {
         out.push(rollout_view(&app.store, rollout.id).await?);
@@ -391,19 +375,15 @@ async fn list_rollouts(
 
 async fn show_rollout(
     State(app): State<AppState>,
-    Path(id): Path<i64>,
-    headers: HeaderMap,
+    ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<Json<api::Rollout>> {
-    check_admin(&app, &headers)?;
     Ok(Json(rollout_view(&app.store, id).await?))
 }
 
 async fn rollout_command(
     State(app): State<AppState>,
-    Path((id, command)): Path<(i64, String)>,
-    headers: HeaderMap,
+    ApiPath((id, command)): ApiPath<(i64, String)>,
 ) -> ApiResult<Json<api::Rollout>> {
-    check_admin(&app, &headers)?;
     let command: Command = command.parse().map_err(|_| {
         ApiError::NotFound(format!(
             "no rollout command {command:?} (start, pause, resume, cancel)"

@@ -41,6 +41,10 @@ pub struct Device {
     pub last_seen: Option<i64>,
     /// `running_version` as the device reports it (attribute), if it does.
     pub running_version: Option<String>,
+    /// The `device_type` the device reports in its inventory when it differs from
+    /// `device_type` (the registered one, which rollouts target): shown, never obeyed.
+    #[serde(default)]
+    pub reported_device_type: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

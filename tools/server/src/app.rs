@@ -6,9 +6,10 @@ use crate::config::{LogFormat, Settings};
 use crate::error::ApiResult;
 use crate::state::{AppState, Shared};
 use crate::store::{self, Store};
-use crate::{admin_api, api, dashboard, ddi_api, fleet, tokens};
+use crate::{admin_api, api, dashboard, ddi_api, fleet, guard, tokens};
 use anyhow::{Context, Result};
 use axum::extract::{DefaultBodyLimit, State};
+use axum::middleware::from_fn_with_state;
 use axum::routing::get;
 use axum::{Json, Router};
 use rustupdate_rollout::RolloutState;
@@ -84,14 +85,22 @@ pub async fn build_state(settings: Settings) -> Result<AppState> {
     })
 }
 
+/// Every route, bounded as `guard` describes: the device API and the dashboard within the request
+/// timeout, the management API behind the admin token; bodies buffered by an extractor are at
+/// most `guard::MAX_JSON_BODY` bytes on every route (the upload streams to disk with its own
+/// limit); unknown routes and methods are JSON 404 and 405.
 pub fn router(state: AppState) -> Router {
-    let devices = ddi_api::routes().layer(DefaultBodyLimit::max(rustupdate_ddi::MAX_BODY_LEN));
-    let admin = admin_api::routes().layer(DefaultBodyLimit::disable());
-    Router::new()
+    let bounded = Router::new()
         .route("/healthz", get(healthz))
-        .merge(devices)
-        .merge(admin)
+        .merge(ddi_api::routes())
         .merge(dashboard::routes())
+        .route_layer(from_fn_with_state(state.clone(), guard::deadline));
+    Router::new()
+        .merge(bounded)
+        .merge(admin_api::routes(&state))
+        .fallback(guard::not_found)
+        .method_not_allowed_fallback(guard::method_not_allowed)
+        .layer(DefaultBodyLimit::max(guard::MAX_JSON_BODY))
         .with_state(state)
 }
 
@@ -158,6 +167,20 @@ fn nodelay() -> axum_server::accept::TcpConfigAcceptor {
 pub async fn serve(settings: Settings) -> Result<()> {
     let listen = settings.listen;
     let tls = settings.tls.clone();
+    // hyper's side of the bounds (guard.rs has the rest): a connection's first request line and
+    // headers must arrive within `header-read-timeout` (axum-server's first-request timeout, which
+    // also covers hyper's protocol detection), and so must every later request's, counted from
+    // when the connection became idle (hyper's header read timeout): an idle keep-alive
+    // connection is closed after the same time.
+    let header_read_timeout = settings.header_read_timeout;
+    if settings.public_url.is_none()
+        && settings.allowed_hosts.is_empty()
+        && listen.ip().is_unspecified()
+    {
+        log::warn!(
+            "event=links-to-listen-address listen={listen} hint=\"without public-url or allowed-hosts, links given to devices point to {listen}; set public-url\""
+        );
+    }
     let state = build_state(settings).await?;
     log::info!(
         "event=started listen={listen} database={} tenant={} admin_token_file={}",
@@ -185,18 +208,27 @@ pub async fn serve(settings: Settings) -> Result<()> {
                         tls.key.display()
                     )
                 })?;
+            // The TLS handshake has axum-server's own timeout (10 s).
             let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(config).acceptor(nodelay());
-            axum_server::bind(listen)
+            let mut server = axum_server::bind(listen)
                 .acceptor(acceptor)
                 .handle(handle)
-                .serve(service)
-                .await
+                .first_request_timeout(header_read_timeout);
+            server
+                .http_builder()
+                .http1()
+                .header_read_timeout(header_read_timeout);
+            server.serve(service).await
         }
         None => {
-            axum_server::bind(listen)
+            let mut server = axum_server::bind(listen)
                 .handle(handle)
-                .serve(service)
-                .await
+                .first_request_timeout(header_read_timeout);
+            server
+                .http_builder()
+                .http1()
+                .header_read_timeout(header_read_timeout);
+            server.serve(service).await
         }
     }
     .with_context(|| format!("serving on {listen}"))?;

@@ -55,9 +55,14 @@ pub struct ServeArgs {
     /// Seconds between device polls, sent as config.polling.sleep [default: 300].
     #[arg(long, value_name = "SECS")]
     pub poll_interval: Option<u64>,
-    /// Base URL devices reach the server at (for links) [default: from the request's Host].
+    /// Base URL devices reach the server at: every link is built from it [default: the request's
+    /// Host if it is an --allowed-host or the listen address, else the listen address].
     #[arg(long, value_name = "URL")]
     pub public_url: Option<String>,
+    /// Host (or host:port) whose requests get links to that Host when --public-url is unset
+    /// (repeatable).
+    #[arg(long, value_name = "HOST")]
+    pub allowed_host: Vec<String>,
     /// TLS certificate chain (PEM); with --tls-key the server speaks HTTPS only.
     #[arg(long, value_name = "FILE")]
     pub tls_cert: Option<PathBuf>,
@@ -70,6 +75,14 @@ pub struct ServeArgs {
     /// Largest artifact upload in bytes [default: 8 GiB].
     #[arg(long, value_name = "BYTES")]
     pub max_upload_bytes: Option<u64>,
+    /// Seconds a client may take to send the request headers, and a keep-alive connection may
+    /// stay idle [default: 15].
+    #[arg(long, value_name = "SECS")]
+    pub header_read_timeout: Option<u64>,
+    /// Seconds a request may take from its headers to its answer, body included; for uploads,
+    /// the longest pause between two received chunks [default: 30].
+    #[arg(long, value_name = "SECS")]
+    pub request_timeout: Option<u64>,
     /// Log lines as text or JSON [default: text].
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,

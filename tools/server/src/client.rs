@@ -200,6 +200,12 @@ fn print_device(d: &api::Device) {
         d.last_seen
             .map_or("never".to_owned(), |t| format!("{t} ms")),
     );
+    if let Some(reported) = &d.reported_device_type {
+        println!(
+            "{:<24} reports device type {reported:?}; the registered type stays",
+            ""
+        );
+    }
 }
 
 pub fn device(command: DeviceCommand) -> Result<()> {

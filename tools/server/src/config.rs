@@ -6,12 +6,21 @@ use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_TENANT: &str = "DEFAULT";
 /// hawkBit's default is 5 minutes; devices on metered links want no less.
 pub const DEFAULT_POLL_INTERVAL_SECS: u64 = 300;
 pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 8 << 30;
+/// How long a client may take to send a request's line and headers, and how long a keep-alive
+/// connection may stay idle. A device's whole request is a few hundred bytes.
+pub const DEFAULT_HEADER_READ_TIMEOUT_SECS: u64 = 15;
+/// How long a request may take from its headers to its answer (body included), and how long an
+/// artifact upload may go without receiving a byte.
+pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 30;
+/// Longest timeout accepted for either of the two above.
+pub const MAX_TIMEOUT_SECS: u64 = 3600;
 
 /// The file form: every key optional.
 #[derive(Debug, Default, Deserialize)]
@@ -23,11 +32,15 @@ pub struct FileConfig {
     pub tenant: Option<String>,
     pub poll_interval: Option<u64>,
     pub public_url: Option<String>,
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     #[serde(default)]
     pub trusted_keys: Vec<PathBuf>,
     pub max_upload_bytes: Option<u64>,
+    pub header_read_timeout: Option<u64>,
+    pub request_timeout: Option<u64>,
     pub log_format: Option<LogFormat>,
 }
 
@@ -56,10 +69,14 @@ pub struct Settings {
     pub tenant: String,
     pub poll_interval_secs: u64,
     pub public_url: Option<String>,
+    /// `Host` values links may be built from when `public_url` is unset (see `links::base_url`).
+    pub allowed_hosts: Vec<String>,
     pub tls: Option<Tls>,
     /// Explicit key files; `DATA_DIR/keys/*.pem` are trusted as well.
     pub trusted_keys: Vec<PathBuf>,
     pub max_upload_bytes: u64,
+    pub header_read_timeout: Duration,
+    pub request_timeout: Duration,
     pub log_format: LogFormat,
 }
 
@@ -94,16 +111,20 @@ impl Settings {
             .or(file.tenant)
             .unwrap_or_else(|| DEFAULT_TENANT.to_owned());
         rustupdate_ddi::Tenant::new(&tenant)?;
+        if tenant == "." || tenant == ".." {
+            bail!("tenant {tenant:?} is a path special and cannot be a URL segment");
+        }
         let poll_interval_secs = args
             .poll_interval
             .or(file.poll_interval)
             .unwrap_or(DEFAULT_POLL_INTERVAL_SECS);
         if poll_interval_secs == 0
-            || poll_interval_secs > u64::from(rustupdate_ddi::sleep::MAX_SLEEP_SECS)
+            || poll_interval_secs > u64::from(rustupdate_ddi::sleep::MAX_POLL_SLEEP_SECS)
         {
             bail!(
-                "poll-interval must be 1 to {} seconds",
-                rustupdate_ddi::sleep::MAX_SLEEP_SECS
+                "poll-interval must be 1 to {} seconds ({}, hawkBit's longest)",
+                rustupdate_ddi::sleep::MAX_POLL_SLEEP_SECS,
+                rustupdate_ddi::PollSleep::from_secs(u64::MAX)
             );
         }
         let public_url = args.public_url.clone().or(file.public_url);
@@ -112,6 +133,28 @@ impl Settings {
         {
             bail!("public-url {url:?} must start with http:// or https://");
         }
+        let mut allowed_hosts = file.allowed_hosts;
+        allowed_hosts.extend(args.allowed_host.iter().cloned());
+        if let Some(bad) = allowed_hosts.iter().find(|h| !crate::links::valid_host(h)) {
+            bail!("allowed-hosts entry {bad:?} is not a host or host:port");
+        }
+        let timeout = |name: &str, value: Option<u64>, default: u64| -> Result<Duration> {
+            let secs = value.unwrap_or(default);
+            if secs == 0 || secs > MAX_TIMEOUT_SECS {
+                bail!("{name} must be 1 to {MAX_TIMEOUT_SECS} seconds");
+            }
+            Ok(Duration::from_secs(secs))
+        };
+        let header_read_timeout = timeout(
+            "header-read-timeout",
+            args.header_read_timeout.or(file.header_read_timeout),
+            DEFAULT_HEADER_READ_TIMEOUT_SECS,
+        )?;
+        let request_timeout = timeout(
+            "request-timeout",
+            args.request_timeout.or(file.request_timeout),
+            DEFAULT_REQUEST_TIMEOUT_SECS,
+        )?;
         let tls = match (
             args.tls_cert.clone().or(file.tls_cert),
             args.tls_key.clone().or(file.tls_key),
@@ -129,14 +172,24 @@ impl Settings {
             tenant,
             poll_interval_secs,
             public_url,
+            allowed_hosts,
             tls,
             trusted_keys,
             max_upload_bytes: args
                 .max_upload_bytes
                 .or(file.max_upload_bytes)
                 .unwrap_or(DEFAULT_MAX_UPLOAD_BYTES),
+            header_read_timeout,
+            request_timeout,
             log_format: args.log_format.or(file.log_format).unwrap_or_default(),
         })
+    }
+
+    /// Defaults, for unit tests of what reads settings.
+    #[cfg(test)]
+    pub fn for_tests() -> Settings {
+        #[allow(clippy::unwrap_used)]
+        Settings::from_args(&ServeArgs::default()).unwrap()
     }
 
     pub fn admin_token_path(&self) -> PathBuf {
@@ -184,6 +237,9 @@ database = "postgres://fleet@db/fleet"
 tenant = "ACME"
 poll-interval = 60
 public-url = "https://updates.example.com"
+allowed-hosts = ["fleet.lan:8080"]
+header-read-timeout = 10
+request-timeout = 20
 tls-cert = "/etc/ssl/fleet.crt"
 tls-key = "/etc/ssl/fleet.key"
 trusted-keys = ["/etc/rustupdate/release.pub.pem"]
@@ -193,5 +249,27 @@ log-format = "json"
         let c: FileConfig = toml::from_str(text).unwrap();
         assert_eq!(c.poll_interval, Some(60));
         assert_eq!(c.log_format, Some(LogFormat::Json));
+        assert_eq!(c.allowed_hosts, ["fleet.lan:8080"]);
+        assert_eq!(c.request_timeout, Some(20));
+    }
+
+    #[test]
+    fn poll_interval_stays_under_a_day() {
+        let args = |secs| ServeArgs {
+            poll_interval: Some(secs),
+            ..ServeArgs::default()
+        };
+        assert!(Settings::from_args(&args(86_399)).is_ok());
+        let err = Settings::from_args(&args(86_400)).unwrap_err();
+        assert!(err.to_string().contains("23:59:59"), "{err}");
+    }
+
+    #[test]
+    fn refuses_hosts_that_are_not_hosts() {
+        let args = ServeArgs {
+            allowed_host: vec!["evil.example/path".into()],
+            ..ServeArgs::default()
+        };
+        assert!(Settings::from_args(&args).is_err());
     }
 }

@@ -1,28 +1,39 @@
 //! The dashboard: server-rendered HTML (maud), no JavaScript. Pages: the fleet overview (devices
 //! per running version, rollouts, last seen), a rollout with a progress bar per phase and its
-//! events, a device with its history. Access: the admin token, once through
-//! `/ui/login?token=…` (or the login form), then an HttpOnly, SameSite=Strict cookie.
+//! events, a device with its history.
+//!
+//! Access: the admin token, posted once by the login form (`POST /ui/login`), opens a session: a
+//! random 256-bit key in an HttpOnly, SameSite=Strict cookie (`Secure` when the server is reached
+//! over HTTPS), valid for [`SESSION_LIFETIME`], of which the database keeps only the sha256
+//! (`store/sessions.rs`), so every server process over one database knows it. `POST /ui/logout`
+//! ends it. The cookie never holds the admin token. `GET /ui/login?token=…` still logs in, for
+//! the dashboard test in headless Chromium, and logs a warning: a token in a URL ends up in
+//! histories and proxy logs.
 
 use crate::admin_api;
 use crate::error::{ApiError, ApiResult};
+use crate::links;
 use crate::state::AppState;
-use crate::store::now_ms;
+use crate::store::{FEEDBACK_BYTES_PER_ACTION, FEEDBACK_ENTRIES_PER_ACTION, now_ms};
 use crate::tokens;
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use maud::{DOCTYPE, Markup, html};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
-const COOKIE: &str = "rustupdate_admin";
+const COOKIE: &str = "rustupdate_session";
+/// How long a dashboard session lasts.
+pub const SESSION_LIFETIME: std::time::Duration = std::time::Duration::from_secs(8 * 3600);
 
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(|| async { Redirect::to("/ui/") }))
-        .route("/ui/login", get(login))
+        .route("/ui/login", get(login_page).post(login))
+        .route("/ui/logout", post(logout))
         .route("/ui/", get(overview))
         .route("/ui/rollouts/{id}", get(rollout))
         .route("/ui/devices/{controller}", get(device))
@@ -44,7 +55,10 @@ fn page(title: &str, body: Markup) -> Markup {
                 style { (STYLE) }
             }
             body {
-                header { a href="/ui/" { "rustupdate fleet" } }
+                header {
+                    a href="/ui/" { "rustupdate fleet" }
+                    form.logout method="post" action="/ui/logout" { button { "Log out" } }
+                }
                 main { h1 { (title) } (body) }
             }
         }
@@ -52,21 +66,30 @@ fn page(title: &str, body: Markup) -> Markup {
 }
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:0;color:#222}\
-header{background:#1d3557;padding:.6em 1.2em}header a{color:#fff;text-decoration:none;font-weight:bold}\
+header{background:#1d3557;padding:.6em 1.2em;display:flex;justify-content:space-between}\
+.logout{margin:0}header a{color:#fff;text-decoration:none;font-weight:bold}\
 main{padding:1em 1.5em}table{border-collapse:collapse;margin:.5em 0 1.5em}\
 th,td{border-bottom:1px solid #ddd;padding:.3em .8em;text-align:left}\
 .bar{display:flex;width:24em;height:1.1em;background:#eee;border-radius:3px;overflow:hidden}\
 .ok{background:#2a9d8f}.fail{background:#e63946}.busy{background:#e9c46a}\
 .state{font-weight:bold}.failed,.paused{color:#c1121f}.succeeded,.finished{color:#2a9d8f}";
 
-fn logged_in(app: &AppState, headers: &HeaderMap) -> bool {
+/// The session key the request's cookie carries, if any.
+fn session_key(headers: &HeaderMap) -> Option<&str> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|kv| kv.trim().split_once('='))
-        .any(|(k, v)| k == COOKIE && tokens::equal(v, &app.inner.admin_token))
+        .find_map(|(k, v)| (k == COOKIE).then_some(v))
+}
+
+async fn logged_in(app: &AppState, headers: &HeaderMap) -> ApiResult<bool> {
+    match session_key(headers) {
+        Some(key) => Ok(app.store.session_valid(&tokens::hash(key)).await?),
+        None => Ok(false),
+    }
 }
 
 /// Only local paths are followed after login (no open redirect).
@@ -77,44 +100,109 @@ fn safe_next(next: Option<String>) -> String {
     }
 }
 
-async fn login(State(app): State<AppState>, Query(q): Query<LoginQuery>) -> Response {
-    match q.token {
-        Some(token) if tokens::equal(&token, &app.inner.admin_token) => {
-            let mut response = Redirect::to(&safe_next(q.next)).into_response();
-            let cookie = format!("{COOKIE}={token}; Path=/ui; HttpOnly; SameSite=Strict");
-            if let Ok(value) = HeaderValue::from_str(&cookie) {
-                response.headers_mut().insert(header::SET_COOKIE, value);
-            }
-            response
-        }
-        wrong => {
-            let status = if wrong.is_some() {
-                StatusCode::UNAUTHORIZED
-            } else {
-                StatusCode::OK
-            };
-            let body = page(
-                "Log in",
-                html! {
-                    @if wrong.is_some() { p.failed { "Wrong token." } }
-                    form method="get" action="/ui/login" {
-                        label { "Admin token (DATA_DIR/admin.token) " input type="password" name="token"; }
-                        input type="hidden" name="next" value=(safe_next(q.next));
-                        " " button { "Log in" }
-                    }
-                },
-            );
-            (status, body).into_response()
-        }
+/// Whether the operator reaches the server over HTTPS (the cookie is then `Secure`).
+fn over_https(app: &AppState) -> bool {
+    app.inner.settings.tls.is_some()
+        || app
+            .inner
+            .settings
+            .public_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("https://"))
+}
+
+fn set_cookie(response: &mut Response, value: &str, max_age_secs: u64, secure: bool) {
+    let secure = if secure { "; Secure" } else { "" };
+    let cookie = format!(
+        "{COOKIE}={value}; Path=/ui; HttpOnly; SameSite=Strict; Max-Age={max_age_secs}{secure}"
+    );
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
     }
 }
 
-/// `None` when logged in, else the redirect to the login page.
-fn require_login(app: &AppState, headers: &HeaderMap, here: &str) -> Option<Response> {
-    if logged_in(app, headers) {
-        None
-    } else {
-        Some(Redirect::to(&format!("/ui/login?next={here}")).into_response())
+#[derive(Debug, Deserialize)]
+struct LoginForm {
+    token: String,
+    next: Option<String>,
+}
+
+/// Opens a session if `token` is the admin token, else the form again with 401.
+async fn open_session(app: &AppState, token: &str, next: Option<String>) -> Response {
+    if !tokens::equal(token, &app.inner.admin_token) {
+        return login_form(StatusCode::UNAUTHORIZED, true, next);
+    }
+    let opened = async {
+        let key = tokens::generate()?;
+        let expires = now_ms() + SESSION_LIFETIME.as_millis() as i64;
+        app.store.add_session(&tokens::hash(&key), expires).await?;
+        anyhow::Ok(key)
+    }
+    .await;
+    match opened {
+        Ok(key) => {
+            let mut response = Redirect::to(&safe_next(next)).into_response();
+            set_cookie(
+                &mut response,
+                &key,
+                SESSION_LIFETIME.as_secs(),
+                over_https(app),
+            );
+            log::info!("event=dashboard-login");
+            response
+        }
+        Err(e) => error_page(ApiError::Internal(e)),
+    }
+}
+
+fn login_form(status: StatusCode, wrong: bool, next: Option<String>) -> Response {
+    let body = page(
+        "Log in",
+        html! {
+            @if wrong { p.failed { "Wrong token." } }
+            form method="post" action="/ui/login" {
+                label { "Admin token (DATA_DIR/admin.token) " input type="password" name="token"; }
+                input type="hidden" name="next" value=(safe_next(next));
+                " " button { "Log in" }
+            }
+        },
+    );
+    (status, body).into_response()
+}
+
+async fn login(State(app): State<AppState>, Form(form): Form<LoginForm>) -> Response {
+    open_session(&app, &form.token, form.next).await
+}
+
+async fn login_page(State(app): State<AppState>, Query(q): Query<LoginQuery>) -> Response {
+    match q.token {
+        Some(token) => {
+            log::warn!(
+                "event=dashboard-login-by-url hint=\"log in with the form (POST /ui/login): a token in a URL ends up in histories and logs\""
+            );
+            open_session(&app, &token, q.next).await
+        }
+        None => login_form(StatusCode::OK, false, q.next),
+    }
+}
+
+async fn logout(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(key) = session_key(&headers)
+        && let Err(e) = app.store.remove_session(&tokens::hash(key)).await
+    {
+        return error_page(ApiError::Internal(e));
+    }
+    let mut response = Redirect::to("/ui/login").into_response();
+    set_cookie(&mut response, "", 0, over_https(&app));
+    response
+}
+
+/// `None` when logged in, else the redirect to the login page (or the error page).
+async fn require_login(app: &AppState, headers: &HeaderMap, here: &str) -> Option<Response> {
+    match logged_in(app, headers).await {
+        Ok(true) => None,
+        Ok(false) => Some(Redirect::to(&format!("/ui/login?next={here}")).into_response()),
+        Err(e) => Some(error_page(e)),
     }
 }
 
@@ -142,7 +230,7 @@ fn error_page(err: ApiError) -> Response {
 }
 
 async fn overview(State(app): State<AppState>, headers: HeaderMap) -> Response {
-    if let Some(r) = require_login(&app, &headers, "/ui/") {
+    if let Some(r) = require_login(&app, &headers, "/ui/").await {
         return r;
     }
     match overview_page(&app).await {
@@ -189,8 +277,13 @@ async fn overview_page(app: &AppState) -> ApiResult<Markup> {
                 tr { th { "device" } th { "type" } th { "running version" } th { "slot" } th { "tags" } th { "last seen" } }
                 @for d in &devices {
                     tr {
-                        td { a href={ "/ui/devices/" (d.controller_id) } { (d.controller_id) } }
-                        td { (d.device_type.as_deref().unwrap_or("-")) }
+                        td { a href={ "/ui/devices/" (links::segment(&d.controller_id)) } { (d.controller_id) } }
+                        td {
+                            (d.device_type.as_deref().unwrap_or("-"))
+                            @if let Some(reported) = d.type_mismatch() {
+                                " " span.failed title="the device reports another type; its registered type stays" { "(reports " (reported) ")" }
+                            }
+                        }
                         td { (d.attributes.get(rustupdate_ddi::attributes::RUNNING_VERSION).map_or("-", |s| s)) }
                         td { (d.attributes.get(rustupdate_ddi::attributes::RUNNING_SLOT).map_or("-", |s| s)) }
                         td { (d.tags.join(", ")) }
@@ -203,7 +296,7 @@ async fn overview_page(app: &AppState) -> ApiResult<Markup> {
 }
 
 async fn rollout(State(app): State<AppState>, Path(id): Path<i64>, headers: HeaderMap) -> Response {
-    if let Some(r) = require_login(&app, &headers, &format!("/ui/rollouts/{id}")) {
+    if let Some(r) = require_login(&app, &headers, &format!("/ui/rollouts/{id}")).await {
         return r;
     }
     match admin_api::rollout_view(&app.store, id).await {
@@ -271,7 +364,8 @@ async fn device(
     Path(controller): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(r) = require_login(&app, &headers, &format!("/ui/devices/{controller}")) {
+    let here = format!("/ui/devices/{}", links::segment(&controller));
+    if let Some(r) = require_login(&app, &headers, &here).await {
         return r;
     }
     match admin_api::device_detail(&app.store, &controller).await {
@@ -287,6 +381,9 @@ fn device_page(detail: &crate::api::DeviceDetail) -> Markup {
         html! {
             p {
                 "Type " b { (d.device_type.as_deref().unwrap_or("unknown")) }
+                @if let Some(reported) = &d.reported_device_type {
+                    " " span.failed { "(the device reports " b { (reported) } "; the registered type stays, rollouts target it)" }
+                }
                 ", running " b { (d.running_version.as_deref().unwrap_or("unknown")) }
                 ", last seen " (ago(d.last_seen)) "."
                 @if !d.tags.is_empty() { " Tags: " (d.tags.join(", ")) "." }
@@ -300,6 +397,12 @@ fn device_page(detail: &crate::api::DeviceDetail) -> Markup {
                     span.state.(a.action.state) { (a.action.state) }
                 }
                 @if let Some(reason) = &a.action.reason { p { "Reason: " (reason) } }
+                @if a.action.feedback_dropped > 0 {
+                    p {
+                        (a.action.feedback_dropped) " feedback entries not kept (the first one and the latest are kept: at most "
+                        (FEEDBACK_ENTRIES_PER_ACTION) " entries and " (FEEDBACK_BYTES_PER_ACTION / 1024) " KiB of details per action)."
+                    }
+                }
                 table {
                     tr { th { "when" } th { "channel" } th { "execution" } th { "result" } th { "progress" } th { "details" } }
                     @for f in &a.feedback {

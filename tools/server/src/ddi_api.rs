@@ -1,19 +1,24 @@
 //! The device API: Eclipse hawkBit DDI v1 under `/{tenant}/controller/v1/{controllerId}`.
 //!
-//! Every request is authenticated first (`TargetToken` of that very device, or the tenant's
-//! `GatewayToken`, which registers unknown devices on first contact); anything else is 401 with
-//! the same body whatever was wrong. A device only ever sees its own actions: another device's
-//! action id is answered exactly like a missing one (404).
+//! Every request is authenticated first, by the [`Caller`] extractor, before a body is read
+//! (`TargetToken` of that very device, or the tenant's `GatewayToken`, which registers unknown
+//! devices on first contact); anything else is 401 with the same body whatever was wrong. A device
+//! only ever sees its own actions: another device's action id is answered exactly like a missing
+//! one (404). Links are built by `links`: from `public-url` or an allowed `Host`, file names
+//! percent-encoded. What a device reports (`configData`) is stored and shown; it never changes
+//! what the operator set (see `Store::set_attributes`).
 
 use crate::error::{ApiError, ApiResult};
 use crate::fleet::{self, Channel};
+use crate::guard::{ApiPath, JsonBody};
+use crate::links;
 use crate::state::AppState;
 use crate::store::{ActionWithRollout, ArtifactRow, DeviceRow};
 use crate::tokens::{self, Credential};
 use axum::Json;
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{Path, Request, State};
+use axum::extract::{FromRequestParts, RawPathParams, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -55,11 +60,37 @@ pub fn routes() -> Router<AppState> {
         )
 }
 
-/// The authenticated device of a request, with the tenant and id it was addressed by.
+/// The authenticated device of a request, with the tenant and id it was addressed by, and the
+/// request's `Host` (for links). An extractor from the request's head: handlers take it before
+/// their body, so nothing is read from a caller that is not a device.
 struct Caller {
     device: DeviceRow,
     tenant: Tenant,
     id: ControllerId,
+    host: Option<String>,
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> ApiResult<Caller> {
+        let params = RawPathParams::from_request_parts(parts, app)
+            .await
+            .map_err(|_| ApiError::Unauthorized)?;
+        let mut tenant = None;
+        let mut controller = None;
+        for (key, value) in &params {
+            match key {
+                "tenant" => tenant = Some(value),
+                "controller" => controller = Some(value),
+                _ => {}
+            }
+        }
+        let (Some(tenant), Some(controller)) = (tenant, controller) else {
+            return Err(ApiError::Unauthorized);
+        };
+        authenticate(app, &parts.headers, tenant, controller).await
+    }
 }
 
 async fn authenticate(
@@ -68,12 +99,13 @@ async fn authenticate(
     tenant: &str,
     controller: &str,
 ) -> ApiResult<Caller> {
-    // Wrong tenant, malformed id, wrong token: all the same 401.
+    // Wrong tenant, wrong token: the same 401. A malformed id is 400 with the rule (the rule is
+    // public; a wrong id says nothing about what exists).
     let tenant = Tenant::new(tenant).map_err(|_| ApiError::Unauthorized)?;
-    let id = ControllerId::new(controller).map_err(|_| ApiError::Unauthorized)?;
     if tenant != app.inner.tenant {
         return Err(ApiError::Unauthorized);
     }
+    let id = links::controller_id(controller)?;
     let header = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -97,7 +129,12 @@ async fn authenticate(
     };
     // Any authenticated request counts as contact, as in hawkBit.
     app.store.touch_device(device.id).await?;
-    Ok(Caller { device, tenant, id })
+    Ok(Caller {
+        device,
+        tenant,
+        id,
+        host: links::host(headers).map(str::to_owned),
+    })
 }
 
 fn parse_action(text: &str) -> ApiResult<i64> {
@@ -107,32 +144,9 @@ fn parse_action(text: &str) -> ApiResult<i64> {
         .ok_or_else(|| ApiError::BadRequest(format!("action id {text:?} is not a positive number")))
 }
 
-/// The scheme and host that links point to: `public-url` if configured, else the request's Host.
-fn base_url(app: &AppState, headers: &HeaderMap) -> String {
-    if let Some(url) = &app.inner.settings.public_url {
-        return url.trim_end_matches('/').to_owned();
-    }
-    let scheme = if app.inner.settings.tls.is_some() {
-        "https"
-    } else {
-        "http"
-    };
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .filter(|h| h.bytes().all(|b| b.is_ascii_graphic()))
-        .unwrap_or("localhost");
-    format!("{scheme}://{host}")
-}
-
-async fn poll(
-    State(app): State<AppState>,
-    Path((tenant, controller)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> ApiResult<Json<ddi::ControllerBase>> {
-    let caller = authenticate(&app, &headers, &tenant, &controller).await?;
+async fn poll(State(app): State<AppState>, caller: Caller) -> ApiResult<Json<ddi::ControllerBase>> {
     let work = fleet::work_for(&app.store, &caller.device).await?;
-    let base = base_url(&app, &headers);
+    let base = links::base_url(&app.inner.settings, caller.host.as_deref());
     let mut links = ddi::ControllerLinks::default();
     if let Some(work) = work {
         let id = work.action.id as u64;
@@ -181,7 +195,6 @@ async fn poll(
 
 fn deployment_body(
     app: &AppState,
-    headers: &HeaderMap,
     caller: &Caller,
     work: &ActionWithRollout,
     artifact: &ArtifactRow,
@@ -190,12 +203,12 @@ fn deployment_body(
         Some(url) => url.clone(),
         None => format!(
             "{}{}",
-            base_url(app, headers),
+            links::base_url(&app.inner.settings, caller.host.as_deref()),
             path::artifact_download(
                 &caller.tenant,
                 &caller.id,
                 &artifact.sha256,
-                &artifact.filename
+                &links::segment(&artifact.filename)
             )
         ),
     };
@@ -250,10 +263,9 @@ async fn device_action(
 
 async fn deployment_base(
     State(app): State<AppState>,
-    Path((tenant, controller, action)): Path<(String, String, String)>,
-    headers: HeaderMap,
+    caller: Caller,
+    ApiPath((_, _, action)): ApiPath<(String, String, String)>,
 ) -> ApiResult<Json<ddi::DeploymentBase>> {
-    let caller = authenticate(&app, &headers, &tenant, &controller).await?;
     let (work, artifact) = device_action(&app, &caller, &action).await?;
     if work.action.state == ActionState::Canceled.as_str() {
         return Err(ApiError::Conflict(format!(
@@ -262,29 +274,23 @@ async fn deployment_base(
         )));
     }
     fleet::deployment_fetched(&app.store, &work).await?;
-    Ok(Json(deployment_body(
-        &app, &headers, &caller, &work, &artifact,
-    )))
+    Ok(Json(deployment_body(&app, &caller, &work, &artifact)))
 }
 
 async fn installed_base(
     State(app): State<AppState>,
-    Path((tenant, controller, action)): Path<(String, String, String)>,
-    headers: HeaderMap,
+    caller: Caller,
+    ApiPath((_, _, action)): ApiPath<(String, String, String)>,
 ) -> ApiResult<Json<ddi::DeploymentBase>> {
-    let caller = authenticate(&app, &headers, &tenant, &controller).await?;
     let (work, artifact) = device_action(&app, &caller, &action).await?;
-    Ok(Json(deployment_body(
-        &app, &headers, &caller, &work, &artifact,
-    )))
+    Ok(Json(deployment_body(&app, &caller, &work, &artifact)))
 }
 
 async fn cancel_action(
     State(app): State<AppState>,
-    Path((tenant, controller, action)): Path<(String, String, String)>,
-    headers: HeaderMap,
+    caller: Caller,
+    ApiPath((_, _, action)): ApiPath<(String, String, String)>,
 ) -> ApiResult<Json<ddi::CancelActionBase>> {
-    let caller = authenticate(&app, &headers, &tenant, &controller).await?;
     let (work, _) = device_action(&app, &caller, &action).await?;
     if work.action.state != ActionState::CancelRequested.as_str() {
         return Err(ApiError::NotFound(format!(
@@ -299,48 +305,33 @@ async fn cancel_action(
     }))
 }
 
-/// Parses a JSON body with an error that names the problem (axum's own rejection does not).
-fn json_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::BadRequest(format!("malformed JSON body: {e}")))
-}
-
 async fn deployment_feedback(
     State(app): State<AppState>,
-    Path((tenant, controller, action)): Path<(String, String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
+    caller: Caller,
+    ApiPath((_, _, action)): ApiPath<(String, String, String)>,
+    JsonBody(body): JsonBody<ddi::ActionFeedback>,
 ) -> ApiResult<StatusCode> {
-    feedback(
-        app,
-        (tenant, controller, action),
-        headers,
-        body,
-        Channel::Deployment,
-    )
-    .await
+    feedback(&app, &caller, &action, &body, Channel::Deployment).await
 }
 
 async fn cancel_feedback(
     State(app): State<AppState>,
-    Path(path): Path<(String, String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
+    caller: Caller,
+    ApiPath((_, _, action)): ApiPath<(String, String, String)>,
+    JsonBody(body): JsonBody<ddi::ActionFeedback>,
 ) -> ApiResult<StatusCode> {
-    feedback(app, path, headers, body, Channel::Cancel).await
+    feedback(&app, &caller, &action, &body, Channel::Cancel).await
 }
 
 /// Both feedback resources: the same body, applied to the deployment or to its cancellation.
 async fn feedback(
-    app: AppState,
-    (tenant, controller, action): (String, String, String),
-    headers: HeaderMap,
-    body: Bytes,
+    app: &AppState,
+    caller: &Caller,
+    action: &str,
+    feedback: &ddi::ActionFeedback,
     channel: Channel,
 ) -> ApiResult<StatusCode> {
-    let caller = authenticate(&app, &headers, &tenant, &controller).await?;
-    let action_id = parse_action(&action)?;
-    let feedback: ddi::ActionFeedback = json_body(&body)?;
+    let action_id = parse_action(action)?;
     fleet::feedback(
         &app.store,
         &caller.device,
@@ -354,12 +345,9 @@ async fn feedback(
 
 async fn config_data(
     State(app): State<AppState>,
-    Path((tenant, controller)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
+    caller: Caller,
+    JsonBody(config): JsonBody<ddi::ConfigData>,
 ) -> ApiResult<StatusCode> {
-    let caller = authenticate(&app, &headers, &tenant, &controller).await?;
-    let config: ddi::ConfigData = json_body(&body)?;
     if config.data.len() > ddi::MAX_ATTRIBUTES {
         return Err(ApiError::BadRequest(format!(
             "configData has {} attributes, at most {} are accepted",
@@ -395,9 +383,18 @@ async fn config_data(
             ddi::MAX_ATTRIBUTES
         )));
     }
-    let device_type = attributes.get(attributes::DEVICE_TYPE).cloned();
+    let reported = attributes.get(attributes::DEVICE_TYPE).cloned();
+    if let (Some(registered), Some(reported)) = (&caller.device.device_type, &reported)
+        && registered != reported
+    {
+        log::warn!(
+            "event=device-type-mismatch device={} registered={registered:?} reported={reported:?} \
+             hint=\"the registered type stays; rollouts target it\"",
+            caller.id
+        );
+    }
     app.store
-        .set_attributes(caller.device.id, &attributes, device_type.as_deref())
+        .set_attributes(caller.device.id, &attributes, reported.as_deref())
         .await?;
     Ok(StatusCode::OK)
 }
@@ -406,11 +403,10 @@ async fn config_data(
 /// device that was given it.
 async fn download(
     State(app): State<AppState>,
-    Path((tenant, controller, sha256, _filename)): Path<(String, String, String, String)>,
-    headers: HeaderMap,
+    caller: Caller,
+    ApiPath((_, _, sha256, _filename)): ApiPath<(String, String, String, String)>,
     request: Request,
 ) -> ApiResult<Response> {
-    let caller = authenticate(&app, &headers, &tenant, &controller).await?;
     let valid = sha256.len() == 64
         && sha256
             .bytes()

@@ -1,5 +1,7 @@
 //! The API's errors: a status code and a message that names the problem, as JSON
-//! `{"error": "…"}`. Internal errors are logged with their chain and answered with a generic text.
+//! `{"error": "…"}` (the typed [`ErrorBody`]), for every status the server itself produces:
+//! 400, 401, 404, 405, 408, 409, 413 and 500. Internal errors are logged with their chain and
+//! answered with a generic text.
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -20,6 +22,11 @@ pub enum ApiError {
     Conflict(String),
     #[error("{0}")]
     TooLarge(String),
+    /// The request (headers and body) did not arrive within the request timeout.
+    #[error("{0}")]
+    Timeout(String),
+    #[error("{0}")]
+    MethodNotAllowed(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -37,6 +44,8 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -11,6 +11,8 @@ mod dashboard;
 mod ddi_api;
 mod error;
 mod fleet;
+mod guard;
+mod links;
 mod state;
 mod store;
 mod target;

@@ -1,4 +1,12 @@
 //! Actions (one device's part in one rollout) and the feedback devices send about them.
+//!
+//! Feedback is bounded per action, as hawkBit bounds status entries per action: at most
+//! [`FEEDBACK_ENTRIES_PER_ACTION`] entries and [`FEEDBACK_BYTES_PER_ACTION`] bytes of details are
+//! kept. Each entry's details are cut to [`FEEDBACK_BYTES_PER_ENTRY`] (leading lines kept, then one
+//! line saying what was cut). When a new entry would exceed a bound, the oldest entries are dropped,
+//! except the first one: what is kept is how the action began and its latest history, which ends
+//! with the outcome. `ActionRow::feedback_dropped` counts the dropped entries. Every feedback still
+//! moves the action; only what is stored about it is bounded.
 
 use super::{Store, now_ms};
 use anyhow::Result;
@@ -15,7 +23,18 @@ pub struct ActionRow {
     pub reason: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Feedback entries dropped to keep the action within the feedback bounds.
+    #[serde(default)]
+    pub feedback_dropped: i64,
 }
+
+/// Most feedback entries kept per action.
+pub const FEEDBACK_ENTRIES_PER_ACTION: i64 = 100;
+/// Most bytes of details (as stored, JSON) kept per action.
+pub const FEEDBACK_BYTES_PER_ACTION: i64 = 64 * 1024;
+/// Most bytes of details (as stored, JSON) kept of one entry: a quarter of the action's bound,
+/// so the first entry and the newest always fit together.
+pub const FEEDBACK_BYTES_PER_ENTRY: usize = 16 * 1024;
 
 /// An action with what the device needs to fetch it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,7 +67,8 @@ pub struct NewFeedback<'a> {
 }
 
 const COLUMNS: &str = "a.id AS id, a.rollout_id AS rollout_id, a.device_id AS device_id, \
-    a.state AS state, a.reason AS reason, a.created_at AS created_at, a.updated_at AS updated_at";
+    a.state AS state, a.reason AS reason, a.created_at AS created_at, a.updated_at AS updated_at, \
+    a.feedback_dropped AS feedback_dropped";
 
 /// States in which an action is still the device's business.
 pub const OPEN_STATES: &str = "('scheduled', 'running', 'downloaded', 'cancel-requested')";
@@ -62,7 +82,35 @@ fn action(row: &AnyRow) -> Result<ActionRow> {
         reason: row.try_get("reason")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
+        feedback_dropped: row.try_get("feedback_dropped")?,
     })
+}
+
+/// The details as stored: JSON, cut after the leading lines that fit in `max` bytes, with a last
+/// line saying how much was cut. Pure.
+pub fn stored_details(details: &[String], max: usize) -> Result<String> {
+    let whole = serde_json::to_string(details)?;
+    if whole.len() <= max {
+        return Ok(whole);
+    }
+    // Room for the note line (its numbers have at most 20 digits each).
+    let note_room = 160;
+    let mut kept: Vec<String> = Vec::new();
+    let mut used = 2; // the brackets
+    for line in details {
+        let cost = serde_json::to_string(line)?.len() + 1;
+        if used + cost + note_room > max {
+            break;
+        }
+        used += cost;
+        kept.push(line.clone());
+    }
+    let dropped_lines = details.len() - kept.len();
+    let dropped_bytes: usize = details[kept.len()..].iter().map(String::len).sum();
+    kept.push(format!(
+        "[rustupdate-server: {dropped_lines} more lines ({dropped_bytes} bytes) not kept; at most {max} bytes of details are kept per feedback]"
+    ));
+    Ok(serde_json::to_string(&kept)?)
 }
 
 fn with_rollout(row: &AnyRow) -> Result<ActionWithRollout> {
@@ -170,10 +218,11 @@ impl Store {
             return Ok(false);
         }
         if let Some(f) = feedback {
-            sqlx::query(
+            let details = stored_details(f.details, FEEDBACK_BYTES_PER_ENTRY)?;
+            let inserted: i64 = sqlx::query(
                 "INSERT INTO feedback (action_id, received_at, channel, execution, finished, \
-                 progress_cnt, progress_of, code, details) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                 progress_cnt, progress_of, code, details, details_bytes) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
             )
             .bind(action_id)
             .bind(now)
@@ -183,9 +232,49 @@ impl Store {
             .bind(f.progress.map(|p| p.0))
             .bind(f.progress.map(|p| p.1))
             .bind(f.code)
-            .bind(serde_json::to_string(f.details)?)
-            .execute(&mut *tx)
-            .await?;
+            .bind(&details)
+            .bind(details.len() as i64)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("id")?;
+            // Bounded: each round drops one entry, and there are at most the bound + 1.
+            for _ in 0..=FEEDBACK_ENTRIES_PER_ACTION {
+                let kept = sqlx::query(
+                    "SELECT COUNT(*) AS n, CAST(COALESCE(SUM(details_bytes), 0) AS BIGINT) AS bytes, \
+                     MIN(id) AS first FROM feedback WHERE action_id = $1",
+                )
+                .bind(action_id)
+                .fetch_one(&mut *tx)
+                .await?;
+                let (n, bytes, first): (i64, i64, i64) = (
+                    kept.try_get("n")?,
+                    kept.try_get("bytes")?,
+                    kept.try_get("first")?,
+                );
+                if n <= FEEDBACK_ENTRIES_PER_ACTION && bytes <= FEEDBACK_BYTES_PER_ACTION {
+                    break;
+                }
+                // The oldest entry but the first; never the one just stored.
+                let dropped = sqlx::query(
+                    "DELETE FROM feedback WHERE id = (SELECT MIN(id) FROM feedback \
+                     WHERE action_id = $1 AND id > $2 AND id < $3)",
+                )
+                .bind(action_id)
+                .bind(first)
+                .bind(inserted)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if dropped == 0 {
+                    break;
+                }
+                sqlx::query(
+                    "UPDATE actions SET feedback_dropped = feedback_dropped + 1 WHERE id = $1",
+                )
+                .bind(action_id)
+                .execute(&mut *tx)
+                .await?;
+            }
         }
         tx.commit().await?;
         Ok(true)
@@ -249,5 +338,30 @@ impl Store {
                 })
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_details_are_stored_whole() {
+        let details = vec!["a".to_owned(), "b".to_owned()];
+        assert_eq!(stored_details(&details, 100).unwrap(), r#"["a","b"]"#);
+    }
+
+    #[test]
+    fn long_details_keep_the_leading_lines_and_say_what_was_cut() {
+        let details: Vec<String> = (0..100).map(|i| format!("{i:0>2000}")).collect();
+        let stored = stored_details(&details, FEEDBACK_BYTES_PER_ENTRY).unwrap();
+        assert!(stored.len() <= FEEDBACK_BYTES_PER_ENTRY, "{}", stored.len());
+        let lines: Vec<String> = serde_json::from_str(&stored).unwrap();
+        assert_eq!(lines[0], details[0]);
+        let note = lines.last().unwrap();
+        assert!(
+            note.contains(&format!("{} more lines", 100 - (lines.len() - 1))),
+            "{note}"
+        );
     }
 }

@@ -19,6 +19,17 @@ pub struct DeviceRow {
     pub has_token: bool,
 }
 
+impl DeviceRow {
+    /// The `device_type` the device reports, when it differs from the one it is registered with
+    /// (shown to the operator, never obeyed).
+    pub fn type_mismatch(&self) -> Option<&str> {
+        let reported = self
+            .attributes
+            .get(rustupdate_ddi::attributes::DEVICE_TYPE)?;
+        (self.device_type.as_deref() != Some(reported.as_str())).then_some(reported.as_str())
+    }
+}
+
 const COLUMNS: &str =
     "id, controller_id, device_type, attributes, created_at, last_seen, token_hash";
 
@@ -106,19 +117,23 @@ impl Store {
         Ok(())
     }
 
-    /// Stores the attributes; the `device_type` attribute, when present, becomes the device type.
+    /// Stores the attributes the device reported. The `device_type` among them fills in a device
+    /// type that nobody set (a device registered by the gateway token, or added without one) and
+    /// never changes one that is set: a device cannot move itself into another product's
+    /// rollouts. A differing report stays in the attributes, where `DeviceRow::type_mismatch`
+    /// shows it.
     pub async fn set_attributes(
         &self,
         id: i64,
         attributes: &BTreeMap<String, String>,
-        device_type: Option<&str>,
+        reported_type: Option<&str>,
     ) -> Result<()> {
         sqlx::query(
-            "UPDATE devices SET attributes = $1, device_type = COALESCE($2, device_type) \
+            "UPDATE devices SET attributes = $1, device_type = COALESCE(device_type, $2) \
              WHERE id = $3",
         )
         .bind(serde_json::to_string(attributes)?)
-        .bind(device_type)
+        .bind(reported_type)
         .bind(id)
         .execute(&self.pool)
         .await?;

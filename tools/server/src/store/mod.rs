@@ -22,8 +22,12 @@ mod artifacts;
 mod devices;
 mod rollouts;
 mod schema;
+mod sessions;
 
-pub use actions::{ActionRow, ActionWithRollout, FeedbackRow, NewFeedback};
+pub use actions::{
+    ActionRow, ActionWithRollout, FEEDBACK_BYTES_PER_ACTION, FEEDBACK_ENTRIES_PER_ACTION,
+    FeedbackRow, NewFeedback,
+};
 pub use artifacts::{ArtifactRow, NewArtifact};
 pub use devices::DeviceRow;
 pub use rollouts::{EventRow, NewRollout, PhaseCountsRow, RolloutRow};

@@ -98,6 +98,21 @@ CREATE TABLE rollout_events (
 );
 CREATE INDEX rollout_events_by_rollout ON rollout_events (rollout_id);
 "#,
+    // 2: bounded feedback per action (store/actions.rs): the stored size of each entry's details,
+    // and how many entries of the action were dropped to stay within the bounds.
+    r#"
+ALTER TABLE feedback ADD COLUMN details_bytes BIGINT NOT NULL DEFAULT 0;
+UPDATE feedback SET details_bytes = LENGTH(details);
+ALTER TABLE actions ADD COLUMN feedback_dropped BIGINT NOT NULL DEFAULT 0;
+"#,
+    // 3: dashboard sessions (store/sessions.rs): the sha256 of the cookie's random key.
+    r#"
+CREATE TABLE dashboard_sessions (
+    key_hash TEXT PRIMARY KEY,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL
+);
+"#,
 ];
 
 /// The auto-increment primary key of each backend.

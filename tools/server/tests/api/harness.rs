@@ -110,6 +110,11 @@ pub fn release_key() -> rustupdate_verify::SecretKey {
 
 impl Server {
     pub fn start(backend: Backend) -> Server {
+        Server::start_with(backend, &[])
+    }
+
+    /// A server with extra serve flags.
+    pub fn start_with(backend: Backend, args: &[&str]) -> Server {
         let tmp = tempfile::tempdir().unwrap();
         let database = match backend {
             Backend::Sqlite => format!(
@@ -119,16 +124,21 @@ impl Server {
             Backend::Postgres => fresh_postgres_database(),
         };
         let dir = tmp.path().to_owned();
-        Server::spawn(dir, Some(tmp), &database)
+        Server::spawn(dir, Some(tmp), &database, args)
     }
 
     /// Another server process on the same database (its own data directory holding the same
     /// tokens and artifacts, as a shared volume would).
     pub fn beside(other: &Server) -> Server {
-        Server::spawn(other.dir.clone(), None, &other.database)
+        Server::spawn(other.dir.clone(), None, &other.database, &[])
     }
 
-    fn spawn(dir: PathBuf, tmp: Option<tempfile::TempDir>, database: &str) -> Server {
+    fn spawn(
+        dir: PathBuf,
+        tmp: Option<tempfile::TempDir>,
+        database: &str,
+        args: &[&str],
+    ) -> Server {
         let keys = dir.join("keys");
         std::fs::create_dir_all(&keys).unwrap();
         std::fs::write(
@@ -140,12 +150,13 @@ impl Server {
         let log = std::fs::File::create(dir.join(format!("server-{port}.log"))).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_rustupdate-server"))
             .args(["--data-dir", dir.to_str().unwrap(), "--database", database])
-            .args([
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--poll-interval",
-                "60",
-            ])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(if args.contains(&"--poll-interval") {
+                &[][..]
+            } else {
+                &["--poll-interval", "60"][..]
+            })
+            .args(args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)
@@ -214,12 +225,64 @@ impl Server {
         out
     }
 
+    /// `127.0.0.1:port`, for raw TCP.
+    pub fn addr(&self) -> String {
+        self.base.trim_start_matches("http://").to_owned()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
     fn bearer(&self) -> String {
         format!("Bearer {}", self.admin)
+    }
+
+    /// Logs in to the dashboard by the form (`POST /ui/login`) and returns the 303 with its
+    /// `Set-Cookie`, unfollowed.
+    pub fn dashboard_login(&self, token: &str) -> (u16, Option<String>) {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .into();
+        let r = agent
+            .post(&self.url("/ui/login"))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .send(format!("token={token}&next=%2Fui%2F"))
+            .unwrap();
+        let cookie = r
+            .headers()
+            .get("set-cookie")
+            .map(|v| v.to_str().unwrap().to_owned());
+        (r.status().as_u16(), cookie)
+    }
+
+    /// A dashboard page with the session cookie `cookie` (`name=value`).
+    pub fn dashboard_get(&self, path: &str, cookie: &str) -> Answer {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .build()
+            .into();
+        answer(agent.get(&self.url(path)).header("Cookie", cookie).call())
+    }
+
+    /// The `name=value` of a fresh dashboard session.
+    pub fn dashboard_session(&self) -> String {
+        let (status, cookie) = self.dashboard_login(&self.admin);
+        assert_eq!(status, 303, "login");
+        cookie
+            .expect("a session cookie")
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned()
     }
 
     pub fn admin_get(&self, path: &str) -> Answer {

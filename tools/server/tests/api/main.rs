@@ -6,6 +6,7 @@
 mod bad_input;
 mod device_api;
 mod harness;
+mod hostile_input;
 mod rollouts;
 mod scale_out;
 mod tls;
