@@ -21,6 +21,7 @@ import difflib
 import pathlib
 import sys
 import tomllib
+from typing import Any
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 DEFAULT_LOCK = REPO / "Cargo.lock"
@@ -34,7 +35,7 @@ HEADER = """\
 """
 
 
-def render(lock: dict, lock_name: str) -> str:
+def render(lock: dict[str, Any], lock_name: str) -> str:
     """Renders the include for a parsed Cargo.lock (the entries mirror update_crates byte for byte)."""
     packages = lock.get("package", [])
     foreign = [
@@ -80,7 +81,8 @@ def main() -> int:
     if args.check:
         current = args.output.read_text() if args.output.exists() else ""
         if current == wanted:
-            print(f"{args.output.relative_to(REPO) if args.output.is_relative_to(REPO) else args.output}: up to date")
+            shown = args.output.relative_to(REPO) if args.output.is_relative_to(REPO) else args.output
+            print(f"{shown}: up to date")
             return 0
         sys.stdout.writelines(
             difflib.unified_diff(

@@ -44,6 +44,12 @@ done
 shellcheck .ci/run ci/*.sh ci/e2e/*.sh "${guest_scripts[@]}" ci/fleet/*.sh ci/fleet/goosebit/*.sh \
     bench/*.sh meta-rustupdate/recipes-core/rustupdate/files/health.d/*
 
+step "python lint (ci/python-lint.sh: ruff + mypy --strict over ci/ and bench/)"
+ci/python-lint.sh
+
+step "e2e harness self-test (ci/e2e/selftest.py, no QEMU)"
+python3 ci/e2e/selftest.py
+
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 

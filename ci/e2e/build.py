@@ -30,14 +30,15 @@ import stat
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from harness import contract, guest, layout as layout_json
-from harness.disk import (FILLER_PATH, MIB, MTOOLS_ENV, EnvFiles, filler_bytes, fw_env_config,
-                          sha256_range)
-from harness.layout import Artifact, Firmware, Image, Layout, Partition
 import systemd_rootfs
+from harness import contract, guest, layout as layout_json
+from harness.disk import FILLER_PATH, MIB, MTOOLS_ENV, EnvFiles, filler_bytes, fw_env_config, sha256_range
+from harness.layout import Artifact, Firmware, Image, Layout, Partition
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -56,6 +57,8 @@ class Arch:
     boot_mib: int  # partition sizes (MiB)
     kernel_name: str  # /boot/<kernel_name> in each slot
     console: str
+    # Kernel arguments of this architecture's guests after KERNEL_ARGS (TIMER_ARGS_X86_64).
+    timer_args: str
     modules: tuple[str, ...]  # kernel modules of the initramfs, before their dependencies
     firmware: Firmware
     slot_mib: int = 96
@@ -67,10 +70,26 @@ class Arch:
         return contract.BOOT_LABEL[self.bootloader]
 
 
+# Kernel arguments of the e2e images besides root=, rustupdate.slot= and console=: quiet boots
+# are faster on an emulated UART; panic=-1 turns a crashed init into a reboot (QEMU -no-reboot
+# then exits), which is how the broken release "fails to boot".
+KERNEL_ARGS = "quiet panic=-1"
+# x86_64 under TCG: the kernel's check that the IO-APIC timer interrupt arrives (timer_irq_works()
+# in arch/x86/kernel/apic/io_apic.c) busy-waits about ten ticks' worth of TSC cycles and wants
+# jiffies to have moved by more than four; on a loaded host the emulated timer's interrupts can
+# miss that window, and the kernel panics with "IO-APIC + timer doesn't work!" a second into the
+# boot (seen once in a CI soak, issue 19).
+# no_timer_check skips that check (timer_irq_works() returns 1), as virtualised guests commonly
+# do. Not tsc=reliable: it only disables the clocksource watchdog, which under load may move the
+# guest from tsc to hpet (slower, harmless); no run has failed from it. arm64 has neither check
+# nor option (the kernel would hand an unknown word to init as an argument).
+TIMER_ARGS_X86_64 = "no_timer_check"
+
 ARCHES = {
     "x86_64": Arch(
         deb_arch="amd64", bootloader="grub", device_type="e2e-x86_64", boot_mount="/boot/efi",
         boot_mib=32, kernel_name="vmlinuz", console="ttyS0,115200",
+        timer_args=TIMER_ARGS_X86_64,
         modules=("virtio_pci", "virtio_blk", "virtio_net", "crc32c_generic", "ext4", "vfat",
                  "nls_cp437", "nls_ascii", "nls_utf8", "qemu_fw_cfg"),
         firmware=Firmware(code="/usr/share/OVMF/OVMF_CODE_4M.fd",
@@ -78,14 +97,11 @@ ARCHES = {
     "arm64": Arch(
         deb_arch="arm64", bootloader="uboot", device_type="e2e-arm64", boot_mount="/boot/firmware",
         boot_mib=16, kernel_name="Image", console="ttyAMA0",
+        timer_args="",
         modules=("virtio_mmio", "virtio_pci", "virtio_blk", "virtio_net", "crc32c_generic",
                  "ext4", "vfat", "nls_cp437", "nls_ascii", "nls_utf8", "qemu_fw_cfg"),
         firmware=Firmware(bios="/usr/lib/u-boot/qemu_arm64/u-boot.bin")),
 }
-# Kernel arguments of the e2e images besides root=, rustupdate.slot= and console=: quiet boots
-# are faster on an emulated UART; panic=-1 turns a crashed init into a reboot (QEMU -no-reboot
-# then exits), which is how the broken release "fails to boot".
-KERNEL_ARGS = "quiet panic=-1"
 BOOTLIMIT = str(contract.DEFAULT_BOOTLIMIT)
 VERSIONS = ("v1", "v2", "v3")  # v3 is the broken release
 # The systemd guests (systemd_rootfs.py): their own pristine disk, disk-systemd.img, with v1 in
@@ -102,13 +118,18 @@ def log(msg: str) -> None:
     print(f"[build {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
-    kw.setdefault("check", True)
-    return subprocess.run([str(c) for c in cmd], **kw)
+# A command line: words and paths (run() makes them text).
+Cmd = Sequence[str | Path]
 
 
-def out(cmd: list[str], **kw) -> str:
-    return run(cmd, stdout=subprocess.PIPE, text=True, **kw).stdout
+def run(cmd: Cmd, **kw: Any) -> subprocess.CompletedProcess[Any]:
+    check = kw.pop("check", True)
+    return subprocess.run([str(c) for c in cmd], check=check, **kw)
+
+
+def out(cmd: Cmd, **kw: Any) -> str:
+    text: str = run(cmd, stdout=subprocess.PIPE, text=True, **kw).stdout
+    return text
 
 
 # ---------------------------------------------------------------------------------------------
@@ -199,7 +220,7 @@ def unpack(deb: Path, cache: Path) -> Path:
 # Kernel, modules, initramfs
 # ---------------------------------------------------------------------------------------------
 
-def kernel_parts(kroot: Path, modules: list[str]) -> tuple[str, Path, list[Path]]:
+def kernel_parts(kroot: Path, modules: Sequence[str]) -> tuple[str, Path, list[Path]]:
     """(version, kernel image, module files in load order) from an unpacked linux-image .deb."""
     versions = sorted(p.name for p in (kroot / "lib" / "modules").iterdir() if p.is_dir())
     if len(versions) != 1:
@@ -296,7 +317,7 @@ def boot_placeholders(cfg: Arch) -> dict[str, str]:
     """Values of the boot script placeholders for the e2e images (the layer sets its own)."""
     return {
         "CONSOLE": cfg.console,
-        "KERNEL_ARGS": KERNEL_ARGS,
+        "KERNEL_ARGS": " ".join(a for a in (KERNEL_ARGS, cfg.timer_args) if a),
         "KERNEL_IMAGETYPE": cfg.kernel_name,
         "BOOTLIMIT": BOOTLIMIT,
         "SLOT_A_LABEL": contract.slot_label("a"),
@@ -638,7 +659,7 @@ def main() -> None:
     copies = contract.ENV_COPIES[cfg.bootloader]
     env = EnvFiles(cfg.bootloader, tuple(work / f"env-copy{n}" for n in range(len(copies))))
     env.create(contract.committed("a"))
-    boot_files.update(zip(copies, env.paths))
+    boot_files.update(zip(copies, env.paths, strict=True))
     for f in (cfg.firmware.code, cfg.firmware.vars, cfg.firmware.bios):
         if f and not Path(f).exists():
             sys.exit(f"{f} missing: run ci/e2e/deps.sh")

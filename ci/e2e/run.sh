@@ -15,8 +15,8 @@
 #    build as ci/server-test.sh makes it; $RUSTUPDATE_E2E_SERVER uses a given binary instead),
 # 4. runs the scenarios of ci/scenarios (ci/e2e/runner.py; default: every
 #    scenario marked for CI),
-# 5. without --scenario: the CI-sized randomized power-cut soak (ci/e2e/soak.py, fixed seed;
-#    --no-soak skips it).
+# 5. without --scenario: the CI-sized randomized power-cut soak (ci/e2e/soak.py, a fresh seed
+#    per run, printed: soak.py --seed N repeats it; --no-soak skips it).
 # Exits non-zero on any failure. Console logs: build/e2e/results/<arch>/<scenario>/boot-NN.log.
 set -euo pipefail
 cd "$(dirname "$0")/../.."

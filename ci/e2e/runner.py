@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
+import itertools
 import json
 import os
 import random
@@ -35,9 +37,12 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 from harness import contract, guest, layout as layout_json, qemu, scenario
 from harness.disk import Disk, DiskError
@@ -101,6 +106,8 @@ class BootRecord:
     device: str | None = None  # the controller id, in fleet scenarios
     server: dict[str, str] | None = None  # what the fleet server showed after the boot
     http_served: dict[str, int] | None = None  # body bytes per file the HTTP server sent
+    # The first try's kernel panic when this boot was tried again (an infrastructure retry).
+    infra_retry: str | None = None
 
 
 @dataclass
@@ -114,7 +121,7 @@ class ScenarioRecord:
     reboot_to_commit_seconds: float | None
     failures: list[str]
     boot_details: list[BootRecord] = field(default_factory=list)
-    fleet: dict | None = None  # fleet scenarios: the rollout and each device at the end
+    fleet: dict[str, Any] | None = None  # fleet scenarios: the rollout and each device at the end
 
 
 # ---------------------------------------------------------------------------------------------
@@ -148,7 +155,7 @@ class FleetRun:
     def observe(self, dev: FleetDevice) -> dict[str, str]:
         return self.server.observe(dev.controller_id, self.rollout_id)
 
-    def until(self, dev: FleetDevice, want: dict[str, str]):
+    def until(self, dev: FleetDevice, want: dict[str, str]) -> Callable[[], bool]:
         """stop_when for a boot: the server shows `want`; with several devices, also the device
         has polled since `want` first held (so it is known to have got nothing afterwards)."""
         def holds() -> bool:
@@ -195,7 +202,14 @@ def start_fleet(sc: Scenario, lay: Layout, build: Path, rdir: Path, server_bin: 
 
 
 def boot_once(lay: Layout, disk: Disk, boot: Boot, logfile: Path, accel: str,
-              extra_fw_cfg: dict[str, str] | None = None, stop_when=None) -> qemu.BootResult:
+              extra_fw_cfg: dict[str, str] | None = None,
+              stop_when: Callable[[], bool] | None = None) -> qemu.BootResult:
+    """One boot of `disk`. A boot whose kernel panicked before the guest's user space ran (see
+    guest.panic_before_init: under TCG on a loaded host, e.g. "IO-APIC + timer doesn't work!")
+    is an infrastructure failure: the boot partition and OVMF variables are put back as they
+    were and the boot is tried once more, logged as an "infrastructure retry"; the result then
+    has `infra_retry` set, and the first try's console is kept as boot-NN.infra-retry.log.
+    Whether the second try panicked too is the caller's to judge (`infra_errors`)."""
     rules = None
     if boot.cut_after_writes is not None:
         rules = logfile.with_suffix(".blkdebug.conf")
@@ -204,7 +218,29 @@ def boot_once(lay: Layout, disk: Disk, boot: Boot, logfile: Path, accel: str,
         "action": boot.action, "health": boot.health or "", "env": boot.client_env,
         "end": boot.end or "", **(extra_fw_cfg or {})}, rules)
     timeout = boot.timeout or DEFAULT_TIMEOUT[lay.arch]
-    return qemu.run(cmd, logfile, timeout, boot.kill_on, boot.kill_delay, stop_when)
+    before = disk.boot_state()
+    res = qemu.run(cmd, logfile, timeout, boot.kill_on, boot.kill_delay, stop_when)
+    panic = guest.panic_before_init(res.console)
+    if panic is None or qemu.STOP.is_set():
+        return res
+    first = logfile.with_name(f"{logfile.stem}.infra-retry{logfile.suffix}")
+    logfile.replace(first)
+    log(f"  {lay.arch:6s} infrastructure retry of {logfile.name}: the guest's kernel panicked "
+        f"before its init ran ({panic!r}); the boot area is put back and the boot tried once "
+        f"more (first try: {first})")
+    disk.restore_boot_state(before)
+    res = qemu.run(cmd, logfile, timeout, boot.kill_on, boot.kill_delay, stop_when)
+    res.infra_retry = panic
+    return res
+
+
+def infra_errors(res: qemu.BootResult) -> list[str]:
+    """An infrastructure retry whose second try panicked before the guest's init too."""
+    again = guest.panic_before_init(res.console)
+    if res.infra_retry is None or again is None:
+        return []
+    return [f"infrastructure: the guest's kernel panicked before its init ran on both tries "
+            f"({res.infra_retry!r}, then {again!r})"]
 
 
 def trace_install_points(lay: Layout, results: Path, accel: str) -> list[str]:
@@ -290,7 +326,7 @@ def run_boot(n: int, boot: Boot, lay: Layout, disk: Disk, rdir: Path, accel: str
             server = fleet.observe(dev)
         except FleetError as err:
             log(f"      ! fleet server: {err}")
-    errors = []
+    errors = infra_errors(res)
     try:
         env = disk.read_env()
     except DiskError as err:
@@ -311,7 +347,8 @@ def run_boot(n: int, boot: Boot, lay: Layout, disk: Disk, rdir: Path, accel: str
         init_at=_rounded(res.marker_time(guest.BOOTED)),
         commit_at=_rounded(res.marker_time(guest.COMMITTED)),
         env={k: env.get(k) for k in contract.VARS}, errors=errors,
-        device=dev.controller_id if dev else None, server=server, http_served=served)
+        device=dev.controller_id if dev else None, server=server, http_served=served,
+        infra_retry=res.infra_retry)
     st = guest.status(res.console)
     if st:
         rec.situation = st.get("situation")
@@ -326,6 +363,7 @@ def run_boot(n: int, boot: Boot, lay: Layout, disk: Disk, rdir: Path, accel: str
            + (f"  server: {server['action']}" if server else "")
            + ("  http: " + ", ".join(f"{f} {b} B" for f, b in sorted(served.items()))
               if served else "")
+           + ("  (infrastructure retry)" if res.infra_retry else "")
            + ("  OK" if not errors else "  FAIL")]
     if narrated:
         out += [f"        {t:6.1f} s  {line.strip()[:110]}" for t, line in res.lines
@@ -351,7 +389,7 @@ def reboot_to_commit(boots: list[BootRecord]) -> float | None:
     """Time from the reboot into the new slot to the commit: the trial boot's commit marker,
     counted from the start of its QEMU (which follows the install boot's reboot at once)."""
     found = None
-    for prev, cur in zip(boots, boots[1:]):
+    for prev, cur in itertools.pairwise(boots):
         installed = (prev.action.startswith("install") or "; install" in prev.action) \
             and prev.end == "reboot"
         # The daemon reboots with `reboot -f` from the guest (no end line: "reset") after it
@@ -392,11 +430,11 @@ def run_scenario(sc: Scenario, lay: Layout, build: Path, results: Path, accel: s
         else:
             dev = fleet.devices[0] if fleet else None
             rng = random.Random(f"{SEED}:{lay.arch}:{sc.name}")
-            for n, boot in enumerate(sc.boots, start=1):
+            for n, planned in enumerate(sc.boots, start=1):
                 if qemu.STOP.is_set():
                     failures.append("stopped")
                     break
-                boot = concrete(boot, points, http.port if http else None, rng)
+                boot = concrete(planned, points, http.port if http else None, rng)
                 if boot.kill_on and boot.kill_delay:
                     log(f"  {lay.arch:6s} boot {n:2d}: kill {boot.kill_delay:.4f} s after "
                         f"/{boot.kill_on}/ (seed {SEED})")
@@ -410,14 +448,18 @@ def run_scenario(sc: Scenario, lay: Layout, build: Path, results: Path, accel: s
                     break
         if fleet is not None:
             fleet_doc = fleet_summary(fleet)
-            if sc.fleet.expect and len(fleet.devices) > 1:
-                errors = scenario.check_fleet(sc.fleet.expect, fleet_doc)
+            if fleet.spec.expect and len(fleet.devices) > 1:
+                errors = scenario.check_fleet(fleet.spec.expect, fleet_doc)
                 failures += [f"fleet: {err}" for err in errors]
                 for err in errors:
                     log(f"      ! fleet: {err}")
     except (ScenarioError, DiskError, FleetError, subprocess.CalledProcessError, OSError) as err:
         failures.append(f"runner: {err}")
         log(f"      ! runner: {err}")
+    except Exception as err:  # noqa: BLE001 - a harness bug: the scenario fails with it
+        failures.append(f"runner: unexpected {type(err).__name__}: {err} (traceback above)")
+        log(f"      ! runner: unexpected exception in {lay.arch} {sc.name}:\n"
+            f"{traceback.format_exc()}")
     finally:
         if http is not None:
             http.stop()
@@ -448,6 +490,14 @@ def run_devices(sc: Scenario, lay: Layout, fleet: FleetRun, accel: str, narrated
     lock = threading.Lock()
 
     def device_life(dev: FleetDevice) -> None:
+        try:
+            boot_again(dev)
+        except Exception as err:  # noqa: BLE001 - the scenario fails with it, not unseen
+            log(f"      ! {dev.controller_id}: unexpected exception:\n{traceback.format_exc()}")
+            with lock:
+                failures.append(f"{dev.controller_id}: unexpected {type(err).__name__}: {err}")
+
+    def boot_again(dev: FleetDevice) -> None:
         for n in range(1, MAX_FLEET_BOOTS + 1):
             if qemu.STOP.is_set():
                 return
@@ -469,7 +519,7 @@ def run_devices(sc: Scenario, lay: Layout, fleet: FleetRun, accel: str, narrated
     return [r for d in fleet.devices for r in records[d.controller_id]], failures
 
 
-def fleet_summary(fleet: FleetRun) -> dict:
+def fleet_summary(fleet: FleetRun) -> dict[str, Any]:
     """The rollout and every device's action at the end (summary.json, checks, the recap)."""
     rollout = fleet.server.rollout(fleet.rollout_id)
     devices = {}
@@ -485,7 +535,7 @@ def fleet_summary(fleet: FleetRun) -> dict:
             "devices": devices}
 
 
-def log_fleet(arch: str, doc: dict) -> None:
+def log_fleet(arch: str, doc: dict[str, Any]) -> None:
     log(f"  {arch:6s} rollout of {doc['artifact']} (phases {doc['phases']}): {doc['rollout']}"
         + (f" ({doc['pause_reason']})" if doc.get("pause_reason") else ""))
     for cid, d in doc["devices"].items():
@@ -494,11 +544,21 @@ def log_fleet(arch: str, doc: dict) -> None:
         log(f"  {arch:6s}   {cid}: {got}")
 
 
-def run_arch(arch: str, chosen: list[Scenario], args: argparse.Namespace, results: Path,
-             out: list[ScenarioRecord]) -> None:
-    def broken(why: str) -> None:
+# The runner of one scenario on one architecture (run_scenario with that architecture's layout,
+# accelerator and fault points); tests pass a fake one.
+RunOne = Callable[[Scenario], ScenarioRecord]
+# What runs one architecture's chosen scenarios, handing each record to the callback.
+ArchWork = Callable[[str, list[Scenario], Callable[[ScenarioRecord], None]], None]
+
+
+def prepare_arch(arch: str, mine: list[Scenario], args: argparse.Namespace,
+                 results: Path) -> RunOne:
+    """The architecture's layout, accelerator and fault-point trace, and a RunOne for them; when
+    it is not built, a RunOne that fails every scenario with the reason."""
+    def broken(why: str) -> RunOne:
         log(f"--- {arch}: {why}")
-        out.append(ScenarioRecord(arch, "(build)", False, 0, 0, 0.0, None, [why]))
+        return lambda sc: ScenarioRecord(arch, sc.name, False, 0, len(sc.boots), 0.0, None,
+                                         [f"not run: {why}"])
 
     path = args.build / arch / "layout.json"
     if not path.exists():
@@ -512,26 +572,93 @@ def run_arch(arch: str, chosen: list[Scenario], args: argparse.Namespace, result
             args.accel == "auto" and qemu.kvm_usable(lay, results / arch))):
         accel = "kvm"
         log("--- x86_64: using KVM")
-    mine = [sc for sc in chosen if arch in sc.arches]
     points = None
     if any(sc.needs_trace for sc in mine):
         try:
             points = trace_install_points(lay, results, accel)
         except ScenarioError as err:
             log(f"--- {arch}: {err}")
-    for sc in mine:
+
+    def run_one(sc: Scenario) -> ScenarioRecord:
         # The scenario's pristine disk: disk.img (busybox guests) or layout.guest_disks[disk].
         sc_lay = lay if sc.disk == "busybox" else dataclasses.replace(
             lay, disk=lay.guest_disks[sc.disk])
-        out.append(run_scenario(sc, sc_lay, args.build, results, accel, args.narrate, points,
-                                args.server))
+        return run_scenario(sc, sc_lay, args.build, results, accel, args.narrate, points,
+                            args.server)
+    return run_one
+
+
+def run_guarded(arch: str, sc: Scenario, run_one: RunOne) -> ScenarioRecord:
+    """run_one(sc); an exception that escapes it (a harness bug) becomes the scenario's failed
+    record, with the traceback printed, and the architecture's other scenarios still run."""
+    try:
+        return run_one(sc)
+    except Exception as err:  # noqa: BLE001 - the record says FAIL, the traceback is printed
+        log(f"--- {arch} {sc.name}: FAIL: unexpected exception in the runner:\n"
+            f"{traceback.format_exc()}")
+        return ScenarioRecord(arch, sc.name, False, 0, len(sc.boots), 0.0, None,
+                              [f"runner: unexpected {type(err).__name__}: {err} "
+                               "(traceback in the log)"])
+
+
+def run_arch(arch: str, mine: list[Scenario], record: Callable[[ScenarioRecord], None],
+             prepare: Callable[[str, list[Scenario]], RunOne]) -> None:
+    """The ArchWork of a real run: prepare the architecture, then each scenario, guarded."""
+    run_one = prepare(arch, mine)
+    for sc in mine:
+        record(run_guarded(arch, sc, run_one))
+
+
+@dataclass
+class RunOutcome:
+    records: list[ScenarioRecord]  # in the order of the architectures, then as recorded
+    problems: list[str]  # worker crashes, missing and duplicate records: each fails the run
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.records) and not self.problems and all(r.ok for r in self.records)
+
+
+def run_all(arches: tuple[str, ...], chosen: list[Scenario], jobs: int,
+            work: ArchWork) -> RunOutcome:
+    """work(arch, its chosen scenarios, record) for every architecture (in parallel threads when
+    jobs > 1), so that the run cannot pass by accident: an exception escaping a worker is a
+    problem (its traceback printed), and so is every chosen scenario of an architecture without
+    exactly one record (named)."""
+    per: dict[str, list[ScenarioRecord]] = {a: [] for a in arches}
+    lock = threading.Lock()
+
+    def one_arch(arch: str) -> None:
+        def record(rec: ScenarioRecord) -> None:
+            with lock:
+                per[arch].append(rec)
+        work(arch, [sc for sc in chosen if arch in sc.arches], record)
+
+    crashes = for_each_arch(arches, jobs, one_arch)
+    records = [r for a in arches for r in per[a]]
+    expected = [(a, sc.name) for a in arches for sc in chosen if a in sc.arches]
+    return RunOutcome(records, crashes + record_problems(expected, records))
+
+
+def record_problems(expected: list[tuple[str, str]], records: list[ScenarioRecord]) -> list[str]:
+    """Every (arch, scenario) expected has exactly one record (as often as it was chosen), and
+    nothing else has one."""
+    want = Counter(expected)
+    got = Counter((r.arch, r.scenario) for r in records)
+    problems = [f"no record of {a} {name}" + (f" ({n - got[a, name]} of {n} missing)" if n > 1
+                                              else "")
+                for (a, name), n in want.items() if got[a, name] < n]
+    problems += [f"{got[key] - want[key]} more record(s) of {key[0]} {key[1]} than chosen"
+                 if key in want else f"a record of {key[0]} {key[1]}, which was not chosen"
+                 for key in got if got[key] > want[key]]
+    return problems
 
 
 # ---------------------------------------------------------------------------------------------
 # Reports
 # ---------------------------------------------------------------------------------------------
 
-def print_summary(records: list[ScenarioRecord], wall: float) -> None:
+def print_summary(records: list[ScenarioRecord], problems: list[str], wall: float) -> None:
     log("\n=== end-to-end summary ===")
     log(f"{'arch':7s} {'scenario':28s} {'result':6s} {'boots':>5s} {'wall s':>7s} {'s/boot':>6s} "
         f"{'reboot->commit s':>16s}")
@@ -541,8 +668,18 @@ def print_summary(records: list[ScenarioRecord], wall: float) -> None:
         log(f"{s.arch:7s} {s.scenario:28s} {'PASS' if s.ok else 'FAIL':6s} {s.boots:5d} "
             f"{s.wall_seconds:7.1f} {per_boot:6.1f} {(f'{rc:.1f}' if rc else '-'):>16s}")
     passed = sum(1 for s in records if s.ok)
+    retries = [(s, b) for s in records for b in s.boot_details if b.infra_retry]
     log(f"total wall time {wall:.1f} s")
-    log(f"e2e: {passed} passed, {len(records) - passed} failed")
+    for s, b in retries:
+        log(f"infrastructure retry: {s.arch} {s.scenario} boot {b.boot}: {b.infra_retry}")
+    for problem in problems:
+        log(f"RUN FAILED: {problem}")
+    if not records:
+        log("RUN FAILED: no scenario ran")
+    if retries:
+        log(f"{len(retries)} infrastructure retr{'y' if len(retries) == 1 else 'ies'} (see above)")
+    # The closing line, in the plain form CI reads: each harness problem counts as a failure.
+    log(f"e2e: {passed} passed, {len(records) - passed + len(problems)} failed")
 
 
 def recap(summary: Path, since: float) -> int:
@@ -602,18 +739,36 @@ def default_server() -> Path:
     return target / "debug" / "rustupdate-server"
 
 
-def for_each_arch(arches: tuple[str, ...], jobs: int, work: Callable[[str], None]) -> None:
+def for_each_arch(arches: tuple[str, ...], jobs: int, work: Callable[[str], None]) -> list[str]:
     """work(arch) for every architecture: in parallel threads (one TCG guest per core) when
-    jobs > 1, else one after the other."""
+    jobs > 1, else one after the other. An exception escaping work(arch) does not end the
+    others; its traceback is printed at once, and the returned list (empty: none escaped) says
+    which architecture's worker died of what: the caller fails the run with it."""
+    crashes: list[str] = []
+    lock = threading.Lock()
+
+    def guarded(arch: str) -> None:
+        try:
+            work(arch)
+        except BaseException as err:
+            log(f"!!! {arch}: the worker died of an unexpected exception (the run fails):\n"
+                f"{traceback.format_exc()}")
+            with lock:
+                crashes.append(f"{arch}: the worker died of {type(err).__name__}: {err}")
+            if not isinstance(err, Exception) and threading.current_thread() is \
+                    threading.main_thread():
+                raise  # SIGTERM/SIGINT (qemu.stop_on_signals) end a sequential run at once
+
     if jobs > 1 and len(arches) > 1:
-        threads = [threading.Thread(target=work, args=(a,)) for a in arches]
+        threads = [threading.Thread(target=guarded, args=(a,), name=f"e2e-{a}") for a in arches]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
     else:
         for a in arches:
-            work(a)
+            guarded(a)
+    return crashes
 
 
 def main() -> int:
@@ -658,13 +813,12 @@ def main() -> int:
     results.mkdir(parents=True, exist_ok=True)
 
     t0 = time.monotonic()
-    per: dict[str, list[ScenarioRecord]] = {a: [] for a in arches}
-    for_each_arch(arches, args.jobs, lambda a: run_arch(a, chosen, args, results, per[a]))
-    records = [r for a in arches for r in per[a]]
+    outcome = run_all(arches, chosen, args.jobs, functools.partial(
+        run_arch, prepare=lambda a, mine: prepare_arch(a, mine, args, results)))
     (results / "summary.json").write_text(
-        json.dumps([dataclasses.asdict(r) for r in records], indent=2) + "\n")
-    print_summary(records, time.monotonic() - t0)
-    return 0 if records and all(r.ok for r in records) else 1
+        json.dumps([dataclasses.asdict(r) for r in outcome.records], indent=2) + "\n")
+    print_summary(outcome.records, outcome.problems, time.monotonic() - t0)
+    return 0 if outcome.ok else 1
 
 
 if __name__ == "__main__":

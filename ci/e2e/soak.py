@@ -8,7 +8,9 @@ updates, and the device must converge after every cut and still deploy an update
 The run is a function of the seed: the seed gives every cut its phase and a fraction u in [0, 1)
 of that phase's window (the plan is printed first), so `--seed N --cuts M` repeats a run; the
 windows are measured at the start of each run (printed; `--window` pins them, for an exact repeat
-on a slower or faster host). Without --cuts, the CI size of the architecture (CI_CUTS).
+on a slower or faster host). Without --seed a fresh seed is drawn (printed first and in every
+failure), so that CI covers new cut points over time. Without --cuts, the CI size of the
+architecture (CI_CUTS).
 
 A run, per architecture, on a fresh copy of the pristine disk:
   0. measure: install the other good version, reboot into the trial, commit. The install's
@@ -25,8 +27,13 @@ A run, per architecture, on a fresh copy of the pristine disk:
   2. install the other version again, without a cut: the trial boot must commit it.
 
 Checked after every boot (a violation stops the run, exit 1, with the seed and the cycle):
-  - a boot that was not killed reached the guest's init (`E2E: booted`), and no kernel panicked:
-    with good images only, anything else is a boot of a half-written slot;
+  - the slot whose kernel the bootloader loaded (its `rustupdate: booting slot` line) holds a
+    complete good image: the sha256 of the slot's first bytes is that of the v1 or v2 image;
+  - a boot that was not killed reached the guest's init (`E2E: booted`), and no kernel panicked.
+    A panic before the guest's user space ran (e.g. "IO-APIC + timer doesn't work!", an x86_64
+    TCG artefact on a loaded host) is an infrastructure failure: runner.boot_once puts the boot
+    area back and boots once more ("infrastructure retry", counted in the summary); a second
+    such panic fails the run as an INFRASTRUCTURE FAILURE, naming what the slot holds;
   - the booted slot is the one the boot contract picks from the environment before the boot
     (the trial slot, or the other one once bootcount would exceed bootlimit or after the boot
     script's own "falling back"), and it holds the complete image of the version it reports
@@ -64,9 +71,10 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 from harness import contract, guest, layout as layout_json, qemu
 from harness.disk import Disk, DiskError
@@ -74,7 +82,6 @@ from harness.layout import Layout, LayoutError
 from harness.scenario import ARCHES, Boot
 from runner import REPO, boot_once, for_each_arch, log
 
-DEFAULT_SEED = 1128
 # The CI size per architecture: about 90 s of arm64 and 2 minutes of x86_64 (see README).
 CI_CUTS = {"x86_64": 4, "arm64": 8}
 PHASES = ("install", "boot", "commit")
@@ -98,6 +105,11 @@ ANSI = re.compile(r"\x1b\[[0-9;=?]*[A-Za-z]")
 
 class Violation(Exception):
     """An invariant does not hold: the soak stops here."""
+
+
+class InfraFailure(Violation):
+    """The guest's kernel panicked before its init ran, on the infrastructure retry too: not the
+    updater's fault as far as the soak can tell, but the run cannot go on and fails."""
 
 
 @dataclass(frozen=True)
@@ -138,6 +150,12 @@ def bootloader_pick(env: dict[str, str]) -> str:
     return slot
 
 
+def slot_version(text: str) -> tuple[str, str]:
+    """ "<slot>/<version>" as recorded in BootSeen and CycleSeen."""
+    slot, _, version = text.partition("/")
+    return slot, version
+
+
 def env_text(env: dict[str, str]) -> str:
     return (f"{env.get(contract.VAR_SLOT)}/ua={env.get(contract.VAR_UPGRADE_AVAILABLE)}"
             f"/bc={env.get(contract.VAR_BOOTCOUNT)}")
@@ -168,11 +186,25 @@ def check_boot(before: dict[str, str], after: dict[str, str], res: qemu.BootResu
         raise Violation(f"the boot did not end ({res.end})")
     if res.rc not in (0, None) and not killed:
         raise Violation(f"qemu exited with {res.rc}")
+    # Judge the slot the bootloader loaded by its content (the sha256 of its image), not by how
+    # the boot went: the environment said which slot it boots, and that slot must hold a
+    # complete good image whatever the kernel did next.
+    loaded = guest.loader_slot(res.console)
+    if loaded is not None and holds(loaded) is None:
+        raise Violation(f"the bootloader loaded the kernel of slot {loaded}, which holds no "
+                        "complete good image (its sha256 matches neither v1 nor v2)")
+    content = (f"slot {loaded} holds the complete {holds(loaded)} image" if loaded
+               else "the bootloader printed no slot")
+    early = guest.panic_before_init(res.console)
+    if early is not None:
+        # runner.boot_once has already put the boot area back and tried once more.
+        raise InfraFailure(f"the guest's kernel panicked before its init ran, on "
+                           f"the infrastructure retry too ({res.infra_retry!r}, then "
+                           f"{early!r}); {content}")
     if "Kernel panic" in res.console:
-        raise Violation("a kernel panicked: a slot without a complete good image was booted")
+        raise Violation(f"a kernel panicked after the guest's init ran; {content}")
     if booted is None and not killed:
-        raise Violation("the boot never reached the guest's init (`E2E: booted`): a slot "
-                        "without a complete good image was booted")
+        raise Violation(f"the boot never reached the guest's init (`E2E: booted`); {content}")
     b_trial = before[contract.VAR_UPGRADE_AVAILABLE] == "1"
     if booted is not None:
         slot, version = booted
@@ -246,6 +278,8 @@ class BootSeen:
     last_result: str | None
     killed_after: float | None = None  # seconds after the cut's anchor
     log: str = ""
+    # The first try's kernel panic when the boot was tried again (an infrastructure retry).
+    infra_retry: str | None = None
 
 
 @dataclass
@@ -255,7 +289,19 @@ class Done:
     seen: BootSeen
     booted: tuple[str, str] | None
     env: dict[str, str]
-    status: dict | None
+    status: dict[str, Any] | None
+
+    def converged_status(self) -> dict[str, Any]:
+        """The status of a boot that converged (Soak.converged said so: it printed one)."""
+        if self.status is None:
+            raise Violation("no status JSON on the console")
+        return self.status
+
+    def converged_booted(self) -> tuple[str, str]:
+        """The (slot, version) of a boot that converged (it reached the init)."""
+        if self.booted is None:
+            raise Violation("the boot never reached the guest's init")
+        return self.booted
 
 
 @dataclass
@@ -306,7 +352,8 @@ class Soak:
         try:
             return self.disk.read_env()
         except DiskError as err:
-            raise Violation(f"the bootloader environment cannot be read after {when}: {err}")
+            raise Violation(f"the bootloader environment cannot be read after {when}: {err}") \
+                from None
 
     # -- a boot and its checks ------------------------------------------------------------------
 
@@ -325,7 +372,7 @@ class Soak:
         seen = BootSeen(n, self.cycle, role, action, "/".join(booted) if booted else "-", res.end,
                         round(res.duration, 2), "?",
                         f"{lr.get('version')} {lr.get('result')}" if lr else None,
-                        log=logfile.name)
+                        log=logfile.name, infra_retry=res.infra_retry)
         self.boots.append(seen)
         try:
             if qemu.STOP.is_set():
@@ -335,7 +382,7 @@ class Soak:
             self.fell_back |= check_boot(before, after, res, booted, action,
                                          self._installing(action), self.holds)
         except Violation as err:
-            raise Violation(f"boot {n} ({role}, {action!r}, ended {res.end}, booted "
+            raise type(err)(f"boot {n} ({role}, {action!r}, ended {res.end}, booted "
                             f"{seen.booted}, environment {env_text(before)} -> {seen.env}): "
                             f"{err}; console log {logfile}") from None
         self.env = after
@@ -397,7 +444,7 @@ class Soak:
         trial = self.boot(f"{role}-trial", "commit")
         why = self.converged(trial)
         if why or trial.booted != (slot, version) or \
-                (trial.status["last-result"] or {}).get("result") != "committed":
+                (trial.converged_status()["last-result"] or {}).get("result") != "committed":
             raise Violation(f"the trial of {slot}/{version} did not commit: {why or trial.booted}")
         return inst, trial
 
@@ -429,7 +476,7 @@ class Soak:
             inst = self.boot("install", f"install {artifact}")
             if inst.res.end != "reboot" or inst.env[contract.VAR_UPGRADE_AVAILABLE] != "1":
                 raise Violation(f"cycle {cut.cycle}: the install of {version} did not arm a trial")
-            anchor = ACTION_COMMIT if cut.phase == "commit" else None
+            anchor = ACTION_COMMIT if cut.phase == "commit" else ""
             done = self.boot("cut", "commit", re.escape(anchor) if anchor else "^", delay)
         res = done.res
         killed_after = hit = None
@@ -443,16 +490,17 @@ class Soak:
         held = self.holds(slot)
         slot_after_cut = "new" if held == version else "partial" if held is None else "old"
         last, k = (done, 0) if self.converged(done) is None else self.recover()
-        outcome = {(slot, version): "new", booted: "old"}.get(last.booted)
+        outcome = {(slot, version): "new", booted: "old"}.get(last.converged_booted())
         # Health checks pass and one cut costs a trial at most one count, so a trial the
         # environment armed must commit, unless the bootloader gave up on it (allowed, shown).
         expected = "new" if headed_new and not self.fell_back else "old"
         if outcome != expected:
             image = f"{slot}/{version}" if expected == "new" else "/".join(booted)
-            raise Violation(f"cycle {cut.cycle}: ended on {'/'.join(last.booted)}, expected the "
+            raise Violation(f"cycle {cut.cycle}: ended on {'/'.join(last.converged_booted())}, "
+                            f"expected the "
                             f"{expected} image ({image}) from the environment after the cut "
                             f"({env_after_cut})" + (" and a fallback" if self.fell_back else ""))
-        lr = last.status.get("last-result") or {}
+        lr = last.converged_status().get("last-result") or {}
         return CycleSeen(cut.cycle, cut.phase, cut.fraction, window, delay, killed_after,
                          hit or "(not killed: the boot ended first)", "/".join(booted),
                          f"{slot}/{version}", env_after_cut, slot_after_cut,
@@ -469,10 +517,10 @@ def _between(res: qemu.BootResult, start: str, end: str) -> float:
 
 def _last_line(res: qemu.BootResult, t: float) -> str:
     text = ""
-    for when, line in res.lines:
+    for when, raw in res.lines:
         if when > t:
             break
-        line = ANSI.sub("", line).strip()
+        line = ANSI.sub("", raw).strip()
         if line:
             text = line
     return text[:72]
@@ -482,11 +530,11 @@ def _last_line(res: qemu.BootResult, t: float) -> str:
 # Per architecture
 # ---------------------------------------------------------------------------------------------
 
-def soak_arch(arch: str, args: argparse.Namespace, out: dict) -> None:
+def soak_arch(arch: str, args: argparse.Namespace, out: dict[str, dict[str, Any]]) -> None:
     t0 = time.monotonic()
     rdir = args.build / "results" / arch / "soak"
     cuts = plan(args.seed, args.cuts if args.cuts is not None else CI_CUTS[arch])
-    doc: dict = {"arch": arch, "seed": args.seed, "cuts": len(cuts), "ok": False, "failure": None}
+    doc: dict[str, Any] = {"arch": arch, "seed": args.seed, "cuts": len(cuts), "ok": False, "failure": None}
     out[arch] = doc
     soak = None
     try:
@@ -513,11 +561,11 @@ def soak_arch(arch: str, args: argparse.Namespace, out: dict) -> None:
         log(f"  {arch:6s} windows (s): " + ", ".join(
             f"{p} {w}{' (pinned)' if p in args.window else ''}" for p, w in windows.items())
             + f"; to repeat: {rerun}")
-        booted = tuple(soak.boots[-1].booted.split("/"))
+        booted = slot_version(soak.boots[-1].booted)
         for cut in cuts:
             c = soak.run_cut(cut, windows, booted)
             cycles.append(c)
-            booted = tuple(c.to.split("/")) if c.outcome == "new" else tuple(c.from_.split("/"))
+            booted = slot_version(c.to if c.outcome == "new" else c.from_)
             after = (f"killed {c.killed_after:.2f} s after "
                      f"{'QEMU start' if c.phase == 'boot' else 'the action'}: {c.hit!r}"
                      if c.killed_after is not None else c.hit)
@@ -533,14 +581,19 @@ def soak_arch(arch: str, args: argparse.Namespace, out: dict) -> None:
     except Violation as err:
         cycle = soak.cycle if soak else 0
         doc["failure"] = f"seed {args.seed} cycle {cycle}: {err}"
-        log(f"--- {arch} soak: VIOLATION (seed {args.seed}, cycle {cycle}; repeat: {rerun}):\n"
+        doc["infrastructure_failure"] = isinstance(err, InfraFailure)
+        what = "INFRASTRUCTURE FAILURE" if isinstance(err, InfraFailure) else "VIOLATION"
+        log(f"--- {arch} soak: {what} (seed {args.seed}, cycle {cycle}; repeat: {rerun}):\n"
             f"      {err}")
     except (DiskError, OSError, subprocess.CalledProcessError) as err:
-        doc["failure"] = f"harness: {err}"
-        log(f"--- {arch} soak: harness error: {err}")
+        doc["failure"] = f"seed {args.seed}: harness: {err}"
+        log(f"--- {arch} soak: harness error (seed {args.seed}; repeat: {rerun}): {err}")
     wall = time.monotonic() - t0
     boots = soak.boots if soak else []
-    per_phase = {p: collections.Counter() for p in PHASES}
+    retries = [b for b in boots if b.infra_retry]
+    for b in retries:
+        log(f"  {arch:6s} infrastructure retry: boot {b.n} ({b.log}): {b.infra_retry}")
+    per_phase: dict[str, collections.Counter[str]] = {p: collections.Counter() for p in PHASES}
     for c in cycles:
         per_phase[c.phase]["cuts"] += 1
         per_phase[c.phase][c.outcome] += 1
@@ -548,6 +601,7 @@ def soak_arch(arch: str, args: argparse.Namespace, out: dict) -> None:
     doc.update({
         "wall_seconds": round(wall, 1),
         "boots": len(boots),
+        "infra_retries": [{"boot": b.n, "log": b.log, "panic": b.infra_retry} for b in retries],
         "phases": {p: dict(v) for p, v in per_phase.items()},
         "outcomes": dict(collections.Counter(c.outcome for c in cycles)),
         "slot_after_cut": dict(collections.Counter(c.slot_after_cut for c in cycles)),
@@ -563,7 +617,10 @@ def soak_arch(arch: str, args: argparse.Namespace, out: dict) -> None:
     log(f"--- {arch} soak: {'PASS' if doc['ok'] else 'FAIL'}: {len(cycles)} of {len(cuts)} cuts ("
         + ", ".join(f"{p} {per_phase[p]['cuts']}" for p in PHASES) + "), outcomes "
         + (", ".join(f"{k} {v}" for k, v in sorted(doc["outcomes"].items())) or "-")
-        + f", {len(boots)} boots, {wall:.1f} s; {rdir / 'summary.json'}")
+        + f", {len(boots)} boots"
+        + (f" ({len(retries)} infrastructure retr{'y' if len(retries) == 1 else 'ies'})"
+           if retries else "")
+        + f", seed {args.seed}, {wall:.1f} s; {rdir / 'summary.json'}")
 
 
 def main() -> int:
@@ -571,7 +628,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--arch", default="all", choices=ARCHES + ("all",))
-    ap.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    ap.add_argument("--seed", type=int,
+                    help="the run's seed (default: a fresh one, printed; this repeats a run)")
     ap.add_argument("--cuts", type=int, help=f"power cuts per architecture (default: {CI_CUTS})")
     ap.add_argument("--jobs", type=int, default=1, help="architectures in parallel (1 or 2)")
     ap.add_argument("--window", action="append", default=[], metavar="PHASE=SECONDS",
@@ -580,13 +638,25 @@ def main() -> int:
     ap.add_argument("--build", type=Path, default=REPO / "build" / "e2e")
     ap.add_argument("--verbose", action="store_true", help="a line per boot")
     args = ap.parse_args()
+    if args.seed is None:
+        # A fresh seed per run, so that CI covers new cut points over time; printed first and in
+        # every failure, and --seed repeats the run.
+        args.seed = random.SystemRandom().randrange(1 << 32)
+        log(f"soak: seed {args.seed} (fresh; --seed {args.seed} repeats this run)")
+    else:
+        log(f"soak: seed {args.seed} (given)")
     args.window = parse_windows(args.window)
     if args.cuts is not None and args.cuts < 0:
         ap.error("--cuts must be >= 0")
     arches = ARCHES if args.arch == "all" else (args.arch,)
-    out: dict[str, dict] = {}
-    for_each_arch(arches, args.jobs, lambda a: soak_arch(a, args, out))
-    return 0 if all(out.get(a, {}).get("ok") for a in arches) else 1
+    out: dict[str, dict[str, Any]] = {}
+    crashes = for_each_arch(arches, args.jobs, lambda a: soak_arch(a, args, out))
+    for crash in crashes:
+        log(f"soak: FAILED: {crash} (seed {args.seed})")
+    for a in arches:
+        if a not in out:
+            log(f"soak: FAILED: no result for {a} (seed {args.seed})")
+    return 0 if not crashes and all(out.get(a, {}).get("ok") for a in arches) else 1
 
 
 if __name__ == "__main__":

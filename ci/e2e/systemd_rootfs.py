@@ -30,8 +30,8 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -74,6 +74,10 @@ MACHINE_ID = "e2e0" * 8  # fixed: the root file system is read-only, nothing may
 TRIAL_TIMEOUT_S = 60
 GUARD_ON_BOOT_S = TRIAL_TIMEOUT_S + 1
 GUARD_INTERVAL_S = 5
+# The commit unit's TimeoutStartSec in the e2e images: the guard is ordered after the commit unit,
+# so a commit that hangs (the `hang` health check) must be stopped for the guard to run. A good
+# trial's commit unit finishes well within it (the whole trial decides by 30 s of uptime).
+COMMIT_TIMEOUT_S = 40
 HEALTH_TIMEOUT_S = 300
 
 
@@ -96,7 +100,7 @@ def parse_simulation(text: str) -> dict[str, str]:
 def closure(apt_env: dict[str, str]) -> dict[str, str]:
     """The packages (and versions) of PACKAGES with their dependencies, minus LEFT_OUT."""
     res = subprocess.run(["apt-get", "-s", "-q", "install", "--no-install-recommends", *PACKAGES],
-                         env=apt_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         env=apt_env, capture_output=True, text=True, check=False)
     if res.returncode != 0:
         raise SystemdRootfsError(f"apt-get -s install {' '.join(PACKAGES)}: {res.stderr.strip()}")
     found = parse_simulation(res.stdout)
@@ -199,8 +203,8 @@ def sysusers(texts: list[str]) -> tuple[str, str]:
 def wanted_by(unit_text: str) -> list[str]:
     """The targets of a unit's [Install] WantedBy= lines (what `systemctl enable` links into)."""
     section, found = None, []
-    for line in unit_text.splitlines():
-        line = line.strip()
+    for raw in unit_text.splitlines():
+        line = raw.strip()
         if line.startswith("["):
             section = line
         elif section == "[Install]" and line.startswith("WantedBy="):
@@ -242,8 +246,8 @@ def configure(tree: Path, *, boot_label: str, boot_mount: str, data_label: str,
     system = tree / "lib" / "systemd" / "system"
     for unit in sorted(PRODUCT_UNITS.iterdir()):
         shutil.copyfile(unit, system / unit.name)
-    for unit in ENABLED_PRODUCT_UNITS:
-        enable(tree, "/lib/systemd/system", unit)
+    for name in ENABLED_PRODUCT_UNITS:
+        enable(tree, "/lib/systemd/system", name)
     check = etc / "rustupdate" / "health.d" / "20-no-failed-units"
     shutil.copyfile(HEALTH_CHECKS / "20-no-failed-units", check)
     os.chmod(check, 0o755)
@@ -256,17 +260,18 @@ def configure(tree: Path, *, boot_label: str, boot_mount: str, data_label: str,
         os.chmod(libexec / name, 0o755)
     local = etc / "systemd" / "system"
     values = {"BOOT_MOUNT": boot_mount, "TRIAL_TIMEOUT": str(TRIAL_TIMEOUT_S),
-              "GUARD_ON_BOOT": f"{GUARD_ON_BOOT_S}s", "GUARD_INTERVAL": f"{GUARD_INTERVAL_S}s"}
+              "GUARD_ON_BOOT": f"{GUARD_ON_BOOT_S}s", "GUARD_INTERVAL": f"{GUARD_INTERVAL_S}s",
+              "COMMIT_TIMEOUT": f"{COMMIT_TIMEOUT_S}s"}
     for src in sorted((GUEST / "units").rglob("*")):
         if src.is_file():
             dest = local / src.relative_to(GUEST / "units")
             dest.parent.mkdir(parents=True, exist_ok=True)
             dest.write_text(render(src, values))
-    for unit in E2E_UNITS:
-        enable(tree, "/etc/systemd/system", unit)
-    for unit in MASKED:
-        (local / unit).unlink(missing_ok=True)
-        (local / unit).symlink_to("/dev/null")
+    for name in E2E_UNITS:
+        enable(tree, "/etc/systemd/system", name)
+    for name in MASKED:
+        (local / name).unlink(missing_ok=True)
+        (local / name).symlink_to("/dev/null")
     for kind, shipped, masks, kept in (
             ("generator", "lib/systemd/system-generators", "etc/systemd/system-generators",
              GENERATORS_KEPT),

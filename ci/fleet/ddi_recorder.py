@@ -25,12 +25,13 @@ import os
 import re
 import sys
 import threading
+from typing import Any
 
 ACTION_ID = 7
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--artifact", required=True)
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--port-file")
@@ -45,11 +46,11 @@ def main():
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def log_message(self, fmt, *a):  # the JSON lines are the log
+        def log_message(self, format: str, *args: Any) -> None:  # the JSON lines are the log
             pass
 
-        def record(self, body):
-            line = {
+        def record(self, body: bytes) -> None:
+            line: dict[str, Any] = {
                 "method": self.command,
                 "path": self.path,
                 "authorization": self.headers.get("Authorization"),
@@ -66,7 +67,8 @@ def main():
             with lock:
                 print(json.dumps(line), flush=True)
 
-        def reply(self, code, obj=None, raw=None, ctype="application/hal+json"):
+        def reply(self, code: int, obj: object = None, raw: bytes | None = None,
+                  ctype: str = "application/hal+json") -> None:
             data = raw if raw is not None else (json.dumps(obj).encode() if obj is not None else b"")
             self.send_response(code)
             self.send_header("Content-Type", ctype)
@@ -75,16 +77,16 @@ def main():
             if self.command != "HEAD":
                 self.wfile.write(data)
 
-        def body(self):
+        def body(self) -> bytes:
             n = int(self.headers.get("Content-Length") or 0)
             return self.rfile.read(n) if n else b""
 
-        def base(self):
+        def base(self) -> str | None:
             host = self.headers.get("Host")
             m = re.match(r"^(/[^/]+/controller/v1/[^/?]+)", self.path)
             return f"http://{host}{m.group(1)}" if m else None
 
-        def deployment(self):
+        def deployment(self) -> dict[str, Any]:
             host = self.headers.get("Host")
             href = f"http://{host}/download/{name}"
             return {
@@ -111,7 +113,7 @@ def main():
                 },
             }
 
-        def do_GET(self):
+        def do_GET(self) -> None:
             self.record(b"")
             path = self.path.split("?")[0]
             base = self.base()
@@ -120,7 +122,7 @@ def main():
             if base and re.fullmatch(r"/[^/]+/controller/v1/[^/]+", path):
                 # Like hawkBit, ask for configData only until the device has sent it: suricatta
                 # sends it on every poll that carries the link and installs nothing meanwhile.
-                links = {}
+                links: dict[str, dict[str, str]] = {}
                 if not state["have_config"]:
                     links["configData"] = {"href": base + "/configData"}
                 if not state["closed"]:
@@ -132,13 +134,13 @@ def main():
                 return self.reply(200, self.deployment())
             return self.reply(404, {"message": "not found"})
 
-        def do_PUT(self):
+        def do_PUT(self) -> None:
             self.record(self.body())
             if self.path.split("?")[0].endswith("/configData"):
                 state["have_config"] = True
             return self.reply(200)
 
-        def do_POST(self):
+        def do_POST(self) -> None:
             body = self.body()
             self.record(body)
             try:
@@ -150,8 +152,8 @@ def main():
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     if args.port_file:
-        with open(args.port_file + ".tmp", "w") as f:
-            f.write(str(server.server_address[1]))
+        with open(args.port_file + ".tmp", "w") as out:
+            out.write(str(server.server_address[1]))
         os.rename(args.port_file + ".tmp", args.port_file)
     print(json.dumps({"listening": server.server_address[1]}), file=sys.stderr, flush=True)
     server.serve_forever()

@@ -13,12 +13,13 @@ Usage: device_check.py [--state S] [--min-feedback EXECUTION=N]… [--detail TEX
 import argparse
 import json
 import sys
+from typing import NoReturn
 
 ENDED = {"succeeded", "failed", "canceled"}
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main() -> None:
+    p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     p.add_argument("--state", help="the newest action's state, e.g. succeeded")
     p.add_argument("--min-feedback", action="append", default=[], metavar="EXECUTION=N",
                    help="at least N deployment feedbacks with this execution (proceeding, closed, …)")
@@ -29,7 +30,7 @@ def main():
     p.add_argument("--quiet", action="store_true", help="no reason on stderr")
     args = p.parse_args()
 
-    def no(reason, code=1):
+    def no(reason: str, code: int = 1) -> NoReturn:
         if not args.quiet:
             print(f"device_check: {reason}", file=sys.stderr)
         sys.exit(code)

@@ -19,12 +19,12 @@ BLOCK = {"p", "div", "li", "tr", "h1", "h2", "h3", "h4", "table", "section", "he
 
 
 class Text(html.parser.HTMLParser):
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.hidden = 0
-        self.parts = []
+        self.parts: list[str] = []
 
-    def handle_starttag(self, tag, attrs):
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag in HIDDEN:
             self.hidden += 1
         elif tag in BLOCK:
@@ -37,18 +37,18 @@ class Text(html.parser.HTMLParser):
             if a.get("type", "text") not in ("hidden", "password") and a.get("value"):
                 self.parts.append(f" {a['value']} ")
 
-    def handle_endtag(self, tag):
+    def handle_endtag(self, tag: str) -> None:
         if tag in HIDDEN:
             self.hidden = max(0, self.hidden - 1)
         elif tag in BLOCK:
             self.parts.append("\n")
 
-    def handle_data(self, data):
+    def handle_data(self, data: str) -> None:
         if not self.hidden:
             self.parts.append(data)
 
 
-def visible_text(document):
+def visible_text(document: str) -> str:
     parser = Text()
     parser.feed(document)
     parser.close()
@@ -56,8 +56,8 @@ def visible_text(document):
     return "\n".join(line for line in lines if line)
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main() -> None:
+    p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     p.add_argument("--contains", action="append", default=[])
     p.add_argument("--absent", action="append", default=[])
     p.add_argument("--regex", action="append", default=[], help="Python regex, searched case-insensitively")

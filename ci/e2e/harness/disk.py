@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import contract
@@ -92,15 +93,16 @@ class EnvFiles:
         path.write_text(text)
         return path
 
-    def _uboot(self, args: list, script: Path | None = None) -> subprocess.CompletedProcess:
+    def _uboot(self, args: list[str | Path],
+               script: Path | None = None) -> subprocess.CompletedProcess[str]:
         for path in self.paths:
             if not path.exists():  # a deleted copy is an invalid one to libubootenv
                 path.write_bytes(bytes(self.size))
         config = self._scratch(".fw_env.config",
                                fw_env_config(tuple(str(p) for p in self.paths), self.size))
         try:
-            return subprocess.run(args[:1] + ["-c", config] + args[1:], stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True)
+            return subprocess.run([*args[:1], "-c", config, *args[1:]], check=False,
+                                  capture_output=True, text=True)
         finally:
             config.unlink()
             if script:
@@ -125,16 +127,16 @@ class EnvFiles:
         path.unlink(missing_ok=True)
         subprocess.run(["grub-editenv", path, "create"], check=True)
         body = {k: v for k, v in values.items() if k not in (contract.VAR_SEQ, contract.VAR_SEQ_END)}
-        subprocess.run(["grub-editenv", path, "set", f"{contract.VAR_SEQ}={seq}"]
-                       + [f"{k}={v}" for k, v in body.items()]
-                       + [f"{contract.VAR_SEQ_END}={seq}"], check=True)
+        subprocess.run(["grub-editenv", str(path), "set", f"{contract.VAR_SEQ}={seq}",
+                        *(f"{k}={v}" for k, v in body.items()),
+                        f"{contract.VAR_SEQ_END}={seq}"], check=True)
 
     def _grub_copy(self, path: Path) -> dict[str, str] | None:
         """A GRUB copy's variables if it is complete, else None."""
         if not path.exists():
             return None
-        res = subprocess.run(["grub-editenv", path, "list"], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
+        res = subprocess.run(["grub-editenv", path, "list"], capture_output=True, text=True,
+                             check=False)
         if res.returncode != 0:
             return None
         values = dict(line.split("=", 1) for line in res.stdout.splitlines() if "=" in line)
@@ -144,14 +146,15 @@ class EnvFiles:
         return values
 
     def _grub_current(self) -> tuple[int, dict[str, str]]:
-        copies = [self._grub_copy(p) for p in self.paths]
-        if copies[0] is None and copies[1] is None:
+        c0, c1 = (self._grub_copy(p) for p in self.paths)
+        if c0 is None and c1 is None:
             raise DiskError(f"no valid copy of the GRUB environment ({', '.join(map(str, self.paths))})")
-        if copies[1] is None:
-            return 0, copies[0]
-        if copies[0] is None or copies[1][contract.VAR_SEQ] == _grub_next_seq(copies[0][contract.VAR_SEQ]):
-            return 1, copies[1]
-        return 0, copies[0]
+        if c1 is None:
+            assert c0 is not None  # not both None (above)
+            return 0, c0
+        if c0 is None or c1[contract.VAR_SEQ] == _grub_next_seq(c0[contract.VAR_SEQ]):
+            return 1, c1
+        return 0, c0
 
     def current_index(self) -> int:
         """Which copy is in use (DiskError when none is valid). U-Boot: libubootenv's rule for
@@ -159,12 +162,13 @@ class EnvFiles:
         with the CRC checked here; GRUB: the sequence-number rule."""
         if self.bootloader == "grub":
             return self._grub_current()[0]
-        valid, flags = [], []
+        valid: list[bool] = []
+        flags: list[int] = []
         for path in self.paths:
             data = path.read_bytes() if path.exists() else b""
             ok = len(data) == self.size and int.from_bytes(data[:4], "little") == zlib.crc32(data[5:])
             valid.append(ok)
-            flags.append(data[4] if ok else None)
+            flags.append(data[4] if ok else -1)  # -1: not read (the copy is invalid)
         if not any(valid):
             raise DiskError("no valid copy of the U-Boot environment")
         if not all(valid):
@@ -200,10 +204,17 @@ class EnvFiles:
 
 def mcopy(image: str, src: str, dest: str) -> None:
     """mtools copy, `::/path` naming a file in the FAT image (`file@@offset` for a partition)."""
-    res = subprocess.run(["mcopy", "-n", "-o", "-i", image, src, dest], env=MTOOLS_ENV,
+    res = subprocess.run(["mcopy", "-n", "-o", "-i", image, src, dest], env=MTOOLS_ENV, check=False,
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if res.returncode != 0:
         raise DiskError(f"mcopy {src} {dest}: {res.stdout.strip()}")
+
+
+@dataclass(frozen=True)
+class BootState:
+    """The bytes `Disk.boot_state` saves and `Disk.restore_boot_state` puts back."""
+    boot_area: bytes
+    ovmf_vars: bytes | None
 
 
 class Disk:
@@ -216,13 +227,13 @@ class Disk:
         self._fat = f"{self.path}@@{layout.boot_partition.offset}"
         self._copies = contract.ENV_COPIES[layout.bootloader]
         self._env = EnvFiles(layout.bootloader,
-                             tuple(directory / f"env-copy{n}" for n in range(2)),
+                             (directory / "env-copy0", directory / "env-copy1"),
                              layout.uboot_env_size)
 
     def fresh(self) -> Disk:
         """Starts over from the pristine disk (sparse) and a fresh OVMF variable store."""
         copy_sparse(self.layout.disk, self.path)
-        if self.vars:
+        if self.vars and self.layout.firmware.vars:
             shutil.copyfile(self.layout.firmware.vars, self.vars)
         return self
 
@@ -233,14 +244,14 @@ class Disk:
 
     def _get_env(self) -> EnvFiles:
         """Both copies out of the FAT boot partition (a missing copy stays missing)."""
-        for name, path in zip(self._copies, self._env.paths):
+        for name, path in zip(self._copies, self._env.paths, strict=True):
             path.unlink(missing_ok=True)
             if self.env_copy_exists(self._copies.index(name)):
                 mcopy(self._fat, f"::/{name}", str(path))
         return self._env
 
     def env_copy_exists(self, index: int) -> bool:
-        res = subprocess.run(["mdir", "-b", "-i", self._fat, f"::/{self._copies[index]}"],
+        res = subprocess.run(["mdir", "-b", "-i", self._fat, f"::/{self._copies[index]}"], check=False,
                              env=MTOOLS_ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         return res.returncode == 0
 
@@ -253,7 +264,7 @@ class Disk:
         """Changes variables as the client would: the copy not in use is written."""
         env = self._get_env()
         env.update(values)
-        for name, path in zip(self._copies, env.paths):
+        for name, path in zip(self._copies, env.paths, strict=True):
             mcopy(self._fat, str(path), f"::/{name}")
 
     def damage_env_copies(self, damage: dict[str, str]) -> dict[int, str]:
@@ -271,7 +282,7 @@ class Disk:
         size (a torn or bit-rotten write: CRC or block header broken), "delete" removes the file."""
         name = self._copies[index]
         if how == "delete":
-            res = subprocess.run(["mdel", "-i", self._fat, f"::/{name}"], env=MTOOLS_ENV,
+            res = subprocess.run(["mdel", "-i", self._fat, f"::/{name}"], env=MTOOLS_ENV, check=False,
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             if res.returncode != 0:
                 raise DiskError(f"mdel {name}: {res.stdout.strip()}")
@@ -284,6 +295,24 @@ class Disk:
             mcopy(self._fat, str(path), f"::/{name}")
         else:
             raise DiskError(f"unknown damage {how!r} (corrupt or delete)")
+
+    def boot_state(self) -> BootState:
+        """What a boot's firmware and bootloader may write before the guest's kernel runs: the
+        boot partition (the environment's copies) and the OVMF variable store."""
+        part = self.layout.boot_partition
+        with open(self.path, "rb") as f:
+            f.seek(part.offset)
+            area = f.read(part.size)
+        return BootState(area, self.vars.read_bytes() if self.vars else None)
+
+    def restore_boot_state(self, state: BootState) -> None:
+        """Puts back a `boot_state()`: a boot whose kernel died before its user space ran
+        (nothing else on the disk was written) is undone, so that a retry repeats it exactly."""
+        with open(self.path, "r+b") as f:
+            f.seek(self.layout.boot_partition.offset)
+            f.write(state.boot_area)
+        if self.vars and state.ovmf_vars is not None:
+            self.vars.write_bytes(state.ovmf_vars)
 
     def wipe_slot(self, slot: str) -> None:
         """Zeroes the start of a slot (superblock included): its kernel cannot be loaded."""

@@ -18,8 +18,11 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from . import guest
+
+Json = dict[str, Any]  # a JSON object of the management API
 
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
@@ -44,14 +47,14 @@ def server_section(url: str, controller_id: str, auth: str, poll_interval: int) 
             f'poll-interval-secs = {poll_interval}\nreboot = "immediate"\n')
 
 
-def observe(device: dict, rollout: dict | None, rollout_id: int | None) -> dict[str, str]:
+def observe(device: Json, rollout: Json | None, rollout_id: int | None) -> dict[str, str]:
     """What the scenarios check on the server, as text ("null" when missing): the device's action
     of the rollout (`action`, `reason`), the rollout's state and pause reason, and how many
     deployment feedbacks the device sent (`feedbacks`)."""
     action = next((a for a in device.get("actions", []) if a.get("rollout_id") == rollout_id),
                   None)
 
-    def text(v) -> str:
+    def text(v: object) -> str:
         return "null" if v is None else str(v)
 
     return {
@@ -63,10 +66,17 @@ def observe(device: dict, rollout: dict | None, rollout_id: int | None) -> dict[
     }
 
 
+def _object(doc: Any, what: str) -> Json:
+    if not isinstance(doc, dict):
+        raise FleetError(f"the server's {what} is not a JSON object: {doc!r:.200}")
+    return doc
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 @dataclass
@@ -82,7 +92,7 @@ class FleetServer:
     def __init__(self, binary: Path, data_dir: Path, log_path: Path, poll_interval: int):
         self.binary, self.data_dir, self.log_path = binary, data_dir, log_path
         self.poll_interval = poll_interval
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
         self.admin_token = self.gateway_token = ""
 
@@ -139,7 +149,9 @@ class FleetServer:
 
     # -- management API ------------------------------------------------------------------------
 
-    def api(self, method: str, path: str, body: dict | None = None, data: bytes | None = None):
+    def api(self, method: str, path: str, body: Json | None = None,
+            data: bytes | None = None) -> Any:
+        """The decoded JSON answer (checked by the caller), FleetError for anything else."""
         if body is not None:
             data = json.dumps(body).encode()
         req = urllib.request.Request(f"{self.url}{path}", data=data, method=method, headers={
@@ -154,12 +166,12 @@ class FleetServer:
             raise FleetError(f"{method} {path}: {err}") from None
 
     def upload(self, artifact: Path) -> int:
-        return self.api("POST", "/api/v1/artifacts", data=artifact.read_bytes())["id"]
+        return int(self.api("POST", "/api/v1/artifacts", data=artifact.read_bytes())["id"])
 
     def add_device(self, controller_id: str, device_type: str) -> str:
         """Registers a device; its target token."""
-        return self.api("POST", "/api/v1/devices", {
-            "controller_id": controller_id, "device_type": device_type})["token"]
+        return str(self.api("POST", "/api/v1/devices", {
+            "controller_id": controller_id, "device_type": device_type})["token"])
 
     def create_rollout(self, name: str, artifact_id: int, device_type: str, phases: str,
                        error_threshold: str) -> Rollout:
@@ -169,11 +181,11 @@ class FleetServer:
             "start": True})
         return Rollout(doc["id"], artifact_id, device_type)
 
-    def device(self, controller_id: str) -> dict:
-        return self.api("GET", f"/api/v1/devices/{controller_id}")
+    def device(self, controller_id: str) -> Json:
+        return _object(self.api("GET", f"/api/v1/devices/{controller_id}"), "device")
 
-    def rollout(self, rollout_id: int) -> dict:
-        return self.api("GET", f"/api/v1/rollouts/{rollout_id}")
+    def rollout(self, rollout_id: int) -> Json:
+        return _object(self.api("GET", f"/api/v1/rollouts/{rollout_id}"), "rollout")
 
     def observe(self, controller_id: str, rollout_id: int | None) -> dict[str, str]:
         rollout = self.rollout(rollout_id) if rollout_id is not None else None

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 FW_CFG_PREFIX = "opt/rustupdate/"
 # server: the client's [server] section (appended to its rustupdate.toml for the boot);
@@ -40,6 +41,16 @@ def fault_marker(number: int, name: str | None = None) -> str:
     return f"simulated power cut at fault point {number}" + (f" ({name})" if name else "")
 
 
+# The boot scripts (meta-rustupdate's grub.cfg and boot.cmd) print this before they load a slot's
+# kernel; the last one on a console names the slot whose kernel ran.
+_LOADER_SLOT = re.compile(r"^rustupdate: booting slot (\S+) ", re.M)
+_PANIC = re.compile(r"Kernel panic - not syncing: (.*)")
+# Panics that come from the guest's own files rather than from the emulator: an init ran and
+# died (the broken release v3 does this on purpose), or the slot's kernel could not find or mount
+# what it should run (a slot without a complete image).
+CONTENT_PANICS = ("Attempted to kill init", "No working init found", "Requested init",
+                  "VFS: Unable to mount root fs")
+
 _TRACE = re.compile(r"^rustupdate-fault-point (\d+) (\S+)", re.M)  # RUSTUPDATE_FAULT_TRACE=1
 
 
@@ -64,13 +75,34 @@ def booted(console: str) -> tuple[str, str] | None:
     return found[-1] if found else None
 
 
+def loader_slot(console: str) -> str | None:
+    """The slot whose kernel the bootloader loaded last (None: it never got that far)."""
+    found = _LOADER_SLOT.findall(console)
+    return found[-1] if found else None
+
+
+def panic_before_init(console: str) -> str | None:
+    """The panic line if the guest's kernel panicked before any of its user space ran (no
+    `E2E:` line before it) for a reason of its own, such as "IO-APIC + timer doesn't work!" of
+    an x86_64 guest on a loaded TCG host: an infrastructure failure, not the updater's. None
+    for no panic, a panic after user space ran, or a CONTENT_PANICS one."""
+    for line in console.splitlines():
+        if line.startswith("E2E:"):
+            return None
+        m = _PANIC.search(line)
+        if m:
+            reason = m.group(1)
+            return None if any(c in reason for c in CONTENT_PANICS) else line.strip()
+    return None
+
+
 def end(console: str) -> str | None:
     """How the init ended the boot (poweroff, reboot, cut), if it got that far."""
     found = _END.findall(console)
     return found[-1] if found else None
 
 
-def status(console: str) -> dict | None:
+def status(console: str) -> dict[str, Any] | None:
     """The client's `status --json` printed between the status markers."""
     m = _STATUS.search(console)
     if not m:
@@ -81,9 +113,10 @@ def status(console: str) -> dict | None:
     if start < 0:
         return None
     try:
-        return json.loads(body[start:stop + 1])
+        doc = json.loads(body[start:stop + 1])
     except json.JSONDecodeError:
         return None
+    return doc if isinstance(doc, dict) else None
 
 
 def fault_trace(console: str) -> list[tuple[int, str]]:

@@ -22,6 +22,7 @@ import threading
 import time
 import urllib.parse
 from pathlib import Path
+from typing import Any
 
 PIECE = 64 * 1024  # bytes per write (smaller for throttled files: a quarter second's worth)
 _RANGE = re.compile(r"bytes=(\d+)-(\d*)")
@@ -50,7 +51,7 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
 class _Handler(http.server.BaseHTTPRequestHandler):
     server: _Server
 
-    def log_message(self, fmt, *args):
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def do_GET(self) -> None:

@@ -10,6 +10,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from . import contract
 
@@ -91,7 +92,7 @@ class Layout:
         return cls(**fields)
 
 
-def _fields(cls, doc: dict, what: str, partial: bool = False) -> dict:
+def _fields(cls: Any, doc: dict[str, Any], what: str, partial: bool = False) -> dict[str, Any]:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown, missing = set(doc) - names, names - set(doc)
     if unknown or (missing and not partial):

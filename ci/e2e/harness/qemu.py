@@ -6,15 +6,18 @@ timeout, and always kills it by its pid in the end (also on STOP).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from types import FrameType
+from typing import NoReturn
 
 from . import guest
 from .layout import Layout
@@ -26,7 +29,7 @@ UBOOT_PROMPT = b"Hit any key to stop autoboot"
 def stop_on_signals() -> None:
     """SIGTERM and SIGINT end the process (exit 128 + signal) after setting STOP: the running
     boot's QEMU is killed by run()'s finally, and no new boot starts."""
-    def stop(signum, _frame):
+    def stop(signum: int, _frame: FrameType | None) -> NoReturn:
         STOP.set()
         raise SystemExit(128 + signum)
 
@@ -90,6 +93,9 @@ class BootResult:
     killed_at: float | None = None
     stop_sent_at: float | None = None  # when the stop line was typed (stop_when held)
     rc: int | None = None
+    # The first try's panic line when its kernel panicked before the guest's user space ran and
+    # the boot was tried once more (runner.boot_once): an infrastructure retry.
+    infra_retry: str | None = None
 
     @property
     def console(self) -> str:
@@ -115,10 +121,13 @@ def run(cmd: list[str], logfile: Path, timeout: float, kill_on: str | None = Non
     pending = b""
     lines: list[tuple[float, str]] = []
     lock = threading.Lock()
+    # Both pipes exist: Popen was given stdin=PIPE and stdout=PIPE.
+    assert proc.stdin is not None and proc.stdout is not None
+    stdin, stdout = proc.stdin, proc.stdout
 
     def reader() -> None:
         nonlocal pending
-        fd = proc.stdout.fileno()
+        fd = stdout.fileno()
         while True:
             try:
                 chunk = os.read(fd, 65536)
@@ -154,11 +163,11 @@ def run(cmd: list[str], logfile: Path, timeout: float, kill_on: str | None = Non
             if not uboot_interrupted and UBOOT_PROMPT in text:
                 # Skip U-Boot's bootdelay: stop autoboot and run the same boot command at once.
                 uboot_interrupted = True
-                proc.stdin.write(b" ")
-                proc.stdin.flush()
+                stdin.write(b" ")
+                stdin.flush()
                 time.sleep(0.2)
-                proc.stdin.write(b"run bootcmd\n")
-                proc.stdin.flush()
+                stdin.write(b"run bootcmd\n")
+                stdin.flush()
             if kill_re and kill_deadline is None and kill_re.search(text):
                 kill_deadline = now + kill_delay
             if kill_deadline is not None and now >= kill_deadline:
@@ -170,24 +179,18 @@ def run(cmd: list[str], logfile: Path, timeout: float, kill_on: str | None = Non
                 next_stop_poll = now + STOP_POLL_S
                 if stop_when():
                     res.stop_sent_at = now
-                    proc.stdin.write(guest.STOP_LINE.encode() + b"\n")
-                    proc.stdin.flush()
+                    stdin.write(guest.STOP_LINE.encode() + b"\n")
+                    stdin.flush()
             time.sleep(0.05)
     finally:
         if proc.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
         th.join(timeout=5)
-        try:
-            proc.stdin.close()
-        except OSError:
-            pass
+        with contextlib.suppress(OSError):
+            stdin.close()
     res.duration = time.monotonic() - t0
     res.rc = proc.returncode
     with lock:
@@ -217,6 +220,8 @@ def kvm_usable(layout: Layout, scratch: Path) -> bool:
         return False
     scratch.mkdir(parents=True, exist_ok=True)
     vars_fd = scratch / "kvm-probe-vars.fd"
+    if layout.firmware.vars is None:
+        return False
     vars_fd.write_bytes(Path(layout.firmware.vars).read_bytes())
     cmd = machine(layout, vars_fd, "kvm", memory=256) + ["-nic", "none", "-boot", "menu=off"]
     return "BdsDxe" in run(cmd, scratch / "kvm-probe.log", 20.0, "BdsDxe").console

@@ -13,12 +13,16 @@ from __future__ import annotations
 import dataclasses
 import re
 import tomllib
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 from . import contract, guest
 from .fleet import AUTH_MODES
+
+# A TOML table or JSON object as decoded: checked key by key where it is read.
+Table = dict[str, Any]
 
 ARCHES = ("x86_64", "arm64")
 SENT_ENDS = ("poweroff", "reboot", "cut")  # what a boot tells the guest's init to do at the end
@@ -207,12 +211,13 @@ def actions(action: str) -> list[str]:
 class _Table:
     """A TOML table whose keys are taken one by one; leftovers are unknown keys."""
 
-    def __init__(self, doc: dict, where: str):
+    def __init__(self, doc: Any, where: str):
         if not isinstance(doc, dict):
             raise ScenarioError(f"{where}: expected a table")
         self.doc, self.where, self.left = doc, where, set(doc)
 
-    def take(self, key: str, kind: type | tuple, default=None, choices=None):
+    def take(self, key: str, kind: type | tuple[type, ...], default: Any = None,
+             choices: Collection[Any] | None = None) -> Any:
         if key not in self.doc:
             return default
         self.left.discard(key)
@@ -225,7 +230,8 @@ class _Table:
             raise ScenarioError(f"{self.where}: {key} = {value!r}, expected one of {list(choices)}")
         return value
 
-    def texts(self, key: str, keys=None, values=None) -> dict[str, str]:
+    def texts(self, key: str, keys: Collection[str] | None = None,
+              values: Collection[str] | None = None) -> dict[str, str]:
         """A table of scalars, as text (TOML's true/1 become "true"/"1")."""
         table = self.take(key, dict, {})
         out = {}
@@ -260,7 +266,7 @@ class _Table:
             raise ScenarioError(f"{self.where}: unknown keys {sorted(self.left)}")
 
 
-def as_text(v) -> str:
+def as_text(v: object) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if v is None:
@@ -268,14 +274,14 @@ def as_text(v) -> str:
     return str(v)
 
 
-def _fault(spec) -> FaultPoint | FaultNumber | None:
+def _fault(spec: int | str | None) -> FaultPoint | FaultNumber | None:
     if spec is None or isinstance(spec, int):
         return None if spec is None else FaultNumber(spec)
     name, _, k = spec.partition("#")
     return FaultPoint(name, int(k) if k else 1)
 
 
-def _expect(doc: dict, where: str) -> Expect:
+def _expect(doc: Table, where: str) -> Expect:
     t = _Table(doc, f"{where}: expect")
     exp = Expect(
         slot=t.take("slot", str, choices=contract.SLOTS),
@@ -296,7 +302,7 @@ def _expect(doc: dict, where: str) -> Expect:
     return exp
 
 
-def _env_in(table: dict, where: str) -> dict[str, tuple[str, ...]]:
+def _env_in(table: Table, where: str) -> dict[str, tuple[str, ...]]:
     out = {}
     for k, values in table.items():
         if k not in contract.VARS or not isinstance(values, list) or len(values) < 2:
@@ -306,7 +312,7 @@ def _env_in(table: dict, where: str) -> dict[str, tuple[str, ...]]:
     return out
 
 
-def _kill_delay(spec, where: str) -> tuple[float, tuple[float, float] | None]:
+def _kill_delay(spec: object, where: str) -> tuple[float, tuple[float, float] | None]:
     if isinstance(spec, (int, float)) and not isinstance(spec, bool):
         return float(spec), None
     if (isinstance(spec, list) and len(spec) == 2 and all(isinstance(v, (int, float)) for v in spec)
@@ -315,7 +321,7 @@ def _kill_delay(spec, where: str) -> tuple[float, tuple[float, float] | None]:
     raise ScenarioError(f"{where}: kill_delay = {spec!r}: seconds, or [lo, hi] for a random delay")
 
 
-def _cut_after_writes(spec, where: str) -> tuple[int | None, tuple[int, int] | None]:
+def _cut_after_writes(spec: object, where: str) -> tuple[int | None, tuple[int, int] | None]:
     if spec is None:
         return None, None
     if isinstance(spec, int) and not isinstance(spec, bool) and spec >= 0:
@@ -332,7 +338,7 @@ def _server_states(table: dict[str, str], where: str) -> None:
             raise ScenarioError(f"{where}.{key} = {table[key]!r}, expected one of {list(states)}")
 
 
-def _fleet_expect(doc: dict | None, where: str) -> FleetExpect | None:
+def _fleet_expect(doc: Table | None, where: str) -> FleetExpect | None:
     if doc is None:
         return None
     t = _Table(doc, f"{where}: fleet.expect")
@@ -348,7 +354,7 @@ def _fleet_expect(doc: dict | None, where: str) -> FleetExpect | None:
     return exp
 
 
-def _fleet(doc: dict, where: str) -> Fleet:
+def _fleet(doc: Table, where: str) -> Fleet:
     t = _Table(doc, f"{where}: fleet")
     fleet = Fleet(
         artifact=t.take("artifact", str, ""),
@@ -374,7 +380,7 @@ def _fleet(doc: dict, where: str) -> Fleet:
     return fleet
 
 
-def _boot(doc: dict, where: str) -> tuple[Boot, int]:
+def _boot(doc: Table, where: str) -> tuple[Boot, int]:
     t = _Table(doc, where)
     fault = t.take("fault", (str, int))
     if isinstance(fault, str) and not re.fullmatch(r"[a-z]+:[a-z-]+(#-?[1-9][0-9]*)?", fault):
@@ -430,7 +436,7 @@ def _boot(doc: dict, where: str) -> tuple[Boot, int]:
     return boot, repeat
 
 
-def parse(doc: dict, name: str, path: Path) -> Scenario:
+def parse(doc: Table, name: str, path: Path) -> Scenario:
     t = _Table(doc, str(path))
     description = t.take("description", str, "")
     arches = t.take("arches", list, list(ARCHES))
@@ -493,7 +499,7 @@ class Observed:
     http_served: dict[str, int] | None = None  # body bytes per file sent by the HTTP server
 
 
-def lookup(doc, dotted: str):
+def lookup(doc: object, dotted: str) -> object:
     cur = doc
     for part in dotted.split("."):
         if isinstance(cur, dict) and part in cur:
@@ -569,7 +575,7 @@ def check_server(want: dict[str, str], got: dict[str, str] | None) -> list[str]:
     return errors
 
 
-def check_fleet(expect: FleetExpect, doc: dict) -> list[str]:
+def check_fleet(expect: FleetExpect, doc: Table) -> list[str]:
     """A multi-device scenario's end state (the runner's fleet summary) against [fleet.expect]."""
     errors = []
     if expect.rollout is not None and doc.get("rollout") != expect.rollout:

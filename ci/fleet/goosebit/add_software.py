@@ -23,6 +23,7 @@ import hashlib
 import os
 import pathlib
 import sys
+from typing import Any
 
 
 def parse_args() -> argparse.Namespace:
@@ -49,7 +50,6 @@ async def main(args: argparse.Namespace) -> int:
         if name not in os.environ:
             sys.exit(f"add_software.py: {name} must be set (the server's database and artifacts dir)")
     from anyio import Path
-
     from goosebit import db
     from goosebit.db.models import SoftwareImageFormat
     from goosebit.updates import create_software_update, swdesc
@@ -65,7 +65,7 @@ async def main(args: argparse.Namespace) -> int:
         "image_format": SoftwareImageFormat.SWU,
     }
 
-    async def parse_file(_file: Path) -> dict:
+    async def parse_file(_file: Path) -> dict[str, Any]:
         return dict(attributes)
 
     swdesc.parse_file = parse_file

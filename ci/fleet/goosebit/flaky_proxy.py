@@ -19,6 +19,7 @@ Usage: flaky_proxy.py --upstream http://127.0.0.1:PORT --faults 500,drop,500,res
 """
 
 import argparse
+import contextlib
 import http.client
 import http.server
 import json
@@ -29,6 +30,7 @@ import sys
 import threading
 import time
 import urllib.parse
+from typing import Any
 
 HOP_BY_HOP = {
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
@@ -59,7 +61,7 @@ class State:
         self.faults = faults
         self.count = 0
         self.lock = threading.Lock()
-        self.log = open(log_path, "a", encoding="utf-8")
+        self.log = open(log_path, "a", encoding="utf-8")  # noqa: SIM115 - open while serving
         u = urllib.parse.urlsplit(upstream)
         if u.scheme != "http" or not u.hostname:
             sys.exit(f"flaky_proxy.py: upstream must be http://HOST:PORT, not {upstream!r}")
@@ -73,7 +75,7 @@ class State:
         action = self.faults[n - 1] if n <= len(self.faults) else "forward"
         return n, action
 
-    def record(self, entry: dict) -> None:
+    def record(self, entry: dict[str, Any]) -> None:
         with self.lock:
             self.log.write(json.dumps(entry) + "\n")
             self.log.flush()
@@ -83,7 +85,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as the daemon's HTTP agent expects
     state: State  # set on the class before serving
 
-    def log_message(self, *_args) -> None:  # the JSON log is the record
+    def log_message(self, format: str, *args: Any) -> None:  # the JSON log is the record
         pass
 
     def read_body(self) -> bytes:
@@ -159,10 +161,8 @@ def main() -> int:
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(f"{server.server_address[1]}\n")
     os.replace(tmp, args.port_file)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
-    except KeyboardInterrupt:
-        pass
     return 0
 
 

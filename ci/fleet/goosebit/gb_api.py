@@ -34,6 +34,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
+from typing import Any
 
 TIMEOUT_S = 10
 
@@ -43,7 +44,8 @@ class Api:
         self.url = url.rstrip("/")
         self.token = token
 
-    def call(self, method: str, path: str, body: bytes | None = None, ctype: str | None = None) -> tuple[int, bytes]:
+    def call(self, method: str, path: str, body: bytes | None = None,
+             ctype: str | None = None) -> tuple[int, bytes]:
         req = urllib.request.Request(self.url + path, data=body, method=method)
         if ctype:
             req.add_header("Content-Type", ctype)
@@ -55,23 +57,23 @@ class Api:
         except urllib.error.HTTPError as e:
             return e.code, e.read()
 
-    def json(self, method: str, path: str, obj=None):
+    def json(self, method: str, path: str, obj: object = None) -> Any:
         body = None if obj is None else json.dumps(obj).encode()
         status, data = self.call(method, path, body, "application/json" if body else None)
         if status != 200:
             sys.exit(f"gb_api.py: {method} {path}: HTTP {status}: {data[:300]!r}")
         return json.loads(data)
 
-    def form(self, path: str, fields: dict[str, str]):
+    def form(self, path: str, fields: dict[str, str]) -> Any:
         body = urllib.parse.urlencode(fields).encode()
         status, data = self.call("POST", path, body, "application/x-www-form-urlencoded")
         if status != 200:
             sys.exit(f"gb_api.py: POST {path}: HTTP {status}: {data[:300]!r}")
         return json.loads(data)
 
-    def device(self, dev_id: str) -> dict | None:
+    def device(self, dev_id: str) -> dict[str, Any] | None:
         for d in self.json("GET", "/api/v1/devices")["devices"]:
-            if d["id"] == dev_id:
+            if isinstance(d, dict) and d.get("id") == dev_id:
                 return d
         return None
 

@@ -16,11 +16,15 @@ Exit codes: 0 holds, 1 does not (printed), 2 usage or unreadable log.
 """
 
 import argparse
+import itertools
 import json
 import sys
+from typing import Any
+
+Entry = dict[str, Any]  # one request as flaky_proxy.py logs it (a JSON line)
 
 
-def load(path: str) -> list[dict]:
+def load(path: str) -> list[Entry]:
     try:
         with open(path, encoding="utf-8") as f:
             entries = [json.loads(line) for line in f if line.strip()]
@@ -31,19 +35,21 @@ def load(path: str) -> list[dict]:
         sys.exit(2)
 
 
-def after(entries: list[dict], n: int) -> list[dict]:
+def after(entries: list[Entry], n: int) -> list[Entry]:
     return [e for e in entries if e["n"] > n]
 
 
-def show(entries: list[dict]) -> None:
+def show(entries: list[Entry]) -> None:
     t0 = entries[0]["t"] if entries else 0.0
     for e in entries:
         body = f" {e['body'][:160]}" if "body" in e else ""
-        print(f"  #{e['n']:<3} +{e['t'] - t0:7.2f}s {e['action']:<7} {e['status'] or '-':>4} {e['method']:<4} {e['path']}{body}")
+        print(f"  #{e['n']:<3} +{e['t'] - t0:7.2f}s {e['action']:<7} {e['status'] or '-':>4} "
+              f"{e['method']:<4} {e['path']}{body}")
 
 
-def config_data(entries: list[dict], pairs: list[str]) -> int:
-    puts = [e for e in entries if e["method"] == "PUT" and e["path"].endswith("/configData") and e["status"] == 200]
+def config_data(entries: list[Entry], pairs: list[str]) -> int:
+    puts = [e for e in entries
+            if e["method"] == "PUT" and e["path"].endswith("/configData") and e["status"] == 200]
     if not puts:
         print("no configData PUT answered 200")
         return 1
@@ -59,11 +65,12 @@ def config_data(entries: list[dict], pairs: list[str]) -> int:
     return 0
 
 
-def feedback(entries: list[dict], want: str, details: list[str]) -> int:
+def feedback(entries: list[Entry], want: str, details: list[str]) -> int:
     execution, _, finished = want.partition(":")
     seen = []
     for e in entries:
-        if e["method"] != "POST" or "/deploymentBase/" not in e["path"] or not e["path"].endswith("/feedback"):
+        if e["method"] != "POST" or "/deploymentBase/" not in e["path"] \
+                or not e["path"].endswith("/feedback"):
             continue
         status = json.loads(e.get("body", "{}")).get("status", {})
         got = f"{status.get('execution')}:{status.get('result', {}).get('finished')}"
@@ -71,12 +78,13 @@ def feedback(entries: list[dict], want: str, details: list[str]) -> int:
         seen.append(f"#{e['n']} {got} -> HTTP {e['status']} {text[:200]!r}")
         if got == want and e["status"] == 200 and all(d in text for d in details):
             return 0
-    print(f"no feedback {execution}:{finished} (answered 200{', with details ' + repr(details) if details else ''});"
+    with_details = f", with details {details!r}" if details else ""
+    print(f"no feedback {execution}:{finished} (answered 200{with_details});"
           f" feedback seen: {seen or 'none'}")
     return 1
 
 
-def backoff(entries: list[dict], a: argparse.Namespace) -> int:
+def backoff(entries: list[Entry], a: argparse.Namespace) -> int:
     if len(entries) < a.faults + 1:
         print(f"only {len(entries)} requests, want at least {a.faults + 1}")
         return 1
@@ -85,19 +93,21 @@ def backoff(entries: list[dict], a: argparse.Namespace) -> int:
     if len(faulted) != a.faults:
         print(f"the first {a.faults} requests were not all faulted")
         return 1
-    gaps = [b["t"] - x["t"] for x, b in zip(attempts, attempts[1:])]
+    gaps = [b["t"] - x["t"] for x, b in itertools.pairwise(attempts)]
     print("retry gaps: " + ", ".join(f"{g:.2f}s" for g in gaps))
     wrong = []
     if gaps[0] < a.base / 2:
         wrong.append(f"first retry after {gaps[0]:.2f}s, want >= {a.base / 2:.2f}s (base {a.base}s)")
     for i in range(1, len(gaps)):
         if gaps[i] < a.min_ratio * gaps[i - 1]:
-            wrong.append(f"gap {i + 1} ({gaps[i]:.2f}s) is not >= {a.min_ratio} x gap {i} ({gaps[i - 1]:.2f}s)")
+            wrong.append(f"gap {i + 1} ({gaps[i]:.2f}s) is not >= {a.min_ratio} x gap {i} "
+                         f"({gaps[i - 1]:.2f}s)")
     if max(gaps) > a.max_interval:
         wrong.append(f"a gap of {max(gaps):.2f}s exceeds the cap {a.max_interval}s")
     last = attempts[-1]
     if last["action"] != "forward" or last["status"] != 200:
-        wrong.append(f"attempt {last['n']} after the faults was {last['action']} / {last['status']}, want forward / 200")
+        wrong.append(f"attempt {last['n']} after the faults was {last['action']} / {last['status']}, "
+                     "want forward / 200")
     if wrong:
         print("; ".join(wrong))
         return 1

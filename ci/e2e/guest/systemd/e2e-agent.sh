@@ -34,6 +34,13 @@ case "$state" in
     active|failed) echo "E2E: result commit rc=$rc ($unit $state)" ;;
     *) echo "E2E: error: $unit is $state" ;;
 esac
+# A commit unit that failed (stopped by its TimeoutStartSec while a health check hung) leaves
+# the trial to rustupdate-guard.service, which is ordered after it: give the guard its time
+# (it reboots) instead of ending the boot under it. Bounded: the runner's boot timeout decides.
+if [ "$state" = failed ]; then
+    echo "E2E: trial left to the rollback guard"
+    sleep 600
+fi
 
 failed=$(systemctl list-units --state=failed --no-legend --plain)
 if [ -z "$failed" ]; then
