@@ -80,31 +80,13 @@ readonly SERVER_BIN=$ROOT/tools/server/target/$SERVER_PROFILE/rustupdate-server
 readonly TOOL=$TARGET_DIR/release/rustupdate-artifact
 readonly CLIENT=$TARGET_DIR/x86_64-unknown-linux-musl/release/rustupdate
 readonly HELPER=$OUT/footprint.py
-PIDS=()   # every process this script started
 declare -A SERVER_PORT DAEMON_PID  # by run name
 
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
-}
+# PIDS (every process this script started), stop_pid, free_port, cleanup.
+# shellcheck source=lib/common.sh
+source "$ROOT/bench/lib/common.sh"
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-stop_pid() {
-    local pid=$1 i
-    kill -0 "$pid" 2>/dev/null || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 100; i++)); do
-        kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
-
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 # Marks a moment of a run (same clock as the helper's time.time()).
 mark() { echo "$2 $EPOCHREALTIME" >>"$OUT/$1/markers"; }

@@ -13,14 +13,18 @@ use crate::http::BaseUrl;
 pub const MAX_RUN_SECS: f64 = 3600.0;
 /// Most simulated devices in one run.
 pub const MAX_DEVICES: usize = 1_000_000;
-/// Most concurrent connections in `--max` mode.
+/// Most concurrent connections in `--max` and `--register` mode.
 pub const MAX_CONNECTIONS: usize = 4096;
+/// Longest first-pass warm-up before the measured window starts anyway (and the report says the
+/// warm-up did not complete).
+pub const DEFAULT_WARMUP_LIMIT_SECS: f64 = 300.0;
 
 /// Simulates hawkBit DDI devices against a server on this machine (loopback addresses only).
 ///
-/// Each device: first contact `PUT …/configData`, then polls `GET {url}/{tenant}/controller/v1/{id}`;
-/// when the answer links a deploymentBase it fetches it, posts a `proceeding` and a
-/// `closed`/`success` feedback (and with --download fetches 1 KiB of the first artifact).
+/// Each device: first contact `PUT …/configData` (not with --registered), then polls
+/// `GET {url}/{tenant}/controller/v1/{id}`; when the answer links a deploymentBase it fetches it,
+/// posts a `proceeding` and a `closed`/`success` feedback (and with --download fetches 1 KiB of
+/// the first artifact). `--register C` only registers the devices (one configData each) and ends.
 ///
 /// Exit codes: 0 run finished (errors are in the report), 1 bad arguments or setup failure.
 #[derive(Debug, Parser)]
@@ -37,19 +41,35 @@ pub struct Args {
     pub devices: Option<usize>,
     /// Interval mode: each device polls once per SECS, start times spread evenly over the first
     /// interval.
-    #[arg(long, value_name = "SECS", conflicts_with = "max")]
+    #[arg(long, value_name = "SECS", conflicts_with_all = ["max", "register"])]
     pub poll_interval: Option<f64>,
     /// Max mode: C keep-alive connections, each cycling through its share of the devices back
     /// to back, to find the sustained maximum throughput.
-    #[arg(long, value_name = "C")]
+    #[arg(long, value_name = "C", conflicts_with = "register")]
     pub max: Option<usize>,
+    /// Register mode: every device sends its first-contact configData once, over C keep-alive
+    /// connections, and the run ends; the whole run is measured (--duration is its time limit).
+    #[arg(long, value_name = "C")]
+    pub register: Option<usize>,
+    /// The devices are registered already (a --register run or an earlier phase): no
+    /// first-contact configData, every cycle starts with the poll.
+    #[arg(long)]
+    pub registered: bool,
     /// Measured time in seconds (after the warm-up).
     #[arg(long, default_value_t = 30.0)]
     pub duration: f64,
-    /// Warm-up in seconds, not measured [default: one poll interval in interval mode (covers
-    /// the first contacts), 2 s in max mode].
-    #[arg(long)]
-    pub warmup: Option<f64>,
+    /// Warm-up, not measured: `pass` ends it when every device has finished its first cycle (the
+    /// first full pass; in interval mode about one interval), SECS is a fixed time.
+    #[arg(long, default_value = "pass", value_name = "pass|SECS")]
+    pub warmup: String,
+    /// Longest first-pass warm-up in seconds: the window then starts anyway and the report has
+    /// `warmup_complete: false`.
+    #[arg(long, default_value_t = DEFAULT_WARMUP_LIMIT_SECS)]
+    pub warmup_limit: f64,
+    /// Write `start` to FILE when the measured window starts and append `end` when it ends (for a
+    /// script that samples the server over exactly that window).
+    #[arg(long, value_name = "FILE")]
+    pub mark: Option<PathBuf>,
     /// Timeout of each request in seconds (connect, send and the whole answer).
     #[arg(long, default_value_t = 10.0)]
     pub timeout: f64,
@@ -86,6 +106,37 @@ pub struct Device {
 pub enum Mode {
     Interval { every: Duration },
     Max { connections: usize },
+    Register { connections: usize },
+}
+
+/// When the measured window starts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Warmup {
+    /// A fixed time after the start of the run.
+    Fixed(Duration),
+    /// When every device has finished one cycle, or after `limit` at the latest.
+    FirstPass { limit: Duration },
+}
+
+impl Warmup {
+    fn parse(s: &str, limit: f64) -> anyhow::Result<Self> {
+        if s == "pass" {
+            return Ok(Warmup::FirstPass {
+                limit: secs("warmup-limit", limit)?,
+            });
+        }
+        let v: f64 = s
+            .parse()
+            .with_context(|| format!("--warmup must be `pass` or seconds, not {s:?}"))?;
+        Ok(Warmup::Fixed(secs("warmup", v)?))
+    }
+
+    /// The longest the warm-up can last.
+    pub fn max(self) -> Duration {
+        match self {
+            Warmup::Fixed(d) | Warmup::FirstPass { limit: d } => d,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -96,8 +147,10 @@ pub struct Settings {
     pub tenant: String,
     pub devices: Vec<Device>,
     pub mode: Mode,
-    pub warmup: Duration,
+    pub registered: bool,
+    pub warmup: Warmup,
     pub duration: Duration,
+    pub mark: Option<PathBuf>,
     pub timeout: Duration,
     pub download: bool,
     pub threads: usize,
@@ -169,8 +222,8 @@ impl Settings {
             !args.id_prefix.contains(['/', '?', ' ']),
             "--id-prefix must not contain '/', '?' or spaces"
         );
-        let mode = match (args.poll_interval, args.max) {
-            (Some(p), None) => {
+        let mode = match (args.poll_interval, args.max, args.register) {
+            (Some(p), None, None) => {
                 let every = secs("poll-interval", p)?;
                 ensure!(
                     every >= Duration::from_millis(10),
@@ -178,25 +231,36 @@ impl Settings {
                 );
                 Mode::Interval { every }
             }
-            (None, Some(c)) => {
+            (None, Some(c), None) => {
                 ensure!(
                     (1..=MAX_CONNECTIONS).contains(&c),
                     "--max must be between 1 and {MAX_CONNECTIONS}"
                 );
                 Mode::Max { connections: c }
             }
-            _ => bail!("give exactly one of --poll-interval SECS and --max C"),
+            (None, None, Some(c)) => {
+                ensure!(
+                    (1..=MAX_CONNECTIONS).contains(&c),
+                    "--register must be between 1 and {MAX_CONNECTIONS}"
+                );
+                ensure!(
+                    !args.registered,
+                    "--register and --registered exclude each other"
+                );
+                Mode::Register { connections: c }
+            }
+            _ => bail!("give exactly one of --poll-interval SECS, --max C and --register C"),
         };
         let duration = secs("duration", args.duration)?;
         ensure!(duration > Duration::ZERO, "--duration must be positive");
-        let warmup = match (args.warmup, mode) {
-            (Some(w), _) => secs("warmup", w)?,
-            (None, Mode::Interval { every }) => every,
-            (None, Mode::Max { .. }) => Duration::from_secs(2),
+        let warmup = match mode {
+            // The whole registration is measured.
+            Mode::Register { .. } => Warmup::Fixed(Duration::ZERO),
+            _ => Warmup::parse(&args.warmup, args.warmup_limit)?,
         };
         ensure!(
-            (warmup + duration).as_secs_f64() <= MAX_RUN_SECS,
-            "warm-up plus duration must not exceed {MAX_RUN_SECS} s"
+            (warmup.max() + duration).as_secs_f64() <= MAX_RUN_SECS,
+            "warm-up (or its limit) plus duration must not exceed {MAX_RUN_SECS} s"
         );
         let timeout = secs("timeout", args.timeout)?;
         ensure!(
@@ -250,10 +314,10 @@ impl Settings {
             (1..=MAX_DEVICES).contains(&devices.len()),
             "the number of devices must be between 1 and {MAX_DEVICES}"
         );
-        if let Mode::Max { connections } = mode {
+        if let Mode::Max { connections } | Mode::Register { connections } = mode {
             ensure!(
                 devices.len() >= connections,
-                "--max {connections} needs at least as many devices ({} given)",
+                "--max/--register {connections} needs at least as many devices ({} given)",
                 devices.len()
             );
         }
@@ -264,8 +328,10 @@ impl Settings {
             tenant: args.tenant,
             devices,
             mode,
+            registered: args.registered,
             warmup,
             duration,
+            mark: args.mark,
             timeout,
             download: args.download,
             threads: args.threads,
@@ -311,8 +377,55 @@ mod tests {
         assert_eq!(s.devices.len(), 3);
         assert_eq!(s.devices[2].id, "bench-000002");
         assert!(s.devices[0].auth.is_none());
-        assert_eq!(s.warmup, Duration::from_secs(60));
+        assert_eq!(
+            s.warmup,
+            Warmup::FirstPass {
+                limit: Duration::from_secs(300)
+            }
+        );
+        assert!(!s.registered);
         assert!(matches!(s.mode, Mode::Interval { every } if every == Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn warmup_and_register() {
+        let s = Settings::from_args(args(&[
+            "--devices",
+            "3",
+            "--max",
+            "2",
+            "--warmup",
+            "2.5",
+            "--registered",
+        ]))
+        .unwrap();
+        assert_eq!(s.warmup, Warmup::Fixed(Duration::from_millis(2500)));
+        assert!(s.registered);
+        assert!(
+            Settings::from_args(args(&["--devices", "3", "--max", "2", "--warmup", "soon"]))
+                .is_err()
+        );
+        let s = Settings::from_args(args(&["--devices", "3", "--register", "2"])).unwrap();
+        assert!(matches!(s.mode, Mode::Register { connections: 2 }));
+        assert_eq!(s.warmup, Warmup::Fixed(Duration::ZERO));
+        assert!(
+            Settings::from_args(args(&["--devices", "3", "--register", "2", "--registered"]))
+                .is_err()
+        );
+        assert!(
+            Args::try_parse_from([
+                "fleet-load",
+                "--url",
+                "http://127.0.0.1:9",
+                "--devices",
+                "3",
+                "--register",
+                "2",
+                "--max",
+                "2"
+            ])
+            .is_err()
+        );
     }
 
     #[test]
@@ -326,7 +439,7 @@ mod tests {
             "gateway:abc",
         ]))
         .unwrap();
-        assert_eq!(s.warmup, Duration::from_secs(2));
+        assert!(matches!(s.warmup, Warmup::FirstPass { .. }));
         assert_eq!(
             s.devices[0].auth.as_deref(),
             Some("Authorization: GatewayToken abc")

@@ -19,8 +19,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 
-use crate::cli::{Args, Mode, Settings};
-use crate::stats::{LoadShape, Report, RunInfo};
+use crate::cli::{Args, Mode, Settings, Warmup};
+use crate::stats::{LoadShape, Report, RunInfo, WarmupKind};
 
 /// Linux reports process times in USER_HZ ticks, fixed at 100 by the kernel ABI.
 const USER_HZ: f64 = 100.0;
@@ -38,27 +38,43 @@ fn main() -> anyhow::Result<()> {
     .build()
     .context("starting the tokio runtime")?;
 
-    let info = RunInfo {
-        url: settings.url.clone(),
-        tenant: settings.tenant.clone(),
-        devices: settings.devices.len(),
-        load: match settings.mode {
-            Mode::Interval { every } => LoadShape::Interval {
-                poll_interval_s: every.as_secs_f64(),
-            },
-            Mode::Max { connections } => LoadShape::Max { connections },
+    let (url, tenant, devices) = (
+        settings.url.clone(),
+        settings.tenant.clone(),
+        settings.devices.len(),
+    );
+    let load = match settings.mode {
+        Mode::Interval { every } => LoadShape::Interval {
+            poll_interval_s: every.as_secs_f64(),
         },
-        warmup: settings.warmup,
-        duration: settings.duration,
-        timeout: settings.timeout,
-        client_cpu: Duration::ZERO,
+        Mode::Max { connections } => LoadShape::Max { connections },
+        Mode::Register { connections } => LoadShape::Register { connections },
     };
+    let warmup_kind = match settings.warmup {
+        Warmup::Fixed(_) => WarmupKind::Fixed,
+        Warmup::FirstPass { .. } => WarmupKind::FirstPass,
+    };
+    let (registered, timeout) = (settings.registered, settings.timeout);
     let (json, out) = (settings.json, settings.out.clone());
 
     let cpu_before = own_cpu_time();
-    let stats = runtime.block_on(run::run(settings))?;
+    let outcome = runtime.block_on(run::run(settings))?;
     let client_cpu = own_cpu_time().saturating_sub(cpu_before);
-    let report = Report::new(RunInfo { client_cpu, ..info }, &stats);
+    let info = RunInfo {
+        url,
+        tenant,
+        devices,
+        load,
+        registered,
+        warmup_kind,
+        warmup: outcome.warmup,
+        warmup_complete: outcome.warmup_complete,
+        first_pass: outcome.first_pass,
+        duration: outcome.duration,
+        timeout,
+        client_cpu,
+    };
+    let report = Report::new(info, &outcome.stats);
 
     let text = serde_json::to_string_pretty(&report)?;
     if let Some(path) = out {

@@ -2,6 +2,8 @@
 //!
 //! Only exchanges that start and end inside the measured window (after the warm-up, before the
 //! end) count towards rates, latencies and errors; deployments are counted over the whole run.
+//! The window is unknown (`None`) while a first-pass warm-up runs: nothing counts then. The
+//! first full pass (every device has finished one cycle) is tracked here too.
 //! Latencies are those of successful (2xx; 200/206 for downloads) responses only; every failure is
 //! counted under `errors` by kind instead.
 
@@ -70,6 +72,12 @@ struct KindStats {
 
 #[derive(Debug, Default)]
 pub struct Stats {
+    /// The measured window; `None` while a first-pass warm-up runs.
+    pub window: Option<Window>,
+    /// Devices that have not finished a cycle yet.
+    pass_remaining: usize,
+    /// When every device had finished one cycle (the first full pass).
+    pub first_pass_done: Option<Instant>,
     kinds: [KindStats; 5],
     all: Histogram,
     errors: BTreeMap<String, u64>,
@@ -82,10 +90,45 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// Statistics for a run over `devices` devices, the window not yet known.
+    pub fn new(devices: usize) -> Self {
+        Self {
+            pass_remaining: devices,
+            ..Self::default()
+        }
+    }
+
+    fn counts(&self, started: Instant, ended: Instant) -> bool {
+        self.window.is_some_and(|w| w.contains(started, ended))
+    }
+
+    /// True once the window is known and `t` is past its end.
+    pub fn ended(&self, t: Instant) -> bool {
+        self.window.is_some_and(|w| t >= w.end)
+    }
+
+    /// A device finished a cycle at `now`; `first`: its first one, `late`: the schedule slots it
+    /// skipped. Returns true when this completes the first full pass.
+    pub fn cycle_done(&mut self, now: Instant, first: bool, late: u64) -> bool {
+        if self.counts(now, now) {
+            self.cycles += 1;
+            self.late_cycles += late;
+        }
+        if !first || self.pass_remaining == 0 {
+            return false;
+        }
+        self.pass_remaining -= 1;
+        if self.pass_remaining == 0 {
+            self.first_pass_done = Some(now);
+            return true;
+        }
+        false
+    }
+
     /// A successful exchange of `kind` that started at `started` and ended now.
-    pub fn success(&mut self, window: &Window, kind: RequestKind, started: Instant) {
+    pub fn success(&mut self, kind: RequestKind, started: Instant) {
         let now = Instant::now();
-        if window.contains(started, now) {
+        if self.counts(started, now) {
             let micros = u64::try_from((now - started).as_micros()).unwrap_or(u64::MAX);
             self.kinds[kind.index()].latency.record(micros);
             self.all.record(micros);
@@ -93,8 +136,8 @@ impl Stats {
     }
 
     /// A failed exchange; `label` is the error kind (`timeout`, `http-503`, …).
-    pub fn failure(&mut self, window: &Window, kind: RequestKind, started: Instant, label: &str) {
-        if window.contains(started, Instant::now()) {
+    pub fn failure(&mut self, kind: RequestKind, started: Instant, label: &str) {
+        if self.counts(started, Instant::now()) {
             self.kinds[kind.index()].errors += 1;
             match self.errors.get_mut(label) {
                 Some(n) => *n += 1,
@@ -150,6 +193,18 @@ pub enum LoadShape {
     Interval { poll_interval_s: f64 },
     /// `connections` workers poll back to back on keep-alive connections.
     Max { connections: usize },
+    /// `connections` workers send every device's first-contact configData once.
+    Register { connections: usize },
+}
+
+/// How the warm-up ended.
+#[derive(Debug, Serialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum WarmupKind {
+    /// After a fixed time.
+    Fixed,
+    /// When every device had finished one cycle (or at the limit: `warmup_complete` false).
+    FirstPass,
 }
 
 #[derive(Debug, Serialize)]
@@ -158,7 +213,17 @@ pub struct Report {
     pub tenant: String,
     pub devices: usize,
     pub load: LoadShape,
+    /// Devices registered before the run (no first-contact configData).
+    pub registered: bool,
+    pub warmup: WarmupKind,
+    /// Seconds from the start of the run to the start of the measured window.
     pub warmup_s: f64,
+    /// False when a first-pass warm-up hit its limit: the window started before every device
+    /// had finished a cycle (the server did not keep up).
+    pub warmup_complete: bool,
+    /// Seconds from the start of the run until every device had finished one cycle (null: not
+    /// within the run).
+    pub first_pass_s: Option<f64>,
     pub duration_s: f64,
     pub timeout_s: f64,
     /// Successful requests per second over the measured window, all kinds together.
@@ -178,12 +243,19 @@ pub struct Report {
     pub client_cpu_s: f64,
 }
 
+/// What a report says about the run besides the statistics.
+#[derive(Debug)]
 pub struct RunInfo {
     pub url: String,
     pub tenant: String,
     pub devices: usize,
     pub load: LoadShape,
+    pub registered: bool,
+    pub warmup_kind: WarmupKind,
+    /// Actual warm-up and measured window.
     pub warmup: Duration,
+    pub warmup_complete: bool,
+    pub first_pass: Option<Duration>,
     pub duration: Duration,
     pub timeout: Duration,
     pub client_cpu: Duration,
@@ -205,8 +277,12 @@ impl Report {
             tenant: info.tenant,
             devices: info.devices,
             load: info.load,
-            warmup_s: info.warmup.as_secs_f64(),
-            duration_s: info.duration.as_secs_f64(),
+            registered: info.registered,
+            warmup: info.warmup_kind,
+            warmup_s: round3(info.warmup.as_secs_f64()),
+            warmup_complete: info.warmup_complete,
+            first_pass_s: info.first_pass.map(|d| round3(d.as_secs_f64())),
+            duration_s: round3(info.duration.as_secs_f64()),
             timeout_s: info.timeout.as_secs_f64(),
             requests_per_s: round3(stats.all.count() as f64 / secs),
             polls_per_s: round3(polls as f64 / secs),
@@ -233,12 +309,21 @@ impl Report {
                 "max throughput: {connections} connections polling back to back over {} devices",
                 self.devices
             ),
+            LoadShape::Register { connections } => format!(
+                "registration: {} devices, one configData each over {connections} connections",
+                self.devices
+            ),
         };
         // Writing to a String cannot fail.
         let _ = writeln!(s, "fleet-load: {} {} ({shape})", self.url, self.tenant);
+        let warmup = match (self.warmup, self.warmup_complete) {
+            (WarmupKind::Fixed, _) => "fixed",
+            (WarmupKind::FirstPass, true) => "first full pass",
+            (WarmupKind::FirstPass, false) => "first full pass NOT completed, limit reached",
+        };
         let _ = writeln!(
             s,
-            "measured {} s after {} s warm-up, request timeout {} s",
+            "measured {} s after {} s warm-up ({warmup}), request timeout {} s",
             self.duration_s, self.warmup_s, self.timeout_s
         );
         let _ = writeln!(
@@ -296,24 +381,26 @@ mod tests {
             start: now - Duration::from_secs(10),
             end: now + Duration::from_secs(10),
         };
-        let mut st = Stats::default();
-        st.success(&window, RequestKind::Poll, now - Duration::from_millis(5));
-        st.success(&window, RequestKind::Poll, now - Duration::from_secs(11)); // warm-up
-        st.success(
-            &window,
-            RequestKind::Feedback,
-            now - Duration::from_millis(1),
-        );
-        st.failure(&window, RequestKind::Poll, now, "http-503");
-        st.failure(&window, RequestKind::Poll, now, "http-503");
-        st.failure(&window, RequestKind::Poll, now, "timeout");
+        let mut st = Stats::new(2);
+        st.success(RequestKind::Poll, now - Duration::from_millis(5)); // window unknown yet
+        st.window = Some(window);
+        st.success(RequestKind::Poll, now - Duration::from_millis(5));
+        st.success(RequestKind::Poll, now - Duration::from_secs(11)); // warm-up
+        st.success(RequestKind::Feedback, now - Duration::from_millis(1));
+        st.failure(RequestKind::Poll, now, "http-503");
+        st.failure(RequestKind::Poll, now, "http-503");
+        st.failure(RequestKind::Poll, now, "timeout");
         let r = Report::new(
             RunInfo {
                 url: "http://127.0.0.1:1".into(),
                 tenant: "DEFAULT".into(),
                 devices: 2,
                 load: LoadShape::Max { connections: 1 },
+                registered: true,
+                warmup_kind: WarmupKind::FirstPass,
                 warmup: Duration::from_secs(10),
+                warmup_complete: true,
+                first_pass: Some(Duration::from_secs(10)),
                 duration: Duration::from_secs(2),
                 timeout: Duration::from_secs(1),
                 client_cpu: Duration::ZERO,
@@ -331,6 +418,28 @@ mod tests {
         assert!(text.contains("http-503: 2, timeout: 1"), "{text}");
         let json = serde_json::to_value(&r).unwrap();
         assert_eq!(json["load"]["type"], "max");
+        assert_eq!(json["warmup"], "first-pass");
+        assert_eq!(json["first_pass_s"], 10.0);
         assert_eq!(json["latency_ms"]["all"]["count"], 2);
+    }
+
+    #[test]
+    fn first_pass_completes_once() {
+        let now = Instant::now();
+        let mut st = Stats::new(2);
+        assert!(!st.cycle_done(now, true, 0));
+        assert!(!st.cycle_done(now, false, 0)); // the same device again
+        assert!(st.cycle_done(now, true, 0));
+        assert_eq!(st.first_pass_done, Some(now));
+        assert!(!st.cycle_done(now, true, 0));
+        assert_eq!(st.cycles, 0); // no window yet
+        st.window = Some(Window {
+            start: now,
+            end: now + Duration::from_secs(1),
+        });
+        st.cycle_done(now, false, 2);
+        assert_eq!((st.cycles, st.late_cycles), (1, 2));
+        assert!(st.ended(now + Duration::from_secs(1)));
+        assert!(!st.ended(now));
     }
 }

@@ -3,14 +3,19 @@
 # with a fresh data directory. Sourced after ci/fleet/lib.sh (uses log, fleet_fail, fleet_free_port,
 # FLEET_PIDS, fleet_add_log, REPO_DIR).
 #
-# The install is the one bench/fleet-load.sh makes (same version, same venv, so either script
-# reuses the other's): a Python 3.11 venv in build/fleet-load/goosebit-venv with
-# goosebit==GOOSEBIT_VERSION from PyPI. The database schema is made by aerich, as gooseBit's
-# Dockerfile does before it starts the server; the server is uvicorn with one worker (gooseBit
-# supports no more). Device authentication stays off (gooseBit's default): any controller id is
-# accepted and registered on its first poll, no Authorization header is needed.
+# goosebit_install is also bench/fleet-load.sh's install (it sources this file; same version,
+# same venv, so either script reuses the other's): a Python >= 3.11 venv in
+# build/fleet-load/goosebit-venv with what gooseBit's own Dockerfile (docker/Dockerfile) installs:
+# goosebit[postgresql]==GOOSEBIT_VERSION (asyncpg for PostgreSQL) and gunicorn, from PyPI. Only
+# needs log, fleet_fail, REPO_DIR and WORK. The database schema is made by aerich, as that
+# Dockerfile does before it starts the server; here the server is uvicorn with one worker
+# (gooseBit supports no more, its issue #125). Device authentication stays off (gooseBit's
+# default): any controller id is accepted and registered on its first poll, no Authorization
+# header is needed.
 
 readonly GOOSEBIT_VERSION=${GOOSEBIT_VERSION:-0.2.12}
+# gunicorn is unpinned in gooseBit's Dockerfile; pinned here so that runs are repeatable.
+readonly GOOSEBIT_GUNICORN_VERSION=${GOOSEBIT_GUNICORN_VERSION:-27.0.1}
 readonly GOOSEBIT_VENV=$REPO_DIR/build/fleet-load/goosebit-venv
 readonly GOOSEBIT_INSTALL_TIMEOUT_S=900
 readonly GOOSEBIT_START_TIMEOUT_S=60
@@ -29,19 +34,21 @@ goosebit_python() {
     return 1
 }
 
-# Installs gooseBit unless the venv already holds GOOSEBIT_VERSION.
+# Installs gooseBit unless the venv already holds GOOSEBIT_VERSION with its PostgreSQL extra and
+# GOOSEBIT_GUNICORN_VERSION.
 goosebit_install() {
-    local py have
-    have=$("$GOOSEBIT_VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("goosebit"))' 2>/dev/null || true)
-    if [[ ! -x $GOOSEBIT_VENV/bin/uvicorn || $have != "$GOOSEBIT_VERSION" ]]; then
+    local py have want="$GOOSEBIT_VERSION $GOOSEBIT_GUNICORN_VERSION"
+    have=$("$GOOSEBIT_VENV/bin/python" -c 'import importlib.metadata as m, asyncpg; print(m.version("goosebit"), m.version("gunicorn"))' 2>/dev/null || true)
+    if [[ ! -x $GOOSEBIT_VENV/bin/uvicorn || $have != "$want" ]]; then
         py=$(goosebit_python) || fleet_fail "gooseBit $GOOSEBIT_VERSION needs Python >= 3.11 (python3.11, python3.12, python3.13 or python3 on PATH)"
         log "installing goosebit $GOOSEBIT_VERSION into $GOOSEBIT_VENV"
         rm -rf "$GOOSEBIT_VENV"
         mkdir -p "$(dirname "$GOOSEBIT_VENV")"
         "$py" -m venv "$GOOSEBIT_VENV" || fleet_fail "python3.11 -m venv $GOOSEBIT_VENV failed"
-        timeout "$GOOSEBIT_INSTALL_TIMEOUT_S" "$GOOSEBIT_VENV/bin/pip" install -q "goosebit==$GOOSEBIT_VERSION" \
+        timeout "$GOOSEBIT_INSTALL_TIMEOUT_S" "$GOOSEBIT_VENV/bin/pip" install -q "goosebit[postgresql]==$GOOSEBIT_VERSION" \
+            "gunicorn==$GOOSEBIT_GUNICORN_VERSION" \
             >"$WORK/goosebit-pip.log" 2>&1 ||
-            { tail -n 20 "$WORK/goosebit-pip.log" >&2; fleet_fail "pip install goosebit==$GOOSEBIT_VERSION failed"; }
+            { tail -n 20 "$WORK/goosebit-pip.log" >&2; fleet_fail "pip install goosebit[postgresql]==$GOOSEBIT_VERSION failed"; }
     fi
     GOOSEBIT_SITE=$("$GOOSEBIT_VENV/bin/python" -c 'import goosebit, os; print(os.path.dirname(goosebit.__file__))' 2>/dev/null) ||
         fleet_fail "goosebit does not import from $GOOSEBIT_VENV"
