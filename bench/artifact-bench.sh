@@ -36,8 +36,7 @@ log() { echo "artifact-bench: $*" >&2; }
 
 if ! command -v zstd >/dev/null || ! [[ -x /usr/bin/time ]]; then
     log "installing zstd and time"
-    timeout 600 apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -qq zstd time >/dev/null
+    timeout 1200 "$ROOT/ci/apt-install.sh" zstd time
 fi
 
 if [[ -z ${IMAGE:-} ]]; then
@@ -150,8 +149,9 @@ verify_rss_ok=$(calc %d "$(median verify 3) < $VERIFY_RSS_TARGET_MIB * 1024")
     echo
     echo "Peak RSS: verify $verify_rss_mib MiB (target: well under $VERIFY_RSS_TARGET_MIB MiB:" \
         "$([[ $verify_rss_ok == 1 ]] && echo met || echo NOT MET)), build $build_rss_mib MiB."
-    echo "Ratios below 1 mean rustupdate-artifact is faster or smaller. Sizes: the artifact holds every"
-    echo "chunk compressed on its own (so it can be verified, written and fetched alone) plus a 48-byte"
-    echo "table entry per chunk; a single zstd stream compresses across the whole image."
+    echo "Ratios below 1 mean rustupdate-artifact is faster or smaller. Sizes: the artifact (format"
+    echo "version 2) holds each segment's data as one zstd frame plus a 40-byte table entry (size and"
+    echo "sha256) per chunk, so every chunk is verified on its own; a single zstd stream compresses"
+    echo "across the whole image and has no per-chunk hashes."
 } | tee "$REPORT"
 log "written to ${REPORT#"$ROOT"/}"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmark: install a 512 MiB ext4 rootfs image from a local .rua into a slot (a loop device, or
 # a file when loop devices are unavailable), side by side with `zstd -d | dd` into the same target.
-# Prints wall time, CPU time (user+sys) and peak RSS of each (median of RUNS), the ratios, how many
+# Prints wall time and CPU time (user, sys; medians of RUNS) and peak RSS (the maximum of RUNS: the
+# install's memory goal is a budget) of each, the ratios, how many
 # MiB each wrote to the target and how many the client found already in place (it reads before it
 # writes and skips the 4 KiB blocks the target holds; figures from its log line), and the stripped
 # size of the release client binary.
@@ -75,11 +76,11 @@ reset_device() {
     rm -f "$OUT/data/state.json"
 }
 
-# measure NAME COMMAND...: appends "wall cpu rss_kb" to $OUT/NAME.times
+# measure NAME COMMAND...: appends "wall cpu rss_kb user sys" to $OUT/NAME.times
 measure() {
     local name=$1; shift
     /usr/bin/time -f "%e %U %S %M" -o "$OUT/$name.one" "$@" >/dev/null 2>"$OUT/$name.err" || { cat "$OUT/$name.err"; exit 1; }
-    awk '{printf "%s %.2f %s\n", $1, $2+$3, $4}' "$OUT/$name.one" >> "$OUT/$name.times"
+    tail -n 1 "$OUT/$name.one" | awk '{printf "%s %.2f %s %s %s\n", $1, $2+$3, $4, $2, $3}' >> "$OUT/$name.times"
 }
 
 # Before each measured run the target holds the previous release (BASE, default rootfs-v1.ext4),
@@ -111,20 +112,23 @@ read -r W_TOTAL W_DATA W_ZEROED W_IN_PLACE <<< "$SUMMARY"
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 col() { awk -v c="$2" '{print $c}' "$OUT/$1.times" | median; }
-pw=$(col pipeline 1); pc=$(col pipeline 2); pr=$(col pipeline 3)
-cw=$(col client 1); cc=$(col client 2); cr=$(col client 3)
+maxcol() { awk -v c="$2" '$c > m {m = $c} END {print m}' "$OUT/$1.times"; }
+pw=$(col pipeline 1); pc=$(col pipeline 2); pr=$(maxcol pipeline 3); pu=$(col pipeline 4); ps=$(col pipeline 5)
+cw=$(col client 1); cc=$(col client 2); cr=$(maxcol client 3); cu=$(col client 4); cs=$(col client 5)
+rss_runs=$(awk '{printf "%s%.1f", (NR > 1 ? ", " : ""), $3 / 1024}' "$OUT/client.times")
 
 cp "$CLIENT" "$OUT/rustupdate.stripped"; strip "$OUT/rustupdate.stripped"
 BIN=$(stat -c %s "$OUT/rustupdate.stripped")
 {
-echo "## Install benchmark ($(date -u +%F), $(nproc) cores, median of $RUNS, image $(basename "$IMAGE") $((SIZE >> 20)) MiB, target $TARGET)"
+echo "## Install benchmark ($(date -u +%F), $(nproc) cores, $RUNS runs: wall and CPU medians, peak RSS the maximum; image $(basename "$IMAGE") $((SIZE >> 20)) MiB, target $TARGET)"
 echo
-echo "| | wall s | CPU s | peak RSS MiB | MiB written | MiB already in place |"
+echo "| | wall s | CPU s (user + sys) | peak RSS MiB | MiB written | MiB already in place |"
 echo "| --- | ---: | ---: | ---: | ---: | ---: |"
-printf '| zstd -d \\| dd (conv=fsync) | %s | %s | %.1f | %s | 0 |\n' "$pw" "$pc" "$(echo "$pr/1024" | bc -l)" "$((SIZE >> 20))"
-printf '| rustupdate install | %s | %s | %.1f | %s | %s |\n' "$cw" "$cc" "$(echo "$cr/1024" | bc -l)" "$W_TOTAL" "$W_IN_PLACE"
+printf '| zstd -d \\| dd (conv=fsync) | %s | %s (%s + %s) | %.1f | %s | 0 |\n' "$pw" "$pc" "$pu" "$ps" "$(echo "$pr/1024" | bc -l)" "$((SIZE >> 20))"
+printf '| rustupdate install | %s | %s (%s + %s) | %.1f | %s | %s |\n' "$cw" "$cc" "$cu" "$cs" "$(echo "$cr/1024" | bc -l)" "$W_TOTAL" "$W_IN_PLACE"
 printf '| ratio client / pipeline | %.2f | %.2f | %.2f | %.2f | |\n' "$(echo "$cw/$pw" | bc -l)" "$(echo "$cc/$pc" | bc -l)" "$(echo "$cr/$pr" | bc -l)" "$(echo "$W_TOTAL/($SIZE/1048576)" | bc -l)"
 echo
+echo "rustupdate install peak RSS per run: $rss_runs MiB"
 echo "artifact: $(stat -c %s "$OUT/image.rua") bytes; zstd -3 stream: $(stat -c %s "$OUT/image.zst") bytes"
 echo "blocks written when the target slot already holds $(basename "$BASE"): $W_TOTAL MiB ($W_DATA MiB of data, $W_ZEROED MiB zeroed), $W_IN_PLACE MiB already in place (dd writes all $((SIZE >> 20)) MiB)"
 printf 'stripped client binary (%s): %s bytes (%.2f MiB)\n' "$(uname -m)" "$BIN" "$(echo "$BIN/1048576" | bc -l)"

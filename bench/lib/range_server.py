@@ -25,13 +25,14 @@ import sys
 import threading
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, BinaryIO
 
 MAX_RANGES = 4096  # ranges honoured in one request; more are answered with the whole file (200)
 BLOCK = 1 << 16  # bytes read from a file per write
 RANGE_SPEC = re.compile(r"^\s*(\d*)\s*-\s*(\d*)\s*$")
 
 
-def parse_ranges(header, size):
+def parse_ranges(header: str, size: int) -> list[tuple[int, int]] | None:
     """Byte ranges of a Range header as inclusive (first, last) pairs clamped to `size`.
     None: ignore the header (malformed, not bytes, too many ranges); []: unsatisfiable."""
     unit, _, specs = header.partition("=")
@@ -58,17 +59,19 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # headers and body are separate writes: no 40 ms delayed-ACK stall
     server_version = "rustupdate-bench-range-server"
+    server: "Server"
+    status: int | None
 
-    def do_GET(self):
+    def do_GET(self) -> None:
         self.serve(body=True)
 
-    def do_HEAD(self):
+    def do_HEAD(self) -> None:
         self.serve(body=False)
 
-    def log_message(self, format, *args):  # the JSON log replaces the stderr access log
+    def log_message(self, format: str, *args: Any) -> None:  # the JSON log replaces the stderr access log
         pass
 
-    def serve(self, body):
+    def serve(self, body: bool) -> None:
         self.status, self.nranges, self.sent = None, 0, 0
         try:
             self.respond(body)
@@ -77,8 +80,9 @@ class Handler(BaseHTTPRequestHandler):
         finally:  # bytes = what was handed to the socket before that
             self.server.record(self.command, self.path, self.status, self.nranges, self.sent)
 
-    def respond(self, body):
-        if self.headers.get("Content-Length", "0").strip() not in ("", "0") or "Transfer-Encoding" in self.headers:
+    def respond(self, body: bool) -> None:
+        if self.headers.get("Content-Length", "0").strip() not in ("", "0") \
+                or "Transfer-Encoding" in self.headers:
             self.close_connection = True
             return self.error(400)
         path = self.resolve()
@@ -112,12 +116,12 @@ class Handler(BaseHTTPRequestHandler):
             self.head(206, length, f"multipart/byteranges; boundary={boundary}")
             self.nranges = len(ranges)
             if body:
-                for part, (first, last) in zip(parts, ranges):
+                for part, (first, last) in zip(parts, ranges, strict=True):
                     self.write(part)
                     self.copy(f, first, last)
                 self.write(tail)
 
-    def resolve(self):
+    def resolve(self) -> str | None:
         """The regular file under the root that the request path names, or None."""
         rel = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path).lstrip("/")
         path = os.path.realpath(os.path.join(self.server.root, rel))
@@ -125,7 +129,7 @@ class Handler(BaseHTTPRequestHandler):
             return None
         return path
 
-    def head(self, status, length, ctype, extra=None):
+    def head(self, status: int, length: int, ctype: str, extra: dict[str, str] | None = None) -> None:
         self.status = status
         self.send_response(status)
         self.send_header("Content-Type", ctype)
@@ -135,10 +139,10 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header(key, value)
         self.end_headers()
 
-    def error(self, status, extra=None):
+    def error(self, status: int, extra: dict[str, str] | None = None) -> None:
         self.head(status, 0, "text/plain", extra)
 
-    def copy(self, f, first, last):
+    def copy(self, f: BinaryIO, first: int, last: int) -> None:
         f.seek(first)
         left = last - first + 1
         while left > 0:
@@ -148,7 +152,7 @@ class Handler(BaseHTTPRequestHandler):
             self.write(data)
             left -= len(data)
 
-    def write(self, data):
+    def write(self, data: bytes) -> None:
         self.wfile.write(data)
         self.sent += len(data)
 
@@ -156,28 +160,28 @@ class Handler(BaseHTTPRequestHandler):
 class Server(ThreadingHTTPServer):
     daemon_threads = True  # a SIGTERM does not wait for clients that keep connections open
 
-    def __init__(self, root, log, no_range):
+    def __init__(self, root: str, log: str | None, no_range: bool) -> None:
         super().__init__(("127.0.0.1", 0), Handler)
         self.root, self.no_range = os.path.realpath(root), no_range
-        self.log = open(log, "a", encoding="utf-8") if log else None
+        self.log = open(log, "a", encoding="utf-8") if log else None  # noqa: SIM115 - while serving
         self.lock = threading.Lock()
 
-    def record(self, method, path, status, ranges, sent):
+    def record(self, method: str, path: str, status: int | None, ranges: int, sent: int) -> None:
         line = json.dumps({"method": method, "path": path, "status": status, "ranges": ranges, "bytes": sent})
         with self.lock:
             if self.log:
                 self.log.write(line + "\n")
                 self.log.flush()
 
-    def close_log(self):  # handler threads may still be finishing requests
+    def close_log(self) -> None:  # handler threads may still be finishing requests
         with self.lock:
             if self.log:
                 self.log.close()
                 self.log = None
 
 
-def serve(args):
-    def stop(signum, frame):
+def serve(args: argparse.Namespace) -> None:
+    def stop(signum: int, frame: object) -> None:
         raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, stop)  # before the port is published: a caller may stop us at once
@@ -197,7 +201,7 @@ def serve(args):
         server.close_log()
 
 
-def summary(args):
+def summary(args: argparse.Namespace) -> None:
     with open(args.log, encoding="utf-8") as f:
         entries = [json.loads(line) for line in f]
     print(json.dumps({"requests": len(entries), "bytes": sum(e["bytes"] for e in entries),
@@ -205,8 +209,8 @@ def summary(args):
                       "status": collections.Counter(str(e["status"]) for e in entries)}))
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     sub = parser.add_subparsers(dest="mode", required=True)
     p = sub.add_parser("serve", help="serve DIR on 127.0.0.1")
     p.add_argument("dir")
@@ -219,6 +223,7 @@ def main():
     p.set_defaults(run=summary)
     args = parser.parse_args()
     args.run(args)
+    return 0
 
 
 if __name__ == "__main__":
