@@ -1,6 +1,7 @@
-//! The management API under `/api/v1`, for operators and the CLI: `Authorization: Bearer <admin
-//! token>`, checked by the `guard::require_admin` layer on every route before anything else runs
-//! (no handler checks it, none can forget to). Documented in `docs/server.md`.
+//! The management API under `/api/v1` and `/metrics`, for operators, the CLI and Prometheus:
+//! `Authorization: Bearer <admin token>`, checked by the `guard::require_admin` layer on every
+//! route before anything else runs (no handler checks it, none can forget to). Documented in
+//! `docs/server.md`.
 
 use crate::api;
 use crate::artifact_files::{self, ForeignMeta, Upload, UploadError};
@@ -34,6 +35,7 @@ pub fn routes(app: &AppState) -> Router<AppState> {
         .route("/api/v1/rollouts", post(create_rollout).get(list_rollouts))
         .route("/api/v1/rollouts/{id}", get(show_rollout))
         .route("/api/v1/rollouts/{id}/{command}", post(rollout_command))
+        .route("/metrics", get(crate::metrics::scrape))
         .route_layer(from_fn_with_state(app.clone(), guard::deadline));
     Router::new()
         .route("/api/v1/artifacts", post(upload_artifact))

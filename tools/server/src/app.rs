@@ -6,7 +6,7 @@ use crate::config::{LogFormat, Settings};
 use crate::error::ApiResult;
 use crate::state::{AppState, Shared};
 use crate::store::{self, Store};
-use crate::{admin_api, api, dashboard, ddi_api, fleet, guard, tokens};
+use crate::{admin_api, api, dashboard, ddi_api, fleet, guard, metrics, tokens};
 use anyhow::{Context, Result};
 use axum::extract::{DefaultBodyLimit, State};
 use axum::middleware::from_fn_with_state;
@@ -81,6 +81,7 @@ pub async fn build_state(settings: Settings) -> Result<AppState> {
             admin_token,
             gateway_token,
             settings,
+            metrics: metrics::Metrics::default(),
         }),
     })
 }
@@ -88,7 +89,8 @@ pub async fn build_state(settings: Settings) -> Result<AppState> {
 /// Every route, bounded as `guard` describes: the device API and the dashboard within the request
 /// timeout, the management API behind the admin token; bodies buffered by an extractor are at
 /// most `guard::MAX_JSON_BODY` bytes on every route (the upload streams to disk with its own
-/// limit); unknown routes and methods are JSON 404 and 405.
+/// limit); unknown routes and methods are JSON 404 and 405. Every request is counted for
+/// `/metrics` (`metrics::count`).
 pub fn router(state: AppState) -> Router {
     let bounded = Router::new()
         .route("/healthz", get(healthz))
@@ -101,6 +103,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(guard::not_found)
         .method_not_allowed_fallback(guard::method_not_allowed)
         .layer(DefaultBodyLimit::max(guard::MAX_JSON_BODY))
+        .layer(from_fn_with_state(state.clone(), metrics::count))
         .with_state(state)
 }
 

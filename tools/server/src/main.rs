@@ -13,6 +13,7 @@ mod error;
 mod fleet;
 mod guard;
 mod links;
+mod metrics;
 mod state;
 mod store;
 mod target;

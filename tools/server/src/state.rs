@@ -1,6 +1,7 @@
 //! What every request handler shares.
 
 use crate::config::Settings;
+use crate::metrics::Metrics;
 use crate::store::Store;
 use rustupdate_ddi::Tenant;
 use std::path::PathBuf;
@@ -20,4 +21,6 @@ pub struct Shared {
     pub gateway_token: String,
     /// `DATA_DIR/artifacts`: one file per artifact, named by its sha256.
     pub artifacts_dir: PathBuf,
+    /// What `/metrics` reports of this process (requests and their latency).
+    pub metrics: Metrics,
 }

@@ -7,6 +7,7 @@ mod bad_input;
 mod device_api;
 mod harness;
 mod hostile_input;
+mod metrics;
 mod rollouts;
 mod scale_out;
 mod tls;

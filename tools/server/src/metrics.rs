@@ -1,0 +1,165 @@
+//! `GET /metrics`: the server in Prometheus' text format (OpenMetrics), behind the admin token
+//! like the rest of the management API (Prometheus sends it with `authorization: {credentials:
+//! …}` in its scrape config).
+//!
+//! Two kinds of series:
+//! - counted by this process since it started, by a layer on every route: requests by route
+//!   template (`/{tenant}/controller/v1/{controller}`, never the concrete path, so a device id
+//!   cannot grow the series), method and status code, and their latency as a histogram per route;
+//!   requests that match no route count as route `unmatched`;
+//! - read from the database at each scrape, so every process over one database reports the same
+//!   fleet: devices, artifacts, actions by state and rollouts by state.
+//!
+//! Delta savings are not counted yet: the server does not hand out deltas.
+
+use crate::error::ApiResult;
+use crate::state::AppState;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use std::time::Instant;
+
+/// Latency buckets in seconds: the fleet target is a p99 under 50 ms, the request timeout 30 s.
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: String,
+    method: String,
+    status: u16,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    state: String,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS)
+}
+
+/// The registry and the series this process updates.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    devices: Gauge,
+    artifacts: Gauge,
+    actions: Family<StateLabels, Gauge>,
+    rollouts: Family<StateLabels, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("rustupdate");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency = Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram,
+        );
+        let (devices, artifacts) = (Gauge::default(), Gauge::default());
+        let actions = Family::<StateLabels, Gauge>::default();
+        let rollouts = Family::<StateLabels, Gauge>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests answered by this process, by route template, method and status",
+            requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "Time to answer a request in this process, by route template",
+            latency.clone(),
+        );
+        registry.register("devices", "Devices known to the fleet", devices.clone());
+        registry.register("artifacts", "Artifacts stored", artifacts.clone());
+        registry.register("actions", "Actions by state", actions.clone());
+        registry.register("rollouts", "Rollouts by state", rollouts.clone());
+        Metrics {
+            registry,
+            requests,
+            latency,
+            devices,
+            artifacts,
+            actions,
+            rollouts,
+        }
+    }
+}
+
+impl Metrics {
+    fn record(&self, route: &str, method: &str, status: u16, seconds: f64) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                route: route.to_owned(),
+                method: method.to_owned(),
+                status,
+            })
+            .inc();
+        self.latency
+            .get_or_create(&RouteLabels {
+                route: route.to_owned(),
+            })
+            .observe(seconds);
+    }
+}
+
+/// Layer on every route (`app::router`): counts the request and its latency under its route
+/// template. Added with `Router::layer`, it runs after routing, where `MatchedPath` is known.
+pub async fn count(State(app): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().as_str().to_owned();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    app.inner.metrics.record(
+        &route,
+        &method,
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
+    response
+}
+
+/// `GET /metrics` (behind the admin token).
+pub async fn scrape(State(app): State<AppState>) -> ApiResult<Response> {
+    let fleet = app.store.fleet_counts().await?;
+    let metrics = &app.inner.metrics;
+    metrics.devices.set(fleet.devices);
+    metrics.artifacts.set(fleet.artifacts);
+    for (family, counts) in [
+        (&metrics.actions, &fleet.actions_by_state),
+        (&metrics.rollouts, &fleet.rollouts_by_state),
+    ] {
+        // A state no row holds any more disappears rather than staying at its last count.
+        family.clear();
+        for (state, n) in counts {
+            family
+                .get_or_create(&StateLabels {
+                    state: state.clone(),
+                })
+                .set(*n);
+        }
+    }
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &metrics.registry)
+        .map_err(|e| anyhow::anyhow!("encoding the metrics: {e}"))?;
+    Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response())
+}
