@@ -4,6 +4,7 @@
 
 use crate::config::{LogFormat, Settings};
 use crate::error::ApiResult;
+use crate::login_limit::LoginLimit;
 use crate::state::{AppState, Shared};
 use crate::store::{self, Store};
 use crate::{admin_api, api, dashboard, ddi_api, fleet, guard, metrics, tokens};
@@ -82,6 +83,7 @@ pub async fn build_state(settings: Settings) -> Result<AppState> {
             gateway_token,
             settings,
             metrics: metrics::Metrics::default(),
+            login_limit: LoginLimit::default(),
         }),
     })
 }
@@ -199,7 +201,8 @@ pub async fn serve(settings: Settings) -> Result<()> {
         shutdown_signal().await;
         watcher.graceful_shutdown(Some(SHUTDOWN_GRACE));
     });
-    let service = app.into_make_service();
+    // The client's address reaches handlers (ConnectInfo) for the dashboard's login limit.
+    let service = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     match tls {
         Some(tls) => {
             let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)

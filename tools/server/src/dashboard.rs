@@ -6,7 +6,8 @@
 //! random 256-bit key in an HttpOnly, SameSite=Strict cookie (`Secure` when the server is reached
 //! over HTTPS), valid for [`SESSION_LIFETIME`], of which the database keeps only the sha256
 //! (`store/sessions.rs`), so every server process over one database knows it. `POST /ui/logout`
-//! ends it. The cookie never holds the admin token. `GET /ui/login?token=…` still logs in, for
+//! ends it. The cookie never holds the admin token. Failed logins are limited per client address
+//! (`login_limit.rs`: 429 after 5 wrong tokens in a minute). `GET /ui/login?token=…` still logs in, for
 //! the dashboard test in headless Chromium, and logs a warning: a token in a URL ends up in
 //! histories and proxy logs.
 
@@ -17,13 +18,15 @@ use crate::state::AppState;
 use crate::store::{FEEDBACK_BYTES_PER_ACTION, FEEDBACK_ENTRIES_PER_ACTION, now_ms};
 use crate::tokens;
 use axum::Router;
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::{ConnectInfo, Form, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use maud::{DOCTYPE, Markup, html};
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
 
 const COOKIE: &str = "rustupdate_session";
 /// How long a dashboard session lasts.
@@ -127,11 +130,25 @@ struct LoginForm {
     next: Option<String>,
 }
 
-/// Opens a session if `token` is the admin token, else the form again with 401.
-async fn open_session(app: &AppState, token: &str, next: Option<String>) -> Response {
+/// Opens a session if `token` is the admin token, else the form again with 401; 429 while
+/// `client` has failed too often (`login_limit.rs`).
+async fn open_session(
+    app: &AppState,
+    client: IpAddr,
+    token: &str,
+    next: Option<String>,
+) -> Response {
+    let limit = &app.inner.login_limit;
+    if let Err(wait) = limit.check(client, Instant::now()) {
+        log::warn!("event=dashboard-login-limited client={client}");
+        return login_refused(wait, next);
+    }
     if !tokens::equal(token, &app.inner.admin_token) {
+        limit.failed(client, Instant::now());
+        log::warn!("event=dashboard-login-failed client={client}");
         return login_form(StatusCode::UNAUTHORIZED, true, next);
     }
+    limit.succeeded(client);
     let opened = async {
         let key = tokens::generate()?;
         let expires = now_ms() + SESSION_LIFETIME.as_millis() as i64;
@@ -155,11 +172,23 @@ async fn open_session(app: &AppState, token: &str, next: Option<String>) -> Resp
     }
 }
 
+fn login_refused(wait: std::time::Duration, next: Option<String>) -> Response {
+    let message = format!(
+        "Too many failed logins from your address: try again in {} s.",
+        wait.as_secs().max(1)
+    );
+    login_page_with(StatusCode::TOO_MANY_REQUESTS, Some(&message), next)
+}
+
 fn login_form(status: StatusCode, wrong: bool, next: Option<String>) -> Response {
+    login_page_with(status, wrong.then_some("Wrong token."), next)
+}
+
+fn login_page_with(status: StatusCode, problem: Option<&str>, next: Option<String>) -> Response {
     let body = page(
         "Log in",
         html! {
-            @if wrong { p.failed { "Wrong token." } }
+            @if let Some(problem) = problem { p.failed { (problem) } }
             form method="post" action="/ui/login" {
                 label { "Admin token (DATA_DIR/admin.token) " input type="password" name="token"; }
                 input type="hidden" name="next" value=(safe_next(next));
@@ -170,17 +199,25 @@ fn login_form(status: StatusCode, wrong: bool, next: Option<String>) -> Response
     (status, body).into_response()
 }
 
-async fn login(State(app): State<AppState>, Form(form): Form<LoginForm>) -> Response {
-    open_session(&app, &form.token, form.next).await
+async fn login(
+    State(app): State<AppState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    open_session(&app, client.ip(), &form.token, form.next).await
 }
 
-async fn login_page(State(app): State<AppState>, Query(q): Query<LoginQuery>) -> Response {
+async fn login_page(
+    State(app): State<AppState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    Query(q): Query<LoginQuery>,
+) -> Response {
     match q.token {
         Some(token) => {
             log::warn!(
                 "event=dashboard-login-by-url hint=\"log in with the form (POST /ui/login): a token in a URL ends up in histories and logs\""
             );
-            open_session(&app, &token, q.next).await
+            open_session(&app, client.ip(), &token, q.next).await
         }
         None => login_form(StatusCode::OK, false, q.next),
     }

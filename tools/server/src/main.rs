@@ -13,6 +13,7 @@ mod error;
 mod fleet;
 mod guard;
 mod links;
+mod login_limit;
 mod metrics;
 mod state;
 mod store;

@@ -1,6 +1,7 @@
 //! What every request handler shares.
 
 use crate::config::Settings;
+use crate::login_limit::LoginLimit;
 use crate::metrics::Metrics;
 use crate::store::Store;
 use rustupdate_ddi::Tenant;
@@ -23,4 +24,6 @@ pub struct Shared {
     pub artifacts_dir: PathBuf,
     /// What `/metrics` reports of this process (requests and their latency).
     pub metrics: Metrics,
+    /// Failed dashboard logins per client address.
+    pub login_limit: LoginLimit,
 }

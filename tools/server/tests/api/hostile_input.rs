@@ -14,6 +14,7 @@ on_both_backends!(
     feedback_per_action_is_bounded,
     device_reported_type_never_changes_the_registered_one,
     dashboard_login_is_a_post_and_opens_a_random_session,
+    failed_dashboard_logins_are_limited,
 );
 
 /// What a raw exchange got: the status line's code, the body, and how long it took.
@@ -565,4 +566,20 @@ fn poll_interval_is_sent_under_a_day() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("23:59:59"), "{stderr}");
+}
+
+/// Five wrong tokens in a minute from one address: the next login is refused with 429, even with
+/// the right token, so guessing learns nothing; the management API stays open.
+fn failed_dashboard_logins_are_limited(backend: Backend) {
+    let server = Server::start(backend);
+    for _ in 0..5 {
+        assert_eq!(server.dashboard_login("not-the-token").0, 401);
+    }
+    let (status, cookie) = server.dashboard_login(&server.admin);
+    assert_eq!(status, 429);
+    assert!(cookie.is_none(), "{cookie:?}");
+    let page = answer(server.agent.get(&server.url("/ui/login")).call());
+    assert_eq!(page.status, 200, "the form itself still shows");
+    assert_eq!(server.admin_get("/api/v1/devices").status, 200);
+    assert!(server.log().contains("event=dashboard-login-limited"));
 }
