@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The server's HTML dashboard in a real browser (Debian's chromium, headless): seed a small
-# fleet through the DDI API and the CLI, then check what a person would see on the overview, a
-# rollout and a device page, check that nothing is shown without logging in, and save
-# screenshots of the three pages under build/screenshots/.
+# The server's HTML dashboard in a real browser (Debian's chromium, headless, driven by
+# ci/fleet/browser.py through Playwright): seed a small fleet through the DDI API and the CLI, log
+# in by typing the admin token into the login form, then check what a person would see on the
+# overview, a rollout and a device page, check that nothing is shown without logging in or after
+# a wrong token, and save screenshots of the three pages under build/screenshots/.
 #
 # The fleet: three demo-board devices registered with `device add`, each reporting
 # running_version 1.0.0 by configData; a signed .rua (1 MiB image, key trusted through
@@ -26,10 +27,11 @@ readonly OLD_VERSION=1.0.0
 readonly NEW_VERSION=2.0.0
 readonly ROLLOUT_NAME=dashboard-demo
 readonly FEEDBACK_DETAIL="flashed demo-image $NEW_VERSION to slot B, checksum ok"
-readonly BROWSER_TIMEOUT_S=60
+readonly BROWSER_TIMEOUT_S=180
+readonly PLAYWRIGHT_VERSION=1.65.2
 readonly SCREENSHOT_DIR=$REPO_DIR/build/screenshots
 
-"$REPO_DIR/ci/apt-install.sh" chromium curl python3
+"$REPO_DIR/ci/apt-install.sh" chromium curl python3 python3-venv
 fleet_init dashboard
 
 # --- a signed artifact, its key trusted by the server ------------------------------------------
@@ -47,7 +49,6 @@ DATA_DIR=$WORK/data
 mkdir -p "$DATA_DIR/keys"
 cp "$WORK/release.pub.pem" "$DATA_DIR/keys/"
 fleet_start_server "$1" --poll-interval 1
-ADMIN_TOKEN=$(<"$DATA_DIR/admin.token")
 
 # --- the fleet ----------------------------------------------------------------------------
 declare -A TOKEN
@@ -102,57 +103,67 @@ phase_one_succeeded() {
 fleet_wait_for "the rollout counts 1 succeeded" 30 1 phase_one_succeeded
 
 # --- the browser -------------------------------------------------------------------------------
+# ci/fleet/browser.py drives /usr/bin/chromium through Playwright (pinned, from PyPI, in its own
+# venv; Playwright's browser download is not used): it logs in by typing the token into the form,
+# as an operator does, and saves the pages it opens.
+BROWSER_VENV=$REPO_DIR/build/browser-venv
+if [[ $("$BROWSER_VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("playwright"))' 2>/dev/null) != "$PLAYWRIGHT_VERSION" ]]; then
+    log "installing playwright $PLAYWRIGHT_VERSION into $BROWSER_VENV"
+    rm -rf "$BROWSER_VENV"
+    python3 -m venv "$BROWSER_VENV" || fleet_fail "python3 -m venv $BROWSER_VENV failed"
+    timeout 600 "$BROWSER_VENV/bin/pip" install -q "playwright==$PLAYWRIGHT_VERSION" >"$WORK/pip.log" 2>&1 ||
+        { tail -n 20 "$WORK/pip.log" >&2; fleet_fail "pip install playwright==$PLAYWRIGHT_VERSION failed"; }
+fi
 BROWSER_HOME=$WORK/browser-home
 mkdir -p "$BROWSER_HOME"
-# Runs headless chromium with a fresh profile in its own process group, bounded in time.
-# Usage: browse OUT_FILE (--dump-dom | --screenshot=FILE --window-size=W,H) URL
+fleet_add_log "$WORK/browser.log"
+# Runs browser.py (ARGS after --base) in its own process group, bounded in time.
 browse() {
-    local out=$1 profile pgid deadline rc=0
-    shift
-    profile=$(mktemp -d "$WORK/profile.XXXXXX")
-    fleet_add_log "$WORK/chromium.log"
+    local pgid deadline rc=0
     HOME=$BROWSER_HOME XDG_CONFIG_HOME=$BROWSER_HOME/.config XDG_CACHE_HOME=$BROWSER_HOME/.cache \
-        setsid chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
-        --disable-background-networking --disable-component-update --disable-sync \
-        --disable-dev-shm-usage --user-data-dir="$profile" "$@" >"$out" 2>>"$WORK/chromium.log" </dev/null &
+        setsid "$BROWSER_VENV/bin/python" "$FLEET_DIR/browser.py" --base "$SERVER_URL" "$@" \
+        >>"$WORK/browser.log" 2>&1 </dev/null &
     pgid=$!
     FLEET_PGIDS+=("$pgid")
     deadline=$((SECONDS + BROWSER_TIMEOUT_S))
     while kill -0 "$pgid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
     if kill -0 "$pgid" 2>/dev/null; then
         fleet_stop_group "$pgid"
-        fleet_fail "chromium did not finish within ${BROWSER_TIMEOUT_S}s: $*"
+        fleet_fail "the browser did not finish within ${BROWSER_TIMEOUT_S}s: $*"
     fi
     wait "$pgid" || rc=$?
-    fleet_stop_group "$pgid" # helpers it may have left behind
-    [[ $rc -eq 0 ]] || fleet_fail "chromium exited $rc: $*"
+    fleet_stop_group "$pgid" # chromium processes it may have left behind
+    [[ $rc -eq 0 ]] || fleet_fail "browser.py exited $rc: $*"
 }
 
-urlencode() { python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$1"; }
-# A page reached through the login link, as an operator would open it.
-logged_in_url() { echo "$SERVER_URL/ui/login?token=$(urlencode "$ADMIN_TOKEN")&next=$(urlencode "$1")"; }
-
-# check_page NAME PATH page_text.py-args…: dump the page after logging in and check its text.
+# check_page NAME page_text.py-args…: check the text of a page the logged-in session saved.
 check_page() {
-    local name=$1 path=$2
-    shift 2
-    browse "$WORK/$name.html" --dump-dom "$(logged_in_url "$path")"
-    python3 "$FLEET_DIR/page_text.py" "$@" <"$WORK/$name.html" || fleet_fail "$name page ($path): see above"
-    log "$name page ($path): ok"
+    local name=$1
+    shift
+    python3 "$FLEET_DIR/page_text.py" "$@" <"$WORK/pages/$name.html" || fleet_fail "$name page: see above"
+    log "$name page: ok"
 }
 
 OTHERS=()
 for id in "${DEVICES[@]}"; do [[ $id != "$UPDATED" ]] && OTHERS+=("$id"); done
 
-check_page overview /ui/ \
+# One session, logged in through the form: the three pages, then their screenshots.
+PAGES=(overview=/ui/ "rollout=/ui/rollouts/$ROLLOUT_ID" "device=/ui/devices/$UPDATED")
+shots=()
+for p in "${PAGES[@]}"; do shots+=(--shoot "dashboard-$p"); done
+browse --token-file "$DATA_DIR/admin.token" --out "$WORK/pages" \
+    --dump "${PAGES[0]}" --dump "${PAGES[1]}" --dump "${PAGES[2]}" "${shots[@]}"
+log "logged in through the form (POST /ui/login)"
+
+check_page overview \
     --contains "${DEVICES[0]}" --contains "${DEVICES[1]}" --contains "${DEVICES[2]}" \
     --contains "$OLD_VERSION" --contains "$NEW_VERSION" --contains "$ROLLOUT_NAME" \
     --regex "last seen"
-check_page rollout "/ui/rollouts/$ROLLOUT_ID" \
+check_page rollout \
     --contains "$ROLLOUT_NAME" --contains "demo-image" --contains "$NEW_VERSION" \
     --regex '\b50\s*%' --regex '\b100\s*%' \
     --regex '\b1\s+succeeded|succeeded\W{0,10}1\b'
-check_page device "/ui/devices/$UPDATED" \
+check_page device \
     --contains "$UPDATED" --contains "$FEEDBACK_DETAIL" --contains "downloaded demo-image-$NEW_VERSION.rua" \
     --contains succeeded --contains "$ROLLOUT_NAME" --contains "$NEW_VERSION"
 
@@ -169,27 +180,26 @@ for path in /ui/ "/ui/rollouts/$ROLLOUT_ID" "/ui/devices/$UPDATED"; do
 done
 ABSENT=(--absent "${DEVICES[0]}" --absent "${DEVICES[1]}" --absent "${DEVICES[2]}"
     --absent "$FEEDBACK_DETAIL" --absent "$ROLLOUT_NAME")
-browse "$WORK/anon.html" --dump-dom "$SERVER_URL/ui/"
-python3 "$FLEET_DIR/page_text.py" "${ABSENT[@]}" <"$WORK/anon.html" ||
+browse --out "$WORK/anon" --dump anon=/ui/
+python3 "$FLEET_DIR/page_text.py" "${ABSENT[@]}" <"$WORK/anon/anon.html" ||
     fleet_fail "/ui/ without login shows fleet data"
-browse "$WORK/wrong-token.html" --dump-dom "$SERVER_URL/ui/login?token=not-the-token&next=/ui/"
-python3 "$FLEET_DIR/page_text.py" "${ABSENT[@]}" <"$WORK/wrong-token.html" ||
+# A wrong token typed into the form: the form again, saying so, and still no fleet data.
+printf 'not-the-token\n' >"$WORK/wrong.token"
+browse --token-file "$WORK/wrong.token" --expect-login-failure --out "$WORK/wrong" --dump after=/ui/
+python3 "$FLEET_DIR/page_text.py" --contains "Wrong token" "${ABSENT[@]}" <"$WORK/wrong/login.html" ||
+    fleet_fail "a wrong token: the login answer is not the form saying so, or it shows fleet data"
+python3 "$FLEET_DIR/page_text.py" "${ABSENT[@]}" <"$WORK/wrong/after.html" ||
     fleet_fail "a wrong token shows fleet data"
 log "without login (and with a wrong token) no fleet data is shown"
 
 # --- screenshots ---------------------------------------------------------------------------
 mkdir -p "$SCREENSHOT_DIR"
-shoot() {
-    local file=$SCREENSHOT_DIR/dashboard-$1.png
-    rm -f "$file"
-    browse "$WORK/screenshot-$1.out" --screenshot="$file" --window-size=1280,900 "$(logged_in_url "$2")"
-    [[ $(head -c 8 "$file" 2>/dev/null | od -An -tx1 | tr -d ' \n') == 89504e470d0a1a0a ]] ||
-        fleet_fail "no PNG written to $file"
+for p in "${PAGES[@]}"; do
+    file=$SCREENSHOT_DIR/dashboard-${p%%=*}.png
+    mv "$WORK/pages/dashboard-${p%%=*}.png" "$file" 2>/dev/null || fleet_fail "no screenshot of ${p#*=}"
+    [[ $(head -c 8 "$file" | od -An -tx1 | tr -d ' \n') == 89504e470d0a1a0a ]] || fleet_fail "no PNG in $file"
     log "screenshot: ${file#"$REPO_DIR"/}"
-}
-shoot overview /ui/
-shoot rollout "/ui/rollouts/$ROLLOUT_ID"
-shoot device "/ui/devices/$UPDATED"
+done
 
 log "PASS: dashboard overview, rollout and device pages; no data without login"
 FLEET_OK=1

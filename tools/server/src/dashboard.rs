@@ -7,8 +7,8 @@
 //! over HTTPS), valid for [`SESSION_LIFETIME`], of which the database keeps only the sha256
 //! (`store/sessions.rs`), so every server process over one database knows it. `POST /ui/logout`
 //! ends it. The cookie never holds the admin token. Failed logins are limited per client address
-//! (`login_limit.rs`: 429 after 5 wrong tokens in a minute). `GET /ui/login?token=…` still logs in, for
-//! the dashboard test in headless Chromium, and logs a warning: a token in a URL ends up in
+//! (`login_limit.rs`: 429 after 5 wrong tokens in a minute). A token in the login page's URL
+//! (`GET /ui/login?token=…`) is refused with 400 and never logs in: a URL ends up in browser
 //! histories and proxy logs.
 
 use crate::admin_api;
@@ -49,6 +49,11 @@ struct LoginQuery {
 }
 
 fn page(title: &str, body: Markup) -> Markup {
+    layout(title, body, true)
+}
+
+/// The page around `body`; `log_out` shows the "Log out" button (not on the login form).
+fn layout(title: &str, body: Markup, log_out: bool) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -60,7 +65,9 @@ fn page(title: &str, body: Markup) -> Markup {
             body {
                 header {
                     a href="/ui/" { "rustupdate fleet" }
-                    form.logout method="post" action="/ui/logout" { button { "Log out" } }
+                    @if log_out {
+                        form.logout method="post" action="/ui/logout" { button { "Log out" } }
+                    }
                 }
                 main { h1 { (title) } (body) }
             }
@@ -185,7 +192,7 @@ fn login_form(status: StatusCode, wrong: bool, next: Option<String>) -> Response
 }
 
 fn login_page_with(status: StatusCode, problem: Option<&str>, next: Option<String>) -> Response {
-    let body = page(
+    let body = layout(
         "Log in",
         html! {
             @if let Some(problem) = problem { p.failed { (problem) } }
@@ -195,6 +202,7 @@ fn login_page_with(status: StatusCode, problem: Option<&str>, next: Option<Strin
                 " " button { "Log in" }
             }
         },
+        false,
     );
     (status, body).into_response()
 }
@@ -207,20 +215,18 @@ async fn login(
     open_session(&app, client.ip(), &form.token, form.next).await
 }
 
-async fn login_page(
-    State(app): State<AppState>,
-    ConnectInfo(client): ConnectInfo<SocketAddr>,
-    Query(q): Query<LoginQuery>,
-) -> Response {
-    match q.token {
-        Some(token) => {
-            log::warn!(
-                "event=dashboard-login-by-url hint=\"log in with the form (POST /ui/login): a token in a URL ends up in histories and logs\""
-            );
-            open_session(&app, client.ip(), &token, q.next).await
-        }
-        None => login_form(StatusCode::OK, false, q.next),
+async fn login_page(Query(q): Query<LoginQuery>) -> Response {
+    if q.token.is_some() {
+        log::warn!(
+            "event=dashboard-login-by-url-refused hint=\"log in with the form (POST /ui/login): a token in a URL ends up in histories and logs\""
+        );
+        return login_page_with(
+            StatusCode::BAD_REQUEST,
+            Some("A token in the address is not accepted: type it into the form."),
+            q.next,
+        );
     }
+    login_form(StatusCode::OK, false, q.next)
 }
 
 async fn logout(State(app): State<AppState>, headers: HeaderMap) -> Response {

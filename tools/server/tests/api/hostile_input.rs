@@ -15,6 +15,7 @@ on_both_backends!(
     device_reported_type_never_changes_the_registered_one,
     dashboard_login_is_a_post_and_opens_a_random_session,
     failed_dashboard_logins_are_limited,
+    a_token_in_the_login_url_never_logs_in,
 );
 
 /// What a raw exchange got: the status line's code, the body, and how long it took.
@@ -220,6 +221,29 @@ fn half_sent_and_idle_connections_are_closed() {
     assert_eq!(dev.poll().status, 200);
 }
 
+/// A chunked body above the limit, until its 413 arrives. The server answers as soon as the limit
+/// is passed and closes the connection with the rest of the body unread, so the kernel may reset
+/// the connection before the client has read the answer (a transport error, not a verdict): up
+/// to three tries.
+fn chunked_too_large(server: &Server, url: &str, auth: &str) -> crate::harness::Answer {
+    let mut last = None;
+    for _ in 0..3 {
+        let sent = server
+            .agent
+            .post(url)
+            .header("Authorization", auth)
+            .header("Content-Type", "application/json")
+            .send(ureq::SendBody::from_reader(&mut std::io::Cursor::new(
+                vec![b' '; 200_000],
+            )));
+        match sent {
+            Ok(_) => return answer(sent),
+            Err(err) => last = Some(err),
+        }
+    }
+    panic!("the oversized chunked body got no answer in three tries: {last:?}");
+}
+
 #[test]
 fn errors_are_json_everywhere() {
     let server = Server::start(Backend::Sqlite);
@@ -229,16 +253,7 @@ fn errors_are_json_everywhere() {
         answer(server.agent.get(&server.url("/api/v1/devices")).call()),
         answer(server.agent.get(&dev.path("")).call()),
         // 413 of a body sent without a declared length (chunked).
-        answer(
-            server
-                .agent
-                .post(&dev.path("/deploymentBase/1/feedback"))
-                .header("Authorization", &dev.auth)
-                .header("Content-Type", "application/json")
-                .send(ureq::SendBody::from_reader(&mut std::io::Cursor::new(
-                    vec![b' '; 200_000],
-                ))),
-        ),
+        chunked_too_large(&server, &dev.path("/deploymentBase/1/feedback"), &dev.auth),
         // Unknown route, wrong method, malformed path and query parameters.
         server.admin_get("/api/v1/nothing-here"),
         answer(
@@ -582,4 +597,19 @@ fn failed_dashboard_logins_are_limited(backend: Backend) {
     assert_eq!(page.status, 200, "the form itself still shows");
     assert_eq!(server.admin_get("/api/v1/devices").status, 200);
     assert!(server.log().contains("event=dashboard-login-limited"));
+}
+
+/// `GET /ui/login?token=…` (the admin token in a URL, which ends up in histories and logs): 400,
+/// no session, whatever the token.
+fn a_token_in_the_login_url_never_logs_in(backend: Backend) {
+    let server = Server::start(backend);
+    let url = server.url(&format!("/ui/login?token={}&next=%2Fui%2F", server.admin));
+    let r = server.agent.get(&url).call().unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    assert!(r.headers().get("set-cookie").is_none(), "{:?}", r.headers());
+    assert!(
+        server
+            .log()
+            .contains("event=dashboard-login-by-url-refused")
+    );
 }
