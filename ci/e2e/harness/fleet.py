@@ -116,6 +116,9 @@ class FleetServer:
                 self.proc = subprocess.Popen(
                     [str(self.binary), "--data-dir", str(self.data_dir),
                      "--listen", f"127.0.0.1:{self.port}",
+                     # Guests reach the loopback server through QEMU's NAT as 10.0.2.2: their
+                     # links must point there (the server builds links only from hosts it knows).
+                     "--allowed-host", self.guest_url.removeprefix("http://"),
                      "--poll-interval", str(self.poll_interval)],
                     stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
                     env=dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "info")))
