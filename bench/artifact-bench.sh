@@ -123,7 +123,7 @@ verify_rss_ok=$(calc %d "$(median verify 3) < $VERIFY_RSS_TARGET_MIB * 1024")
     echo
     echo "$(date -u +%FT%TZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- crates tools 2>/dev/null || echo ' (crates/tools modified)'), $(nproc) cores ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)),"
     echo "image \`$(basename "$IMAGE")\` $((SIZE >> 20)) MiB ($(du -k "$IMAGE" | awk '{printf "%.0f", $1 / 1024}') MiB allocated), page cache warm, median of $RUNS interleaved rounds;"
-    echo "$("$TOOL" --version), $(zstd --version | sed 's/^\*\*\* //; s/ \*\*\*$//; s/, by.*//'), $(sha256sum --version | head -n 1)."
+    echo "$("$TOOL" --version), $(zstd --version | sed 's/^\*\*\* //; s/ \*\*\*$//; s/, by.*//'), $(sha256sum --version | sed -n 1p)."
     echo
     echo "| step | wall s | CPU s (user+sys) | peak RSS MiB | MiB/s of image | output |"
     echo "| --- | ---: | ---: | ---: | ---: | ---: |"

@@ -98,7 +98,8 @@ if ((${#need[@]})); then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
-mke2fs_version=$(mke2fs -V 2>&1 | head -n1)
+# sed reads to the end: with head, mke2fs could die of SIGPIPE on its second line (pipefail).
+mke2fs_version=$(mke2fs -V 2>&1 | sed -n 1p)
 
 # --- work area, with mounts cleaned up on any exit ---------------------------------------------
 
