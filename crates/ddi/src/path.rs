@@ -2,23 +2,49 @@
 
 use std::fmt;
 
-/// Longest tenant or controller id accepted (hawkBit allows 256; device ids are host names,
-/// serial numbers or MAC addresses in practice).
-pub const MAX_ID_LEN: usize = 128;
+/// Longest tenant or controller id accepted: hawkBit's limit.
+pub const MAX_ID_LEN: usize = 256;
+
+/// The rule of [`Tenant`] and [`ControllerId`], as error messages state it.
+pub const ID_RULE: &str = "1 to 256 visible ASCII characters that a URL path carries as they are \
+                           (A-Z a-z 0-9 and - . _ ~ ! $ & ' ( ) * + , ; = : @)";
+
+/// Whether `b` may be in an id: RFC 3986's `pchar` without percent-encoding (unreserved,
+/// sub-delims, `:` and `@`). hawkBit allows any visible character; those it allows beyond this set
+/// (`` / ? # % [ ] " < > \ ^ ` { | } ``) would have to be escaped in every path a device or the
+/// server builds, so they are refused rather than trusted to be escaped everywhere.
+fn id_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'.'
+                | b'_'
+                | b'~'
+                | b'!'
+                | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b';'
+                | b'='
+                | b':'
+                | b'@'
+        )
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{what} {value:?} is not 1 to {max} characters of A-Z a-z 0-9 . _ : -", max = MAX_ID_LEN)]
+#[error("{what} {value:?} is not {ID_RULE}")]
 pub struct IdError {
     what: &'static str,
     value: String,
 }
 
 fn check_id(what: &'static str, value: &str) -> Result<(), IdError> {
-    let ok = !value.is_empty()
-        && value.len() <= MAX_ID_LEN
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
+    let ok = !value.is_empty() && value.len() <= MAX_ID_LEN && value.bytes().all(id_byte);
     if ok {
         Ok(())
     } else {
@@ -117,9 +143,28 @@ mod tests {
 
     #[test]
     fn rejects_ids_that_could_escape_a_path() {
-        for bad in ["", "a/b", "..%2f", "a b", "é", &"x".repeat(MAX_ID_LEN + 1)] {
+        for bad in [
+            "",
+            "a/b",
+            "..%2f",
+            "a b",
+            "é",
+            "a?b",
+            "a#b",
+            "a\\b",
+            "{a}",
+            "a\u{7f}",
+            &"x".repeat(MAX_ID_LEN + 1),
+        ] {
             assert!(ControllerId::new(bad).is_err(), "{bad}");
         }
-        assert!(ControllerId::new("AA:BB:CC:00:11:22").is_ok());
+        for good in [
+            "AA:BB:CC:00:11:22",
+            "serial+42@line-3",
+            "o'brien(1),x;y=z*!$&~",
+            &"x".repeat(MAX_ID_LEN),
+        ] {
+            assert!(ControllerId::new(good).is_ok(), "{good}");
+        }
     }
 }

@@ -7,9 +7,9 @@
 //!   name.
 //! - [`segment`]: percent-encodes one path segment (RFC 3986 `pchar` minus `:` and `@`), for what a
 //!   link carries that the server did not choose itself (an artifact's file name from its manifest).
-//! - [`controller_id`]: the device ids the server accepts: `rustupdate_ddi::ControllerId` (1 to
-//!   128 of `A-Z a-z 0-9 . _ : -`, a subset of hawkBit's "up to 256 characters, no whitespace")
-//!   minus the path specials `.` and `..`, which a URL resolver removes.
+//! - [`controller_id`]: the device ids the server accepts: `rustupdate_ddi::ControllerId` (up to
+//!   256 characters, as hawkBit, of those a path carries unescaped) minus the path specials `.`
+//!   and `..`, which a URL resolver removes.
 //!
 //! Pure: the settings and the headers are passed in.
 
@@ -102,11 +102,11 @@ pub fn segment(text: &str) -> Cow<'_, str> {
 pub fn controller_id(text: &str) -> Result<ControllerId, ApiError> {
     let rule = || {
         ApiError::BadRequest(format!(
-            "controller id {:?} is not 1 to {} characters of A-Z a-z 0-9 . _ : - (and not . or ..)",
+            "controller id {:?} is not {} (and not . or ..)",
             text.chars()
                 .take(rustupdate_ddi::path::MAX_ID_LEN + 1)
                 .collect::<String>(),
-            rustupdate_ddi::path::MAX_ID_LEN
+            rustupdate_ddi::path::ID_RULE
         ))
     };
     if text == "." || text == ".." {

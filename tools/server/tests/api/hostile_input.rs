@@ -16,6 +16,7 @@ on_both_backends!(
     dashboard_login_is_a_post_and_opens_a_random_session,
     failed_dashboard_logins_are_limited,
     a_token_in_the_login_url_never_logs_in,
+    ids_of_256_characters_with_sub_delims_work,
 );
 
 /// What a raw exchange got: the status line's code, the body, and how long it took.
@@ -459,7 +460,10 @@ fn ids_with_path_specials_are_refused() {
         "a b",
         "tab\there",
         "nul\u{0}",
-        &"x".repeat(129),
+        "a?b",
+        "a#b",
+        "100%",
+        &"x".repeat(257),
     ] {
         let a = server.admin_post("/api/v1/devices", &json!({"controller_id": id}));
         assert_eq!(a.status, 400, "{id:?}: {a:?}");
@@ -612,4 +616,24 @@ fn a_token_in_the_login_url_never_logs_in(backend: Backend) {
             .log()
             .contains("event=dashboard-login-by-url-refused")
     );
+}
+
+/// hawkBit's length (256) and the characters a path carries unescaped: registered, polled, and
+/// the links handed back carry the id as it is.
+fn ids_of_256_characters_with_sub_delims_work(backend: Backend) {
+    let server = Server::start(backend);
+    let prefix = "serial+42@line-3;o'brien(1),x=y*!$&~:";
+    let id = format!("{prefix}{}", "x".repeat(256 - prefix.len()));
+    let dev = server.device(&id);
+    let poll = dev.poll();
+    assert_eq!(poll.status, 200, "{poll:?}");
+    let href = poll.body["_links"]["configData"]["href"].as_str().unwrap();
+    assert!(
+        href.ends_with(&format!("/controller/v1/{id}/configData")),
+        "{href}"
+    );
+    assert_eq!(dev.config(&json!({"running_version": "1.0"})).status, 200);
+    let shown = server.admin_get(&format!("/api/v1/devices/{id}"));
+    assert_eq!(shown.status, 200, "{shown:?}");
+    assert_eq!(shown.body["device"]["controller_id"], id.as_str());
 }
