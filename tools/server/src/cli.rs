@@ -1,5 +1,5 @@
-//! Command-line arguments. `rustupdate-server [serve options]` runs the server; the other
-//! subcommands are clients of its management API.
+//! Command-line arguments. `rustupdate-server [serve options]` runs the server; `backup` copies
+//! its data directory; the other subcommands are clients of its management API.
 
 use crate::config::LogFormat;
 use clap::{Args, Parser, Subcommand};
@@ -33,6 +33,19 @@ pub enum Command {
     /// Create and steer rollouts.
     #[command(subcommand)]
     Rollout(RolloutCommand),
+    /// Copy a SQLite server's data directory (database, tokens, keys, artifacts) into a new
+    /// directory, online and consistent; a server started on it is the fleet as it was.
+    Backup(BackupArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// The server's settings (--data-dir, --config, --database-url), as it runs with them.
+    #[command(flatten)]
+    pub server: ServeArgs,
+    /// New (or empty) directory to write the copy into.
+    #[arg(long, value_name = "DIR")]
+    pub to: PathBuf,
 }
 
 #[derive(Debug, Clone, Default, Args)]

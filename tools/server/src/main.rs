@@ -4,6 +4,7 @@ mod admin_api;
 mod api;
 mod app;
 mod artifact_files;
+mod backup;
 mod cli;
 mod client;
 mod config;
@@ -32,6 +33,7 @@ fn main() -> ExitCode {
         Some(Command::Artifact(c)) => client::artifact(c),
         Some(Command::Device(c)) => client::device(c),
         Some(Command::Rollout(c)) => client::rollout(c),
+        Some(Command::Backup(args)) => backup(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -49,4 +51,20 @@ fn serve(args: &cli::ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(app::serve(settings))
+}
+
+fn backup(args: &cli::BackupArgs) -> anyhow::Result<()> {
+    let settings = config::Settings::from_args(&args.server)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let copied = runtime.block_on(backup::backup(&settings, &args.to))?;
+    println!(
+        "backup in {}: database {} bytes, {} files ({} bytes)",
+        args.to.display(),
+        copied.database_bytes,
+        copied.files,
+        copied.file_bytes
+    );
+    Ok(())
 }

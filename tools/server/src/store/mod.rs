@@ -19,6 +19,7 @@ macro_rules! sql {
 
 mod actions;
 mod artifacts;
+mod backup;
 mod counts;
 mod devices;
 mod rollouts;

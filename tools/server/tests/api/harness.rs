@@ -133,6 +133,12 @@ impl Server {
         Server::spawn(other.dir.clone(), None, &other.database, &[])
     }
 
+    /// A SQLite server on an existing data directory (e.g. one `rustupdate-server backup` wrote).
+    pub fn on_data_dir(dir: PathBuf) -> Server {
+        let database = format!("sqlite://{}?mode=rwc", dir.join("fleet.db").display());
+        Server::spawn(dir, None, &database, &[])
+    }
+
     fn spawn(
         dir: PathBuf,
         tmp: Option<tempfile::TempDir>,
