@@ -5,6 +5,7 @@
 
 use crate::api;
 use crate::artifact_files::{self, ForeignMeta, Upload, UploadError};
+use crate::audit;
 use crate::error::{ApiError, ApiResult};
 use crate::fleet;
 use crate::guard::{self, ApiPath, ApiQuery, JsonBody};
@@ -35,6 +36,7 @@ pub fn routes(app: &AppState) -> Router<AppState> {
         .route("/api/v1/rollouts", post(create_rollout).get(list_rollouts))
         .route("/api/v1/rollouts/{id}", get(show_rollout))
         .route("/api/v1/rollouts/{id}/{command}", post(rollout_command))
+        .route("/api/v1/audit", get(audit_log))
         .route("/metrics", get(crate::metrics::scrape))
         .route_layer(from_fn_with_state(app.clone(), guard::deadline));
     Router::new()
@@ -148,6 +150,14 @@ async fn upload_artifact(
         row.sha256
     );
     let status = if inserted {
+        audit::record(
+            &app,
+            audit::ADMIN_TOKEN,
+            "artifact-upload",
+            &format!("artifact {}", row.id),
+            &format!("{} {} sha256 {}", row.name, row.version, row.sha256),
+        )
+        .await;
         StatusCode::CREATED
     } else {
         StatusCode::OK
@@ -200,6 +210,22 @@ async fn add_device(
         app.store.change_tags(device.id, &request.tags, &[]).await?;
     }
     log::info!("event=device-added device={id}");
+    let detail = format!(
+        "type {}, tags [{}]",
+        request
+            .device_type
+            .as_deref()
+            .unwrap_or("(from the device)"),
+        request.tags.join(", ")
+    );
+    audit::record(
+        &app,
+        audit::ADMIN_TOKEN,
+        "device-add",
+        &format!("device {id}"),
+        &detail,
+    )
+    .await;
     Ok((
         StatusCode::CREATED,
         Json(api::AddedDevice {
@@ -276,6 +302,19 @@ async fn change_tags(
     app.store
         .change_tags(device.id, &request.add, &request.remove)
         .await?;
+    let detail = format!(
+        "add [{}], remove [{}]",
+        request.add.join(", "),
+        request.remove.join(", ")
+    );
+    audit::record(
+        &app,
+        audit::ADMIN_TOKEN,
+        "device-tags",
+        &format!("device {controller}"),
+        &detail,
+    )
+    .await;
     let device = app
         .store
         .device(&controller)
@@ -329,8 +368,19 @@ async fn create_rollout(
         rollout.id,
         rollout.name
     );
+    let detail = format!(
+        "{:?}: artifact {} to {}, phases {}, error threshold {}",
+        rollout.name,
+        rollout.artifact_id,
+        rollout.device_type,
+        rollout.phases,
+        rollout.error_threshold
+    );
+    let target = format!("rollout {}", rollout.id);
+    audit::record(&app, audit::ADMIN_TOKEN, "rollout-create", &target, &detail).await;
     if request.start {
         fleet::command(&app.store, rollout.id, Command::Start).await?;
+        audit::record(&app, audit::ADMIN_TOKEN, "rollout-start", &target, "").await;
     }
     Ok((
         StatusCode::CREATED,
@@ -393,7 +443,36 @@ async fn rollout_command(
     })?;
     fleet::command(&app.store, id, command).await?;
     log::info!("event=rollout-command rollout={id} command={command}");
+    audit::record(
+        &app,
+        audit::ADMIN_TOKEN,
+        &format!("rollout-{command}"),
+        &format!("rollout {id}"),
+        "",
+    )
+    .await;
     Ok(Json(rollout_view(&app.store, id).await?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    limit: Option<i64>,
+}
+
+/// `GET /api/v1/audit?limit=N`: the newest operator actions, newest first (default 100).
+async fn audit_log(
+    State(app): State<AppState>,
+    ApiQuery(query): ApiQuery<AuditQuery>,
+) -> ApiResult<Json<Vec<crate::store::AuditRow>>> {
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=audit::MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::BadRequest(format!(
+            "limit {limit} is not 1 to {}",
+            audit::MAX_LIMIT
+        )));
+    }
+    Ok(Json(app.store.audit_log(limit).await?))
 }
 
 /// Attribute filters given as `KEY=VALUE`.

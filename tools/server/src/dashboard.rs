@@ -12,6 +12,7 @@
 //! histories and proxy logs.
 
 use crate::admin_api;
+use crate::audit;
 use crate::error::{ApiError, ApiResult};
 use crate::links;
 use crate::state::AppState;
@@ -29,6 +30,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 const COOKIE: &str = "rustupdate_session";
+/// Audit log entries on the overview.
+const AUDIT_SHOWN: i64 = 20;
 /// How long a dashboard session lasts.
 pub const SESSION_LIFETIME: std::time::Duration = std::time::Duration::from_secs(8 * 3600);
 
@@ -173,6 +176,14 @@ async fn open_session(
                 over_https(app),
             );
             log::info!("event=dashboard-login");
+            audit::record(
+                app,
+                audit::DASHBOARD,
+                "dashboard-login",
+                &client.to_string(),
+                "",
+            )
+            .await;
             response
         }
         Err(e) => error_page(ApiError::Internal(e)),
@@ -229,11 +240,29 @@ async fn login_page(Query(q): Query<LoginQuery>) -> Response {
     login_form(StatusCode::OK, false, q.next)
 }
 
-async fn logout(State(app): State<AppState>, headers: HeaderMap) -> Response {
-    if let Some(key) = session_key(&headers)
-        && let Err(e) = app.store.remove_session(&tokens::hash(key)).await
-    {
-        return error_page(ApiError::Internal(e));
+async fn logout(
+    State(app): State<AppState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(key) = session_key(&headers) {
+        // Only a live session's logout is an operator action (anyone can post a made-up cookie,
+        // and must not be able to fill the audit log).
+        let hash = tokens::hash(key);
+        let ended = async {
+            let valid = app.store.session_valid(&hash).await?;
+            app.store.remove_session(&hash).await?;
+            anyhow::Ok(valid)
+        }
+        .await;
+        match ended {
+            Ok(true) => {
+                let client = client.ip().to_string();
+                audit::record(&app, audit::DASHBOARD, "dashboard-logout", &client, "").await;
+            }
+            Ok(false) => {}
+            Err(e) => return error_page(ApiError::Internal(e)),
+        }
     }
     let mut response = Redirect::to("/ui/login").into_response();
     set_cookie(&mut response, "", 0, over_https(&app));
@@ -285,6 +314,7 @@ async fn overview(State(app): State<AppState>, headers: HeaderMap) -> Response {
 async fn overview_page(app: &AppState) -> ApiResult<Markup> {
     let devices = app.store.devices().await?;
     let rollouts = app.store.rollouts().await?;
+    let audit = app.store.audit_log(AUDIT_SHOWN).await?;
     let mut per_version: BTreeMap<String, usize> = BTreeMap::new();
     for d in &devices {
         let version = d
@@ -331,6 +361,17 @@ async fn overview_page(app: &AppState) -> ApiResult<Markup> {
                         td { (d.attributes.get(rustupdate_ddi::attributes::RUNNING_SLOT).map_or("-", |s| s)) }
                         td { (d.tags.join(", ")) }
                         td { (ago(d.last_seen)) }
+                    }
+                }
+            }
+            h2 { "Operator actions" }
+            p { "The newest " (AUDIT_SHOWN) "; all of them: " code { "GET /api/v1/audit" } "." }
+            table {
+                tr { th { "when" } th { "who" } th { "action" } th { "on" } th { "detail" } }
+                @for a in &audit {
+                    tr {
+                        td { (ago(Some(a.at))) } td { (a.actor) } td { (a.action) }
+                        td { (a.target) } td { (a.detail) }
                     }
                 }
             }

@@ -4,6 +4,7 @@ mod admin_api;
 mod api;
 mod app;
 mod artifact_files;
+mod audit;
 mod backup;
 mod cli;
 mod client;

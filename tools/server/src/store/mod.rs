@@ -19,6 +19,7 @@ macro_rules! sql {
 
 mod actions;
 mod artifacts;
+mod audit;
 mod backup;
 mod counts;
 mod devices;
@@ -31,6 +32,7 @@ pub use actions::{
     FeedbackRow, NewFeedback,
 };
 pub use artifacts::{ArtifactRow, NewArtifact};
+pub use audit::AuditRow;
 pub use devices::DeviceRow;
 pub use rollouts::{EventRow, NewRollout, PhaseCountsRow, RolloutRow};
 

@@ -113,6 +113,17 @@ CREATE TABLE dashboard_sessions (
     expires_at BIGINT NOT NULL
 );
 "#,
+    // 4: the audit log of operator actions (store/audit.rs).
+    r#"
+CREATE TABLE audit_log (
+    id {ID},
+    at BIGINT NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+"#,
 ];
 
 /// The auto-increment primary key of each backend.

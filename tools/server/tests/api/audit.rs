@@ -1,0 +1,103 @@
+//! The audit log (issue 20, operators): every operator action that changed the fleet, who, what
+//! and when, in `GET /api/v1/audit` and on the dashboard's overview.
+
+use crate::harness::{Backend, Server, answer};
+use crate::on_both_backends;
+use serde_json::json;
+
+on_both_backends!(operator_actions_are_in_the_audit_log);
+
+fn logout(server: &Server, cookie: &str) -> u16 {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into();
+    let r = agent
+        .post(&server.url("/ui/logout"))
+        .header("Cookie", cookie)
+        .send_empty()
+        .unwrap();
+    r.status().as_u16()
+}
+
+fn operator_actions_are_in_the_audit_log(backend: Backend) {
+    let server = Server::start(backend);
+    server.device("audited-1");
+    let tags = server
+        .agent
+        .put(&server.url("/api/v1/devices/audited-1/tags"))
+        .header("Authorization", &format!("Bearer {}", server.admin))
+        .send_json(json!({"add": ["beta"], "remove": []}));
+    assert_eq!(answer(tags).status, 200);
+    let artifact = server.release("2.0");
+    let rollout = server.rollout(artifact, "100", "1");
+    let paused = server.admin_post(&format!("/api/v1/rollouts/{rollout}/pause"), &json!({}));
+    assert_eq!(paused.status, 200, "{paused:?}");
+    // A refused action is not an action.
+    let again = server.admin_post(&format!("/api/v1/rollouts/{rollout}/pause"), &json!({}));
+    assert_eq!(again.status, 409);
+    let cookie = server.dashboard_session();
+    let overview = server.dashboard_get("/ui/", &cookie);
+    assert!(
+        overview.text.contains("Operator actions"),
+        "{}",
+        overview.text
+    );
+    assert!(overview.text.contains("rollout-pause"), "{}", overview.text);
+    assert_eq!(logout(&server, &cookie), 303);
+    // A made-up session cookie's logout is nobody's action.
+    assert_eq!(logout(&server, "rustupdate_session=made-up"), 303);
+
+    let log = server.admin_get("/api/v1/audit");
+    assert_eq!(log.status, 200, "{log:?}");
+    let entries = log.body.as_array().unwrap();
+    let actions: Vec<&str> = entries
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "dashboard-logout",
+            "dashboard-login",
+            "rollout-pause",
+            "rollout-start",
+            "rollout-create",
+            "artifact-upload",
+            "device-tags",
+            "device-add",
+        ],
+        "{log:?}"
+    );
+    let by_action = |a: &str| entries.iter().find(|e| e["action"] == a).unwrap();
+    assert_eq!(by_action("rollout-pause")["actor"], "admin-token");
+    assert_eq!(
+        by_action("rollout-pause")["target"],
+        format!("rollout {rollout}")
+    );
+    assert_eq!(by_action("device-tags")["detail"], "add [beta], remove []");
+    assert_eq!(by_action("dashboard-login")["actor"], "dashboard");
+    assert_eq!(by_action("dashboard-login")["target"], "127.0.0.1");
+    assert!(
+        entries
+            .windows(2)
+            .all(|w| w[0]["at"].as_i64() >= w[1]["at"].as_i64())
+    );
+
+    assert_eq!(
+        server
+            .admin_get("/api/v1/audit?limit=2")
+            .body
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    for bad in ["0", "1001", "x"] {
+        let a = server.admin_get(&format!("/api/v1/audit?limit={bad}"));
+        assert_eq!(a.status, 400, "limit={bad}: {a:?}");
+    }
+    let anonymous = answer(server.agent.get(&server.url("/api/v1/audit")).call());
+    assert_eq!(anonymous.status, 401);
+}
