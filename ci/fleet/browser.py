@@ -7,10 +7,13 @@ DOM and, when asked, a screenshot.
 Runs in the venv ci/fleet/dashboard-test.sh makes (pinned playwright from PyPI, driving
 /usr/bin/chromium: Playwright's own browser download is not used).
 
-Usage: browser.py --base URL [--token-file FILE] --out DIR [--dump NAME=PATH]… [--shoot NAME=PATH]…
+Usage: browser.py --base URL [--token-file FILE] --out DIR [--press PATH|TEXT]… [--dump NAME=PATH]…
+                  [--shoot NAME=PATH]…
   --token-file  log in with the token in FILE first; the page the form leads to is saved as
                 DIR/login.html, and the run fails unless that page is not the login form
                 (--expect-login-failure: fails unless it still is)
+  --press       PATH|TEXT: open PATH and press the button labelled TEXT (a form post), then
+                wait for the page it leads to (before any --dump; in order)
   --dump        open PATH, save its DOM as DIR/NAME.html
   --shoot       open PATH at 1280x900, save DIR/NAME.png
 Exit 0 done, 1 a failure (named on stderr).
@@ -42,6 +45,7 @@ def main() -> int:
     parser.add_argument("--token-file")
     parser.add_argument("--expect-login-failure", action="store_true")
     parser.add_argument("--out", required=True)
+    parser.add_argument("--press", action="append", default=[])
     parser.add_argument("--dump", action="append", default=[])
     parser.add_argument("--shoot", action="append", default=[])
     args = parser.parse_args()
@@ -70,6 +74,13 @@ def main() -> int:
                         file=sys.stderr,
                     )
                     return 1
+            for press in args.press:
+                path, sep, text = press.partition("|")
+                if not sep or not path.startswith("/") or not text:
+                    sys.exit(f"browser.py: expected /path|button text, got {press!r}")
+                page.goto(base + path)
+                with page.expect_navigation():
+                    page.get_by_role("button", name=text, exact=True).click()
             for name, path in pairs(args.dump):
                 page.goto(base + path)
                 (out / f"{name}.html").write_text(page.content(), encoding="utf-8")

@@ -201,5 +201,23 @@ for p in "${PAGES[@]}"; do
     log "screenshot: ${file#"$REPO_DIR"/}"
 done
 
+# --- steering a rollout from the dashboard ------------------------------------------------------
+# Pause with the rollout page's button, then resume: the state follows, and the audit log names
+# the dashboard as the actor.
+ROLLOUT_PAGE=/ui/rollouts/$ROLLOUT_ID
+browse --token-file "$DATA_DIR/admin.token" --out "$WORK/steer" --press "$ROLLOUT_PAGE|Pause" \
+    --dump "paused=$ROLLOUT_PAGE" --dump "overview=/ui/"
+python3 "$FLEET_DIR/page_text.py" --regex 'State: paused' --contains Resume --absent Pause \
+    <"$WORK/steer/paused.html" || fleet_fail "after pressing Pause the rollout page does not show it paused"
+[[ $(fleet_json state <<<"$(fleet_cli_json rollout status "$ROLLOUT_ID")") == paused ]] ||
+    fleet_fail "the management API does not show the rollout paused"
+python3 "$FLEET_DIR/page_text.py" --regex 'dashboard \| rollout-pause \| rollout '"$ROLLOUT_ID" \
+    <"$WORK/steer/overview.html" || fleet_fail "the overview's operator actions do not show the dashboard's pause"
+browse --token-file "$DATA_DIR/admin.token" --out "$WORK/steer" --press "$ROLLOUT_PAGE|Resume" \
+    --dump "resumed=$ROLLOUT_PAGE"
+python3 "$FLEET_DIR/page_text.py" --regex 'State: running' --contains Pause \
+    <"$WORK/steer/resumed.html" || fleet_fail "after pressing Resume the rollout page does not show it running"
+log "paused and resumed the rollout with the dashboard's buttons"
+
 log "PASS: dashboard overview, rollout and device pages; no data without login"
 FLEET_OK=1

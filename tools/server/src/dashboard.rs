@@ -1,6 +1,7 @@
 //! The dashboard: server-rendered HTML (maud), no JavaScript. Pages: the fleet overview (devices
-//! per running version, rollouts, last seen), a rollout with a progress bar per phase and its
-//! events, a device with its history.
+//! per running version, rollouts, last seen, the newest operator actions), a rollout with a
+//! progress bar per phase, its events and the buttons of the commands its state takes (start,
+//! pause, resume, cancel: forms with a CSRF token), a device with its history.
 //!
 //! Access: the admin token, posted once by the login form (`POST /ui/login`), opens a session: a
 //! random 256-bit key in an HttpOnly, SameSite=Strict cookie (`Secure` when the server is reached
@@ -14,6 +15,7 @@
 use crate::admin_api;
 use crate::audit;
 use crate::error::{ApiError, ApiResult};
+use crate::fleet;
 use crate::links;
 use crate::state::AppState;
 use crate::store::{FEEDBACK_BYTES_PER_ACTION, FEEDBACK_ENTRIES_PER_ACTION, now_ms};
@@ -24,6 +26,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use maud::{DOCTYPE, Markup, html};
+use rustupdate_rollout::{Command, RolloutState};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -42,6 +45,7 @@ pub fn routes() -> Router<AppState> {
         .route("/ui/logout", post(logout))
         .route("/ui/", get(overview))
         .route("/ui/rollouts/{id}", get(rollout))
+        .route("/ui/rollouts/{id}/{command}", post(rollout_command))
         .route("/ui/devices/{controller}", get(device))
 }
 
@@ -80,7 +84,7 @@ fn layout(title: &str, body: Markup, log_out: bool) -> Markup {
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:0;color:#222}\
 header{background:#1d3557;padding:.6em 1.2em;display:flex;justify-content:space-between}\
-.logout{margin:0}header a{color:#fff;text-decoration:none;font-weight:bold}\
+.logout{margin:0}.commands{margin:.5em 0 1em}.command{display:inline;margin-right:.5em}header a{color:#fff;text-decoration:none;font-weight:bold}\
 main{padding:1em 1.5em}table{border-collapse:collapse;margin:.5em 0 1.5em}\
 th,td{border-bottom:1px solid #ddd;padding:.3em .8em;text-align:left}\
 .bar{display:flex;width:24em;height:1.1em;background:#eee;border-radius:3px;overflow:hidden}\
@@ -383,8 +387,69 @@ async fn rollout(State(app): State<AppState>, Path(id): Path<i64>, headers: Head
     if let Some(r) = require_login(&app, &headers, &format!("/ui/rollouts/{id}")).await {
         return r;
     }
+    let csrf = csrf_token(session_key(&headers).unwrap_or_default());
     match admin_api::rollout_view(&app.store, id).await {
-        Ok(view) => rollout_page(&view).into_response(),
+        Ok(view) => rollout_page(&view, &csrf).into_response(),
+        Err(e) => error_page(e),
+    }
+}
+
+/// The token every state-changing form carries: derived from the session key, which only the
+/// operator's browser has (HttpOnly cookie), so a page of another site cannot know it. Checked
+/// on top of the cookie's SameSite=Strict.
+fn csrf_token(session_key: &str) -> String {
+    tokens::hash(&format!("rustupdate-csrf:{session_key}"))
+}
+
+#[derive(Debug, Deserialize)]
+struct CommandForm {
+    csrf: Option<String>,
+}
+
+/// `POST /ui/rollouts/{id}/{command}` from the rollout page's buttons: a logged-in session and
+/// the form's CSRF token, then the same command as the management API's, recorded in the audit
+/// log; back to the rollout page.
+async fn rollout_command(
+    State(app): State<AppState>,
+    Path((id, command)): Path<(i64, String)>,
+    headers: HeaderMap,
+    Form(form): Form<CommandForm>,
+) -> Response {
+    let here = format!("/ui/rollouts/{id}");
+    if let Some(r) = require_login(&app, &headers, &here).await {
+        return r;
+    }
+    let expected = csrf_token(session_key(&headers).unwrap_or_default());
+    if !form
+        .csrf
+        .is_some_and(|token| tokens::equal(&token, &expected))
+    {
+        log::warn!("event=dashboard-csrf-refused rollout={id} command={command:?}");
+        let body = page(
+            "Refused",
+            html! { p { "The form's token is missing or wrong (a request from another site?): nothing was changed." } },
+        );
+        return (StatusCode::FORBIDDEN, body).into_response();
+    }
+    let Ok(command) = command.parse::<Command>() else {
+        return error_page(ApiError::NotFound(format!(
+            "no rollout command {command:?}"
+        )));
+    };
+    match fleet::command(&app.store, id, command).await {
+        Ok(_) => {
+            log::info!("event=rollout-command rollout={id} command={command} by=dashboard");
+            let action = format!("rollout-{command}");
+            audit::record(
+                &app,
+                audit::DASHBOARD,
+                &action,
+                &format!("rollout {id}"),
+                "",
+            )
+            .await;
+            Redirect::to(&here).into_response()
+        }
         Err(e) => error_page(e),
     }
 }
@@ -398,7 +463,23 @@ fn share(part: i64, whole: i64) -> f64 {
     }
 }
 
-fn rollout_page(view: &crate::api::Rollout) -> Markup {
+fn command_label(command: Command) -> &'static str {
+    match command {
+        Command::Start => "Start",
+        Command::Pause => "Pause",
+        Command::Resume => "Resume",
+        Command::Cancel => "Cancel rollout",
+    }
+}
+
+/// Whether the rollout page shows `command`'s button: the commands its state takes.
+fn takes(state: &str, command: Command) -> bool {
+    state
+        .parse::<RolloutState>()
+        .is_ok_and(|state| rustupdate_rollout::apply(state, command).is_ok())
+}
+
+fn rollout_page(view: &crate::api::Rollout, csrf: &str) -> Markup {
     let r = &view.rollout;
     page(
         &format!("Rollout {}: {}", r.id, r.name),
@@ -410,6 +491,16 @@ fn rollout_page(view: &crate::api::Rollout) -> Markup {
                 ". State: " span.state.(r.state) { (r.state) }
                 @if let Some(reason) = &r.pause_reason { " (" (reason) ")" }
                 ". Success threshold " (r.success_threshold) "%, error threshold " (r.error_threshold) "."
+            }
+            div.commands {
+                @for &command in Command::ALL {
+                    @if takes(&r.state, command) {
+                        form.command method="post" action={ "/ui/rollouts/" (r.id) "/" (command) } {
+                            input type="hidden" name="csrf" value=(csrf);
+                            button { (command_label(command)) }
+                        }
+                    }
+                }
             }
             h2 { "Phases" }
             table {
