@@ -18,7 +18,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::fleet;
 use crate::links;
 use crate::state::AppState;
-use crate::store::{FEEDBACK_BYTES_PER_ACTION, FEEDBACK_ENTRIES_PER_ACTION, now_ms};
+use crate::store::{DeviceFilter, FEEDBACK_BYTES_PER_ACTION, FEEDBACK_ENTRIES_PER_ACTION, now_ms};
 use crate::tokens;
 use axum::Router;
 use axum::extract::{ConnectInfo, Form, Path, Query, State};
@@ -33,6 +33,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 const COOKIE: &str = "rustupdate_session";
+/// Devices on a page of the device list (and on the overview).
+const DEVICES_PER_PAGE: i64 = 50;
 /// Audit log entries on the overview.
 const AUDIT_SHOWN: i64 = 20;
 /// How long a dashboard session lasts.
@@ -46,6 +48,7 @@ pub fn routes() -> Router<AppState> {
         .route("/ui/", get(overview))
         .route("/ui/rollouts/{id}", get(rollout))
         .route("/ui/rollouts/{id}/{command}", post(rollout_command))
+        .route("/ui/devices", get(devices))
         .route("/ui/devices/{controller}", get(device))
 }
 
@@ -319,6 +322,10 @@ async fn overview_page(app: &AppState) -> ApiResult<Markup> {
     let devices = app.store.devices().await?;
     let rollouts = app.store.rollouts().await?;
     let audit = app.store.audit_log(AUDIT_SHOWN).await?;
+    let (first_devices, _) = app
+        .store
+        .device_page(&DeviceFilter::default(), DEVICES_PER_PAGE, 0)
+        .await?;
     let mut per_version: BTreeMap<String, usize> = BTreeMap::new();
     for d in &devices {
         let version = d
@@ -350,9 +357,31 @@ async fn overview_page(app: &AppState) -> ApiResult<Markup> {
                 }
             }
             h2 { "Devices" }
+            p {
+                "The first " (first_devices.len()) " of " (devices.len()) " by id; "
+                a href="/ui/devices" { "search and page through all of them" } "."
+            }
+            (device_table(&first_devices))
+            h2 { "Operator actions" }
+            p { "The newest " (AUDIT_SHOWN) "; all of them: " code { "GET /api/v1/audit" } "." }
+            table {
+                tr { th { "when" } th { "who" } th { "action" } th { "on" } th { "detail" } }
+                @for a in &audit {
+                    tr {
+                        td { (ago(Some(a.at))) } td { (a.actor) } td { (a.action) }
+                        td { (a.target) } td { (a.detail) }
+                    }
+                }
+            }
+        },
+    ))
+}
+
+fn device_table(devices: &[crate::store::DeviceRow]) -> Markup {
+    html! {
             table {
                 tr { th { "device" } th { "type" } th { "running version" } th { "slot" } th { "tags" } th { "last seen" } }
-                @for d in &devices {
+                @for d in devices {
                     tr {
                         td { a href={ "/ui/devices/" (links::segment(&d.controller_id)) } { (d.controller_id) } }
                         td {
@@ -368,19 +397,76 @@ async fn overview_page(app: &AppState) -> ApiResult<Markup> {
                     }
                 }
             }
-            h2 { "Operator actions" }
-            p { "The newest " (AUDIT_SHOWN) "; all of them: " code { "GET /api/v1/audit" } "." }
-            table {
-                tr { th { "when" } th { "who" } th { "action" } th { "on" } th { "detail" } }
-                @for a in &audit {
-                    tr {
-                        td { (ago(Some(a.at))) } td { (a.actor) } td { (a.action) }
-                        td { (a.target) } td { (a.detail) }
-                    }
-                }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct DeviceSearch {
+    #[serde(default)]
+    q: String,
+    #[serde(default, rename = "type")]
+    device_type: String,
+    #[serde(default)]
+    tag: String,
+    page: Option<i64>,
+}
+
+/// `GET /ui/devices?q=&type=&tag=&page=`: devices by part of their id, type and tag, a page at a
+/// time.
+async fn devices(
+    State(app): State<AppState>,
+    Query(search): Query<DeviceSearch>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(r) = require_login(&app, &headers, "/ui/devices").await {
+        return r;
+    }
+    let page_no = search.page.unwrap_or(1).max(1);
+    let filter = DeviceFilter {
+        id_part: search.q.trim().to_owned(),
+        device_type: search.device_type.trim().to_owned(),
+        tag: search.tag.trim().to_owned(),
+    };
+    let offset = (page_no - 1).saturating_mul(DEVICES_PER_PAGE);
+    let (found, total) = match app
+        .store
+        .device_page(&filter, DEVICES_PER_PAGE, offset)
+        .await
+    {
+        Ok(found) => found,
+        Err(e) => return error_page(ApiError::Internal(e)),
+    };
+    let pages = (total + DEVICES_PER_PAGE - 1) / DEVICES_PER_PAGE;
+    let link = |page: i64| {
+        let query = serde_urlencoded::to_string([
+            ("q", filter.id_part.as_str()),
+            ("type", filter.device_type.as_str()),
+            ("tag", filter.tag.as_str()),
+            ("page", page.to_string().as_str()),
+        ])
+        .unwrap_or_default();
+        format!("/ui/devices?{query}")
+    };
+    page(
+        "Devices",
+        html! {
+            form.search method="get" action="/ui/devices" {
+                label { "id contains " input type="search" name="q" value=(filter.id_part); }
+                " " label { "type " input type="text" name="type" value=(filter.device_type); }
+                " " label { "tag " input type="text" name="tag" value=(filter.tag); }
+                " " button { "Search" }
             }
+            p {
+                (total) " devices match"
+                @if total > 0 { "; page " (page_no) " of " (pages.max(1)) }
+                "."
+                @if page_no > 1 { " " a href=(link(page_no - 1)) { "previous page" } }
+                @if page_no < pages { " " a href=(link(page_no + 1)) { "next page" } }
+            }
+            (device_table(&found))
         },
-    ))
+    )
+    .into_response()
 }
 
 async fn rollout(State(app): State<AppState>, Path(id): Path<i64>, headers: HeaderMap) -> Response {

@@ -30,10 +30,10 @@ impl DeviceRow {
     }
 }
 
-const COLUMNS: &str =
+pub(super) const COLUMNS: &str =
     "id, controller_id, device_type, attributes, created_at, last_seen, token_hash";
 
-fn device(row: &AnyRow) -> Result<DeviceRow> {
+pub(super) fn device(row: &AnyRow) -> Result<DeviceRow> {
     let attributes: String = row.try_get("attributes")?;
     let token: Option<String> = row.try_get("token_hash")?;
     Ok(DeviceRow {

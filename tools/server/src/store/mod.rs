@@ -22,6 +22,7 @@ mod artifacts;
 mod audit;
 mod backup;
 mod counts;
+mod device_search;
 mod devices;
 mod rollouts;
 mod schema;
@@ -33,6 +34,7 @@ pub use actions::{
 };
 pub use artifacts::{ArtifactRow, NewArtifact};
 pub use audit::AuditRow;
+pub use device_search::DeviceFilter;
 pub use devices::DeviceRow;
 pub use rollouts::{EventRow, NewRollout, PhaseCountsRow, RolloutRow};
 

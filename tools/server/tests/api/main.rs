@@ -7,6 +7,7 @@ mod audit;
 mod backup;
 mod bad_input;
 mod device_api;
+mod device_search;
 mod harness;
 mod hostile_input;
 mod metrics;
