@@ -512,16 +512,19 @@ start_run() {
     mkdir -p "$dir/server-data/keys"
     cp "$OUT/release.pub.pem" "$dir/server-data/keys/release.pub.pem"
     port=$(free_port)
-    RUST_LOG=info "$SERVER_BIN" --data-dir "$dir/server-data" --listen "127.0.0.1:$port" \
-        --poll-interval "$interval" >"$dir/server.log" 2>&1 &
-    pid=$!
-    PIDS+=("$pid")
-    wait_for "$STARTUP_S" "rustupdate-server ($run)" server_up "$port"
-    alive_or_die "$pid" "rustupdate-server ($run)" "$dir/server.log"
+    # The relay first: the device reaches the server through it, so the server's links must point
+    # at it (--allowed-host), as they would at a proxy in front of a real server. It connects
+    # upstream per connection, once the server is up.
     python3 "$HELPER" relay "$dir/relay.port" "$port" "$dir/relay.log" 2>"$dir/relay.err" &
     PIDS+=("$!")
     wait_for 10 "relay ($run)" test -s "$dir/relay.port"
     relay=$(cat "$dir/relay.port")
+    RUST_LOG=info "$SERVER_BIN" --data-dir "$dir/server-data" --listen "127.0.0.1:$port" \
+        --allowed-host "127.0.0.1:$relay" --poll-interval "$interval" >"$dir/server.log" 2>&1 &
+    pid=$!
+    PIDS+=("$pid")
+    wait_for "$STARTUP_S" "rustupdate-server ($run)" server_up "$port"
+    alive_or_die "$pid" "rustupdate-server ($run)" "$dir/server.log"
     device "$run" "$id" "$type" "$relay" "$interval"
     mark "$run" daemon_start
     RUST_LOG=info "$CLIENT" -c "$dir/device/rustupdate.toml" daemon >"$dir/daemon.log" 2>&1 &

@@ -337,15 +337,14 @@ size = int(size)
 env = os.environ
 
 # (key, name, op, limit, unit, enforced): enforced = docs/bandwidth.md calls the goal met. Not met
-# there, so not enforced: the any-base total with the index upload (4.28 MB on this pair) and the
-# delta install's peak RSS (15.2-16.2 MiB over 8 runs, 2026-12-03: over the budget in 2 of them).
+# there, so not enforced: the any-base total with the index upload (4.28 MB on this pair).
 GOALS = [
     ("full", "full artifact (format 2, -19) / zstd -19 of the whole image", "<=", float(env["GOAL_FULL_RATIO"]), "x", True),
     ("delta_bytes", "known-base delta, downloaded in total (patch and head)", "<=", float(env["GOAL_DELTA_BYTES"]), "bytes", True),
     ("anybase_bytes", "any-base delta on the wire (patch and head downloaded, index uploaded)", "<=",
      float(env["GOAL_ANYBASE_BYTES"]), "bytes", False),
     ("delta_cpu", "delta install device CPU, user+sys (median of the runs)", "<=", float(env["GOAL_DELTA_CPU_S"]), "s", True),
-    ("delta_rss", "delta install device peak RSS (maximum of the runs)", "<", float(env["GOAL_DELTA_RSS_MIB"]), "MiB", False),
+    ("delta_rss", "delta install device peak RSS (maximum of the runs)", "<", float(env["GOAL_DELTA_RSS_MIB"]), "MiB", True),
     ("written", "MiB written by the delta install, slot b holding v1", "<=", float(env["GOAL_WRITTEN_MIB"]), "MiB", True),
     ("full_rss", "full install device peak RSS (maximum of the runs)", "<", float(env["GOAL_FULL_RSS_MIB"]), "MiB", True),
 ]
