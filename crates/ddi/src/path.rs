@@ -13,7 +13,7 @@ pub const ID_RULE: &str = "1 to 256 visible ASCII characters that a URL path car
 /// sub-delims, `:` and `@`). hawkBit allows any visible character; those it allows beyond this set
 /// (`` / ? # % [ ] " < > \ ^ ` { | } ``) would have to be escaped in every path a device or the
 /// server builds, so they are refused rather than trusted to be escaped everywhere.
-fn id_byte(b: u8) -> bool {
+pub fn id_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric()
         || matches!(
             b,

@@ -61,26 +61,8 @@ pub fn valid_host(host: &str) -> bool {
 /// One path segment, percent-encoded where needed (unreserved characters and `! $ & ' ( ) * + , ;
 /// =` stay as they are).
 pub fn segment(text: &str) -> Cow<'_, str> {
-    let keep = |b: u8| {
-        b.is_ascii_alphanumeric()
-            || matches!(
-                b,
-                b'-' | b'.'
-                    | b'_'
-                    | b'~'
-                    | b'!'
-                    | b'$'
-                    | b'&'
-                    | b'\''
-                    | b'('
-                    | b')'
-                    | b'*'
-                    | b'+'
-                    | b','
-                    | b';'
-                    | b'='
-            )
-    };
+    // An id's characters (RFC 3986 pchar unescaped) minus `:` and `@`.
+    let keep = |b: u8| rustupdate_ddi::path::id_byte(b) && b != b':' && b != b'@';
     // `.` and `..` alone are dot-segments, which resolvers remove: encode their dots.
     let dot_segment = text == "." || text == "..";
     if !dot_segment && text.bytes().all(keep) {
