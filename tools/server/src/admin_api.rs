@@ -1,25 +1,28 @@
 //! The management API under `/api/v1` and `/metrics`, for operators, the CLI and Prometheus:
-//! `Authorization: Bearer <admin token>`, checked by the `guard::require_admin` layer on every
-//! route before anything else runs (no handler checks it, none can forget to). Documented in
+//! `Authorization: Bearer <admin token or a user's API token>`, checked with the role each route
+//! needs (`roles::required`) by the `guard::require_role` layer on every route before anything
+//! else runs (no handler checks it, none can forget to). The audit log names the token's actor. Documented in
 //! `docs/server.md`.
 
 use crate::api;
-use crate::artifact_files::{self, ForeignMeta, Upload, UploadError};
+use crate::artifact_files::{self, ForeignMeta};
 use crate::audit;
 use crate::error::{ApiError, ApiResult};
 use crate::fleet;
 use crate::guard::{self, ApiPath, ApiQuery, JsonBody};
+use crate::intake;
 use crate::links;
+use crate::roles::Principal;
 use crate::state::AppState;
 use crate::store::{DeviceRow, NewRollout, Store};
 use crate::tokens;
+use axum::Extension;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use futures_util::StreamExt;
 use rustupdate_ddi::attributes;
 use rustupdate_rollout::{Command, Phases, RolloutSpec, RolloutState, Threshold};
 use serde::Deserialize;
@@ -42,7 +45,7 @@ pub fn routes(app: &AppState) -> Router<AppState> {
     Router::new()
         .route("/api/v1/artifacts", post(upload_artifact))
         .merge(bounded)
-        .route_layer(from_fn_with_state(app.clone(), guard::require_admin))
+        .route_layer(from_fn_with_state(app.clone(), guard::require_role))
 }
 
 #[derive(Debug, Deserialize)]
@@ -59,6 +62,7 @@ struct UploadQuery {
 
 async fn upload_artifact(
     State(app): State<AppState>,
+    Extension(who): Extension<Principal>,
     headers: HeaderMap,
     ApiQuery(query): ApiQuery<UploadQuery>,
     body: Body,
@@ -99,65 +103,9 @@ async fn upload_artifact(
     } else {
         None
     };
-    let mut upload = Upload::new(
-        &app.inner.settings.upload_dir(),
-        app.inner.settings.max_upload_bytes,
-    )?;
-    let mut stream = body.into_data_stream();
-    let idle = app.inner.settings.request_timeout;
-    while let Some(chunk) = tokio::time::timeout(idle, stream.next())
-        .await
-        .map_err(|_| {
-            ApiError::Timeout(format!(
-                "no part of the upload arrived for {} s (request-timeout)",
-                idle.as_secs()
-            ))
-        })?
-    {
-        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("reading the upload: {e}")))?;
-        upload.write(&chunk).map_err(|e| match e {
-            UploadError::TooLarge { .. } => ApiError::TooLarge(e.to_string()),
-            UploadError::Io(io) => ApiError::Internal(io.into()),
-        })?;
-    }
-    let (file, digests) = upload.finish()?;
-    let new = match foreign {
-        Some(meta) => artifact_files::foreign(meta, &digests),
-        None => {
-            let app2 = app.clone();
-            let path = file.path().to_owned();
-            let digests2 = digests.clone();
-            let verdict = tokio::task::spawn_blocking(move || {
-                let keyring = crate::app::keyring(&app2.inner.settings)?;
-                artifact_files::verify_rua(&path, &keyring, &digests2)
-            })
-            .await
-            .map_err(|e| anyhow::anyhow!("verification task: {e}"))??;
-            verdict.map_err(|e| ApiError::BadRequest(format!("artifact rejected: {e}")))?
-        }
-    };
-    let artifacts_dir = app.inner.artifacts_dir.clone();
-    let sha = digests.sha256.clone();
-    tokio::task::spawn_blocking(move || artifact_files::keep(file, &artifacts_dir, &sha))
-        .await
-        .map_err(|e| anyhow::anyhow!("storing task: {e}"))??;
-    let (row, inserted) = app.store.add_artifact(&new).await?;
-    log::info!(
-        "event=artifact-uploaded id={} name={} version={} sha256={} new={inserted}",
-        row.id,
-        row.name,
-        row.version,
-        row.sha256
-    );
+    let (row, inserted) = intake::receive(&app, body.into_data_stream(), foreign).await?;
     let status = if inserted {
-        audit::record(
-            &app,
-            audit::ADMIN_TOKEN,
-            "artifact-upload",
-            &format!("artifact {}", row.id),
-            &format!("{} {} sha256 {}", row.name, row.version, row.sha256),
-        )
-        .await;
+        intake::record(&app, &who.actor, &row).await;
         StatusCode::CREATED
     } else {
         StatusCode::OK
@@ -190,6 +138,7 @@ fn check_tags(tags: &[String]) -> ApiResult<()> {
 
 async fn add_device(
     State(app): State<AppState>,
+    Extension(who): Extension<Principal>,
     JsonBody(request): JsonBody<api::AddDevice>,
 ) -> ApiResult<(StatusCode, Json<api::AddedDevice>)> {
     let id = links::controller_id(&request.controller_id)?;
@@ -220,7 +169,7 @@ async fn add_device(
     );
     audit::record(
         &app,
-        audit::ADMIN_TOKEN,
+        &who.actor,
         "device-add",
         &format!("device {id}"),
         &detail,
@@ -289,14 +238,25 @@ async fn show_device(
 
 async fn change_tags(
     State(app): State<AppState>,
+    Extension(who): Extension<Principal>,
     ApiPath(controller): ApiPath<String>,
     JsonBody(request): JsonBody<api::ChangeTags>,
 ) -> ApiResult<Json<api::Device>> {
+    Ok(Json(retag(&app, &who.actor, &controller, &request).await?))
+}
+
+/// Adds and removes a device's tags for `actor` (the API and the dashboard), audited.
+pub async fn retag(
+    app: &AppState,
+    actor: &str,
+    controller: &str,
+    request: &api::ChangeTags,
+) -> ApiResult<api::Device> {
     check_tags(&request.add)?;
     check_tags(&request.remove)?;
     let device = app
         .store
-        .device(&controller)
+        .device(controller)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no device {controller:?}")))?;
     app.store
@@ -308,8 +268,8 @@ async fn change_tags(
         request.remove.join(", ")
     );
     audit::record(
-        &app,
-        audit::ADMIN_TOKEN,
+        app,
+        actor,
         "device-tags",
         &format!("device {controller}"),
         &detail,
@@ -317,16 +277,27 @@ async fn change_tags(
     .await;
     let device = app
         .store
-        .device(&controller)
+        .device(controller)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no device {controller:?}")))?;
-    Ok(Json(device_view(&device)))
+    Ok(device_view(&device))
 }
 
 async fn create_rollout(
     State(app): State<AppState>,
+    Extension(who): Extension<Principal>,
     JsonBody(request): JsonBody<api::CreateRollout>,
 ) -> ApiResult<(StatusCode, Json<api::Rollout>)> {
+    let id = create(&app, &who.actor, request).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(rollout_view(&app.store, id).await?),
+    ))
+}
+
+/// Checks and creates a rollout for `actor` (the API and the dashboard), started at once if the
+/// request says so, audited; its id.
+pub async fn create(app: &AppState, actor: &str, request: api::CreateRollout) -> ApiResult<i64> {
     let bad = |e: &dyn std::fmt::Display| ApiError::BadRequest(e.to_string());
     let phases = Phases::parse(&request.phases).map_err(|e| bad(&e))?;
     let error_threshold: Threshold = request.error_threshold.parse().map_err(|e| bad(&e))?;
@@ -377,15 +348,11 @@ async fn create_rollout(
         rollout.error_threshold
     );
     let target = format!("rollout {}", rollout.id);
-    audit::record(&app, audit::ADMIN_TOKEN, "rollout-create", &target, &detail).await;
+    audit::record(app, actor, "rollout-create", &target, &detail).await;
     if request.start {
-        fleet::command(&app.store, rollout.id, Command::Start).await?;
-        audit::record(&app, audit::ADMIN_TOKEN, "rollout-start", &target, "").await;
+        steer(app, actor, rollout.id, Command::Start).await?;
     }
-    Ok((
-        StatusCode::CREATED,
-        Json(rollout_view(&app.store, rollout.id).await?),
-    ))
+    Ok(rollout.id)
 }
 
 /// A rollout with its artifact, per-phase counts and events.
@@ -434,6 +401,7 @@ async fn show_rollout(
 
 async fn rollout_command(
     State(app): State<AppState>,
+    Extension(who): Extension<Principal>,
     ApiPath((id, command)): ApiPath<(i64, String)>,
 ) -> ApiResult<Json<api::Rollout>> {
     let command: Command = command.parse().map_err(|_| {
@@ -441,17 +409,23 @@ async fn rollout_command(
             "no rollout command {command:?} (start, pause, resume, cancel)"
         ))
     })?;
+    steer(&app, &who.actor, id, command).await?;
+    Ok(Json(rollout_view(&app.store, id).await?))
+}
+
+/// Applies a rollout command for `actor` (the API and the dashboard), audited.
+pub async fn steer(app: &AppState, actor: &str, id: i64, command: Command) -> ApiResult<()> {
     fleet::command(&app.store, id, command).await?;
-    log::info!("event=rollout-command rollout={id} command={command}");
+    log::info!("event=rollout-command rollout={id} command={command} by={actor:?}");
     audit::record(
-        &app,
-        audit::ADMIN_TOKEN,
+        app,
+        actor,
         &format!("rollout-{command}"),
         &format!("rollout {id}"),
         "",
     )
     .await;
-    Ok(Json(rollout_view(&app.store, id).await?))
+    Ok(())
 }
 
 #[derive(Debug, Deserialize)]

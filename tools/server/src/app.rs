@@ -84,6 +84,7 @@ pub async fn build_state(settings: Settings) -> Result<AppState> {
             settings,
             metrics: metrics::Metrics::default(),
             login_limit: LoginLimit::default(),
+            password_checks: tokio::sync::Semaphore::new(dashboard::PASSWORD_CHECKS),
         }),
     })
 }
@@ -102,6 +103,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(bounded)
         .merge(admin_api::routes(&state))
+        .merge(dashboard::upload_routes())
         .fallback(guard::not_found)
         .method_not_allowed_fallback(guard::method_not_allowed)
         .layer(DefaultBodyLimit::max(guard::MAX_JSON_BODY))

@@ -7,11 +7,6 @@
 
 use crate::state::AppState;
 
-/// The management API's caller: whoever holds the admin token (API and CLI).
-pub const ADMIN_TOKEN: &str = "admin-token";
-/// A dashboard session.
-pub const DASHBOARD: &str = "dashboard";
-
 /// Most entries one `GET /api/v1/audit` returns.
 pub const MAX_LIMIT: i64 = 1000;
 

@@ -33,6 +33,12 @@ pub enum Command {
     /// Create and steer rollouts.
     #[command(subcommand)]
     Rollout(RolloutCommand),
+    /// Operator accounts of the dashboard and the API, on the server host (its database).
+    #[command(subcommand)]
+    User(UserCommand),
+    /// API tokens of operator accounts, scoped to a role, on the server host (its database).
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Copy a SQLite server's data directory (database, tokens, keys, artifacts) into a new
     /// directory, online and consistent; a server started on it is the fleet as it was.
     Backup(BackupArgs),
@@ -46,6 +52,77 @@ pub struct BackupArgs {
     /// New (or empty) directory to write the copy into.
     #[arg(long, value_name = "DIR")]
     pub to: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add an account; its password is read from standard input (the first line).
+    Add {
+        name: String,
+        /// viewer, operator or admin.
+        #[arg(long)]
+        role: String,
+        #[command(flatten)]
+        server: ServeArgs,
+    },
+    /// List accounts.
+    List {
+        #[command(flatten)]
+        server: ServeArgs,
+    },
+    /// Change an account's role.
+    SetRole {
+        name: String,
+        #[arg(long)]
+        role: String,
+        #[command(flatten)]
+        server: ServeArgs,
+    },
+    /// Change an account's password (read from standard input); ends its dashboard sessions.
+    SetPassword {
+        name: String,
+        #[command(flatten)]
+        server: ServeArgs,
+    },
+    /// Remove an account with its sessions and API tokens.
+    Remove {
+        name: String,
+        #[command(flatten)]
+        server: ServeArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create an API token of an account and print it (once: only its hash is stored). It acts
+    /// with the lower of --role and the account's role.
+    Create {
+        /// The account it acts for.
+        #[arg(long)]
+        user: String,
+        /// What it is for, e.g. "prometheus" or "ci".
+        #[arg(long)]
+        label: String,
+        /// viewer, operator or admin.
+        #[arg(long)]
+        role: String,
+        /// Days until it expires [default: never].
+        #[arg(long, value_name = "DAYS")]
+        expires_in_days: Option<u32>,
+        #[command(flatten)]
+        server: ServeArgs,
+    },
+    /// List tokens (never their values).
+    List {
+        #[command(flatten)]
+        server: ServeArgs,
+    },
+    /// Revoke a token by its id (see `token list`).
+    Revoke {
+        id: i64,
+        #[command(flatten)]
+        server: ServeArgs,
+    },
 }
 
 #[derive(Debug, Clone, Default, Args)]

@@ -1,6 +1,6 @@
 //! The API's errors: a status code and a message that names the problem, as JSON
 //! `{"error": "…"}` (the typed [`ErrorBody`]), for every status the server itself produces:
-//! 400, 401, 404, 405, 408, 409, 413 and 500. Internal errors are logged with their chain and
+//! 400, 401, 403, 404, 405, 408, 409, 413 and 500. Internal errors are logged with their chain and
 //! answered with a generic text.
 
 use axum::Json;
@@ -13,6 +13,9 @@ pub enum ApiError {
     /// No or a wrong token. The text is the same whatever was wrong, so it teaches nothing.
     #[error("unauthorized")]
     Unauthorized,
+    /// A valid credential whose role does not allow the request.
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -40,6 +43,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Conflict(_) => StatusCode::CONFLICT,

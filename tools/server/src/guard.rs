@@ -2,8 +2,9 @@
 //!
 //! 1. hyper: the request line and headers within `header-read-timeout` (also the keep-alive idle
 //!    timeout), set in `app::serve`;
-//! 2. [`require_admin`]: the management API's token, checked by a layer before any extractor runs,
-//!    so an unauthenticated body is never read (401 at once, whatever its `Content-Length`);
+//! 2. [`require_role`]: the management API's bearer token and the role it holds, checked by a
+//!    layer before any extractor runs, so an unauthenticated or unauthorised body is never read
+//!    (401 or 403 at once, whatever its `Content-Length`);
 //! 3. [`deadline`]: the whole request within `request-timeout` (408), on every route but the
 //!    streamed artifact upload, which has a per-chunk idle timeout of the same length instead;
 //! 4. [`JsonBody`]: a declared `Content-Length` above [`MAX_JSON_BODY`] is 413 before a byte of the
@@ -15,11 +16,12 @@
 //! (a reverse proxy's job) and the dashboard's cookie (see `dashboard.rs`).
 
 use crate::error::ApiError;
+use crate::roles::{self, ADMIN_TOKEN_ACTOR, Principal, Role};
 use crate::state::AppState;
 use crate::tokens::{self, Credential};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Path, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
@@ -30,28 +32,67 @@ use serde::de::DeserializeOwned;
 /// the upload). hawkBit's bodies are far smaller; the device daemon's feedback fits many times.
 pub const MAX_JSON_BODY: usize = rustupdate_ddi::MAX_BODY_LEN;
 
-/// Whether the headers carry the admin token (`Authorization: Bearer …`).
-pub fn is_admin(app: &AppState, headers: &HeaderMap) -> bool {
+/// Who the `Authorization: Bearer …` header names: the admin token (admin), or a user's live API
+/// token (the lower of the token's and the user's role); `None` for no or an unknown token.
+pub async fn bearer_principal(
+    app: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<Principal>, ApiError> {
     let Some(value) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
     else {
-        return false;
+        return Ok(None);
     };
-    matches!(
-        tokens::parse_authorization(value),
-        Some(Credential::Bearer(token)) if tokens::equal(token, &app.inner.admin_token)
-    )
+    let Some(Credential::Bearer(token)) = tokens::parse_authorization(value) else {
+        return Ok(None);
+    };
+    if tokens::equal(token, &app.inner.admin_token) {
+        return Ok(Some(Principal {
+            actor: ADMIN_TOKEN_ACTOR.into(),
+            role: Role::Admin,
+        }));
+    }
+    Ok(app
+        .store
+        .api_token_holder(&tokens::hash(token))
+        .await?
+        .map(|holder| Principal {
+            actor: holder.user,
+            role: holder.role,
+        }))
 }
 
-/// Layer of the management API: 401 unless the admin token is presented, decided from the headers
-/// alone (the body stays unread).
-pub async fn require_admin(State(app): State<AppState>, request: Request, next: Next) -> Response {
-    if is_admin(&app, request.headers()) {
-        next.run(request).await
-    } else {
-        ApiError::Unauthorized.into_response()
+/// Layer of the management API: 401 without a valid bearer token, 403 when its role is below
+/// what `roles::required` says the route needs, decided from the headers alone (the body stays
+/// unread). The [`Principal`] goes into the request's extensions for the handler.
+pub async fn require_role(
+    State(app): State<AppState>,
+    matched: Option<MatchedPath>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let principal = match bearer_principal(&app, request.headers()).await {
+        Ok(Some(principal)) => principal,
+        Ok(None) => return ApiError::Unauthorized.into_response(),
+        Err(e) => return e.into_response(),
+    };
+    let route = matched
+        .as_ref()
+        .map_or(request.uri().path(), |m| m.as_str());
+    let needed = roles::required(request.method(), route);
+    if !principal.role.may(needed) {
+        return ApiError::Forbidden(format!(
+            "{} {} needs the role {needed}; {} has the role {}",
+            request.method(),
+            request.uri().path(),
+            principal.actor,
+            principal.role
+        ))
+        .into_response();
     }
+    request.extensions_mut().insert(principal);
+    next.run(request).await
 }
 
 /// Layer: the request (reading its body included) must be answered within `request-timeout`.

@@ -1,5 +1,6 @@
 //! `rustupdate-server`: the fleet server (default) and the operator CLI for its management API.
 
+mod accounts;
 mod admin_api;
 mod api;
 mod app;
@@ -14,9 +15,12 @@ mod ddi_api;
 mod error;
 mod fleet;
 mod guard;
+mod intake;
 mod links;
 mod login_limit;
 mod metrics;
+mod passwords;
+mod roles;
 mod state;
 mod store;
 mod target;
@@ -34,6 +38,8 @@ fn main() -> ExitCode {
         Some(Command::Artifact(c)) => client::artifact(c),
         Some(Command::Device(c)) => client::device(c),
         Some(Command::Rollout(c)) => client::rollout(c),
+        Some(Command::User(c)) => accounts::user(c),
+        Some(Command::Token(c)) => accounts::token(c),
         Some(Command::Backup(args)) => backup(&args),
     };
     match result {

@@ -26,4 +26,6 @@ pub struct Shared {
     pub metrics: Metrics,
     /// Failed dashboard logins per client address.
     pub login_limit: LoginLimit,
+    /// Dashboard password checks that may run at once (each Argon2id check takes 19 MiB).
+    pub password_checks: tokio::sync::Semaphore,
 }

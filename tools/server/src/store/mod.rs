@@ -27,6 +27,7 @@ mod devices;
 mod rollouts;
 mod schema;
 mod sessions;
+mod users;
 
 pub use actions::{
     ActionRow, ActionWithRollout, FEEDBACK_BYTES_PER_ACTION, FEEDBACK_ENTRIES_PER_ACTION,

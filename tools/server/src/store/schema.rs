@@ -124,6 +124,29 @@ CREATE TABLE audit_log (
     detail TEXT NOT NULL
 );
 "#,
+    // 5: operator accounts, their scoped API tokens, and sessions that belong to an account
+    // (store/users.rs). Sessions opened with the admin token before accounts existed end.
+    r#"
+CREATE TABLE users (
+    id {ID},
+    name TEXT NOT NULL UNIQUE,
+    role TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE TABLE api_tokens (
+    id {ID},
+    user_id BIGINT NOT NULL REFERENCES users(id),
+    label TEXT NOT NULL,
+    role TEXT NOT NULL,
+    token_hash TEXT NOT NULL UNIQUE,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT,
+    revoked_at BIGINT
+);
+DELETE FROM dashboard_sessions;
+ALTER TABLE dashboard_sessions ADD COLUMN user_id BIGINT REFERENCES users(id);
+"#,
 ];
 
 /// The auto-increment primary key of each backend.

@@ -65,6 +65,7 @@ fn operator_actions_are_in_the_audit_log(backend: Backend) {
         [
             "dashboard-logout",
             "dashboard-login",
+            "user-add",
             "rollout-pause",
             "rollout-start",
             "rollout-create",
@@ -81,8 +82,10 @@ fn operator_actions_are_in_the_audit_log(backend: Backend) {
         format!("rollout {rollout}")
     );
     assert_eq!(by_action("device-tags")["detail"], "add [beta], remove []");
-    assert_eq!(by_action("dashboard-login")["actor"], "dashboard");
+    assert_eq!(by_action("dashboard-login")["actor"], "operator");
     assert_eq!(by_action("dashboard-login")["target"], "127.0.0.1");
+    assert_eq!(by_action("user-add")["actor"], "host:tester");
+    assert_eq!(by_action("user-add")["target"], "user operator");
     assert!(
         entries
             .windows(2)
@@ -151,7 +154,7 @@ fn dashboard_commands_need_the_session_and_its_csrf_token(backend: Backend) {
     assert_eq!(state(), "paused");
     let log = server.admin_get("/api/v1/audit?limit=1");
     assert_eq!(log.body[0]["action"], "rollout-pause", "{log:?}");
-    assert_eq!(log.body[0]["actor"], "dashboard", "{log:?}");
+    assert_eq!(log.body[0]["actor"], "operator", "{log:?}");
     // Pausing again is refused by the rollout's state, as in the API.
     assert_eq!(post(Some(&cookie), &format!("csrf={csrf}")), 409);
 }

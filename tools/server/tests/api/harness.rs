@@ -47,6 +47,19 @@ pub fn fresh_postgres_database() -> String {
     }
 }
 
+/// Percent-encodes everything but unreserved characters (a form value).
+pub fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
 fn hex_suffix() -> String {
     let mut bytes = [0u8; 8];
     getrandom::getrandom(&mut bytes).unwrap();
@@ -248,19 +261,70 @@ impl Server {
         format!("Bearer {}", self.admin)
     }
 
+    /// Runs `rustupdate-server ARGS --data-dir … --database …` (the host-side commands: `user`,
+    /// `token`) with `stdin`; its exit success, standard output and error.
+    pub fn host_command(&self, args: &[&str], stdin: &str) -> (bool, String, String) {
+        use std::io::Write;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rustupdate-server"))
+            .args(args)
+            .args([
+                "--data-dir",
+                self.dir.to_str().unwrap(),
+                "--database",
+                &self.database,
+            ])
+            .env("USER", "tester")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting rustupdate-server");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// The password the test accounts get.
+    pub fn password_of(name: &str) -> String {
+        format!("{name}-correct-horse-battery")
+    }
+
+    /// Adds the account `name` with `role` (`user add`), its password [`Server::password_of`].
+    pub fn add_user(&self, name: &str, role: &str) {
+        let (ok, out, err) = self.host_command(
+            &["user", "add", name, "--role", role],
+            &format!("{}\n", Server::password_of(name)),
+        );
+        assert!(ok, "user add {name}: {out}{err}");
+    }
+
     /// Logs in to the dashboard by the form (`POST /ui/login`) and returns the 303 with its
     /// `Set-Cookie`, unfollowed.
-    pub fn dashboard_login(&self, token: &str) -> (u16, Option<String>) {
+    pub fn dashboard_login(&self, name: &str, password: &str) -> (u16, Option<String>) {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .max_redirects(0)
             .timeout_global(Some(Duration::from_secs(30)))
             .build()
             .into();
+        let form = format!(
+            "name={}&password={}&next=%2Fui%2F",
+            urlencode(name),
+            urlencode(password)
+        );
         let r = agent
             .post(&self.url("/ui/login"))
             .header("Content-Type", "application/x-www-form-urlencoded")
-            .send(format!("token={token}&next=%2Fui%2F"))
+            .send(form)
             .unwrap();
         let cookie = r
             .headers()
@@ -279,9 +343,20 @@ impl Server {
         answer(agent.get(&self.url(path)).header("Cookie", cookie).call())
     }
 
-    /// The `name=value` of a fresh dashboard session.
+    /// The `name=value` of a fresh dashboard session of an operator account (`operator`, made on
+    /// first use).
     pub fn dashboard_session(&self) -> String {
-        let (status, cookie) = self.dashboard_login(&self.admin);
+        self.dashboard_session_as("operator", "operator")
+    }
+
+    /// The `name=value` of a fresh dashboard session of the account `name` with `role`, made if
+    /// it does not exist yet.
+    pub fn dashboard_session_as(&self, name: &str, role: &str) -> String {
+        let _ = self.host_command(
+            &["user", "add", name, "--role", role],
+            &format!("{}\n", Server::password_of(name)),
+        );
+        let (status, cookie) = self.dashboard_login(name, &Server::password_of(name));
         assert_eq!(status, 303, "login");
         cookie
             .expect("a session cookie")
@@ -319,15 +394,20 @@ impl Server {
         )
     }
 
-    /// Uploads a signed artifact of `version` for the test board; returns its id.
-    pub fn release(&self, version: &str) -> i64 {
+    /// A signed artifact of `version` for the test board.
+    pub fn release_bytes(version: &str) -> Vec<u8> {
         let spec = rustupdate_testkit::ArtifactSpec {
             version,
             compatible: &[BOARD],
             ..Default::default()
         };
         let image = rustupdate_testkit::pseudo_random(300_000, version.len() as u64);
-        let bytes = rustupdate_testkit::artifact(&spec, &image, &[&release_key()]);
+        rustupdate_testkit::artifact(&spec, &image, &[&release_key()])
+    }
+
+    /// Uploads a signed artifact of `version` for the test board; returns its id.
+    pub fn release(&self, version: &str) -> i64 {
+        let bytes = Server::release_bytes(version);
         let a = self.upload(&bytes, "");
         assert!(a.status == 201 || a.status == 200, "upload: {a:?}");
         a.body["id"].as_i64().unwrap()

@@ -401,19 +401,28 @@ fn device_reported_type_never_changes_the_registered_one(backend: Backend) {
 
 fn dashboard_login_is_a_post_and_opens_a_random_session(backend: Backend) {
     let server = Server::start(backend);
-    // A wrong token: the form again, no cookie.
-    let (status, cookie) = server.dashboard_login("not-the-token");
-    assert_eq!(status, 401);
-    assert!(cookie.is_none(), "{cookie:?}");
-    // The right one: a random session key, never the token, with the flags.
-    let (status, cookie) = server.dashboard_login(&server.admin);
+    server.add_user("alice", "viewer");
+    let password = Server::password_of("alice");
+    // A wrong password, an unknown name, the admin token as a password: the form again, no
+    // cookie.
+    for (name, password) in [
+        ("alice", "not-the-password"),
+        ("mallory", password.as_str()),
+        ("alice", server.admin.as_str()),
+    ] {
+        let (status, cookie) = server.dashboard_login(name, password);
+        assert_eq!(status, 401, "{name}");
+        assert!(cookie.is_none(), "{cookie:?}");
+    }
+    // The right one: a random session key, never the password, with the flags.
+    let (status, cookie) = server.dashboard_login("alice", &password);
     assert_eq!(status, 303);
     let cookie = cookie.unwrap();
     for flag in ["HttpOnly", "SameSite=Strict", "Max-Age=28800", "Path=/ui"] {
         assert!(cookie.contains(flag), "{flag}: {cookie}");
     }
     assert!(!cookie.contains("Secure"), "plain HTTP: {cookie}");
-    assert!(!cookie.contains(&server.admin), "{cookie}");
+    assert!(!cookie.contains(&password), "{cookie}");
     let session = cookie.split(';').next().unwrap().to_owned();
     let (name, key) = session.split_once('=').unwrap();
     assert_eq!(name, "rustupdate_session");
@@ -429,7 +438,7 @@ fn dashboard_login_is_a_post_and_opens_a_random_session(backend: Backend) {
         assert_eq!(a.status, 303, "{forged}: {a:?}");
     }
     // Two sessions are distinct; logging out ends one.
-    let other = server.dashboard_session();
+    let other = server.dashboard_session_as("alice", "viewer");
     assert_ne!(other, session);
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -448,7 +457,8 @@ fn dashboard_login_is_a_post_and_opens_a_random_session(backend: Backend) {
     assert_eq!(server.dashboard_get("/ui/", &other).status, 200);
     // Behind an https public-url the cookie is Secure.
     let https = Server::start_with(backend, &["--public-url", "https://updates.example.com"]);
-    let (_, cookie) = https.dashboard_login(&https.admin);
+    https.add_user("bob", "viewer");
+    let (_, cookie) = https.dashboard_login("bob", &Server::password_of("bob"));
     assert!(cookie.unwrap().contains("; Secure"));
 }
 
@@ -589,14 +599,15 @@ fn poll_interval_is_sent_under_a_day() {
     assert!(stderr.contains("23:59:59"), "{stderr}");
 }
 
-/// Five wrong tokens in a minute from one address: the next login is refused with 429, even with
-/// the right token, so guessing learns nothing; the management API stays open.
+/// Five wrong passwords in a minute from one address: the next login is refused with 429, even with
+/// the right password, so guessing learns nothing; the management API stays open.
 fn failed_dashboard_logins_are_limited(backend: Backend) {
     let server = Server::start(backend);
+    server.add_user("carol", "operator");
     for _ in 0..5 {
-        assert_eq!(server.dashboard_login("not-the-token").0, 401);
+        assert_eq!(server.dashboard_login("carol", "not-the-password").0, 401);
     }
-    let (status, cookie) = server.dashboard_login(&server.admin);
+    let (status, cookie) = server.dashboard_login("carol", &Server::password_of("carol"));
     assert_eq!(status, 429);
     assert!(cookie.is_none(), "{cookie:?}");
     let page = answer(server.agent.get(&server.url("/ui/login")).call());

@@ -11,6 +11,7 @@ mod device_search;
 mod harness;
 mod hostile_input;
 mod metrics;
+mod roles;
 mod rollouts;
 mod scale_out;
 mod tls;

@@ -1,0 +1,285 @@
+//! The fleet's pages: the overview, the device search and a device with its history; operators
+//! change a device's tags on its page.
+
+use super::session::{Operator, authorize_form, require_login};
+use super::{ago, error_page, items, page};
+use crate::admin_api;
+use crate::api;
+use crate::error::{ApiError, ApiResult};
+use crate::links;
+use crate::roles::Role;
+use crate::state::AppState;
+use crate::store::{
+    DeviceFilter, DeviceRow, FEEDBACK_BYTES_PER_ACTION, FEEDBACK_ENTRIES_PER_ACTION,
+};
+use axum::extract::{Form, Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::{Markup, html};
+use rustupdate_ddi::attributes::{RUNNING_SLOT, RUNNING_VERSION};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// Audit log entries on the overview.
+const AUDIT_SHOWN: i64 = 20;
+/// Devices on a page of the device list (and on the overview).
+const DEVICES_PER_PAGE: i64 = 50;
+
+pub async fn overview(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    let who = match require_login(&app, &headers, "/ui/").await {
+        Ok(who) => who,
+        Err(r) => return r,
+    };
+    match overview_page(&app, &who).await {
+        Ok(m) => m.into_response(),
+        Err(e) => error_page(e),
+    }
+}
+
+async fn overview_page(app: &AppState, who: &Operator) -> ApiResult<Markup> {
+    let devices = app.store.devices().await?;
+    let rollouts = app.store.rollouts().await?;
+    let audit = app.store.audit_log(AUDIT_SHOWN).await?;
+    let (first_devices, _) = app
+        .store
+        .device_page(&DeviceFilter::default(), DEVICES_PER_PAGE, 0)
+        .await?;
+    let mut per_version: BTreeMap<String, usize> = BTreeMap::new();
+    for d in &devices {
+        let version = d
+            .attributes
+            .get(RUNNING_VERSION)
+            .cloned()
+            .unwrap_or_else(|| "unknown".into());
+        *per_version.entry(version).or_default() += 1;
+    }
+    Ok(page(
+        "Fleet",
+        html! {
+            p { (devices.len()) " devices, " (rollouts.len()) " rollouts." }
+            h2 { "Devices per running version" }
+            table {
+                tr { th { "version" } th { "devices" } }
+                @for (version, count) in &per_version { tr { td { (version) } td { (count) } } }
+            }
+            h2 { "Rollouts" }
+            (super::rollout_pages::rollout_table(&rollouts))
+            h2 { "Devices" }
+            p {
+                "The first " (first_devices.len()) " of " (devices.len()) " by id; "
+                a href="/ui/devices" { "search and page through all of them" } "."
+            }
+            (device_table(&first_devices))
+            h2 { "Operator actions" }
+            p { "The newest " (AUDIT_SHOWN) "; all of them: " code { "GET /api/v1/audit" } "." }
+            table {
+                tr { th { "when" } th { "who" } th { "action" } th { "on" } th { "detail" } }
+                @for a in &audit {
+                    tr {
+                        td { (ago(Some(a.at))) } td { (a.actor) } td { (a.action) }
+                        td { (a.target) } td { (a.detail) }
+                    }
+                }
+            }
+        },
+        who,
+    ))
+}
+
+fn device_table(devices: &[DeviceRow]) -> Markup {
+    html! {
+        table {
+            tr { th { "device" } th { "type" } th { "running version" } th { "slot" } th { "tags" } th { "last seen" } }
+            @for d in devices {
+                tr {
+                    td { a href={ "/ui/devices/" (links::segment(&d.controller_id)) } { (d.controller_id) } }
+                    td {
+                        (d.device_type.as_deref().unwrap_or("-"))
+                        @if let Some(reported) = d.type_mismatch() {
+                            " " span.failed title="the device reports another type; its registered type stays" { "(reports " (reported) ")" }
+                        }
+                    }
+                    td { (d.attributes.get(RUNNING_VERSION).map_or("-", |s| s)) }
+                    td { (d.attributes.get(RUNNING_SLOT).map_or("-", |s| s)) }
+                    td { (d.tags.join(", ")) }
+                    td { (ago(d.last_seen)) }
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct DeviceSearch {
+    #[serde(default)]
+    q: String,
+    #[serde(default, rename = "type")]
+    device_type: String,
+    #[serde(default)]
+    tag: String,
+    page: Option<i64>,
+}
+
+/// `GET /ui/devices?q=&type=&tag=&page=`: devices by part of their id, type and tag, a page at a
+/// time.
+pub async fn devices(
+    State(app): State<AppState>,
+    Query(search): Query<DeviceSearch>,
+    headers: HeaderMap,
+) -> Response {
+    let who = match require_login(&app, &headers, "/ui/devices").await {
+        Ok(who) => who,
+        Err(r) => return r,
+    };
+    let page_no = search.page.unwrap_or(1).max(1);
+    let filter = DeviceFilter {
+        id_part: search.q.trim().to_owned(),
+        device_type: search.device_type.trim().to_owned(),
+        tag: search.tag.trim().to_owned(),
+    };
+    let offset = (page_no - 1).saturating_mul(DEVICES_PER_PAGE);
+    let (found, total) = match app
+        .store
+        .device_page(&filter, DEVICES_PER_PAGE, offset)
+        .await
+    {
+        Ok(found) => found,
+        Err(e) => return error_page(ApiError::Internal(e)),
+    };
+    let pages = (total + DEVICES_PER_PAGE - 1) / DEVICES_PER_PAGE;
+    let link = |page: i64| {
+        let query = serde_urlencoded::to_string([
+            ("q", filter.id_part.as_str()),
+            ("type", filter.device_type.as_str()),
+            ("tag", filter.tag.as_str()),
+            ("page", page.to_string().as_str()),
+        ])
+        .unwrap_or_default();
+        format!("/ui/devices?{query}")
+    };
+    page(
+        "Devices",
+        html! {
+            form.search method="get" action="/ui/devices" {
+                label { "id contains " input type="search" name="q" value=(filter.id_part); }
+                " " label { "type " input type="text" name="type" value=(filter.device_type); }
+                " " label { "tag " input type="text" name="tag" value=(filter.tag); }
+                " " button { "Search" }
+            }
+            p {
+                (total) " devices match"
+                @if total > 0 { "; page " (page_no) " of " (pages.max(1)) }
+                "."
+                @if page_no > 1 { " " a href=(link(page_no - 1)) { "previous page" } }
+                @if page_no < pages { " " a href=(link(page_no + 1)) { "next page" } }
+            }
+            (device_table(&found))
+        },
+        &who,
+    )
+    .into_response()
+}
+
+fn device_here(controller: &str) -> String {
+    format!("/ui/devices/{}", links::segment(controller))
+}
+
+pub async fn device(
+    State(app): State<AppState>,
+    Path(controller): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let who = match require_login(&app, &headers, &device_here(&controller)).await {
+        Ok(who) => who,
+        Err(r) => return r,
+    };
+    match admin_api::device_detail(&app.store, &controller).await {
+        Ok(detail) => device_page(&detail, &who).into_response(),
+        Err(e) => error_page(e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct TagsForm {
+    csrf: Option<String>,
+    #[serde(default)]
+    add: String,
+    #[serde(default)]
+    remove: String,
+}
+
+/// `POST /ui/devices/{controller}/tags` from the device page (operators).
+pub async fn retag(
+    State(app): State<AppState>,
+    Path(controller): Path<String>,
+    headers: HeaderMap,
+    Form(form): Form<TagsForm>,
+) -> Response {
+    let here = device_here(&controller);
+    let who =
+        match authorize_form(&app, &headers, &here, form.csrf.as_deref(), Role::Operator).await {
+            Ok(who) => who,
+            Err(r) => return r,
+        };
+    let change = api::ChangeTags {
+        add: items(&form.add),
+        remove: items(&form.remove),
+    };
+    match admin_api::retag(&app, &who.principal.actor, &controller, &change).await {
+        Ok(_) => Redirect::to(&here).into_response(),
+        Err(e) => error_page(e),
+    }
+}
+
+fn device_page(detail: &api::DeviceDetail, who: &Operator) -> Markup {
+    let d = &detail.device;
+    page(
+        &format!("Device {}", d.controller_id),
+        html! {
+            p {
+                "Type " b { (d.device_type.as_deref().unwrap_or("unknown")) }
+                @if let Some(reported) = &d.reported_device_type {
+                    " " span.failed { "(the device reports " b { (reported) } "; the registered type stays, rollouts target it)" }
+                }
+                ", running " b { (d.running_version.as_deref().unwrap_or("unknown")) }
+                ", last seen " (ago(d.last_seen)) "."
+                @if !d.tags.is_empty() { " Tags: " (d.tags.join(", ")) "." }
+            }
+            @if who.may(Role::Operator) {
+                form.tags method="post" action={ (device_here(&d.controller_id)) "/tags" } {
+                    input type="hidden" name="csrf" value=(who.csrf);
+                    label { "add tags " input type="text" name="add" placeholder="lab, eu-west"; }
+                    " " label { "remove tags " input type="text" name="remove"; }
+                    " " button { "Change tags" }
+                }
+            }
+            h2 { "Attributes" }
+            table { @for (k, v) in &d.attributes { tr { th { (k) } td { (v) } } } }
+            h2 { "History" }
+            @for a in &detail.actions {
+                h3 {
+                    "Action " (a.action.id) ": " (a.rollout_name) " (" (a.artifact_version) ") — "
+                    span.state.(a.action.state) { (a.action.state) }
+                }
+                @if let Some(reason) = &a.action.reason { p { "Reason: " (reason) } }
+                @if a.action.feedback_dropped > 0 {
+                    p {
+                        (a.action.feedback_dropped) " feedback entries not kept (the first one and the latest are kept: at most "
+                        (FEEDBACK_ENTRIES_PER_ACTION) " entries and " (FEEDBACK_BYTES_PER_ACTION / 1024) " KiB of details per action)."
+                    }
+                }
+                table {
+                    tr { th { "when" } th { "channel" } th { "execution" } th { "result" } th { "progress" } th { "details" } }
+                    @for f in &a.feedback {
+                        tr {
+                            td { (ago(Some(f.received_at))) } td { (f.channel) } td { (f.execution) } td { (f.finished) }
+                            td { @if let Some((c, o)) = f.progress { (c) "/" (o) } }
+                            td { @for line in &f.details { (line) br; } }
+                        }
+                    }
+                }
+            }
+        },
+        who,
+    )
+}
