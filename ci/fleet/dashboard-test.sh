@@ -1,9 +1,17 @@
 #!/usr/bin/env bash
 # The server's HTML dashboard in a real browser (Debian's chromium, headless, driven by
-# ci/fleet/browser.py through Playwright): seed a small fleet through the DDI API and the CLI, log
-# in by typing the admin token into the login form, then check what a person would see on the
-# overview, a rollout and a device page, check that nothing is shown without logging in or after
-# a wrong token, and save screenshots of the three pages under build/screenshots/.
+# ci/fleet/browser.py through Playwright): seed a small fleet through the DDI API and the CLI,
+# make one account per role on the host (`rustupdate-server user add`), log in by typing name and
+# password into the login form, and then:
+# - as the viewer: what a person sees on the overview, a rollout and a device page, and no form
+#   to change anything;
+# - without logging in, or with a wrong password: no fleet data;
+# - as the operator, the job end to end: upload a signed artifact, create a rollout with the
+#   form, start, pause, resume and cancel with the buttons (the management API and the audit log
+#   follow);
+# - as the admin: logged in with the role shown;
+# - a page of another origin that posts the pause form without the CSRF token changes nothing;
+# and save screenshots of every page under build/screenshots/.
 #
 # The fleet: three demo-board devices registered with `device add`, each reporting
 # running_version 1.0.0 by configData; a signed .rua (1 MiB image, key trusted through
@@ -147,25 +155,49 @@ check_page() {
 OTHERS=()
 for id in "${DEVICES[@]}"; do [[ $id != "$UPDATED" ]] && OTHERS+=("$id"); done
 
-# One session, logged in through the form: the three pages, then their screenshots.
+# --- accounts, one per role, made on the host ------------------------------------------------
+server_host() {
+    "$SERVER_BIN" "$@" --data-dir "$DATA_DIR" ${FLEET_DATABASE:+--database "$FLEET_DATABASE"}
+}
+PASSWORDS=$WORK/passwords
+mkdir -p "$PASSWORDS"
+declare -A ROLE_OF=([ann-admin]=admin [otto-operator]=operator [vera-viewer]=viewer)
+for user in "${!ROLE_OF[@]}"; do
+    printf '%s-%s-long-password\n' "$user" "$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')" >"$PASSWORDS/$user"
+    server_host user add "$user" --role "${ROLE_OF[$user]}" <"$PASSWORDS/$user" >/dev/null ||
+        fleet_fail "user add $user failed"
+done
+# as USER browse-args…: a browser session logged in as USER through the form.
+as() {
+    local user=$1
+    shift
+    browse --user "$user" --password-file "$PASSWORDS/$user" "$@"
+}
+
+# --- the viewer: three pages, what they show, no forms ---------------------------------------
 PAGES=(overview=/ui/ "rollout=/ui/rollouts/$ROLLOUT_ID" "device=/ui/devices/$UPDATED")
 shots=()
 for p in "${PAGES[@]}"; do shots+=(--shoot "dashboard-$p"); done
-browse --token-file "$DATA_DIR/admin.token" --out "$WORK/pages" \
-    --dump "${PAGES[0]}" --dump "${PAGES[1]}" --dump "${PAGES[2]}" "${shots[@]}"
-log "logged in through the form (POST /ui/login)"
+as vera-viewer --out "$WORK/pages" \
+    --dump "${PAGES[0]}" --dump "${PAGES[1]}" --dump "${PAGES[2]}" --dump artifacts=/ui/artifacts "${shots[@]}" \
+    --shoot dashboard-devices=/ui/devices --shoot dashboard-rollouts=/ui/rollouts
+log "the viewer logged in through the form (POST /ui/login)"
 
 check_page overview \
     --contains "${DEVICES[0]}" --contains "${DEVICES[1]}" --contains "${DEVICES[2]}" \
     --contains "$OLD_VERSION" --contains "$NEW_VERSION" --contains "$ROLLOUT_NAME" \
-    --regex "last seen"
+    --contains "vera-viewer (viewer)" --regex "last seen"
 check_page rollout \
     --contains "$ROLLOUT_NAME" --contains "demo-image" --contains "$NEW_VERSION" \
     --regex '\b50\s*%' --regex '\b100\s*%' \
-    --regex '\b1\s+succeeded|succeeded\W{0,10}1\b'
+    --regex '\b1\s+succeeded|succeeded\W{0,10}1\b' --absent Pause --absent Cancel
 check_page device \
     --contains "$UPDATED" --contains "$FEEDBACK_DETAIL" --contains "downloaded demo-image-$NEW_VERSION.rua" \
-    --contains succeeded --contains "$ROLLOUT_NAME" --contains "$NEW_VERSION"
+    --contains succeeded --contains "$ROLLOUT_NAME" --contains "$NEW_VERSION" --absent "Change tags"
+check_page artifacts --contains "demo-image" --absent Upload
+for name in rollout device artifacts; do
+    ! grep -q 'name="csrf"' "$WORK/pages/$name.html" || fleet_fail "the $name page offers the viewer a form"
+done
 
 # Not logged in: a redirect to the login page or 401, and no fleet data in what the browser shows.
 for path in /ui/ "/ui/rollouts/$ROLLOUT_ID" "/ui/devices/$UPDATED"; do
@@ -180,44 +212,98 @@ for path in /ui/ "/ui/rollouts/$ROLLOUT_ID" "/ui/devices/$UPDATED"; do
 done
 ABSENT=(--absent "${DEVICES[0]}" --absent "${DEVICES[1]}" --absent "${DEVICES[2]}"
     --absent "$FEEDBACK_DETAIL" --absent "$ROLLOUT_NAME")
-browse --out "$WORK/anon" --dump anon=/ui/
+browse --out "$WORK/anon" --dump anon=/ui/ --shoot dashboard-login=/ui/login
 python3 "$FLEET_DIR/page_text.py" "${ABSENT[@]}" <"$WORK/anon/anon.html" ||
     fleet_fail "/ui/ without login shows fleet data"
-# A wrong token typed into the form: the form again, saying so, and still no fleet data.
-printf 'not-the-token\n' >"$WORK/wrong.token"
-browse --token-file "$WORK/wrong.token" --expect-login-failure --out "$WORK/wrong" --dump after=/ui/
-python3 "$FLEET_DIR/page_text.py" --contains "Wrong token" "${ABSENT[@]}" <"$WORK/wrong/login.html" ||
-    fleet_fail "a wrong token: the login answer is not the form saying so, or it shows fleet data"
+# A wrong password typed into the form: the form again, saying so, and still no fleet data.
+printf 'not-the-password\n' >"$WORK/wrong.password"
+browse --user otto-operator --password-file "$WORK/wrong.password" --expect-login-failure \
+    --out "$WORK/wrong" --dump after=/ui/
+python3 "$FLEET_DIR/page_text.py" --contains "Wrong name or password" "${ABSENT[@]}" <"$WORK/wrong/login.html" ||
+    fleet_fail "a wrong password: the login answer is not the form saying so, or it shows fleet data"
 python3 "$FLEET_DIR/page_text.py" "${ABSENT[@]}" <"$WORK/wrong/after.html" ||
-    fleet_fail "a wrong token shows fleet data"
-log "without login (and with a wrong token) no fleet data is shown"
+    fleet_fail "a wrong password shows fleet data"
+log "without login (and with a wrong password) no fleet data is shown"
+
+# --- the admin: logged in with the role shown ---------------------------------------------------
+as ann-admin --out "$WORK/admin" --dump overview=/ui/
+python3 "$FLEET_DIR/page_text.py" --contains "ann-admin (admin)" <"$WORK/admin/overview.html" ||
+    fleet_fail "the admin's overview does not name the admin"
+
+# --- the operator's job: upload, create, start, pause, resume, cancel ---------------------------
+RUA3=$WORK/demo-image-3.0.0.rua
+"$ARTIFACT_TOOL" build --image "$WORK/rootfs.img" --name demo-image --version 3.0.0 \
+    --device-type "$DEVICE_TYPE" --key "$WORK/release.key.pem" -o "$RUA3" >/dev/null
+readonly BROWSER_ROLLOUT=made-in-the-browser
+as otto-operator --out "$WORK/job" \
+    --step "goto /ui/artifacts" --step "file file=$RUA3" --step "press Upload" \
+    --step "save artifacts" --step "shoot dashboard-artifacts" \
+    --step "goto /ui/rollouts/new" --step "fill name=$BROWSER_ROLLOUT" \
+    --step "fill device_type=$DEVICE_TYPE" --step "fill phases=50,100" --step "fill error_threshold=1" \
+    --step "shoot dashboard-new-rollout" --step "press Create rollout" --step "save created"
+check_page_in() { python3 "$FLEET_DIR/page_text.py" "${@:2}" <"$1" || fleet_fail "$1: see above"; }
+check_page_in "$WORK/job/artifacts.html" --contains 3.0.0 --contains Upload
+check_page_in "$WORK/job/created.html" --contains "$BROWSER_ROLLOUT" --contains 3.0.0 --regex 'State: created' --contains Start
+NEW_ID=$(fleet_cli_json rollout list | python3 -c '
+import json, sys
+print(next(r["id"] for r in json.load(sys.stdin) if r["name"] == sys.argv[1]))' "$BROWSER_ROLLOUT") ||
+    fleet_fail "the rollout created in the browser is not in the management API"
+rollout_state() { fleet_json state <<<"$(fleet_cli_json rollout status "$1")"; }
+NEW_PAGE=/ui/rollouts/$NEW_ID
+as otto-operator --out "$WORK/job" --press "$NEW_PAGE|Start" --dump "started=$NEW_PAGE" \
+    --shoot "dashboard-rollout-running=$NEW_PAGE"
+[[ $(rollout_state "$NEW_ID") == running ]] || fleet_fail "after Start the rollout is not running"
+check_page_in "$WORK/job/started.html" --regex 'State: running' --contains "reloads every"
+ROLLOUT_PAGE=/ui/rollouts/$ROLLOUT_ID
+as otto-operator --out "$WORK/job" --press "$ROLLOUT_PAGE|Pause" \
+    --dump "paused=$ROLLOUT_PAGE" --dump "overview=/ui/"
+check_page_in "$WORK/job/paused.html" --regex 'State: paused' --contains Resume --absent Pause
+[[ $(rollout_state "$ROLLOUT_ID") == paused ]] || fleet_fail "the management API does not show the rollout paused"
+check_page_in "$WORK/job/overview.html" --regex 'otto-operator \| rollout-pause \| rollout '"$ROLLOUT_ID"
+as otto-operator --out "$WORK/job" --press "$ROLLOUT_PAGE|Resume" --press "$NEW_PAGE|Cancel rollout" \
+    --dump "resumed=$ROLLOUT_PAGE"
+check_page_in "$WORK/job/resumed.html" --regex 'State: running' --contains Pause
+[[ $(rollout_state "$ROLLOUT_ID") == running ]] || fleet_fail "after Resume the rollout is not running"
+[[ $(rollout_state "$NEW_ID") == canceled ]] || fleet_fail "after Cancel the new rollout is not canceled"
+AUDIT=$(curl -fsS --max-time 10 -H "Authorization: Bearer $(cat "$DATA_DIR/admin.token")" "$SERVER_URL/api/v1/audit?limit=50")
+for action in artifact-upload rollout-create rollout-start rollout-pause rollout-resume rollout-cancel; do
+    python3 -c '
+import json, sys
+entries = json.loads(sys.argv[1])
+sys.exit(0 if any(e["actor"] == "otto-operator" and e["action"] == sys.argv[2] for e in entries) else 1)' \
+        "$AUDIT" "$action" || fleet_fail "the audit log has no $action by otto-operator"
+done
+log "the operator uploaded, created, started, paused, resumed and cancelled in the browser"
+
+# --- another origin's page posting the pause form without the token ---------------------------
+# Served from another port of 127.0.0.1: the same site to the browser, so SameSite=Strict lets
+# the cookie go along and only the CSRF token stops the post.
+EVIL_DIR=$WORK/evil
+mkdir -p "$EVIL_DIR"
+cat >"$EVIL_DIR/evil.html" <<HTML
+<!doctype html><html><body onload="document.forms[0].submit()">
+<form method="post" action="$SERVER_URL$ROLLOUT_PAGE/pause"><input type="hidden" name="x" value="1"></form>
+</body></html>
+HTML
+EVIL_PORT=$(fleet_free_port)
+python3 -m http.server --bind 127.0.0.1 --directory "$EVIL_DIR" "$EVIL_PORT" >"$WORK/evil.log" 2>&1 &
+FLEET_PIDS+=("$!")
+fleet_wait_for "the other origin's page is served" 10 0.2 \
+    curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$EVIL_PORT/evil.html"
+as otto-operator --out "$WORK/evil-run" --step "visit http://127.0.0.1:$EVIL_PORT/evil.html" --step "save landed"
+check_page_in "$WORK/evil-run/landed.html" --contains "nothing was changed"
+[[ $(rollout_state "$ROLLOUT_ID") == running ]] || fleet_fail "a post from another origin paused the rollout"
+log "a cross-origin post without the CSRF token changed nothing"
 
 # --- screenshots ---------------------------------------------------------------------------
 mkdir -p "$SCREENSHOT_DIR"
-for p in "${PAGES[@]}"; do
-    file=$SCREENSHOT_DIR/dashboard-${p%%=*}.png
-    mv "$WORK/pages/dashboard-${p%%=*}.png" "$file" 2>/dev/null || fleet_fail "no screenshot of ${p#*=}"
+SHOTS=("$WORK"/pages/dashboard-*.png "$WORK"/anon/dashboard-*.png "$WORK"/job/dashboard-*.png)
+[[ ${#SHOTS[@]} -ge 8 ]] || fleet_fail "expected at least 8 screenshots, got ${#SHOTS[@]}"
+for file in "${SHOTS[@]}"; do
     [[ $(head -c 8 "$file" | od -An -tx1 | tr -d ' \n') == 89504e470d0a1a0a ]] || fleet_fail "no PNG in $file"
-    log "screenshot: ${file#"$REPO_DIR"/}"
+    mv "$file" "$SCREENSHOT_DIR/"
+    log "screenshot: build/screenshots/$(basename "$file")"
 done
-
-# --- steering a rollout from the dashboard ------------------------------------------------------
-# Pause with the rollout page's button, then resume: the state follows, and the audit log names
-# the dashboard as the actor.
-ROLLOUT_PAGE=/ui/rollouts/$ROLLOUT_ID
-browse --token-file "$DATA_DIR/admin.token" --out "$WORK/steer" --press "$ROLLOUT_PAGE|Pause" \
-    --dump "paused=$ROLLOUT_PAGE" --dump "overview=/ui/"
-python3 "$FLEET_DIR/page_text.py" --regex 'State: paused' --contains Resume --absent Pause \
-    <"$WORK/steer/paused.html" || fleet_fail "after pressing Pause the rollout page does not show it paused"
-[[ $(fleet_json state <<<"$(fleet_cli_json rollout status "$ROLLOUT_ID")") == paused ]] ||
-    fleet_fail "the management API does not show the rollout paused"
-python3 "$FLEET_DIR/page_text.py" --regex 'dashboard \| rollout-pause \| rollout '"$ROLLOUT_ID" \
-    <"$WORK/steer/overview.html" || fleet_fail "the overview's operator actions do not show the dashboard's pause"
-browse --token-file "$DATA_DIR/admin.token" --out "$WORK/steer" --press "$ROLLOUT_PAGE|Resume" \
-    --dump "resumed=$ROLLOUT_PAGE"
-python3 "$FLEET_DIR/page_text.py" --regex 'State: running' --contains Pause \
-    <"$WORK/steer/resumed.html" || fleet_fail "after pressing Resume the rollout page does not show it running"
-log "paused and resumed the rollout with the dashboard's buttons"
 
 log "PASS: dashboard overview, rollout and device pages; no data without login"
 FLEET_OK=1
