@@ -10,13 +10,14 @@ use crate::links;
 use crate::roles::Role;
 use crate::state::AppState;
 use crate::store::{
-    DeviceFilter, DeviceRow, FEEDBACK_BYTES_PER_ACTION, FEEDBACK_ENTRIES_PER_ACTION,
+    DeviceFilter, DeviceRow, FEEDBACK_BYTES_PER_ACTION, FEEDBACK_ENTRIES_PER_ACTION, now_ms,
 };
 use axum::extract::{Form, Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use rustupdate_ddi::attributes::{RUNNING_SLOT, RUNNING_VERSION};
+use rustupdate_rollout::ActionState;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -117,11 +118,64 @@ pub struct DeviceSearch {
     device_type: String,
     #[serde(default)]
     tag: String,
+    #[serde(default)]
+    version: String,
+    /// `KEY=VALUE`.
+    #[serde(default)]
+    attribute: String,
+    /// The state of the newest action.
+    #[serde(default)]
+    state: String,
+    /// Not seen for this many hours (or never).
+    #[serde(default)]
+    silent_hours: String,
     page: Option<i64>,
 }
 
-/// `GET /ui/devices?q=&type=&tag=&page=`: devices by part of their id, type and tag, a page at a
-/// time.
+impl DeviceSearch {
+    /// The store's filter, or what is wrong with the search.
+    fn filter(&self) -> Result<DeviceFilter, String> {
+        let attribute = match self.attribute.trim() {
+            "" => None,
+            pair => match pair.split_once('=') {
+                Some((k, v)) if !k.trim().is_empty() => {
+                    Some((k.trim().to_owned(), v.trim().to_owned()))
+                }
+                _ => return Err(format!("attribute {pair:?} is not KEY=VALUE")),
+            },
+        };
+        let last_action = match self.state.trim() {
+            "" => String::new(),
+            s => s
+                .parse::<ActionState>()
+                .map_err(|e| e.to_string())?
+                .as_str()
+                .to_owned(),
+        };
+        let silent_since = match self.silent_hours.trim() {
+            "" => None,
+            h => {
+                let hours: u32 = h
+                    .parse()
+                    .map_err(|_| format!("hours {h:?} is not a whole number"))?;
+                Some(now_ms() - i64::from(hours) * 3_600_000)
+            }
+        };
+        Ok(DeviceFilter {
+            id_part: self.q.trim().to_owned(),
+            device_type: self.device_type.trim().to_owned(),
+            tag: self.tag.trim().to_owned(),
+            version: self.version.trim().to_owned(),
+            attribute,
+            last_action,
+            silent_since,
+        })
+    }
+}
+
+/// `GET /ui/devices?q=&type=&tag=&version=&attribute=&state=&silent_hours=&page=`: devices by
+/// part of their id, type, tag, running version, an attribute, their newest action's state and
+/// silence, a page at a time.
 pub async fn devices(
     State(app): State<AppState>,
     Query(search): Query<DeviceSearch>,
@@ -132,10 +186,9 @@ pub async fn devices(
         Err(r) => return r,
     };
     let page_no = search.page.unwrap_or(1).max(1);
-    let filter = DeviceFilter {
-        id_part: search.q.trim().to_owned(),
-        device_type: search.device_type.trim().to_owned(),
-        tag: search.tag.trim().to_owned(),
+    let filter = match search.filter() {
+        Ok(f) => f,
+        Err(e) => return error_page(ApiError::BadRequest(e)),
     };
     let offset = (page_no - 1).saturating_mul(DEVICES_PER_PAGE);
     let (found, total) = match app
@@ -149,9 +202,13 @@ pub async fn devices(
     let pages = (total + DEVICES_PER_PAGE - 1) / DEVICES_PER_PAGE;
     let link = |page: i64| {
         let query = serde_urlencoded::to_string([
-            ("q", filter.id_part.as_str()),
-            ("type", filter.device_type.as_str()),
-            ("tag", filter.tag.as_str()),
+            ("q", search.q.trim()),
+            ("type", search.device_type.trim()),
+            ("tag", search.tag.trim()),
+            ("version", search.version.trim()),
+            ("attribute", search.attribute.trim()),
+            ("state", search.state.trim()),
+            ("silent_hours", search.silent_hours.trim()),
             ("page", page.to_string().as_str()),
         ])
         .unwrap_or_default();
@@ -164,6 +221,18 @@ pub async fn devices(
                 label { "id contains " input type="search" name="q" value=(filter.id_part); }
                 " " label { "type " input type="text" name="type" value=(filter.device_type); }
                 " " label { "tag " input type="text" name="tag" value=(filter.tag); }
+                " " label { "version " input type="text" name="version" value=(filter.version) size="10"; }
+                " " label { "attribute " input type="text" name="attribute" value=(search.attribute) placeholder="KEY=VALUE" size="14"; }
+                " " label {
+                    "newest action "
+                    select name="state" {
+                        option value="" { "any" }
+                        @for state in ActionState::ALL {
+                            option value=(state.as_str()) selected[filter.last_action == state.as_str()] { (state.as_str()) }
+                        }
+                    }
+                }
+                " " label { "not seen for " input type="number" name="silent_hours" min="0" value=(search.silent_hours) size="4"; " h" }
                 " " button { "Search" }
             }
             p {
