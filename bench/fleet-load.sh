@@ -85,6 +85,8 @@ if ((QUICK && !WITH_ALL)); then RUN_PG=0 RUN_GOOSE=0; fi
 
 # Targets (DESIGN.md section 6).
 readonly TARGET_DEVICES=10000 TARGET_INTERVAL=60 TARGET_P99_MS=50 TARGET_RATIO=10 TARGET_RSS_MIB=100
+# The dashboard's device search (issue 20): every search answered within this, at the fleet size.
+readonly TARGET_SEARCH_MS=200 SEARCH_ROUNDS=3
 
 if ((QUICK)); then
     # 50 polls/s from a debug build: well inside what a loaded 2-core CI machine sustains (the
@@ -314,11 +316,49 @@ bench_rust() {
     local url=http://127.0.0.1:$port auth
     auth=gateway:$(cat "$dir/gateway.token")
     register "$name" "$pid" "$pg" "$url" "$auth"
+    search_rust "$name" "$url" "$dir" "$@"
     poll_phases "$name" "$pid" "$pg" "$url" "$auth"
     if ((RUN_DEPLOY)); then
         deploy_rust "$name" "$url" "$dir" "$pid" "$pg" "$auth"
     fi
     stop_pid "$pid"
+}
+
+# search_rust NAME URL DATA_DIR [--database URL]: the dashboard's device search over the
+# registered fleet, as an operator uses it: a viewer account (made on the host), logged in by the
+# form, then SEARCH_ROUNDS rounds of searches by id part, type, version, attribute, newest action
+# and silence, and a deep page; each answer timed by curl (time to the last byte). Writes
+# NAME-search.json; the slowest must stay under TARGET_SEARCH_MS (with --enforce, checked below).
+search_rust() {
+    local name=$1 url=$2 dir=$3
+    shift 3
+    local jar=$OUT/$name-cookies password=bench-viewer-password-1234 times=$OUT/$name-search.times
+    rm -f "$jar" "$times"
+    printf '%s\n' "$password" | "$SERVER_BIN" user add bench-viewer --role viewer --data-dir "$dir" "$@" \
+        >/dev/null || die "$name: user add failed"
+    curl -s -m 30 -c "$jar" -o /dev/null -w '%{http_code}' --data-urlencode name=bench-viewer \
+        --data-urlencode "password=$password" "$url/ui/login" | grep -qx 303 || die "$name: dashboard login failed"
+    local last_page=$(((DEVICES + 49) / 50)) round query code
+    local queries=("q=0042" "type=bench-board" "version=1.0.0" "attribute=hw_rev%3D3"
+        "state=failed" "silent_hours=1" "page=$((last_page / 2 + 1))" "version=1.0.0&page=$last_page")
+    for ((round = 0; round < SEARCH_ROUNDS; round++)); do
+        for query in "${queries[@]}"; do
+            read -r code time < <(curl -s -m 30 -b "$jar" -o /dev/null -w '%{http_code} %{time_total}\n' \
+                "$url/ui/devices?$query")
+            [[ $code == 200 ]] || die "$name: GET /ui/devices?$query answered $code"
+            echo "$query $time" >>"$times"
+        done
+    done
+    python3 - "$times" "$name" "$DEVICES" >"$OUT/$name-search.json" <<'PY'
+import json, statistics, sys
+rows = [line.split() for line in open(sys.argv[1])]
+ms = sorted(float(t) * 1000 for _, t in rows)
+slowest = max(rows, key=lambda r: float(r[1]))
+print(json.dumps({"server": sys.argv[2], "phase": "search", "devices": int(sys.argv[3]),
+                  "searches": len(ms), "median_ms": round(statistics.median(ms), 1),
+                  "max_ms": round(ms[-1], 1), "slowest_query": slowest[0]}))
+PY
+    log "$name: dashboard search over $DEVICES devices: $(jq -c '{median_ms, max_ms, slowest_query}' "$OUT/$name-search.json")"
 }
 
 deploy_rust() {
@@ -640,4 +680,14 @@ if ((QUICK)); then
     [[ $bad == 0 ]] || die "quick run: fleet-load saw $bad errors against rustupdate-server"
     echo "quick run: no errors against rustupdate-server"
 fi
+for json in "$OUT"/rust-*-search.json; do
+    [[ -f $json && $json -nt $OUT/build.log ]] || continue
+    max=$(jq .max_ms "$json")
+    if python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) < float(sys.argv[2]) else 1)' "$max" "$TARGET_SEARCH_MS"; then
+        echo "  [met] dashboard search $(jq -r .server "$json"): slowest $max ms < $TARGET_SEARCH_MS ms over $(jq .devices "$json") devices"
+    else
+        echo "  [MISSED] dashboard search $(jq -r .server "$json"): slowest $max ms >= $TARGET_SEARCH_MS ms ($(jq -r .slowest_query "$json"))"
+        ((ENFORCE)) && die "--enforce: the dashboard search target was missed"
+    fi
+done
 if ((ENFORCE)); then echo "--enforce: every measured target met"; fi

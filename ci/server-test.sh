@@ -4,7 +4,8 @@
 #   tests on SQLite and on a throwaway PostgreSQL (ci/postgres.sh; every scenario on both, and two
 #   server processes on one database), SWUpdate's suricatta completing a deployment, the dashboard
 #   in headless Chromium (screenshots in build/screenshots/), a short load run that must see
-#   no errors and meet its targets (bench/fleet-load.sh --quick --enforce), and the client
+#   no errors and meet its targets (bench/fleet-load.sh --quick --enforce), a chaos run in which
+#   nothing may be lost or doubled (bench/chaos.sh --quick --enforce), and the client
 #   daemon against gooseBit, a DDI server we did not write (ci/fleet/goosebit-daemon-test.sh).
 # Installs what it needs (Debian packages through ci/apt-install.sh) and stops what it starts.
 # Usage: ci/server-test.sh
@@ -41,6 +42,9 @@ ci/fleet/dashboard-test.sh "$SERVER"
 
 step "fleet-load smoke run"
 bench/fleet-load.sh --quick --enforce
+
+step "chaos: PostgreSQL restarted and the server killed during a rollout"
+bench/chaos.sh --quick --enforce
 
 step "the client daemon against gooseBit"
 ci/fleet/goosebit-daemon-test.sh

@@ -1,6 +1,6 @@
 //! The API's errors: a status code and a message that names the problem, as JSON
 //! `{"error": "…"}` (the typed [`ErrorBody`]), for every status the server itself produces:
-//! 400, 401, 403, 404, 405, 408, 409, 413 and 500. Internal errors are logged with their chain and
+//! 400, 401, 403, 404, 405, 408, 409, 413, 500 and 503. Internal errors are logged with their chain and
 //! answered with a generic text.
 
 use axum::Json;
@@ -30,8 +30,37 @@ pub enum ApiError {
     Timeout(String),
     #[error("{0}")]
     MethodNotAllowed(String),
+    /// Any other failure. When its cause is the database being out of reach (restarting,
+    /// refusing connections, the pool exhausted), it is answered 503 with `Retry-After`: the
+    /// request did nothing and may be sent again (see [`database_unavailable`]).
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
+}
+
+/// Seconds a client is asked to wait when the database is unavailable.
+pub const RETRY_AFTER_SECS: u64 = 5;
+
+/// Whether `err` comes from the database being out of reach rather than from a fault: a
+/// connection that failed or broke, the pool timing out, PostgreSQL shutting down or starting
+/// (SQLSTATE class 08, 57P01-57P03), SQLite busy beyond its timeout. Each store call runs in one
+/// statement or one transaction, so such a request changed nothing.
+pub fn database_unavailable(err: &anyhow::Error) -> bool {
+    err.chain()
+        .any(|cause| match cause.downcast_ref::<sqlx::Error>() {
+            Some(
+                sqlx::Error::Io(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::Protocol(_)
+                | sqlx::Error::WorkerCrashed,
+            ) => true,
+            Some(sqlx::Error::Database(db)) => db.code().is_some_and(|code| {
+                code.starts_with("08")
+                    || matches!(code.as_ref(), "57P01" | "57P02" | "57P03" | "5" | "517")
+            }),
+            _ => false,
+        })
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -50,6 +79,7 @@ impl ApiError {
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Internal(e) if database_unavailable(e) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -59,13 +89,24 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         let error = match &self {
+            ApiError::Internal(err) if status == StatusCode::SERVICE_UNAVAILABLE => {
+                log::warn!("event=database-unavailable error={err:#}");
+                format!("the database is unavailable: retry in {RETRY_AFTER_SECS} s")
+            }
             ApiError::Internal(err) => {
                 log::error!("event=internal-error error={err:#}");
                 "internal error (see the server log)".to_owned()
             }
             other => other.to_string(),
         };
-        (status, Json(ErrorBody { error })).into_response()
+        let mut response = (status, Json(ErrorBody { error })).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(RETRY_AFTER_SECS),
+            );
+        }
+        response
     }
 }
 
@@ -76,3 +117,27 @@ impl From<sqlx::Error> for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreachable_database_is_503_and_a_fault_is_500() {
+        let timed_out = ApiError::Internal(anyhow::Error::from(sqlx::Error::PoolTimedOut));
+        assert_eq!(timed_out.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let wrapped = ApiError::Internal(
+            anyhow::Error::from(sqlx::Error::Io(
+                std::io::ErrorKind::ConnectionRefused.into(),
+            ))
+            .context("reading the device"),
+        );
+        assert_eq!(wrapped.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let response = wrapped.into_response();
+        assert_eq!(response.headers()["retry-after"], "5");
+        let fault = ApiError::Internal(anyhow::Error::from(sqlx::Error::RowNotFound));
+        assert_eq!(fault.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let other = ApiError::Internal(anyhow::anyhow!("a bug"));
+        assert_eq!(other.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+}

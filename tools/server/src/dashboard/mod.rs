@@ -21,6 +21,7 @@ use crate::state::AppState;
 use crate::store::now_ms;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use maud::{DOCTYPE, Markup, html};
@@ -123,12 +124,16 @@ fn ago(ms: Option<i64>) -> String {
 fn error_page(err: ApiError) -> Response {
     let status = err.status();
     let text = match &err {
-        ApiError::Internal(_) => "internal error (see the server log)".to_owned(),
+        ApiError::Internal(e) if status == StatusCode::SERVICE_UNAVAILABLE => {
+            log::warn!("event=database-unavailable error={e:#}");
+            "The database is unavailable: try again in a few seconds.".to_owned()
+        }
+        ApiError::Internal(e) => {
+            log::error!("event=internal-error error={e:#}");
+            "internal error (see the server log)".to_owned()
+        }
         other => other.to_string(),
     };
-    if let ApiError::Internal(e) = &err {
-        log::error!("event=internal-error error={e:#}");
-    }
     let body = layout("Error", html! { p.failed { (text) } }, None, None);
     (status, body).into_response()
 }

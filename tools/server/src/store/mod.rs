@@ -47,6 +47,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// Most connections per server process. SQLite serialises writers anyway (WAL lets readers go on).
 const SQLITE_CONNECTIONS: u32 = 8;
 const POSTGRES_CONNECTIONS: u32 = 16;
+/// How long a request waits for a database connection before it is answered 503 (the database
+/// restarting or out of reach): shorter than the request timeout, so that devices learn to retry
+/// rather than hold their connections.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a writer waits for SQLite's write lock before the request fails.
 const SQLITE_BUSY_TIMEOUT_MS: u32 = 5000;
 
@@ -72,7 +76,7 @@ impl Store {
         if !postgres && !url.starts_with("sqlite:") {
             bail!("database URL {url:?} is neither sqlite:// nor postgres://");
         }
-        let options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10));
+        let options = AnyPoolOptions::new().acquire_timeout(ACQUIRE_TIMEOUT);
         let pool = if postgres {
             options.max_connections(POSTGRES_CONNECTIONS).connect(url).await
         } else {
