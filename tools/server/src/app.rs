@@ -21,7 +21,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// How often each server process re-checks running rollouts (a safety net: feedback moves them
-/// at once in the process that received it).
+/// at once in the process that received it) and whether this hour's sample of devices per
+/// version is taken.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
 /// How long in-flight requests may take to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -128,6 +129,9 @@ async fn sweep(store: Store) {
     let mut tick = tokio::time::interval(SWEEP_INTERVAL);
     loop {
         tick.tick().await;
+        if let Err(e) = store.sample_versions().await {
+            log::warn!("event=version-sample-failed error={e:#}");
+        }
         match store
             .rollouts_in_state(RolloutState::Running.as_str())
             .await

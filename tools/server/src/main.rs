@@ -7,6 +7,7 @@ mod app;
 mod artifact_files;
 mod audit;
 mod backup;
+mod charts;
 mod cli;
 mod client;
 mod config;

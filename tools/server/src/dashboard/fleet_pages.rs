@@ -5,6 +5,7 @@ use super::session::{Operator, authorize_form, require_login};
 use super::{ago, error_page, items, page};
 use crate::admin_api;
 use crate::api;
+use crate::charts;
 use crate::error::{ApiError, ApiResult};
 use crate::links;
 use crate::roles::Role;
@@ -19,10 +20,14 @@ use maud::{Markup, html};
 use rustupdate_ddi::attributes::{RUNNING_SLOT, RUNNING_VERSION};
 use rustupdate_rollout::ActionState;
 use serde::Deserialize;
-use std::collections::BTreeMap;
 
 /// Audit log entries on the overview.
 const AUDIT_SHOWN: i64 = 20;
+/// How far back the chart of versions goes, and how many versions it draws (the rest: "other").
+const VERSION_HISTORY_MS: i64 = 30 * 86_400_000;
+const VERSIONS_CHARTED: usize = 8;
+/// Failure reasons drawn (the most frequent).
+pub const REASONS_SHOWN: i64 = 10;
 /// Devices on a page of the device list (and on the overview).
 const DEVICES_PER_PAGE: i64 = 50;
 
@@ -38,36 +43,40 @@ pub async fn overview(State(app): State<AppState>, headers: HeaderMap) -> Respon
 }
 
 async fn overview_page(app: &AppState, who: &Operator) -> ApiResult<Markup> {
-    let devices = app.store.devices().await?;
+    let per_version = app.store.devices_per_version().await?;
+    let device_count: i64 = per_version.values().sum();
     let rollouts = app.store.rollouts().await?;
     let audit = app.store.audit_log(AUDIT_SHOWN).await?;
+    let now = now_ms();
+    // The hourly samples, and now.
+    let mut samples = app.store.version_samples(now - VERSION_HISTORY_MS).await?;
+    samples.extend(per_version.iter().map(|(v, n)| (now, v.clone(), *n)));
+    let reasons = app.store.failure_reasons(None, REASONS_SHOWN).await?;
     let (first_devices, _) = app
         .store
         .device_page(&DeviceFilter::default(), DEVICES_PER_PAGE, 0)
         .await?;
-    let mut per_version: BTreeMap<String, usize> = BTreeMap::new();
-    for d in &devices {
-        let version = d
-            .attributes
-            .get(RUNNING_VERSION)
-            .cloned()
-            .unwrap_or_else(|| "unknown".into());
-        *per_version.entry(version).or_default() += 1;
-    }
     Ok(page(
         "Fleet",
         html! {
-            p { (devices.len()) " devices, " (rollouts.len()) " rollouts." }
+            p { (device_count) " devices, " (rollouts.len()) " rollouts." }
             h2 { "Devices per running version" }
             table {
                 tr { th { "version" } th { "devices" } }
                 @for (version, count) in &per_version { tr { td { (version) } td { (count) } } }
             }
+            (charts::line_chart(
+                "Devices per running version, the last 30 days (sampled hourly, and now)",
+                "devices",
+                &charts::snapshot_series(&samples, VERSIONS_CHARTED),
+            ))
             h2 { "Rollouts" }
             (super::rollout_pages::rollout_table(&rollouts))
+            h2 { "Failures by reason" }
+            (charts::bar_chart("Failed actions by reason, all rollouts", &reasons))
             h2 { "Devices" }
             p {
-                "The first " (first_devices.len()) " of " (devices.len()) " by id; "
+                "The first " (first_devices.len()) " of " (device_count) " by id; "
                 a href="/ui/devices" { "search and page through all of them" } "."
             }
             (device_table(&first_devices))

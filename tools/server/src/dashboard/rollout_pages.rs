@@ -6,7 +6,8 @@ use super::session::{Operator, authorize_form, require_login};
 use super::{LIVE_REFRESH_SECS, ago, error_page, items, layout, page};
 use crate::admin_api;
 use crate::api;
-use crate::error::ApiError;
+use crate::charts;
+use crate::error::{ApiError, ApiResult};
 use crate::roles::Role;
 use crate::state::AppState;
 use crate::store::RolloutRow;
@@ -155,8 +156,31 @@ pub async fn rollout(
         Ok(who) => who,
         Err(r) => return r,
     };
-    match admin_api::rollout_view(&app.store, id).await {
-        Ok(view) => rollout_page(&view, &who).into_response(),
+    let page = async {
+        let view = admin_api::rollout_view(&app.store, id).await?;
+        let finished = app.store.finished_actions(id).await?;
+        let reasons = app
+            .store
+            .failure_reasons(Some(id), super::fleet_pages::REASONS_SHOWN)
+            .await?;
+        let events: Vec<(i64, String)> = finished
+            .into_iter()
+            .map(|(at, phase, state)| (at, format!("phase {} {state}", phase + 1)))
+            .collect();
+        let charts = html! {
+            h2 { "Progress over time" }
+            (charts::line_chart(
+                "Finished actions per phase",
+                "devices",
+                &charts::cumulative(&events, view.rollout.started_at),
+            ))
+            h2 { "Failures by reason" }
+            (charts::bar_chart("Failed actions by reason", &reasons))
+        };
+        ApiResult::Ok(rollout_page(&view, &who, charts))
+    };
+    match page.await {
+        Ok(page) => page.into_response(),
         Err(e) => error_page(e),
     }
 }
@@ -216,7 +240,7 @@ fn takes(state: &str, command: Command) -> bool {
         .is_ok_and(|state| rustupdate_rollout::apply(state, command).is_ok())
 }
 
-fn rollout_page(view: &api::Rollout, who: &Operator) -> Markup {
+fn rollout_page(view: &api::Rollout, who: &Operator, charts: Markup) -> Markup {
     let r = &view.rollout;
     let running = r.state == RolloutState::Running.as_str();
     let body = html! {
@@ -263,6 +287,7 @@ fn rollout_page(view: &api::Rollout, who: &Operator) -> Markup {
                 }
             }
         }
+        (charts)
         h2 { "Events" }
         table {
             tr { th { "when" } th { "event" } th { "phase" } th { "detail" } }

@@ -24,6 +24,7 @@ mod backup;
 mod counts;
 mod device_search;
 mod devices;
+mod history;
 mod rollouts;
 mod schema;
 mod sessions;

@@ -147,6 +147,16 @@ CREATE TABLE api_tokens (
 DELETE FROM dashboard_sessions;
 ALTER TABLE dashboard_sessions ADD COLUMN user_id BIGINT REFERENCES users(id);
 "#,
+    // 6: devices per running version, sampled once per hour (store/history.rs), for the
+    // dashboard's chart of versions over time.
+    r#"
+CREATE TABLE version_samples (
+    bucket BIGINT NOT NULL,
+    version TEXT NOT NULL,
+    devices BIGINT NOT NULL,
+    PRIMARY KEY (bucket, version)
+);
+"#,
 ];
 
 /// The auto-increment primary key of each backend.

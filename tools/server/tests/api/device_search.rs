@@ -134,5 +134,27 @@ fn devices_are_found_by_version_attribute_state_and_silence(backend: Backend) {
         assert_eq!(a.status, 400, "{query}: {a:?}");
         assert!(a.text.contains(problem), "{query}: {}", a.text);
     }
-    let _ = rollout;
+    // The charts: versions on the overview; on the rollout page, finished actions per phase
+    // over time and failures by reason.
+    let overview = server.dashboard_get("/ui/", &cookie).text;
+    let chart = overview
+        .rsplit("Devices per running version, the last 30 days")
+        .next()
+        .expect("the versions chart");
+    assert!(chart.contains("<svg") && chart.contains("<path"), "{chart}");
+    assert!(
+        chart.contains(">1.0<") && chart.contains(">2.0<"),
+        "{chart}"
+    );
+    assert!(overview.contains("Failed actions by reason, all rollouts"));
+    let page = server
+        .dashboard_get(&format!("/ui/rollouts/{rollout}"), &cookie)
+        .text;
+    let progress = page.rsplit("Finished actions per phase").next().unwrap();
+    assert!(progress.contains("phase 1 failed"), "{progress}");
+    let reasons = page.rsplit("Failed actions by reason").next().unwrap();
+    assert!(
+        reasons.contains("disk full") && reasons.contains("<rect"),
+        "{reasons}"
+    );
 }
