@@ -198,6 +198,7 @@ pub fn device_view(row: &DeviceRow) -> api::Device {
 }
 
 async fn list_devices(State(app): State<AppState>) -> ApiResult<Json<Vec<api::Device>>> {
+    app.flush_contacts().await?;
     Ok(Json(
         app.store.devices().await?.iter().map(device_view).collect(),
     ))
@@ -233,6 +234,7 @@ async fn show_device(
     State(app): State<AppState>,
     ApiPath(controller): ApiPath<String>,
 ) -> ApiResult<Json<api::DeviceDetail>> {
+    app.flush_contacts().await?;
     Ok(Json(device_detail(&app.store, &controller).await?))
 }
 

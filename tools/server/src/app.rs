@@ -3,6 +3,7 @@
 //! last feedback arrived at another server process.
 
 use crate::config::{LogFormat, Settings};
+use crate::contacts::{self, Contacts};
 use crate::error::ApiResult;
 use crate::login_limit::LoginLimit;
 use crate::state::{AppState, Shared};
@@ -86,6 +87,8 @@ pub async fn build_state(settings: Settings) -> Result<AppState> {
             metrics: metrics::Metrics::default(),
             login_limit: LoginLimit::default(),
             password_checks: tokio::sync::Semaphore::new(dashboard::PASSWORD_CHECKS),
+            contacts: Contacts::default(),
+            in_flight: tokio::sync::Semaphore::new(guard::MAX_IN_FLIGHT),
         }),
     })
 }
@@ -108,6 +111,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(guard::not_found)
         .method_not_allowed_fallback(guard::method_not_allowed)
         .layer(DefaultBodyLimit::max(guard::MAX_JSON_BODY))
+        .layer(from_fn_with_state(state.clone(), guard::shed_load))
         .layer(from_fn_with_state(state.clone(), metrics::count))
         .with_state(state)
 }
@@ -144,6 +148,17 @@ async fn sweep(store: Store) {
                 }
             }
             Err(e) => log::warn!("event=sweep-failed error={e:#}"),
+        }
+    }
+}
+
+/// Writes devices' contact times every `contacts::FLUSH_INTERVAL`.
+async fn flush_contacts(app: AppState) {
+    let mut tick = tokio::time::interval(contacts::FLUSH_INTERVAL);
+    loop {
+        tick.tick().await;
+        if let Err(e) = app.flush_contacts().await {
+            log::warn!("event=contacts-not-written error={e:#}");
         }
     }
 }
@@ -200,6 +215,8 @@ pub async fn serve(settings: Settings) -> Result<()> {
         state.inner.settings.admin_token_path().display()
     );
     tokio::spawn(sweep(state.store.clone()));
+    tokio::spawn(flush_contacts(state.clone()));
+    let flush_at_exit = state.clone();
     let app = router(state);
     let handle = axum_server::Handle::new();
     let watcher = handle.clone();
@@ -244,5 +261,8 @@ pub async fn serve(settings: Settings) -> Result<()> {
         }
     }
     .with_context(|| format!("serving on {listen}"))?;
+    if let Err(e) = flush_at_exit.flush_contacts().await {
+        log::warn!("event=contacts-not-written error={e:#}");
+    }
     Ok(())
 }

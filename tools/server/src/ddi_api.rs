@@ -13,7 +13,7 @@ use crate::fleet::{self, Channel};
 use crate::guard::{ApiPath, JsonBody};
 use crate::links;
 use crate::state::AppState;
-use crate::store::{ActionWithRollout, ArtifactRow, DeviceRow};
+use crate::store::{ActionWithRollout, ArtifactRow, DeviceRow, now_ms};
 use crate::tokens::{self, Credential};
 use axum::Json;
 use axum::Router;
@@ -128,7 +128,7 @@ async fn authenticate(
         _ => return Err(ApiError::Unauthorized),
     };
     // Any authenticated request counts as contact, as in hawkBit.
-    app.store.touch_device(device.id).await?;
+    app.inner.contacts.record(device.id, now_ms());
     Ok(Caller {
         device,
         tenant,

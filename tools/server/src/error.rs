@@ -30,6 +30,9 @@ pub enum ApiError {
     Timeout(String),
     #[error("{0}")]
     MethodNotAllowed(String),
+    /// Too many requests in flight (`guard::shed_load`).
+    #[error("{0}")]
+    Overloaded(String),
     /// Any other failure. When its cause is the database being out of reach (restarting,
     /// refusing connections, the pool exhausted), it is answered 503 with `Retry-After`: the
     /// request did nothing and may be sent again (see [`database_unavailable`]).
@@ -79,6 +82,7 @@ impl ApiError {
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(e) if database_unavailable(e) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -11,6 +11,7 @@ mod charts;
 mod cli;
 mod client;
 mod config;
+mod contacts;
 mod dashboard;
 mod ddi_api;
 mod error;

@@ -1,6 +1,7 @@
 //! What every request handler shares.
 
 use crate::config::Settings;
+use crate::contacts::Contacts;
 use crate::login_limit::LoginLimit;
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -26,6 +27,26 @@ pub struct Shared {
     pub metrics: Metrics,
     /// Failed dashboard logins per client address.
     pub login_limit: LoginLimit,
+    /// Permits for the requests answered at once (`guard::shed_load`).
+    pub in_flight: tokio::sync::Semaphore,
+    /// Devices' last contact, written behind (`contacts.rs`).
+    pub contacts: Contacts,
     /// Dashboard password checks that may run at once (each Argon2id check takes 19 MiB).
     pub password_checks: tokio::sync::Semaphore,
+}
+
+impl AppState {
+    /// Writes the pending contact times (before showing them, and periodically); on failure
+    /// they stay pending.
+    pub async fn flush_contacts(&self) -> anyhow::Result<()> {
+        let pending = self.inner.contacts.take();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let written = self.store.write_contacts(&pending).await;
+        if written.is_err() {
+            self.inner.contacts.restore(&pending);
+        }
+        written
+    }
 }

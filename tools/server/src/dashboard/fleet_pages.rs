@@ -43,6 +43,7 @@ pub async fn overview(State(app): State<AppState>, headers: HeaderMap) -> Respon
 }
 
 async fn overview_page(app: &AppState, who: &Operator) -> ApiResult<Markup> {
+    app.flush_contacts().await?;
     let per_version = app.store.devices_per_version().await?;
     let device_count: i64 = per_version.values().sum();
     let rollouts = app.store.rollouts().await?;
@@ -199,6 +200,9 @@ pub async fn devices(
         Ok(f) => f,
         Err(e) => return error_page(ApiError::BadRequest(e)),
     };
+    if let Err(e) = app.flush_contacts().await {
+        return error_page(ApiError::Internal(e));
+    }
     let offset = (page_no - 1).saturating_mul(DEVICES_PER_PAGE);
     let (found, total) = match app
         .store
@@ -271,6 +275,9 @@ pub async fn device(
         Ok(who) => who,
         Err(r) => return r,
     };
+    if let Err(e) = app.flush_contacts().await {
+        return error_page(ApiError::Internal(e));
+    }
     match admin_api::device_detail(&app.store, &controller).await {
         Ok(detail) => device_page(&detail, &who).into_response(),
         Err(e) => error_page(e),

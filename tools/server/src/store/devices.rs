@@ -6,6 +6,13 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 use std::collections::BTreeMap;
 
+/// Longest attribute value the dashboard's search indexes (PostgreSQL's B-tree entries are
+/// bounded; a longer value stays in the device's attributes, shown but not searchable).
+pub const SEARCHABLE_VALUE_BYTES: usize = 256;
+/// Devices per statement when contact times are written (two parameters each; SQLite allows
+/// 32,766 parameters, PostgreSQL 65,535).
+const CONTACTS_PER_STATEMENT: usize = 500;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceRow {
     pub id: i64,
@@ -108,12 +115,26 @@ impl Store {
         }
     }
 
-    pub async fn touch_device(&self, id: i64) -> Result<()> {
-        sqlx::query("UPDATE devices SET last_seen = $1 WHERE id = $2")
-            .bind(now_ms())
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+    /// Writes devices' last contact times (`contacts.rs`), in statements of at most
+    /// [`CONTACTS_PER_STATEMENT`] devices; a time never moves backwards.
+    pub async fn write_contacts(&self, contacts: &[(i64, i64)]) -> Result<()> {
+        for chunk in contacts.chunks(CONTACTS_PER_STATEMENT) {
+            let cases: String = (0..chunk.len())
+                .map(|i| format!(" WHEN ${} THEN ${}", 2 * i + 1, 2 * i + 2))
+                .collect();
+            let ids: Vec<String> = (0..chunk.len())
+                .map(|i| format!("${}", 2 * i + 1))
+                .collect();
+            let ids = ids.join(", ");
+            let mut query = sqlx::query(sql!(
+                "UPDATE devices SET last_seen = CASE id{cases} END WHERE id IN ({ids}) \
+                 AND (last_seen IS NULL OR last_seen < CASE id{cases} END)"
+            ));
+            for &(id, at) in chunk {
+                query = query.bind(id).bind(at);
+            }
+            query.execute(&self.pool).await?;
+        }
         Ok(())
     }
 
@@ -122,12 +143,16 @@ impl Store {
     /// never changes one that is set: a device cannot move itself into another product's
     /// rollouts. A differing report stays in the attributes, where `DeviceRow::type_mismatch`
     /// shows it.
+    ///
+    /// Attribute values up to [`SEARCHABLE_VALUE_BYTES`] are also kept one row each in
+    /// `device_attributes`, where the dashboard's search finds them by index.
     pub async fn set_attributes(
         &self,
         id: i64,
         attributes: &BTreeMap<String, String>,
         reported_type: Option<&str>,
     ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "UPDATE devices SET attributes = $1, device_type = COALESCE(device_type, $2) \
              WHERE id = $3",
@@ -135,8 +160,27 @@ impl Store {
         .bind(serde_json::to_string(attributes)?)
         .bind(reported_type)
         .bind(id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        // The searchable copy (store/device_search.rs): values up to SEARCHABLE_VALUE_BYTES.
+        sqlx::query("DELETE FROM device_attributes WHERE device_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        for (key, value) in attributes
+            .iter()
+            .filter(|(_, v)| v.len() <= SEARCHABLE_VALUE_BYTES)
+        {
+            sqlx::query(
+                "INSERT INTO device_attributes (device_id, key, value) VALUES ($1, $2, $3)",
+            )
+            .bind(id)
+            .bind(key)
+            .bind(value)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 

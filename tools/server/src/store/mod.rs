@@ -135,7 +135,12 @@ impl Store {
                 tx.rollback().await?;
                 continue;
             }
-            let sql = sql.replace("{ID}", schema::id_column(self.postgres));
+            let sql = sql
+                .replace("{ID}", schema::id_column(self.postgres))
+                .replace(
+                    "{JSON_EACH_ATTRIBUTES}",
+                    schema::json_each_attributes(self.postgres),
+                );
             tx.execute(sqlx::raw_sql(sqlx::AssertSqlSafe(sql)))
                 .await
                 .with_context(|| format!("applying migration {version}"))?;

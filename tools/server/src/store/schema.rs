@@ -1,5 +1,6 @@
 //! The schema, as numbered migrations applied in order at start. SQLite and PostgreSQL differ only
-//! in how an auto-increment key is spelled, so each migration is written once with `{ID}` for it.
+//! in how an auto-increment key is spelled and how JSON is taken apart, so each migration is
+//! written once with `{ID}` and `{JSON_EACH_ATTRIBUTES}` for them.
 //! Times are milliseconds since the Unix epoch (`BIGINT`), lists and maps are JSON text: the same
 //! queries then run on both backends through sqlx's `Any` driver.
 
@@ -157,7 +158,36 @@ CREATE TABLE version_samples (
     PRIMARY KEY (bucket, version)
 );
 "#,
+    // 7: the dashboard's device search at 100,000 devices (store/device_search.rs): attribute
+    // values (up to 256 bytes) in their own indexed table, kept by `set_attributes`, filled here
+    // from the stored JSON; indexes for the type, newest-action and last-contact filters.
+    r#"
+CREATE TABLE device_attributes (
+    device_id BIGINT NOT NULL REFERENCES devices(id),
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (device_id, key)
+);
+CREATE INDEX device_attributes_by_value ON device_attributes (key, value);
+INSERT INTO device_attributes (device_id, key, value)
+    SELECT d.id, j.key, j.value FROM devices d, {JSON_EACH_ATTRIBUTES} j
+    WHERE LENGTH(j.value) <= 256;
+CREATE INDEX devices_by_type ON devices (device_type, controller_id);
+CREATE INDEX devices_by_last_seen ON devices (last_seen);
+CREATE INDEX actions_by_state ON actions (state);
+CREATE INDEX actions_by_device_newest ON actions (device_id, id);
+"#,
 ];
+
+/// The rows (`key`, `value`) of a device's attributes JSON `d.attributes`, in each backend's
+/// JSON functions (SQLite's JSON1 is built into the bundled SQLite).
+pub fn json_each_attributes(postgres: bool) -> &'static str {
+    if postgres {
+        "json_each_text(d.attributes::json)"
+    } else {
+        "json_each(d.attributes)"
+    }
+}
 
 /// The auto-increment primary key of each backend.
 pub fn id_column(postgres: bool) -> &'static str {
