@@ -2,7 +2,8 @@
 //! with graceful shutdown on SIGINT/SIGTERM and a periodic sweep that moves rollouts whose
 //! last feedback arrived at another server process.
 
-use crate::config::{LogFormat, Settings};
+use crate::cli::LogFormat;
+use crate::config::Settings;
 use crate::contacts::{self, Contacts};
 use crate::error::ApiResult;
 use crate::login_limit::LoginLimit;
@@ -15,7 +16,6 @@ use axum::middleware::from_fn_with_state;
 use axum::routing::get;
 use axum::{Json, Router};
 use rustupdate_rollout::RolloutState;
-use rustupdate_verify::Keyring;
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
@@ -45,17 +45,6 @@ pub fn init_logging(format: LogFormat) {
     let _ = builder.try_init();
 }
 
-/// The keys an uploaded `.rua` must be signed by: `--trusted-key` files and `DATA_DIR/keys/*.pem`,
-/// read at every upload so that adding a key needs no restart.
-pub fn keyring(settings: &Settings) -> Result<Keyring> {
-    let dir = settings.keys_dir();
-    let dir = dir.is_dir().then_some(dir.as_path());
-    Ok(rustupdate_verify::key_files::keyring(
-        &settings.trusted_keys,
-        dir,
-    )?)
-}
-
 fn ensure_dir(path: &Path) -> Result<()> {
     std::fs::create_dir_all(path).with_context(|| format!("creating {}", path.display()))
 }
@@ -68,7 +57,7 @@ pub async fn build_state(settings: Settings) -> Result<AppState> {
     ensure_dir(&settings.keys_dir())?;
     let admin_token = tokens::load_or_create(&settings.admin_token_path())?;
     let gateway_token = tokens::load_or_create(&settings.gateway_token_path())?;
-    if keyring(&settings)?.is_empty() {
+    if settings.keyring()?.is_empty() {
         log::warn!(
             "event=no-trusted-keys hint=\"put release public keys in {} or pass --trusted-key; .rua uploads are refused until then\"",
             settings.keys_dir().display()

@@ -1,8 +1,8 @@
 //! Command-line arguments. `rustupdate-server [serve options]` runs the server; `backup` copies
 //! its data directory; the other subcommands are clients of its management API.
 
-use crate::config::LogFormat;
 use clap::{Args, Parser, Subcommand};
+use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -330,4 +330,14 @@ pub enum RolloutCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogFormat {
+    /// `time level target: event=… key=value …`
+    #[default]
+    Text,
+    /// One JSON object per line: time, level, target, message.
+    Json,
 }

@@ -1,7 +1,7 @@
 //! Server settings: a TOML file (`--config`, kebab-case keys, unknown keys rejected) and flags,
 //! flags winning. Every key is documented in `docs/server.md`.
 
-use crate::cli::ServeArgs;
+use crate::cli::{LogFormat, ServeArgs};
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -44,16 +44,6 @@ pub struct FileConfig {
     pub log_format: Option<LogFormat>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum LogFormat {
-    /// `time level target: event=… key=value …`
-    #[default]
-    Text,
-    /// One JSON object per line: time, level, target, message.
-    Json,
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tls {
     pub cert: PathBuf,
@@ -81,6 +71,17 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// The keys an uploaded `.rua` must be signed by: `--trusted-key` files and
+    /// `DATA_DIR/keys/*.pem`, read at every upload so that adding a key needs no restart.
+    pub fn keyring(&self) -> Result<rustupdate_verify::Keyring> {
+        let dir = self.keys_dir();
+        let dir = dir.is_dir().then_some(dir.as_path());
+        Ok(rustupdate_verify::key_files::keyring(
+            &self.trusted_keys,
+            dir,
+        )?)
+    }
+
     pub fn from_args(args: &ServeArgs) -> Result<Settings> {
         let file = match &args.config {
             Some(path) => {

@@ -48,7 +48,7 @@ where
             let path = file.path().to_owned();
             let digests2 = digests.clone();
             let verdict = tokio::task::spawn_blocking(move || {
-                let keyring = crate::app::keyring(&app2.inner.settings)?;
+                let keyring = app2.inner.settings.keyring()?;
                 artifact_files::verify_rua(&path, &keyring, &digests2)
             })
             .await
