@@ -11,7 +11,8 @@ use crate::links;
 use crate::roles::Role;
 use crate::state::AppState;
 use crate::store::{
-    DeviceFilter, DeviceRow, FEEDBACK_BYTES_PER_ACTION, FEEDBACK_ENTRIES_PER_ACTION, now_ms,
+    COUNT_CAP, DeviceFilter, DeviceRow, FEEDBACK_BYTES_PER_ACTION, FEEDBACK_ENTRIES_PER_ACTION,
+    now_ms,
 };
 use axum::extract::{Form, Path, Query, State};
 use axum::http::HeaderMap;
@@ -212,7 +213,13 @@ pub async fn devices(
         Ok(found) => found,
         Err(e) => return error_page(ApiError::Internal(e)),
     };
-    let pages = (total + DEVICES_PER_PAGE - 1) / DEVICES_PER_PAGE;
+    // Beyond COUNT_CAP matches the total is not counted: a full page then has a next one.
+    let capped = total > COUNT_CAP;
+    let pages = if capped {
+        page_no + i64::from(found.len() as i64 == DEVICES_PER_PAGE)
+    } else {
+        (total + DEVICES_PER_PAGE - 1) / DEVICES_PER_PAGE
+    };
     let link = |page: i64| {
         let query = serde_urlencoded::to_string([
             ("q", search.q.trim()),
@@ -249,9 +256,12 @@ pub async fn devices(
                 " " button { "Search" }
             }
             p {
-                (total) " devices match"
-                @if total > 0 { "; page " (page_no) " of " (pages.max(1)) }
-                "."
+                @if capped { "More than " (COUNT_CAP) " devices match; page " (page_no) "." }
+                @else {
+                    (total) " devices match"
+                    @if total > 0 { "; page " (page_no) " of " (pages.max(1)) }
+                    "."
+                }
                 @if page_no > 1 { " " a href=(link(page_no - 1)) { "previous page" } }
                 @if page_no < pages { " " a href=(link(page_no + 1)) { "next page" } }
             }

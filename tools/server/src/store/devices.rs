@@ -87,20 +87,32 @@ impl Store {
     }
 
     pub async fn device(&self, controller_id: &str) -> Result<Option<DeviceRow>> {
+        let Some(mut device) = self.device_without_tags(controller_id).await? else {
+            return Ok(None);
+        };
+        device.tags = self.tags(device.id).await?;
+        Ok(Some(device))
+    }
+
+    /// The device's row alone (`tags` empty): what a poll needs (`fleet::work_for` reads the
+    /// tags only when a running rollout may target the device).
+    async fn device_without_tags(&self, controller_id: &str) -> Result<Option<DeviceRow>> {
         let row = sqlx::query(sql!(
             "SELECT {COLUMNS} FROM devices WHERE controller_id = $1"
         ))
         .bind(controller_id)
         .fetch_optional(&self.pool)
         .await?;
-        let Some(row) = row else { return Ok(None) };
-        let mut device = device(&row)?;
-        device.tags = self.tags(device.id).await?;
-        Ok(Some(device))
+        row.as_ref().map(device).transpose()
     }
 
-    /// The device of a gateway-authenticated poll, registered on first contact.
+    /// The device of a gateway-authenticated poll, registered on first contact. Read first: a
+    /// known device's poll writes nothing (an `INSERT … ON CONFLICT DO NOTHING` per poll took
+    /// the database's write lock, and on PostgreSQL a sequence value, every time).
     pub async fn device_or_register(&self, controller_id: &str) -> Result<DeviceRow> {
+        if let Some(device) = self.device_without_tags(controller_id).await? {
+            return Ok(device);
+        }
         sqlx::query(
             "INSERT INTO devices (controller_id, created_at) VALUES ($1, $2) \
              ON CONFLICT (controller_id) DO NOTHING",

@@ -36,7 +36,7 @@ pub use actions::{
 };
 pub use artifacts::{ArtifactRow, NewArtifact};
 pub use audit::AuditRow;
-pub use device_search::DeviceFilter;
+pub use device_search::{COUNT_CAP, DeviceFilter};
 pub use devices::DeviceRow;
 pub use rollouts::{EventRow, NewRollout, PhaseCountsRow, RolloutRow};
 
