@@ -316,7 +316,7 @@ bench_rust() {
     local url=http://127.0.0.1:$port auth
     auth=gateway:$(cat "$dir/gateway.token")
     register "$name" "$pid" "$pg" "$url" "$auth"
-    search_rust "$name" "$url" "$dir" "$@"
+    search_rust "$name" "$url" "$dir" "$pid" "$@"
     poll_phases "$name" "$pid" "$pg" "$url" "$auth"
     if ((RUN_DEPLOY)); then
         deploy_rust "$name" "$url" "$dir" "$pid" "$pg" "$auth"
@@ -324,20 +324,24 @@ bench_rust() {
     stop_pid "$pid"
 }
 
-# search_rust NAME URL DATA_DIR [--database URL]: the dashboard's device search over the
+# search_rust NAME URL DATA_DIR PID [--database URL]: the dashboard's device search over the
 # registered fleet, as an operator uses it: a viewer account (made on the host), logged in by the
-# form, then SEARCH_ROUNDS rounds of searches by id part, type, version, attribute, newest action
-# and silence, and a deep page; each answer timed by curl (time to the last byte). Writes
-# NAME-search.json; the slowest must stay under TARGET_SEARCH_MS (with --enforce, checked below).
+# form, then, once the server is idle after the registration (it writes the registered devices'
+# contact times in batches behind), SEARCH_ROUNDS rounds of searches by id part, type, version,
+# attribute, newest action and silence, and a deep page; each answer timed by curl (time to the
+# last byte). Writes NAME-search.json; the slowest must stay under TARGET_SEARCH_MS (with
+# --enforce, checked below).
 search_rust() {
-    local name=$1 url=$2 dir=$3
-    shift 3
+    local name=$1 url=$2 dir=$3 pid=$4 settle
+    shift 4
     local jar=$OUT/$name-cookies password=bench-viewer-password-1234 times=$OUT/$name-search.times
     rm -f "$jar" "$times"
     printf '%s\n' "$password" | "$SERVER_BIN" user add bench-viewer --role viewer --data-dir "$dir" "$@" \
         >/dev/null || die "$name: user add failed"
     curl -s -m 30 -c "$jar" -o /dev/null -w '%{http_code}' --data-urlencode name=bench-viewer \
         --data-urlencode "password=$password" "$url/ui/login" | grep -qx 303 || die "$name: dashboard login failed"
+    settle=$(backlog_seconds "$pid")
+    log "$name: server idle ${settle} s after the registration; searching"
     local last_page=$(((DEVICES + 49) / 50)) round query code
     local queries=("q=0042" "type=bench-board" "version=1.0.0" "attribute=hw_rev%3D3"
         "state=failed" "silent_hours=1" "page=$((last_page / 2 + 1))" "version=1.0.0&page=$last_page")
