@@ -145,7 +145,13 @@ fn parse_action(text: &str) -> ApiResult<i64> {
 }
 
 async fn poll(State(app): State<AppState>, caller: Caller) -> ApiResult<Json<ddi::ControllerBase>> {
-    let work = fleet::work_for(&app.store, &caller.device).await?;
+    // An idle poll costs one statement here (and the one that authenticated it).
+    let summary = app.store.poll_summary(caller.device.id).await?;
+    let work = if summary.has_open_action {
+        fleet::work_for(&app.store, &caller.device).await?
+    } else {
+        fleet::new_work_for(&app.store, &caller.device).await?
+    };
     let base = links::base_url(&app.inner.settings, caller.host.as_deref());
     let mut links = ddi::ControllerLinks::default();
     if let Some(work) = work {
@@ -177,10 +183,10 @@ async fn poll(State(app): State<AppState>, caller: Caller) -> ApiResult<Json<ddi
             path::config_data(&caller.tenant, &caller.id)
         )));
     }
-    if let Some(done) = app.store.last_succeeded_action(caller.device.id).await? {
+    if let Some(done) = summary.last_succeeded {
         links.installed_base = Some(ddi::Link::new(format!(
             "{base}{}",
-            path::installed_base(&caller.tenant, &caller.id, done.id as u64)
+            path::installed_base(&caller.tenant, &caller.id, done as u64)
         )));
     }
     Ok(Json(ddi::ControllerBase {

@@ -64,18 +64,28 @@ pub async fn work_for(store: &Store, device: &DeviceRow) -> ApiResult<Option<Act
     if let Some(open) = store.open_action(device.id).await? {
         return Ok(Some(open));
     }
+    new_work_for(store, device).await
+}
+
+/// A new action for a device without an open one, from the first running rollout that targets
+/// it and whose phase has reached it.
+pub async fn new_work_for(
+    store: &Store,
+    device: &DeviceRow,
+) -> ApiResult<Option<ActionWithRollout>> {
     if device.device_type.is_none() {
+        return Ok(None);
+    }
+    let running = store.running_rollouts().await?;
+    if running.is_empty() {
         return Ok(None);
     }
     let mut device = device.clone();
     if device.tags.is_empty() {
         device.tags = store.tags(device.id).await?;
     }
-    for rollout in store
-        .rollouts_in_state(RolloutState::Running.as_str())
-        .await?
-    {
-        if !target::matches(&rollout, &device) {
+    for rollout in running.iter() {
+        if !target::matches(rollout, &device) {
             continue;
         }
         let phase = match store.member_phase(rollout.id, device.id).await? {
@@ -91,7 +101,9 @@ pub async fn work_for(store: &Store, device: &DeviceRow) -> ApiResult<Option<Act
                 }
             }
         };
-        if phase > rollout.current_phase {
+        // The cached phase may be behind an advance made by another server instance: asked
+        // again before the device is told to wait (the same statement as before the cache).
+        if phase > rollout.current_phase && !phase_reached(store, rollout.id, phase).await? {
             continue;
         }
         if store.ensure_action(rollout.id, device.id, phase).await? {
@@ -106,6 +118,13 @@ pub async fn work_for(store: &Store, device: &DeviceRow) -> ApiResult<Option<Act
         }
     }
     Ok(None)
+}
+
+async fn phase_reached(store: &Store, rollout_id: i64, phase: i64) -> ApiResult<bool> {
+    Ok(store
+        .rollout(rollout_id)
+        .await?
+        .is_some_and(|r| r.state == RolloutState::Running.as_str() && phase <= r.current_phase))
 }
 
 /// Records that the device fetched its deployment (scheduled -> running).

@@ -66,6 +66,13 @@ pub struct NewFeedback<'a> {
     pub details: &'a [String],
 }
 
+/// See [`Store::poll_summary`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PollSummary {
+    pub has_open_action: bool,
+    pub last_succeeded: Option<i64>,
+}
+
 const COLUMNS: &str = "a.id AS id, a.rollout_id AS rollout_id, a.device_id AS device_id, \
     a.state AS state, a.reason AS reason, a.created_at AS created_at, a.updated_at AS updated_at, \
     a.feedback_dropped AS feedback_dropped";
@@ -174,9 +181,14 @@ impl Store {
     /// The action carries the device's phase, so that counting a phase reads one index.
     pub async fn ensure_action(&self, rollout_id: i64, device_id: i64, phase: i64) -> Result<bool> {
         let now = now_ms();
+        // Only while the rollout runs and its phase has reached the device's, checked in the
+        // same statement: the caller's view of the rollout may be a second old
+        // (`running_rollouts`) or raced by a pause.
         let done = sqlx::query(
             "INSERT INTO actions (rollout_id, device_id, phase, state, created_at, updated_at) \
-             VALUES ($1, $2, $3, 'scheduled', $4, $4) ON CONFLICT (rollout_id, device_id) DO NOTHING",
+             SELECT $1, $2, $3, 'scheduled', $4, $4 WHERE EXISTS (SELECT 1 FROM rollouts \
+             WHERE id = $1 AND state = 'running' AND current_phase >= $3) \
+             ON CONFLICT (rollout_id, device_id) DO NOTHING",
         )
         .bind(rollout_id)
         .bind(device_id)
@@ -302,16 +314,22 @@ impl Store {
         rows.iter().map(action).collect()
     }
 
-    /// The device's newest succeeded action (hawkBit's installedBase).
-    pub async fn last_succeeded_action(&self, device_id: i64) -> Result<Option<ActionRow>> {
+    /// What an idle poll needs of the device's actions, in one statement: whether one is open,
+    /// and the newest succeeded one's id (hawkBit's installedBase).
+    pub async fn poll_summary(&self, device_id: i64) -> Result<PollSummary> {
         let row = sqlx::query(sql!(
-            "SELECT {COLUMNS} FROM actions a WHERE a.device_id = $1 AND a.state = 'succeeded' \
-             ORDER BY a.id DESC LIMIT 1"
+            "SELECT (SELECT a.id FROM actions a WHERE a.device_id = $1 \
+             AND a.state IN {OPEN_STATES} ORDER BY a.id LIMIT 1) AS open_id, \
+             (SELECT a.id FROM actions a WHERE a.device_id = $1 AND a.state = 'succeeded' \
+             ORDER BY a.id DESC LIMIT 1) AS succeeded_id"
         ))
         .bind(device_id)
-        .fetch_optional(&self.pool)
+        .fetch_one(&self.pool)
         .await?;
-        row.as_ref().map(action).transpose()
+        Ok(PollSummary {
+            has_open_action: row.try_get::<Option<i64>, _>("open_id")?.is_some(),
+            last_succeeded: row.try_get("succeeded_id")?,
+        })
     }
 
     pub async fn feedback(&self, action_id: i64) -> Result<Vec<FeedbackRow>> {

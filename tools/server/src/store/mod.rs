@@ -26,6 +26,7 @@ mod device_search;
 mod devices;
 mod history;
 mod rollouts;
+mod running_rollouts;
 mod schema;
 mod sessions;
 mod users;
@@ -43,6 +44,7 @@ pub use rollouts::{EventRow, NewRollout, PhaseCountsRow, RolloutRow};
 use anyhow::{Context, Result, bail};
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Most connections per server process. SQLite serialises writers anyway (WAL lets readers go on).
@@ -59,6 +61,7 @@ const SQLITE_BUSY_TIMEOUT_MS: u32 = 5000;
 pub struct Store {
     pool: AnyPool,
     postgres: bool,
+    running: Arc<running_rollouts::RunningRollouts>,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -100,7 +103,11 @@ impl Store {
                 .await
         }
         .with_context(|| format!("connecting to database {}", redact(url)))?;
-        let store = Store { pool, postgres };
+        let store = Store {
+            pool,
+            postgres,
+            running: Arc::default(),
+        };
         store.migrate().await?;
         Ok(store)
     }

@@ -112,6 +112,7 @@ impl Store {
         .bind(now_ms())
         .fetch_one(&self.pool)
         .await?;
+        self.running.forget();
         rollout(&row)
     }
 
@@ -187,6 +188,9 @@ impl Store {
             .await?;
         }
         tx.commit().await?;
+        if changed {
+            self.running.forget();
+        }
         Ok(changed)
     }
 

@@ -1,7 +1,9 @@
 //! Several server processes over one PostgreSQL database: devices polling both at once get one
-//! action each, and each phase starts once.
+//! action each, and each phase starts once; a change made through one server is obeyed by the
+//! other at once, although it reads the running rollouts once a second.
 
 use crate::harness::{Backend, Device, Server};
+use serde_json::json;
 use std::collections::BTreeSet;
 
 const DEVICES: usize = 12;
@@ -93,4 +95,63 @@ fn two_servers_on_one_postgres_give_each_action_once_and_advance_each_phase_once
             d.id
         );
     }
+}
+
+/// The same device, talking to another server process.
+fn through<'a>(server: &'a Server, device: &Device) -> Device<'a> {
+    Device {
+        server,
+        id: device.id.clone(),
+        auth: device.auth.clone(),
+    }
+}
+
+#[test]
+fn a_phase_opened_through_one_server_is_offered_by_the_other_at_once() {
+    let a = Server::start(Backend::Postgres);
+    let b = Server::beside(&a);
+    let artifact = a.release("2.0");
+    let devices: Vec<Device> = (0..4).map(|i| a.device(&format!("dev-{i}"))).collect();
+    let rollout = a.rollout(artifact, "50,100", "1");
+    // Through b: two devices are in phase 1 and offered, two wait; b now holds the rollout
+    // (running, phase 0) in its cache.
+    let offers: Vec<Option<i64>> = devices
+        .iter()
+        .map(|d| through(&b, d).offered_action())
+        .collect();
+    let first: Vec<usize> = (0..4).filter(|i| offers[*i].is_some()).collect();
+    let waiting: Vec<usize> = (0..4).filter(|i| offers[*i].is_none()).collect();
+    assert_eq!((first.len(), waiting.len()), (2, 2), "{offers:?}");
+    // Both succeed through a: phase 2 opens there; b, asked at once, offers it too.
+    for i in &first {
+        devices[*i].complete(offers[*i].unwrap(), "success", &[]);
+    }
+    assert_eq!(a.rollout_status(rollout)["current_phase"], 1);
+    for i in &waiting {
+        assert!(
+            through(&b, &devices[*i]).offered_action().is_some(),
+            "b offers the phase a opened"
+        );
+    }
+}
+
+#[test]
+fn a_rollout_paused_through_one_server_gives_nothing_new_through_the_other() {
+    let a = Server::start(Backend::Postgres);
+    let b = Server::beside(&a);
+    let artifact = a.release("2.0");
+    let devices: Vec<Device> = (0..2).map(|i| a.device(&format!("dev-{i}"))).collect();
+    let rollout = a.rollout(artifact, "100", "1");
+    // b reads the running rollout into its cache while serving the first device.
+    assert!(through(&b, &devices[0]).offered_action().is_some());
+    let paused = a.admin_post(&format!("/api/v1/rollouts/{rollout}/pause"), &json!({}));
+    assert_eq!(paused.status, 200, "{paused:?}");
+    // b's cache still says running: the action is refused where it is created.
+    assert!(
+        through(&b, &devices[1]).offered_action().is_none(),
+        "b gives nothing from a paused rollout"
+    );
+    let resumed = a.admin_post(&format!("/api/v1/rollouts/{rollout}/resume"), &json!({}));
+    assert_eq!(resumed.status, 200, "{resumed:?}");
+    assert!(through(&b, &devices[1]).offered_action().is_some());
 }
