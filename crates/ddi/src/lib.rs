@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 pub mod attributes;
+pub mod delta;
 pub mod model;
 pub mod path;
 pub mod sleep;

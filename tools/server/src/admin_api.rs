@@ -14,7 +14,7 @@ use crate::intake;
 use crate::links;
 use crate::roles::Principal;
 use crate::state::AppState;
-use crate::store::{DeviceRow, NewRollout, Store};
+use crate::store::{DeviceRow, NewRollout, PatchRow, Store};
 use crate::tokens;
 use axum::Extension;
 use axum::body::Body;
@@ -33,6 +33,11 @@ use std::collections::BTreeMap;
 pub fn routes(app: &AppState) -> Router<AppState> {
     let bounded = Router::new()
         .route("/api/v1/artifacts", get(list_artifacts))
+        .route(
+            "/api/v1/artifacts/{id}/deltas",
+            get(list_artifact_deltas).post(queue_delta),
+        )
+        .route("/api/v1/deltas", get(list_deltas))
         .route("/api/v1/devices", post(add_device).get(list_devices))
         .route("/api/v1/devices/{controller}", get(show_device))
         .route("/api/v1/devices/{controller}/tags", put(change_tags))
@@ -117,6 +122,56 @@ async fn list_artifacts(
     State(app): State<AppState>,
 ) -> ApiResult<Json<Vec<crate::store::ArtifactRow>>> {
     Ok(Json(app.store.artifacts().await?))
+}
+
+async fn artifact_by_id(app: &AppState, id: i64) -> ApiResult<crate::store::ArtifactRow> {
+    app.store
+        .artifact(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no artifact {id}")))
+}
+
+/// The patches of an artifact: made, being made, queued or failed (with the reason).
+async fn list_artifact_deltas(
+    State(app): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<Json<Vec<PatchRow>>> {
+    let target = artifact_by_id(&app, id).await?;
+    Ok(Json(app.store.patches_of(target.id).await?))
+}
+
+/// Every patch job, newest first.
+async fn list_deltas(State(app): State<AppState>) -> ApiResult<Json<Vec<PatchRow>>> {
+    Ok(Json(app.store.patches().await?))
+}
+
+/// Queues a patch of the artifact from a base the operator names (a release devices will run,
+/// before they report it). 201 when queued, 200 when one exists already.
+async fn queue_delta(
+    State(app): State<AppState>,
+    Extension(who): Extension<Principal>,
+    ApiPath(id): ApiPath<i64>,
+    JsonBody(request): JsonBody<api::QueueDelta>,
+) -> ApiResult<(StatusCode, Json<Vec<PatchRow>>)> {
+    let target = artifact_by_id(&app, id).await?;
+    let base = artifact_by_id(&app, request.base_artifact_id).await?;
+    let queued = crate::deltas::queue_named(&app, &target, &base).await?;
+    if queued {
+        audit::record(
+            &app,
+            &who.actor,
+            "delta-queue",
+            &format!("artifact {}", target.id),
+            &format!("patch from artifact {} ({})", base.id, base.version),
+        )
+        .await;
+    }
+    let status = if queued {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(app.store.patches_of(target.id).await?)))
 }
 
 fn valid_tag(tag: &str) -> bool {
@@ -351,6 +406,10 @@ pub async fn create(app: &AppState, actor: &str, request: api::CreateRollout) ->
     );
     let target = format!("rollout {}", rollout.id);
     audit::record(app, actor, "rollout-create", &target, &detail).await;
+    // Devices may run other releases now than when the artifact came: patches for them too.
+    if let Some(artifact) = app.store.artifact(rollout.artifact_id).await? {
+        crate::deltas::queue_for(app, &artifact).await?;
+    }
     if request.start {
         steer(app, actor, rollout.id, Command::Start).await?;
     }
@@ -380,6 +439,7 @@ pub async fn rollout_view(store: &Store, id: i64) -> ApiResult<api::Rollout> {
         .collect();
     Ok(api::Rollout {
         events: store.events(id).await?,
+        downloads: store.download_totals(id).await?,
         rollout,
         artifact,
         phases,

@@ -1,7 +1,9 @@
 //! The management API's JSON bodies, shared by the handlers and the CLI so the two cannot drift.
 //! Field names are snake_case; states use the kebab-case names of `rustupdate-rollout`.
 
-use crate::store::{ActionRow, ArtifactRow, EventRow, FeedbackRow, PhaseCountsRow, RolloutRow};
+use crate::store::{
+    ActionRow, ArtifactRow, DownloadTotals, EventRow, FeedbackRow, PhaseCountsRow, RolloutRow,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -90,6 +92,9 @@ pub struct Rollout {
     pub artifact: ArtifactRow,
     pub phases: Vec<Phase>,
     pub events: Vec<EventRow>,
+    /// What its devices downloaded: full artifacts and delta patches, fallbacks and why.
+    #[serde(default)]
+    pub downloads: DownloadTotals,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -104,4 +109,11 @@ pub struct Phase {
 pub struct Health {
     pub status: String,
     pub database: String,
+}
+
+/// `POST /api/v1/artifacts/{id}/deltas`: build a patch of the artifact from another one.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueDelta {
+    pub base_artifact_id: i64,
 }

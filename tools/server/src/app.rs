@@ -78,6 +78,7 @@ pub async fn build_state(settings: Settings) -> Result<AppState> {
             password_checks: tokio::sync::Semaphore::new(dashboard::PASSWORD_CHECKS),
             contacts: Contacts::default(),
             in_flight: tokio::sync::Semaphore::new(guard::MAX_IN_FLIGHT),
+            delta_wake: tokio::sync::Notify::new(),
         }),
     })
 }
@@ -204,6 +205,7 @@ pub async fn serve(settings: Settings) -> Result<()> {
         state.inner.settings.admin_token_path().display()
     );
     tokio::spawn(sweep(state.store.clone()));
+    crate::deltas::spawn_workers(&state);
     tokio::spawn(flush_contacts(state.clone()));
     let flush_at_exit = state.clone();
     let app = router(state);

@@ -129,6 +129,7 @@ fn check_rua(
         kind: "rua".into(),
         signers,
         created_at: 0,
+        image_sha256: manifest.payloads.first().map(|p| p.sha256.to_string()),
     })
 }
 
@@ -147,6 +148,7 @@ pub fn foreign(meta: ForeignMeta, digests: &Digests) -> NewArtifact {
         kind: "foreign".into(),
         signers: Vec::new(),
         created_at: 0,
+        image_sha256: None,
     }
 }
 

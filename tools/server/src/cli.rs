@@ -165,6 +165,12 @@ pub struct ServeArgs {
     /// Largest artifact upload in bytes [default: 8 GiB].
     #[arg(long, value_name = "BYTES")]
     pub max_upload_bytes: Option<u64>,
+    /// Delta patches this process builds at once; 0 builds none [default: 1].
+    #[arg(long, value_name = "N")]
+    pub delta_jobs: Option<u32>,
+    /// Largest base image a patch job holds in memory, in bytes [default: 2 GiB].
+    #[arg(long, value_name = "BYTES")]
+    pub delta_max_image_bytes: Option<u64>,
     /// Seconds a client may take to send the request headers, and a keep-alive connection may
     /// stay idle [default: 15].
     #[arg(long, value_name = "SECS")]

@@ -13,6 +13,10 @@ pub const DEFAULT_TENANT: &str = "DEFAULT";
 /// hawkBit's default is 5 minutes; devices on metered links want no less.
 pub const DEFAULT_POLL_INTERVAL_SECS: u64 = 300;
 pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 8 << 30;
+/// Patch jobs at once: each holds its base image in memory, and one keeps a core busy.
+pub const DEFAULT_DELTA_JOBS: u32 = 1;
+pub const MAX_DELTA_JOBS: u32 = 16;
+pub const DEFAULT_DELTA_MAX_IMAGE_BYTES: u64 = 2 << 30;
 /// How long a client may take to send a request's line and headers, and how long a keep-alive
 /// connection may stay idle. A device's whole request is a few hundred bytes.
 pub const DEFAULT_HEADER_READ_TIMEOUT_SECS: u64 = 15;
@@ -39,6 +43,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub trusted_keys: Vec<PathBuf>,
     pub max_upload_bytes: Option<u64>,
+    pub delta_jobs: Option<u32>,
+    pub delta_max_image_bytes: Option<u64>,
     pub header_read_timeout: Option<u64>,
     pub request_timeout: Option<u64>,
     pub log_format: Option<LogFormat>,
@@ -65,6 +71,10 @@ pub struct Settings {
     /// Explicit key files; `DATA_DIR/keys/*.pem` are trusted as well.
     pub trusted_keys: Vec<PathBuf>,
     pub max_upload_bytes: u64,
+    /// Delta patch jobs this process runs at once (0: none; `deltas.rs`).
+    pub delta_jobs: u32,
+    /// Largest base image a patch job reads into memory.
+    pub delta_max_image_bytes: u64,
     pub header_read_timeout: Duration,
     pub request_timeout: Duration,
     pub log_format: LogFormat,
@@ -166,6 +176,13 @@ impl Settings {
         };
         let mut trusted_keys = file.trusted_keys;
         trusted_keys.extend(args.trusted_key.iter().cloned());
+        let delta_jobs = args
+            .delta_jobs
+            .or(file.delta_jobs)
+            .unwrap_or(DEFAULT_DELTA_JOBS);
+        if delta_jobs > MAX_DELTA_JOBS {
+            bail!("delta-jobs must be 0 to {MAX_DELTA_JOBS}");
+        }
         Ok(Settings {
             data_dir,
             listen,
@@ -180,6 +197,11 @@ impl Settings {
                 .max_upload_bytes
                 .or(file.max_upload_bytes)
                 .unwrap_or(DEFAULT_MAX_UPLOAD_BYTES),
+            delta_jobs,
+            delta_max_image_bytes: args
+                .delta_max_image_bytes
+                .or(file.delta_max_image_bytes)
+                .unwrap_or(DEFAULT_DELTA_MAX_IMAGE_BYTES),
             header_read_timeout,
             request_timeout,
             log_format: args.log_format.or(file.log_format).unwrap_or_default(),

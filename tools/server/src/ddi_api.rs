@@ -8,12 +8,13 @@
 //! percent-encoded. What a device reports (`configData`) is stored and shown; it never changes
 //! what the operator set (see `Store::set_attributes`).
 
+use crate::deltas;
 use crate::error::{ApiError, ApiResult};
 use crate::fleet::{self, Channel};
 use crate::guard::{ApiPath, JsonBody};
 use crate::links;
 use crate::state::AppState;
-use crate::store::{ActionWithRollout, ArtifactRow, DeviceRow, now_ms};
+use crate::store::{ActionWithRollout, ArtifactRow, DeviceRow, PatchRow, now_ms};
 use crate::tokens::{self, Credential};
 use axum::Json;
 use axum::Router;
@@ -167,6 +168,11 @@ async fn poll(State(app): State<AppState>, caller: Caller) -> ApiResult<Json<ddi
                 path::cancel_action(&caller.tenant, &caller.id, id)
             );
             links.cancel_action = Some(ddi::Link::new(href));
+        } else if state == ActionState::Scheduled
+            && deltas::patch_coming(&app, &caller.device, &work).await?
+        {
+            // Not offered yet: its patch is being built, and the device waits a poll or two for
+            // a download a fraction of the artifact's size.
         } else {
             // The `c` parameter changes when the action does, as hawkBit's cache hash.
             let href = format!(
@@ -204,20 +210,48 @@ fn deployment_body(
     caller: &Caller,
     work: &ActionWithRollout,
     artifact: &ArtifactRow,
+    patch: Option<&PatchRow>,
 ) -> ddi::DeploymentBase {
-    let href = match &work.download_url {
-        Some(url) => url.clone(),
-        None => format!(
+    let download = |sha256: &str, filename: &str| {
+        format!(
             "{}{}",
             links::base_url(&app.inner.settings, caller.host.as_deref()),
-            path::artifact_download(
-                &caller.tenant,
-                &caller.id,
-                &artifact.sha256,
-                &links::segment(&artifact.filename)
-            )
-        ),
+            path::artifact_download(&caller.tenant, &caller.id, sha256, &links::segment(filename))
+        )
     };
+    let href = match &work.download_url {
+        Some(url) => url.clone(),
+        None => download(&artifact.sha256, &artifact.filename),
+    };
+    let mut artifacts = vec![ddi::Artifact {
+        filename: artifact.filename.clone(),
+        size: artifact.size as u64,
+        hashes: ddi::Hashes {
+            sha1: artifact.sha1.clone(),
+            md5: artifact.md5.clone(),
+            sha256: artifact.sha256.clone(),
+        },
+        links: ddi::ArtifactLinks {
+            download: Some(ddi::Link::new(href.clone())),
+            download_http: Some(ddi::Link::new(href)),
+        },
+    }];
+    if let Some(offer) = patch.and_then(|p| deltas::offer(artifact, p)) {
+        let href = download(&offer.sha256, &offer.filename);
+        artifacts.push(ddi::Artifact {
+            filename: offer.filename,
+            size: offer.size,
+            hashes: ddi::Hashes {
+                sha1: offer.sha1,
+                md5: offer.md5,
+                sha256: offer.sha256,
+            },
+            links: ddi::ArtifactLinks {
+                download: Some(ddi::Link::new(href.clone())),
+                download_http: Some(ddi::Link::new(href)),
+            },
+        });
+    }
     ddi::DeploymentBase {
         id: work.action.id.to_string(),
         deployment: ddi::Deployment {
@@ -229,19 +263,7 @@ fn deployment_body(
                 version: artifact.version.clone(),
                 name: artifact.name.clone(),
                 metadata: Vec::new(),
-                artifacts: vec![ddi::Artifact {
-                    filename: artifact.filename.clone(),
-                    size: artifact.size as u64,
-                    hashes: ddi::Hashes {
-                        sha1: artifact.sha1.clone(),
-                        md5: artifact.md5.clone(),
-                        sha256: artifact.sha256.clone(),
-                    },
-                    links: ddi::ArtifactLinks {
-                        download: Some(ddi::Link::new(href.clone())),
-                        download_http: Some(ddi::Link::new(href)),
-                    },
-                }],
+                artifacts,
             }],
         },
     }
@@ -280,7 +302,14 @@ async fn deployment_base(
         )));
     }
     fleet::deployment_fetched(&app.store, &work).await?;
-    Ok(Json(deployment_body(&app, &caller, &work, &artifact)))
+    let patch = deltas::patch_for(&app, &caller.device, &work, &artifact).await?;
+    Ok(Json(deployment_body(
+        &app,
+        &caller,
+        &work,
+        &artifact,
+        patch.as_ref(),
+    )))
 }
 
 async fn installed_base(
@@ -289,7 +318,7 @@ async fn installed_base(
     ApiPath((_, _, action)): ApiPath<(String, String, String)>,
 ) -> ApiResult<Json<ddi::DeploymentBase>> {
     let (work, artifact) = device_action(&app, &caller, &action).await?;
-    Ok(Json(deployment_body(&app, &caller, &work, &artifact)))
+    Ok(Json(deployment_body(&app, &caller, &work, &artifact, None)))
 }
 
 async fn cancel_action(
@@ -402,11 +431,15 @@ async fn config_data(
     app.store
         .set_attributes(caller.device.id, &attributes, reported.as_deref())
         .await?;
+    let new_base = deltas::base_of(&attributes);
+    if new_base.is_some() && new_base != deltas::base_of(&caller.device.attributes) {
+        deltas::queue_for_base(&app, new_base.unwrap_or_default()).await?;
+    }
     Ok(StatusCode::OK)
 }
 
-/// Serves an artifact by content hash, with Range support (resumed and delta downloads), to a
-/// device that was given it.
+/// Serves an artifact or a delta patch by content hash, with Range support (resumed and delta
+/// downloads), to a device that was given it; the bytes served count for its action.
 async fn download(
     State(app): State<AppState>,
     caller: Caller,
@@ -417,20 +450,33 @@ async fn download(
         && sha256
             .bytes()
             .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-    if !valid
-        || !app
-            .store
-            .device_may_download(caller.device.id, &sha256)
-            .await?
-    {
+    let given = if valid {
+        app.store.download_for(caller.device.id, &sha256).await?
+    } else {
+        None
+    };
+    let Some((action_id, kind)) = given else {
         return Err(ApiError::NotFound(
             "no such artifact for this device".into(),
         ));
-    }
+    };
+    let counted = request.method() == axum::http::Method::GET;
     let file = app.inner.artifacts_dir.join(&sha256);
     let response = ServeFile::new(file)
         .oneshot(request)
         .await
         .map_err(|e| anyhow::anyhow!("serving artifact {sha256}: {e}"))?;
+    // What the answer carries (its Content-Length), counted when it is sent: a download broken
+    // off is counted in full, as a CDN's log would.
+    let bytes = response
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i64>().ok())
+        .filter(|_| counted && response.status().is_success());
+    if let Some(bytes) = bytes {
+        app.inner.metrics.count_download(kind, bytes as u64);
+        app.store.count_download(action_id, kind, bytes).await?;
+    }
     Ok(response.into_response())
 }

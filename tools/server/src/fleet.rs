@@ -184,6 +184,9 @@ pub async fn feedback(
         if !changed {
             continue;
         }
+        if let Some(why) = rustupdate_ddi::delta::fallback_reason(&status.details) {
+            store.note_delta_fallback(action_id, why).await?;
+        }
         log::info!(
             "event=feedback device={} action={action_id} channel={} execution={} finished={} state={}",
             device.controller_id,

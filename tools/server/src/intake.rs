@@ -69,6 +69,7 @@ where
         row.version,
         row.sha256
     );
+    crate::deltas::queue_for(app, &row).await?;
     Ok((row, inserted))
 }
 

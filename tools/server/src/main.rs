@@ -14,6 +14,7 @@ mod config;
 mod contacts;
 mod dashboard;
 mod ddi_api;
+mod deltas;
 mod error;
 mod fleet;
 mod guard;

@@ -10,10 +10,13 @@
 //! - read from the database at each scrape, so every process over one database reports the same
 //!   fleet: devices, artifacts, actions by state and rollouts by state.
 //!
-//! Delta savings are not counted yet: the server does not hand out deltas.
+//! Delta savings: bytes this process served by kind (`download_bytes_total{kind="full"|"delta"}`),
+//! and from the database the fleet's bytes served for actions (`served_bytes{kind}`), the
+//! actions whose device fell back from a patch (`delta_fallbacks`) and patches by state.
 
 use crate::error::ApiResult;
 use crate::state::AppState;
+use crate::store::DownloadKind;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::header;
 use axum::middleware::Next;
@@ -46,6 +49,11 @@ struct RouteLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
     state: String,
 }
@@ -64,6 +72,10 @@ pub struct Metrics {
     artifacts: Gauge,
     actions: Family<StateLabels, Gauge>,
     rollouts: Family<StateLabels, Gauge>,
+    downloads: Family<KindLabels, Counter>,
+    served: Family<KindLabels, Gauge>,
+    delta_fallbacks: Gauge,
+    patches: Family<StateLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -90,6 +102,26 @@ impl Default for Metrics {
         registry.register("artifacts", "Artifacts stored", artifacts.clone());
         registry.register("actions", "Actions by state", actions.clone());
         registry.register("rollouts", "Rollouts by state", rollouts.clone());
+        let downloads = Family::<KindLabels, Counter>::default();
+        let served = Family::<KindLabels, Gauge>::default();
+        let delta_fallbacks = Gauge::default();
+        let patches = Family::<StateLabels, Gauge>::default();
+        registry.register(
+            "download_bytes",
+            "Bytes of artifacts (full) and delta patches (delta) this process served to devices",
+            downloads.clone(),
+        );
+        registry.register(
+            "served_bytes",
+            "Bytes served to devices for their actions, fleet-wide, by kind (full, delta)",
+            served.clone(),
+        );
+        registry.register(
+            "delta_fallbacks",
+            "Actions whose device left its delta patch for the full artifact",
+            delta_fallbacks.clone(),
+        );
+        registry.register("delta_patches", "Delta patches by state", patches.clone());
         Metrics {
             registry,
             requests,
@@ -98,11 +130,24 @@ impl Default for Metrics {
             artifacts,
             actions,
             rollouts,
+            downloads,
+            served,
+            delta_fallbacks,
+            patches,
         }
     }
 }
 
 impl Metrics {
+    /// Counts bytes served of an artifact or a patch.
+    pub fn count_download(&self, kind: DownloadKind, bytes: u64) {
+        self.downloads
+            .get_or_create(&KindLabels {
+                kind: kind_name(kind).to_owned(),
+            })
+            .inc_by(bytes);
+    }
+
     fn record(&self, route: &str, method: &str, status: u16, seconds: f64) {
         self.requests
             .get_or_create(&RequestLabels {
@@ -138,15 +183,35 @@ pub async fn count(State(app): State<AppState>, request: Request, next: Next) ->
     response
 }
 
+fn kind_name(kind: DownloadKind) -> &'static str {
+    match kind {
+        DownloadKind::Full => "full",
+        DownloadKind::Delta => "delta",
+    }
+}
+
 /// `GET /metrics` (behind the admin token).
 pub async fn scrape(State(app): State<AppState>) -> ApiResult<Response> {
     let fleet = app.store.fleet_counts().await?;
     let metrics = &app.inner.metrics;
     metrics.devices.set(fleet.devices);
     metrics.artifacts.set(fleet.artifacts);
+    for (kind, bytes) in [
+        (DownloadKind::Full, fleet.served_full_bytes),
+        (DownloadKind::Delta, fleet.served_delta_bytes),
+    ] {
+        metrics
+            .served
+            .get_or_create(&KindLabels {
+                kind: kind_name(kind).to_owned(),
+            })
+            .set(bytes);
+    }
+    metrics.delta_fallbacks.set(fleet.delta_fallbacks);
     for (family, counts) in [
         (&metrics.actions, &fleet.actions_by_state),
         (&metrics.rollouts, &fleet.rollouts_by_state),
+        (&metrics.patches, &fleet.patches_by_state),
     ] {
         // A state no row holds any more disappears rather than staying at its last count.
         family.clear();

@@ -80,6 +80,7 @@ pub fn required(method: &Method, route: &str) -> Role {
         ("POST", "/api/v1/artifacts")
         | ("POST", "/api/v1/rollouts")
         | ("POST", "/api/v1/rollouts/{id}/{command}")
+        | ("POST", "/api/v1/artifacts/{id}/deltas")
         | ("PUT", "/api/v1/devices/{controller}/tags") => Role::Operator,
         _ => Role::Admin,
     }

@@ -33,6 +33,8 @@ pub struct Shared {
     pub contacts: Contacts,
     /// Dashboard password checks that may run at once (each Argon2id check takes 19 MiB).
     pub password_checks: tokio::sync::Semaphore,
+    /// Wakes this process's delta patch workers when a job is queued (`deltas.rs`).
+    pub delta_wake: tokio::sync::Notify,
 }
 
 impl AppState {

@@ -26,6 +26,14 @@ pub struct ActionRow {
     /// Feedback entries dropped to keep the action within the feedback bounds.
     #[serde(default)]
     pub feedback_dropped: i64,
+    /// Bytes served to the device for this action: of the full artifact, of a delta patch.
+    #[serde(default)]
+    pub full_bytes: i64,
+    #[serde(default)]
+    pub delta_bytes: i64,
+    /// Why the device left the patch it was offered for the full artifact (its feedback).
+    #[serde(default)]
+    pub delta_fallback: Option<String>,
 }
 
 /// Most feedback entries kept per action.
@@ -75,7 +83,8 @@ pub struct PollSummary {
 
 const COLUMNS: &str = "a.id AS id, a.rollout_id AS rollout_id, a.device_id AS device_id, \
     a.state AS state, a.reason AS reason, a.created_at AS created_at, a.updated_at AS updated_at, \
-    a.feedback_dropped AS feedback_dropped";
+    a.feedback_dropped AS feedback_dropped, a.full_bytes AS full_bytes, \
+    a.delta_bytes AS delta_bytes, a.delta_fallback AS delta_fallback";
 
 /// States in which an action is still the device's business.
 pub const OPEN_STATES: &str = "('scheduled', 'running', 'downloaded', 'cancel-requested')";
@@ -90,6 +99,9 @@ fn action(row: &AnyRow) -> Result<ActionRow> {
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
         feedback_dropped: row.try_get("feedback_dropped")?,
+        full_bytes: row.try_get("full_bytes")?,
+        delta_bytes: row.try_get("delta_bytes")?,
+        delta_fallback: row.try_get("delta_fallback")?,
     })
 }
 
@@ -159,21 +171,6 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(with_rollout).transpose()
-    }
-
-    /// Whether the device has an action whose rollout deploys the artifact (downloads are for
-    /// devices that were given the artifact).
-    pub async fn device_may_download(&self, device_id: i64, sha256: &str) -> Result<bool> {
-        let row = sqlx::query(
-            "SELECT a.id FROM actions a JOIN rollouts r ON r.id = a.rollout_id \
-             JOIN artifacts f ON f.id = r.artifact_id \
-             WHERE a.device_id = $1 AND f.sha256 = $2 LIMIT 1",
-        )
-        .bind(device_id)
-        .bind(sha256)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.is_some())
     }
 
     /// Creates the device's action in the rollout unless it exists (in any state), and returns

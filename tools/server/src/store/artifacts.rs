@@ -23,12 +23,15 @@ pub struct ArtifactRow {
     pub kind: String,
     pub signers: Vec<String>,
     pub created_at: i64,
+    /// sha256 of the image the artifact installs (`.rua` only): what a delta patch's base names
+    /// and what devices report they run. `None` for foreign artifacts.
+    pub image_sha256: Option<String>,
 }
 
 pub type NewArtifact = ArtifactRow;
 
 const COLUMNS: &str = "id, sha256, sha1, md5, size, filename, name, version, device_types, \
-                       security_version, kind, signers, created_at";
+                       security_version, kind, signers, created_at, image_sha256";
 
 fn artifact(row: &AnyRow) -> Result<ArtifactRow> {
     let device_types: String = row.try_get("device_types")?;
@@ -47,6 +50,7 @@ fn artifact(row: &AnyRow) -> Result<ArtifactRow> {
         kind: row.try_get("kind")?,
         signers: serde_json::from_str(&signers)?,
         created_at: row.try_get("created_at")?,
+        image_sha256: row.try_get("image_sha256")?,
     })
 }
 
@@ -55,8 +59,8 @@ impl Store {
     pub async fn add_artifact(&self, new: &NewArtifact) -> Result<(ArtifactRow, bool)> {
         let inserted = sqlx::query(
             "INSERT INTO artifacts (sha256, sha1, md5, size, filename, name, version, device_types, \
-             security_version, kind, signers, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+             security_version, kind, signers, created_at, image_sha256) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
              ON CONFLICT (sha256) DO NOTHING",
         )
         .bind(&new.sha256)
@@ -71,6 +75,7 @@ impl Store {
         .bind(&new.kind)
         .bind(serde_json::to_string(&new.signers)?)
         .bind(now_ms())
+        .bind(&new.image_sha256)
         .execute(&self.pool)
         .await?
         .rows_affected()

@@ -14,6 +14,13 @@ pub struct FleetCounts {
     pub actions_by_state: Vec<(String, i64)>,
     /// (state, count), ordered by state; states no rollout holds are absent.
     pub rollouts_by_state: Vec<(String, i64)>,
+    /// (state, count) of delta patches.
+    pub patches_by_state: Vec<(String, i64)>,
+    /// Bytes served to devices for their actions: of full artifacts, of delta patches.
+    pub served_full_bytes: i64,
+    pub served_delta_bytes: i64,
+    /// Actions whose device fell back from a patch to the full artifact.
+    pub delta_fallbacks: i64,
 }
 
 impl Store {
@@ -30,6 +37,20 @@ impl Store {
                 .count_by_state(
                     "SELECT state, COUNT(*) AS n FROM rollouts GROUP BY state ORDER BY state",
                 )
+                .await?,
+            patches_by_state: self
+                .count_by_state(
+                    "SELECT state, COUNT(*) AS n FROM delta_patches GROUP BY state ORDER BY state",
+                )
+                .await?,
+            served_full_bytes: self
+                .count("SELECT CAST(COALESCE(SUM(full_bytes), 0) AS BIGINT) AS n FROM actions")
+                .await?,
+            served_delta_bytes: self
+                .count("SELECT CAST(COALESCE(SUM(delta_bytes), 0) AS BIGINT) AS n FROM actions")
+                .await?,
+            delta_fallbacks: self
+                .count("SELECT COUNT(*) AS n FROM actions WHERE delta_fallback IS NOT NULL")
                 .await?,
         })
     }

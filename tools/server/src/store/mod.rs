@@ -22,6 +22,7 @@ mod artifacts;
 mod audit;
 mod backup;
 mod counts;
+mod delta_patches;
 mod device_search;
 mod devices;
 mod history;
@@ -37,6 +38,7 @@ pub use actions::{
 };
 pub use artifacts::{ArtifactRow, NewArtifact};
 pub use audit::AuditRow;
+pub use delta_patches::{DownloadKind, DownloadTotals, PatchFile, PatchRow};
 pub use device_search::{COUNT_CAP, DeviceFilter};
 pub use devices::DeviceRow;
 pub use rollouts::{EventRow, NewRollout, PhaseCountsRow, RolloutRow};

@@ -177,6 +177,35 @@ CREATE INDEX devices_by_last_seen ON devices (last_seen);
 CREATE INDEX actions_by_state ON actions (state);
 CREATE INDEX actions_by_device_newest ON actions (device_id, id);
 "#,
+    // 8: delta patches (store/delta_patches.rs, deltas.rs): each artifact's image hash (what a
+    // patch's base names and devices report they run), the patches made or received per
+    // (target, base image), and what each action downloaded of the patch and of the artifact.
+    r#"
+ALTER TABLE artifacts ADD COLUMN image_sha256 TEXT;
+CREATE INDEX artifacts_by_image ON artifacts (image_sha256);
+CREATE TABLE delta_patches (
+    id {ID},
+    target_artifact_id BIGINT NOT NULL REFERENCES artifacts(id),
+    base_sha256 TEXT NOT NULL,
+    base_artifact_id BIGINT REFERENCES artifacts(id),
+    origin TEXT NOT NULL,
+    state TEXT NOT NULL,
+    reason TEXT,
+    sha256 TEXT,
+    sha1 TEXT,
+    md5 TEXT,
+    size BIGINT,
+    created_at BIGINT NOT NULL,
+    started_at BIGINT,
+    finished_at BIGINT,
+    UNIQUE (target_artifact_id, base_sha256)
+);
+CREATE INDEX delta_patches_by_state ON delta_patches (state);
+CREATE INDEX delta_patches_by_sha256 ON delta_patches (sha256);
+ALTER TABLE actions ADD COLUMN full_bytes BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE actions ADD COLUMN delta_bytes BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE actions ADD COLUMN delta_fallback TEXT;
+"#,
 ];
 
 /// The rows (`key`, `value`) of a device's attributes JSON `d.attributes`, in each backend's
