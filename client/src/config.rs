@@ -61,6 +61,14 @@ pub struct Server {
     pub reboot: RebootMode,
     /// `HH:MM-HH:MM` (UTC), with `reboot = "maintenance-window"`.
     pub maintenance_window: Option<String>,
+    /// Tell the server this device takes delta patches against its committed image, and take
+    /// one when a deployment offers it (falling back to the full artifact).
+    #[serde(default = "default_true")]
+    pub accept_deltas: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]

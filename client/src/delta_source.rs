@@ -6,6 +6,15 @@
 //! chunk the patch rebuilds by `rustupdate-delta` against the signed tables.
 
 use crate::source::{HttpReader, plain_agent};
+
+/// Opens an HTTP(S) location for reading: plain for `install --delta`, with the device's
+/// credentials for the fleet server's links (the daemon).
+pub type OpenUrl<'a> = &'a dyn Fn(&str) -> Result<HttpReader>;
+
+/// [`OpenUrl`] without credentials.
+pub fn open_plain(location: &str) -> Result<HttpReader> {
+    Ok(HttpReader::new(plain_agent(), location, None))
+}
 use anyhow::{Context, Result, bail};
 use rustupdate_delta::BaseImage;
 use rustupdate_format::{header, limits, signature_block};
@@ -27,8 +36,8 @@ fn is_url(location: &str) -> bool {
 }
 
 /// The head of the artifact at `location` (header, manifest, signatures), without its body.
-pub fn fetch_head(location: &str) -> Result<Vec<u8>> {
-    let mut head = read_range(location, 0, HEAD_PROBE)?;
+pub fn fetch_head(location: &str, open: OpenUrl) -> Result<Vec<u8>> {
+    let mut head = read_range(location, 0, HEAD_PROBE, open)?;
     if head.len() < header::HEADER_LEN {
         bail!("artifact {location} is shorter than its header");
     }
@@ -42,7 +51,7 @@ pub fn fetch_head(location: &str) -> Result<Vec<u8>> {
         as u64;
     debug_assert!(len <= (limits::MAX_MANIFEST_LEN + 4096) as u64);
     if (head.len() as u64) < len {
-        let rest = read_range(location, head.len() as u64, len - head.len() as u64)?;
+        let rest = read_range(location, head.len() as u64, len - head.len() as u64, open)?;
         head.extend_from_slice(&rest);
     }
     head.truncate(len as usize);
@@ -53,26 +62,19 @@ pub fn fetch_head(location: &str) -> Result<Vec<u8>> {
 }
 
 /// Up to `len` bytes at `offset` of a file or URL (fewer at the end).
-fn read_range(location: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+fn read_range(location: &str, offset: u64, len: u64, open: OpenUrl) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     if is_url(location) {
-        let response = plain_agent()
-            .get(location)
-            .header("Range", format!("bytes={offset}-{}", offset + len - 1))
-            .call()
+        // From the start (heads are small, and a second request is rare): a server without
+        // Range support answers 200 with the whole file, of which the part wanted is read and
+        // the connection dropped.
+        let mut reader = open(location)?.range(0, offset + len);
+        std::io::copy(&mut (&mut reader).take(offset), &mut std::io::sink())
             .with_context(|| format!("GET {location}"))?;
-        let status = response.status().as_u16();
-        let mut body = response.into_body().into_reader();
-        match status {
-            206 => {}
-            // A server without Range support sends everything: skip to the part wanted and
-            // drop the connection after it.
-            200 => {
-                std::io::copy(&mut (&mut body).take(offset), &mut std::io::sink())?;
-            }
-            other => bail!("GET {location}: status {other}"),
-        }
-        body.take(len).read_to_end(&mut out)?;
+        reader
+            .take(len)
+            .read_to_end(&mut out)
+            .with_context(|| format!("GET {location}"))?;
     } else {
         let file = File::open(location).with_context(|| format!("opening {location}"))?;
         let mut reader = file.take(offset + len);
@@ -103,7 +105,12 @@ impl Drop for LocalPatch {
 /// The patch at `location`: opened in place when it is a file; downloaded into `data_dir/delta`
 /// when it is a URL, continuing a download an earlier attempt (or a power cut) left there. A
 /// patch longer than `max_len` (the full artifact: a patch that large saves nothing) is refused.
-pub fn fetch_patch(location: &str, data_dir: &Path, max_len: u64) -> Result<LocalPatch> {
+pub fn fetch_patch(
+    location: &str,
+    data_dir: &Path,
+    max_len: u64,
+    open: OpenUrl,
+) -> Result<LocalPatch> {
     if !is_url(location) {
         let file = File::open(location).with_context(|| format!("opening patch {location}"))?;
         return Ok(LocalPatch {
@@ -153,7 +160,7 @@ pub fn fetch_patch(location: &str, data_dir: &Path, max_len: u64) -> Result<Loca
         });
     }
     file.seek(SeekFrom::End(0))?;
-    let mut reader = HttpReader::new(plain_agent(), location, None);
+    let mut reader = open(location)?;
     if have > 0 {
         log::info!("resuming the patch download at byte {have}");
         reader = reader.starting_at(have);
@@ -163,7 +170,7 @@ pub fn fetch_patch(location: &str, data_dir: &Path, max_len: u64) -> Result<Loca
             crate::sys::replace_file(&synced_path, b"0", "patch-synced")?;
             file.set_len(0)?;
             file.seek(SeekFrom::Start(0))?;
-            reader = HttpReader::new(plain_agent(), location, None);
+            reader = open(location)?;
         }
     }
     let start = file.stream_position()?;

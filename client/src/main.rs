@@ -5,6 +5,7 @@ mod cli;
 mod commands;
 mod config;
 mod ddi_client;
+mod delta_install;
 mod delta_source;
 mod device;
 mod exit;

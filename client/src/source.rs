@@ -54,6 +54,8 @@ pub struct HttpReader {
     /// `Authorization` header value, for the fleet server's own download links.
     authorization: Option<String>,
     offset: u64,
+    /// Last byte wanted (a bounded `Range`), when only part of the file is read.
+    end: Option<u64>,
     total: Option<u64>,
     body: Option<Box<dyn Read + Send>>,
     attempts_left: u32,
@@ -68,6 +70,7 @@ impl HttpReader {
             url: url.into(),
             authorization,
             offset: 0,
+            end: None,
             total: None,
             body: None,
             attempts_left: HTTP_ATTEMPTS,
@@ -77,6 +80,15 @@ impl HttpReader {
     /// Starts at byte `offset` of the artifact (a `Range` request).
     pub fn starting_at(mut self, offset: u64) -> HttpReader {
         self.offset = offset;
+        self
+    }
+
+    /// Reads only `len` bytes from `offset` (`Range: bytes=offset-end`): the server then sends,
+    /// and counts, only those. A server without Range support sends the whole file from the
+    /// start, which is accepted for `offset` 0 (the caller reads `len` bytes of it).
+    pub fn range(mut self, offset: u64, len: u64) -> HttpReader {
+        self.offset = offset;
+        self.end = Some(offset + len.max(1) - 1);
         self
     }
 
@@ -99,8 +111,14 @@ impl HttpReader {
         if let Some(value) = &self.authorization {
             request = request.header("Authorization", value);
         }
-        if self.offset > 0 {
-            request = request.header("Range", format!("bytes={}-", self.offset));
+        match self.end {
+            Some(end) => {
+                request = request.header("Range", format!("bytes={}-{end}", self.offset));
+            }
+            None if self.offset > 0 => {
+                request = request.header("Range", format!("bytes={}-", self.offset));
+            }
+            None => {}
         }
         let response = request
             .call()

@@ -1,9 +1,11 @@
 //! `rustupdate daemon` and `rustupdate check-update`: the device's side of the fleet.
 //!
 //! One cycle: send the final result still owed to the server (it survives reboots in the update
-//! state), poll, report the inventory when it changed, then answer a cancel request or act on the
-//! offered deployment: install it through the same pipeline as `rustupdate install` (streamed
-//! into the inactive slot, no local copy), or reboot into it when the reboot policy allows. The
+//! state), poll, report the inventory when it changed (and then poll again), then answer a cancel
+//! request or act on the offered deployment: install it through the same pipeline as `rustupdate
+//! install` (streamed into the inactive slot, no local copy; from a delta patch when the server
+//! offers one, with the full artifact as the fallback), or reboot into it when the reboot policy
+//! allows. The
 //! boot-time `rustupdate commit` decides commit or rollback; the next cycle reports what it
 //! decided. The decisions are `rustupdate_core::fleet`'s; this file does the talking.
 //!
@@ -13,6 +15,7 @@
 
 use crate::config::{Config, Server};
 use crate::ddi_client::{DdiClient, Delivery, action_of};
+use crate::delta_install::{self, DeltaOutcome, DeltaRequest};
 use crate::device::{Device, keyring};
 use crate::exit;
 use crate::source::HttpReader;
@@ -143,9 +146,14 @@ impl Fleet {
         let _lock = super::take_lock(&self.config, self.command)?;
         let mut device = Device::open(&self.config)?;
         self.send_owed(&mut device)?;
-        let base = self.client.poll().context("polling the server")?;
+        let mut base = self.client.poll().context("polling the server")?;
         self.server_interval = Some(base.config.polling.sleep.duration());
-        self.send_inventory(&mut device)?;
+        if self.send_inventory(&mut device)? && base.links.deployment_base.is_some() {
+            // The server may offer the deployment differently to what the device now says it
+            // runs (a delta patch from its base, held back while the patch is built): asked
+            // again before acting.
+            base = self.client.poll().context("polling the server")?;
+        }
         if let Some(link) = &base.links.cancel_action {
             let action = action_of(link)?;
             return self.answer_cancel(&mut device, action);
@@ -182,7 +190,8 @@ impl Fleet {
         Ok(())
     }
 
-    fn send_inventory(&mut self, device: &mut Device) -> Result<()> {
+    /// Sends the inventory if it changed since the server last accepted it; whether it did.
+    fn send_inventory(&mut self, device: &mut Device) -> Result<bool> {
         let booted = device.booted;
         let state = device.updater()?.state().clone();
         let versions = fleet::slot_versions(&state, booted);
@@ -201,8 +210,21 @@ impl Fleet {
         ] {
             data.insert(key.to_string(), value);
         }
+        if self.server.accept_deltas {
+            data.insert(
+                attributes::ACCEPTS_DELTA.into(),
+                attributes::DELTA_KNOWN_BASE.into(),
+            );
+            // Only the committed release of the running slot is a base a patch can name.
+            if let Some(committed) = state.committed.as_ref().filter(|c| c.slot == booted) {
+                data.insert(
+                    attributes::RUNNING_IMAGE_SHA256.into(),
+                    committed.sha256.clone(),
+                );
+            }
+        }
         if self.inventory_sent.as_ref() == Some(&data) {
-            return Ok(());
+            return Ok(false);
         }
         self.client
             .put_config_data(&ConfigData {
@@ -211,7 +233,7 @@ impl Fleet {
             })
             .context("sending the inventory")?;
         self.inventory_sent = Some(data);
-        Ok(())
+        Ok(true)
     }
 
     fn answer_cancel(&mut self, device: &mut Device, action: u64) -> Result<String> {
@@ -371,6 +393,20 @@ impl Fleet {
                 }
             }
         }
+        if self.server.accept_deltas
+            && checkpoint.is_none()
+            && let Some(patch) = pick_patch(&deployment)
+        {
+            let request = DeltaRequest {
+                artifact: &link.href,
+                patch,
+                action: Some(action),
+                parallel,
+            };
+            if let Some(done) = self.install_delta(device, request, &ring, &policy)? {
+                return Ok(done);
+            }
+        }
         let reader = self.client.download(&link.href)?;
         let verified =
             VerifiedArtifact::open(BufReader::with_capacity(1 << 20, reader), &ring, &policy)
@@ -440,14 +476,67 @@ impl Fleet {
         Ok(artifact)
     }
 
-    /// Streams the artifact into the inactive slot (from the start or from a checkpoint), with
-    /// progress feedback and a look for a cancel request every [`PROGRESS_EVERY`]; then reboots
-    /// per policy. Any failure after the install began is in the state and reported at once.
-    fn write(&mut self, device: &mut Device, action: u64, source: Source) -> Result<String> {
+    /// Rebuilds the release from a delta patch the deployment offers. `Some(summary)` when that
+    /// installed it (or the install failed as a full one would have); `None` when the device
+    /// must download the full artifact instead: the reason goes to the server, which counts it.
+    fn install_delta(
+        &mut self,
+        device: &mut Device,
+        request: DeltaRequest,
+        ring: &rustupdate_verify::Keyring,
+        policy: &SignaturePolicy,
+    ) -> Result<Option<String>> {
+        let action = request.action.unwrap_or_default();
+        log::info!(
+            "action {action}: the server offers a delta patch, {}",
+            request.patch
+        );
+        let client = &self.client;
+        let open = |url: &str| client.download(url);
+        let mut on_progress = self.reporter(action);
+        let outcome =
+            delta_install::install(device, ring, policy, request, &open, &mut on_progress);
+        drop(on_progress);
+        match outcome? {
+            DeltaOutcome::Installed {
+                report,
+                patch_bytes,
+                head_bytes,
+                artifact_bytes,
+            } => {
+                let note = format!(
+                    "installed {} into slot {} from a delta patch: downloaded {} bytes (patch \
+                     {patch_bytes}, artifact head {head_bytes}) instead of the artifact's \
+                     {artifact_bytes}",
+                    report.version,
+                    report.slot,
+                    patch_bytes + head_bytes
+                );
+                self.installed(device, action, note).map(Some)
+            }
+            DeltaOutcome::FellBack(why) => {
+                log::warn!("action {action}: {why}; downloading the full artifact");
+                let feedback = ActionFeedback::new(
+                    Execution::Proceeding,
+                    Finished::None,
+                    vec![ddi::delta::fallback_line(&why)],
+                );
+                if let Err(err) = self.client.deployment_feedback(action, &feedback) {
+                    log::warn!("fallback feedback: {err:#}");
+                }
+                Ok(None)
+            }
+            DeltaOutcome::Failed(err) => self.install_failed(device, action, err).map(Some),
+        }
+    }
+
+    /// The progress callback of an install: a log line every 10 %, progress feedback and a look
+    /// for a cancel request every [`PROGRESS_EVERY`].
+    fn reporter(&self, action: u64) -> impl FnMut(u64, u64) -> Result<(), String> + '_ {
         let client = &self.client;
         let mut last_sent = Instant::now();
         let mut last_percent = 0;
-        let mut on_progress = |done: u64, total: u64| -> Result<(), String> {
+        move |done: u64, total: u64| -> Result<(), String> {
             let percent = done * 100 / total.max(1);
             if percent >= last_percent + 10 {
                 last_percent = percent;
@@ -482,50 +571,71 @@ impl Fleet {
                 }
                 _ => Ok(()),
             }
-        };
+        }
+    }
+
+    /// Streams the artifact into the inactive slot (from the start or from a checkpoint), with
+    /// progress feedback and a look for a cancel request every [`PROGRESS_EVERY`]; then reboots
+    /// per policy. Any failure after the install began is in the state and reported at once.
+    fn write(&mut self, device: &mut Device, action: u64, source: Source) -> Result<String> {
+        let mut on_progress = self.reporter(action);
         let mut updater = device.updater()?;
         let result = match source {
             Source::Fresh(artifact) => updater.install(artifact, Some(action), &mut on_progress),
             Source::Resumed(artifact) => updater.resume(artifact, action, &mut on_progress),
         };
+        drop(updater);
+        drop(on_progress);
         match result {
             Ok(report) => {
-                drop(updater);
-                self.broken_downloads = None;
                 let note = format!("installed {} into slot {}", report.version, report.slot);
-                log::info!("action {action}: {note}");
-                self.progress(action, Execution::Downloaded, Some(100), note);
-                self.reboot_when_allowed(device, action)
+                self.installed(device, action, note)
             }
-            Err(err) => {
-                drop(updater);
-                if matches!(&err, rustupdate_core::Error::Artifact(e) if e.is_io()) {
-                    // The link broke off; the install stays interrupted (the core keeps it) and
-                    // the next cycles continue it from its checkpoint, up to a limit.
-                    let attempts = match self.broken_downloads {
-                        Some((a, n)) if a == action => n + 1,
-                        _ => 1,
-                    };
-                    self.broken_downloads = Some((action, attempts));
-                    if attempts < MAX_DOWNLOAD_ATTEMPTS {
-                        return Err(anyhow::Error::new(err).context(format!(
-                            "action {action}: download attempt {attempts} of {MAX_DOWNLOAD_ATTEMPTS} \
-                             broke off; it continues at the next cycle"
-                        )));
-                    }
-                    let detail = format!(
-                        "download failed {attempts} times: {}",
-                        rustupdate_core::chain(&err)
-                    );
-                    device
-                        .updater()?
-                        .abandon_interrupted(action, OutcomeKind::Failed, detail)?;
-                }
-                // The outcome (with the action) is in the state when the install got that far.
-                self.send_owed(device)?;
-                Err(anyhow::Error::new(err))
-            }
+            Err(err) => self.install_failed(device, action, err),
         }
+    }
+
+    /// After a successful install: tell the server, then reboot per policy.
+    fn installed(&mut self, device: &mut Device, action: u64, note: String) -> Result<String> {
+        self.broken_downloads = None;
+        log::info!("action {action}: {note}");
+        self.progress(action, Execution::Downloaded, Some(100), note);
+        self.reboot_when_allowed(device, action)
+    }
+
+    /// After a failed install: a broken-off download continues at the next cycles (up to a
+    /// limit); anything else is in the state and reported at once.
+    fn install_failed(
+        &mut self,
+        device: &mut Device,
+        action: u64,
+        err: rustupdate_core::Error,
+    ) -> Result<String> {
+        if matches!(&err, rustupdate_core::Error::Artifact(e) if e.is_io()) {
+            // The link broke off; the install stays interrupted (the core keeps it) and the
+            // next cycles continue it from its checkpoint, up to a limit.
+            let attempts = match self.broken_downloads {
+                Some((a, n)) if a == action => n + 1,
+                _ => 1,
+            };
+            self.broken_downloads = Some((action, attempts));
+            if attempts < MAX_DOWNLOAD_ATTEMPTS {
+                return Err(anyhow::Error::new(err).context(format!(
+                    "action {action}: download attempt {attempts} of {MAX_DOWNLOAD_ATTEMPTS} \
+                     broke off; it continues at the next cycle"
+                )));
+            }
+            let detail = format!(
+                "download failed {attempts} times: {}",
+                rustupdate_core::chain(&err)
+            );
+            device
+                .updater()?
+                .abandon_interrupted(action, OutcomeKind::Failed, detail)?;
+        }
+        // The outcome (with the action) is in the state when the install got that far.
+        self.send_owed(device)?;
+        Err(anyhow::Error::new(err))
     }
 
     fn reboot_when_allowed(&mut self, device: &mut Device, action: u64) -> Result<String> {
@@ -624,6 +734,19 @@ fn pick_artifact(deployment: &ddi::DeploymentBase) -> Option<(&ddi::Chunk, &ddi:
         .find(|(_, a)| a.filename.ends_with(".rua"))
         .copied()
         .or_else(|| (all.len() == 1).then(|| all[0]))
+}
+
+/// The link of a delta patch the deployment offers beside the artifact (our DDI extension,
+/// `rustupdate_ddi::delta`).
+fn pick_patch(deployment: &ddi::DeploymentBase) -> Option<&str> {
+    deployment
+        .deployment
+        .chunks
+        .iter()
+        .flat_map(|chunk| chunk.artifacts.iter())
+        .find(|a| a.filename.ends_with(ddi::delta::PATCH_SUFFIX))
+        .and_then(|a| a.links.best())
+        .map(|link| link.href.as_str())
 }
 
 /// `key=value` lines of the inventory script, within DDI's limits; anything else is logged and

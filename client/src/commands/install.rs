@@ -4,15 +4,14 @@
 
 use crate::cli::InstallArgs;
 use crate::config::Config;
-use crate::delta_source::{self, SlotBase};
+use crate::delta_install::{self, DeltaOutcome, DeltaRequest};
+use crate::delta_source;
 use crate::device::{Device, keyring};
 use crate::exit::{self, Rejected};
 use crate::source;
 use anyhow::Result;
 use rustupdate_core::report::InstallReport;
-use rustupdate_delta::DeltaPayload;
-use rustupdate_format::Sha256Hex;
-use rustupdate_verify::{Keyring, SignaturePolicy, VerifiedArtifact, read_verified_head};
+use rustupdate_verify::{Keyring, SignaturePolicy, VerifiedArtifact};
 use std::io::BufReader;
 
 pub fn run(config: &Config, args: &InstallArgs) -> Result<u8> {
@@ -87,9 +86,8 @@ fn install_full(
         .map_err(|err| install_error(err, location))
 }
 
-/// The delta path. `Ok(None)` means "use the full artifact": the patch is missing, made for
-/// another base, damaged, or the artifact's head does not verify (the full path then records the
-/// rejection). Nothing is armed in that case.
+/// The delta path. `Ok(None)` means "use the full artifact" (the reason is logged); nothing is
+/// armed in that case.
 fn install_delta(
     device: &mut Device,
     ring: &Keyring,
@@ -97,65 +95,21 @@ fn install_delta(
     location: &str,
     patch_location: &str,
 ) -> Result<Option<InstallReport>> {
-    let fall_back = |why: String| {
-        log::warn!("{why}; falling back to the full artifact {location}");
-        Ok(None)
+    let request = DeltaRequest {
+        artifact: location,
+        patch: patch_location,
+        action: None,
+        parallel: parallel(),
     };
-    if location == "-" {
-        return fall_back("a delta needs the artifact as a file or URL, not stdin".into());
-    }
-    let head_bytes = match delta_source::fetch_head(location) {
-        Ok(bytes) => bytes,
-        Err(err) => return fall_back(format!("cannot read the head of {location}: {err:#}")),
-    };
-    let (head, signers) = match read_verified_head(&mut &head_bytes[..], ring, policy) {
-        Ok(verified) => verified,
-        Err(err) => return fall_back(format!("artifact {location}: {err}")),
-    };
-    let booted = device.booted;
-    let base_path = device.slot_path(booted);
-    let data_dir = device.config.data_dir.clone();
-    let mut updater = device.updater()?;
-    let patch = match delta_source::fetch_patch(patch_location, &data_dir, head.artifact_len()) {
-        Ok(patch) => patch,
-        Err(err) => return fall_back(format!("patch {patch_location}: {err:#}")),
-    };
-    let base = SlotBase::open(&base_path)?;
-    let mut delta = match DeltaPayload::open(&head, &patch.file, base, parallel()) {
-        Ok(delta) => delta,
-        Err(err) => return fall_back(format!("patch {patch_location}: {err}")),
-    };
-    // A known base: the release committed in the booted slot must be the one the patch was made
-    // against (a device whose history is unknown, and a patch made from a block index, which
-    // names no image, let the signed tables decide).
-    let wanted = Sha256Hex(delta.header().base_sha256).to_string();
-    let from_index = delta.header().base_sha256 == [0; 32];
-    if let Some(committed) = updater.state().committed.as_ref()
-        && !from_index
-        && committed.slot == booted
-        && committed.sha256 != wanted
-    {
-        return fall_back(format!(
-            "patch {patch_location} was made for base image {wanted}, slot {booted} holds {} {} \
-             ({})",
-            committed.name, committed.version, committed.sha256
-        ));
-    }
-    log::info!(
-        "artifact {} {} signed by {}; rebuilding it from slot {booted} and patch {patch_location}",
-        head.manifest.name,
-        head.manifest.version,
-        signers
-            .iter()
-            .map(|k| k.to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
     let mut progress = progress_logger();
-    match updater.install_from(&head.manifest, &mut delta, None, &mut progress) {
-        Ok(report) => Ok(Some(report)),
-        Err(err) if err.is_delta() => fall_back(format!("patch {patch_location}: {err}")),
-        Err(err) => Err(install_error(err, location)),
+    let open = delta_source::open_plain;
+    match delta_install::install(device, ring, policy, request, &open, &mut progress)? {
+        DeltaOutcome::Installed { report, .. } => Ok(Some(report)),
+        DeltaOutcome::FellBack(why) => {
+            log::warn!("{why}; falling back to the full artifact {location}");
+            Ok(None)
+        }
+        DeltaOutcome::Failed(err) => Err(install_error(err, location)),
     }
 }
 

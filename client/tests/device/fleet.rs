@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const BOARD: &str = "test-board";
+pub(crate) const BOARD: &str = "test-board";
 const STARTUP: Duration = Duration::from_secs(30);
 
 /// The server binary: `tools/server/target/debug/rustupdate-server`, built when missing (the
@@ -45,7 +45,7 @@ fn server_binary() -> PathBuf {
     binary
 }
 
-struct FleetServer {
+pub(crate) struct FleetServer {
     child: Child,
     dir: tempfile::TempDir,
     port: u16,
@@ -61,7 +61,7 @@ impl Drop for FleetServer {
 }
 
 impl FleetServer {
-    fn start(rig: &Rig) -> FleetServer {
+    pub(crate) fn start(rig: &Rig) -> FleetServer {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("keys")).unwrap();
         std::fs::write(
@@ -122,15 +122,19 @@ impl FleetServer {
         self.wait_ready();
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
-    fn admin(&self, method: &str, path: &str, body: Option<&Value>) -> Value {
+    pub(crate) fn admin(&self, method: &str, path: &str, body: Option<&Value>) -> Value {
         let url = self.url(path);
         let auth = format!("Bearer {}", self.admin);
         let response = match (method, body) {
@@ -154,7 +158,7 @@ impl FleetServer {
         serde_json::from_str(&text).unwrap_or(Value::Null)
     }
 
-    fn upload(&self, bytes: &[u8], query: &str) -> i64 {
+    pub(crate) fn upload(&self, bytes: &[u8], query: &str) -> i64 {
         let mut response = self
             .agent
             .post(&self.url(&format!("/api/v1/artifacts{query}")))
@@ -171,7 +175,7 @@ impl FleetServer {
     }
 
     /// Registers the device and gives the rig a `[server]` section with its 0600 token file.
-    fn enroll(&self, rig: &Rig, id: &str, extra: &str) {
+    pub(crate) fn enroll(&self, rig: &Rig, id: &str, extra: &str) {
         let device = self.admin(
             "POST",
             "/api/v1/devices",
@@ -189,7 +193,7 @@ impl FleetServer {
         std::fs::write(rig.config_path(), config).unwrap();
     }
 
-    fn rollout(&self, artifact: i64) -> i64 {
+    pub(crate) fn rollout(&self, artifact: i64) -> i64 {
         let rollout = self.admin(
             "POST",
             "/api/v1/rollouts",
@@ -203,7 +207,7 @@ impl FleetServer {
     }
 
     /// The device's one action: (state, reason).
-    fn action(&self, device: &str) -> (String, String) {
+    pub(crate) fn action(&self, device: &str) -> (String, String) {
         let shown = self.admin("GET", &format!("/api/v1/devices/{device}"), None);
         let actions = shown["actions"].as_array().unwrap();
         assert_eq!(actions.len(), 1, "{shown}");
@@ -212,7 +216,7 @@ impl FleetServer {
     }
 
     /// The device's inventory attributes as the server stores them.
-    fn inventory(&self, device: &str) -> Value {
+    pub(crate) fn inventory(&self, device: &str) -> Value {
         self.admin("GET", &format!("/api/v1/devices/{device}"), None)["device"]["attributes"]
             .clone()
     }
@@ -246,20 +250,20 @@ fn release(rig: &Rig, server: &FleetServer, version: &str, n: u8) -> i64 {
 }
 
 /// The device boots the new slot, commits it and reports: the server shows success.
-fn boot_commit_and_report(rig: &Rig, server: &FleetServer, device: &str) {
+pub(crate) fn boot_commit_and_report(rig: &Rig, server: &FleetServer, device: &str) {
     assert_eq!(rig.boot(), 'b');
     assert_eq!(commit(rig).code, 0);
     assert_eq!(check_update(rig).code, 0);
     assert_eq!(server.action(device).0, "succeeded");
 }
 
-fn check_update(rig: &Rig) -> crate::rig::Output {
+pub(crate) fn check_update(rig: &Rig) -> crate::rig::Output {
     let out = rig.client(&["check-update"]);
     eprintln!("check-update: {}\n{}", out.stdout, out.stderr);
     out
 }
 
-fn commit(rig: &Rig) -> crate::rig::Output {
+pub(crate) fn commit(rig: &Rig) -> crate::rig::Output {
     let out = rig.client(&["commit"]);
     eprintln!("commit: {}\n{}", out.stdout, out.stderr);
     out

@@ -15,6 +15,7 @@ mod delta;
 mod download;
 mod env_copies;
 mod fleet;
+mod fleet_delta;
 mod lifecycle;
 mod lock;
 mod power_cut;

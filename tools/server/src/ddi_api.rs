@@ -216,7 +216,12 @@ fn deployment_body(
         format!(
             "{}{}",
             links::base_url(&app.inner.settings, caller.host.as_deref()),
-            path::artifact_download(&caller.tenant, &caller.id, sha256, &links::segment(filename))
+            path::artifact_download(
+                &caller.tenant,
+                &caller.id,
+                sha256,
+                &links::segment(filename)
+            )
         )
     };
     let href = match &work.download_url {

@@ -15,9 +15,9 @@ use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::store::{ActionWithRollout, ArtifactRow, DeviceRow, PatchFile, PatchRow};
 use rustupdate_ddi::attributes as ddi_attributes;
-use std::collections::BTreeMap;
 use rustupdate_delta::{Base, BuildOptions, build_patch};
 use rustupdate_verify::{ChunkData, Keyring, SignaturePolicy, VerifiedArtifact};
+use std::collections::BTreeMap;
 use std::io::{BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -73,7 +73,11 @@ pub async fn queue_for(app: &AppState, target: &ArtifactRow) -> anyhow::Result<u
 }
 
 /// Queues a patch of `target` from a base the operator names; `false` if one exists already.
-pub async fn queue_named(app: &AppState, target: &ArtifactRow, base: &ArtifactRow) -> ApiResult<bool> {
+pub async fn queue_named(
+    app: &AppState,
+    target: &ArtifactRow,
+    base: &ArtifactRow,
+) -> ApiResult<bool> {
     if bases_for(target, std::slice::from_ref(base)).is_empty() {
         return Err(ApiError::BadRequest(format!(
             "artifact {} cannot be a patch base of artifact {}: both must be .rua releases with \
@@ -90,10 +94,12 @@ pub async fn queue_named(app: &AppState, target: &ArtifactRow, base: &ArtifactRo
 
 /// The base image a device's inventory says it runs, if it takes known-base patches. Pure.
 pub fn base_of(attributes: &BTreeMap<String, String>) -> Option<&str> {
-    let takes = attributes.get(ddi_attributes::ACCEPTS_DELTA).is_some_and(|v| {
-        v.split(',')
-            .any(|kind| kind.trim() == ddi_attributes::DELTA_KNOWN_BASE)
-    });
+    let takes = attributes
+        .get(ddi_attributes::ACCEPTS_DELTA)
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|kind| kind.trim() == ddi_attributes::DELTA_KNOWN_BASE)
+        });
     let base = attributes.get(ddi_attributes::RUNNING_IMAGE_SHA256)?;
     let hex = base.len() == 64 && base.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
     (takes && hex).then_some(base.as_str())
@@ -141,7 +147,10 @@ pub async fn patch_coming(
         return Ok(false);
     }
     let since = crate::store::now_ms() - WAIT_FOR_PATCH.as_millis() as i64;
-    Ok(app.store.patch_pending(work.artifact_id, base, since).await?)
+    Ok(app
+        .store
+        .patch_pending(work.artifact_id, base, since)
+        .await?)
 }
 
 /// The ready patch a device is offered beside the artifact: made from the image the device
@@ -316,8 +325,8 @@ impl JobFiles {
             .map_err(|e| format!("target artifact: {e}"))?
             .ok_or("the target artifact has no payload")?;
         // A patch as large as the artifact saves nothing: the limit stops the job there.
-        let mut out = Upload::new(&self.scratch_dir, target.size as u64)
-            .map_err(|e| format!("{e:#}"))?;
+        let mut out =
+            Upload::new(&self.scratch_dir, target.size as u64).map_err(|e| format!("{e:#}"))?;
         let built = build_patch(
             &head,
             &mut payload,
@@ -357,9 +366,12 @@ const TOO_LARGE: &str = "max-upload-bytes";
 fn read_image(path: &Path, max_bytes: u64) -> Result<Vec<u8>, String> {
     let file = std::fs::File::open(path).map_err(|e| format!("opening the base artifact: {e}"))?;
     let policy = SignaturePolicy::dangerous_accept_unsigned();
-    let mut artifact =
-        VerifiedArtifact::open(BufReader::with_capacity(1 << 20, file), &Keyring::new(), &policy)
-            .map_err(|e| format!("base artifact: {e}"))?;
+    let mut artifact = VerifiedArtifact::open(
+        BufReader::with_capacity(1 << 20, file),
+        &Keyring::new(),
+        &policy,
+    )
+    .map_err(|e| format!("base artifact: {e}"))?;
     let size = artifact.manifest().payloads.first().map_or(0, |p| p.size);
     if size > max_bytes {
         return Err(format!(

@@ -115,6 +115,10 @@ mod tests {
             required(&Method::PUT, "/api/v1/devices/{controller}/tags"),
             Role::Operator
         );
+        assert_eq!(
+            required(&Method::POST, "/api/v1/artifacts/{id}/deltas"),
+            Role::Operator
+        );
         assert_eq!(required(&Method::POST, "/api/v1/devices"), Role::Admin);
         assert_eq!(required(&Method::DELETE, "/api/v1/rollouts"), Role::Admin);
         assert_eq!(required(&Method::POST, "/api/v1/new-thing"), Role::Admin);

@@ -201,11 +201,7 @@ impl Store {
             )
             .bind(reason.to_owned()),
         };
-        query
-            .bind(now_ms())
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        query.bind(now_ms()).bind(id).execute(&self.pool).await?;
         Ok(())
     }
 
@@ -296,10 +292,17 @@ impl Store {
     }
 
     /// Adds bytes served to an action's count of its kind.
-    pub async fn count_download(&self, action_id: i64, kind: DownloadKind, bytes: i64) -> Result<()> {
+    pub async fn count_download(
+        &self,
+        action_id: i64,
+        kind: DownloadKind,
+        bytes: i64,
+    ) -> Result<()> {
         let sql = match kind {
             DownloadKind::Full => "UPDATE actions SET full_bytes = full_bytes + $1 WHERE id = $2",
-            DownloadKind::Delta => "UPDATE actions SET delta_bytes = delta_bytes + $1 WHERE id = $2",
+            DownloadKind::Delta => {
+                "UPDATE actions SET delta_bytes = delta_bytes + $1 WHERE id = $2"
+            }
         };
         sqlx::query(sql)
             .bind(bytes)

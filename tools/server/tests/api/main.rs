@@ -6,6 +6,7 @@
 mod audit;
 mod backup;
 mod bad_input;
+mod deltas;
 mod device_api;
 mod device_search;
 mod harness;
