@@ -58,6 +58,12 @@ const POSTGRES_CONNECTIONS: u32 = 16;
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a writer waits for SQLite's write lock before the request fails.
 const SQLITE_BUSY_TIMEOUT_MS: u32 = 5000;
+/// Bytes of the database file SQLite reads through a memory map instead of `pread` into each
+/// connection's own 2 MiB page cache. The dashboard's searches walk every device: at 100,000
+/// devices the same search took 70 ms or 400 ms depending on the connection that ran it (pages
+/// copied in and evicted again), and 30-80 ms every time when mapped. The mapped pages are the
+/// kernel's page cache (counted in the server's RSS once touched, but shared and reclaimable).
+const SQLITE_MMAP_BYTES: u64 = 256 << 20;
 
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -95,7 +101,8 @@ impl Store {
                         // lose the last commits of: the devices resend what was not acknowledged).
                         conn.execute(sqlx::raw_sql(sql!(
                             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS};"
+                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; \
+                             PRAGMA mmap_size = {SQLITE_MMAP_BYTES};"
                         )))
                         .await?;
                         Ok(())
