@@ -184,6 +184,8 @@ def start_fleet(sc: Scenario, lay: Layout, build: Path, rdir: Path, server_bin: 
     server = FleetServer(server_bin, rdir / "server-data", rdir / "server.log", spec.poll_interval)
     server.start([build / "keys" / "e2e.pub.pem"])
     run = FleetRun(server, 0, spec, [])
+    if spec.base is not None:
+        server.upload(build / lay.arch / "artifacts" / spec.base)
     artifact = server.upload(build / lay.arch / "artifacts" / spec.artifact)
     for n in range(1, spec.devices + 1):
         cid = f"e2e-{lay.arch}" if spec.devices == 1 else f"e2e-{lay.arch}-{n}"
@@ -471,7 +473,8 @@ def run_scenario(sc: Scenario, lay: Layout, build: Path, results: Path, accel: s
     if ok:
         for disk in disks:
             disk.remove()  # the disk of a passing scenario is not needed any more (logs are kept)
-    if fleet_doc is not None and len(fleet_doc["devices"]) > 1:
+    if fleet_doc is not None and (len(fleet_doc["devices"]) > 1
+                                  or (fleet_doc.get("downloads") or {}).get("delta_actions")):
         log_fleet(lay.arch, fleet_doc)
     log(f"--- {lay.arch} {sc.name}: {'PASS' if ok else 'FAIL'} ({len(boots)} boots, {wall:.1f} s"
         + (f", reboot into new slot -> committed {to_commit:.1f} s" if to_commit else "") + ")")
@@ -532,12 +535,18 @@ def fleet_summary(fleet: FleetRun) -> dict[str, Any]:
             "phase_counts": [{k: ph.get(k) for k in ("percent", "members", "succeeded", "failed",
                                                      "in_progress")}
                              for ph in rollout.get("phases", [])],
+            "downloads": rollout.get("downloads"),
             "devices": devices}
 
 
 def log_fleet(arch: str, doc: dict[str, Any]) -> None:
     log(f"  {arch:6s} rollout of {doc['artifact']} (phases {doc['phases']}): {doc['rollout']}"
         + (f" ({doc['pause_reason']})" if doc.get("pause_reason") else ""))
+    downloads = doc.get("downloads") or {}
+    if downloads.get("actions"):
+        log(f"  {arch:6s}   served: {downloads.get('delta_bytes', 0)} bytes of delta patches, "
+            f"{downloads.get('full_bytes', 0)} of full artifacts, "
+            f"{downloads.get('fallbacks', 0)} fallbacks")
     for cid, d in doc["devices"].items():
         got = "polled on, never got the release" if d["action"] == "null" else (
             f"action {d['action']}" + (f": {d['reason']}" if d["reason"] != "null" else ""))

@@ -189,7 +189,8 @@ class FleetScenarios(unittest.TestCase):
         got = fleet.observe(DEVICE, ROLLOUT, 7)
         self.assertEqual(got, {"action": "failed", "reason": "v3 fell back to slot a after 3 boots",
                                "feedbacks": "2", "rollout": "paused",
-                               "pause_reason": ROLLOUT["pause_reason"]})
+                               "pause_reason": ROLLOUT["pause_reason"], "download": "none",
+                               "delta_fallback": "null"})
         self.assertEqual(fleet.observe(DEVICE, None, 8)["action"], "null")
         ok = Expect(server={"action": "failed", "reason": "fell back", "rollout": "paused",
                             "pause_reason": "1 of 1 devices failed"})
@@ -199,6 +200,23 @@ class FleetScenarios(unittest.TestCase):
         self.assertEqual(scenario.check(bad, seen()), ["no fleet server to ask"])
         self.assertTrue(scenario.server_matches({"rollout": "paused"}, got))
         self.assertFalse(scenario.server_matches({"action": "succeeded"}, got))
+
+    def test_what_was_downloaded(self) -> None:
+        kind = fleet.download_kind
+        self.assertEqual(kind(None), "none")
+        self.assertEqual(kind({"delta_bytes": 2500, "full_bytes": 4096}), "delta")
+        self.assertEqual(kind({"delta_bytes": 2500, "full_bytes": 16 << 20}), "delta+full")
+        self.assertEqual(kind({"delta_bytes": 0, "full_bytes": 16 << 20}), "full")
+        self.assertEqual(kind({"delta_bytes": 0, "full_bytes": 0}), "none")
+        sc = parse(FLEET.replace('artifact = "v3.rua"', 'base = "v1.rua"\nartifact = "v2.rua"')
+                   + '[[boot]]\naction = "commit; daemon"\n[boot.expect]\n'
+                   'server = { download = "delta", delta_fallback = "patch" }\n')
+        self.assertEqual(sc.fleet, scenario.Fleet(artifact="v2.rua", base="v1.rua"))
+        want = sc.boots[0].expect.server
+        self.assertEqual(scenario.check_server(want, {"download": "delta",
+                                                      "delta_fallback": "patch x: no"}), [])
+        self.assertEqual(len(scenario.check_server(want, {"download": "full",
+                                                          "delta_fallback": "null"})), 2)
 
     def test_fleet_end_state(self) -> None:
         doc = {"rollout": "paused", "pause_reason": ROLLOUT["pause_reason"],

@@ -47,10 +47,29 @@ def server_section(url: str, controller_id: str, auth: str, poll_interval: int) 
             f'poll-interval-secs = {poll_interval}\nreboot = "immediate"\n')
 
 
+# A head of the artifact read for a delta (one Range request) is at most this many bytes.
+HEAD_MAX = 64 * 1024
+
+
+def download_kind(action: Json | None) -> str:
+    """What the server served for an action: `delta` (a patch, and of the artifact no more than
+    its head), `full` (the artifact only), `delta+full` (a patch, then the artifact: a
+    fallback) or `none`."""
+    if not action:
+        return "none"
+    delta, full = int(action.get("delta_bytes") or 0), int(action.get("full_bytes") or 0)
+    if delta and full <= HEAD_MAX:
+        return "delta"
+    if delta:
+        return "delta+full"
+    return "full" if full else "none"
+
+
 def observe(device: Json, rollout: Json | None, rollout_id: int | None) -> dict[str, str]:
     """What the scenarios check on the server, as text ("null" when missing): the device's action
-    of the rollout (`action`, `reason`), the rollout's state and pause reason, and how many
-    deployment feedbacks the device sent (`feedbacks`)."""
+    of the rollout (`action`, `reason`), the rollout's state and pause reason, how many
+    deployment feedbacks the device sent (`feedbacks`), what was downloaded for the action
+    (`download`, see download_kind) and why the device left its delta patch (`delta_fallback`)."""
     action = next((a for a in device.get("actions", []) if a.get("rollout_id") == rollout_id),
                   None)
 
@@ -63,6 +82,8 @@ def observe(device: Json, rollout: Json | None, rollout_id: int | None) -> dict[
         "feedbacks": str(len(action.get("feedback", []))) if action else "0",
         "rollout": text(rollout and rollout.get("state")),
         "pause_reason": text(rollout and rollout.get("pause_reason")),
+        "download": download_kind(action),
+        "delta_fallback": text(action and action.get("delta_fallback")),
     }
 
 

@@ -39,11 +39,14 @@ DAMAGE_HOW = ("corrupt", "delete")  # ... and what happens to it
 DISKS = ("busybox", "systemd")
 SYSTEMD_ACTIONS = ("install", "idle", "status", "sleep")
 # The fleet server's names (docs/server.md, crates/rollout): what `until` and `expect.server`
-# may name. `reason` and `pause_reason` are compared as substrings, the others exactly.
+# may name. `reason`, `pause_reason` and `delta_fallback` are compared as substrings, the others
+# exactly. `download` is what the server served for the action (harness.fleet.download_kind).
 ACTION_STATES = ("scheduled", "running", "downloaded", "succeeded", "failed", "cancel-requested",
                  "canceled", "null")  # "null": the device has no action of the rollout
 ROLLOUT_STATES = ("created", "running", "paused", "finished", "canceled")
-SERVER_KEYS = ("action", "reason", "feedbacks", "rollout", "pause_reason")
+SERVER_KEYS = ("action", "reason", "feedbacks", "rollout", "pause_reason", "download",
+               "delta_fallback")
+SUBSTRING_KEYS = ("reason", "pause_reason", "delta_fallback")
 UNTIL_KEYS = ("action", "rollout")
 # The install whose durable-write points `fault = "NAME[#K]"` refers to (traced once per run).
 TRACE_ACTION = "install /data/artifacts/v2.rua"
@@ -111,8 +114,10 @@ class FleetExpect:
 @dataclass(frozen=True)
 class Fleet:
     """`[fleet]`: a rustupdate-server on the host for the scenario. Before the first boot the
-    runner uploads `artifact`, registers the device(s) and starts a rollout to them."""
+    runner uploads `base` (a release devices run: the server builds delta patches from it) and
+    `artifact`, registers the device(s) and starts a rollout of `artifact` to them."""
     artifact: str  # a file of build/e2e/<arch>/artifacts
+    base: str | None = None
     phases: str = "100"
     error_threshold: str = "1"
     auth: str = "target"  # TargetToken of the registered device, or the tenant's GatewayToken
@@ -358,6 +363,7 @@ def _fleet(doc: Table, where: str) -> Fleet:
     t = _Table(doc, f"{where}: fleet")
     fleet = Fleet(
         artifact=t.take("artifact", str, ""),
+        base=t.take("base", str),
         phases=t.take("phases", str, "100"),
         error_threshold=t.take("error_threshold", str, "1"),
         auth=t.take("auth", str, "target", choices=AUTH_MODES),
@@ -369,8 +375,9 @@ def _fleet(doc: Table, where: str) -> Fleet:
     if fleet.expect and fleet.devices == 1:
         raise ScenarioError(f"{where}: fleet.expect is for several devices; one device: "
                             "[boot.expect] server")
-    if not re.fullmatch(r"[\w.-]+\.rua", fleet.artifact):
-        raise ScenarioError(f"{where}: fleet.artifact = {fleet.artifact!r}: expected a .rua file name")
+    for key, name in (("artifact", fleet.artifact), ("base", fleet.base)):
+        if name is not None and not re.fullmatch(r"[\w.-]+\.rua", name):
+            raise ScenarioError(f"{where}: fleet.{key} = {name!r}: expected a .rua file name")
     if not re.fullmatch(r"\d+(,\d+)*", fleet.phases):
         raise ScenarioError(f"{where}: fleet.phases = {fleet.phases!r}: expected e.g. \"34,100\"")
     if not re.fullmatch(r"\d+%?", fleet.error_threshold):
@@ -568,10 +575,10 @@ def check_server(want: dict[str, str], got: dict[str, str] | None) -> list[str]:
         return ["no fleet server to ask"]
     errors = []
     for k, v in want.items():
-        ok = v in got.get(k, "null") if k in ("reason", "pause_reason") else got.get(k) == v
+        ok = v in got.get(k, "null") if k in SUBSTRING_KEYS else got.get(k) == v
         if not ok:
             errors.append(f"server {k}={got.get(k)!r}, expected "
-                          + (f"it to contain {v!r}" if k in ("reason", "pause_reason") else repr(v)))
+                          + (f"it to contain {v!r}" if k in SUBSTRING_KEYS else repr(v)))
     return errors
 
 

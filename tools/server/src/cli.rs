@@ -211,9 +211,13 @@ pub struct ClientArgs {
 #[derive(Debug, Subcommand)]
 pub enum ArtifactCommand {
     /// Upload an artifact: a .rua is verified against the server's trusted keys and described by
-    /// its signed manifest.
+    /// its signed manifest. With --delta, a patch (.rudelta) of that artifact made by a release
+    /// pipeline: checked to rebuild it from a release the server holds, then offered to devices.
     Upload {
         file: PathBuf,
+        /// The file is a delta patch of the artifact with this id.
+        #[arg(long, value_name = "ARTIFACT_ID", conflicts_with = "foreign")]
+        delta: Option<i64>,
         /// Another updater's format (e.g. a SWUpdate .swu), which the server cannot verify:
         /// describe it with --name, --version and --device-type.
         #[arg(long)]
@@ -229,6 +233,15 @@ pub enum ArtifactCommand {
     },
     /// List artifacts.
     List {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// The delta patches of an artifact (made by the server or uploaded), with their state.
+    Deltas {
+        artifact_id: i64,
+        /// Queue a patch from this artifact (a release devices will run).
+        #[arg(long, value_name = "ARTIFACT_ID")]
+        from: Option<i64>,
         #[command(flatten)]
         client: ClientArgs,
     },

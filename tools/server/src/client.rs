@@ -3,7 +3,7 @@
 
 use crate::api;
 use crate::cli::{ArtifactCommand, ClientArgs, DeviceCommand, RolloutCommand};
-use crate::store::ArtifactRow;
+use crate::store::{ArtifactRow, PatchRow};
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -132,6 +132,44 @@ pub fn artifact(command: ArtifactCommand) -> Result<()> {
     match command {
         ArtifactCommand::Upload {
             file,
+            delta: Some(target),
+            client,
+            ..
+        } => {
+            let api = Api::new(&client)?;
+            let body = std::fs::File::open(&file)
+                .with_context(|| format!("opening {}", file.display()))?;
+            let r = api
+                .agent
+                .post(&api.url(&format!("/artifacts/{target}/patch")))
+                .header("Authorization", &api.auth())
+                .header("Content-Type", "application/octet-stream")
+                .send(body);
+            let rows: Vec<PatchRow> = api.answer(&format!("uploading {}", file.display()), r)?;
+            api.print(&rows, |rows| rows.iter().for_each(print_patch))
+        }
+        ArtifactCommand::Deltas {
+            artifact_id,
+            from,
+            client,
+        } => {
+            let api = Api::new(&client)?;
+            let path = format!("/artifacts/{artifact_id}/deltas");
+            let rows: Vec<PatchRow> = match from {
+                Some(base) => api.send(
+                    "POST",
+                    &path,
+                    &api::QueueDelta {
+                        base_artifact_id: base,
+                    },
+                )?,
+                None => api.get(&path)?,
+            };
+            api.print(&rows, |rows| rows.iter().for_each(print_patch))
+        }
+        ArtifactCommand::Upload {
+            file,
+            delta: None,
             foreign,
             name,
             version,
@@ -188,6 +226,23 @@ fn encode(text: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+fn print_patch(p: &PatchRow) {
+    println!(
+        "patch of artifact {} from image {} ({}): {}{}{}",
+        p.target_artifact_id,
+        p.base_sha256.get(..16).unwrap_or(&p.base_sha256),
+        p.base_artifact_id.map_or_else(
+            || "no stored release".to_owned(),
+            |id| format!("artifact {id}")
+        ),
+        p.state,
+        p.size.map_or(String::new(), |n| format!(", {n} bytes")),
+        p.reason
+            .as_ref()
+            .map_or(String::new(), |why| format!(": {why}"))
+    );
 }
 
 fn print_device(d: &api::Device) {
@@ -316,6 +371,10 @@ fn print_rollout(r: &api::Rollout) {
             p.counts.in_progress
         );
     }
+    println!(
+        "  downloads: {}",
+        crate::deltas::downloads_summary(&r.downloads, r.artifact.size)
+    );
 }
 
 pub fn rollout(command: RolloutCommand) -> Result<()> {

@@ -13,10 +13,12 @@
 use crate::artifact_files::{self, Upload, UploadError};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
-use crate::store::{ActionWithRollout, ArtifactRow, DeviceRow, PatchFile, PatchRow};
+use crate::store::{
+    ActionWithRollout, ArtifactRow, DeviceRow, DownloadTotals, PatchFile, PatchRow,
+};
 use rustupdate_ddi::attributes as ddi_attributes;
-use rustupdate_delta::{Base, BuildOptions, build_patch};
-use rustupdate_verify::{ChunkData, Keyring, SignaturePolicy, VerifiedArtifact};
+use rustupdate_delta::{Base, BuildOptions, DeltaPayload, build_patch};
+use rustupdate_verify::{ChunkData, ChunkSource, Keyring, SignaturePolicy, VerifiedArtifact};
 use std::collections::BTreeMap;
 use std::io::{BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -197,6 +199,35 @@ pub fn offer(artifact: &ArtifactRow, patch: &PatchRow) -> Option<Offer> {
     })
 }
 
+/// One line on what a rollout's devices downloaded and what the patches saved, for `rollout
+/// status` and the dashboard. Pure.
+pub fn downloads_summary(totals: &DownloadTotals, artifact_size: i64) -> String {
+    if totals.actions == 0 {
+        return "nothing downloaded yet".into();
+    }
+    let served = totals.full_bytes + totals.delta_bytes;
+    let as_full = totals.actions.saturating_mul(artifact_size).max(1);
+    let saved = 100.0 - served as f64 * 100.0 / as_full as f64;
+    let mut line = format!(
+        "{} devices downloaded {} bytes ({} of delta patches by {} devices, {} of full \
+         artifacts): {saved:.0} % less than the full artifact each",
+        totals.actions, served, totals.delta_bytes, totals.delta_actions, totals.full_bytes
+    );
+    if totals.fallbacks > 0 {
+        let reasons: Vec<String> = totals
+            .fallback_reasons
+            .iter()
+            .map(|(why, n)| format!("{n}x {why}"))
+            .collect();
+        line += &format!(
+            "; {} fell back to the full artifact ({})",
+            totals.fallbacks,
+            reasons.join("; ")
+        );
+    }
+    line
+}
+
 /// Starts this process's patch workers (none with `delta-jobs = 0`).
 pub fn spawn_workers(app: &AppState) {
     let jobs = app.inner.settings.delta_jobs;
@@ -234,13 +265,8 @@ async fn worker(app: AppState) {
 async fn run_job(app: &AppState, job: PatchRow) {
     let outcome = match job_inputs(app, &job).await {
         Ok((target, base)) => {
-            let settings = &app.inner.settings;
-            let inputs = JobFiles {
-                artifacts_dir: app.inner.artifacts_dir.clone(),
-                scratch_dir: settings.upload_dir(),
-                max_image_bytes: settings.delta_max_image_bytes,
-            };
-            let keyring = settings.keyring();
+            let inputs = JobFiles::of(app);
+            let keyring = app.inner.settings.keyring();
             tokio::task::spawn_blocking(move || {
                 let keyring = keyring.map_err(|e| format!("reading the trusted keys: {e:#}"))?;
                 inputs.build(&target, &base, &keyring)
@@ -298,10 +324,20 @@ async fn job_inputs(app: &AppState, job: &PatchRow) -> Result<(ArtifactRow, Arti
 }
 
 /// Where a job reads and writes.
-struct JobFiles {
-    artifacts_dir: PathBuf,
-    scratch_dir: PathBuf,
-    max_image_bytes: u64,
+pub struct JobFiles {
+    pub artifacts_dir: PathBuf,
+    pub scratch_dir: PathBuf,
+    pub max_image_bytes: u64,
+}
+
+impl JobFiles {
+    pub fn of(app: &AppState) -> JobFiles {
+        JobFiles {
+            artifacts_dir: app.inner.artifacts_dir.clone(),
+            scratch_dir: app.inner.settings.upload_dir(),
+            max_image_bytes: app.inner.settings.delta_max_image_bytes,
+        }
+    }
 }
 
 impl JobFiles {
@@ -356,6 +392,62 @@ impl JobFiles {
             size: digests.size as i64,
         })
     }
+}
+
+/// Checks a patch uploaded for `target`: it names a base image the server holds a release of,
+/// and rebuilds the target from it, every chunk checked against the target's signed tables.
+/// The base release's id and the base image's sha256, or why the patch is refused. Blocking.
+pub fn check_uploaded(
+    patch_path: &Path,
+    target: &ArtifactRow,
+    bases: &[ArtifactRow],
+    files: &JobFiles,
+    keyring: &Keyring,
+) -> Result<(i64, String), String> {
+    let mut patch =
+        std::fs::File::open(patch_path).map_err(|e| format!("reopening the upload: {e}"))?;
+    let header = rustupdate_delta::apply::read_header(&mut patch)
+        .map_err(|e| format!("not a delta patch: {e}"))?;
+    if header.base_sha256 == [0; 32] {
+        return Err(
+            "the patch was made from a device's block index and names no base image; \
+                    the server offers patches from known bases only"
+                .into(),
+        );
+    }
+    let base_sha256 = rustupdate_format::Sha256Hex(header.base_sha256).to_string();
+    let base = bases_for(target, bases)
+        .into_iter()
+        .find(|b| b.image_sha256.as_deref() == Some(base_sha256.as_str()))
+        .ok_or_else(|| {
+            format!(
+                "the server holds no release of the patch's base image {base_sha256} for a \
+                 device type of artifact {}: it cannot check the patch",
+                target.id
+            )
+        })?;
+    let image = read_image(
+        &files.artifacts_dir.join(&base.sha256),
+        files.max_image_bytes,
+    )?;
+    let file = std::fs::File::open(files.artifacts_dir.join(&target.sha256))
+        .map_err(|e| format!("opening the target artifact: {e}"))?;
+    let policy = SignaturePolicy::threshold(1).map_err(|e| e.to_string())?;
+    let artifact =
+        VerifiedArtifact::open(BufReader::with_capacity(1 << 20, file), keyring, &policy)
+            .map_err(|e| format!("target artifact: {e}"))?;
+    let wrong = |e: &dyn std::fmt::Display| {
+        format!(
+            "the patch does not rebuild artifact {} ({} {}) from base image {base_sha256}: {e}",
+            target.id, target.name, target.version
+        )
+    };
+    let patch =
+        std::fs::File::open(patch_path).map_err(|e| format!("reopening the upload: {e}"))?;
+    let mut rebuilt =
+        DeltaPayload::open(artifact.head(), patch, &image[..], false).map_err(|e| wrong(&e))?;
+    while rebuilt.next_chunk().map_err(|e| wrong(&e))?.is_some() {}
+    Ok((base.id, base_sha256))
 }
 
 /// Marker of the writer's size limit in the error `build_patch` passes on.
@@ -463,6 +555,28 @@ mod tests {
             created_at: 0,
             image_sha256: Some(image.into()),
         }
+    }
+
+    #[test]
+    fn the_summary_says_what_was_downloaded_and_saved() {
+        assert_eq!(
+            downloads_summary(&DownloadTotals::default(), 100),
+            "nothing downloaded yet"
+        );
+        let totals = DownloadTotals {
+            actions: 4,
+            full_bytes: 100,
+            delta_bytes: 30,
+            delta_actions: 3,
+            fallbacks: 1,
+            fallback_reasons: vec![("patch damaged".into(), 1)],
+        };
+        assert_eq!(
+            downloads_summary(&totals, 100),
+            "4 devices downloaded 130 bytes (30 of delta patches by 3 devices, 100 of full \
+             artifacts): 68 % less than the full artifact each; 1 fell back to the full artifact \
+             (1x patch damaged)"
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! `request-timeout` between two chunks, then verified (a `.rua` against the trusted keys, every
 //! chunk and the whole image), moved into `DATA_DIR/artifacts/` and recorded once.
 
-use crate::artifact_files::{self, ForeignMeta, Upload, UploadError};
+use crate::artifact_files::{self, Digests, ForeignMeta, Upload, UploadError};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::store::ArtifactRow;
@@ -15,32 +15,14 @@ use std::fmt::Display;
 /// sha256 is the same artifact: `false`, nothing added).
 pub async fn receive<S, E>(
     app: &AppState,
-    mut chunks: S,
+    chunks: S,
     foreign: Option<ForeignMeta>,
 ) -> ApiResult<(ArtifactRow, bool)>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: Display,
 {
-    let settings = &app.inner.settings;
-    let mut upload = Upload::new(&settings.upload_dir(), settings.max_upload_bytes)?;
-    let idle = settings.request_timeout;
-    while let Some(chunk) = tokio::time::timeout(idle, chunks.next())
-        .await
-        .map_err(|_| {
-            ApiError::Timeout(format!(
-                "no part of the upload arrived for {} s (request-timeout)",
-                idle.as_secs()
-            ))
-        })?
-    {
-        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("reading the upload: {e}")))?;
-        upload.write(&chunk).map_err(|e| match e {
-            UploadError::TooLarge { .. } => ApiError::TooLarge(e.to_string()),
-            UploadError::Io(io) => ApiError::Internal(io.into()),
-        })?;
-    }
-    let (file, digests) = upload.finish()?;
+    let (file, digests) = receive_file(app, chunks, app.inner.settings.max_upload_bytes).await?;
     let new = match foreign {
         Some(meta) => artifact_files::foreign(meta, &digests),
         None => {
@@ -71,6 +53,39 @@ where
     );
     crate::deltas::queue_for(app, &row).await?;
     Ok((row, inserted))
+}
+
+/// Streams `chunks` into a temporary file in the upload directory, at most `limit` bytes, with
+/// at most `request-timeout` between two parts; the file and its digests.
+pub async fn receive_file<S, E>(
+    app: &AppState,
+    mut chunks: S,
+    limit: u64,
+) -> ApiResult<(tempfile::NamedTempFile, Digests)>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: Display,
+{
+    let settings = &app.inner.settings;
+    let mut upload = Upload::new(&settings.upload_dir(), limit)?;
+    let idle = settings.request_timeout;
+    while let Some(chunk) = tokio::time::timeout(idle, chunks.next())
+        .await
+        .map_err(|_| {
+            ApiError::Timeout(format!(
+                "no part of the upload arrived for {} s (request-timeout)",
+                idle.as_secs()
+            ))
+        })?
+    {
+        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("reading the upload: {e}")))?;
+        upload.write(&chunk).map_err(|e| match e {
+            UploadError::TooLarge { .. } => ApiError::TooLarge(e.to_string()),
+            UploadError::Io(io) => ApiError::Internal(io.into()),
+        })?;
+    }
+    let (file, digests) = upload.finish()?;
+    Ok((file, digests))
 }
 
 /// The audit entry of a new artifact.

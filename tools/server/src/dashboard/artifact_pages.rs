@@ -24,9 +24,9 @@ pub async fn list(State(app): State<AppState>, headers: HeaderMap) -> Response {
         Ok(who) => who,
         Err(r) => return r,
     };
-    let artifacts = match app.store.artifacts().await {
-        Ok(a) => a,
-        Err(e) => return error_page(ApiError::Internal(e)),
+    let (artifacts, patches) = match (app.store.artifacts().await, app.store.patches().await) {
+        (Ok(a), Ok(p)) => (a, p),
+        (Err(e), _) | (_, Err(e)) => return error_page(ApiError::Internal(e)),
     };
     page(
         "Artifacts",
@@ -44,6 +44,23 @@ pub async fn list(State(app): State<AppState>, headers: HeaderMap) -> Response {
                     tr {
                         td { (a.id) } td { (a.name) } td { (a.version) } td { (a.device_types.join(", ")) }
                         td { (a.size) " bytes" } td { (a.signers.join(", ")) } td { (ago(Some(a.created_at))) }
+                    }
+                }
+            }
+            @if !patches.is_empty() {
+                h2 { "Delta patches" }
+                table {
+                    tr { th { "artifact" } th { "from base image" } th { "state" } th { "size" } th { "queued" } }
+                    @for p in &patches {
+                        tr {
+                            td { (p.target_artifact_id) }
+                            td.mono { (p.base_sha256.get(..16).unwrap_or(&p.base_sha256)) "…"
+                                @if let Some(base) = p.base_artifact_id { " (artifact " (base) ")" } }
+                            td { span.state.(p.state) { (p.state) }
+                                @if let Some(why) = &p.reason { ": " (why) } }
+                            td { @if let Some(size) = p.size { (size) " bytes" } }
+                            td { (ago(Some(p.created_at))) }
+                        }
                     }
                 }
             }

@@ -287,6 +287,8 @@ fn rollout_page(view: &api::Rollout, who: &Operator, charts: Markup) -> Markup {
                 }
             }
         }
+        h2 { "Downloads" }
+        p.downloads { (crate::deltas::downloads_summary(&view.downloads, view.artifact.size)) }
         (charts)
         h2 { "Events" }
         table {

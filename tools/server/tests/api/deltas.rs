@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 on_both_backends!(
     a_device_on_a_known_release_is_offered_a_patch_the_server_built,
+    patches_from_a_release_pipeline_are_checked_before_they_are_offered,
     a_base_reported_after_the_rollout_started_gets_its_patch_and_fallbacks_are_counted,
     operators_name_bases_and_failed_jobs_say_why,
 );
@@ -32,6 +33,39 @@ fn release_of(version: &str, image: &[u8]) -> Vec<u8> {
         ..Default::default()
     };
     rustupdate_testkit::artifact(&spec, image, &[&release_key()])
+}
+
+/// A patch that rebuilds `target` (an artifact's bytes) from the image `base`, as
+/// `rustupdate-artifact delta` makes it.
+pub fn patch_of(target: &[u8], base: &[u8]) -> Vec<u8> {
+    let policy = SignaturePolicy::dangerous_accept_unsigned();
+    let mut artifact =
+        rustupdate_verify::VerifiedArtifact::open(target, &Keyring::new(), &policy).unwrap();
+    let head = artifact.head().clone();
+    let mut payload = artifact.next_payload().unwrap().unwrap();
+    let mut out = Vec::new();
+    rustupdate_delta::build_patch(
+        &head,
+        &mut payload,
+        rustupdate_delta::Base::Image(base),
+        &rustupdate_delta::BuildOptions::default(),
+        &mut out,
+        &mut |_, _| {},
+    )
+    .unwrap();
+    out
+}
+
+/// Uploads a patch of artifact `target` made by a release pipeline.
+fn upload_patch(server: &Server, target: i64, patch: &[u8]) -> crate::harness::Answer {
+    crate::harness::answer(
+        server
+            .agent
+            .post(&server.url(&format!("/api/v1/artifacts/{target}/patch")))
+            .header("Authorization", &format!("Bearer {}", server.admin))
+            .header("Content-Type", "application/octet-stream")
+            .send(patch),
+    )
 }
 
 fn upload(server: &Server, bytes: &[u8]) -> i64 {
@@ -308,4 +342,66 @@ fn operators_name_bases_and_failed_jobs_say_why(backend: Backend) {
     let action = device.offered_action().expect("offered");
     let (_, patch) = deployment(&device, action);
     assert!(patch.is_none());
+}
+
+fn patches_from_a_release_pipeline_are_checked_before_they_are_offered(backend: Backend) {
+    let server = Server::start(backend);
+    let (v1, v2) = images();
+    let v3 = rustupdate_testkit::next_release(&v2, 9);
+    let (a1, a2, a3) = (
+        release_of("1.0", &v1),
+        release_of("2.0", &v2),
+        release_of("3.0", &v3),
+    );
+    upload(&server, &a1);
+    let v2_id = upload(&server, &a2);
+    let v3_id = upload(&server, &a3);
+    let patch = patch_of(&a2, &v1);
+    let leftovers = || {
+        std::fs::read_dir(server.dir.join("uploads"))
+            .unwrap()
+            .count()
+    };
+    // Refused, with the reason, leaving nothing: garbage; a patch of another artifact; a patch
+    // from a base the server holds no release of.
+    let a = upload_patch(
+        &server,
+        v2_id,
+        b"not a patch at all, but long enough to be read as one...",
+    );
+    assert_eq!(a.status, 400, "{a:?}");
+    assert!(a.text.contains("not a delta patch"), "{a:?}");
+    let a = upload_patch(&server, v3_id, &patch);
+    assert_eq!(a.status, 400, "{a:?}");
+    assert!(a.text.contains("does not rebuild artifact"), "{a:?}");
+    let unknown_base = rustupdate_testkit::fs_image(IMAGE_LEN, 99);
+    let a = upload_patch(&server, v2_id, &patch_of(&a2, &unknown_base));
+    assert_eq!(a.status, 400, "{a:?}");
+    assert!(a.text.contains("holds no release"), "{a:?}");
+    let mut larger = a2.clone();
+    larger.push(0);
+    let a = upload_patch(&server, v2_id, &larger);
+    assert_eq!(a.status, 413, "{a:?}");
+    for id in [v2_id, v3_id] {
+        let a = server.admin_get(&format!("/api/v1/artifacts/{id}/deltas"));
+        assert_eq!(a.body, json!([]), "{a:?}");
+    }
+    assert_eq!(leftovers(), 0, "no temporary file stays");
+    // The right one: stored, ready, offered to a device on 1.0.
+    let a = upload_patch(&server, v2_id, &patch);
+    assert_eq!(a.status, 201, "{a:?}");
+    assert_eq!(a.body[0]["origin"], "uploaded", "{a:?}");
+    assert_eq!(a.body[0]["state"], "ready");
+    assert_eq!(a.body[0]["sha256"], sha256_hex(&patch));
+    let again = upload_patch(&server, v2_id, &patch);
+    assert_eq!(again.status, 409, "{again:?}");
+    let device = server.device("on-1.0");
+    report_base(&device, &v1);
+    server.rollout(v2_id, "100", "50");
+    let action = device.offered_action().expect("offered");
+    let (_, offered) = deployment(&device, action);
+    let offered = offered.expect("the uploaded patch is offered");
+    assert_eq!(offered["hashes"]["sha256"], sha256_hex(&patch));
+    let (status, bytes) = download(&device, &offered, None);
+    assert_eq!((status, bytes), (200, patch));
 }

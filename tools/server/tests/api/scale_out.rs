@@ -155,3 +155,69 @@ fn a_rollout_paused_through_one_server_gives_nothing_new_through_the_other() {
     assert_eq!(resumed.status, 200, "{resumed:?}");
     assert!(through(&b, &devices[1]).offered_action().is_some());
 }
+
+#[test]
+fn two_servers_on_one_postgres_build_each_patch_once() {
+    let a = Server::start(Backend::Postgres);
+    // Four releases devices run, and a fifth: each upload queues a patch from every earlier
+    // release devices run (ten in all).
+    let images: Vec<Vec<u8>> = (0..5u64)
+        .map(|n| rustupdate_testkit::fs_image(1 << 20, 40 + n))
+        .collect();
+    let releases: Vec<Vec<u8>> = images
+        .iter()
+        .enumerate()
+        .map(|(n, image)| {
+            let spec = rustupdate_testkit::ArtifactSpec {
+                version: &format!("{n}.0"),
+                compatible: &[crate::harness::BOARD],
+                ..Default::default()
+            };
+            rustupdate_testkit::artifact(&spec, image, &[&crate::harness::release_key()])
+        })
+        .collect();
+    for (n, release) in releases[..4].iter().enumerate() {
+        assert!(a.upload(release, "").status < 300);
+        let device = a.device(&format!("on-{n}"));
+        let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&images[n]));
+        let r = device.config(&json!({"accepts_delta": "known-base", "running_image_sha256": sha}));
+        assert_eq!(r.status, 200);
+    }
+    // a starts building as the target arrives; b, started meanwhile, takes jobs too.
+    let up = a.upload(&releases[4], "");
+    assert_eq!(up.status, 201, "{up:?}");
+    let target = up.body["id"].as_i64().unwrap();
+    let b = Server::beside(&a);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let patches = loop {
+        let of_target = b.admin_get(&format!("/api/v1/artifacts/{target}/deltas"));
+        let rows = b
+            .admin_get("/api/v1/deltas")
+            .body
+            .as_array()
+            .unwrap()
+            .clone();
+        if of_target.body.as_array().unwrap().len() == 4
+            && rows.len() == 10
+            && rows.iter().all(|p| p["state"] == "ready")
+        {
+            break rows;
+        }
+        assert!(std::time::Instant::now() < deadline, "{rows:?}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    // The two processes share the data directory, and with it the directory of their logs.
+    let log = a.log();
+    let mut built: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("event=delta-ready"))
+        .filter_map(|l| l.split(" id=").nth(1)?.split(' ').next())
+        .collect();
+    built.sort_unstable();
+    let ids: Vec<String> = patches.iter().map(|p| p["id"].to_string()).collect();
+    let mut expected: Vec<&str> = ids.iter().map(String::as_str).collect();
+    expected.sort_unstable();
+    assert_eq!(built, expected, "each patch built once:\n{log}");
+    let processes = log.lines().filter(|l| l.contains("event=started")).count();
+    assert_eq!(processes, 2);
+}
