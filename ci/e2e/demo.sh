@@ -9,7 +9,10 @@
 #   4. a fleet: rustupdate-server on the host (127.0.0.1, the guests reach it as 10.0.2.2) and
 #      three devices running `rustupdate daemon` at once; the broken v3 is rolled out in phases
 #      33,100 with an error threshold of 1: the first phase's device falls back in the
-#      bootloader and reports it, the server pauses the rollout, the other two never get v3.
+#      bootloader and reports it, the server pauses the rollout, the other two never get v3;
+#   5. deltas through the fleet: a device on v1 reports the image it runs, the server builds the
+#      v1 -> v2 patch by itself, the daemon installs v2 from it and commits; the recap shows the
+#      bytes the server served (the patch and the artifact's head, not the artifact).
 #
 #   ci/e2e/demo.sh [--arch arm64|x86_64|all] [--no-fleet]
 #       (default arm64, the faster boot: about 2-6 s a boot; x86_64 with OVMF+GRUB takes about
@@ -19,13 +22,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ARCH=arm64
-SCENARIOS=(good-update broken-update health-rollback fleet-phased-rollout)
+SCENARIOS=(good-update broken-update health-rollback fleet-phased-rollout fleet-delta)
 args=()
 while (($#)); do
     case "$1" in
         --arch) ARCH=$2; shift 2 ;;
         --no-fleet) SCENARIOS=("${SCENARIOS[@]:0:3}"); shift ;;
-        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
         *) args+=("$1"); shift ;;
     esac
 done

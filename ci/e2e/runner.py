@@ -718,6 +718,12 @@ def recap(summary: Path, since: float) -> int:
             for cid, d in fleet["devices"].items():
                 log(f"        server: {cid} action {d['action']}"
                     + (f" ({d['reason']})" if d["reason"] != "null" else ""))
+            downloads = fleet.get("downloads") or {}
+            if downloads.get("actions"):
+                log(f"        server served {downloads.get('delta_bytes', 0)} bytes of delta "
+                    f"patches and {downloads.get('full_bytes', 0)} of full artifacts"
+                    + (f"; fallbacks: {downloads.get('fallback_reasons')}"
+                       if downloads.get("fallbacks") else ""))
         for failure in run.get("failures", []):
             log(f"        {failure}")
     log("Console logs: build/e2e/results/<arch>/<scenario>/boot-NN.log")
