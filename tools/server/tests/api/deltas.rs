@@ -68,6 +68,26 @@ fn upload_patch(server: &Server, target: i64, patch: &[u8]) -> crate::harness::A
     )
 }
 
+/// The status the server answers a patch upload that declares `length` bytes and sends none.
+fn declared_upload_status(server: &Server, target: i64, length: usize) -> u16 {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(server.addr()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "POST /api/v1/artifacts/{target}/patch HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/octet-stream\r\nContent-Length: {length}\r\n\r\n",
+        server.addr(),
+        server.admin
+    )
+    .unwrap();
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).unwrap();
+    String::from_utf8_lossy(&head[9..12]).parse().unwrap()
+}
+
 fn upload(server: &Server, bytes: &[u8]) -> i64 {
     let a = server.upload(bytes, "");
     assert!(a.status == 201 || a.status == 200, "upload: {a:?}");
@@ -183,7 +203,10 @@ fn a_device_on_a_known_release_is_offered_a_patch_the_server_built(backend: Back
     upload(&server, &a1);
     let taker = server.device("takes-deltas");
     let other = server.device("suricatta-like");
+    let unknown = server.device("unknown-base");
     report_base(&taker, &v1);
+    // A release the server holds no artifact of (a modified slot, one uploaded elsewhere).
+    report_base(&unknown, &rustupdate_testkit::fs_image(IMAGE_LEN, 99));
     // The other client reports what it likes, never that it takes deltas.
     assert_eq!(other.config(&json!({"sw_version": "1.0"})).status, 200);
     let v2_id = upload(&server, &a2);
@@ -229,6 +252,12 @@ fn a_device_on_a_known_release_is_offered_a_patch_the_server_built(backend: Back
     let (status, bytes) = download(&other, &full, None);
     assert_eq!((status, bytes.len()), (200, a2.len()));
     other.complete(action, "success", &["committed"]);
+
+    // A device on a base the server does not know: the artifact alone.
+    let action = unknown.offered_action().expect("offered");
+    let (_, none) = deployment(&unknown, action);
+    assert!(none.is_none(), "no patch for an unknown base");
+    unknown.complete(action, "success", &["committed"]);
 
     // The patch is for devices given it: a device of no rollout gets 404.
     let stranger = server.device("stranger");
@@ -378,10 +407,10 @@ fn patches_from_a_release_pipeline_are_checked_before_they_are_offered(backend: 
     let a = upload_patch(&server, v2_id, &patch_of(&a2, &unknown_base));
     assert_eq!(a.status, 400, "{a:?}");
     assert!(a.text.contains("holds no release"), "{a:?}");
-    let mut larger = a2.clone();
-    larger.push(0);
-    let a = upload_patch(&server, v2_id, &larger);
-    assert_eq!(a.status, 413, "{a:?}");
+    // Larger than the artifact: refused from its declared length, before a byte of it is read
+    // (sent by hand: a client still writing the body may see the connection closed instead).
+    let status = declared_upload_status(&server, v2_id, a2.len() + 1);
+    assert_eq!(status, 413);
     for id in [v2_id, v3_id] {
         let a = server.admin_get(&format!("/api/v1/artifacts/{id}/deltas"));
         assert_eq!(a.body, json!([]), "{a:?}");
