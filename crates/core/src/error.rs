@@ -66,13 +66,13 @@ impl Error {
         }
     }
 
-    /// A verdict on the artifact (its content, or this device's policy for it), as opposed to a
-    /// failure to read it or to act on the device. The client exits with "rejected" for these.
     /// A delta that cannot rebuild the image on this device; a full download may still work.
     pub fn is_delta(&self) -> bool {
         matches!(self, Error::Artifact(err) if err.is_delta())
     }
 
+    /// A verdict on the artifact (its content, or this device's policy for it), as opposed to a
+    /// failure to read it or to act on the device. The client exits with "rejected" for these.
     pub fn is_rejection(&self) -> bool {
         match self {
             Error::Artifact(err) => !err.is_io() && !err.is_delta(),
