@@ -357,6 +357,13 @@ fn device_page(detail: &api::DeviceDetail, who: &Operator) -> Markup {
                     span.state.(a.action.state) { (a.action.state) }
                 }
                 @if let Some(reason) = &a.action.reason { p { "Reason: " (reason) } }
+                @if a.action.full_bytes > 0 || a.action.delta_bytes > 0 {
+                    p.downloads {
+                        "Downloaded: " (a.action.delta_bytes) " bytes of a delta patch, "
+                        (a.action.full_bytes) " bytes of the artifact."
+                        @if let Some(why) = &a.action.delta_fallback { " Fell back from the patch: " (why) }
+                    }
+                }
                 @if a.action.feedback_dropped > 0 {
                     p {
                         (a.action.feedback_dropped) " feedback entries not kept (the first one and the latest are kept: at most "
