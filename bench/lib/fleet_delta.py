@@ -25,11 +25,13 @@ import tempfile
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+T = TypeVar("T")
 TENANT = "DEFAULT"
 DEVICE_TYPE = "bench-board"
 TIMEOUT_S = 60
@@ -173,6 +175,20 @@ def report(api: Api, client: Client, device: Device) -> None:
         raise BenchError(f"{device.name}: configData answered {status}")
 
 
+def for_each_device(api: Api, threads: int, devices: list[Device],
+                    job: Callable[[Api, Client, Device], T]) -> list[T]:
+    """job(api, client, device) for every device on `threads` threads, one connection each."""
+    local = threading.local()
+
+    def run(device: Device) -> T:
+        if not hasattr(local, "client"):
+            local.client = api.client()
+        return job(api, local.client, device)
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        return list(pool.map(run, devices))
+
+
 def time_polls(api: Api, devices: list[Device], rate: float, stop: threading.Event,
                latencies: list[float]) -> None:
     """Polls random devices at `rate` per second until `stop`; latencies in ms."""
@@ -247,14 +263,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise BenchError(f"v1.rua's image is {base.get('image_sha256')}, the image file {v1_sha}")
     devices = fleet(args.devices, v1_sha)
     t0 = time.monotonic()
-    with ThreadPoolExecutor(max_workers=args.threads) as pool:
-        clients = threading.local()
-
-        def reg(device: Device) -> None:
-            if not hasattr(clients, "c"):
-                clients.c = api.client()
-            report(api, clients.c, device)
-        list(pool.map(reg, devices))
+    for_each_device(api, args.threads, devices, report)
     print(f"== {len(devices)} devices registered in {time.monotonic() - t0:.1f} s", file=sys.stderr)
 
     # 1. The target arrives; the server builds the patch while devices poll.
@@ -298,14 +307,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "name": "fleet-delta", "artifact_id": target["id"], "device_type": DEVICE_TYPE,
         "phases": "100", "success_threshold": 100, "error_threshold": "100%", "start": True})
     t0 = time.monotonic()
-    with ThreadPoolExecutor(max_workers=args.threads) as pool:
-        workers = threading.local()
-
-        def dep(device: Device) -> Outcome:
-            if not hasattr(workers, "c"):
-                workers.c = api.client()
-            return deploy(api, workers.c, device)
-        outcomes = list(pool.map(dep, devices))
+    outcomes = for_each_device(api, args.threads, devices, deploy)
     rollout_s = time.monotonic() - t0
     errors = [e for o in outcomes for e in o.errors]
     status = api.admin_call(admin, "GET", f"/api/v1/rollouts/{rollout['id']}")

@@ -101,4 +101,26 @@ impl Store {
             .await?;
         rows.iter().map(artifact).collect()
     }
+
+    /// Artifacts (`.rua`) whose image some device reports it runs: the bases worth a patch.
+    pub async fn running_base_artifacts(&self) -> Result<Vec<ArtifactRow>> {
+        let rows = sqlx::query(sql!(
+            "SELECT {COLUMNS} FROM artifacts WHERE kind = 'rua' AND image_sha256 IN \
+             (SELECT value FROM device_attributes WHERE key = 'running_image_sha256') ORDER BY id"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(artifact).collect()
+    }
+
+    /// The `.rua` artifacts that install the image `image_sha256`.
+    pub async fn artifacts_with_image(&self, image_sha256: &str) -> Result<Vec<ArtifactRow>> {
+        let rows = sqlx::query(sql!(
+            "SELECT {COLUMNS} FROM artifacts WHERE kind = 'rua' AND image_sha256 = $1 ORDER BY id"
+        ))
+        .bind(image_sha256)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(artifact).collect()
+    }
 }

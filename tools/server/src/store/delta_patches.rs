@@ -241,25 +241,6 @@ impl Store {
         row.as_ref().map(patch).transpose()
     }
 
-    /// Artifacts (`.rua`) whose image some device reports it runs: the bases worth a patch.
-    pub async fn running_base_artifacts(&self) -> Result<Vec<ArtifactRow>> {
-        let ids: Vec<i64> = sqlx::query(
-            "SELECT DISTINCT a.id AS id FROM artifacts a WHERE a.kind = 'rua' \
-             AND a.image_sha256 IN (SELECT value FROM device_attributes \
-             WHERE key = 'running_image_sha256') ORDER BY a.id",
-        )
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(|r| r.try_get("id"))
-        .collect::<std::result::Result<_, _>>()?;
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            out.extend(self.artifact(id).await?);
-        }
-        Ok(out)
-    }
-
     /// The action a device's download of `sha256` counts for (its newest action whose rollout
     /// deploys that artifact, or has it as a ready patch), and which of the two it is. `None`:
     /// the device was given neither, and may not download it.
@@ -340,24 +321,6 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.is_some())
-    }
-
-    /// The `.rua` artifacts that install the image `image_sha256`.
-    pub async fn artifacts_with_image(&self, image_sha256: &str) -> Result<Vec<ArtifactRow>> {
-        let ids: Vec<i64> = sqlx::query(
-            "SELECT id FROM artifacts WHERE kind = 'rua' AND image_sha256 = $1 ORDER BY id",
-        )
-        .bind(image_sha256)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(|r| r.try_get("id"))
-        .collect::<std::result::Result<_, _>>()?;
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            out.extend(self.artifact(id).await?);
-        }
-        Ok(out)
     }
 
     /// What the actions of a rollout downloaded.
