@@ -3,7 +3,7 @@
 
 A module "uses" another when its code (outside `#[cfg(test)]`) names a path into it:
 `use crate::a::b`, `crate::a::f()`, `super::x`, `self::y`, or a sibling of the crate root by
-name. A cycle is a set of modules that reach each other that way; a parent that only declares
+name, or a child module by its bare name (`child::item`). A cycle is a set of modules that reach each other that way; a parent that only declares
 a child (`mod child;`) does not use it. The test module of a file is left out: it belongs to the
 file it tests.
 
@@ -41,10 +41,10 @@ def lines_of_code(text: str) -> int:
     return sum(1 for line in code_before_tests(text).splitlines() if line.strip())
 
 
-def crate_roots() -> list[Path]:
+def crate_roots(tree: Path) -> list[Path]:
     roots = []
-    for manifest in sorted(ROOT.rglob("Cargo.toml")):
-        if SKIP & set(manifest.relative_to(ROOT).parts):
+    for manifest in sorted(tree.rglob("Cargo.toml")):
+        if SKIP & set(manifest.relative_to(tree).parts):
             continue
         for root in ("src/lib.rs", "src/main.rs"):
             if (manifest.parent / root).is_file():
@@ -94,6 +94,10 @@ def edges_of(module: Module, text: str, modules: dict[Module, Path]) -> set[Modu
     if len(module) == 0:
         for name in ROOT_USE_RE.findall(text):
             paths.append((name,))
+    # A child module named by its bare name (`child::item`, `use child::…`) from its parent.
+    for child in {m[-1] for m in modules if len(m) == len(module) + 1 and m[:-1] == module}:
+        if re.search(rf"(?<![:\w]){child}::", text):
+            paths.append((*module, child))
     found = set()
     for path in paths:
         target = resolve(path, modules)
@@ -147,17 +151,19 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", action="store_true")
     parser.add_argument("--edges", action="store_true")
+    parser.add_argument("--root", type=Path, default=ROOT, help="the tree (default: this checkout)")
     args = parser.parse_args()
+    root_dir: Path = args.root.resolve()
     sys.setrecursionlimit(10000)
     total_cycles = 0
-    for root in crate_roots():
-        crate = str(root.parent.parent.relative_to(ROOT)) + ("" if root.name == "lib.rs" else " (bin)")
+    for root in crate_roots(root_dir):
+        crate = str(root.parent.parent.relative_to(root_dir)) + ("" if root.name == "lib.rs" else " (bin)")
         modules: dict[Module, Path] = {}
         collect(root, (), modules)
         graph = {m: edges_of(m, code_before_tests(f.read_text()), modules) for m, f in modules.items()}
         if args.sizes:
             for _module, file in sorted(modules.items()):
-                print(f"{lines_of_code(file.read_text()):5} {file.relative_to(ROOT)}")
+                print(f"{lines_of_code(file.read_text()):5} {file.relative_to(root_dir)}")
         if args.edges:
             for module in sorted(graph):
                 for target in sorted(graph[module]):
