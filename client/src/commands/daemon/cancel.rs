@@ -2,9 +2,9 @@
 //! install is recorded as cancelled), refused with the reason once the new slot is armed.
 
 use super::{Daemon, DaemonDevice};
-use crate::ddi_client::DdiTransport;
+use crate::ddi_transport::DdiTransport;
 use anyhow::{Context, Result};
-use rustupdate_core::fleet::{self, CancelStep};
+use rustupdate_core::daemon::{CancelStep, cancel_step};
 use rustupdate_core::state::OutcomeKind;
 use rustupdate_ddi::{ActionFeedback, Execution, Finished};
 
@@ -14,7 +14,7 @@ impl<T: DdiTransport> Daemon<T> {
         device: &mut dyn DaemonDevice,
         action: u64,
     ) -> Result<String> {
-        let request = self.client.cancel_action(action)?;
+        let request = self.transport.cancel_action(action)?;
         let stop: u64 = request.cancel_action.stop_id.parse().with_context(|| {
             format!(
                 "cancel request with stopId {:?}",
@@ -22,7 +22,7 @@ impl<T: DdiTransport> Daemon<T> {
             )
         })?;
         let status = device.updater()?.status()?;
-        match fleet::cancel_step(&status, stop) {
+        match cancel_step(&status, stop) {
             CancelStep::Accept => {
                 let detail = "cancelled by the server after an interrupted install".to_string();
                 let abandoned =
@@ -37,7 +37,7 @@ impl<T: DdiTransport> Daemon<T> {
                         Finished::Success,
                         vec![format!("cancelled: nothing of action {stop} was armed")],
                     );
-                    self.client.cancel_feedback(action, &feedback)?;
+                    self.transport.cancel_feedback(action, &feedback)?;
                 }
                 log::info!("action {stop} cancelled by the server");
                 Ok(format!("action {stop} cancelled"))
@@ -46,7 +46,7 @@ impl<T: DdiTransport> Daemon<T> {
                 log::warn!("refusing to cancel action {stop}: {reason}");
                 let feedback =
                     ActionFeedback::new(Execution::Rejected, Finished::None, vec![reason]);
-                self.client.cancel_feedback(action, &feedback)?;
+                self.transport.cancel_feedback(action, &feedback)?;
                 Ok(format!("cancel of action {stop} refused"))
             }
         }

@@ -4,12 +4,12 @@
 
 use super::install::Offer;
 use super::{Daemon, DaemonDevice, MAX_SCRIPT_OUTPUT, SCRIPT_TIMEOUT};
-use crate::ddi_client::DdiTransport;
+use crate::ddi_transport::DdiTransport;
 use crate::delta_install::DeltaRequest;
 use crate::device::keyring;
 use crate::sys::scripts::capture;
 use anyhow::{Context, Result, bail};
-use rustupdate_core::fleet::{self, DeploymentStep};
+use rustupdate_core::daemon::{DeploymentStep, deployment_step};
 use rustupdate_ddi::{self as ddi, Execution};
 use rustupdate_verify::SignaturePolicy;
 
@@ -20,7 +20,7 @@ impl<T: DdiTransport> Daemon<T> {
         action: u64,
     ) -> Result<String> {
         let status = device.updater()?.status()?;
-        match fleet::deployment_step(&status, action) {
+        match deployment_step(&status, action) {
             DeploymentStep::Busy => Ok(format!(
                 "action {action} waits: the device is {} (rustupdate commit decides first)",
                 serde_json::to_value(status.situation)?
@@ -34,7 +34,7 @@ impl<T: DdiTransport> Daemon<T> {
     }
 
     fn install(&mut self, device: &mut dyn DaemonDevice, action: u64) -> Result<String> {
-        let deployment = self.client.deployment(action)?;
+        let deployment = self.transport.deployment(action)?;
         let d = &deployment.deployment;
         if d.maintenance_window == Some(ddi::MaintenanceWindow::Unavailable) {
             return self.tell_waiting(action, "the server's maintenance window is closed".into());
@@ -223,8 +223,12 @@ mod tests {
     fn a_skipped_deployment_downloads_nothing() {
         let mut rig = Rig::new("");
         rig.offer(7, release(BOARD, 1));
-        let skip = rig.daemon.client.deployments.borrow()[&7].replace("\"forced\"", "\"skip\"");
-        rig.daemon.client.deployments.borrow_mut().insert(7, skip);
+        let skip = rig.daemon.transport.deployments.borrow()[&7].replace("\"forced\"", "\"skip\"");
+        rig.daemon
+            .transport
+            .deployments
+            .borrow_mut()
+            .insert(7, skip);
         assert_eq!(rig.cycle().unwrap(), "action 7: the server says skip");
         let requests = rig.requests();
         assert!(feedback(&requests).is_empty(), "{requests:?}");

@@ -6,7 +6,7 @@
 
 use super::{Daemon, DaemonDevice};
 use crate::config::Config;
-use crate::ddi_client::{ArtifactStream, DdiTransport, Delivery};
+use crate::ddi_transport::{ArtifactStream, DdiTransport, Delivery};
 use crate::delta_install::{DeltaOutcome, DeltaRequest};
 use crate::delta_source::OpenUrl;
 use crate::source::HttpReader;
@@ -220,11 +220,11 @@ accept-deltas = false
 
     /// The requests since the last call.
     pub fn requests(&self) -> Vec<Request> {
-        self.daemon.client.requests.take()
+        self.daemon.transport.requests.take()
     }
 
     pub fn set_poll(&self, json: String) {
-        *self.daemon.client.poll.borrow_mut() = json;
+        *self.daemon.transport.poll.borrow_mut() = json;
     }
 
     /// The server offers deployment `action` of `bytes` as `update.rua` (version 2.0).
@@ -237,7 +237,7 @@ accept-deltas = false
             "_links":{{"download":{{"href":"{href}"}}}}}}]}}]}}}}"#,
             bytes.len()
         );
-        let fake = &self.daemon.client;
+        let fake = &self.daemon.transport;
         fake.deployments.borrow_mut().insert(action, deployment);
         fake.artifacts.borrow_mut().insert(href, bytes);
         self.set_poll(offering("deploymentBase", action));
@@ -246,7 +246,7 @@ accept-deltas = false
     /// The server asks (as action `id`) to cancel action `stop`.
     pub fn cancel(&self, id: u64, stop: u64) {
         let json = format!(r#"{{"id":"{id}","cancelAction":{{"stopId":"{stop}"}}}}"#);
-        self.daemon.client.cancels.borrow_mut().insert(id, json);
+        self.daemon.transport.cancels.borrow_mut().insert(id, json);
         self.set_poll(offering("cancelAction", id));
     }
 }

@@ -4,9 +4,9 @@
 //! the update state until it arrives.
 
 use super::{Daemon, DaemonDevice};
-use crate::ddi_client::{DdiTransport, Delivery, action_of};
+use crate::ddi_transport::{DdiTransport, Delivery, action_of};
 use anyhow::{Context, Result};
-use rustupdate_core::fleet::{self, FinalReport};
+use rustupdate_core::daemon::{FinalReport, owed, result_of};
 use rustupdate_ddi::{self as ddi, ActionFeedback, Execution, Finished};
 use std::time::{Duration, Instant};
 
@@ -16,14 +16,14 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 impl<T: DdiTransport> Daemon<T> {
     /// Sends the final result the state says is still owed, and records that it arrived.
     pub(super) fn send_owed(&mut self, device: &mut dyn DaemonDevice) -> Result<()> {
-        let Some(report) = fleet::owed(device.updater()?.state()) else {
+        let Some(report) = owed(device.updater()?.state()) else {
             return Ok(());
         };
         let feedback = final_feedback(&report);
         let delivery = if report.cancel {
-            self.client.cancel_feedback(report.action, &feedback)
+            self.transport.cancel_feedback(report.action, &feedback)
         } else {
-            self.client.deployment_feedback(report.action, &feedback)
+            self.transport.deployment_feedback(report.action, &feedback)
         }
         .with_context(|| format!("reporting the result of action {}", report.action))?;
         log::info!(
@@ -51,13 +51,13 @@ impl<T: DdiTransport> Daemon<T> {
             return Ok(done);
         }
         self.repeated = Some(action);
-        if let Some(report) = fleet::result_of(device.updater()?.state(), action) {
+        if let Some(report) = result_of(device.updater()?.state(), action) {
             log::info!("the server offers finished action {action} again; repeating its result");
             let feedback = final_feedback(&report);
             if report.cancel {
-                self.client.cancel_feedback(action, &feedback)?;
+                self.transport.cancel_feedback(action, &feedback)?;
             } else {
-                self.client.deployment_feedback(action, &feedback)?;
+                self.transport.deployment_feedback(action, &feedback)?;
             }
         }
         Ok(done)
@@ -66,7 +66,7 @@ impl<T: DdiTransport> Daemon<T> {
     /// The progress callback of an install: a log line every 10 %, progress feedback and a look
     /// for a cancel request every [`PROGRESS_EVERY`].
     pub(super) fn reporter(&self, action: u64) -> impl FnMut(u64, u64) -> Result<(), String> + '_ {
-        let client = &self.client;
+        let transport = &self.transport;
         let mut last_sent = Instant::now();
         let mut last_percent = 0;
         move |done: u64, total: u64| -> Result<(), String> {
@@ -87,11 +87,11 @@ impl<T: DdiTransport> Daemon<T> {
                 ),
                 percent,
             );
-            if let Err(err) = client.deployment_feedback(action, &feedback) {
+            if let Err(err) = transport.deployment_feedback(action, &feedback) {
                 log::warn!("progress feedback: {err:#}");
             }
             // A cancel request stops the download before anything is armed.
-            match client.poll() {
+            match transport.poll() {
                 Ok(base)
                     if base
                         .links
@@ -131,7 +131,7 @@ impl<T: DdiTransport> Daemon<T> {
         if let Some(percent) = percent {
             feedback = with_progress(feedback, percent);
         }
-        if let Err(err) = self.client.deployment_feedback(action, &feedback) {
+        if let Err(err) = self.transport.deployment_feedback(action, &feedback) {
             log::warn!("feedback on action {action}: {err:#}");
         }
     }

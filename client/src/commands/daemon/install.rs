@@ -4,7 +4,7 @@
 //! [`MAX_DOWNLOAD_ATTEMPTS`]); any other failure is in the state and reported at once.
 
 use super::{Daemon, DaemonDevice};
-use crate::ddi_client::{ArtifactStream, DdiTransport};
+use crate::ddi_transport::{ArtifactStream, DdiTransport};
 use crate::delta_install::{DeltaOutcome, DeltaRequest};
 use anyhow::{Context, Result, bail};
 use rustupdate_core::state::{Checkpoint, OutcomeKind};
@@ -74,7 +74,7 @@ impl<T: DdiTransport> Daemon<T> {
         offer: &Offer,
     ) -> Result<String> {
         let (action, href) = (offer.action, offer.href);
-        let reader = self.client.artifact(href)?;
+        let reader = self.transport.artifact(href)?;
         let verified = VerifiedArtifact::open(
             BufReader::with_capacity(1 << 20, reader),
             offer.ring,
@@ -113,7 +113,7 @@ impl<T: DdiTransport> Daemon<T> {
         policy: &SignaturePolicy,
         checkpoint: Checkpoint,
     ) -> Result<Download> {
-        let mut head_reader = BufReader::with_capacity(64 << 10, self.client.artifact(href)?);
+        let mut head_reader = BufReader::with_capacity(64 << 10, self.transport.artifact(href)?);
         let (head, signers) = read_verified_head(&mut head_reader, ring, policy)?;
         drop(head_reader);
         let point = ResumePoint {
@@ -123,7 +123,7 @@ impl<T: DdiTransport> Daemon<T> {
         let offset = head
             .segment_offset(0, point.segment)
             .with_context(|| format!("the artifact has no segment {}", point.segment))?;
-        let body = self.client.artifact_from(href, offset)?;
+        let body = self.transport.artifact_from(href, offset)?;
         log::info!(
             "resuming the download at byte {offset} (segment {}, image byte {})",
             point.segment,
@@ -157,8 +157,8 @@ impl<T: DdiTransport> Daemon<T> {
             "action {action}: the server offers a delta patch, {}",
             request.patch
         );
-        let client = &self.client;
-        let open = |url: &str| client.download(url);
+        let transport = &self.transport;
+        let open = |url: &str| transport.download(url);
         let mut on_progress = self.reporter(action);
         let outcome = device.install_delta(ring, policy, request, &open, &mut on_progress);
         drop(on_progress);
@@ -186,7 +186,7 @@ impl<T: DdiTransport> Daemon<T> {
                     Finished::None,
                     vec![ddi::delta::fallback_line(&why)],
                 );
-                if let Err(err) = self.client.deployment_feedback(action, &feedback) {
+                if let Err(err) = self.transport.deployment_feedback(action, &feedback) {
                     log::warn!("fallback feedback: {err:#}");
                 }
                 Ok(None)

@@ -6,7 +6,7 @@
 //! install` (streamed into the inactive slot, no local copy; from a delta patch when the server
 //! offers one, with the full artifact as the fallback), or reboot into it when the reboot policy
 //! allows. The boot-time `rustupdate commit` decides commit or rollback; the next cycle reports
-//! what it decided. The decisions are `rustupdate_core::fleet`'s; these files do the talking, one
+//! what it decided. The decisions are `rustupdate_core::daemon`'s; these files do the talking, one
 //! step of the cycle each:
 //!
 //! - [`poll`]: the cycle itself, the poll and the inventory;
@@ -32,14 +32,14 @@ mod poll;
 mod reboot;
 
 use crate::config::{Config, Server};
-use crate::ddi_client::{DdiClient, DdiTransport};
+use crate::ddi_transport::{DdiTransport, HttpTransport};
 use crate::delta_install::{self, DeltaOutcome, DeltaRequest};
 use crate::delta_source::OpenUrl;
 use crate::device::Device;
 use crate::exit;
 use crate::sys::lock::Busy;
 use anyhow::{Context, Result};
-use rustupdate_core::fleet::{PollPolicy, RebootPolicy};
+use rustupdate_core::daemon::{PollPolicy, RebootPolicy};
 use rustupdate_core::{SlotId, Updater};
 use rustupdate_verify::{Keyring, SignaturePolicy};
 use std::collections::BTreeMap;
@@ -62,7 +62,7 @@ pub fn daemon(config: &Config) -> Result<u8> {
         "rustupdate daemon {} polling {} as {}",
         env!("CARGO_PKG_VERSION"),
         daemon.server.url,
-        daemon.client.controller_id()
+        daemon.transport.controller_id()
     );
     let mut errors = 0u32;
     let mut random = Random::seeded();
@@ -146,7 +146,7 @@ struct Daemon<T> {
     /// The command a cycle holds the client lock for (`daemon`, `check-update`).
     command: &'static str,
     server: Server,
-    client: T,
+    transport: T,
     policy: PollPolicy,
     reboot: RebootPolicy,
     /// The server's polling interval, once it said one.
@@ -163,15 +163,15 @@ struct Daemon<T> {
     told_rebooting: Option<u64>,
 }
 
-impl Daemon<DdiClient> {
-    fn new(config: &Config, command: &'static str) -> Result<Daemon<DdiClient>> {
+impl Daemon<HttpTransport> {
+    fn new(config: &Config, command: &'static str) -> Result<Daemon<HttpTransport>> {
         let server = config
             .server
             .clone()
             .context("the configuration has no [server] section")
             .map_err(|err| err.context(exit::Usage))?;
-        let client = DdiClient::new(&server, Path::new(HOSTNAME_FILE))?;
-        Daemon::with_transport(config, command, server, client)
+        let transport = HttpTransport::new(&server, Path::new(HOSTNAME_FILE))?;
+        Daemon::with_transport(config, command, server, transport)
     }
 
     /// One poll cycle, holding the client lock; returns a one-line summary of what happened.
@@ -187,7 +187,7 @@ impl<T: DdiTransport> Daemon<T> {
         config: &Config,
         command: &'static str,
         server: Server,
-        client: T,
+        transport: T,
     ) -> Result<Daemon<T>> {
         Ok(Daemon {
             policy: PollPolicy {
@@ -200,7 +200,7 @@ impl<T: DdiTransport> Daemon<T> {
             config: config.clone(),
             command,
             server,
-            client,
+            transport,
             server_interval: None,
             inventory_sent: None,
             told_waiting: None,

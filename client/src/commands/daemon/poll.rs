@@ -2,10 +2,10 @@
 //! or the deployment the server offers goes to its step.
 
 use super::{Daemon, DaemonDevice, MAX_SCRIPT_OUTPUT, SCRIPT_TIMEOUT};
-use crate::ddi_client::{DdiTransport, action_of};
+use crate::ddi_transport::{DdiTransport, action_of};
 use crate::sys::scripts::capture;
 use anyhow::{Context, Result};
-use rustupdate_core::fleet;
+use rustupdate_core::daemon::slot_versions;
 use rustupdate_ddi::{self as ddi, ConfigData, ConfigDataMode, attributes};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -14,13 +14,13 @@ impl<T: DdiTransport> Daemon<T> {
     /// One cycle on an opened device; returns a one-line summary of what happened.
     pub(super) fn run_cycle(&mut self, device: &mut dyn DaemonDevice) -> Result<String> {
         self.send_owed(device)?;
-        let mut base = self.client.poll().context("polling the server")?;
+        let mut base = self.transport.poll().context("polling the server")?;
         self.server_interval = Some(base.config.polling.sleep.duration());
         if self.send_inventory(device)? && base.links.deployment_base.is_some() {
             // The server may offer the deployment differently to what the device now says it
             // runs (a delta patch from its base, held back while the patch is built): asked
             // again before acting.
-            base = self.client.poll().context("polling the server")?;
+            base = self.transport.poll().context("polling the server")?;
         }
         if let Some(link) = &base.links.cancel_action {
             let action = action_of(link)?;
@@ -37,7 +37,7 @@ impl<T: DdiTransport> Daemon<T> {
     fn send_inventory(&mut self, device: &mut dyn DaemonDevice) -> Result<bool> {
         let booted = device.booted();
         let state = device.updater()?.state().clone();
-        let versions = fleet::slot_versions(&state, booted);
+        let versions = slot_versions(&state, booted);
         let mut data = BTreeMap::new();
         if let Some(script) = &self.server.inventory_script {
             data.extend(inventory_script(script));
@@ -69,7 +69,7 @@ impl<T: DdiTransport> Daemon<T> {
         if self.inventory_sent.as_ref() == Some(&data) {
             return Ok(false);
         }
-        self.client
+        self.transport
             .put_config_data(&ConfigData {
                 mode: ConfigDataMode::Replace,
                 data: data.clone(),

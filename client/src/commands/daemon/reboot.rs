@@ -3,9 +3,9 @@
 //! rollback, and the next cycle confirms that result to the server (`feedback`'s owed result).
 
 use super::{Daemon, DaemonDevice};
-use crate::ddi_client::DdiTransport;
+use crate::ddi_transport::DdiTransport;
 use anyhow::Result;
-use rustupdate_core::fleet::RebootPolicy;
+use rustupdate_core::daemon::RebootPolicy;
 use rustupdate_ddi::Execution;
 use std::time::SystemTime;
 

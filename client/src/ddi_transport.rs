@@ -1,6 +1,6 @@
 //! The device's side of hawkBit DDI v1 over HTTP(S): ureq with rustls, the CA bundle and client
 //! certificate of the config, the target or gateway token from a 0600 file. Bodies are
-//! `rustupdate-ddi`'s types; what to do with them is `rustupdate_core::fleet`'s business.
+//! `rustupdate-ddi`'s types; what to do with them is `rustupdate_core::daemon`'s business.
 //! The daemon reaches the server through [`DdiTransport`], so that its steps can be tested
 //! in-process against a recording fake.
 //!
@@ -24,7 +24,7 @@ const MAX_RESPONSE_LEN: u64 = 1 << 20;
 /// A download connection that delivers nothing for this long is dropped and resumed.
 const DOWNLOAD_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
-pub struct DdiClient {
+pub struct HttpTransport {
     agent: ureq::Agent,
     download_agent: ureq::Agent,
     /// The configured URL without a trailing `/`.
@@ -57,7 +57,7 @@ impl ArtifactStream for HttpReader {
     }
 }
 
-/// The DDI requests of the daemon: [`DdiClient`] over HTTP(S); a recording fake in the daemon's
+/// The DDI requests of the daemon: [`HttpTransport`] over HTTP(S); a recording fake in the daemon's
 /// tests.
 pub trait DdiTransport {
     /// `GET /{tenant}/controller/v1/{id}`.
@@ -79,8 +79,8 @@ pub trait DdiTransport {
     fn artifact_from(&self, href: &str, offset: u64) -> Result<Box<dyn ArtifactStream>>;
 }
 
-impl DdiClient {
-    pub fn new(server: &Server, hostname_file: &Path) -> Result<DdiClient> {
+impl HttpTransport {
+    pub fn new(server: &Server, hostname_file: &Path) -> Result<HttpTransport> {
         let id = match &server.controller_id {
             Some(id) => id.clone(),
             None => std::fs::read_to_string(hostname_file)
@@ -111,7 +111,7 @@ impl DdiClient {
                 .into()
         };
         let base = server.url.trim_end_matches('/').to_owned();
-        Ok(DdiClient {
+        Ok(HttpTransport {
             agent: build(Some(timeout), timeout),
             // No overall limit for an image download; a stalled connection is dropped and resumed.
             download_agent: build(None, DOWNLOAD_IDLE_TIMEOUT),
@@ -187,7 +187,7 @@ impl DdiClient {
     }
 }
 
-impl DdiTransport for DdiClient {
+impl DdiTransport for HttpTransport {
     fn poll(&self) -> Result<ddi::ControllerBase> {
         self.get_json(&path::controller(&self.tenant, &self.id))
     }
