@@ -55,7 +55,7 @@ impl<T: DdiTransport> Daemon<T> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::fake::{BOARD, Request, Rig, cancel_feedback, release};
+    use super::super::fake::{BOARD, Request, Rig, cancel_feedback, only, release};
     use rustupdate_core::SlotId;
     use rustupdate_ddi::{Execution, Finished};
 
@@ -88,11 +88,9 @@ mod tests {
         rig.requests();
         rig.cancel(9, 7);
         assert_eq!(rig.cycle().unwrap(), "cancel of action 7 refused");
-        let said = cancel_feedback(&rig.requests());
-        assert_eq!(said.len(), 1, "{said:?}");
-        let (action, execution, finished, _, why) = &said[0];
+        let (action, execution, finished, _, why) = only(cancel_feedback(&rig.requests()));
         assert_eq!(
-            (*action, *execution, *finished),
+            (action, execution, finished),
             (9, Execution::Rejected, Finished::None)
         );
         assert!(

@@ -287,21 +287,26 @@ pub type Said = (u64, Execution, Finished, Option<u64>, String);
 
 /// The deployment feedback among `requests`.
 pub fn feedback(requests: &[Request]) -> Vec<Said> {
-    requests
-        .iter()
-        .filter_map(|r| match r {
-            Request::DeploymentFeedback(action, f) => Some(said(*action, f)),
-            _ => None,
-        })
-        .collect()
+    feedback_to(requests, false)
 }
 
 /// The cancel feedback among `requests`.
 pub fn cancel_feedback(requests: &[Request]) -> Vec<Said> {
+    feedback_to(requests, true)
+}
+
+/// The one feedback in `said`.
+pub fn only(said: Vec<Said>) -> Said {
+    assert_eq!(said.len(), 1, "{said:?}");
+    said.into_iter().next().unwrap()
+}
+
+fn feedback_to(requests: &[Request], cancel: bool) -> Vec<Said> {
     requests
         .iter()
-        .filter_map(|r| match r {
-            Request::CancelFeedback(action, f) => Some(said(*action, f)),
+        .filter_map(|r| match (r, cancel) {
+            (Request::DeploymentFeedback(action, f), false)
+            | (Request::CancelFeedback(action, f), true) => Some(said(*action, f)),
             _ => None,
         })
         .collect()

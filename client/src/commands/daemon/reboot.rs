@@ -45,7 +45,7 @@ impl<T: DdiTransport> Daemon<T> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::fake::{BOARD, Request, Rig, feedback, nothing, release};
+    use super::super::fake::{BOARD, Request, Rig, feedback, nothing, only, release};
     use rustupdate_core::SlotId;
     use rustupdate_core::report::BootReport;
     use rustupdate_ddi::{Execution, Finished, attributes};
@@ -97,11 +97,9 @@ mod tests {
         // The boot-time `rustupdate commit` on the old slot records the rollback.
         rig.sim.updater().unwrap().boot_check().unwrap();
         rig.cycle().unwrap();
-        let said = feedback(&rig.requests());
-        assert_eq!(said.len(), 1, "{said:?}");
-        let (action, execution, finished, _, detail) = &said[0];
+        let (action, execution, finished, _, detail) = only(feedback(&rig.requests()));
         assert_eq!(
-            (*action, *execution, *finished),
+            (action, execution, finished),
             (7, Execution::Closed, Finished::Failure)
         );
         assert!(detail.contains("the app did not start"), "{detail}");
