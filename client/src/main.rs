@@ -4,7 +4,7 @@
 mod cli;
 mod commands;
 mod config;
-mod ddi_client;
+mod ddi_transport;
 mod delta_install;
 mod delta_source;
 mod device;

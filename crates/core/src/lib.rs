@@ -10,7 +10,7 @@
 //! - [`policy`]: device checks on a verified artifact (device type, security version, payloads,
 //!   slot capacity), producing a [`policy::InstallPlan`] before the first byte is written.
 //! - [`lifecycle`]: pure decisions: what a boot means given state, environment and booted slot.
-//! - [`fleet`]: the daemon's decisions: poll timing, deployment and cancel steps, the final
+//! - [`daemon`]: the daemon's decisions: poll timing, deployment and cancel steps, the final
 //!   result still owed to the fleet server, the reboot policy, slot versions for the inventory.
 //! - [`report`]: what the updater reports (boot-time step, install, status).
 //! - [`updater`]: [`Updater`], which runs install, boot-time commit or rollback, rollback by hand
@@ -24,8 +24,8 @@
 #![forbid(unsafe_code)]
 
 pub mod boot;
+pub mod daemon;
 mod error;
-pub mod fleet;
 pub mod hooks;
 pub mod lifecycle;
 pub mod policy;
@@ -36,6 +36,10 @@ pub mod state;
 pub mod updater;
 
 pub use boot::{BootControl, BootEnv};
+/// The module's former name, kept while `client/src/config.rs` and the doc links in `state.rs`
+/// and `updater.rs` still use it.
+#[doc(hidden)]
+pub use daemon as fleet;
 pub use error::{AdapterError, Error, chain};
 pub use slot::SlotId;
 pub use state::{State, StateStore};

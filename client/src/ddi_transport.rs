@@ -1,6 +1,8 @@
 //! The device's side of hawkBit DDI v1 over HTTP(S): ureq with rustls, the CA bundle and client
 //! certificate of the config, the target or gateway token from a 0600 file. Bodies are
-//! `rustupdate-ddi`'s types; what to do with them is `rustupdate_core::fleet`'s business.
+//! `rustupdate-ddi`'s types; what to do with them is `rustupdate_core::daemon`'s business.
+//! The daemon reaches the server through [`DdiTransport`], so that its steps can be tested
+//! in-process against a recording fake.
 //!
 //! The server's JSON links are not followed blindly: resources on the server are addressed by
 //! the action id parsed from the link and the paths of `rustupdate_ddi::path`, so the token only
@@ -12,6 +14,7 @@ use crate::source::HttpReader;
 use anyhow::{Context, Result, bail};
 use rustupdate_ddi::{self as ddi, ControllerId, Tenant, path};
 use serde::de::DeserializeOwned;
+use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
@@ -21,7 +24,7 @@ const MAX_RESPONSE_LEN: u64 = 1 << 20;
 /// A download connection that delivers nothing for this long is dropped and resumed.
 const DOWNLOAD_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
-pub struct DdiClient {
+pub struct HttpTransport {
     agent: ureq::Agent,
     download_agent: ureq::Agent,
     /// The configured URL without a trailing `/`.
@@ -43,8 +46,41 @@ pub enum Delivery {
     Settled(u16),
 }
 
-impl DdiClient {
-    pub fn new(server: &Server, hostname_file: &Path) -> Result<DdiClient> {
+/// An artifact body as it arrives: read lazily; its length once the server announced it.
+pub trait ArtifactStream: Read + Send {
+    fn total(&self) -> Option<u64>;
+}
+
+impl ArtifactStream for HttpReader {
+    fn total(&self) -> Option<u64> {
+        HttpReader::total(self)
+    }
+}
+
+/// The DDI requests of the daemon: [`HttpTransport`] over HTTP(S); a recording fake in the daemon's
+/// tests.
+pub trait DdiTransport {
+    /// `GET /{tenant}/controller/v1/{id}`.
+    fn poll(&self) -> Result<ddi::ControllerBase>;
+    fn deployment(&self, action: u64) -> Result<ddi::DeploymentBase>;
+    fn cancel_action(&self, action: u64) -> Result<ddi::CancelActionBase>;
+    fn put_config_data(&self, data: &ddi::ConfigData) -> Result<()>;
+    /// Feedback on a deployment (progress, or the final result).
+    fn deployment_feedback(&self, action: u64, feedback: &ddi::ActionFeedback) -> Result<Delivery>;
+    /// The answer to a cancel request.
+    fn cancel_feedback(&self, action: u64, feedback: &ddi::ActionFeedback) -> Result<Delivery>;
+    /// A streaming, resuming reader of an artifact link of a deployment (a delta install reads
+    /// ranges of it).
+    fn download(&self, href: &str) -> Result<HttpReader>;
+    /// The artifact at `href` from its start, connected at the first read.
+    fn artifact(&self, href: &str) -> Result<Box<dyn ArtifactStream>>;
+    /// The artifact at `href` from byte `offset` on, connected now: fails when the server cannot
+    /// serve the range.
+    fn artifact_from(&self, href: &str, offset: u64) -> Result<Box<dyn ArtifactStream>>;
+}
+
+impl HttpTransport {
+    pub fn new(server: &Server, hostname_file: &Path) -> Result<HttpTransport> {
         let id = match &server.controller_id {
             Some(id) => id.clone(),
             None => std::fs::read_to_string(hostname_file)
@@ -75,7 +111,7 @@ impl DdiClient {
                 .into()
         };
         let base = server.url.trim_end_matches('/').to_owned();
-        Ok(DdiClient {
+        Ok(HttpTransport {
             agent: build(Some(timeout), timeout),
             // No overall limit for an image download; a stalled connection is dropped and resumed.
             download_agent: build(None, DOWNLOAD_IDLE_TIMEOUT),
@@ -90,70 +126,6 @@ impl DdiClient {
 
     pub fn controller_id(&self) -> &ControllerId {
         &self.id
-    }
-
-    /// `GET /{tenant}/controller/v1/{id}`.
-    pub fn poll(&self) -> Result<ddi::ControllerBase> {
-        self.get_json(&path::controller(&self.tenant, &self.id))
-    }
-
-    pub fn deployment(&self, action: u64) -> Result<ddi::DeploymentBase> {
-        self.get_json(&path::deployment_base(&self.tenant, &self.id, action))
-    }
-
-    pub fn cancel_action(&self, action: u64) -> Result<ddi::CancelActionBase> {
-        self.get_json(&path::cancel_action(&self.tenant, &self.id, action))
-    }
-
-    pub fn put_config_data(&self, data: &ddi::ConfigData) -> Result<()> {
-        let path = path::config_data(&self.tenant, &self.id);
-        let status = self.send("PUT", &path, data)?.0;
-        if !(200..300).contains(&status) {
-            bail!("PUT {path}: status {status}");
-        }
-        Ok(())
-    }
-
-    /// Feedback on a deployment (progress, or the final result).
-    pub fn deployment_feedback(
-        &self,
-        action: u64,
-        feedback: &ddi::ActionFeedback,
-    ) -> Result<Delivery> {
-        self.feedback(
-            &path::deployment_feedback(&self.tenant, &self.id, action),
-            feedback,
-        )
-    }
-
-    /// The answer to a cancel request.
-    pub fn cancel_feedback(&self, action: u64, feedback: &ddi::ActionFeedback) -> Result<Delivery> {
-        self.feedback(
-            &path::cancel_feedback(&self.tenant, &self.id, action),
-            feedback,
-        )
-    }
-
-    /// A streaming, resuming reader of an artifact link of a deployment.
-    pub fn download(&self, href: &str) -> Result<HttpReader> {
-        let lower = href.to_ascii_lowercase();
-        if lower.starts_with("http://") && !self.allow_insecure_http {
-            bail!("download link {href} is plain http (allow-insecure-http is not set)");
-        }
-        if !lower.starts_with("http://") && !lower.starts_with("https://") {
-            bail!("download link {href:?} is not an http(s) URL");
-        }
-        let same_origin = origin(href).is_ok_and(|o| o == self.origin);
-        let authorization = if same_origin {
-            self.authorization.clone()
-        } else {
-            None
-        };
-        Ok(HttpReader::new(
-            self.download_agent.clone(),
-            href,
-            authorization,
-        ))
     }
 
     fn feedback(&self, path: &str, feedback: &ddi::ActionFeedback) -> Result<Delivery> {
@@ -212,6 +184,75 @@ impl DdiClient {
         let status = response.status().as_u16();
         let text = bounded_body(&mut response).unwrap_or_default();
         Ok((status, String::from_utf8_lossy(&text).into_owned()))
+    }
+}
+
+impl DdiTransport for HttpTransport {
+    fn poll(&self) -> Result<ddi::ControllerBase> {
+        self.get_json(&path::controller(&self.tenant, &self.id))
+    }
+
+    fn deployment(&self, action: u64) -> Result<ddi::DeploymentBase> {
+        self.get_json(&path::deployment_base(&self.tenant, &self.id, action))
+    }
+
+    fn cancel_action(&self, action: u64) -> Result<ddi::CancelActionBase> {
+        self.get_json(&path::cancel_action(&self.tenant, &self.id, action))
+    }
+
+    fn put_config_data(&self, data: &ddi::ConfigData) -> Result<()> {
+        let path = path::config_data(&self.tenant, &self.id);
+        let status = self.send("PUT", &path, data)?.0;
+        if !(200..300).contains(&status) {
+            bail!("PUT {path}: status {status}");
+        }
+        Ok(())
+    }
+
+    fn deployment_feedback(&self, action: u64, feedback: &ddi::ActionFeedback) -> Result<Delivery> {
+        self.feedback(
+            &path::deployment_feedback(&self.tenant, &self.id, action),
+            feedback,
+        )
+    }
+
+    fn cancel_feedback(&self, action: u64, feedback: &ddi::ActionFeedback) -> Result<Delivery> {
+        self.feedback(
+            &path::cancel_feedback(&self.tenant, &self.id, action),
+            feedback,
+        )
+    }
+
+    fn download(&self, href: &str) -> Result<HttpReader> {
+        let lower = href.to_ascii_lowercase();
+        if lower.starts_with("http://") && !self.allow_insecure_http {
+            bail!("download link {href} is plain http (allow-insecure-http is not set)");
+        }
+        if !lower.starts_with("http://") && !lower.starts_with("https://") {
+            bail!("download link {href:?} is not an http(s) URL");
+        }
+        let same_origin = origin(href).is_ok_and(|o| o == self.origin);
+        let authorization = if same_origin {
+            self.authorization.clone()
+        } else {
+            None
+        };
+        Ok(HttpReader::new(
+            self.download_agent.clone(),
+            href,
+            authorization,
+        ))
+    }
+
+    fn artifact(&self, href: &str) -> Result<Box<dyn ArtifactStream>> {
+        Ok(Box::new(self.download(href)?))
+    }
+
+    fn artifact_from(&self, href: &str, offset: u64) -> Result<Box<dyn ArtifactStream>> {
+        let mut body = self.download(href)?.starting_at(offset);
+        body.connect_now()
+            .context("requesting the rest of the artifact")?;
+        Ok(Box::new(body))
     }
 }
 

@@ -2,8 +2,9 @@
 //! cancel request the fleet server offers, which final result is still owed to the server and
 //! what it says, when a reboot is allowed, and the slot versions the inventory reports.
 //!
-//! The HTTP side (hawkBit DDI requests, TLS, tokens) is the client's adapter; the wire types are
-//! `rustupdate-ddi`'s. Nothing here reads a clock or a random source: both are passed in.
+//! The HTTP side (hawkBit DDI requests, TLS, tokens) is the client's `ddi_transport`; the wire
+//! types are `rustupdate-ddi`'s. Nothing here reads a clock or a random source: both are passed
+//! in.
 
 use crate::SlotId;
 use crate::lifecycle::SituationKind;
