@@ -2,10 +2,10 @@
 """The module graph of every Rust crate in the tree: which module uses which, and any cycle.
 
 A module "uses" another when its code (outside `#[cfg(test)]`) names a path into it:
-`use crate::a::b`, `crate::a::f()`, `super::x`, `self::y`, or a sibling of the crate root by
-name, or a child module by its bare name (`child::item`). A cycle is a set of modules that reach each other that way; a parent that only declares
-a child (`mod child;`) does not use it. The test module of a file is left out: it belongs to the
-file it tests.
+`use crate::a::b`, `crate::a::f()`, `super::x`, `self::y`, a sibling of the crate root by name,
+or a child module by its bare name (`child::item`, re-exports included). A cycle is a set of
+modules that reach each other that way; a parent that only declares a child (`mod child;`) does
+not use it. The test module of a file is left out: it belongs to the file it tests.
 
     ci/module-graph.py            the cycles, one line each; exit 1 when there is one
     ci/module-graph.py --sizes    also each module's lines of code before its test module
