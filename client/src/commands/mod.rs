@@ -12,7 +12,7 @@ mod status;
 use crate::cli::{Cli, Command};
 use crate::config::Config;
 use crate::exit;
-use crate::sys::lock::{self, ClientLock, LockError};
+use crate::sys::lock::take_lock;
 use anyhow::Result;
 
 pub fn run(cli: &Cli) -> Result<u8> {
@@ -45,13 +45,4 @@ pub fn run(cli: &Cli) -> Result<u8> {
         Command::CheckUpdate => daemon::check_update(&config()?),
         Command::Index(args) => index::run(&config()?, args),
     }
-}
-
-/// The client lock for `command`, held until the returned value is dropped. A lock held by
-/// another process is an error that names it (exit code 2, nothing written).
-pub fn take_lock(config: &Config, command: &str) -> Result<ClientLock> {
-    lock::acquire(&config.data_dir, command).map_err(|err| match err {
-        LockError::Busy(busy) => anyhow::Error::new(busy),
-        err @ LockError::Io { .. } => anyhow::Error::new(err),
-    })
 }

@@ -15,6 +15,7 @@
 //! skips its cycle), or lock out readers (`status` and `show-artifact` never take it; every
 //! durable write they may see half-done is atomic or has a second copy).
 
+use crate::config::Config;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -124,6 +125,15 @@ impl std::error::Error for LockError {
 pub struct ClientLock {
     // Closing the file releases the flock.
     _file: File,
+}
+
+/// The client lock for `command`, held until the returned value is dropped. A lock held by
+/// another process is an error that names it (exit code 2, nothing written).
+pub fn take_lock(config: &Config, command: &str) -> anyhow::Result<ClientLock> {
+    acquire(&config.data_dir, command).map_err(|err| match err {
+        LockError::Busy(busy) => anyhow::Error::new(busy),
+        err @ LockError::Io { .. } => anyhow::Error::new(err),
+    })
 }
 
 /// Takes the lock in `data_dir` (created if missing) for `command`, or says who holds it.

@@ -176,7 +176,7 @@ impl Daemon<HttpTransport> {
 
     /// One poll cycle, holding the client lock; returns a one-line summary of what happened.
     fn cycle(&mut self) -> Result<String> {
-        let _lock = super::take_lock(&self.config, self.command)?;
+        let _lock = crate::sys::lock::take_lock(&self.config, self.command)?;
         let mut device = Device::open(&self.config)?;
         self.run_cycle(&mut device)
     }
