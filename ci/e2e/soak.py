@@ -31,7 +31,7 @@ Checked after every boot (a violation stops the run, exit 1, with the seed and t
     complete good image: the sha256 of the slot's first bytes is that of the v1 or v2 image;
   - a boot that was not killed reached the guest's init (`E2E: booted`), and no kernel panicked.
     A panic before the guest's user space ran (e.g. "IO-APIC + timer doesn't work!", an x86_64
-    TCG artefact on a loaded host) is an infrastructure failure: runner.boot_once puts the boot
+    TCG artefact on a loaded host) is an infrastructure failure: harness.boots.boot_once puts the boot
     area back and boots once more ("infrastructure retry", counted in the summary); a second
     such panic fails the run as an INFRASTRUCTURE FAILURE, naming what the slot holds;
   - the booted slot is the one the boot contract picks from the environment before the boot
@@ -77,10 +77,13 @@ from pathlib import Path
 from typing import Any
 
 from harness import contract, guest, layout as layout_json, qemu
+from harness.boots import boot_once
 from harness.disk import Disk, DiskError
 from harness.layout import Layout, LayoutError
+from harness.runlog import log
+from harness.runs import for_each_arch
 from harness.scenario import ARCHES, Boot
-from runner import REPO, boot_once, for_each_arch, log
+from runner import REPO
 
 # The CI size per architecture: about 90 s of arm64 and 2 minutes of x86_64 (see README).
 CI_CUTS = {"x86_64": 4, "arm64": 8}
@@ -197,7 +200,7 @@ def check_boot(before: dict[str, str], after: dict[str, str], res: qemu.BootResu
                else "the bootloader printed no slot")
     early = guest.panic_before_init(res.console)
     if early is not None:
-        # runner.boot_once has already put the boot area back and tried once more.
+        # harness.boots.boot_once has already put the boot area back and tried once more.
         raise InfraFailure(f"the guest's kernel panicked before its init ran, on "
                            f"the infrastructure retry too ({res.infra_retry!r}, then "
                            f"{early!r}); {content}")
