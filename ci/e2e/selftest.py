@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import systemd_rootfs
-from harness import contract, disk, fleet, guest, httpd, scenario
+from harness import contract, disk, fleet, guest, httpd, scenario, soak_contract
 from harness.layout import Layout, LayoutError
 from harness.scenario import Boot, Expect, FaultPoint, FleetExpect, Observed, ScenarioError
 from harness.selftests.fixtures import (
@@ -356,24 +356,22 @@ class Soak(unittest.TestCase):
     """soak.py's pure parts: the plan from the seed, the contract's pick, its outcome names."""
 
     def test_the_plan_is_a_function_of_the_seed(self) -> None:
-        import soak
-        cuts = soak.plan(7, 30)
-        self.assertEqual(cuts, soak.plan(7, 30))
-        self.assertEqual(cuts[:5], soak.plan(7, 5))  # --cuts M repeats the first M of a run
-        self.assertNotEqual(cuts, soak.plan(8, 30))
-        self.assertEqual({c.phase for c in cuts}, set(soak.PHASES))
+        cuts = soak_contract.plan(7, 30)
+        self.assertEqual(cuts, soak_contract.plan(7, 30))
+        self.assertEqual(cuts[:5], soak_contract.plan(7, 5))  # --cuts M repeats the first M of a run
+        self.assertNotEqual(cuts, soak_contract.plan(8, 30))
+        self.assertEqual({c.phase for c in cuts}, set(soak_contract.PHASES))
         self.assertTrue(all(0 <= c.fraction < 1 for c in cuts))
 
     def test_bootloader_pick_follows_the_contract(self) -> None:
-        import soak
-        self.assertEqual(soak.bootloader_pick(contract.committed("a")), "a")
+        self.assertEqual(soak_contract.bootloader_pick(contract.committed("a")), "a")
         trial = {**contract.committed("b"), contract.VAR_UPGRADE_AVAILABLE: "1"}
         limit = contract.DEFAULT_BOOTLIMIT
-        self.assertEqual(soak.bootloader_pick({**trial, contract.VAR_BOOTCOUNT: str(limit - 1)}), "b")
-        self.assertEqual(soak.bootloader_pick({**trial, contract.VAR_BOOTCOUNT: str(limit)}), "a")
+        pick = soak_contract.bootloader_pick
+        self.assertEqual(pick({**trial, contract.VAR_BOOTCOUNT: str(limit - 1)}), "b")
+        self.assertEqual(pick({**trial, contract.VAR_BOOTCOUNT: str(limit)}), "a")
 
     def test_check_boot_holds_the_contract(self) -> None:
-        import soak
         from harness.qemu import BootResult
 
         def env(slot: str, trial: int, count: int) -> dict[str, str]:
@@ -386,7 +384,7 @@ class Soak(unittest.TestCase):
             res = BootResult(lines=[(0.1 * i, line) for i, line in enumerate(lines)], end=end,
                              rc=0)
             holds = {"a": "v1", "b": "v2"}.get  # b holds v2, a v1
-            return soak.check_boot(before, after, res, guest.booted(res.console), action,
+            return soak_contract.check_boot(before, after, res, guest.booted(res.console), action,
                                    installing, holds)
 
         trial_b = "E2E: booted slot=b version=v2"
@@ -404,16 +402,15 @@ class Soak(unittest.TestCase):
                  "panicked"),
                 (env("a", 0, 0), env("a", 0, 0), [], "reset", "never reached the guest's init"),
                 (env("b", 1, 1), env("b", 0, 0), [trial_b], "poweroff", "without a commit")):
-            with self.assertRaisesRegex(soak.Violation, why):
+            with self.assertRaisesRegex(soak_contract.Violation, why):
                 run(before, after, lines, end)
         # Armed for a slot that does not hold the complete new image.
-        with self.assertRaisesRegex(soak.Violation, "slot b holds v2"):
+        with self.assertRaisesRegex(soak_contract.Violation, "slot b holds v2"):
             run(env("a", 0, 0), env("b", 1, 0), ["E2E: booted slot=a version=v1",
                                                  "E2E: action install /data/artifacts/v1.rua"],
                 action="install /data/artifacts/v1.rua", installing="v1")
 
     def test_check_boot_judges_the_loaded_slot_by_its_content(self) -> None:
-        import soak
         from harness.qemu import BootResult
 
         committed_a = contract.committed("a")
@@ -423,31 +420,30 @@ class Soak(unittest.TestCase):
                 infra_retry: str | None = None, end: str = "reset") -> bool:
             res = BootResult(lines=[(0.1 * i, line) for i, line in enumerate(lines)], end=end,
                              rc=0, infra_retry=infra_retry)
-            return soak.check_boot(committed_a, committed_a, res, guest.booted(res.console),
+            return soak_contract.check_boot(committed_a, committed_a, res, guest.booted(res.console),
                                    "commit", None, holds)
 
         good = {"a": "v1", "b": "v2"}.get
         # The loaded slot's image does not hash to a good one: whatever the boot did.
-        with self.assertRaisesRegex(soak.Violation, "slot a, which holds no complete good image"):
+        with self.assertRaisesRegex(soak_contract.Violation, "slot a, which holds no complete good image"):
             run([loads_a, "E2E: booted slot=a version=v1"], {"b": "v2"}.get, end="poweroff")
         # A panic before init on the retry too: an infrastructure failure, naming the content.
-        with self.assertRaisesRegex(soak.InfraFailure, "on the infrastructure retry too.*"
+        with self.assertRaisesRegex(soak_contract.InfraFailure, "on the infrastructure retry too.*"
                                     "slot a holds the complete v1 image"):
             run([loads_a, PANIC_IOAPIC], good, infra_retry=PANIC_IOAPIC)
         # A retry that booted is judged as any boot (and passes here).
         self.assertFalse(run([loads_a, "E2E: booted slot=a version=v1", "E2E: end poweroff"],
                              good, infra_retry=PANIC_IOAPIC, end="poweroff"))
         # A panic after the init ran, on a good image, is the updater's problem.
-        with self.assertRaisesRegex(soak.Violation, "after the guest's init ran; slot a holds"):
+        with self.assertRaisesRegex(soak_contract.Violation, "after the guest's init ran; slot a holds"):
             run([loads_a, "E2E: booted slot=a version=v1",
                  "Kernel panic - not syncing: Attempted to kill init!"], good)
 
     def test_converged_results_are_outcome_names(self) -> None:
-        import soak
         text = (REPO / "crates" / "core" / "src" / "state.rs").read_text()
         block = text[text.index("pub enum OutcomeKind"):]
         names = re.findall(r'OutcomeKind::\w+ => "([a-z-]+)"', block)
-        self.assertLessEqual(set(soak.CONVERGED_RESULTS), set(names))
+        self.assertLessEqual(set(soak_contract.CONVERGED_RESULTS), set(names))
 
 
 if __name__ == "__main__":

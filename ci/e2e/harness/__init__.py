@@ -12,6 +12,7 @@
 - fleet_run: a fleet scenario's server, rollout and devices while it runs,
 - boots: one boot of a scenario (QEMU, the infrastructure retry, checks, log lines),
 - runs: every architecture's chosen scenarios, so that a run cannot pass by accident,
+- soak_contract: the power-cut soak's plan and its check of the boot contract after a boot,
 - selftests: selftest.py's fixtures and the test classes that live apart from it.
 
 No piece runs QEMU, starts a server or touches a disk on import; selftest.py tests the pure parts.
