@@ -7,6 +7,8 @@
 - qemu: one QEMU boot,
 - disk: the disk image and the bootloader environment from the host,
 - fleet: the fleet server (rustupdate-server) of the fleet scenarios and its management API,
+- buildcmd, debs, initramfs: build.py's command runner and log line, its Debian packages
+  (private APT configuration, dpkg-deb) and the kernel's modules and the initramfs,
 - runlog: the run's log lines (one writer at a time),
 - records: what a run records per boot and scenario (summary.json) and the summary it prints,
 - fleet_run: a fleet scenario's server, rollout and devices while it runs,
