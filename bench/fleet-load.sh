@@ -54,7 +54,7 @@
 #
 # Output: a table on stdout; per-run JSON reports and build/fleet-load/results.json.
 # Installs what it needs: postgresql (via ci/postgres.sh), gooseBit with gunicorn in a venv under
-# build/fleet-load/ (ci/fleet/goosebit/goosebit.sh). Every server is killed by pid on exit; every
+# build/fleet-load/ (ci/server-peers/goosebit/goosebit.sh). Every server is killed by pid on exit; every
 # step has a time limit.
 # Exit codes: 0 done (with --enforce: and every measured target met), 1 failure or (with
 # --enforce) a missed target, 2 usage.
@@ -352,12 +352,12 @@ pg_database() {
 
 # --- gooseBit ---------------------------------------------------------------------------------
 
-# gooseBit's install is ci/fleet/goosebit/goosebit.sh's goosebit_install (what gooseBit's
+# gooseBit's install is ci/server-peers/goosebit/goosebit.sh's goosebit_install (what gooseBit's
 # Dockerfile installs: goosebit[postgresql] and gunicorn); it needs these four names.
 REPO_DIR=$ROOT WORK=$OUT
 fleet_fail() { die "$*"; }
-# shellcheck source=../ci/fleet/goosebit/goosebit.sh
-source "$ROOT/ci/fleet/goosebit/goosebit.sh"
+# shellcheck source=../ci/server-peers/goosebit/goosebit.sh
+source "$ROOT/ci/server-peers/goosebit/goosebit.sh"
 
 # bench_goosebit DB(postgres|sqlite): gooseBit as its Dockerfile (docker/Dockerfile) runs it in
 # production: schema by `aerich upgrade`, then gunicorn with one uvicorn worker

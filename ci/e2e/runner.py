@@ -41,8 +41,8 @@ from pathlib import Path
 from harness import layout as layout_json, qemu, scenario
 from harness.boots import concrete, reboot_to_commit, run_boot, trace_install_points
 from harness.disk import Disk, DiskError
-from harness.fleet import FleetError
 from harness.fleet_run import FleetDevice, FleetRun, fleet_summary, log_fleet, start_fleet
+from harness.fleet_server import FleetError
 from harness.httpd import ArtifactServer
 from harness.layout import Layout, LayoutError
 from harness.records import BootRecord, ScenarioRecord, print_summary

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import systemd_rootfs
-from harness import contract, disk, fleet, guest, httpd, scenario, soak_contract
+from harness import contract, disk, fleet_server, guest, httpd, scenario, soak_contract
 from harness.layout import Layout, LayoutError
 from harness.scenario import Boot, Expect, FaultPoint, FleetExpect, Observed, ScenarioError
 from harness.selftests.fixtures import (
@@ -160,12 +160,12 @@ class FleetScenarios(unittest.TestCase):
                                                       actions={"failed": "1", "null": "2"}))
 
     def test_server_expectations(self) -> None:
-        got = fleet.observe(DEVICE, ROLLOUT, 7)
+        got = fleet_server.observe(DEVICE, ROLLOUT, 7)
         self.assertEqual(got, {"action": "failed", "reason": "v3 fell back to slot a after 3 boots",
                                "feedbacks": "2", "rollout": "paused",
                                "pause_reason": ROLLOUT["pause_reason"], "download": "none",
                                "delta_fallback": "null"})
-        self.assertEqual(fleet.observe(DEVICE, None, 8)["action"], "null")
+        self.assertEqual(fleet_server.observe(DEVICE, None, 8)["action"], "null")
         ok = Expect(server={"action": "failed", "reason": "fell back", "rollout": "paused",
                             "pause_reason": "1 of 1 devices failed"})
         self.assertEqual(scenario.check(ok, seen(server=got)), [])
@@ -176,7 +176,7 @@ class FleetScenarios(unittest.TestCase):
         self.assertFalse(scenario.server_matches({"action": "succeeded"}, got))
 
     def test_what_was_downloaded(self) -> None:
-        kind = fleet.download_kind
+        kind = fleet_server.download_kind
         self.assertEqual(kind(None), "none")
         self.assertEqual(kind({"delta_bytes": 2500, "full_bytes": 4096}), "delta")
         self.assertEqual(kind({"delta_bytes": 2500, "full_bytes": 16 << 20}), "delta+full")
@@ -204,17 +204,17 @@ class FleetScenarios(unittest.TestCase):
         self.assertEqual(len(scenario.check_fleet(bad, doc)), 3)
 
     def test_server_section(self) -> None:
-        text = fleet.server_section("http://10.0.2.2:4000", "e2e-arm64", "target", 2)
+        text = fleet_server.server_section("http://10.0.2.2:4000", "e2e-arm64", "target", 2)
         doc = tomllib.loads(text)["server"]
         self.assertEqual(doc, {"url": "http://10.0.2.2:4000", "tenant": "DEFAULT",
-                               "controller-id": "e2e-arm64", "token-file": fleet.GUEST_TOKEN_FILE,
+                               "controller-id": "e2e-arm64", "token-file": fleet_server.GUEST_TOKEN_FILE,
                                "allow-insecure-http": True, "poll-interval-secs": 2,
                                "reboot": "immediate"})
-        gw = tomllib.loads(fleet.server_section("http://h", "d", "gateway", 5))["server"]
+        gw = tomllib.loads(fleet_server.server_section("http://h", "d", "gateway", 5))["server"]
         self.assertIn("gateway-token-file", gw)
         self.assertNotIn("token-file", gw)
-        with self.assertRaises(fleet.FleetError):
-            fleet.server_section("http://h", "d", "mtls", 5)
+        with self.assertRaises(fleet_server.FleetError):
+            fleet_server.server_section("http://h", "d", "mtls", 5)
 
 
 class Check(unittest.TestCase):

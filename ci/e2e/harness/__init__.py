@@ -6,7 +6,7 @@
 - guest: the fw_cfg items and console lines exchanged with guest/init,
 - qemu: one QEMU boot,
 - disk: the disk image and the bootloader environment from the host,
-- fleet: the fleet server (rustupdate-server) of the fleet scenarios and its management API,
+- fleet_server: the fleet server (rustupdate-server) of the fleet scenarios and its management API,
 - buildcmd, debs, initramfs: build.py's command runner and log line, its Debian packages
   (private APT configuration, dpkg-deb) and the kernel's modules and the initramfs,
 - runlog: the run's log lines (one writer at a time),

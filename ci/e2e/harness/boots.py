@@ -14,8 +14,8 @@ from pathlib import Path
 
 from . import contract, guest, qemu, scenario
 from .disk import Disk, DiskError
-from .fleet import FleetError
 from .fleet_run import FleetDevice, FleetRun
+from .fleet_server import FleetError
 from .httpd import ArtifactServer
 from .layout import Layout
 from .records import BootRecord

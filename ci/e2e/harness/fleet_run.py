@@ -14,7 +14,7 @@ from typing import Any
 
 from . import scenario
 from .disk import Disk
-from .fleet import FleetError, FleetServer, server_section
+from .fleet_server import FleetError, FleetServer, server_section
 from .layout import Layout
 from .runlog import log
 from .scenario import Scenario

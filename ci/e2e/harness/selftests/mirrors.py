@@ -8,7 +8,7 @@ import tomllib
 import unittest
 from pathlib import Path
 
-from .. import contract, fleet, guest, scenario
+from .. import contract, fleet_server, guest, scenario
 from .fixtures import HERE, REPO
 
 
@@ -71,7 +71,7 @@ class Mirrors(unittest.TestCase):
         self.assertIn(f"        {guest.DAEMON_ACTION})", init)
         self.assertIn("*@@STOP_LINE@@*) break", init)
         self.assertIn(f'echo "{guest.DAEMON_STARTED}"', init)
-        self.assertIn(f"fwcfg token > {fleet.GUEST_TOKEN_FILE})", init)
+        self.assertIn(f"fwcfg token > {fleet_server.GUEST_TOKEN_FILE})", init)
 
     def test_systemd_guests_speak_the_same_protocol(self) -> None:
         # guest/systemd/: the booted line, the agent's lines (the commit is the shipped unit's;
@@ -106,6 +106,6 @@ class Mirrors(unittest.TestCase):
         text = (REPO / "client" / "src" / "config.rs").read_text()
         start = text.index("pub struct Server {")
         fields = set(re.findall(r"pub (\w+):", text[start:text.index("\n}", start)]))
-        for auth in fleet.AUTH_MODES:
-            keys = tomllib.loads(fleet.server_section("http://h", "d", auth, 2))["server"]
+        for auth in fleet_server.AUTH_MODES:
+            keys = tomllib.loads(fleet_server.server_section("http://h", "d", auth, 2))["server"]
             self.assertLessEqual({k.replace("-", "_") for k in keys}, fields)

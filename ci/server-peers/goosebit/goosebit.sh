@@ -1,6 +1,6 @@
 # shellcheck shell=bash
-# gooseBit (PyPI `goosebit`) for the ci/fleet tests: install into a venv and start it on loopback
-# with a fresh data directory. Sourced after ci/fleet/lib.sh (uses log, fleet_fail, fleet_free_port,
+# gooseBit (PyPI `goosebit`) for the ci/server-peers tests: install into a venv and start it on loopback
+# with a fresh data directory. Sourced after ci/server-peers/lib.sh (uses log, fleet_fail, fleet_free_port,
 # FLEET_PIDS, fleet_add_log, REPO_DIR).
 #
 # goosebit_install is also bench/fleet-load.sh's install (it sources this file; same version,
@@ -55,7 +55,7 @@ goosebit_install() {
 }
 
 # The environment gooseBit reads its settings from (pydantic-settings, prefix GOOSEBIT_): the
-# server and ci/fleet/goosebit/add_software.py must see the same database and artifacts dir.
+# server and ci/server-peers/goosebit/add_software.py must see the same database and artifacts dir.
 # Usage: goosebit_env DATA_DIR POLL_TIME(HH:MM:SS) -> prints NAME=VALUE lines for `env`.
 goosebit_env() {
     local dir=$1 poll=$2

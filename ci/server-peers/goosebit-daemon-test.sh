@@ -3,12 +3,12 @@
 # write), on loopback, with a device simulated on files (issue 10).
 #
 #   0. build rustupdate and rustupdate-artifact (debug); install grub-common and gooseBit
-#      (ci/fleet/goosebit/goosebit.sh: the venv and version bench/fleet-load.sh uses); start
-#      gooseBit with a fresh data dir and a recording proxy (ci/fleet/goosebit/flaky_proxy.py,
+#      (ci/server-peers/goosebit/goosebit.sh: the venv and version bench/fleet-load.sh uses); start
+#      gooseBit with a fresh data dir and a recording proxy (ci/server-peers/goosebit/flaky_proxy.py,
 #      no faults) in front of it, so every request the daemon makes is on record;
 #   1. create gooseBit's admin user (POST /setup, POST /login); sign artifacts 2.0.0 and 3.0.0
 #      with a fresh key; gooseBit refuses a .rua upload (422, it parses .swu and RAUC headers
-#      only: asserted), so ci/fleet/goosebit/add_software.py registers them with gooseBit's own
+#      only: asserted), so ci/server-peers/goosebit/add_software.py registers them with gooseBit's own
 #      create_software_update (version and compatibility given instead of parsed);
 #   2. the device: slot files a (image 1.0.0) and b, a GRUB environment block made with
 #      grub-editenv, a kernel command line file, a reboot script that leaves a marker, the public
@@ -31,7 +31,7 @@
 #      proxy's record), the daemon gets through, and it does not poll faster than the server's
 #      sleep afterwards (requests counted over the window).
 #
-# Usage: ci/fleet/goosebit-daemon-test.sh
+# Usage: ci/server-peers/goosebit-daemon-test.sh
 #   FLEET_KEEP=1: keep the scratch directory; GOOSEBIT_VERSION: another gooseBit (default 0.2.12)
 # Exit codes: 0 passed, 1 failed (logs printed, scratch directory kept), 2 usage.
 set -euo pipefail
