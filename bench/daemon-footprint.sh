@@ -85,6 +85,9 @@ declare -A SERVER_PORT DAEMON_PID  # by run name
 # PIDS (every process this script started), stop_pid, free_port, cleanup.
 # shellcheck source=lib/common.sh
 source "$ROOT/bench/lib/common.sh"
+# device_config: the simulated device's rustupdate.toml.
+# shellcheck source=lib/device-config.sh
+source "$ROOT/bench/lib/device-config.sh"
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
@@ -179,32 +182,9 @@ device() {
     printf '#!/bin/sh\ntouch %s/reboot-requested\n' "$d" >"$d/reboot.sh"
     chmod 755 "$d/reboot.sh"
     install -m 600 "$OUT/$run/server-data/gateway.token" "$d/gateway.token"
-    cat >"$d/rustupdate.toml" <<TOML
-device-type = "$type"
-data-dir = "$d/data"
-[slots.a]
-device = "$d/slot-a.img"
-[slots.b]
-device = "$d/slot-b.img"
-[bootloader]
-type = "grub"
-grubenv = "$d/boot/grubenv"
-[keys]
-trusted-dir = "$d/keys"
-[health]
-dir = "$d/health.d"
-timeout-secs = 10
-trial-timeout-secs = 600
-[system]
-reboot-command = ["$d/reboot.sh"]
-cmdline-file = "$d/cmdline"
-[server]
-url = "http://127.0.0.1:$port"
-controller-id = "$id"
-gateway-token-file = "$d/gateway.token"
-allow-insecure-http = true
-poll-interval-secs = $interval
-TOML
+    device_config "$d" --device-type "$type" --reboot-command "$d/reboot.sh" \
+        --server-url "http://127.0.0.1:$port" --controller-id "$id" \
+        --gateway-token-file "$d/gateway.token" --poll-interval "$interval" >"$d/rustupdate.toml"
 }
 
 # start_run RUN CONTROLLER_ID DEVICE_TYPE SERVER_INTERVAL SAMPLE_PERIOD: server, relay, device,

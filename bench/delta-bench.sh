@@ -50,6 +50,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+# device_config: the simulated device's rustupdate.toml.
+# shellcheck source=lib/device-config.sh
+source "$ROOT/bench/lib/device-config.sh"
 OUT=$ROOT/build/bench/delta
 OURS=$OUT/ours
 SRV=$OURS/srv     # what the update server holds
@@ -203,26 +206,7 @@ WRONG_BASE_SHA=$(sha256sum "$DEV/wrong-base.img" | cut -d' ' -f1)
 [[ $WRONG_BASE_SHA != "$V1_SHA" ]] || die "the wrong base is v1"
 cp "$OURS/bench.pub.pem" "$DEV/keys/"
 printf 'rustupdate.slot=a\n' >"$DEV/cmdline"
-cat >"$DEV/rustupdate.toml" <<TOML
-device-type = "bench"
-data-dir = "$DEV/data"
-[slots.a]
-device = "$DEV/slot-a.img"
-[slots.b]
-device = "$TARGET"
-[bootloader]
-type = "grub"
-grubenv = "$DEV/boot/grubenv"
-[keys]
-trusted-dir = "$DEV/keys"
-[health]
-dir = "$DEV/health.d"
-timeout-secs = 10
-trial-timeout-secs = 600
-[system]
-reboot-command = ["true"]
-cmdline-file = "$DEV/cmdline"
-TOML
+device_config "$DEV" --device-type bench --slot-b "$TARGET" >"$DEV/rustupdate.toml"
 
 # The state before every run: booted from a, nothing installed, b holds the previous release (v1).
 reset_device() {

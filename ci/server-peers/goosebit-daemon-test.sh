@@ -40,6 +40,9 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 # shellcheck source=goosebit/goosebit.sh
 source "$FLEET_DIR/goosebit/goosebit.sh"
+# device_config: the simulated device's rustupdate.toml (shared with the benchmarks).
+# shellcheck source=../../bench/lib/device-config.sh
+source "$REPO_DIR/bench/lib/device-config.sh"
 
 readonly DEVICE_ID=goosebit-ci-1
 readonly DEVICE_TYPE=test-board
@@ -161,36 +164,9 @@ chmod 755 "$DEV/reboot.sh"
 
 # write_config FILE SERVER_URL
 write_config() {
-    cat >"$1" <<EOF
-device-type = "$DEVICE_TYPE"
-data-dir = "$DEV/data"
-[slots.a]
-device = "$DEV/slot-a.img"
-[slots.b]
-device = "$DEV/slot-b.img"
-[bootloader]
-type = "grub"
-grubenv = "$GRUBENV"
-[keys]
-trusted-dir = "$DEV/keys"
-[health]
-dir = "$DEV/health.d"
-timeout-secs = 5
-trial-timeout-secs = 600
-[hooks]
-dir = "$DEV/hooks.d"
-timeout-secs = 5
-[system]
-reboot-command = ["$DEV/reboot.sh"]
-cmdline-file = "$DEV/cmdline"
-[server]
-url = "$2"
-controller-id = "$DEVICE_ID"
-allow-insecure-http = true
-poll-interval-secs = $POLL_SECS
-max-backoff-secs = $MAX_BACKOFF_S
-reboot = "immediate"
-EOF
+    device_config "$DEV" --device-type "$DEVICE_TYPE" --health-timeout 5 --hooks-timeout 5 \
+        --reboot-command "$DEV/reboot.sh" --server-url "$2" --controller-id "$DEVICE_ID" \
+        --poll-interval "$POLL_SECS" --max-backoff "$MAX_BACKOFF_S" --reboot immediate >"$1"
 }
 write_config "$CFG" "$DEVICE_URL"
 touch "$WORK/client.log"
