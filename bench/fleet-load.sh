@@ -352,8 +352,9 @@ pg_database() {
 
 # --- gooseBit ---------------------------------------------------------------------------------
 
-# gooseBit's install is ci/server-peers/goosebit/goosebit.sh's goosebit_install (what gooseBit's
-# Dockerfile installs: goosebit[postgresql] and gunicorn); it needs these four names.
+# gooseBit's install and schema are ci/server-peers/goosebit/goosebit.sh's goosebit_install (what
+# gooseBit's Dockerfile installs: goosebit[postgresql] and gunicorn) and goosebit_schema; they
+# need these four names.
 REPO_DIR=$ROOT WORK=$OUT
 fleet_fail() { die "$*"; }
 # shellcheck source=../ci/server-peers/goosebit/goosebit.sh
@@ -374,14 +375,12 @@ bench_goosebit() {
     esac
     rm -rf "$dir"
     mkdir -p "$dir/artifacts"
-    printf '[tool.aerich]\ntortoise_orm = "goosebit.db.config.TORTOISE_CONF"\nlocation = "%s/db/migrations"\n' \
-        "$GOOSEBIT_SITE" >"$dir/aerich.toml"
     poll=$(printf '00:%02d:%02d' $((INTERVAL / 60)) $((INTERVAL % 60)))
     local env_vars=(GOOSEBIT_DB_URI="$db_uri" GOOSEBIT_ARTIFACTS_DIR="$dir/artifacts"
         GOOSEBIT_POLL_TIME="$poll" GUNICORN_CMD_ARGS="--workers 1 --enable-stdio-inheritance")
+    goosebit_schema "$dir" "$OUT/$name-aerich.log" "${env_vars[@]}" ||
+        { tail -n 20 "$OUT/$name-aerich.log" >&2; die "$name: aerich upgrade failed"; }
     # cwd = the data dir: gooseBit also reads ./goosebit.yaml, which must not be a stray one.
-    (cd "$dir" && env "${env_vars[@]}" timeout 120 "$GOOSEBIT_VENV/bin/aerich" --config aerich.toml upgrade) \
-        >"$OUT/$name-aerich.log" 2>&1 || { tail -n 20 "$OUT/$name-aerich.log" >&2; die "$name: aerich upgrade failed"; }
     port=$(free_port)
     (cd "$dir" && exec env "${env_vars[@]}" "$GOOSEBIT_VENV/bin/gunicorn" \
         --worker-class uvicorn.workers.UvicornWorker --bind "127.0.0.1:$port" goosebit:app) \
