@@ -90,22 +90,9 @@ fi
 
 # --- cleanup: every server and loop device this script starts is stopped on exit ----------------
 
-SERVER_PID=""
-LOOP=""
-stop_server() {
-    if [[ -n $SERVER_PID ]]; then
-        kill -TERM "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-        SERVER_PID=""
-    fi
-}
-cleanup() {
-    stop_server
-    if [[ -n $LOOP ]]; then
-        losetup -d "$LOOP" 2>/dev/null || log "could not detach $LOOP"
-        LOOP=""
-    fi
-}
+# start_server, stop_servers, SERVER_PIDS, LOOP and cleanup (stops them, detaches LOOP).
+# shellcheck source=lib/range-server.sh
+source "$ROOT/bench/lib/range-server.sh"
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
@@ -220,16 +207,6 @@ reset_device() {
     cat "$DEV/slot-a.img" >/dev/null   # v1 in the page cache, as for every peer
 }
 
-start_server() {
-    local name=$1 portfile=$LOGS/$1.port
-    rm -f "$portfile" "$LOGS/$name.http.jsonl"
-    python3 "$SERVER" serve "$SRV" --log "$LOGS/$name.http.jsonl" --port-file "$portfile" >/dev/null &
-    SERVER_PID=$!
-    for _ in $(seq 100); do [[ -s $portfile ]] && break; sleep 0.1; done
-    [[ -s $portfile ]] || die "range_server.py did not start"
-    URL=http://127.0.0.1:$(cat "$portfile")
-}
-
 RUNS_TSV=$LOGS/runs.tsv
 : >"$RUNS_TSV"
 
@@ -251,7 +228,7 @@ run() {
         log "FAILED: $label: the install failed"
         ok=false
     fi
-    stop_server
+    stop_servers
     sha=$(head -c "$SIZE" "$TARGET" | sha256sum | cut -d' ' -f1)
     if [[ $sha != "$V2_SHA" ]]; then
         log "MISMATCH: $label: slot b holds $sha, v2 is $V2_SHA"

@@ -7,23 +7,29 @@
 
 # The server process and its children (gunicorn's worker), one pid a line.
 proc_tree() { echo "$1"; pgrep -P "$1" || true; }
-# utime+stime of a process tree in ticks (fields after the parenthesised command name).
-cpu_ticks() {
-    local total=0 pid t
-    for pid in $(proc_tree "$1"); do
-        t=$(awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$pid/stat" 2>/dev/null) || continue
+# stat_ticks "FIELD..." PID...: the given fields of /proc/PID/stat (numbered after the
+# parenthesised command name) summed over the PIDs (one that is gone counts nothing).
+stat_ticks() {
+    local fields=$1 total=0 pid t
+    shift
+    for pid in "$@"; do
+        t=$(awk -v f="$fields" '{ sub(/^.*\) /, ""); n = split(f, k, " "); s = 0
+                                 for (i = 1; i <= n; i++) s += $k[i]; print s }' "/proc/$pid/stat" 2>/dev/null) || continue
         total=$((total + t))
     done
     echo "$total"
 }
+# utime+stime of a process tree in ticks.
+cpu_ticks() {
+    local pids
+    mapfile -t pids < <(proc_tree "$1")
+    stat_ticks "12 13" "${pids[@]}"
+}
 # utime+stime+cutime+cstime over all processes of the PostgreSQL cluster owner.
 pg_cpu_ticks() {
-    local total=0 pid t
-    for pid in $(pgrep -u postgres || true); do
-        t=$(awk '{ sub(/^.*\) /, ""); print $12 + $13 + $14 + $15 }' "/proc/$pid/stat" 2>/dev/null) || continue
-        total=$((total + t))
-    done
-    echo "$total"
+    local pids
+    mapfile -t pids < <(pgrep -u postgres || true)
+    stat_ticks "12 13 14 15" "${pids[@]}"
 }
 # A /proc/PID/status field in KiB summed over a process tree.
 tree_kib() {
