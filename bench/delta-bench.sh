@@ -50,6 +50,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+# device_config: the simulated device's rustupdate.toml.
+# shellcheck source=lib/device-config.sh
+source "$ROOT/bench/lib/device-config.sh"
 OUT=$ROOT/build/bench/delta
 OURS=$OUT/ours
 SRV=$OURS/srv     # what the update server holds
@@ -87,22 +90,9 @@ fi
 
 # --- cleanup: every server and loop device this script starts is stopped on exit ----------------
 
-SERVER_PID=""
-LOOP=""
-stop_server() {
-    if [[ -n $SERVER_PID ]]; then
-        kill -TERM "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-        SERVER_PID=""
-    fi
-}
-cleanup() {
-    stop_server
-    if [[ -n $LOOP ]]; then
-        losetup -d "$LOOP" 2>/dev/null || log "could not detach $LOOP"
-        LOOP=""
-    fi
-}
+# start_server, stop_servers, SERVER_PIDS, LOOP and cleanup (stops them, detaches LOOP).
+# shellcheck source=lib/range-server.sh
+source "$ROOT/bench/lib/range-server.sh"
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
@@ -203,26 +193,7 @@ WRONG_BASE_SHA=$(sha256sum "$DEV/wrong-base.img" | cut -d' ' -f1)
 [[ $WRONG_BASE_SHA != "$V1_SHA" ]] || die "the wrong base is v1"
 cp "$OURS/bench.pub.pem" "$DEV/keys/"
 printf 'rustupdate.slot=a\n' >"$DEV/cmdline"
-cat >"$DEV/rustupdate.toml" <<TOML
-device-type = "bench"
-data-dir = "$DEV/data"
-[slots.a]
-device = "$DEV/slot-a.img"
-[slots.b]
-device = "$TARGET"
-[bootloader]
-type = "grub"
-grubenv = "$DEV/boot/grubenv"
-[keys]
-trusted-dir = "$DEV/keys"
-[health]
-dir = "$DEV/health.d"
-timeout-secs = 10
-trial-timeout-secs = 600
-[system]
-reboot-command = ["true"]
-cmdline-file = "$DEV/cmdline"
-TOML
+device_config "$DEV" --device-type bench --slot-b "$TARGET" >"$DEV/rustupdate.toml"
 
 # The state before every run: booted from a, nothing installed, b holds the previous release (v1).
 reset_device() {
@@ -234,16 +205,6 @@ reset_device() {
     dd if="$V1" of="$TARGET" bs=1M conv=fsync status=none
     sync
     cat "$DEV/slot-a.img" >/dev/null   # v1 in the page cache, as for every peer
-}
-
-start_server() {
-    local name=$1 portfile=$LOGS/$1.port
-    rm -f "$portfile" "$LOGS/$name.http.jsonl"
-    python3 "$SERVER" serve "$SRV" --log "$LOGS/$name.http.jsonl" --port-file "$portfile" >/dev/null &
-    SERVER_PID=$!
-    for _ in $(seq 100); do [[ -s $portfile ]] && break; sleep 0.1; done
-    [[ -s $portfile ]] || die "range_server.py did not start"
-    URL=http://127.0.0.1:$(cat "$portfile")
 }
 
 RUNS_TSV=$LOGS/runs.tsv
@@ -267,7 +228,7 @@ run() {
         log "FAILED: $label: the install failed"
         ok=false
     fi
-    stop_server
+    stop_servers
     sha=$(head -c "$SIZE" "$TARGET" | sha256sum | cut -d' ' -f1)
     if [[ $sha != "$V2_SHA" ]]; then
         log "MISMATCH: $label: slot b holds $sha, v2 is $V2_SHA"

@@ -91,36 +91,11 @@ fi
 
 # --- HTTP servers and the slot, all stopped or detached on exit ---------------------------------
 
-SERVER_PIDS=()
-LOOP=""
-stop_servers() {
-    local pid
-    for pid in "${SERVER_PIDS[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    SERVER_PIDS=()
-}
-cleanup() {
-    stop_servers
-    if [[ -n $LOOP ]]; then
-        losetup -d "$LOOP" 2>/dev/null || log "could not detach $LOOP"
-        LOOP=""
-    fi
-}
+# start_server, stop_servers, SERVER_PIDS, LOOP and cleanup (stops them, detaches LOOP).
+# shellcheck source=lib/range-server.sh
+source "$ROOT/bench/lib/range-server.sh"
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-# start_server NAME: serves $SRV, logging to $LOGS/NAME.http.jsonl; sets URL.
-start_server() {
-    local name=$1 portfile=$LOGS/$1.port
-    rm -f "$portfile" "$LOGS/$name.http.jsonl"
-    python3 "$SERVER" serve "$SRV" --log "$LOGS/$name.http.jsonl" --port-file "$portfile" >/dev/null &
-    SERVER_PIDS+=($!)
-    for _ in $(seq 100); do [[ -s $portfile ]] && break; sleep 0.1; done
-    [[ -s $portfile ]] || die "range_server.py did not start"
-    URL=http://127.0.0.1:$(cat "$portfile")
-}
 
 # http_totals NAME: "requests bytes" from the server's log.
 http_totals() {

@@ -54,7 +54,7 @@
 #
 # Output: a table on stdout; per-run JSON reports and build/fleet-load/results.json.
 # Installs what it needs: postgresql (via ci/postgres.sh), gooseBit with gunicorn in a venv under
-# build/fleet-load/ (ci/fleet/goosebit/goosebit.sh). Every server is killed by pid on exit; every
+# build/fleet-load/ (ci/server-peers/goosebit/goosebit.sh). Every server is killed by pid on exit; every
 # step has a time limit.
 # Exit codes: 0 done (with --enforce: and every measured target met), 1 failure or (with
 # --enforce) a missed target, 2 usage.
@@ -142,40 +142,9 @@ cleanup_extra() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# The server process and its children (gunicorn's worker), one pid a line.
-proc_tree() { echo "$1"; pgrep -P "$1" || true; }
-# utime+stime of a process tree in ticks (fields after the parenthesised command name).
-cpu_ticks() {
-    local total=0 pid t
-    for pid in $(proc_tree "$1"); do
-        t=$(awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$pid/stat" 2>/dev/null) || continue
-        total=$((total + t))
-    done
-    echo "$total"
-}
-# utime+stime+cutime+cstime over all processes of the PostgreSQL cluster owner.
-pg_cpu_ticks() {
-    local total=0 pid t
-    for pid in $(pgrep -u postgres || true); do
-        t=$(awk '{ sub(/^.*\) /, ""); print $12 + $13 + $14 + $15 }' "/proc/$pid/stat" 2>/dev/null) || continue
-        total=$((total + t))
-    done
-    echo "$total"
-}
-# A /proc/PID/status field in KiB summed over a process tree.
-tree_kib() {
-    local total=0 pid v
-    for pid in $(proc_tree "$1"); do
-        v=$(awk -v k="$2:" '$1 == k { print $2 }' "/proc/$pid/status" 2>/dev/null) || continue
-        total=$((total + ${v:-0}))
-    done
-    echo "$total"
-}
-# Resets VmHWM to the current RSS for a process tree (Linux >= 4.0, clear_refs value 5).
-reset_peak_rss() {
-    local pid
-    for pid in $(proc_tree "$1"); do echo 5 >"/proc/$pid/clear_refs" 2>/dev/null || true; done
-}
+# proc_tree, cpu_ticks, pg_cpu_ticks, tree_kib, reset_peak_rss, backlog_seconds, watch_window.
+# shellcheck source=lib/proc-stats.sh
+source "$ROOT/bench/lib/proc-stats.sh"
 
 wait_http() {
     local url=$1 pid=$2 log=$3 i
@@ -186,40 +155,6 @@ wait_http() {
     done
     tail -n 30 "$log" >&2
     die "no answer from $url after 60 s (log: $log)"
-}
-
-# Prints the seconds (at most BACKLOG_MAX_S) until the server tree uses at most a tenth of a core
-# over one second: 0 when it is idle at once.
-backlog_seconds() {
-    local pid=$1 i c0 c1
-    for ((i = 0; i < BACKLOG_MAX_S; i++)); do
-        c0=$(cpu_ticks "$pid")
-        sleep 1
-        c1=$(cpu_ticks "$pid")
-        ((c1 - c0 <= USER_HZ / 10)) && { echo "$i"; return 0; }
-    done
-    echo "$BACKLOG_MAX_S"
-}
-
-# watch_window MARK OUT PID PG LIMIT_S: waits for the generator's `start` mark, resets the
-# server's peak RSS and samples the CPU counters; at the `end` mark samples them again and writes
-# "cpu_ticks pg_ticks peak_rss_kib rss_kib" to OUT. Gives up after LIMIT_S.
-watch_window() {
-    local mark=$1 out=$2 pid=$3 pg=$4 deadline=$((SECONDS + $5)) c0 p0 c1 p1
-    until grep -qx start "$mark" 2>/dev/null; do
-        ((SECONDS < deadline)) || return 1
-        sleep 0.05
-    done
-    reset_peak_rss "$pid"
-    c0=$(cpu_ticks "$pid")
-    p0=$( ((pg)) && pg_cpu_ticks || echo 0)
-    until grep -qx end "$mark" 2>/dev/null; do
-        ((SECONDS < deadline)) || return 1
-        sleep 0.05
-    done
-    c1=$(cpu_ticks "$pid")
-    p1=$( ((pg)) && pg_cpu_ticks || echo 0)
-    echo "$((c1 - c0)) $((p1 - p0)) $(tree_kib "$pid" VmHWM) $(tree_kib "$pid" VmRSS)" >"$out"
 }
 
 # run_load NAME PHASE PID PG(0|1) LIMIT_S FLEET_LOAD_ARGS...: runs the generator (at most LIMIT_S
@@ -417,12 +352,13 @@ pg_database() {
 
 # --- gooseBit ---------------------------------------------------------------------------------
 
-# gooseBit's install is ci/fleet/goosebit/goosebit.sh's goosebit_install (what gooseBit's
-# Dockerfile installs: goosebit[postgresql] and gunicorn); it needs these four names.
+# gooseBit's install and schema are ci/server-peers/goosebit/goosebit.sh's goosebit_install (what
+# gooseBit's Dockerfile installs: goosebit[postgresql] and gunicorn) and goosebit_schema; they
+# need these four names.
 REPO_DIR=$ROOT WORK=$OUT
 fleet_fail() { die "$*"; }
-# shellcheck source=../ci/fleet/goosebit/goosebit.sh
-source "$ROOT/ci/fleet/goosebit/goosebit.sh"
+# shellcheck source=../ci/server-peers/goosebit/goosebit.sh
+source "$ROOT/ci/server-peers/goosebit/goosebit.sh"
 
 # bench_goosebit DB(postgres|sqlite): gooseBit as its Dockerfile (docker/Dockerfile) runs it in
 # production: schema by `aerich upgrade`, then gunicorn with one uvicorn worker
@@ -439,14 +375,12 @@ bench_goosebit() {
     esac
     rm -rf "$dir"
     mkdir -p "$dir/artifacts"
-    printf '[tool.aerich]\ntortoise_orm = "goosebit.db.config.TORTOISE_CONF"\nlocation = "%s/db/migrations"\n' \
-        "$GOOSEBIT_SITE" >"$dir/aerich.toml"
     poll=$(printf '00:%02d:%02d' $((INTERVAL / 60)) $((INTERVAL % 60)))
     local env_vars=(GOOSEBIT_DB_URI="$db_uri" GOOSEBIT_ARTIFACTS_DIR="$dir/artifacts"
         GOOSEBIT_POLL_TIME="$poll" GUNICORN_CMD_ARGS="--workers 1 --enable-stdio-inheritance")
+    goosebit_schema "$dir" "$OUT/$name-aerich.log" "${env_vars[@]}" ||
+        { tail -n 20 "$OUT/$name-aerich.log" >&2; die "$name: aerich upgrade failed"; }
     # cwd = the data dir: gooseBit also reads ./goosebit.yaml, which must not be a stray one.
-    (cd "$dir" && env "${env_vars[@]}" timeout 120 "$GOOSEBIT_VENV/bin/aerich" --config aerich.toml upgrade) \
-        >"$OUT/$name-aerich.log" 2>&1 || { tail -n 20 "$OUT/$name-aerich.log" >&2; die "$name: aerich upgrade failed"; }
     port=$(free_port)
     (cd "$dir" && exec env "${env_vars[@]}" "$GOOSEBIT_VENV/bin/gunicorn" \
         --worker-class uvicorn.workers.UvicornWorker --bind "127.0.0.1:$port" goosebit:app) \

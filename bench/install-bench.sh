@@ -11,6 +11,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+# device_config: the simulated device's rustupdate.toml.
+# shellcheck source=lib/device-config.sh
+source "$ROOT/bench/lib/device-config.sh"
 RUNS=${RUNS:-5}
 OUT=build/bench/install
 mkdir -p "$OUT"
@@ -50,26 +53,7 @@ mkdir -p "$OUT/keys" "$OUT/data" "$OUT/boot"
 cp "$OUT/bench.pub.pem" "$OUT/keys/"
 printf 'rustupdate.slot=a\n' > "$OUT/cmdline"
 grub-editenv "$OUT/boot/grubenv" create 2>/dev/null || { apt-get install -y -qq grub-common >/dev/null; grub-editenv "$OUT/boot/grubenv" create; }
-cat > "$OUT/rustupdate.toml" <<TOML
-device-type = "bench"
-data-dir = "$OUT/data"
-[slots.a]
-device = "$OUT/slot-a.img"
-[slots.b]
-device = "$TARGET"
-[bootloader]
-type = "grub"
-grubenv = "$OUT/boot/grubenv"
-[keys]
-trusted-dir = "$OUT/keys"
-[health]
-dir = "$OUT/health.d"
-timeout-secs = 10
-trial-timeout-secs = 600
-[system]
-reboot-command = ["true"]
-cmdline-file = "$OUT/cmdline"
-TOML
+device_config "$OUT" --device-type bench --slot-b "$TARGET" >"$OUT/rustupdate.toml"
 
 reset_device() {
     grub-editenv "$OUT/boot/grubenv" set rustupdate_slot=a upgrade_available=0 bootcount=0 bootlimit=3

@@ -6,7 +6,7 @@
 #   in headless Chromium (screenshots in build/screenshots/), a short load run that must see
 #   no errors and meet its targets (bench/fleet-load.sh --quick --enforce), a chaos run in which
 #   nothing may be lost or doubled (bench/chaos.sh --quick --enforce), and the client
-#   daemon against gooseBit, a DDI server we did not write (ci/fleet/goosebit-daemon-test.sh).
+#   daemon against gooseBit, a DDI server we did not write (ci/server-peers/goosebit-daemon-test.sh).
 # Installs what it needs (Debian packages through ci/apt-install.sh) and stops what it starts.
 # Usage: ci/server-test.sh
 set -euo pipefail
@@ -32,13 +32,13 @@ SERVER=tools/server/target/debug/rustupdate-server
 cargo build --manifest-path "$MANIFEST" --locked --bin rustupdate-server
 
 step "SWUpdate suricatta completes a deployment (SQLite)"
-ci/fleet/suricatta-test.sh "$SERVER"
+ci/server-peers/suricatta-test.sh "$SERVER"
 
 step "SWUpdate suricatta completes a deployment (PostgreSQL)"
-FLEET_DATABASE=$(ci/postgres.sh createdb fleet_suricatta) ci/fleet/suricatta-test.sh "$SERVER"
+FLEET_DATABASE=$(ci/postgres.sh createdb fleet_suricatta) ci/server-peers/suricatta-test.sh "$SERVER"
 
 step "dashboard in headless Chromium"
-ci/fleet/dashboard-test.sh "$SERVER"
+ci/server-peers/dashboard-test.sh "$SERVER"
 
 step "fleet-load smoke run"
 bench/fleet-load.sh --quick --enforce
@@ -47,4 +47,4 @@ step "chaos: PostgreSQL restarted and the server killed during a rollout"
 bench/chaos.sh --quick --enforce
 
 step "the client daemon against gooseBit"
-ci/fleet/goosebit-daemon-test.sh
+ci/server-peers/goosebit-daemon-test.sh

@@ -41,7 +41,7 @@ guest_scripts=()
 for f in ci/e2e/guest/* ci/e2e/guest/systemd/*.sh; do
     if [[ -f $f ]]; then guest_scripts+=("$f"); fi
 done
-shellcheck .ci/run ci/*.sh ci/e2e/*.sh "${guest_scripts[@]}" ci/fleet/*.sh ci/fleet/goosebit/*.sh \
+shellcheck .ci/run ci/*.sh ci/e2e/*.sh "${guest_scripts[@]}" ci/server-peers/*.sh ci/server-peers/goosebit/*.sh \
     bench/*.sh bench/lib/*.sh meta-rustupdate/recipes-core/rustupdate/files/health.d/*
 
 step "python lint (ci/python-lint.sh: ruff + mypy --strict over ci/ and bench/)"

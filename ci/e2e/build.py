@@ -22,22 +22,21 @@ Downloads and unpacked packages are cached in the cache directory (default build
 from __future__ import annotations
 
 import argparse
-import gzip
 import os
 import re
 import shutil
-import stat
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import systemd_rootfs
 from harness import contract, guest, layout as layout_json
+from harness.buildcmd import log, out, run
+from harness.debs import Apt, unpack
 from harness.disk import FILLER_PATH, MIB, MTOOLS_ENV, EnvFiles, filler_bytes, fw_env_config, sha256_range
+from harness.initramfs import build_initramfs, kernel_parts
 from harness.layout import Artifact, Firmware, Image, Layout, Partition
 
 HERE = Path(__file__).resolve().parent
@@ -112,190 +111,6 @@ SYSTEMD_IMAGE_MIB = 90  # about 80 MiB of files (arm64, its kernel Image is 32 M
 DELTA_LEVEL = 19  # zstd level of the delta patches (rustupdate-artifact delta's default)
 GRUB_MODULES = ("part_gpt fat ext2 normal configfile linux loadenv test echo regexp sleep reboot halt "
                 "gzio search serial terminal efi_gop all_video")
-
-
-def log(msg: str) -> None:
-    print(f"[build {time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-# A command line: words and paths (run() makes them text).
-Cmd = Sequence[str | Path]
-
-
-def run(cmd: Cmd, **kw: Any) -> subprocess.CompletedProcess[Any]:
-    check = kw.pop("check", True)
-    return subprocess.run([str(c) for c in cmd], check=check, **kw)
-
-
-def out(cmd: Cmd, **kw: Any) -> str:
-    text: str = run(cmd, stdout=subprocess.PIPE, text=True, **kw).stdout
-    return text
-
-
-# ---------------------------------------------------------------------------------------------
-# Debian packages
-# ---------------------------------------------------------------------------------------------
-
-class Apt:
-    """apt-get/apt-cache with a private configuration for one Debian architecture."""
-
-    def __init__(self, cache: Path, deb_arch: str):
-        self.root = cache / f"apt-{deb_arch}"
-        self.debs = cache / "debs" / deb_arch
-        for d in ("lists/partial", "cache/archives/partial", "state"):
-            (self.root / d).mkdir(parents=True, exist_ok=True)
-        self.debs.mkdir(parents=True, exist_ok=True)
-        (self.root / "status").touch()
-        self.conf = self.root / "apt.conf"
-        self.conf.write_text(
-            f'APT::Architecture "{deb_arch}";\n'
-            f'APT::Architectures {{ "{deb_arch}"; }};\n'
-            f'Dir::State "{self.root}/state";\n'
-            f'Dir::State::lists "{self.root}/lists";\n'
-            f'Dir::State::status "{self.root}/status";\n'
-            f'Dir::Cache "{self.root}/cache";\n'
-            'Acquire::Languages "none";\n'
-            'APT::Get::List-Cleanup "0";\n'
-            + ('APT::Sandbox::User "root";\n' if os.getuid() == 0 else "")
-        )
-        self.env = dict(os.environ, APT_CONFIG=str(self.conf), DEBIAN_FRONTEND="noninteractive")
-        self.updated = False
-
-    def update(self, force: bool = False) -> None:
-        stamp = self.root / "updated.stamp"
-        if not force and stamp.exists() and time.time() - stamp.stat().st_mtime < 24 * 3600:
-            return
-        log(f"apt-get update ({self.root.name})")
-        run(["apt-get", "-q", "update"], env=self.env, stdout=subprocess.DEVNULL)
-        stamp.touch()
-        self.updated = True
-
-    def pkgnames(self, prefix: str) -> list[str]:
-        return out(["apt-cache", "pkgnames", prefix], env=self.env).split()
-
-    def download(self, pkg: str) -> Path:
-        """The .deb of pkg's candidate version, downloaded once into the cache."""
-        have = sorted(self.debs.glob(f"{pkg}_*.deb"))
-        if have:
-            return have[-1]
-        log(f"apt-get download {pkg}")
-        try:
-            run(["apt-get", "-q", "download", pkg], env=self.env, cwd=self.debs,
-                stdout=subprocess.DEVNULL)
-        except subprocess.CalledProcessError:
-            if self.updated:
-                raise
-            self.update(force=True)
-            run(["apt-get", "-q", "download", pkg], env=self.env, cwd=self.debs,
-                stdout=subprocess.DEVNULL)
-        have = sorted(self.debs.glob(f"{pkg}_*.deb"))
-        if not have:
-            sys.exit(f"apt-get download {pkg} produced no .deb in {self.debs}")
-        return have[-1]
-
-    def newest_kernel(self, flavour: str) -> str:
-        """linux-image-6.1.0-<N>-<flavour> with the highest N the archive has (never hard-coded)."""
-        pat = re.compile(rf"^linux-image-6\.1\.0-(\d+)-{re.escape(flavour)}$")
-        found = [(int(m.group(1)), n) for n in self.pkgnames("linux-image-6.1.0-")
-                 if (m := pat.match(n))]
-        if not found:
-            sys.exit(f"no linux-image-6.1.0-*-{flavour} in the package lists")
-        return max(found)[1]
-
-
-def unpack(deb: Path, cache: Path) -> Path:
-    """dpkg-deb -x into the cache (once per .deb file)."""
-    dest = cache / "unpacked" / deb.stem
-    if (dest / ".done").exists():
-        return dest
-    shutil.rmtree(dest, ignore_errors=True)
-    dest.mkdir(parents=True)
-    log(f"unpacking {deb.name}")
-    run(["dpkg-deb", "-x", deb, dest])
-    (dest / ".done").touch()
-    return dest
-
-
-# ---------------------------------------------------------------------------------------------
-# Kernel, modules, initramfs
-# ---------------------------------------------------------------------------------------------
-
-def kernel_parts(kroot: Path, modules: Sequence[str]) -> tuple[str, Path, list[Path]]:
-    """(version, kernel image, module files in load order) from an unpacked linux-image .deb."""
-    versions = sorted(p.name for p in (kroot / "lib" / "modules").iterdir() if p.is_dir())
-    if len(versions) != 1:
-        sys.exit(f"expected one kernel in {kroot}/lib/modules, found {versions}")
-    ver = versions[0]
-    if not (kroot / "lib" / "modules" / ver / "modules.dep").exists():
-        run(["depmod", "-b", kroot, ver])  # the .deb ships no modules.dep
-    ordered: list[Path] = []
-    for mod in modules:
-        res = run(["modprobe", "-d", kroot, "-S", ver, "--show-depends", mod],
-                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, check=False)
-        if res.returncode != 0:
-            sys.exit(f"modprobe --show-depends {mod}: {res.stderr.strip()}")
-        for line in res.stdout.splitlines():
-            words = line.split()
-            if words and words[0] == "insmod":
-                p = Path(words[1])
-                if p not in ordered:
-                    ordered.append(p)
-    image = kroot / "boot" / f"vmlinuz-{ver}"
-    return ver, image, ordered
-
-
-class Cpio:
-    """A newc cpio archive written directly (device nodes and owners without root)."""
-
-    def __init__(self) -> None:
-        self.data = bytearray()
-        self.ino = 1
-
-    def _entry(self, name: str, mode: int, body: bytes = b"", rdev: tuple[int, int] = (0, 0)) -> None:
-        nameb = name.encode() + b"\0"
-        fields = [self.ino, mode, 0, 0, 2 if stat.S_ISDIR(mode) else 1, 0, len(body), 0, 0,
-                  rdev[0], rdev[1], len(nameb), 0]
-        self.ino += 1
-        self.data += b"070701" + b"".join(b"%08X" % f for f in fields) + nameb
-        self.data += b"\0" * (-len(self.data) % 4)
-        self.data += body
-        self.data += b"\0" * (-len(self.data) % 4)
-
-    def dir(self, name: str) -> None:
-        self._entry(name, stat.S_IFDIR | 0o755)
-
-    def file(self, name: str, body: bytes, mode: int = 0o644) -> None:
-        self._entry(name, stat.S_IFREG | mode, body)
-
-    def symlink(self, name: str, target: str) -> None:
-        self._entry(name, stat.S_IFLNK | 0o777, target.encode())
-
-    def chardev(self, name: str, major: int, minor: int, mode: int = 0o600) -> None:
-        self._entry(name, stat.S_IFCHR | mode, rdev=(major, minor))
-
-    def finish(self) -> bytes:
-        self._entry("TRAILER!!!", 0)
-        return bytes(self.data) + b"\0" * (-len(self.data) % 512)
-
-
-def build_initramfs(busybox: Path, applets: list[str], modules: list[Path], dest: Path) -> None:
-    c = Cpio()
-    for d in ("bin", "dev", "proc", "sys", "newroot", "lib", "lib/modules"):
-        c.dir(d)
-    c.chardev("dev/console", 5, 1)
-    c.chardev("dev/null", 1, 3, 0o666)
-    c.file("bin/busybox", busybox.read_bytes(), 0o755)
-    for a in applets:
-        name = a.rsplit("/", 1)[-1]
-        if name not in ("busybox", "init", "linuxrc"):
-            c.symlink(f"bin/{name}", "busybox")
-    names = []
-    for m in modules:
-        c.file(f"lib/modules/{m.name}", m.read_bytes())
-        names.append(m.name)
-    c.file("modules.list", ("\n".join(names) + "\n").encode())
-    c.file("init", (HERE / "guest" / "initramfs-init").read_bytes(), 0o755)
-    dest.write_bytes(gzip.compress(c.finish(), compresslevel=6, mtime=0))
 
 
 # ---------------------------------------------------------------------------------------------

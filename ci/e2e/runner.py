@@ -27,53 +27,37 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
-import itertools
 import json
 import os
 import random
-import re
 import shutil
 import subprocess
 import sys
 import threading
 import time
 import traceback
-from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from harness import contract, guest, layout as layout_json, qemu, scenario
+from harness import layout as layout_json, qemu, scenario
+from harness.boots import concrete, reboot_to_commit, run_boot, trace_install_points
 from harness.disk import Disk, DiskError
-from harness.fleet import FleetError, FleetServer, server_section
+from harness.fleet_run import FleetDevice, FleetRun, fleet_summary, log_fleet, start_fleet
+from harness.fleet_server import FleetError
 from harness.httpd import ArtifactServer
 from harness.layout import Layout, LayoutError
-from harness.scenario import Boot, Observed, Scenario, ScenarioError
+from harness.records import BootRecord, ScenarioRecord, print_summary
+from harness.runlog import log
+from harness.runs import RunOne, run_all, run_arch
+from harness.scenario import Scenario, ScenarioError
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 # Scenario files: the boot and update scenarios, and the fleet scenarios kept with the harness.
 SCENARIO_DIRS = (REPO / "ci" / "scenarios",)
 MAX_FLEET_BOOTS = 10  # per device of a multi-device fleet scenario
-DEFAULT_TIMEOUT = {"x86_64": 120.0, "arm64": 90.0}
 # Seed of the random kill delays (kill_delay = [lo, hi]): a new one per run, printed with every
 # delay drawn; RUSTUPDATE_E2E_SEED=N repeats a run's delays.
 SEED = int(os.environ.get("RUSTUPDATE_E2E_SEED") or random.SystemRandom().randrange(1 << 32))
-NARRATE = re.compile(r"^(E2E: (booted|result|hook|health|broken|daemon)|rustupdate: |Kernel panic|"
-                     r"\[(INFO|WARN|ERROR) +rustupdate[^\]]*\] (artifact|installing|slot|trial|"
-                     r"committed|update|rolling|health|.*interrupted)|"
-                     # the daemon's lines, but of its progress only the end
-                     r"\[(INFO|WARN|ERROR) +rustupdate[^\]]*(daemon|ddi|server)[^\]]*\] "
-                     r"(?!written (?!100%)))")
-
-
-_LOG = threading.Lock()
-
-
-def log(msg: str) -> None:
-    with _LOG:
-        print(msg, flush=True)
 
 
 def scenario_files() -> dict[str, Path]:
@@ -87,323 +71,8 @@ def scenario_files() -> dict[str, Path]:
 
 
 # ---------------------------------------------------------------------------------------------
-# What a run records (results/summary.json)
+# Scenarios
 # ---------------------------------------------------------------------------------------------
-
-@dataclass
-class BootRecord:
-    boot: int
-    action: str
-    booted: str  # "<slot>/<version>" or "-"
-    end: str
-    seconds: float
-    init_at: float | None  # "E2E: booted", seconds after QEMU started
-    commit_at: float | None  # a successful commit, seconds after QEMU started
-    env: dict[str, str | None]
-    errors: list[str]
-    situation: str | None = None  # from `status --json`
-    last_result: str | None = None
-    device: str | None = None  # the controller id, in fleet scenarios
-    server: dict[str, str] | None = None  # what the fleet server showed after the boot
-    http_served: dict[str, int] | None = None  # body bytes per file the HTTP server sent
-    # The first try's kernel panic when this boot was tried again (an infrastructure retry).
-    infra_retry: str | None = None
-
-
-@dataclass
-class ScenarioRecord:
-    arch: str
-    scenario: str
-    ok: bool
-    boots: int
-    planned_boots: int
-    wall_seconds: float
-    reboot_to_commit_seconds: float | None
-    failures: list[str]
-    boot_details: list[BootRecord] = field(default_factory=list)
-    fleet: dict[str, Any] | None = None  # fleet scenarios: the rollout and each device at the end
-
-
-# ---------------------------------------------------------------------------------------------
-# Boots
-# ---------------------------------------------------------------------------------------------
-
-@dataclass
-class FleetDevice:
-    """One device of a fleet scenario: its controller id, what its token file holds, its disk."""
-    controller_id: str
-    token: str
-    disk: Disk
-    rdir: Path
-
-
-@dataclass
-class FleetRun:
-    """A fleet scenario's server and rollout, while the scenario runs."""
-    server: FleetServer
-    rollout_id: int
-    spec: scenario.Fleet
-    devices: list[FleetDevice]
-    until_since: float | None = None  # epoch ms when the shared `until` first held (several devices)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def fw_cfg(self, dev: FleetDevice) -> dict[str, str]:
-        return {"server": server_section(self.server.guest_url, dev.controller_id,
-                                         self.spec.auth, self.spec.poll_interval),
-                "token": dev.token}
-
-    def observe(self, dev: FleetDevice) -> dict[str, str]:
-        return self.server.observe(dev.controller_id, self.rollout_id)
-
-    def until(self, dev: FleetDevice, want: dict[str, str]) -> Callable[[], bool]:
-        """stop_when for a boot: the server shows `want`; with several devices, also the device
-        has polled since `want` first held (so it is known to have got nothing afterwards)."""
-        def holds() -> bool:
-            try:
-                if not scenario.server_matches(want, self.observe(dev)):
-                    return False
-                if len(self.devices) == 1:
-                    return True
-                with self.lock:
-                    if self.until_since is None:
-                        self.until_since = time.time() * 1000  # the server's clock is ours
-                    since = self.until_since
-                seen = self.server.device(dev.controller_id)["device"].get("last_seen") or 0
-                return seen > since
-            except FleetError as err:
-                log(f"      ! fleet server: {err}")
-                return False
-        return holds
-
-
-def start_fleet(sc: Scenario, lay: Layout, build: Path, rdir: Path, server_bin: Path) -> FleetRun:
-    spec = sc.fleet
-    assert spec is not None  # only called for fleet scenarios
-    if not server_bin.is_file():
-        raise FleetError(f"{server_bin} missing: build tools/server (ci/e2e/run.sh does)")
-    server = FleetServer(server_bin, rdir / "server-data", rdir / "server.log", spec.poll_interval)
-    server.start([build / "keys" / "e2e.pub.pem"])
-    run = FleetRun(server, 0, spec, [])
-    if spec.base is not None:
-        server.upload(build / lay.arch / "artifacts" / spec.base)
-    artifact = server.upload(build / lay.arch / "artifacts" / spec.artifact)
-    for n in range(1, spec.devices + 1):
-        cid = f"e2e-{lay.arch}" if spec.devices == 1 else f"e2e-{lay.arch}-{n}"
-        token = server.add_device(cid, lay.device_type)
-        ddir = rdir if spec.devices == 1 else rdir / cid
-        ddir.mkdir(parents=True, exist_ok=True)
-        run.devices.append(FleetDevice(cid, token if spec.auth == "target" else server.gateway_token,
-                                       Disk(lay, ddir).fresh(), ddir))
-    rollout = server.create_rollout(f"{spec.artifact} ({sc.name})", artifact, lay.device_type,
-                                    spec.phases, spec.error_threshold)
-    run.rollout_id = rollout.id
-    log(f"  {lay.arch:6s} fleet server {server.url} (guests: {server.guest_url}): rollout "
-        f"{rollout.id} of {spec.artifact} to {', '.join(d.controller_id for d in run.devices)}, "
-        f"phases {spec.phases}, error threshold {spec.error_threshold}, {spec.auth} token")
-    return run
-
-
-def boot_once(lay: Layout, disk: Disk, boot: Boot, logfile: Path, accel: str,
-              extra_fw_cfg: dict[str, str] | None = None,
-              stop_when: Callable[[], bool] | None = None) -> qemu.BootResult:
-    """One boot of `disk`. A boot whose kernel panicked before the guest's user space ran (see
-    guest.panic_before_init: under TCG on a loaded host, e.g. "IO-APIC + timer doesn't work!")
-    is an infrastructure failure: the boot partition and OVMF variables are put back as they
-    were and the boot is tried once more, logged as an "infrastructure retry"; the result then
-    has `infra_retry` set, and the first try's console is kept as boot-NN.infra-retry.log.
-    Whether the second try panicked too is the caller's to judge (`infra_errors`)."""
-    rules = None
-    if boot.cut_after_writes is not None:
-        rules = logfile.with_suffix(".blkdebug.conf")
-        rules.write_text(qemu.blkdebug_rules(boot.cut_after_writes))
-    cmd = qemu.command(lay, disk.path, disk.vars, accel, boot.net, {
-        "action": boot.action, "health": boot.health or "", "env": boot.client_env,
-        "end": boot.end or "", **(extra_fw_cfg or {})}, rules)
-    timeout = boot.timeout or DEFAULT_TIMEOUT[lay.arch]
-    before = disk.boot_state()
-    res = qemu.run(cmd, logfile, timeout, boot.kill_on, boot.kill_delay, stop_when)
-    panic = guest.panic_before_init(res.console)
-    if panic is None or qemu.STOP.is_set():
-        return res
-    first = logfile.with_name(f"{logfile.stem}.infra-retry{logfile.suffix}")
-    logfile.replace(first)
-    log(f"  {lay.arch:6s} infrastructure retry of {logfile.name}: the guest's kernel panicked "
-        f"before its init ran ({panic!r}); the boot area is put back and the boot tried once "
-        f"more (first try: {first})")
-    disk.restore_boot_state(before)
-    res = qemu.run(cmd, logfile, timeout, boot.kill_on, boot.kill_delay, stop_when)
-    res.infra_retry = panic
-    return res
-
-
-def infra_errors(res: qemu.BootResult) -> list[str]:
-    """An infrastructure retry whose second try panicked before the guest's init too."""
-    again = guest.panic_before_init(res.console)
-    if res.infra_retry is None or again is None:
-        return []
-    return [f"infrastructure: the guest's kernel panicked before its init ran on both tries "
-            f"({res.infra_retry!r}, then {again!r})"]
-
-
-def trace_install_points(lay: Layout, results: Path, accel: str) -> list[str]:
-    """The client's durable-write points during TRACE_ACTION from the pristine disk, in order.
-
-    Their numbers depend on the image (zero runs are not written), so scenarios name them and
-    the runner counts them here with RUSTUPDATE_FAULT_TRACE=1 (one boot per architecture)."""
-    rdir = results / lay.arch / "fault-trace"
-    shutil.rmtree(rdir, ignore_errors=True)
-    rdir.mkdir(parents=True)
-    disk = Disk(lay, rdir).fresh()
-    boot = Boot(action=scenario.TRACE_ACTION, client_env="RUSTUPDATE_FAULT_TRACE=1")
-    res = boot_once(lay, disk, boot, rdir / "boot-01.log", accel)
-    disk.remove()
-    points = guest.fault_trace(res.console)
-    if not points or [n for n, _ in points] != list(range(1, len(points) + 1)):
-        raise ScenarioError(f"no usable fault-point trace (see {rdir / 'boot-01.log'})")
-    (rdir / "points.txt").write_text("".join(f"{n} {name}\n" for n, name in points))
-    log(f"--- {lay.arch} fault points of '{scenario.TRACE_ACTION}': {len(points)} ("
-        + ", ".join(f"{n} {name}" for n, name in points if name != "image:write") + ")")
-    return [name for _, name in points]
-
-
-def concrete(boot: Boot, points: list[str] | None, http_port: int | None,
-             rng: random.Random | None = None) -> Boot:
-    """The boot as it runs: its power cut numbered, @HTTP@ replaced by the server's URL, a
-    random kill delay drawn from `rng`."""
-    if boot.kill_delay_range is not None:
-        if rng is None:
-            raise ScenarioError("a random kill_delay needs the runner's seed")
-        lo, hi = boot.kill_delay_range
-        boot = dataclasses.replace(boot, kill_delay=round(rng.uniform(lo, hi), 4),
-                                   kill_delay_range=None)
-    if boot.cut_after_writes_range is not None:
-        if rng is None:
-            raise ScenarioError("a random cut_after_writes needs the runner's seed")
-        boot = dataclasses.replace(boot, cut_after_writes=rng.randint(*boot.cut_after_writes_range),
-                                   cut_after_writes_range=None)
-    if isinstance(boot.fault, scenario.FaultPoint):
-        if points is None:
-            raise ScenarioError("no fault-point trace (see the trace's error above)")
-        boot = boot.with_fault(boot.fault.resolve(points), boot.fault.name)
-    elif isinstance(boot.fault, scenario.FaultNumber):
-        boot = boot.with_fault(boot.fault.number, None)
-    if http_port is not None:
-        boot = boot.with_http(guest.http_url(http_port))
-    return boot
-
-
-def run_boot(n: int, boot: Boot, lay: Layout, disk: Disk, rdir: Path, accel: str,
-             narrated: bool, fleet: FleetRun | None = None,
-             dev: FleetDevice | None = None, http: ArtifactServer | None = None) -> BootRecord:
-    who = f"{lay.arch:6s}" + (f" {dev.controller_id}" if dev and fleet and len(fleet.devices) > 1
-                              else "")
-    if narrated and boot.note:
-        log(f"  {who} boot {n:2d}: {boot.note}")
-    if boot.host_wipe:
-        disk.wipe_slot(boot.host_wipe)
-    if boot.host_modify:
-        at = disk.modify_slot(boot.host_modify)
-        log(f"  {who} boot {n:2d}: slot {boot.host_modify}: flipped the byte at {at:#x} (a block "
-            "of the filler file)")
-    if boot.host_env:
-        disk.write_env(boot.host_env)
-    if boot.host_damage:
-        done = disk.damage_env_copies(boot.host_damage)
-        log(f"  {who} boot {n:2d}: bootloader environment: "
-            + ", ".join(f"copy {i} {how}" for i, how in sorted(done.items()))
-            + f" ({', '.join(f'{w.replace(chr(95), chr(32))} {h}' for w, h in boot.host_damage.items())})")
-    extra = stop_when = None
-    if fleet is not None and dev is not None:
-        extra = fleet.fw_cfg(dev)
-        if boot.until:
-            stop_when = fleet.until(dev, boot.until)
-    if http is not None:
-        http.throttle(boot.http_throttle)
-        http.take_served()  # what an earlier boot's handlers sent late is not this boot's
-    res = boot_once(lay, disk, boot, rdir / f"boot-{n:02d}.log", accel, extra, stop_when)
-    served = http.take_served() if http is not None else None
-    server = None
-    if fleet is not None and dev is not None:
-        try:
-            server = fleet.observe(dev)
-        except FleetError as err:
-            log(f"      ! fleet server: {err}")
-    errors = infra_errors(res)
-    try:
-        env = disk.read_env()
-    except DiskError as err:
-        env = {}
-        errors.append(f"bootloader environment: {err}")
-    if res.rc not in (0, None) and res.end not in ("killed", "timeout"):
-        errors.append(f"qemu exited with {res.rc}: {res.console[-300:]}")
-    if res.end == "timeout":
-        errors.append(f"timed out after {boot.timeout or DEFAULT_TIMEOUT[lay.arch]:.0f} s")
-    if boot.until and res.stop_sent_at is None and res.end not in ("reset", "reboot", "killed"):
-        errors.append(f"the server never showed {boot.until}")
-    errors += scenario.check(boot.expect, Observed(res.console, res.end, env, disk.slot_holds,
-                                                   server, served))
-    booted = guest.booted(res.console)
-    rec = BootRecord(
-        boot=n, action=boot.action, booted="/".join(booted) if booted else "-", end=res.end,
-        seconds=round(res.duration, 2),
-        init_at=_rounded(res.marker_time(guest.BOOTED)),
-        commit_at=_rounded(res.marker_time(guest.COMMITTED)),
-        env={k: env.get(k) for k in contract.VARS}, errors=errors,
-        device=dev.controller_id if dev else None, server=server, http_served=served,
-        infra_retry=res.infra_retry)
-    st = guest.status(res.console)
-    if st:
-        rec.situation = st.get("situation")
-        lr = st.get("last-result") or {}
-        rec.last_result = f"{lr.get('version')} {lr.get('result')}" if lr else None
-    e = rec.env
-    # One log call per boot: devices of a fleet scenario boot in parallel threads.
-    out = [f"  {who} boot {n:2d} {rec.action[:44]:44s} booted {rec.booted:6s} "
-           f"end {res.end:8s} {res.duration:6.1f} s  env slot={e[contract.VAR_SLOT]} "
-           f"ua={e[contract.VAR_UPGRADE_AVAILABLE]} bc={e[contract.VAR_BOOTCOUNT]}"
-           + (f"  [{rec.last_result}]" if rec.last_result else "")
-           + (f"  server: {server['action']}" if server else "")
-           + ("  http: " + ", ".join(f"{f} {b} B" for f, b in sorted(served.items()))
-              if served else "")
-           + ("  (infrastructure retry)" if res.infra_retry else "")
-           + ("  OK" if not errors else "  FAIL")]
-    if narrated:
-        out += [f"        {t:6.1f} s  {line.strip()[:110]}" for t, line in res.lines
-                if NARRATE.search(line)]
-        if server and server["action"] != "null":
-            out.append(f"        server: action {server['action']}"
-                       + (f" ({server['reason']})" if server["reason"] != "null" else "")
-                       + f", rollout {server['rollout']}"
-                       + (f" ({server['pause_reason']})" if server["pause_reason"] != "null"
-                          else ""))
-    out += [f"      ! {err}" for err in errors]
-    if errors:
-        out.append(f"      console log: {rdir / f'boot-{n:02d}.log'}")
-    log("\n".join(out))
-    return rec
-
-
-def _rounded(t: float | None) -> float | None:
-    return round(t, 2) if t is not None else None
-
-
-def reboot_to_commit(boots: list[BootRecord]) -> float | None:
-    """Time from the reboot into the new slot to the commit: the trial boot's commit marker,
-    counted from the start of its QEMU (which follows the install boot's reboot at once)."""
-    found = None
-    for prev, cur in itertools.pairwise(boots):
-        installed = (prev.action.startswith("install") or "; install" in prev.action) \
-            and prev.end == "reboot"
-        # The daemon reboots with `reboot -f` from the guest (no end line: "reset") after it
-        # armed the other slot.
-        installed |= (guest.DAEMON_ACTION in scenario.actions(prev.action) and prev.end == "reset"
-                      and prev.env.get(contract.VAR_UPGRADE_AVAILABLE) == "1"
-                      and prev.booted[:1] != prev.env.get(contract.VAR_SLOT))
-        if installed and cur.commit_at is not None and cur.booted != prev.booted \
-                and cur.device == prev.device:
-            found = cur.commit_at
-    return found
-
 
 def run_scenario(sc: Scenario, lay: Layout, build: Path, results: Path, accel: str,
                  narrated: bool = False, points: list[str] | None = None,
@@ -522,42 +191,8 @@ def run_devices(sc: Scenario, lay: Layout, fleet: FleetRun, accel: str, narrated
     return [r for d in fleet.devices for r in records[d.controller_id]], failures
 
 
-def fleet_summary(fleet: FleetRun) -> dict[str, Any]:
-    """The rollout and every device's action at the end (summary.json, checks, the recap)."""
-    rollout = fleet.server.rollout(fleet.rollout_id)
-    devices = {}
-    for dev in fleet.devices:
-        seen = fleet.observe(dev)
-        devices[dev.controller_id] = {"action": seen["action"], "reason": seen["reason"],
-                                      "feedbacks": seen["feedbacks"]}
-    return {"rollout": rollout["state"], "pause_reason": rollout.get("pause_reason"),
-            "phases": rollout.get("phase_percents"), "artifact": fleet.spec.artifact,
-            "phase_counts": [{k: ph.get(k) for k in ("percent", "members", "succeeded", "failed",
-                                                     "in_progress")}
-                             for ph in rollout.get("phases", [])],
-            "downloads": rollout.get("downloads"),
-            "devices": devices}
 
 
-def log_fleet(arch: str, doc: dict[str, Any]) -> None:
-    log(f"  {arch:6s} rollout of {doc['artifact']} (phases {doc['phases']}): {doc['rollout']}"
-        + (f" ({doc['pause_reason']})" if doc.get("pause_reason") else ""))
-    downloads = doc.get("downloads") or {}
-    if downloads.get("actions"):
-        log(f"  {arch:6s}   served: {downloads.get('delta_bytes', 0)} bytes of delta patches, "
-            f"{downloads.get('full_bytes', 0)} of full artifacts, "
-            f"{downloads.get('fallbacks', 0)} fallbacks")
-    for cid, d in doc["devices"].items():
-        got = "polled on, never got the release" if d["action"] == "null" else (
-            f"action {d['action']}" + (f": {d['reason']}" if d["reason"] != "null" else ""))
-        log(f"  {arch:6s}   {cid}: {got}")
-
-
-# The runner of one scenario on one architecture (run_scenario with that architecture's layout,
-# accelerator and fault points); tests pass a fake one.
-RunOne = Callable[[Scenario], ScenarioRecord]
-# What runs one architecture's chosen scenarios, handing each record to the callback.
-ArchWork = Callable[[str, list[Scenario], Callable[[ScenarioRecord], None]], None]
 
 
 def prepare_arch(arch: str, mine: list[Scenario], args: argparse.Namespace,
@@ -597,98 +232,12 @@ def prepare_arch(arch: str, mine: list[Scenario], args: argparse.Namespace,
     return run_one
 
 
-def run_guarded(arch: str, sc: Scenario, run_one: RunOne) -> ScenarioRecord:
-    """run_one(sc); an exception that escapes it (a harness bug) becomes the scenario's failed
-    record, with the traceback printed, and the architecture's other scenarios still run."""
-    try:
-        return run_one(sc)
-    except Exception as err:  # noqa: BLE001 - the record says FAIL, the traceback is printed
-        log(f"--- {arch} {sc.name}: FAIL: unexpected exception in the runner:\n"
-            f"{traceback.format_exc()}")
-        return ScenarioRecord(arch, sc.name, False, 0, len(sc.boots), 0.0, None,
-                              [f"runner: unexpected {type(err).__name__}: {err} "
-                               "(traceback in the log)"])
-
-
-def run_arch(arch: str, mine: list[Scenario], record: Callable[[ScenarioRecord], None],
-             prepare: Callable[[str, list[Scenario]], RunOne]) -> None:
-    """The ArchWork of a real run: prepare the architecture, then each scenario, guarded."""
-    run_one = prepare(arch, mine)
-    for sc in mine:
-        record(run_guarded(arch, sc, run_one))
-
-
-@dataclass
-class RunOutcome:
-    records: list[ScenarioRecord]  # in the order of the architectures, then as recorded
-    problems: list[str]  # worker crashes, missing and duplicate records: each fails the run
-
-    @property
-    def ok(self) -> bool:
-        return bool(self.records) and not self.problems and all(r.ok for r in self.records)
-
-
-def run_all(arches: tuple[str, ...], chosen: list[Scenario], jobs: int,
-            work: ArchWork) -> RunOutcome:
-    """work(arch, its chosen scenarios, record) for every architecture (in parallel threads when
-    jobs > 1), so that the run cannot pass by accident: an exception escaping a worker is a
-    problem (its traceback printed), and so is every chosen scenario of an architecture without
-    exactly one record (named)."""
-    per: dict[str, list[ScenarioRecord]] = {a: [] for a in arches}
-    lock = threading.Lock()
-
-    def one_arch(arch: str) -> None:
-        def record(rec: ScenarioRecord) -> None:
-            with lock:
-                per[arch].append(rec)
-        work(arch, [sc for sc in chosen if arch in sc.arches], record)
-
-    crashes = for_each_arch(arches, jobs, one_arch)
-    records = [r for a in arches for r in per[a]]
-    expected = [(a, sc.name) for a in arches for sc in chosen if a in sc.arches]
-    return RunOutcome(records, crashes + record_problems(expected, records))
-
-
-def record_problems(expected: list[tuple[str, str]], records: list[ScenarioRecord]) -> list[str]:
-    """Every (arch, scenario) expected has exactly one record (as often as it was chosen), and
-    nothing else has one."""
-    want = Counter(expected)
-    got = Counter((r.arch, r.scenario) for r in records)
-    problems = [f"no record of {a} {name}" + (f" ({n - got[a, name]} of {n} missing)" if n > 1
-                                              else "")
-                for (a, name), n in want.items() if got[a, name] < n]
-    problems += [f"{got[key] - want[key]} more record(s) of {key[0]} {key[1]} than chosen"
-                 if key in want else f"a record of {key[0]} {key[1]}, which was not chosen"
-                 for key in got if got[key] > want[key]]
-    return problems
 
 
 # ---------------------------------------------------------------------------------------------
 # Reports
 # ---------------------------------------------------------------------------------------------
 
-def print_summary(records: list[ScenarioRecord], problems: list[str], wall: float) -> None:
-    log("\n=== end-to-end summary ===")
-    log(f"{'arch':7s} {'scenario':28s} {'result':6s} {'boots':>5s} {'wall s':>7s} {'s/boot':>6s} "
-        f"{'reboot->commit s':>16s}")
-    for s in records:
-        per_boot = s.wall_seconds / s.boots if s.boots else 0
-        rc = s.reboot_to_commit_seconds
-        log(f"{s.arch:7s} {s.scenario:28s} {'PASS' if s.ok else 'FAIL':6s} {s.boots:5d} "
-            f"{s.wall_seconds:7.1f} {per_boot:6.1f} {(f'{rc:.1f}' if rc else '-'):>16s}")
-    passed = sum(1 for s in records if s.ok)
-    retries = [(s, b) for s in records for b in s.boot_details if b.infra_retry]
-    log(f"total wall time {wall:.1f} s")
-    for s, b in retries:
-        log(f"infrastructure retry: {s.arch} {s.scenario} boot {b.boot}: {b.infra_retry}")
-    for problem in problems:
-        log(f"RUN FAILED: {problem}")
-    if not records:
-        log("RUN FAILED: no scenario ran")
-    if retries:
-        log(f"{len(retries)} infrastructure retr{'y' if len(retries) == 1 else 'ies'} (see above)")
-    # The closing line, in the plain form CI reads: each harness problem counts as a failure.
-    log(f"e2e: {passed} passed, {len(records) - passed + len(problems)} failed")
 
 
 def recap(summary: Path, since: float) -> int:
@@ -754,36 +303,6 @@ def default_server() -> Path:
     return target / "debug" / "rustupdate-server"
 
 
-def for_each_arch(arches: tuple[str, ...], jobs: int, work: Callable[[str], None]) -> list[str]:
-    """work(arch) for every architecture: in parallel threads (one TCG guest per core) when
-    jobs > 1, else one after the other. An exception escaping work(arch) does not end the
-    others; its traceback is printed at once, and the returned list (empty: none escaped) says
-    which architecture's worker died of what: the caller fails the run with it."""
-    crashes: list[str] = []
-    lock = threading.Lock()
-
-    def guarded(arch: str) -> None:
-        try:
-            work(arch)
-        except BaseException as err:
-            log(f"!!! {arch}: the worker died of an unexpected exception (the run fails):\n"
-                f"{traceback.format_exc()}")
-            with lock:
-                crashes.append(f"{arch}: the worker died of {type(err).__name__}: {err}")
-            if not isinstance(err, Exception) and threading.current_thread() is \
-                    threading.main_thread():
-                raise  # SIGTERM/SIGINT (qemu.stop_on_signals) end a sequential run at once
-
-    if jobs > 1 and len(arches) > 1:
-        threads = [threading.Thread(target=guarded, args=(a,), name=f"e2e-{a}") for a in arches]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    else:
-        for a in arches:
-            guarded(a)
-    return crashes
 
 
 def main() -> int:

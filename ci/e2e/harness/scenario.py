@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import contract, guest
-from .fleet import AUTH_MODES
+from .fleet_server import AUTH_MODES
 
 # A TOML table or JSON object as decoded: checked key by key where it is read.
 Table = dict[str, Any]
@@ -40,7 +40,7 @@ DISKS = ("busybox", "systemd")
 SYSTEMD_ACTIONS = ("install", "idle", "status", "sleep")
 # The fleet server's names (docs/server.md, crates/rollout): what `until` and `expect.server`
 # may name. `reason`, `pause_reason` and `delta_fallback` are compared as substrings, the others
-# exactly. `download` is what the server served for the action (harness.fleet.download_kind).
+# exactly. `download` is what the server served for the action (harness.fleet_server.download_kind).
 ACTION_STATES = ("scheduled", "running", "downloaded", "succeeded", "failed", "cancel-requested",
                  "canceled", "null")  # "null": the device has no action of the rollout
 ROLLOUT_STATES = ("created", "running", "paused", "finished", "canceled")
@@ -502,7 +502,7 @@ class Observed:
     end: str  # one of SEEN_ENDS (or "timeout"/"stopped")
     env: dict[str, str]  # the bootloader environment read from the disk after the boot
     slot_holds: Callable[[str, str], bool]  # (slot, version): the slot holds exactly that image
-    server: dict[str, str] | None = None  # fleet.observe() after the boot, with a fleet server
+    server: dict[str, str] | None = None  # fleet_server.observe() after the boot, with a fleet server
     http_served: dict[str, int] | None = None  # body bytes per file sent by the HTTP server
 
 

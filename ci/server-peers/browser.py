@@ -4,7 +4,7 @@ in to the dashboard by typing an account's name and password into the login form
 "Log in" (a POST, as a person does; no credential in any URL), then works in the same session:
 steps that fill forms and press buttons, pages whose DOM it saves, screenshots.
 
-Runs in the venv ci/fleet/dashboard-test.sh makes (pinned playwright from PyPI, driving
+Runs in the venv ci/server-peers/dashboard-test.sh makes (pinned playwright from PyPI, driving
 /usr/bin/chromium: Playwright's own browser download is not used).
 
 Usage: browser.py --base URL [--user NAME --password-file FILE] --out DIR [--step STEP]…

@@ -3,12 +3,12 @@
 # write), on loopback, with a device simulated on files (issue 10).
 #
 #   0. build rustupdate and rustupdate-artifact (debug); install grub-common and gooseBit
-#      (ci/fleet/goosebit/goosebit.sh: the venv and version bench/fleet-load.sh uses); start
-#      gooseBit with a fresh data dir and a recording proxy (ci/fleet/goosebit/flaky_proxy.py,
+#      (ci/server-peers/goosebit/goosebit.sh: the venv and version bench/fleet-load.sh uses); start
+#      gooseBit with a fresh data dir and a recording proxy (ci/server-peers/goosebit/flaky_proxy.py,
 #      no faults) in front of it, so every request the daemon makes is on record;
 #   1. create gooseBit's admin user (POST /setup, POST /login); sign artifacts 2.0.0 and 3.0.0
 #      with a fresh key; gooseBit refuses a .rua upload (422, it parses .swu and RAUC headers
-#      only: asserted), so ci/fleet/goosebit/add_software.py registers them with gooseBit's own
+#      only: asserted), so ci/server-peers/goosebit/add_software.py registers them with gooseBit's own
 #      create_software_update (version and compatibility given instead of parsed);
 #   2. the device: slot files a (image 1.0.0) and b, a GRUB environment block made with
 #      grub-editenv, a kernel command line file, a reboot script that leaves a marker, the public
@@ -31,7 +31,7 @@
 #      proxy's record), the daemon gets through, and it does not poll faster than the server's
 #      sleep afterwards (requests counted over the window).
 #
-# Usage: ci/fleet/goosebit-daemon-test.sh
+# Usage: ci/server-peers/goosebit-daemon-test.sh
 #   FLEET_KEEP=1: keep the scratch directory; GOOSEBIT_VERSION: another gooseBit (default 0.2.12)
 # Exit codes: 0 passed, 1 failed (logs printed, scratch directory kept), 2 usage.
 set -euo pipefail
@@ -40,6 +40,9 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 # shellcheck source=goosebit/goosebit.sh
 source "$FLEET_DIR/goosebit/goosebit.sh"
+# device_config: the simulated device's rustupdate.toml (shared with the benchmarks).
+# shellcheck source=../../bench/lib/device-config.sh
+source "$REPO_DIR/bench/lib/device-config.sh"
 
 readonly DEVICE_ID=goosebit-ci-1
 readonly DEVICE_TYPE=test-board
@@ -161,36 +164,9 @@ chmod 755 "$DEV/reboot.sh"
 
 # write_config FILE SERVER_URL
 write_config() {
-    cat >"$1" <<EOF
-device-type = "$DEVICE_TYPE"
-data-dir = "$DEV/data"
-[slots.a]
-device = "$DEV/slot-a.img"
-[slots.b]
-device = "$DEV/slot-b.img"
-[bootloader]
-type = "grub"
-grubenv = "$GRUBENV"
-[keys]
-trusted-dir = "$DEV/keys"
-[health]
-dir = "$DEV/health.d"
-timeout-secs = 5
-trial-timeout-secs = 600
-[hooks]
-dir = "$DEV/hooks.d"
-timeout-secs = 5
-[system]
-reboot-command = ["$DEV/reboot.sh"]
-cmdline-file = "$DEV/cmdline"
-[server]
-url = "$2"
-controller-id = "$DEVICE_ID"
-allow-insecure-http = true
-poll-interval-secs = $POLL_SECS
-max-backoff-secs = $MAX_BACKOFF_S
-reboot = "immediate"
-EOF
+    device_config "$DEV" --device-type "$DEVICE_TYPE" --health-timeout 5 --hooks-timeout 5 \
+        --reboot-command "$DEV/reboot.sh" --server-url "$2" --controller-id "$DEVICE_ID" \
+        --poll-interval "$POLL_SECS" --max-backoff "$MAX_BACKOFF_S" --reboot immediate >"$1"
 }
 write_config "$CFG" "$DEVICE_URL"
 touch "$WORK/client.log"

@@ -1,6 +1,6 @@
 # shellcheck shell=bash
-# gooseBit (PyPI `goosebit`) for the ci/fleet tests: install into a venv and start it on loopback
-# with a fresh data directory. Sourced after ci/fleet/lib.sh (uses log, fleet_fail, fleet_free_port,
+# gooseBit (PyPI `goosebit`) for the ci/server-peers tests: install into a venv and start it on loopback
+# with a fresh data directory. Sourced after ci/server-peers/lib.sh (uses log, fleet_fail, fleet_free_port,
 # FLEET_PIDS, fleet_add_log, REPO_DIR).
 #
 # goosebit_install is also bench/fleet-load.sh's install (it sources this file; same version,
@@ -54,8 +54,21 @@ goosebit_install() {
         fleet_fail "goosebit does not import from $GOOSEBIT_VENV"
 }
 
+# goosebit_schema DATA_DIR LOG NAME=VALUE...: gooseBit's database schema, made as its Dockerfile
+# does before it starts the server (aerich upgrade with the installed package's migrations), in
+# DATA_DIR with the environment NAME=VALUE... (the server's); aerich's output goes to LOG. cwd is
+# DATA_DIR: gooseBit also reads ./goosebit.yaml, which must not be a stray one. Returns aerich's
+# status; the caller reports a failure. Used by goosebit_start and bench/fleet-load.sh.
+goosebit_schema() {
+    local dir=$1 log=$2
+    shift 2
+    printf '[tool.aerich]\ntortoise_orm = "goosebit.db.config.TORTOISE_CONF"\nlocation = "%s/db/migrations"\n' \
+        "$GOOSEBIT_SITE" >"$dir/aerich.toml"
+    (cd "$dir" && env "$@" timeout 120 "$GOOSEBIT_VENV/bin/aerich" --config aerich.toml upgrade) >"$log" 2>&1
+}
+
 # The environment gooseBit reads its settings from (pydantic-settings, prefix GOOSEBIT_): the
-# server and ci/fleet/goosebit/add_software.py must see the same database and artifacts dir.
+# server and ci/server-peers/goosebit/add_software.py must see the same database and artifacts dir.
 # Usage: goosebit_env DATA_DIR POLL_TIME(HH:MM:SS) -> prints NAME=VALUE lines for `env`.
 goosebit_env() {
     local dir=$1 poll=$2
@@ -71,10 +84,8 @@ goosebit_start() {
     mapfile -t env_vars < <(goosebit_env "$dir" "$poll")
     rm -rf "$dir"
     mkdir -p "$dir/artifacts"
-    printf '[tool.aerich]\ntortoise_orm = "goosebit.db.config.TORTOISE_CONF"\nlocation = "%s/db/migrations"\n' \
-        "$GOOSEBIT_SITE" >"$dir/aerich.toml"
-    (cd "$dir" && env "${env_vars[@]}" timeout 120 "$GOOSEBIT_VENV/bin/aerich" --config aerich.toml upgrade) \
-        >"$dir/aerich.log" 2>&1 || { tail -n 20 "$dir/aerich.log" >&2; fleet_fail "aerich upgrade (gooseBit schema) failed"; }
+    goosebit_schema "$dir" "$dir/aerich.log" "${env_vars[@]}" ||
+        { tail -n 20 "$dir/aerich.log" >&2; fleet_fail "aerich upgrade (gooseBit schema) failed"; }
     port=$(fleet_free_port)
     GOOSEBIT_URL=http://127.0.0.1:$port
     # cwd = the data dir: gooseBit also reads ./goosebit.yaml, which must not be a stray one.

@@ -4,7 +4,7 @@ client (SWUpdate's suricatta) sends: every request is written to stdout as one J
 (method, path, query, headers that matter, body).
 
 It is not a server to test rustupdate-server against; it pins down the client side so the
-findings in ci/fleet/README.md can be re-checked when SWUpdate changes. It answers:
+findings in ci/server-peers/README.md can be re-checked when SWUpdate changes. It answers:
   GET  /{tenant}/controller/v1/{id}                 poll: sleep 00:00:01, deploymentBase, and
                                                     configData until the device has sent it
   PUT  .../configData                               200

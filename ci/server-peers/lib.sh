@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # shellcheck disable=SC2034  # variables set here are read by the sourcing test scripts
-# Shared by the ci/fleet/*-test.sh scripts (sourced, not run): a scratch directory, a
+# Shared by the ci/server-peers/*-test.sh scripts (sourced, not run): a scratch directory, a
 # rustupdate-server on a free loopback port, its CLI, bounded waits, and cleanup of exactly the
 # processes the test started (by pid, or by the process group a test created with setsid).
 #

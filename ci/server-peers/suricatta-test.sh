@@ -14,9 +14,9 @@
 #      and the action must become `succeeded`.
 # Nothing on the host is touched: the bootloader is SWUpdate's in-memory "none", sockets and
 # temporary files are under the scratch directory (TMPDIR), the hardware revision comes from -H.
-# Details and the requests suricatta makes: ci/fleet/README.md.
+# Details and the requests suricatta makes: ci/server-peers/README.md.
 #
-# Usage: ci/fleet/suricatta-test.sh SERVER_BIN
+# Usage: ci/server-peers/suricatta-test.sh SERVER_BIN
 #   SERVER_BIN: rustupdate-server, e.g. tools/server/target/debug/rustupdate-server
 #   FLEET_TIMEOUT_S (default 90): deadline of each suricatta run
 #   FLEET_KEEP=1: keep the scratch directory

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The server's HTML dashboard in a real browser (Debian's chromium, headless, driven by
-# ci/fleet/browser.py through Playwright): seed a small fleet through the DDI API and the CLI,
+# ci/server-peers/browser.py through Playwright): seed a small fleet through the DDI API and the CLI,
 # make one account per role on the host (`rustupdate-server user add`), log in by typing name and
 # password into the login form, and then:
 # - as the viewer: what a person sees on the overview, a rollout and a device page, and no form
@@ -19,7 +19,7 @@
 # downloads it, posts proceeding and closed/success feedback and then reports 2.0.0.
 # Assertions are on visible text (ids, versions, "succeeded", feedback details), not markup.
 #
-# Usage: ci/fleet/dashboard-test.sh SERVER_BIN
+# Usage: ci/server-peers/dashboard-test.sh SERVER_BIN
 #   SERVER_BIN: rustupdate-server, e.g. tools/server/target/debug/rustupdate-server
 #   ARTIFACT_TOOL: a built rustupdate-artifact (default: built with cargo --release here)
 #   FLEET_KEEP=1: keep the scratch directory (the dumped pages are in it)
@@ -111,7 +111,7 @@ phase_one_succeeded() {
 fleet_wait_for "the rollout counts 1 succeeded" 30 1 phase_one_succeeded
 
 # --- the browser -------------------------------------------------------------------------------
-# ci/fleet/browser.py drives /usr/bin/chromium through Playwright (pinned, from PyPI, in its own
+# ci/server-peers/browser.py drives /usr/bin/chromium through Playwright (pinned, from PyPI, in its own
 # venv; Playwright's browser download is not used): it logs in by typing the token into the form,
 # as an operator does, and saves the pages it opens.
 BROWSER_VENV=$REPO_DIR/build/browser-venv
