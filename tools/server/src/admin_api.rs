@@ -45,7 +45,7 @@ pub fn routes(app: &AppState) -> Router<AppState> {
         .route("/api/v1/rollouts/{id}", get(show_rollout))
         .route("/api/v1/rollouts/{id}/{command}", post(rollout_command))
         .route("/api/v1/audit", get(audit_log))
-        .route("/metrics", get(crate::metrics::scrape))
+        .route("/metrics", get(crate::metrics_api::scrape))
         .route_layer(from_fn_with_state(app.clone(), guard::deadline));
     Router::new()
         .route("/api/v1/artifacts", post(upload_artifact))

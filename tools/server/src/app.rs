@@ -9,7 +9,7 @@ use crate::error::ApiResult;
 use crate::login_limit::LoginLimit;
 use crate::state::{AppState, Shared};
 use crate::store::{self, Store};
-use crate::{admin_api, api, dashboard, ddi_api, fleet, guard, metrics, tokens};
+use crate::{admin_api, api, dashboard, ddi_api, fleet, guard, metrics, metrics_api, tokens};
 use anyhow::{Context, Result};
 use axum::extract::{DefaultBodyLimit, State};
 use axum::middleware::from_fn_with_state;
@@ -87,7 +87,7 @@ pub async fn build_state(settings: Settings) -> Result<AppState> {
 /// timeout, the management API behind the admin token; bodies buffered by an extractor are at
 /// most `guard::MAX_JSON_BODY` bytes on every route (the upload streams to disk with its own
 /// limit); unknown routes and methods are JSON 404 and 405. Every request is counted for
-/// `/metrics` (`metrics::count`).
+/// `/metrics` (`metrics_api::count`).
 pub fn router(state: AppState) -> Router {
     let bounded = Router::new()
         .route("/healthz", get(healthz))
@@ -102,7 +102,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(guard::method_not_allowed)
         .layer(DefaultBodyLimit::max(guard::MAX_JSON_BODY))
         .layer(from_fn_with_state(state.clone(), guard::shed_load))
-        .layer(from_fn_with_state(state.clone(), metrics::count))
+        .layer(from_fn_with_state(state.clone(), metrics_api::count))
         .with_state(state)
 }
 

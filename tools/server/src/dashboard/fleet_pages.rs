@@ -1,6 +1,7 @@
 //! The fleet's pages: the overview, the device search and a device with its history; operators
 //! change a device's tags on its page.
 
+use super::failure_chart::failure_chart;
 use super::session::{Operator, authorize_form, require_login};
 use super::{ago, error_page, items, page};
 use crate::admin_api;
@@ -27,8 +28,6 @@ const AUDIT_SHOWN: i64 = 20;
 /// How far back the chart of versions goes, and how many versions it draws (the rest: "other").
 const VERSION_HISTORY_MS: i64 = 30 * 86_400_000;
 const VERSIONS_CHARTED: usize = 8;
-/// Failure reasons drawn (the most frequent).
-pub const REASONS_SHOWN: i64 = 10;
 /// Devices on a page of the device list (and on the overview).
 const DEVICES_PER_PAGE: i64 = 50;
 
@@ -53,7 +52,7 @@ async fn overview_page(app: &AppState, who: &Operator) -> ApiResult<Markup> {
     // The hourly samples, and now.
     let mut samples = app.store.version_samples(now - VERSION_HISTORY_MS).await?;
     samples.extend(per_version.iter().map(|(v, n)| (now, v.clone(), *n)));
-    let reasons = app.store.failure_reasons(None, REASONS_SHOWN).await?;
+    let failures = failure_chart(app, None, "Failed actions by reason, all rollouts").await?;
     let (first_devices, _) = app
         .store
         .device_page(&DeviceFilter::default(), DEVICES_PER_PAGE, 0)
@@ -75,7 +74,7 @@ async fn overview_page(app: &AppState, who: &Operator) -> ApiResult<Markup> {
             h2 { "Rollouts" }
             (super::rollout_pages::rollout_table(&rollouts))
             h2 { "Failures by reason" }
-            (charts::bar_chart("Failed actions by reason, all rollouts", &reasons))
+            (failures)
             h2 { "Devices" }
             p {
                 "The first " (first_devices.len()) " of " (device_count) " by id; "

@@ -10,6 +10,7 @@
 //! create, steer and tag (the same rules as the management API, `roles.rs`).
 
 mod artifact_pages;
+mod failure_chart;
 mod fleet_pages;
 mod rollout_pages;
 mod session;

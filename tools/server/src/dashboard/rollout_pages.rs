@@ -2,6 +2,7 @@
 //! filters; phases and thresholds), a rollout's page with a progress bar per phase and its
 //! events, reloaded while it runs, and its command buttons (operators).
 
+use super::failure_chart::failure_chart;
 use super::session::{Operator, authorize_form, require_login};
 use super::{LIVE_REFRESH_SECS, ago, error_page, items, layout, page};
 use crate::admin_api;
@@ -159,10 +160,7 @@ pub async fn rollout(
     let page = async {
         let view = admin_api::rollout_view(&app.store, id).await?;
         let finished = app.store.finished_actions(id).await?;
-        let reasons = app
-            .store
-            .failure_reasons(Some(id), super::fleet_pages::REASONS_SHOWN)
-            .await?;
+        let failures = failure_chart(&app, Some(id), "Failed actions by reason").await?;
         let events: Vec<(i64, String)> = finished
             .into_iter()
             .map(|(at, phase, state)| (at, format!("phase {} {state}", phase + 1)))
@@ -175,7 +173,7 @@ pub async fn rollout(
                 &charts::cumulative(&events, view.rollout.started_at),
             ))
             h2 { "Failures by reason" }
-            (charts::bar_chart("Failed actions by reason", &reasons))
+            (failures)
         };
         ApiResult::Ok(rollout_page(&view, &who, charts))
     };

@@ -38,6 +38,7 @@ pub use actions::{
 };
 pub use artifacts::{ArtifactRow, NewArtifact};
 pub use audit::AuditRow;
+pub use counts::FleetCounts;
 pub use delta_patches::{DownloadKind, DownloadTotals, PatchFile, PatchRow};
 pub use device_search::{COUNT_CAP, DeviceFilter};
 pub use devices::DeviceRow;
