@@ -5,15 +5,15 @@
 //! `docs/server.md`.
 
 use crate::api;
+use crate::app_state::AppState;
 use crate::artifact_files::{self, ForeignMeta};
 use crate::audit;
 use crate::error::{ApiError, ApiResult};
-use crate::fleet;
 use crate::guard::{self, ApiPath, ApiQuery, JsonBody};
 use crate::intake;
 use crate::links;
+use crate::operations;
 use crate::roles::Principal;
-use crate::state::AppState;
 use crate::store::{DeviceRow, NewRollout, PatchRow, Store};
 use crate::tokens;
 use axum::Extension;
@@ -445,7 +445,7 @@ pub async fn create(app: &AppState, actor: &str, request: api::CreateRollout) ->
             "download_url {url:?} must be an http:// or https:// URL"
         )));
     }
-    let rollout = fleet::create_rollout(
+    let rollout = operations::create_rollout(
         &app.store,
         NewRollout {
             name: request.name,
@@ -495,7 +495,7 @@ pub async fn rollout_view(store: &Store, id: i64) -> ApiResult<api::Rollout> {
     let artifact = store.artifact(rollout.artifact_id).await?.ok_or_else(|| {
         anyhow::anyhow!("artifact {} of rollout {id} missing", rollout.artifact_id)
     })?;
-    let spec = fleet::spec_of(&rollout)?;
+    let spec = operations::spec_of(&rollout)?;
     let counts = store.phase_counts(id, spec.phases.count() as usize).await?;
     let phases = spec
         .phases
@@ -547,7 +547,7 @@ async fn rollout_command(
 
 /// Applies a rollout command for `actor` (the API and the dashboard), audited.
 pub async fn steer(app: &AppState, actor: &str, id: i64, command: Command) -> ApiResult<()> {
-    fleet::command(&app.store, id, command).await?;
+    operations::command(&app.store, id, command).await?;
     log::info!("event=rollout-command rollout={id} command={command} by={actor:?}");
     audit::record(
         app,

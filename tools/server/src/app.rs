@@ -2,14 +2,14 @@
 //! with graceful shutdown on SIGINT/SIGTERM and a periodic sweep that moves rollouts whose
 //! last feedback arrived at another server process.
 
+use crate::app_state::{AppState, Shared};
 use crate::cli::LogFormat;
 use crate::config::Settings;
 use crate::contacts::{self, Contacts};
 use crate::error::ApiResult;
 use crate::login_limit::LoginLimit;
-use crate::state::{AppState, Shared};
 use crate::store::{self, Store};
-use crate::{admin_api, api, dashboard, ddi_api, fleet, guard, metrics, metrics_api, tokens};
+use crate::{admin_api, api, dashboard, ddi_api, guard, metrics, metrics_api, operations, tokens};
 use anyhow::{Context, Result};
 use axum::extract::{DefaultBodyLimit, State};
 use axum::middleware::from_fn_with_state;
@@ -132,7 +132,7 @@ async fn sweep(store: Store) {
         {
             Ok(rollouts) => {
                 for rollout in rollouts {
-                    if let Err(e) = fleet::advance(&store, rollout.id).await {
+                    if let Err(e) = operations::advance(&store, rollout.id).await {
                         log::warn!("event=sweep-failed rollout={} error={e:#}", rollout.id);
                     }
                 }

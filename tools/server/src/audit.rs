@@ -5,7 +5,7 @@
 //! request (the operator would retry an action that happened): it is logged as an error with
 //! everything the row would have held, so the server log keeps the record.
 
-use crate::state::AppState;
+use crate::app_state::AppState;
 
 /// Most entries one `GET /api/v1/audit` returns.
 pub const MAX_LIMIT: i64 = 1000;

@@ -10,9 +10,9 @@
 //! A job holds its base image in memory (up to `delta-max-image-bytes`) plus the target's new
 //! bytes, and keeps one core busy.
 
+use crate::app_state::AppState;
 use crate::artifact_files::{self, Upload, UploadError};
 use crate::error::{ApiError, ApiResult};
-use crate::state::AppState;
 use crate::store::{
     ActionWithRollout, ArtifactRow, DeviceRow, DownloadTotals, PatchFile, PatchRow,
 };

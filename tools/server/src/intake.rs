@@ -3,9 +3,9 @@
 //! `request-timeout` between two chunks, then verified (a `.rua` against the trusted keys, every
 //! chunk and the whole image), moved into `DATA_DIR/artifacts/` and recorded once.
 
+use crate::app_state::AppState;
 use crate::artifact_files::{self, Digests, ForeignMeta, Upload, UploadError};
 use crate::error::{ApiError, ApiResult};
-use crate::state::AppState;
 use crate::store::ArtifactRow;
 use axum::body::Bytes;
 use futures_util::{Stream, StreamExt};

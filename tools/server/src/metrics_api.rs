@@ -3,9 +3,9 @@
 //! `authorization: {credentials: …}` in its scrape config), and the layer on every route that
 //! counts requests and their latency for it.
 
+use crate::app_state::AppState;
 use crate::error::ApiResult;
 use crate::metrics::CONTENT_TYPE;
-use crate::state::AppState;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::header;
 use axum::middleware::Next;

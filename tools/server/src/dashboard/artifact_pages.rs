@@ -5,10 +5,10 @@
 
 use super::session::{authorize_form, require_login};
 use super::{ago, error_page, page};
+use crate::app_state::AppState;
 use crate::error::ApiError;
 use crate::intake;
 use crate::roles::Role;
-use crate::state::AppState;
 use axum::extract::State;
 use axum::extract::multipart::{Field, Multipart, MultipartRejection};
 use axum::http::HeaderMap;

@@ -1,8 +1,8 @@
 //! Failed actions by reason as a bar chart: the fleet's on the overview, a rollout's on its page.
 
+use crate::app_state::AppState;
 use crate::charts;
 use crate::error::ApiResult;
-use crate::state::AppState;
 use maud::Markup;
 
 /// Failure reasons drawn (the most frequent).

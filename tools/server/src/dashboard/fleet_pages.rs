@@ -6,11 +6,11 @@ use super::session::{Operator, authorize_form, require_login};
 use super::{ago, error_page, items, page};
 use crate::admin_api;
 use crate::api;
+use crate::app_state::AppState;
 use crate::charts;
 use crate::error::{ApiError, ApiResult};
 use crate::links;
 use crate::roles::Role;
-use crate::state::AppState;
 use crate::store::{
     COUNT_CAP, DeviceFilter, DeviceRow, FEEDBACK_BYTES_PER_ACTION, FEEDBACK_ENTRIES_PER_ACTION,
     now_ms,

@@ -17,8 +17,8 @@ mod session;
 
 pub use session::PASSWORD_CHECKS;
 
+use crate::app_state::AppState;
 use crate::error::ApiError;
-use crate::state::AppState;
 use crate::store::now_ms;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;

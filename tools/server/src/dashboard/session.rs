@@ -16,11 +16,11 @@
 //! session key, which a page of another site cannot know) and the role the action needs.
 
 use super::{error_page, layout};
+use crate::app_state::AppState;
 use crate::audit;
 use crate::error::ApiError;
 use crate::passwords;
 use crate::roles::{Principal, Role};
-use crate::state::AppState;
 use crate::store::now_ms;
 use crate::tokens;
 use axum::extract::{ConnectInfo, Form, Query, State};
