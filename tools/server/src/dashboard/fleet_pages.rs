@@ -287,7 +287,7 @@ pub async fn device(
     if let Err(e) = app.flush_contacts().await {
         return error_page(ApiError::Internal(e));
     }
-    match admin_api::device_detail(&app.store, &controller).await {
+    match admin_api::devices::device_detail(&app.store, &controller).await {
         Ok(detail) => device_page(&detail, &who).into_response(),
         Err(e) => error_page(e),
     }
@@ -319,7 +319,7 @@ pub async fn retag(
         add: items(&form.add),
         remove: items(&form.remove),
     };
-    match admin_api::retag(&app, &who.principal.actor, &controller, &change).await {
+    match admin_api::devices::retag(&app, &who.principal.actor, &controller, &change).await {
         Ok(_) => Redirect::to(&here).into_response(),
         Err(e) => error_page(e),
     }

@@ -126,7 +126,7 @@ pub async fn create(
         Ok(who) => who,
         Err(r) => return r,
     };
-    let attributes = match admin_api::parse_attribute_filters(&items(&form.attributes)) {
+    let attributes = match admin_api::rollouts::parse_attribute_filters(&items(&form.attributes)) {
         Ok(a) => a,
         Err(e) => return error_page(ApiError::BadRequest(e)),
     };
@@ -142,7 +142,7 @@ pub async fn create(
         download_url: None,
         start: form.start.is_some(),
     };
-    match admin_api::create(&app, &who.principal.actor, request).await {
+    match admin_api::rollouts::create(&app, &who.principal.actor, request).await {
         Ok(id) => Redirect::to(&format!("/ui/rollouts/{id}")).into_response(),
         Err(e) => error_page(e),
     }
@@ -158,7 +158,7 @@ pub async fn rollout(
         Err(r) => return r,
     };
     let page = async {
-        let view = admin_api::rollout_view(&app.store, id).await?;
+        let view = admin_api::rollouts::rollout_view(&app.store, id).await?;
         let finished = app.store.finished_actions(id).await?;
         let failures = failure_chart(&app, Some(id), "Failed actions by reason").await?;
         let events: Vec<(i64, String)> = finished
@@ -207,7 +207,7 @@ pub async fn command(
             "no rollout command {command:?}"
         )));
     };
-    match admin_api::steer(&app, &who.principal.actor, id, command).await {
+    match admin_api::rollouts::steer(&app, &who.principal.actor, id, command).await {
         Ok(()) => Redirect::to(&here).into_response(),
         Err(e) => error_page(e),
     }
