@@ -12,11 +12,14 @@ pub const MAX_LIMIT: i64 = 1000;
 
 pub async fn record(app: &AppState, actor: &str, action: &str, target: &str, detail: &str) {
     match app.store.add_audit(actor, action, target, detail).await {
-        Ok(()) => log::info!(
-            "event=audit actor={actor} action={action} target={target:?} detail={detail:?}"
-        ),
-        Err(e) => log::error!(
-            "event=audit-not-recorded actor={actor} action={action} target={target:?} detail={detail:?} error={e:#}"
+        Ok(()) => tracing::info!(event = %"audit", %actor, %action, on = ?target, ?detail),
+        Err(e) => tracing::error!(
+            event = %"audit-not-recorded",
+            %actor,
+            %action,
+            on = ?target,
+            ?detail,
+            error = %format_args!("{e:#}"),
         ),
     }
 }

@@ -427,10 +427,12 @@ async fn config_data(
     if let (Some(registered), Some(reported)) = (&caller.device.device_type, &reported)
         && registered != reported
     {
-        log::warn!(
-            "event=device-type-mismatch device={} registered={registered:?} reported={reported:?} \
-             hint=\"the registered type stays; rollouts target it\"",
-            caller.id
+        tracing::warn!(
+            event = %"device-type-mismatch",
+            device = %caller.id,
+            ?registered,
+            ?reported,
+            hint = "the registered type stays; rollouts target it",
         );
     }
     app.store

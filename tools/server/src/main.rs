@@ -20,12 +20,14 @@ mod guard;
 mod host_names;
 mod intake;
 mod links;
+mod logging;
 mod login_limit;
 mod metrics;
 mod metrics_api;
 mod operations;
 mod operator_cli;
 mod passwords;
+mod request_span;
 mod roles;
 mod store;
 mod target;
@@ -58,7 +60,7 @@ fn main() -> ExitCode {
 
 fn serve(args: &cli::ServeArgs) -> anyhow::Result<()> {
     let settings = config::Settings::from_args(args)?;
-    app::init_logging(settings.log_format);
+    logging::init(settings.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

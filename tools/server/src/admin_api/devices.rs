@@ -54,7 +54,7 @@ pub(super) async fn add_device(
     if let Some(device) = app.store.device(id.as_str()).await? {
         app.store.change_tags(device.id, &request.tags, &[]).await?;
     }
-    log::info!("event=device-added device={id}");
+    tracing::info!(event = %"device-added", device = %id);
     let detail = format!(
         "type {}, tags [{}]",
         request

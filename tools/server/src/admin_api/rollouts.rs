@@ -68,11 +68,7 @@ pub async fn create(app: &AppState, actor: &str, request: api::CreateRollout) ->
         },
     )
     .await?;
-    log::info!(
-        "event=rollout-created rollout={} name={:?}",
-        rollout.id,
-        rollout.name
-    );
+    tracing::info!(event = %"rollout-created", rollout = rollout.id, name = ?rollout.name);
     let detail = format!(
         "{:?}: artifact {} to {}, phases {}, error threshold {}",
         rollout.name,
@@ -157,7 +153,7 @@ pub(super) async fn rollout_command(
 /// Applies a rollout command for `actor` (the API and the dashboard), audited.
 pub async fn steer(app: &AppState, actor: &str, id: i64, command: Command) -> ApiResult<()> {
     operations::command(&app.store, id, command).await?;
-    log::info!("event=rollout-command rollout={id} command={command} by={actor:?}");
+    tracing::info!(event = %"rollout-command", rollout = id, %command, by = ?actor);
     audit::record(
         app,
         actor,

@@ -126,11 +126,11 @@ fn error_page(err: ApiError) -> Response {
     let status = err.status();
     let text = match &err {
         ApiError::Internal(e) if status == StatusCode::SERVICE_UNAVAILABLE => {
-            log::warn!("event=database-unavailable error={e:#}");
+            tracing::warn!(event = %"database-unavailable", error = %format_args!("{e:#}"));
             "The database is unavailable: try again in a few seconds.".to_owned()
         }
         ApiError::Internal(e) => {
-            log::error!("event=internal-error error={e:#}");
+            tracing::error!(event = %"internal-error", error = %format_args!("{e:#}"));
             "internal error (see the server log)".to_owned()
         }
         other => other.to_string(),

@@ -162,7 +162,7 @@ impl Store {
                 .await
                 .with_context(|| format!("applying migration {version}"))?;
             tx.commit().await?;
-            log::info!("event=migrated version={version}");
+            tracing::info!(event = %"migrated", version);
         }
         Ok(())
     }
