@@ -2,8 +2,8 @@
 //! change a device's tags on its page.
 
 use super::failure_chart::failure_chart;
+use super::page::{ago, error_page, items, page};
 use super::session::{Operator, authorize_form, require_login};
-use super::{ago, error_page, items, page};
 use crate::admin_api;
 use crate::api;
 use crate::app_state::AppState;
@@ -93,7 +93,7 @@ async fn overview_page(app: &AppState, who: &Operator) -> ApiResult<Markup> {
                 }
             }
         },
-        who,
+        &who.principal,
     ))
 }
 
@@ -266,7 +266,7 @@ pub async fn devices(
             }
             (device_table(&found))
         },
-        &who,
+        &who.principal,
     )
     .into_response()
 }
@@ -381,6 +381,6 @@ fn device_page(detail: &api::DeviceDetail, who: &Operator) -> Markup {
                 }
             }
         },
-        who,
+        &who.principal,
     )
 }

@@ -3,8 +3,8 @@
 //! events, reloaded while it runs, and its command buttons (operators).
 
 use super::failure_chart::failure_chart;
+use super::page::{LIVE_REFRESH_SECS, ago, error_page, items, layout, page};
 use super::session::{Operator, authorize_form, require_login};
-use super::{LIVE_REFRESH_SECS, ago, error_page, items, layout, page};
 use crate::admin_api;
 use crate::api;
 use crate::app_state::AppState;
@@ -47,7 +47,7 @@ pub async fn list(State(app): State<AppState>, headers: HeaderMap) -> Response {
                 @if who.may(Role::Operator) { p { a href="/ui/rollouts/new" { "Create a rollout" } } }
                 (rollout_table(&rollouts))
             },
-            &who,
+            &who.principal,
         )
         .into_response(),
         Err(e) => error_page(ApiError::Internal(e)),
@@ -93,7 +93,7 @@ pub async fn new_form(State(app): State<AppState>, headers: HeaderMap) -> Respon
                 }
             }
         },
-        &who,
+        &who.principal,
     )
     .into_response()
 }
@@ -300,7 +300,7 @@ fn rollout_page(view: &api::Rollout, who: &Operator, charts: Markup) -> Markup {
     layout(
         &title,
         body,
-        Some(who),
+        Some(&who.principal),
         running.then_some(LIVE_REFRESH_SECS),
     )
 }

@@ -15,7 +15,7 @@
 //! Forms: [`authorize_form`] wants a live session, the form's CSRF token (derived from the
 //! session key, which a page of another site cannot know) and the role the action needs.
 
-use super::{error_page, layout};
+use super::page::{error_page, layout};
 use crate::app_state::AppState;
 use crate::audit;
 use crate::error::ApiError;

@@ -1,6 +1,6 @@
 //! Devices: identity, token, type, inventory attributes, tags, last contact.
 
-use super::{Store, now_ms};
+use super::database::{Store, now_ms};
 use anyhow::Result;
 use sqlx::Row;
 use sqlx::any::AnyRow;
