@@ -2,21 +2,22 @@
 //! with graceful shutdown on SIGINT/SIGTERM and a periodic sweep that moves rollouts whose
 //! last feedback arrived at another server process.
 
-use crate::cli::LogFormat;
+use crate::app_state::{AppState, Shared};
 use crate::config::Settings;
 use crate::contacts::{self, Contacts};
 use crate::error::ApiResult;
 use crate::login_limit::LoginLimit;
-use crate::state::{AppState, Shared};
 use crate::store::{self, Store};
-use crate::{admin_api, api, dashboard, ddi_api, fleet, guard, metrics, tokens};
+use crate::{
+    admin_api, api, dashboard, ddi_api, guard, metrics, metrics_api, operations, request_span,
+    tokens,
+};
 use anyhow::{Context, Result};
 use axum::extract::{DefaultBodyLimit, State};
-use axum::middleware::from_fn_with_state;
+use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::get;
 use axum::{Json, Router};
 use rustupdate_rollout::RolloutState;
-use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,23 +28,6 @@ use std::time::Duration;
 const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
 /// How long in-flight requests may take to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-
-pub fn init_logging(format: LogFormat) {
-    let mut builder =
-        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
-    if format == LogFormat::Json {
-        builder.format(|buf, record| {
-            let line = serde_json::json!({
-                "time": buf.timestamp_millis().to_string(),
-                "level": record.level().as_str(),
-                "target": record.target(),
-                "message": record.args().to_string(),
-            });
-            writeln!(buf, "{line}")
-        });
-    }
-    let _ = builder.try_init();
-}
 
 fn ensure_dir(path: &Path) -> Result<()> {
     std::fs::create_dir_all(path).with_context(|| format!("creating {}", path.display()))
@@ -58,9 +42,12 @@ pub async fn build_state(settings: Settings) -> Result<AppState> {
     let admin_token = tokens::load_or_create(&settings.admin_token_path())?;
     let gateway_token = tokens::load_or_create(&settings.gateway_token_path())?;
     if settings.keyring()?.is_empty() {
-        log::warn!(
-            "event=no-trusted-keys hint=\"put release public keys in {} or pass --trusted-key; .rua uploads are refused until then\"",
-            settings.keys_dir().display()
+        tracing::warn!(
+            event = %"no-trusted-keys",
+            hint = format!(
+                "put release public keys in {} or pass --trusted-key; .rua uploads are refused until then",
+                settings.keys_dir().display()
+            ),
         );
     }
     let store = Store::open(&settings.database_url).await?;
@@ -87,7 +74,7 @@ pub async fn build_state(settings: Settings) -> Result<AppState> {
 /// timeout, the management API behind the admin token; bodies buffered by an extractor are at
 /// most `guard::MAX_JSON_BODY` bytes on every route (the upload streams to disk with its own
 /// limit); unknown routes and methods are JSON 404 and 405. Every request is counted for
-/// `/metrics` (`metrics::count`).
+/// `/metrics` (`metrics_api::count`) and runs in a span (`request_span::trace`).
 pub fn router(state: AppState) -> Router {
     let bounded = Router::new()
         .route("/healthz", get(healthz))
@@ -102,7 +89,8 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(guard::method_not_allowed)
         .layer(DefaultBodyLimit::max(guard::MAX_JSON_BODY))
         .layer(from_fn_with_state(state.clone(), guard::shed_load))
-        .layer(from_fn_with_state(state.clone(), metrics::count))
+        .layer(from_fn_with_state(state.clone(), metrics_api::count))
+        .layer(from_fn(request_span::trace))
         .with_state(state)
 }
 
@@ -124,7 +112,7 @@ async fn sweep(store: Store) {
     loop {
         tick.tick().await;
         if let Err(e) = store.sample_versions().await {
-            log::warn!("event=version-sample-failed error={e:#}");
+            tracing::warn!(event = %"version-sample-failed", error = %format_args!("{e:#}"));
         }
         match store
             .rollouts_in_state(RolloutState::Running.as_str())
@@ -132,12 +120,16 @@ async fn sweep(store: Store) {
         {
             Ok(rollouts) => {
                 for rollout in rollouts {
-                    if let Err(e) = fleet::advance(&store, rollout.id).await {
-                        log::warn!("event=sweep-failed rollout={} error={e:#}", rollout.id);
+                    if let Err(e) = operations::advance(&store, rollout.id).await {
+                        tracing::warn!(
+                            event = %"sweep-failed",
+                            rollout = rollout.id,
+                            error = %format_args!("{e:#}"),
+                        );
                     }
                 }
             }
-            Err(e) => log::warn!("event=sweep-failed error={e:#}"),
+            Err(e) => tracing::warn!(event = %"sweep-failed", error = %format_args!("{e:#}")),
         }
     }
 }
@@ -148,7 +140,7 @@ async fn flush_contacts(app: AppState) {
     loop {
         tick.tick().await;
         if let Err(e) = app.flush_contacts().await {
-            log::warn!("event=contacts-not-written error={e:#}");
+            tracing::warn!(event = %"contacts-not-written", error = %format_args!("{e:#}"));
         }
     }
 }
@@ -169,7 +161,7 @@ async fn shutdown_signal() {
         () = ctrl_c => {},
         () = term => {},
     }
-    log::info!("event=shutdown");
+    tracing::info!(event = %"shutdown");
 }
 
 /// Small answers go out at once: without TCP_NODELAY, Nagle's algorithm and the client's delayed
@@ -193,16 +185,21 @@ pub async fn serve(settings: Settings) -> Result<()> {
         && settings.allowed_hosts.is_empty()
         && listen.ip().is_unspecified()
     {
-        log::warn!(
-            "event=links-to-listen-address listen={listen} hint=\"without public-url or allowed-hosts, links given to devices point to {listen}; set public-url\""
+        tracing::warn!(
+            event = %"links-to-listen-address",
+            %listen,
+            hint = format!(
+                "without public-url or allowed-hosts, links given to devices point to {listen}; set public-url"
+            ),
         );
     }
     let state = build_state(settings).await?;
-    log::info!(
-        "event=started listen={listen} database={} tenant={} admin_token_file={}",
-        store::redact(&state.inner.settings.database_url),
-        state.inner.tenant,
-        state.inner.settings.admin_token_path().display()
+    tracing::info!(
+        event = %"started",
+        %listen,
+        database = %store::redact(&state.inner.settings.database_url),
+        tenant = %state.inner.tenant,
+        admin_token_file = %state.inner.settings.admin_token_path().display(),
     );
     tokio::spawn(sweep(state.store.clone()));
     crate::deltas::spawn_workers(&state);
@@ -253,7 +250,7 @@ pub async fn serve(settings: Settings) -> Result<()> {
     }
     .with_context(|| format!("serving on {listen}"))?;
     if let Err(e) = flush_at_exit.flush_contacts().await {
-        log::warn!("event=contacts-not-written error={e:#}");
+        tracing::warn!(event = %"contacts-not-written", error = %format_args!("{e:#}"));
     }
     Ok(())
 }

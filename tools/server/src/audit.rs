@@ -5,18 +5,21 @@
 //! request (the operator would retry an action that happened): it is logged as an error with
 //! everything the row would have held, so the server log keeps the record.
 
-use crate::state::AppState;
+use crate::app_state::AppState;
 
 /// Most entries one `GET /api/v1/audit` returns.
 pub const MAX_LIMIT: i64 = 1000;
 
 pub async fn record(app: &AppState, actor: &str, action: &str, target: &str, detail: &str) {
     match app.store.add_audit(actor, action, target, detail).await {
-        Ok(()) => log::info!(
-            "event=audit actor={actor} action={action} target={target:?} detail={detail:?}"
-        ),
-        Err(e) => log::error!(
-            "event=audit-not-recorded actor={actor} action={action} target={target:?} detail={detail:?} error={e:#}"
+        Ok(()) => tracing::info!(event = %"audit", %actor, %action, on = ?target, ?detail),
+        Err(e) => tracing::error!(
+            event = %"audit-not-recorded",
+            %actor,
+            %action,
+            on = ?target,
+            ?detail,
+            error = %format_args!("{e:#}"),
         ),
     }
 }

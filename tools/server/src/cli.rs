@@ -354,9 +354,10 @@ pub enum RolloutCommand {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum LogFormat {
-    /// `time level target: event=… key=value …`
+    /// `time level [span:] target: event=… key=value …`
     #[default]
     Text,
-    /// One JSON object per line: time, level, target, message.
+    /// One JSON object per line (tracing-subscriber's): timestamp, level, the event's fields
+    /// (`event`, …), target and the request span if any.
     Json,
 }

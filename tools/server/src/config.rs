@@ -146,7 +146,10 @@ impl Settings {
         }
         let mut allowed_hosts = file.allowed_hosts;
         allowed_hosts.extend(args.allowed_host.iter().cloned());
-        if let Some(bad) = allowed_hosts.iter().find(|h| !crate::links::valid_host(h)) {
+        if let Some(bad) = allowed_hosts
+            .iter()
+            .find(|h| !crate::host_names::valid_host(h))
+        {
             bail!("allowed-hosts entry {bad:?} is not a host or host:port");
         }
         let timeout = |name: &str, value: Option<u64>, default: u64| -> Result<Duration> {

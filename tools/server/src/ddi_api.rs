@@ -8,12 +8,12 @@
 //! percent-encoded. What a device reports (`configData`) is stored and shown; it never changes
 //! what the operator set (see `Store::set_attributes`).
 
+use crate::app_state::AppState;
 use crate::deltas;
 use crate::error::{ApiError, ApiResult};
-use crate::fleet::{self, Channel};
 use crate::guard::{ApiPath, JsonBody};
 use crate::links;
-use crate::state::AppState;
+use crate::operations::{self, Channel};
 use crate::store::{ActionWithRollout, ArtifactRow, DeviceRow, PatchRow, now_ms};
 use crate::tokens::{self, Credential};
 use axum::Json;
@@ -149,9 +149,9 @@ async fn poll(State(app): State<AppState>, caller: Caller) -> ApiResult<Json<ddi
     // An idle poll costs one statement here (and the one that authenticated it).
     let summary = app.store.poll_summary(caller.device.id).await?;
     let work = if summary.has_open_action {
-        fleet::work_for(&app.store, &caller.device).await?
+        operations::work_for(&app.store, &caller.device).await?
     } else {
-        fleet::new_work_for(&app.store, &caller.device).await?
+        operations::new_work_for(&app.store, &caller.device).await?
     };
     let base = links::base_url(&app.inner.settings, caller.host.as_deref());
     let mut links = ddi::ControllerLinks::default();
@@ -306,7 +306,7 @@ async fn deployment_base(
             work.action.id
         )));
     }
-    fleet::deployment_fetched(&app.store, &work).await?;
+    operations::deployment_fetched(&app.store, &work).await?;
     let patch = deltas::patch_for(&app, &caller.device, &work, &artifact).await?;
     Ok(Json(deployment_body(
         &app,
@@ -372,7 +372,7 @@ async fn feedback(
     channel: Channel,
 ) -> ApiResult<StatusCode> {
     let action_id = parse_action(action)?;
-    fleet::feedback(
+    operations::feedback(
         &app.store,
         &caller.device,
         action_id,
@@ -427,10 +427,12 @@ async fn config_data(
     if let (Some(registered), Some(reported)) = (&caller.device.device_type, &reported)
         && registered != reported
     {
-        log::warn!(
-            "event=device-type-mismatch device={} registered={registered:?} reported={reported:?} \
-             hint=\"the registered type stays; rollouts target it\"",
-            caller.id
+        tracing::warn!(
+            event = %"device-type-mismatch",
+            device = %caller.id,
+            ?registered,
+            ?reported,
+            hint = "the registered type stays; rollouts target it",
         );
     }
     app.store

@@ -10,9 +10,9 @@
 //! A job holds its base image in memory (up to `delta-max-image-bytes`) plus the target's new
 //! bytes, and keeps one core busy.
 
+use crate::app_state::AppState;
 use crate::artifact_files::{self, Upload, UploadError};
 use crate::error::{ApiError, ApiResult};
-use crate::state::AppState;
 use crate::store::{
     ActionWithRollout, ArtifactRow, DeviceRow, DownloadTotals, PatchFile, PatchRow,
 };
@@ -59,11 +59,11 @@ pub async fn queue_for(app: &AppState, target: &ArtifactRow) -> anyhow::Result<u
     let mut queued = 0;
     for base in bases_for(target, &candidates) {
         if app.store.queue_patch(target, base).await? {
-            log::info!(
-                "event=delta-queued target={} base={} base_image={}",
-                target.id,
-                base.id,
-                base.image_sha256.as_deref().unwrap_or("")
+            tracing::info!(
+                event = %"delta-queued",
+                artifact = target.id,
+                base = base.id,
+                base_image = %base.image_sha256.as_deref().unwrap_or(""),
             );
             queued += 1;
         }
@@ -129,7 +129,7 @@ pub async fn queue_for_base(app: &AppState, base_sha256: &str) -> anyhow::Result
         }
     }
     if queued > 0 {
-        log::info!("event=delta-queued base_image={base_sha256} patches={queued}");
+        tracing::info!(event = %"delta-queued", base_image = %base_sha256, patches = queued);
         app.inner.delta_wake.notify_waiters();
     }
     Ok(queued)
@@ -237,7 +237,7 @@ pub fn spawn_workers(app: &AppState) {
     let first = app.clone();
     tokio::spawn(async move {
         if let Err(e) = backfill_image_hashes(&first).await {
-            log::warn!("event=image-hash-backfill-failed error={e:#}");
+            tracing::warn!(event = %"image-hash-backfill-failed", error = %format_args!("{e:#}"));
         }
     });
     for _ in 0..jobs {
@@ -255,7 +255,7 @@ async fn worker(app: AppState) {
                 let _ = tokio::time::timeout(IDLE_LOOK, app.inner.delta_wake.notified()).await;
             }
             Err(e) => {
-                log::warn!("event=delta-claim-failed error={e:#}");
+                tracing::warn!(event = %"delta-claim-failed", error = %format_args!("{e:#}"));
                 tokio::time::sleep(IDLE_LOOK).await;
             }
         }
@@ -278,28 +278,29 @@ async fn run_job(app: &AppState, job: PatchRow) {
     };
     let finished = match &outcome {
         Ok(file) => {
-            log::info!(
-                "event=delta-ready id={} target={} base_image={} bytes={}",
-                job.id,
-                job.target_artifact_id,
-                job.base_sha256,
-                file.size
+            tracing::info!(
+                event = %"delta-ready",
+                id = job.id,
+                artifact = job.target_artifact_id,
+                base_image = %job.base_sha256,
+                bytes = file.size,
             );
             app.store.finish_patch_job(job.id, Ok(file)).await
         }
         Err(why) => {
-            log::warn!(
-                "event=delta-failed id={} target={} base_image={} reason={why:?}",
-                job.id,
-                job.target_artifact_id,
-                job.base_sha256
+            tracing::warn!(
+                event = %"delta-failed",
+                id = job.id,
+                artifact = job.target_artifact_id,
+                base_image = %job.base_sha256,
+                reason = ?why,
             );
             app.store.finish_patch_job(job.id, Err(why)).await
         }
     };
     if let Err(e) = finished {
         // The job stays `building` and is taken again once stale.
-        log::warn!("event=delta-finish-failed id={} error={e:#}", job.id);
+        tracing::warn!(event = %"delta-finish-failed", id = job.id, error = %format_args!("{e:#}"));
     }
 }
 

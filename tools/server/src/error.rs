@@ -94,11 +94,11 @@ impl IntoResponse for ApiError {
         let status = self.status();
         let error = match &self {
             ApiError::Internal(err) if status == StatusCode::SERVICE_UNAVAILABLE => {
-                log::warn!("event=database-unavailable error={err:#}");
+                tracing::warn!(event = %"database-unavailable", error = %format_args!("{err:#}"));
                 format!("the database is unavailable: retry in {RETRY_AFTER_SECS} s")
             }
             ApiError::Internal(err) => {
-                log::error!("event=internal-error error={err:#}");
+                tracing::error!(event = %"internal-error", error = %format_args!("{err:#}"));
                 "internal error (see the server log)".to_owned()
             }
             other => other.to_string(),

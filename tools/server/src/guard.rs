@@ -15,9 +15,9 @@
 //! wrap axum's extractors so that their rejections are as well. What it does not do: rate limits
 //! (a reverse proxy's job) and the dashboard's cookie (see `dashboard.rs`).
 
+use crate::app_state::AppState;
 use crate::error::ApiError;
 use crate::roles::{self, ADMIN_TOKEN_ACTOR, Principal, Role};
-use crate::state::AppState;
 use crate::tokens::{self, Credential};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;

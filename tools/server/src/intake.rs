@@ -3,9 +3,9 @@
 //! `request-timeout` between two chunks, then verified (a `.rua` against the trusted keys, every
 //! chunk and the whole image), moved into `DATA_DIR/artifacts/` and recorded once.
 
+use crate::app_state::AppState;
 use crate::artifact_files::{self, Digests, ForeignMeta, Upload, UploadError};
 use crate::error::{ApiError, ApiResult};
-use crate::state::AppState;
 use crate::store::ArtifactRow;
 use axum::body::Bytes;
 use futures_util::{Stream, StreamExt};
@@ -44,12 +44,13 @@ where
         .await
         .map_err(|e| anyhow::anyhow!("storing task: {e}"))??;
     let (row, inserted) = app.store.add_artifact(&new).await?;
-    log::info!(
-        "event=artifact-uploaded id={} name={} version={} sha256={} new={inserted}",
-        row.id,
-        row.name,
-        row.version,
-        row.sha256
+    tracing::info!(
+        event = %"artifact-uploaded",
+        id = row.id,
+        name = %row.name,
+        version = %row.version,
+        sha256 = %row.sha256,
+        new = inserted,
     );
     crate::deltas::queue_for(app, &row).await?;
     Ok((row, inserted))

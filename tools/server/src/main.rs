@@ -4,27 +4,31 @@ mod accounts;
 mod admin_api;
 mod api;
 mod app;
+mod app_state;
 mod artifact_files;
 mod audit;
 mod backup;
 mod charts;
 mod cli;
-mod client;
 mod config;
 mod contacts;
 mod dashboard;
 mod ddi_api;
 mod deltas;
 mod error;
-mod fleet;
 mod guard;
+mod host_names;
 mod intake;
 mod links;
+mod logging;
 mod login_limit;
 mod metrics;
+mod metrics_api;
+mod operations;
+mod operator_cli;
 mod passwords;
+mod request_span;
 mod roles;
-mod state;
 mod store;
 mod target;
 mod tokens;
@@ -38,9 +42,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         None => serve(&cli.serve),
         Some(Command::Serve(args)) => serve(&args),
-        Some(Command::Artifact(c)) => client::artifact(c),
-        Some(Command::Device(c)) => client::device(c),
-        Some(Command::Rollout(c)) => client::rollout(c),
+        Some(Command::Artifact(c)) => operator_cli::artifact(c),
+        Some(Command::Device(c)) => operator_cli::device(c),
+        Some(Command::Rollout(c)) => operator_cli::rollout(c),
         Some(Command::User(c)) => accounts::user(c),
         Some(Command::Token(c)) => accounts::token(c),
         Some(Command::Backup(args)) => backup(&args),
@@ -56,7 +60,7 @@ fn main() -> ExitCode {
 
 fn serve(args: &cli::ServeArgs) -> anyhow::Result<()> {
     let settings = config::Settings::from_args(args)?;
-    app::init_logging(settings.log_format);
+    logging::init(settings.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -1,6 +1,5 @@
-//! `GET /metrics`: the server in Prometheus' text format (OpenMetrics), behind the admin token
-//! like the rest of the management API (Prometheus sends it with `authorization: {credentials:
-//! …}` in its scrape config).
+//! The series `GET /metrics` reports (`metrics_api.rs` serves them), in Prometheus' text format
+//! (OpenMetrics).
 //!
 //! Two kinds of series:
 //! - counted by this process since it started, by a layer on every route: requests by route
@@ -13,28 +12,24 @@
 //! Delta savings: bytes this process served by kind (`download_bytes_total{kind="full"|"delta"}`),
 //! and from the database the fleet's bytes served for actions (`served_bytes{kind}`), the
 //! actions whose device fell back from a patch (`delta_fallbacks`) and patches by state.
+//!
+//! No HTTP here: the handler and the layer that feed these series are in `metrics_api.rs`.
 
-use crate::error::ApiResult;
-use crate::state::AppState;
-use crate::store::DownloadKind;
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::header;
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use crate::store::{DownloadKind, FleetCounts};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use std::time::Instant;
 
 /// Latency buckets in seconds: the fleet target is a p99 under 50 ms, the request timeout 30 s.
 const LATENCY_BUCKETS: [f64; 14] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
-const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The media type of [`Metrics::report`]'s text.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -148,7 +143,8 @@ impl Metrics {
             .inc_by(bytes);
     }
 
-    fn record(&self, route: &str, method: &str, status: u16, seconds: f64) {
+    /// Counts one answered request under its route template, with its latency.
+    pub fn record(&self, route: &str, method: &str, status: u16, seconds: f64) {
         self.requests
             .get_or_create(&RequestLabels {
                 route: route.to_owned(),
@@ -162,25 +158,43 @@ impl Metrics {
             })
             .observe(seconds);
     }
-}
 
-/// Layer on every route (`app::router`): counts the request and its latency under its route
-/// template. Added with `Router::layer`, it runs after routing, where `MatchedPath` is known.
-pub async fn count(State(app): State<AppState>, request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = request.method().as_str().to_owned();
-    let started = Instant::now();
-    let response = next.run(request).await;
-    app.inner.metrics.record(
-        &route,
-        &method,
-        response.status().as_u16(),
-        started.elapsed().as_secs_f64(),
-    );
-    response
+    /// The fleet's counts (read from the database at each scrape) set into their series, and
+    /// every series as OpenMetrics text.
+    pub fn report(&self, fleet: &FleetCounts) -> anyhow::Result<String> {
+        self.devices.set(fleet.devices);
+        self.artifacts.set(fleet.artifacts);
+        for (kind, bytes) in [
+            (DownloadKind::Full, fleet.served_full_bytes),
+            (DownloadKind::Delta, fleet.served_delta_bytes),
+        ] {
+            self.served
+                .get_or_create(&KindLabels {
+                    kind: kind_name(kind).to_owned(),
+                })
+                .set(bytes);
+        }
+        self.delta_fallbacks.set(fleet.delta_fallbacks);
+        for (family, counts) in [
+            (&self.actions, &fleet.actions_by_state),
+            (&self.rollouts, &fleet.rollouts_by_state),
+            (&self.patches, &fleet.patches_by_state),
+        ] {
+            // A state no row holds any more disappears rather than staying at its last count.
+            family.clear();
+            for (state, n) in counts {
+                family
+                    .get_or_create(&StateLabels {
+                        state: state.clone(),
+                    })
+                    .set(*n);
+            }
+        }
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .map_err(|e| anyhow::anyhow!("encoding the metrics: {e}"))?;
+        Ok(text)
+    }
 }
 
 fn kind_name(kind: DownloadKind) -> &'static str {
@@ -188,43 +202,4 @@ fn kind_name(kind: DownloadKind) -> &'static str {
         DownloadKind::Full => "full",
         DownloadKind::Delta => "delta",
     }
-}
-
-/// `GET /metrics` (behind the admin token).
-pub async fn scrape(State(app): State<AppState>) -> ApiResult<Response> {
-    let fleet = app.store.fleet_counts().await?;
-    let metrics = &app.inner.metrics;
-    metrics.devices.set(fleet.devices);
-    metrics.artifacts.set(fleet.artifacts);
-    for (kind, bytes) in [
-        (DownloadKind::Full, fleet.served_full_bytes),
-        (DownloadKind::Delta, fleet.served_delta_bytes),
-    ] {
-        metrics
-            .served
-            .get_or_create(&KindLabels {
-                kind: kind_name(kind).to_owned(),
-            })
-            .set(bytes);
-    }
-    metrics.delta_fallbacks.set(fleet.delta_fallbacks);
-    for (family, counts) in [
-        (&metrics.actions, &fleet.actions_by_state),
-        (&metrics.rollouts, &fleet.rollouts_by_state),
-        (&metrics.patches, &fleet.patches_by_state),
-    ] {
-        // A state no row holds any more disappears rather than staying at its last count.
-        family.clear();
-        for (state, n) in counts {
-            family
-                .get_or_create(&StateLabels {
-                    state: state.clone(),
-                })
-                .set(*n);
-        }
-    }
-    let mut text = String::new();
-    prometheus_client::encoding::text::encode(&mut text, &metrics.registry)
-        .map_err(|e| anyhow::anyhow!("encoding the metrics: {e}"))?;
-    Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response())
 }

@@ -41,7 +41,7 @@ pub fn load_or_create(path: &Path) -> Result<String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let token = generate()?;
             write_secret(path, &token)?;
-            log::info!("event=token-created path={}", path.display());
+            tracing::info!(event = %"token-created", path = %path.display());
             Ok(token)
         }
         Err(e) => Err(e).with_context(|| format!("reading token file {}", path.display())),

@@ -3,12 +3,12 @@
 //! against the trusted keys, refused with the reason. Another updater's formats are uploaded
 //! through the API (they need a name, version and device types the server cannot read).
 
+use super::page::{ago, error_page, page};
 use super::session::{authorize_form, require_login};
-use super::{ago, error_page, page};
+use crate::app_state::AppState;
 use crate::error::ApiError;
 use crate::intake;
 use crate::roles::Role;
-use crate::state::AppState;
 use axum::extract::State;
 use axum::extract::multipart::{Field, Multipart, MultipartRejection};
 use axum::http::HeaderMap;
@@ -65,7 +65,7 @@ pub async fn list(State(app): State<AppState>, headers: HeaderMap) -> Response {
                 }
             }
         },
-        &who,
+        &who.principal,
     )
     .into_response()
 }

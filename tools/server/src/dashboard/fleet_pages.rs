@@ -1,15 +1,16 @@
 //! The fleet's pages: the overview, the device search and a device with its history; operators
 //! change a device's tags on its page.
 
+use super::failure_chart::failure_chart;
+use super::page::{ago, error_page, items, page};
 use super::session::{Operator, authorize_form, require_login};
-use super::{ago, error_page, items, page};
 use crate::admin_api;
 use crate::api;
+use crate::app_state::AppState;
 use crate::charts;
 use crate::error::{ApiError, ApiResult};
 use crate::links;
 use crate::roles::Role;
-use crate::state::AppState;
 use crate::store::{
     COUNT_CAP, DeviceFilter, DeviceRow, FEEDBACK_BYTES_PER_ACTION, FEEDBACK_ENTRIES_PER_ACTION,
     now_ms,
@@ -27,8 +28,6 @@ const AUDIT_SHOWN: i64 = 20;
 /// How far back the chart of versions goes, and how many versions it draws (the rest: "other").
 const VERSION_HISTORY_MS: i64 = 30 * 86_400_000;
 const VERSIONS_CHARTED: usize = 8;
-/// Failure reasons drawn (the most frequent).
-pub const REASONS_SHOWN: i64 = 10;
 /// Devices on a page of the device list (and on the overview).
 const DEVICES_PER_PAGE: i64 = 50;
 
@@ -53,7 +52,7 @@ async fn overview_page(app: &AppState, who: &Operator) -> ApiResult<Markup> {
     // The hourly samples, and now.
     let mut samples = app.store.version_samples(now - VERSION_HISTORY_MS).await?;
     samples.extend(per_version.iter().map(|(v, n)| (now, v.clone(), *n)));
-    let reasons = app.store.failure_reasons(None, REASONS_SHOWN).await?;
+    let failures = failure_chart(app, None, "Failed actions by reason, all rollouts").await?;
     let (first_devices, _) = app
         .store
         .device_page(&DeviceFilter::default(), DEVICES_PER_PAGE, 0)
@@ -75,7 +74,7 @@ async fn overview_page(app: &AppState, who: &Operator) -> ApiResult<Markup> {
             h2 { "Rollouts" }
             (super::rollout_pages::rollout_table(&rollouts))
             h2 { "Failures by reason" }
-            (charts::bar_chart("Failed actions by reason, all rollouts", &reasons))
+            (failures)
             h2 { "Devices" }
             p {
                 "The first " (first_devices.len()) " of " (device_count) " by id; "
@@ -94,7 +93,7 @@ async fn overview_page(app: &AppState, who: &Operator) -> ApiResult<Markup> {
                 }
             }
         },
-        who,
+        &who.principal,
     ))
 }
 
@@ -267,7 +266,7 @@ pub async fn devices(
             }
             (device_table(&found))
         },
-        &who,
+        &who.principal,
     )
     .into_response()
 }
@@ -288,7 +287,7 @@ pub async fn device(
     if let Err(e) = app.flush_contacts().await {
         return error_page(ApiError::Internal(e));
     }
-    match admin_api::device_detail(&app.store, &controller).await {
+    match admin_api::devices::device_detail(&app.store, &controller).await {
         Ok(detail) => device_page(&detail, &who).into_response(),
         Err(e) => error_page(e),
     }
@@ -320,7 +319,7 @@ pub async fn retag(
         add: items(&form.add),
         remove: items(&form.remove),
     };
-    match admin_api::retag(&app, &who.principal.actor, &controller, &change).await {
+    match admin_api::devices::retag(&app, &who.principal.actor, &controller, &change).await {
         Ok(_) => Redirect::to(&here).into_response(),
         Err(e) => error_page(e),
     }
@@ -382,6 +381,6 @@ fn device_page(detail: &api::DeviceDetail, who: &Operator) -> Markup {
                 }
             }
         },
-        who,
+        &who.principal,
     )
 }

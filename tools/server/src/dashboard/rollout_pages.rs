@@ -2,14 +2,15 @@
 //! filters; phases and thresholds), a rollout's page with a progress bar per phase and its
 //! events, reloaded while it runs, and its command buttons (operators).
 
+use super::failure_chart::failure_chart;
+use super::page::{LIVE_REFRESH_SECS, ago, error_page, items, layout, page};
 use super::session::{Operator, authorize_form, require_login};
-use super::{LIVE_REFRESH_SECS, ago, error_page, items, layout, page};
 use crate::admin_api;
 use crate::api;
+use crate::app_state::AppState;
 use crate::charts;
 use crate::error::{ApiError, ApiResult};
 use crate::roles::Role;
-use crate::state::AppState;
 use crate::store::RolloutRow;
 use axum::extract::{Form, Path, State};
 use axum::http::HeaderMap;
@@ -46,7 +47,7 @@ pub async fn list(State(app): State<AppState>, headers: HeaderMap) -> Response {
                 @if who.may(Role::Operator) { p { a href="/ui/rollouts/new" { "Create a rollout" } } }
                 (rollout_table(&rollouts))
             },
-            &who,
+            &who.principal,
         )
         .into_response(),
         Err(e) => error_page(ApiError::Internal(e)),
@@ -92,7 +93,7 @@ pub async fn new_form(State(app): State<AppState>, headers: HeaderMap) -> Respon
                 }
             }
         },
-        &who,
+        &who.principal,
     )
     .into_response()
 }
@@ -125,7 +126,7 @@ pub async fn create(
         Ok(who) => who,
         Err(r) => return r,
     };
-    let attributes = match admin_api::parse_attribute_filters(&items(&form.attributes)) {
+    let attributes = match admin_api::rollouts::parse_attribute_filters(&items(&form.attributes)) {
         Ok(a) => a,
         Err(e) => return error_page(ApiError::BadRequest(e)),
     };
@@ -141,7 +142,7 @@ pub async fn create(
         download_url: None,
         start: form.start.is_some(),
     };
-    match admin_api::create(&app, &who.principal.actor, request).await {
+    match admin_api::rollouts::create(&app, &who.principal.actor, request).await {
         Ok(id) => Redirect::to(&format!("/ui/rollouts/{id}")).into_response(),
         Err(e) => error_page(e),
     }
@@ -157,12 +158,9 @@ pub async fn rollout(
         Err(r) => return r,
     };
     let page = async {
-        let view = admin_api::rollout_view(&app.store, id).await?;
+        let view = admin_api::rollouts::rollout_view(&app.store, id).await?;
         let finished = app.store.finished_actions(id).await?;
-        let reasons = app
-            .store
-            .failure_reasons(Some(id), super::fleet_pages::REASONS_SHOWN)
-            .await?;
+        let failures = failure_chart(&app, Some(id), "Failed actions by reason").await?;
         let events: Vec<(i64, String)> = finished
             .into_iter()
             .map(|(at, phase, state)| (at, format!("phase {} {state}", phase + 1)))
@@ -175,7 +173,7 @@ pub async fn rollout(
                 &charts::cumulative(&events, view.rollout.started_at),
             ))
             h2 { "Failures by reason" }
-            (charts::bar_chart("Failed actions by reason", &reasons))
+            (failures)
         };
         ApiResult::Ok(rollout_page(&view, &who, charts))
     };
@@ -209,7 +207,7 @@ pub async fn command(
             "no rollout command {command:?}"
         )));
     };
-    match admin_api::steer(&app, &who.principal.actor, id, command).await {
+    match admin_api::rollouts::steer(&app, &who.principal.actor, id, command).await {
         Ok(()) => Redirect::to(&here).into_response(),
         Err(e) => error_page(e),
     }
@@ -302,7 +300,7 @@ fn rollout_page(view: &api::Rollout, who: &Operator, charts: Markup) -> Markup {
     layout(
         &title,
         body,
-        Some(who),
+        Some(&who.principal),
         running.then_some(LIVE_REFRESH_SECS),
     )
 }

@@ -15,12 +15,12 @@
 //! Forms: [`authorize_form`] wants a live session, the form's CSRF token (derived from the
 //! session key, which a page of another site cannot know) and the role the action needs.
 
-use super::{error_page, layout};
+use super::page::{error_page, layout};
+use crate::app_state::AppState;
 use crate::audit;
 use crate::error::ApiError;
 use crate::passwords;
 use crate::roles::{Principal, Role};
-use crate::state::AppState;
 use crate::store::now_ms;
 use crate::tokens;
 use axum::extract::{ConnectInfo, Form, Query, State};
@@ -106,19 +106,22 @@ pub async fn authorize_form(
 ) -> Result<Operator, Response> {
     let operator = require_login(app, headers, here).await?;
     if !csrf.is_some_and(|token| tokens::equal(token, &operator.csrf)) {
-        log::warn!(
-            "event=dashboard-csrf-refused path={here:?} user={:?}",
-            operator.principal.actor
+        tracing::warn!(
+            event = %"dashboard-csrf-refused",
+            path = ?here,
+            user = ?operator.principal.actor,
         );
         return Err(refused(
             "The form's token is missing or wrong (a request from another site?): nothing was changed.",
         ));
     }
     if !operator.may(needed) {
-        log::warn!(
-            "event=dashboard-role-refused path={here:?} user={:?} role={} needed={needed}",
-            operator.principal.actor,
-            operator.principal.role
+        tracing::warn!(
+            event = %"dashboard-role-refused",
+            path = ?here,
+            user = ?operator.principal.actor,
+            role = %operator.principal.role,
+            %needed,
         );
         return Err(refused(&format!(
             "This needs the role {needed}; your account has the role {}: nothing was changed.",
@@ -196,7 +199,7 @@ async fn check_password(app: &AppState, name: &str, password: &str) -> anyhow::R
 async fn open_session(app: &AppState, client: IpAddr, form: LoginForm) -> Response {
     let limit = &app.inner.login_limit;
     if let Err(wait) = limit.check(client, Instant::now()) {
-        log::warn!("event=dashboard-login-limited client={client}");
+        tracing::warn!(event = %"dashboard-login-limited", %client);
         let message = format!(
             "Too many failed logins from your address: try again in {} s.",
             wait.as_secs().max(1)
@@ -207,10 +210,7 @@ async fn open_session(app: &AppState, client: IpAddr, form: LoginForm) -> Respon
         Ok(Some(id)) => id,
         Ok(None) => {
             limit.failed(client, Instant::now());
-            log::warn!(
-                "event=dashboard-login-failed client={client} user={:?}",
-                form.name
-            );
+            tracing::warn!(event = %"dashboard-login-failed", %client, user = ?form.name);
             return login_page_with(
                 StatusCode::UNAUTHORIZED,
                 Some("Wrong name or password."),
@@ -238,7 +238,7 @@ async fn open_session(app: &AppState, client: IpAddr, form: LoginForm) -> Respon
                 SESSION_LIFETIME.as_secs(),
                 over_https(app),
             );
-            log::info!("event=dashboard-login user={:?}", form.name);
+            tracing::info!(event = %"dashboard-login", user = ?form.name);
             audit::record(app, &form.name, "dashboard-login", &client.to_string(), "").await;
             response
         }
@@ -281,8 +281,9 @@ pub struct LoginQuery {
 
 pub async fn login_page(Query(q): Query<LoginQuery>) -> Response {
     if q.token.is_some() || q.password.is_some() {
-        log::warn!(
-            "event=dashboard-login-by-url-refused hint=\"log in with the form (POST /ui/login): credentials in a URL end up in histories and logs\""
+        tracing::warn!(
+            event = %"dashboard-login-by-url-refused",
+            hint = "log in with the form (POST /ui/login): credentials in a URL end up in histories and logs",
         );
         return login_page_with(
             StatusCode::BAD_REQUEST,

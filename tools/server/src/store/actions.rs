@@ -8,7 +8,7 @@
 //! with the outcome. `ActionRow::feedback_dropped` counts the dropped entries. Every feedback still
 //! moves the action; only what is stored about it is bounded.
 
-use super::{Store, now_ms};
+use super::database::{Store, now_ms};
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;

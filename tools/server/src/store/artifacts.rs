@@ -1,6 +1,6 @@
 //! Artifacts: metadata of the content-addressed files under `DATA_DIR/artifacts/`.
 
-use super::{Store, now_ms};
+use super::database::{Store, now_ms};
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;

@@ -1,7 +1,7 @@
 //! The audit log: every operator action that changed the fleet (who, what, when), newest first.
 //! Rows are only ever added; the primary key orders them.
 
-use super::{Store, now_ms};
+use super::database::{Store, now_ms};
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;

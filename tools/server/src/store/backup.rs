@@ -1,6 +1,6 @@
 //! The database side of `rustupdate-server backup` (see `crate::backup`).
 
-use super::Store;
+use super::database::Store;
 use anyhow::{Context, Result};
 
 impl Store {

@@ -1,7 +1,7 @@
 //! Fleet-wide counts for `/metrics`: one aggregate query per table, over indexes where there
 //! are any, so a scrape stays cheap at 100,000 devices.
 
-use super::Store;
+use super::database::Store;
 use anyhow::Result;
 use sqlx::Row;
 

@@ -2,7 +2,8 @@
 //! (`deltas.rs`) or uploaded by a release pipeline; the patch file itself is content-addressed
 //! beside the artifacts. And what each action downloaded of a patch and of a full artifact.
 
-use super::{ArtifactRow, Store, now_ms};
+use super::artifacts::ArtifactRow;
+use super::database::{Store, now_ms};
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;

@@ -9,9 +9,9 @@
 //! 100 ms and more when all 100,000 matched); a page is found as ids first, then read whole; the
 //! count stops at [`COUNT_CAP`] ("more than 10,000 devices match").
 
-use super::Store;
+use super::database::Store;
+use super::devices::DeviceRow;
 use super::devices::{COLUMNS, device};
-use crate::store::DeviceRow;
 use anyhow::Result;
 use rustupdate_ddi::attributes::RUNNING_VERSION;
 use sqlx::Row;

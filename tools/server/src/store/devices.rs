@@ -1,6 +1,6 @@
 //! Devices: identity, token, type, inventory attributes, tags, last contact.
 
-use super::{Store, now_ms};
+use super::database::{Store, now_ms};
 use anyhow::Result;
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -94,7 +94,7 @@ impl Store {
         Ok(Some(device))
     }
 
-    /// The device's row alone (`tags` empty): what a poll needs (`fleet::work_for` reads the
+    /// The device's row alone (`tags` empty): what a poll needs (`operations::work_for` reads the
     /// tags only when a running rollout may target the device).
     async fn device_without_tags(&self, controller_id: &str) -> Result<Option<DeviceRow>> {
         let row = sqlx::query(sql!(

@@ -2,7 +2,7 @@
 //! `version_samples` once per [`VERSION_SAMPLE_INTERVAL_MS`] by the sweep), a rollout's finished
 //! actions over time, and failures by reason.
 
-use super::{Store, now_ms};
+use super::database::{Store, now_ms};
 use anyhow::Result;
 use rustupdate_ddi::attributes::RUNNING_VERSION;
 use sqlx::Row;

@@ -1,36 +1,14 @@
 //! Rollouts, their members (device -> phase) and their event log.
 
-use super::{Store, now_ms};
+use super::database::{Store, now_ms};
+use super::rollout_row::RolloutRow;
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use std::collections::BTreeMap;
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RolloutRow {
-    pub id: i64,
-    pub name: String,
-    pub artifact_id: i64,
-    pub device_type: String,
-    pub tags: Vec<String>,
-    pub attributes: BTreeMap<String, String>,
-    /// Cumulative percentages, as `rustupdate_rollout::Phases` prints them ("1,10,50,100").
-    /// Named `phase_percents` in JSON: the API's rollout view has a `phases` list beside it.
-    #[serde(rename = "phase_percents")]
-    pub phases: String,
-    pub success_threshold: i64,
-    pub error_threshold: String,
-    pub download_url: Option<String>,
-    pub state: String,
-    pub current_phase: i64,
-    pub pause_reason: Option<String>,
-    /// Failures of the current phase the operator accepted by resuming (see
-    /// `rustupdate_rollout::PhaseCounts::accepted_failures`).
-    pub accepted_failures: i64,
-    pub created_at: i64,
-    pub started_at: Option<i64>,
-}
+use std::sync::Arc;
+use std::time::Instant;
 
 #[derive(Debug, Clone)]
 pub struct NewRollout {
@@ -291,5 +269,21 @@ impl Store {
             }
         }
         Ok(counts)
+    }
+}
+
+impl Store {
+    /// The running rollouts, newest first, at most
+    /// [`RUNNING_ROLLOUTS_TTL`](super::running_rollouts::RUNNING_ROLLOUTS_TTL) old.
+    pub async fn running_rollouts(&self) -> Result<Arc<Vec<RolloutRow>>> {
+        let asked = Instant::now();
+        let generation = match self.running.fresh(asked) {
+            Ok(rows) => return Ok(rows),
+            Err(generation) => generation,
+        };
+        let rows = Arc::new(self.rollouts_in_state("running").await?);
+        // Stamped with the time of asking, and kept only if no local change ran meanwhile.
+        self.running.keep(generation, asked, rows.clone());
+        Ok(rows)
     }
 }

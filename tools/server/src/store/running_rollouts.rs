@@ -5,9 +5,7 @@
 //! [`RUNNING_ROLLOUTS_TTL`]. Staleness cannot hand out work a rollout no longer gives:
 //! `Store::ensure_action` checks the rollout's state and phase in the same statement.
 
-use super::Store;
-use super::rollouts::RolloutRow;
-use anyhow::Result;
+use super::rollout_row::RolloutRow;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -32,7 +30,7 @@ impl RunningRollouts {
     }
 
     /// The cached rows if fresh at `now`, else the generation a new read starts at.
-    fn fresh(&self, now: Instant) -> Result<Arc<Vec<RolloutRow>>, u64> {
+    pub(super) fn fresh(&self, now: Instant) -> Result<Arc<Vec<RolloutRow>>, u64> {
         let cached = self.lock();
         match &cached.rows {
             Some((at, rows)) if now.duration_since(*at) < RUNNING_ROLLOUTS_TTL => Ok(rows.clone()),
@@ -40,7 +38,7 @@ impl RunningRollouts {
         }
     }
 
-    fn keep(&self, generation: u64, at: Instant, rows: Arc<Vec<RolloutRow>>) {
+    pub(super) fn keep(&self, generation: u64, at: Instant, rows: Arc<Vec<RolloutRow>>) {
         let mut cached = self.lock();
         if cached.generation == generation {
             cached.rows = Some((at, rows));
@@ -52,20 +50,5 @@ impl RunningRollouts {
         let mut cached = self.lock();
         cached.generation += 1;
         cached.rows = None;
-    }
-}
-
-impl Store {
-    /// The running rollouts, newest first, at most [`RUNNING_ROLLOUTS_TTL`] old.
-    pub async fn running_rollouts(&self) -> Result<Arc<Vec<RolloutRow>>> {
-        let asked = Instant::now();
-        let generation = match self.running.fresh(asked) {
-            Ok(rows) => return Ok(rows),
-            Err(generation) => generation,
-        };
-        let rows = Arc::new(self.rollouts_in_state("running").await?);
-        // Stamped with the time of asking, and kept only if no local change ran meanwhile.
-        self.running.keep(generation, asked, rows.clone());
-        Ok(rows)
     }
 }

@@ -2,8 +2,8 @@
 //! expires. The key itself is only in the operator's cookie, so a copy of the database opens no
 //! session. The account's role is read at every request, so a changed role applies at once.
 
+use super::database::{Store, now_ms};
 use super::users::Holder;
-use super::{Store, now_ms};
 use anyhow::{Result, anyhow};
 use sqlx::Row;
 

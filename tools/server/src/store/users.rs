@@ -3,7 +3,7 @@
 //! Roles are stored as text and read back through `Role::from_str`, so a row edited by hand to an
 //! unknown role grants nothing.
 
-use super::{Store, now_ms};
+use super::database::{Store, now_ms};
 use crate::roles::Role;
 use anyhow::{Result, anyhow};
 use serde::Serialize;

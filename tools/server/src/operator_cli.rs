@@ -393,7 +393,7 @@ pub fn rollout(command: RolloutCommand) -> Result<()> {
             client,
         } => {
             let api = Api::new(&client)?;
-            let attributes = crate::admin_api::parse_attribute_filters(&attributes)
+            let attributes = crate::admin_api::rollouts::parse_attribute_filters(&attributes)
                 .map_err(anyhow::Error::msg)?;
             let created: api::Rollout = api.send(
                 "POST",

@@ -107,10 +107,11 @@ pub async fn new_work_for(
             continue;
         }
         if store.ensure_action(rollout.id, device.id, phase).await? {
-            log::info!(
-                "event=action-created rollout={} device={} phase={phase}",
-                rollout.id,
-                device.controller_id
+            tracing::info!(
+                event = %"action-created",
+                rollout = rollout.id,
+                device = %device.controller_id,
+                phase,
             );
         }
         if let Some(open) = store.open_action(device.id).await? {
@@ -187,13 +188,14 @@ pub async fn feedback(
         if let Some(why) = rustupdate_ddi::delta::fallback_reason(&status.details) {
             store.note_delta_fallback(action_id, why).await?;
         }
-        log::info!(
-            "event=feedback device={} action={action_id} channel={} execution={} finished={} state={}",
-            device.controller_id,
-            channel.as_str(),
-            record.execution,
-            record.finished,
-            outcome.next
+        tracing::info!(
+            event = %"feedback",
+            device = %device.controller_id,
+            action = action_id,
+            channel = channel.as_str(),
+            execution = %record.execution,
+            finished = %record.finished,
+            state = %outcome.next,
         );
         if outcome.next.is_final() {
             advance(store, action.action.rollout_id).await?;
@@ -286,11 +288,7 @@ pub async fn advance(store: &Store, rollout_id: i64) -> anyhow::Result<()> {
                     )
                     .await?
                 {
-                    log::info!(
-                        "event=phase-started rollout={} phase={}",
-                        rollout.id,
-                        to + 1
-                    );
+                    tracing::info!(event = %"phase-started", rollout = rollout.id, phase = to + 1);
                 }
             }
             Decision::Finish => {
@@ -320,10 +318,7 @@ pub async fn advance(store: &Store, rollout_id: i64) -> anyhow::Result<()> {
                     )
                     .await?
                 {
-                    log::warn!(
-                        "event=rollout-paused rollout={} reason={reason:?}",
-                        rollout.id
-                    );
+                    tracing::warn!(event = %"rollout-paused", rollout = rollout.id, ?reason);
                 }
                 return Ok(());
             }
@@ -433,10 +428,10 @@ async fn start(store: &Store, rollout: &RolloutRow) -> ApiResult<()> {
             rollout.id
         )));
     }
-    log::info!(
-        "event=rollout-started rollout={} devices={}",
-        rollout.id,
-        members.len()
+    tracing::info!(
+        event = %"rollout-started",
+        rollout = rollout.id,
+        devices = members.len(),
     );
     Ok(())
 }
