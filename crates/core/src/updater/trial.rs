@@ -112,7 +112,7 @@ impl Updater<'_> {
         );
         let verdict = self
             .builtin_health_check()
-            .and_then(|()| self.seams.health.run(&context))
+            .and_then(|()| self.seams.health.run(&context).map_err(|e| e.to_string()))
             .and_then(|()| {
                 self.seams
                     .hooks
