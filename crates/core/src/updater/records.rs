@@ -35,16 +35,7 @@ impl Updater<'_> {
         if env != clean {
             self.seams.boot.store(&clean)?;
         }
-        let outcome = Outcome {
-            transaction: pending.transaction.clone(),
-            version: pending.release.version.clone(),
-            result: kind,
-            detail,
-            action: pending.action,
-        };
-        self.state.pending = None;
-        self.state.last_result = Some(outcome.clone());
-        self.save()?;
+        let outcome = self.end_pending(&pending, kind, detail)?;
         // A client rollback ran its on-rollback hook before the reboot; the rest are failures.
         if kind != OutcomeKind::RolledBack {
             let context = self.context(&pending);
@@ -60,6 +51,19 @@ impl Updater<'_> {
         kind: OutcomeKind,
         detail: String,
     ) -> Result<Outcome, Error> {
+        let outcome = self.end_pending(pending, kind, detail)?;
+        self.hook_logged(HookEvent::OnFailure, &self.context(pending));
+        Ok(outcome)
+    }
+
+    /// Ends `pending` with its outcome: one durable write of the state, no pending update and
+    /// the outcome as the last result.
+    fn end_pending(
+        &mut self,
+        pending: &Pending,
+        kind: OutcomeKind,
+        detail: String,
+    ) -> Result<Outcome, Error> {
         let outcome = Outcome {
             transaction: pending.transaction.clone(),
             version: pending.release.version.clone(),
@@ -70,7 +74,6 @@ impl Updater<'_> {
         self.state.pending = None;
         self.state.last_result = Some(outcome.clone());
         self.save()?;
-        self.hook_logged(HookEvent::OnFailure, &self.context(pending));
         Ok(outcome)
     }
 
