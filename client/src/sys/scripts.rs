@@ -7,7 +7,7 @@
 //! event as their first argument. Exit code 0 means success; anything else, or a timeout, is a
 //! failure (see docs/client.md for what a failure does at each event).
 
-use rustupdate_core::hooks::{Context, HookEvent};
+use rustupdate_core::hooks::{Context, HookError, HookEvent};
 use rustupdate_core::seams::{HealthChecks, Hooks};
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::PermissionsExt;
@@ -34,11 +34,11 @@ pub struct ScriptDir {
 impl ScriptDir {
     /// Executable regular files, sorted by name; hidden files are skipped. A missing directory
     /// means no scripts.
-    pub fn scripts(&self) -> Result<Vec<PathBuf>, String> {
+    pub fn scripts(&self) -> std::io::Result<Vec<PathBuf>> {
         let entries = match std::fs::read_dir(&self.dir) {
             Ok(entries) => entries,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(err) => return Err(format!("{}: {err}", self.dir.display())),
+            Err(err) => return Err(err),
         };
         let mut scripts: Vec<PathBuf> = entries
             .filter_map(|e| e.ok())
@@ -53,8 +53,13 @@ impl ScriptDir {
         Ok(scripts)
     }
 
-    fn run_all(&self, event: &str, context: &Context, with_arg: bool) -> Result<(), String> {
-        for script in self.scripts()? {
+    fn run_all(&self, event: &str, context: &Context, with_arg: bool) -> Result<(), HookError> {
+        let scripts = self.scripts().map_err(|err| HookError::CouldNotRun {
+            event: event.into(),
+            script: self.dir.display().to_string(),
+            reason: err.to_string(),
+        })?;
+        for script in scripts {
             run_script(&script, event, context, with_arg, self.timeout)?;
         }
         Ok(())
@@ -62,13 +67,13 @@ impl ScriptDir {
 }
 
 impl HealthChecks for ScriptDir {
-    fn run(&mut self, context: &Context) -> Result<(), String> {
+    fn run(&mut self, context: &Context) -> Result<(), HookError> {
         self.run_all("health", context, false)
     }
 }
 
 impl Hooks for ScriptDir {
-    fn run(&mut self, event: HookEvent, context: &Context) -> Result<(), String> {
+    fn run(&mut self, event: HookEvent, context: &Context) -> Result<(), HookError> {
         self.run_all(event.name(), context, true)
     }
 }
@@ -79,11 +84,16 @@ fn run_script(
     context: &Context,
     with_arg: bool,
     timeout: Duration,
-) -> Result<(), String> {
+) -> Result<(), HookError> {
     let name = script
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    let could_not_run = |reason: String| HookError::CouldNotRun {
+        event: event.into(),
+        script: name.clone(),
+        reason,
+    };
     let mut command = Command::new(script);
     if with_arg {
         command.arg(event);
@@ -106,7 +116,7 @@ fn run_script(
     log::info!("running {event} script {name}");
     let mut child = command
         .spawn()
-        .map_err(|err| format!("{name}: cannot start: {err}"))?;
+        .map_err(|err| could_not_run(format!("cannot start: {err}")))?;
     let (done_tx, done_rx) = mpsc::channel();
     for (stream, reader) in [
         (
@@ -138,16 +148,17 @@ fn run_script(
             Ok(Some(status)) => break Some(status),
             Ok(None) if Instant::now() >= deadline => break None,
             Ok(None) => std::thread::sleep(POLL),
-            Err(err) => return Err(format!("{name}: {err}")),
+            Err(err) => return Err(could_not_run(err.to_string())),
         }
     };
     let Some(status) = status else {
         kill_group(child.id());
         let _ = child.wait();
-        return Err(format!(
-            "{event} script {name} timed out after {} s",
-            timeout.as_secs()
-        ));
+        return Err(HookError::TimedOut {
+            event: event.into(),
+            script: name,
+            after: timeout,
+        });
     };
     // Wait (bounded) for the output threads; a background child holding the pipe open must not
     // hang the client.
@@ -166,10 +177,13 @@ fn run_script(
     }
     if status.success() {
         Ok(())
-    } else if output.is_empty() {
-        Err(format!("{event} script {name} failed ({status})"))
     } else {
-        Err(format!("{event} script {name} failed ({status}): {output}"))
+        Err(HookError::Failed {
+            event: event.into(),
+            script: name,
+            status: status.to_string(),
+            output,
+        })
     }
 }
 

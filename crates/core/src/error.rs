@@ -40,9 +40,12 @@ pub enum Error {
     BootMismatch { booted: SlotId, env: SlotId },
     #[error("nothing to {action}: no update is on trial")]
     NoTrial { action: &'static str },
-    /// `reason` names the hook script that refused.
+    /// `reason` names the hook script that refused and how.
     #[error("a {event} hook refused: {reason}")]
-    HookRefused { event: &'static str, reason: String },
+    HookRefused {
+        event: &'static str,
+        reason: crate::hooks::HookError,
+    },
     /// The install was stopped on request while it wrote the inactive slot (the fleet server
     /// cancelled the action); nothing was armed.
     #[error("install stopped: {reason}")]

@@ -5,7 +5,7 @@
 //! Only traits live here. The real adapters are in the client (`client/src/sys`), the in-memory
 //! ones in `rustupdate-testkit`; nothing here does I/O.
 
-use crate::hooks::{Context, HookEvent};
+use crate::hooks::{Context, HookError, HookEvent};
 use crate::{BootControl, Error, SlotId, StateStore};
 use std::time::Duration;
 
@@ -28,14 +28,15 @@ pub trait SlotTargets {
     fn probe_writable(&mut self, slot: SlotId) -> Result<(), Error>;
 }
 
-/// Runs the health checks after a trial boot. `Err` carries the reason for the rollback.
+/// Runs the health checks after a trial boot. `Err` says which check failed and how; its text is
+/// the reason for the rollback.
 pub trait HealthChecks {
-    fn run(&mut self, context: &Context) -> Result<(), String>;
+    fn run(&mut self, context: &Context) -> Result<(), HookError>;
 }
 
-/// Lifecycle hooks. `Err` is the hook's complaint.
+/// Lifecycle hooks. `Err` says which hook failed and how.
 pub trait Hooks {
-    fn run(&mut self, event: HookEvent, context: &Context) -> Result<(), String>;
+    fn run(&mut self, event: HookEvent, context: &Context) -> Result<(), HookError>;
 }
 
 /// Requests a reboot. Returning does not mean the device rebooted yet.

@@ -1,6 +1,9 @@
 //! What is wrong with an artifact's framing, manifest or chunk table, or with building one. What
 //! only a verifier finds (a hash or a chunk that does not check out, trailing data) is
 //! `rustupdate-verify`'s error.
+//!
+//! The `String` in a variant (`reason`, a manifest or chunking complaint) is text for a person:
+//! no caller branches on it, they branch on the variant.
 
 use thiserror::Error;
 

@@ -7,7 +7,7 @@
 //! the client's subprocess tests cut inside them), corrupt bytes (the codecs' tests do), timing.
 
 use rustupdate_core::boot::bootloader_boot;
-use rustupdate_core::hooks::{Context, HookEvent};
+use rustupdate_core::hooks::{Context, HookError, HookEvent};
 use rustupdate_core::seams::{Clock, HealthChecks, Hooks, ImageSink, Reboot, Seams, SlotTargets};
 use rustupdate_core::state::Loaded;
 use rustupdate_core::{BootControl, BootEnv, Error, SlotId, State, StateStore, Updater};
@@ -221,7 +221,8 @@ impl SlotTargets for MemSlots {
     }
 }
 
-/// Health checks with a fixed verdict; remembers what they were told.
+/// Health checks with a fixed verdict; remembers what they were told. A `verdict` is the output
+/// of a check that exits with status 1.
 #[derive(Debug, Clone, Default)]
 pub struct MemHealth {
     pub verdict: Option<String>,
@@ -229,13 +230,16 @@ pub struct MemHealth {
 }
 
 impl HealthChecks for MemHealth {
-    fn run(&mut self, context: &Context) -> Result<(), String> {
+    fn run(&mut self, context: &Context) -> Result<(), HookError> {
         self.runs.push(context.clone());
-        self.verdict.clone().map_or(Ok(()), Err)
+        match &self.verdict {
+            None => Ok(()),
+            Some(output) => Err(exit_1("health", "mem-check", output)),
+        }
     }
 }
 
-/// Hooks that record every event and fail at the events in `failing`.
+/// Hooks that record every event and fail (exit status 1) at the events in `failing`.
 #[derive(Debug, Clone, Default)]
 pub struct MemHooks {
     pub failing: Vec<HookEvent>,
@@ -243,12 +247,22 @@ pub struct MemHooks {
 }
 
 impl Hooks for MemHooks {
-    fn run(&mut self, event: HookEvent, _context: &Context) -> Result<(), String> {
+    fn run(&mut self, event: HookEvent, _context: &Context) -> Result<(), HookError> {
         self.ran.push(event);
         if self.failing.contains(&event) {
-            return Err(format!("{event} hook says no"));
+            return Err(exit_1(event.name(), "mem-hook", "says no"));
         }
         Ok(())
+    }
+}
+
+/// A script `script` at `event` that exited with status 1, printing `output`.
+fn exit_1(event: &str, script: &str, output: &str) -> HookError {
+    HookError::Failed {
+        event: event.into(),
+        script: script.into(),
+        status: "exit status: 1".into(),
+        output: output.into(),
     }
 }
 

@@ -1,6 +1,9 @@
 //! What makes an artifact untrusted or damaged, as found while verifying it: bad keys and
 //! signatures, an unmet signature policy, chunks, tables or images whose hashes do not check out.
 //! Framing and manifest errors arrive from `rustupdate-format` as [`Error::Format`].
+//!
+//! The `String` in a variant is text for a person; callers branch on the variant
+//! ([`Error::is_io`], [`Error::is_delta`]), never on the text.
 
 use rustupdate_format::KeyId;
 use thiserror::Error;
