@@ -10,6 +10,10 @@ cd "$(dirname "$0")/.."
 # The last commit before the rule was enforced; every commit after it is checked.
 BASE=d90ee2d
 
+if [[ $(git rev-parse --is-shallow-repository) == true ]]; then
+    echo "commit-check: a shallow clone holds too little history to check; not checked (clone in full to check)"
+    exit 0
+fi
 if ! git rev-parse --quiet --verify "$BASE^{commit}" >/dev/null; then
     echo "commit-check: $BASE is not in this clone's history (a shallow clone?)" >&2
     exit 1

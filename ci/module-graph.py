@@ -10,6 +10,9 @@ not use it. The test module of a file is left out: it belongs to the file it tes
     ci/module-graph.py            the cycles, one line each; exit 1 when there is one
     ci/module-graph.py --sizes    also each module's lines of code before its test module
     ci/module-graph.py --edges    also every edge, "crate: a -> b"
+    ci/module-graph.py --max-lines 500
+                                  also fail on any tracked .rs file (tests and benches too) with
+                                  more lines of code than that before its test module
 """
 
 from __future__ import annotations
@@ -152,8 +155,19 @@ def main() -> int:
     parser.add_argument("--sizes", action="store_true")
     parser.add_argument("--edges", action="store_true")
     parser.add_argument("--root", type=Path, default=ROOT, help="the tree (default: this checkout)")
+    parser.add_argument("--max-lines", type=int, default=0, help="fail on a .rs file larger than this")
     args = parser.parse_args()
     root_dir: Path = args.root.resolve()
+    too_large = 0
+    if args.max_lines:
+        for file in sorted(root_dir.rglob("*.rs")):
+            if SKIP & set(file.relative_to(root_dir).parts):
+                continue
+            size = lines_of_code(file.read_text())
+            if size > args.max_lines:
+                too_large += 1
+                where = file.relative_to(root_dir)
+                print(f"too large: {where} has {size} lines of code (at most {args.max_lines})")
     sys.setrecursionlimit(10000)
     total_cycles = 0
     for root in crate_roots(root_dir):
@@ -172,7 +186,7 @@ def main() -> int:
             total_cycles += 1
             print(f"cycle in {crate}: " + ", ".join(name(m) for m in component))
     print(f"{total_cycles} import cycle(s)")
-    return 1 if total_cycles else 0
+    return 1 if total_cycles or too_large else 0
 
 
 if __name__ == "__main__":

@@ -47,6 +47,10 @@ shellcheck .ci/run ci/*.sh ci/e2e/*.sh "${guest_scripts[@]}" ci/server-peers/*.s
 step "python lint (ci/python-lint.sh: ruff + mypy --strict over ci/ and bench/)"
 ci/python-lint.sh
 
+step "structure (ci/module-graph.py: no import cycle, no .rs over 500 lines of code; ci/commit-check.sh)"
+python3 ci/module-graph.py --max-lines 500
+ci/commit-check.sh
+
 step "e2e harness self-test (ci/e2e/selftest.py, no QEMU)"
 python3 ci/e2e/selftest.py
 

@@ -2,7 +2,7 @@
 //! `docs/config.md`. Unknown keys are errors that name the key.
 
 use anyhow::{Context, Result, bail};
-use rustupdate_core::fleet::RebootPolicy;
+use rustupdate_core::daemon::RebootPolicy;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 

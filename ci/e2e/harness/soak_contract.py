@@ -20,7 +20,7 @@ CONVERGED_RESULTS = ("committed", "rolled-back", "fell-back", "failed")
 ACTION_INSTALL = "E2E: action install"
 ACTION_COMMIT = "E2E: action commit"
 FELL_BACK = ": falling back"  # the boot scripts' lines when they give up on a trial
-ROLLED_BACK = "rolling back to slot"  # the client (crates/core/src/updater.rs)
+ROLLED_BACK = "rolling back to slot"  # the client (crates/core/src/updater/trial.rs)
 
 
 class Violation(Exception):

@@ -36,10 +36,6 @@ pub mod state;
 pub mod updater;
 
 pub use boot::{BootControl, BootEnv};
-/// The module's former name, kept while `client/src/config.rs` and the doc links in `state.rs`
-/// and `updater.rs` still use it.
-#[doc(hidden)]
-pub use daemon as fleet;
 pub use error::{AdapterError, Error, chain};
 pub use slot::SlotId;
 pub use state::{State, StateStore};

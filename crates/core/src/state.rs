@@ -24,7 +24,7 @@ pub struct State {
     /// Counter for transaction ids (no clock needed).
     pub transactions: u64,
     /// The last fleet action whose final result the server accepted. The result of
-    /// `last_result.action` is still owed to the server while this differs (see [`crate::fleet`]).
+    /// `last_result.action` is still owed to the server while this differs (see [`crate::daemon`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reported_action: Option<u64>,
 }

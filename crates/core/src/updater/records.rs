@@ -134,7 +134,7 @@ impl Updater<'_> {
     }
 
     /// Records that the fleet server accepted the final result of `action`, so that it is not
-    /// sent again (see [`crate::fleet::owed`]).
+    /// sent again (see [`crate::daemon::owed`]).
     pub fn mark_reported(&mut self, action: u64) -> Result<(), Error> {
         if self.state.reported_action != Some(action) {
             self.state.reported_action = Some(action);
