@@ -93,6 +93,25 @@ enum Item {
     },
 }
 
+/// Why [`build_patch`] made no patch. Callers branch on [`BuildError::Write`] (the writer's
+/// own error, e.g. a size limit, is inside the `io::Error`); the rest is text for a person.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// The target cannot be patched (not format version 2, no payload, a layout mismatch).
+    #[error("{0}")]
+    Target(String),
+    /// Reading the target artifact's chunks failed their checks.
+    #[error(transparent)]
+    Read(#[from] rustupdate_verify::Error),
+    /// zstd refused a program or a literal frame.
+    #[error("{0}")]
+    Compress(String),
+    /// `out` refused the patch.
+    #[error("writing the patch: {0}")]
+    Write(std::io::Error),
+}
+
 /// Makes a patch that rebuilds the first payload of the format version 2 artifact `head` (its
 /// chunks come from `target`) from `base`, and writes it to `out`. `progress` is told the image
 /// bytes read so far and the total.
@@ -103,19 +122,19 @@ pub fn build_patch<W: Write>(
     options: &BuildOptions,
     out: &mut W,
     progress: &mut dyn FnMut(u64, u64),
-) -> Result<PatchStats, String> {
+) -> Result<PatchStats, BuildError> {
     if head.layout() != TableLayout::Framed {
-        return Err(
+        return Err(BuildError::Target(
             "patches rebuild format version 2 artifacts; rebuild the target with \
                     --format-version 2"
                 .into(),
-        );
+        ));
     }
     let payload = head
         .manifest
         .payloads
         .first()
-        .ok_or("the artifact has no payload")?;
+        .ok_or_else(|| BuildError::Target("the artifact has no payload".into()))?;
     let index = match base {
         Base::Image(bytes) => index_image(bytes),
         Base::Index(index) => index_keys(index),
@@ -128,7 +147,7 @@ pub fn build_patch<W: Write>(
     // Where the last copied chunk sits in the target and in the base: literals after it are
     // expected near the same distance from it in the base.
     let mut last_copy = (0u64, 0u64);
-    while let Some(chunk) = target.next_chunk().map_err(|err| err.to_string())? {
+    while let Some(chunk) = target.next_chunk()? {
         let offset = chunk.offset;
         let item = match chunk.data {
             ChunkData::Zeros(size) => Item::Zero(size),
@@ -177,11 +196,11 @@ pub fn build_patch<W: Write>(
         }
     }
     if segments.len() != payload.segments.len() {
-        return Err(format!(
+        return Err(BuildError::Target(format!(
             "read {} segments, the manifest lists {}",
             segments.len(),
             payload.segments.len()
-        ));
+        )));
     }
     // Base blocks that hold data no copy uses: the old versions of what changed. Only an image
     // has bytes to compress against.
@@ -204,8 +223,10 @@ pub fn build_patch<W: Write>(
     let mut bodies = Vec::with_capacity(segments.len());
     for items in &segments {
         let (program, frames) =
-            encode_segment(items, &literals, image, &unused, frame_content, options)?;
-        let program = zstd::bulk::compress(&program, options.level).map_err(|e| e.to_string())?;
+            encode_segment(items, &literals, image, &unused, frame_content, options)
+                .map_err(BuildError::Compress)?;
+        let program = zstd::bulk::compress(&program, options.level)
+            .map_err(|e| BuildError::Compress(e.to_string()))?;
         let literal_len: u64 = frames.iter().map(|f| f.len() as u64).sum();
         stats.program_bytes += program.len() as u64;
         stats.literal_stored_bytes += literal_len;
@@ -223,7 +244,7 @@ pub fn build_patch<W: Write>(
         base_size,
         segments: directory,
     };
-    let io = |err: std::io::Error| format!("writing the patch: {err}");
+    let io = BuildError::Write;
     out.write_all(&header.to_bytes()).map_err(io)?;
     for (program, frames) in &bodies {
         out.write_all(program).map_err(io)?;

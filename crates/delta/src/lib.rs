@@ -24,6 +24,6 @@ pub mod index;
 pub mod patch;
 
 pub use apply::{BaseImage, DeltaPayload};
-pub use build::{Base, BuildOptions, PatchStats, build_patch};
+pub use build::{Base, BuildError, BuildOptions, PatchStats, build_patch};
 pub use index::BlockIndex;
 pub use patch::PatchHeader;

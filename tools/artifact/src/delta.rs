@@ -60,7 +60,6 @@ pub fn run(args: &DeltaArgs) -> Result<u8> {
             &mut writer,
             &mut |done, _| bar.set_position(done),
         )
-        .map_err(anyhow::Error::msg)
         .with_context(|| format!("making a patch for {}", args.target.display()))?;
         writer.flush()?;
         stats

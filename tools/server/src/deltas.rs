@@ -17,7 +17,7 @@ use crate::store::{
     ActionWithRollout, ArtifactRow, DeviceRow, DownloadTotals, PatchFile, PatchRow,
 };
 use rustupdate_ddi::attributes as ddi_attributes;
-use rustupdate_delta::{Base, BuildOptions, DeltaPayload, build_patch};
+use rustupdate_delta::{Base, BuildError, BuildOptions, DeltaPayload, build_patch};
 use rustupdate_verify::{ChunkData, ChunkSource, Keyring, SignaturePolicy, VerifiedArtifact};
 use std::collections::BTreeMap;
 use std::io::{BufReader, Write};
@@ -375,13 +375,13 @@ impl JobFiles {
         drop(image);
         match built {
             Ok(_) => {}
-            Err(e) if e.contains(TOO_LARGE) => {
+            Err(BuildError::Write(e)) if is_too_large(&e) => {
                 return Err(format!(
                     "the patch would be no smaller than the artifact ({} bytes)",
                     target.size
                 ));
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.to_string()),
         }
         let (file, digests) = out.finish().map_err(|e| format!("{e:#}"))?;
         artifact_files::keep(file, &self.artifacts_dir, &digests.sha256)
@@ -451,8 +451,13 @@ pub fn check_uploaded(
     Ok((base.id, base_sha256))
 }
 
-/// Marker of the writer's size limit in the error `build_patch` passes on.
-const TOO_LARGE: &str = "max-upload-bytes";
+/// Whether the patch writer stopped at its size limit ([`UploadError::TooLarge`], carried inside
+/// the `io::Error` that `build_patch` passes on).
+fn is_too_large(err: &std::io::Error) -> bool {
+    err.get_ref()
+        .and_then(|inner| inner.downcast_ref::<UploadError>())
+        .is_some_and(|inner| matches!(inner, UploadError::TooLarge { .. }))
+}
 
 /// The image of a `.rua` as raw bytes, each chunk checked against its table (the artifact's
 /// signatures were checked at upload).
@@ -500,7 +505,8 @@ impl Write for HashingWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.0.write(buf).map_err(|e| match e {
             UploadError::Io(io) => io,
-            other => std::io::Error::other(other.to_string()),
+            // The typed error stays inside, for `is_too_large`.
+            other => std::io::Error::other(other),
         })?;
         Ok(buf.len())
     }
@@ -598,5 +604,17 @@ mod tests {
             .map(|a| a.id)
             .collect();
         assert_eq!(ids, [1, 6]);
+    }
+
+    #[test]
+    fn a_patch_over_the_writer_limit_is_told_from_other_write_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut upload = Upload::new(dir.path(), 4).unwrap();
+        let mut writer = HashingWriter(&mut upload);
+        writer.write_all(b"1234").unwrap();
+        let over = writer.write_all(b"5").unwrap_err();
+        assert!(is_too_large(&over), "{over}");
+        assert!(!is_too_large(&std::io::Error::other("disk full")));
+        assert!(!is_too_large(&std::io::ErrorKind::BrokenPipe.into()));
     }
 }
