@@ -68,11 +68,10 @@ pub fn install(
     let base_path = device.slot_path(booted);
     let data_dir = device.config.data_dir.clone();
     let mut updater = device.updater()?;
-    let patch =
-        match delta_source::fetch_patch(patch_location, &data_dir, head.artifact_len(), open) {
-            Ok(patch) => patch,
-            Err(err) => return fall_back(format!("patch {patch_location}: {err:#}")),
-        };
+    let patch = match delta_source::fetch_patch(patch_location, &data_dir, &head, open) {
+        Ok(patch) => patch,
+        Err(err) => return fall_back(format!("patch {patch_location}: {err:#}")),
+    };
     let patch_bytes = patch.file.metadata().map_or(0, |m| m.len());
     let base = SlotBase::open(&base_path)?;
     let mut delta = match DeltaPayload::open(&head, &patch.file, base, request.parallel) {

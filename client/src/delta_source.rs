@@ -104,13 +104,14 @@ impl Drop for LocalPatch {
 
 /// The patch at `location`: opened in place when it is a file; downloaded into `data_dir/delta`
 /// when it is a URL, continuing a download an earlier attempt (or a power cut) left there. A
-/// patch longer than `max_len` (the full artifact: a patch that large saves nothing) is refused.
+/// patch longer than the artifact `head` describes (a patch that large saves nothing) is refused.
 pub fn fetch_patch(
     location: &str,
     data_dir: &Path,
-    max_len: u64,
+    head: &rustupdate_format::Head,
     open: OpenUrl,
 ) -> Result<LocalPatch> {
+    let max_len = head.artifact_len();
     if !is_url(location) {
         let file = File::open(location).with_context(|| format!("opening patch {location}"))?;
         return Ok(LocalPatch {
@@ -148,7 +149,7 @@ pub fn fetch_patch(
     }
     // Complete already (a power cut after the download, during the install): use it.
     if have > 0
-        && let Ok(header) = rustupdate_delta::apply::read_header(&mut file)
+        && let Ok(header) = rustupdate_delta::apply::read_header_for(&mut file, head)
         && header.patch_len() == have
     {
         log::info!("patch {location}: {have} bytes, downloaded before");
@@ -226,8 +227,13 @@ pub fn fetch_patch(
 
 /// Alignment of direct reads (a multiple of any logical block size).
 const DIRECT_ALIGN: u64 = 4096;
-/// Bytes of the slot read at once: copies come in order, so most reads hit the last window.
+/// The most of the slot one direct read takes (the bounce buffer's size).
 const DIRECT_WINDOW: u64 = 1 << 20;
+/// The most a read takes beyond what was asked when the reads run sequentially. Copies of a
+/// patch mostly follow each other in the base (9 reads in 10 on the bench pair) but are small
+/// (most 4-8 KiB); reading ahead, doubling up to this, takes 13,131 reads instead of 77,759 for
+/// 1.13x the bytes (a 1 MiB cap: 11,472 reads, 1.24x; the old fixed 1 MiB window: 6.8x).
+const READ_AHEAD_MAX: u64 = 128 * 1024;
 
 /// A slot read as a delta's base.
 ///
@@ -274,16 +280,25 @@ impl SlotBase {
         })
     }
 
-    /// Reads the aligned window of `DIRECT_WINDOW` bytes that starts at or before `offset`.
+    /// Reads the aligned blocks that hold `offset..offset + len`, at most `DIRECT_WINDOW` bytes
+    /// of them: just what the read needs (a copy of a few KiB costs a few KiB, not a window), so
+    /// the slot is read about once per pass over the copies instead of a window per copy; when
+    /// the read starts where the last one ended, twice the last read, up to `READ_AHEAD_MAX`.
     ///
-    /// The window never grows: a read longer than it (a literal frame's reference of several
-    /// MiB) is served window by window, so the bounce buffer is one fixed allocation instead of
-    /// one as large as the longest read (which held up to 5 MiB more at the delta's peak).
-    fn fill_window(&mut self, offset: u64) -> std::io::Result<()> {
+    /// The buffer never grows: a read longer than the window (a literal frame's reference of
+    /// several MiB) is served window by window, so the bounce buffer is one fixed allocation
+    /// instead of one as large as the longest read (which held up to 5 MiB more at the delta's
+    /// peak).
+    fn fill_window(&mut self, offset: u64, len: usize) -> std::io::Result<()> {
         let start = offset / DIRECT_ALIGN * DIRECT_ALIGN;
-        let want = DIRECT_WINDOW as usize;
+        let end = (offset + len as u64).div_ceil(DIRECT_ALIGN) * DIRECT_ALIGN;
+        let mut want = end - start;
+        if self.window_len > 0 && start == self.window_start + self.window_len as u64 {
+            want = want.max((2 * self.window_len as u64).min(READ_AHEAD_MAX));
+        }
+        let want = want.min(DIRECT_WINDOW) as usize;
         if self.bounce.is_empty() {
-            self.bounce = vec![0; want + DIRECT_ALIGN as usize];
+            self.bounce = vec![0; DIRECT_WINDOW as usize + DIRECT_ALIGN as usize];
         }
         self.pad = self.bounce.as_ptr().align_offset(DIRECT_ALIGN as usize);
         let aligned = &mut self.bounce[self.pad..self.pad + want];
@@ -320,7 +335,7 @@ impl BaseImage for SlotBase {
             }
             let cached = self.window_start + self.window_len as u64;
             if offset < self.window_start || offset >= cached {
-                self.fill_window(offset)?;
+                self.fill_window(offset, buf.len())?;
                 if !self.direct {
                     continue;
                 }
@@ -401,6 +416,39 @@ mod tests {
             // The bounce buffer is one window, whatever the read's length.
             assert!(base.bounce.len() <= (DIRECT_WINDOW + DIRECT_ALIGN) as usize);
         }
+    }
+
+    #[test]
+    fn a_read_takes_what_it_needs_and_reads_ahead_only_when_sequential() {
+        let len = 4 * DIRECT_WINDOW as usize;
+        let (file, bytes) = slot_file(len);
+        let mut base = SlotBase::open(file.path()).unwrap();
+        // The window exists only for direct reads (buffered, the page cache reads ahead).
+        assert!(
+            base.direct,
+            "the working directory's file system refuses O_DIRECT"
+        );
+        let read = |base: &mut SlotBase, offset: usize, n: usize| {
+            let mut buf = vec![0u8; n];
+            base.read_at(offset as u64, &mut buf).unwrap();
+            assert!(buf == bytes[offset..offset + n], "bytes at {offset}+{n}");
+            (base.window_start, base.window_len)
+        };
+        // A lone copy of 5 KiB at an unaligned offset: its two blocks, no more.
+        assert_eq!(read(&mut base, 100_000, 5000), (98_304, 8192));
+        // Copies that follow each other: each read doubles, up to the read-ahead limit.
+        let mut at = 98_304 + 8192;
+        let mut sizes = Vec::new();
+        for _ in 0..6 {
+            let (start, window) = read(&mut base, at, 4096);
+            assert_eq!(start, at as u64);
+            sizes.push(window);
+            at += window;
+        }
+        let cap = READ_AHEAD_MAX as usize;
+        assert_eq!(sizes, [16_384, 32_768, 65_536, cap, cap, cap]);
+        // A jump: back to what the read needs.
+        assert_eq!(read(&mut base, 3 * DIRECT_WINDOW as usize, 4096).1, 4096);
     }
 
     #[test]

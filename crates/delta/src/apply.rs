@@ -80,13 +80,45 @@ fn delta(reason: impl Into<String>) -> Error {
     Error::Delta(reason.into())
 }
 
-/// Reads the patch's header and segment directory.
+/// Reads the patch's header and segment directory (of up to `MAX_SEGMENTS` entries: where the
+/// artifact is known, [`read_header_for`] bounds it by the artifact instead).
 pub fn read_header<P: Read + Seek>(patch: &mut P) -> Result<PatchHeader, Error> {
+    read_header_checked(patch, None)
+}
+
+/// Reads the header and segment directory of a patch for the artifact `head`, refusing one made
+/// for another artifact or with another segment count before the directory is read: a hostile
+/// header claiming a million segments costs nothing instead of a directory of 12 MiB and its
+/// 16 MiB decoded.
+pub fn read_header_for<P: Read + Seek>(patch: &mut P, head: &Head) -> Result<PatchHeader, Error> {
+    let segments = head
+        .manifest
+        .payloads
+        .first()
+        .map_or(0, |p| p.segments.len());
+    read_header_checked(patch, Some((manifest_id(&head.manifest_bytes), segments)))
+}
+
+/// `expect`: the target's manifest id and segment count, checked before the directory is read.
+fn read_header_checked<P: Read + Seek>(
+    patch: &mut P,
+    expect: Option<([u8; 32], usize)>,
+) -> Result<PatchHeader, Error> {
     let io = |err: std::io::Error| delta(format!("reading the patch header: {err}"));
     patch.seek(SeekFrom::Start(0)).map_err(io)?;
     let mut fixed = [0u8; HEADER_LEN];
     patch.read_exact(&mut fixed).map_err(io)?;
     let (mut header, count) = PatchHeader::from_fixed(&fixed).map_err(delta)?;
+    if let Some((manifest, segments)) = expect {
+        if header.target_manifest_sha256 != manifest {
+            return Err(delta("the patch was made for another artifact"));
+        }
+        if count as usize != segments {
+            return Err(delta(format!(
+                "the patch has {count} segments, the artifact {segments}"
+            )));
+        }
+    }
     let mut directory = vec![0u8; count as usize * crate::patch::DIRECTORY_ENTRY_LEN];
     patch.read_exact(&mut directory).map_err(io)?;
     header.read_directory(&directory, count).map_err(delta)?;
@@ -100,20 +132,10 @@ impl<P: Read + Seek, B: BaseImage> DeltaPayload<P, B> {
         if head.layout() != TableLayout::Framed {
             return Err(delta("patches rebuild format version 2 artifacts only"));
         }
-        let header = read_header(&mut patch)?;
-        if header.target_manifest_sha256 != manifest_id(&head.manifest_bytes) {
-            return Err(delta("the patch was made for another artifact"));
-        }
         let Some(payload) = head.manifest.payloads.first() else {
             return Err(delta("the artifact has no payload"));
         };
-        if header.segments.len() != payload.segments.len() {
-            return Err(delta(format!(
-                "the patch has {} segments, the artifact {}",
-                header.segments.len(),
-                payload.segments.len()
-            )));
-        }
+        let header = read_header_for(&mut patch, head)?;
         if base.size() < header.base_size {
             return Err(delta(format!(
                 "the base holds {} bytes, the patch was made against {}",

@@ -182,6 +182,33 @@ fn a_patch_for_another_artifact_or_format_is_refused() {
     assert!(err.to_string().contains("the base holds"), "{err}");
 }
 
+/// A header that claims a million segments for the right artifact, followed by a whole directory of
+/// that size: refused on its count alone, before a byte of the directory is read (it held 28 MiB).
+#[test]
+fn a_hostile_segment_count_is_refused_before_its_directory_is_read() {
+    use rustupdate_delta::patch::{DIRECTORY_ENTRY_LEN, HEADER_LEN, MAX_SEGMENTS};
+    let c = case(7);
+    let mut hostile = c.patch[..HEADER_LEN].to_vec();
+    hostile[12..16].copy_from_slice(&MAX_SEGMENTS.to_le_bytes());
+    hostile.resize(HEADER_LEN + MAX_SEGMENTS as usize * DIRECTORY_ENTRY_LEN, 0);
+    let mut patch = Cursor::new(&hostile);
+    let err = rustupdate_delta::apply::read_header_for(&mut patch, &c.head).unwrap_err();
+    let segments = c.head.manifest.payloads[0].segments.len();
+    assert!(
+        err.to_string().contains(&format!(
+            "the patch has {MAX_SEGMENTS} segments, the artifact {segments}"
+        )),
+        "{err}"
+    );
+    assert_eq!(
+        patch.position(),
+        HEADER_LEN as u64,
+        "the directory was read"
+    );
+    let err = DeltaPayload::open(&c.head, Cursor::new(&hostile), &c.base[..], false).unwrap_err();
+    assert!(err.to_string().contains("segments"), "{err}");
+}
+
 /// Any base: a patch made from the device's block index (no bytes of the base) copies what the
 /// device holds and sends the rest; against another device's blocks it fails before any chunk.
 #[test]
