@@ -203,6 +203,19 @@ pub enum Bootloader {
         #[serde(default = "default_bootlimit")]
         bootlimit: u32,
     },
+    /// systemd-boot's boot counting: the two slot entries `loader/entries/rustupdate-{a,b}…` on
+    /// the ESP mounted at `esp` (docs/boot-contract.md, "systemd-boot").
+    SystemdBoot {
+        esp: PathBuf,
+        /// The directory in each slot's file system with the files its entry loads.
+        #[serde(default = "default_slot_boot_dir")]
+        slot_boot_dir: PathBuf,
+        /// Where the armed slot is mounted read-only while its kernel files are copied.
+        #[serde(default = "default_slot_mount_dir")]
+        mount_dir: PathBuf,
+        #[serde(default = "default_bootlimit")]
+        bootlimit: u32,
+    },
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -275,6 +288,14 @@ fn default_threshold() -> usize {
     1
 }
 
+fn default_slot_boot_dir() -> PathBuf {
+    "/boot".into()
+}
+
+fn default_slot_mount_dir() -> PathBuf {
+    "/run/rustupdate/slot-mount".into()
+}
+
 fn default_fw_env_config() -> PathBuf {
     "/etc/fw_env.config".into()
 }
@@ -300,7 +321,9 @@ impl Config {
         self.slots.a.path(Path::new("/dev")).context("slots.a")?;
         self.slots.b.path(Path::new("/dev")).context("slots.b")?;
         let bootlimit = match &self.bootloader {
-            Bootloader::Grub { bootlimit, .. } | Bootloader::Uboot { bootlimit, .. } => *bootlimit,
+            Bootloader::Grub { bootlimit, .. }
+            | Bootloader::Uboot { bootlimit, .. }
+            | Bootloader::SystemdBoot { bootlimit, .. } => *bootlimit,
         };
         rustupdate_core::boot::check_bootlimit(bootlimit).context("bootloader.bootlimit")?;
         if self.keys.threshold == 0 {

@@ -1,6 +1,7 @@
 //! Wires the configuration into the real adapters and hands out an `Updater`.
 
 use crate::config::{Bootloader, Config};
+use crate::sys::boot_entries::BootEntries;
 use crate::sys::boot_env::{COMMITTED_SLOT_RECORD, CommittedSlotRecord, GrubEnvFile, UbootEnv};
 use crate::sys::reboot::CommandReboot;
 use crate::sys::scripts::ScriptDir;
@@ -59,6 +60,21 @@ impl Device {
                 *bootlimit,
                 record,
             )?),
+            Bootloader::SystemdBoot {
+                esp,
+                slot_boot_dir,
+                mount_dir,
+                bootlimit,
+            } => {
+                let slots = DeviceSlots::new(&config.slots, &config.system.dev_dir)?;
+                Box::new(BootEntries {
+                    esp: esp.clone(),
+                    default_bootlimit: *bootlimit,
+                    slot_boot_dir: slot_boot_dir.clone(),
+                    slot_devices: [SlotId::A, SlotId::B].map(|s| slots.path(s).to_path_buf()),
+                    mount_dir: mount_dir.clone(),
+                })
+            }
         };
         Ok(Device {
             booted,

@@ -6,6 +6,9 @@
 //!   says where the copies live.
 //! - [`grub`]: the 1024-byte GRUB environment block, byte-compatible with `grub-editenv` and GRUB's
 //!   `load_env`/`save_env`, and the boot contract's two copies framed by sequence numbers.
+//! - [`bls`]: systemd-boot's boot counting over the two slot entries on the ESP (entry names with
+//!   their tries counter, the generation that orders them, which entry boots, and the steps that
+//!   arm, bless and reject one), as `bootctl` lists them.
 //!
 //! What this crate does not do: any I/O (callers read and write the bytes, and decide how to do
 //! that safely against power cuts: see `docs/bootenv.md` for the write order), locking against a
@@ -16,6 +19,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod bls;
 pub mod grub;
 pub mod uboot;
 
