@@ -43,6 +43,7 @@ fn recorded_slot(rig: &Rig) -> String {
                 .output()
                 .unwrap()
         }
+        Backend::SystemdBoot => unreachable!("the entries need no committed-slot record"),
     };
     assert!(
         out.status.success(),
@@ -191,7 +192,11 @@ fn with_no_valid_copy_the_last_committed_slot_boots_and_the_environment_is_writt
 
 #[test]
 fn the_record_follows_commits_and_rollbacks_on_every_backend() {
-    for backend in crate::rig::ALL_BACKENDS {
+    // The systemd-boot chain has no environment that can be lost: its entries are the record.
+    let with_env = crate::rig::ALL_BACKENDS
+        .into_iter()
+        .filter(|b| *b != Backend::SystemdBoot);
+    for backend in with_env {
         let rig = Rig::with(backend);
         assert!(!rig.data_dir().join("committed-slot.env").exists());
         assert_eq!(update(&rig, 2), 'b');

@@ -8,6 +8,9 @@
 //! file, a power cut at every durable write of install, commit and rollback, and interrupted
 //! downloads from a loopback HTTP server; delta installs and their fallbacks; the client lock
 //! (one writer at a time, a killed holder taken over, the daemon's lock only during a cycle).
+//! The systemd-boot chain runs the same lifecycle and power-cut tests over its entry files
+//! (systemd-boot's choice and counting simulated by `rustupdate_bootenv::bls`), and `sdboot`
+//! covers its kernel copy from a real ext4 slot.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a test failure
 
@@ -24,3 +27,4 @@ mod lock;
 mod power_cut;
 mod read_before_write;
 mod rig;
+mod sdboot;

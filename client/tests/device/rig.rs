@@ -2,6 +2,7 @@
 //! redundant) edited with its reference tool (`grub-editenv`, `fw_setenv`), a kernel
 //! command line file, the client configuration, keys and artifacts.
 
+use rustupdate_bootenv::bls;
 use rustupdate_core::boot::{BootEnv, DEFAULT_BOOTLIMIT, bootloader_boot};
 use rustupdate_testkit::{ArtifactSpec, artifact, require_tool};
 use rustupdate_verify::SecretKey;
@@ -30,13 +31,17 @@ pub enum Backend {
     UbootSingle,
     /// U-Boot redundant environment (two copies), `fw_setenv`.
     UbootRedundant,
+    /// systemd-boot's entries with tries counters in `boot/esp/loader/entries`; both entries load
+    /// one shared kernel file, so arming copies nothing (`sdboot.rs` covers the copy).
+    SystemdBoot,
 }
 
-pub const ALL_BACKENDS: [Backend; 4] = [
+pub const ALL_BACKENDS: [Backend; 5] = [
     Backend::Grub,
     Backend::GrubRedundant,
     Backend::UbootSingle,
     Backend::UbootRedundant,
+    Backend::SystemdBoot,
 ];
 /// The copies of a two-copy GRUB environment, in the rig's boot directory.
 const GRUB_COPIES: [&str; 2] = ["grubenv", "grubenv-redund"];
@@ -203,6 +208,15 @@ cmdline-file = "{root}/cmdline"
                     copy1.display()
                 )
             }
+            Backend::SystemdBoot => {
+                let esp = root.join("boot/esp");
+                write_entries(&esp, "/shared/vmlinuz");
+                format!(
+                    "type = \"systemd-boot\"\nesp = \"{}\"\nmount-dir = \"{}\"",
+                    esp.display(),
+                    root.join("slot-mount").display()
+                )
+            }
             Backend::UbootSingle | Backend::UbootRedundant => {
                 let initial = root.join("boot/env.txt");
                 std::fs::write(
@@ -277,7 +291,7 @@ cmdline-file = "{root}/cmdline"
         let names = match self.backend {
             Backend::GrubRedundant => GRUB_COPIES,
             Backend::UbootRedundant => ["uboot.env", "uboot-redund.env"],
-            Backend::Grub | Backend::UbootSingle => return None,
+            Backend::Grub | Backend::UbootSingle | Backend::SystemdBoot => return None,
         };
         Some(names.map(|name| self.root().join("boot").join(name)))
     }
@@ -285,13 +299,16 @@ cmdline-file = "{root}/cmdline"
     /// The bootloader environment as the reference tool (`grub-editenv list`, `fw_printenv`)
     /// prints it.
     pub fn env(&self) -> BTreeMap<String, String> {
+        if self.backend == Backend::SystemdBoot {
+            return sd_boot_vars(&self.root().join("boot/esp"));
+        }
         if self.backend == Backend::GrubRedundant {
             let mut vars = self.grub_copies().1;
             vars.retain(|name, _| name != SEQ && name != SEQ_END);
             return vars;
         }
         let out = match self.backend {
-            Backend::GrubRedundant => unreachable!(),
+            Backend::GrubRedundant | Backend::SystemdBoot => unreachable!(),
             Backend::Grub => tool(
                 Command::new("grub-editenv")
                     .arg(self.root().join("boot/grubenv"))
@@ -312,6 +329,7 @@ cmdline-file = "{root}/cmdline"
     /// Sets variables with the reference tool, as the bootloader script would.
     pub fn set_env(&self, pairs: &[(&str, &str)]) {
         match self.backend {
+            Backend::SystemdBoot => panic!("systemd-boot keeps no variables to set: {pairs:?}"),
             Backend::GrubRedundant => {
                 // As grub.cfg's save_env: the copy not in use, framed by the next number; a
                 // copy that is not a block cannot be written (save_env edits blocks in place),
@@ -365,6 +383,10 @@ cmdline-file = "{root}/cmdline"
     /// with the reference tool like grub.cfg (save_env) and boot.cmd (env export + fatwrite) do.
     /// Clears the reboot request and returns the slot that boots.
     pub fn boot(&self) -> char {
+        if self.backend == Backend::SystemdBoot {
+            let slot = sd_boot(&self.root().join("boot/esp"));
+            return self.booted(slot);
+        }
         let vars = self.env();
         let env = BootEnv::from_vars(|name| vars.get(name).cloned(), DEFAULT_BOOTLIMIT).unwrap();
         let (next, slot) = bootloader_boot(&env);
@@ -373,13 +395,18 @@ cmdline-file = "{root}/cmdline"
             let pairs: Vec<(&str, &str)> = values.iter().map(|(k, v)| (*k, v.as_str())).collect();
             self.set_env(&pairs);
         }
+        self.booted(slot.as_str().chars().next().unwrap())
+    }
+
+    /// The kernel command line of a boot of `slot`; clears the reboot request.
+    fn booted(&self, slot: char) -> char {
         std::fs::write(
             self.root().join("cmdline"),
             format!("console=ttyS0 rustupdate.slot={slot} quiet\n"),
         )
         .unwrap();
         let _ = std::fs::remove_file(self.root().join("reboot-requested"));
-        slot.as_str().chars().next().unwrap()
+        slot
     }
 
     pub fn reboot_requested(&self) -> bool {
@@ -470,4 +497,96 @@ pub fn tool(command: &mut Command) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The factory ESP of the systemd-boot chain: `loader.conf`, slot a's entry (generation 2) and
+/// slot b's (generation 1), both loading `kernel` (`/rustupdate/<slot>/…` is per slot); the
+/// kernel files themselves are the caller's.
+pub fn write_entries(esp: &Path, kernel: &str) {
+    std::fs::create_dir_all(esp.join(bls::ENTRIES_DIR)).unwrap();
+    std::fs::write(
+        esp.join("loader/loader.conf"),
+        "timeout 0\neditor no\ndefault rustupdate-*\n",
+    )
+    .unwrap();
+    for (slot, generation) in [("a", 2), ("b", 1)] {
+        let kernel = kernel.replace("<slot>", slot);
+        let path = esp.join(kernel.trim_start_matches('/'));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        if !path.exists() {
+            std::fs::write(&path, b"factory kernel").unwrap();
+        }
+        std::fs::write(
+            esp.join(bls::ENTRIES_DIR)
+                .join(format!("rustupdate-{slot}.conf")),
+            format!(
+                "title rustupdate slot {slot}\nsort-key rustupdate\nversion {generation}\n\
+                 linux {kernel}\noptions root=PARTLABEL=rootfs_{slot} rustupdate.slot={slot}\n"
+            ),
+        )
+        .unwrap();
+    }
+}
+
+/// The entries on `esp` as the rules read them (file name, entry).
+pub fn sd_entries(esp: &Path) -> Vec<(PathBuf, bls::Entry)> {
+    let dir = esp.join(bls::ENTRIES_DIR);
+    let mut entries = Vec::new();
+    for item in std::fs::read_dir(&dir).unwrap() {
+        let path = item.unwrap().path();
+        let file = path.file_name().unwrap().to_string_lossy().into_owned();
+        let Some(name) = bls::EntryName::parse(&file).unwrap() else {
+            continue;
+        };
+        let content = std::fs::read_to_string(&path).unwrap();
+        let loader = bls::loader_of(&content).unwrap();
+        let entry = bls::Entry {
+            name,
+            generation: bls::generation_of(&file, &content).unwrap(),
+            loadable: esp.join(loader.trim_start_matches('/')).is_file(),
+        };
+        entries.push((path, entry));
+    }
+    entries
+}
+
+/// The contract's four values as the entries on `esp` say them (docs/boot-contract.md).
+pub fn sd_boot_vars(esp: &Path) -> BTreeMap<String, String> {
+    let entries: Vec<bls::Entry> = sd_entries(esp).into_iter().map(|(_, e)| e).collect();
+    let booted = bls::booted(&entries).expect("a loadable entry");
+    let (trial, count, limit) = match booted.name.counter {
+        Some(c) => ("1", c.done, c.left + c.done),
+        None => ("0", 0, DEFAULT_BOOTLIMIT),
+    };
+    [
+        ("rustupdate_slot", booted.name.slot.as_str().to_string()),
+        ("upgrade_available", trial.to_string()),
+        ("bootcount", count.to_string()),
+        ("bootlimit", limit.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+/// One boot by systemd-boot: the entry its order puts first; a counted one is renamed first
+/// (`+3` -> `+2-1`). Returns the slot.
+pub fn sd_boot(esp: &Path) -> char {
+    let entries = sd_entries(esp);
+    let plain: Vec<bls::Entry> = entries.iter().map(|(_, e)| e.clone()).collect();
+    let booted = bls::booted(&plain)
+        .expect("systemd-boot finds a loadable entry")
+        .clone();
+    if let Some(c) = booted.name.counter.filter(|c| c.left > 0) {
+        let (path, _) = entries.iter().find(|(_, e)| *e == booted).unwrap();
+        let next = bls::EntryName {
+            counter: Some(bls::Counter {
+                left: c.left - 1,
+                done: c.done + 1,
+            }),
+            ..booted.name
+        };
+        std::fs::rename(path, path.with_file_name(next.file_name())).unwrap();
+    }
+    booted.name.slot.as_str().chars().next().unwrap()
 }

@@ -11,6 +11,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a panic is a test failure
 
 mod grub;
+mod sdboot;
 mod uboot;
 
 use std::path::{Path, PathBuf};
