@@ -27,4 +27,5 @@ mod lock;
 mod power_cut;
 mod read_before_write;
 mod rig;
+mod rig_sdboot;
 mod sdboot;

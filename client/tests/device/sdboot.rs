@@ -4,7 +4,8 @@
 //! of the install leaves a device whose booted entry loads the kernel of the slot it boots; an
 //! image without the kernel its entry names is refused before anything is armed.
 
-use crate::rig::{Backend, Rig, SLOT_SIZE, sd_boot_vars, tool, write_entries};
+use crate::rig::{Backend, Rig, SLOT_SIZE, tool};
+use crate::rig_sdboot::{sd_boot_vars, write_entries};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
