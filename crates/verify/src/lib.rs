@@ -28,4 +28,4 @@ pub use policy::{Keyring, SignaturePolicy, check_manifest_signatures, check_sign
 pub use reader::{
     Chunk, ChunkData, ChunkSource, PayloadReader, ResumePoint, VerifiedArtifact, read_verified_head,
 };
-pub use rustupdate_format::KeyId;
+pub use rustupdate_format::{KeyId, SignatureEntry};
