@@ -32,17 +32,8 @@ pub enum TrustError {
          (a replay or a rollback)"
     )]
     NotNewer { trusted: u64, offered: u64 },
-    #[error("signed only by revoked key(s) {}", ids(.0))]
-    RevokedSigner(Vec<KeyId>),
     #[error(transparent)]
     Release(#[from] rustupdate_verify::Error),
-}
-
-fn ids(keys: &[KeyId]) -> String {
-    keys.iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// A document whose signatures were checked by one of the rules above.
@@ -149,11 +140,15 @@ impl Trusted {
         &self.document
     }
 
-    /// The release keys and their threshold, for the artifact verifier.
+    /// The release keys (and the revoked ids, named when they are all that signed) and their
+    /// threshold, for the artifact verifier.
     pub fn release_keyring(&self) -> (Keyring, SignaturePolicy) {
         let mut keyring = Keyring::new();
         for key in &self.release {
             keyring.add(key.clone());
+        }
+        for id in &self.revoked {
+            keyring.revoke(*id);
         }
         // The threshold was checked against the keys when the document was parsed.
         let policy =
@@ -167,27 +162,17 @@ impl Trusted {
 }
 
 /// Checks an artifact's signatures (over `manifest_bytes`) against the release keys: the ids of
-/// the keys that signed, or why that is not enough (naming revoked signers).
+/// the keys that signed, or why that is not enough (revoked signers named).
 pub fn release_check(
     trusted: &Trusted,
     manifest_bytes: &[u8],
     signatures: &[rustupdate_verify::SignatureEntry],
 ) -> Result<Vec<KeyId>, TrustError> {
     let (keyring, policy) = trusted.release_keyring();
-    rustupdate_verify::check_manifest_signatures(manifest_bytes, signatures, &keyring, &policy)
-        .map_err(|err| match err {
-            rustupdate_verify::Error::NotEnoughSignatures { .. } => {
-                let revoked: Vec<KeyId> = signatures
-                    .iter()
-                    .map(|s| s.key_id)
-                    .filter(|id| trusted.revoked.contains(id))
-                    .collect();
-                if revoked.is_empty() {
-                    TrustError::Release(err)
-                } else {
-                    TrustError::RevokedSigner(revoked)
-                }
-            }
-            other => TrustError::Release(other),
-        })
+    Ok(rustupdate_verify::check_manifest_signatures(
+        manifest_bytes,
+        signatures,
+        &keyring,
+        &policy,
+    )?)
 }

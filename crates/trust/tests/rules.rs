@@ -107,9 +107,11 @@ fn add_a_release_key_then_revoke_the_old_one_then_raise_the_threshold() {
         ))
         .unwrap();
     let err = release_check(&v3, manifest, &by_old).unwrap_err();
-    assert!(
-        matches!(err, TrustError::RevokedSigner(ref ids) if ids == &[k.releases[0].public_key().id()])
-    );
+    assert!(matches!(
+        err,
+        TrustError::Release(rustupdate_verify::Error::RevokedSigners { ref revoked, .. })
+            if revoked == &[k.releases[0].public_key().id()]
+    ));
     assert!(err.to_string().contains("revoked"), "{err}");
     assert!(release_check(&v3, manifest, &by_new).is_ok());
 

@@ -28,6 +28,15 @@ pub enum Error {
         required: usize,
         present: usize,
     },
+    #[error(
+        "signed by revoked key(s) {}: {valid} distinct trusted key(s) signed, the policy requires {required}",
+        revoked.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    )]
+    RevokedSigners {
+        revoked: Vec<KeyId>,
+        valid: usize,
+        required: usize,
+    },
     #[error("the payloads were not read to the end")]
     Unfinished,
     #[error("payload {payload:?}, segment {segment}: chunk table hash does not match the manifest")]

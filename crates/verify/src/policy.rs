@@ -7,6 +7,8 @@ use rustupdate_format::{Head, KeyId, SignatureEntry, signing_message};
 #[derive(Debug, Clone, Default)]
 pub struct Keyring {
     keys: Vec<PublicKey>,
+    /// Ids of keys a trust document revoked: never trusted, named when they are all that signed.
+    revoked: Vec<KeyId>,
 }
 
 impl Keyring {
@@ -23,6 +25,18 @@ impl Keyring {
 
     pub fn keys(&self) -> &[PublicKey] {
         &self.keys
+    }
+
+    /// Marks `id` revoked: its signatures never count, and a rejection names it.
+    pub fn revoke(&mut self, id: KeyId) {
+        self.keys.retain(|k| k.id() != id);
+        if !self.revoked.contains(&id) {
+            self.revoked.push(id);
+        }
+    }
+
+    pub fn revoked(&self) -> &[KeyId] {
+        &self.revoked
     }
 
     pub fn is_empty(&self) -> bool {
@@ -106,6 +120,19 @@ pub fn check_manifest_signatures(
         }
     }
     if signed_by.len() < policy.required() {
+        let mut revoked: Vec<KeyId> = signatures
+            .iter()
+            .map(|s| s.key_id)
+            .filter(|id| keyring.revoked.contains(id))
+            .collect();
+        revoked.dedup();
+        if !revoked.is_empty() {
+            return Err(Error::RevokedSigners {
+                revoked,
+                valid: signed_by.len(),
+                required: policy.required(),
+            });
+        }
         return Err(Error::NotEnoughSignatures {
             valid: signed_by.len(),
             required: policy.required(),
