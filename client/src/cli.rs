@@ -40,6 +40,22 @@ pub enum Command {
     /// Write the block index of the booted slot (a sha256 prefix per 4 KiB block), from which
     /// `rustupdate-artifact delta --base-index` makes a patch for this device.
     Index(IndexArgs),
+    /// The trust document (docs/trust.md): show the one in force, or accept a newer one.
+    #[command(subcommand)]
+    Trust(TrustCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TrustCommand {
+    /// Show the trust document in force: its version, the release keys and their threshold, the
+    /// root keys and the revoked keys.
+    Show(StatusArgs),
+    /// Accept a newer trust document (a path, an http(s):// URL, or - for stdin), signed by the
+    /// current root keys; refused (exit 4) when older, under-signed or altered.
+    Update {
+        /// The document.
+        document: String,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -221,9 +221,20 @@ pub enum Bootloader {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct Keys {
-    pub trusted_dir: PathBuf,
+    /// Fixed release keys: every `*.pem` in it, trusted for ever. Exactly one of this and
+    /// `trust-document`.
+    pub trusted_dir: Option<PathBuf>,
+    /// With `trusted-dir`: how many distinct keys must sign.
     #[serde(default = "default_threshold")]
     pub threshold: usize,
+    /// The image's trust document (docs/trust.md): release keys, thresholds and revocations
+    /// signed by the root keys, replaced by newer documents (kept in `data-dir/trust.json`).
+    pub trust_document: Option<PathBuf>,
+    /// With `trust-document`: the image's root keys (every `*.pem`), which sign the first one.
+    pub root_dir: Option<PathBuf>,
+    /// With `trust-document`: how many of the root keys must sign it.
+    #[serde(default = "default_threshold")]
+    pub root_threshold: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -326,6 +337,22 @@ impl Config {
             | Bootloader::SystemdBoot { bootlimit, .. } => *bootlimit,
         };
         rustupdate_core::boot::check_bootlimit(bootlimit).context("bootloader.bootlimit")?;
+        match (
+            &self.keys.trusted_dir,
+            &self.keys.trust_document,
+            &self.keys.root_dir,
+        ) {
+            (Some(_), None, None) | (None, Some(_), Some(_)) => {}
+            (None, Some(_), None) => bail!("keys.trust-document needs keys.root-dir"),
+            (Some(_), Some(_), _) => {
+                bail!("keys: trusted-dir and trust-document exclude each other (one or the other)")
+            }
+            (None, None, _) => bail!("keys: set trusted-dir or trust-document (docs/trust.md)"),
+            (Some(_), None, Some(_)) => bail!("keys.root-dir is only used with trust-document"),
+        }
+        if self.keys.root_threshold == 0 {
+            bail!("keys.root-threshold must be at least 1");
+        }
         if self.keys.threshold == 0 {
             bail!(
                 "keys.threshold must be at least 1 (unsigned installs need --danger-allow-unsigned)"

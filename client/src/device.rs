@@ -12,7 +12,6 @@ use anyhow::{Context, Result};
 use rustupdate_core::seams::Seams;
 use rustupdate_core::slot::booted_slot_from_cmdline;
 use rustupdate_core::{BootControl, SlotId, Updater};
-use rustupdate_verify::Keyring;
 use std::time::Duration;
 
 pub struct Device {
@@ -118,11 +117,4 @@ impl Device {
         };
         Ok(Updater::new(&self.config.device_type, self.booted, seams)?)
     }
-}
-
-/// The trusted keys: every `*.pem` in `keys.trusted-dir`.
-pub fn keyring(config: &Config) -> Result<Keyring> {
-    let dir = &config.keys.trusted_dir;
-    rustupdate_verify::key_files::keyring(&[], Some(dir))
-        .with_context(|| format!("trusted key directory {}", dir.display()))
 }

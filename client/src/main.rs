@@ -11,6 +11,7 @@ mod device;
 mod exit;
 mod source;
 mod sys;
+mod trust_store;
 
 use clap::Parser;
 use std::process::ExitCode;

@@ -6,21 +6,22 @@ use crate::cli::InstallArgs;
 use crate::config::Config;
 use crate::delta_install::{self, DeltaOutcome, DeltaRequest};
 use crate::delta_source;
-use crate::device::{Device, keyring};
+use crate::device::Device;
 use crate::exit::{self, Rejected};
 use crate::source;
+use crate::trust_store::release_keys;
 use anyhow::Result;
 use rustupdate_core::report::InstallReport;
 use rustupdate_verify::{Keyring, SignaturePolicy, VerifiedArtifact};
 use std::io::BufReader;
 
 pub fn run(config: &Config, args: &InstallArgs) -> Result<u8> {
-    let ring = keyring(config)?;
+    let (ring, policy) = release_keys(config)?;
     let policy = if args.danger_allow_unsigned {
         log::warn!("--danger-allow-unsigned: accepting an artifact without trusted signatures");
         SignaturePolicy::dangerous_accept_unsigned()
     } else {
-        SignaturePolicy::threshold(config.keys.threshold)?
+        policy
     };
     let mut device = Device::open(config)?;
     let delta_report = match &args.delta {

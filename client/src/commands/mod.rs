@@ -1,5 +1,6 @@
 //! One module per subcommand. Every command that can write the slots, the bootloader environment
-//! or the state takes the client lock first (`sys::lock`); `status`, `show-artifact` and `index`
+//! the state or the trust document takes the client lock first (`sys::lock`); `status`,
+//! `show-artifact`, `trust show` and `index`
 //! (which reads the booted slot and writes only its output file) do not.
 
 mod commit;
@@ -8,8 +9,9 @@ mod index;
 mod install;
 mod show_artifact;
 mod status;
+mod trust;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, TrustCommand};
 use crate::config::Config;
 use crate::exit;
 use crate::sys::lock::take_lock;
@@ -44,5 +46,11 @@ pub fn run(cli: &Cli) -> Result<u8> {
         Command::Daemon => daemon::daemon(&config()?),
         Command::CheckUpdate => daemon::check_update(&config()?),
         Command::Index(args) => index::run(&config()?, args),
+        Command::Trust(TrustCommand::Show(args)) => trust::show(&config()?, args),
+        Command::Trust(TrustCommand::Update { document }) => {
+            let config = config()?;
+            let _lock = take_lock(&config, "trust update")?;
+            trust::update(&config, document)
+        }
     }
 }

@@ -3,13 +3,12 @@
 
 use crate::cli::ShowArgs;
 use crate::config::Config;
-use crate::device::keyring;
 use crate::sys::state_file::StateFile;
 use crate::{exit, source};
 use anyhow::{Context, Result};
 use rustupdate_core::chain;
 use rustupdate_core::policy::device_checks;
-use rustupdate_verify::{SignaturePolicy, check_signatures};
+use rustupdate_verify::check_signatures;
 use std::io::BufReader;
 
 pub fn run(config: &Config, args: &ShowArgs) -> Result<u8> {
@@ -58,8 +57,8 @@ pub fn run(config: &Config, args: &ShowArgs) -> Result<u8> {
         accepted &= check.verdict.is_ok();
         println!("{:<13} {verdict}", format!("{}:", check.what));
     }
-    let policy = SignaturePolicy::threshold(config.keys.threshold)?;
-    match check_signatures(&head, &keyring(config)?, &policy) {
+    let (ring, policy) = crate::trust_store::release_keys(config)?;
+    match check_signatures(&head, &ring, &policy) {
         Ok(signers) => println!(
             "signatures:   OK ({})",
             signers

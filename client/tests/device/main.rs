@@ -29,3 +29,4 @@ mod read_before_write;
 mod rig;
 mod rig_sdboot;
 mod sdboot;
+mod trust;

@@ -6,12 +6,10 @@ use super::install::Offer;
 use super::{Daemon, DaemonDevice, MAX_SCRIPT_OUTPUT, SCRIPT_TIMEOUT};
 use crate::ddi_transport::DdiTransport;
 use crate::delta_install::DeltaRequest;
-use crate::device::keyring;
 use crate::sys::scripts::capture;
 use anyhow::{Context, Result, bail};
 use rustupdate_core::daemon::{DeploymentStep, deployment_step};
 use rustupdate_ddi::{self as ddi, Execution};
-use rustupdate_verify::SignaturePolicy;
 
 impl<T: DdiTransport> Daemon<T> {
     pub(super) fn deployment(
@@ -70,13 +68,14 @@ impl<T: DdiTransport> Daemon<T> {
             None,
             format!("downloading {}", artifact.filename),
         );
+        let (ring, policy) = crate::trust_store::release_keys(&self.config)?;
         let offer = Offer {
             action,
             href: &link.href,
             filename: &artifact.filename,
             version: &version,
-            ring: &keyring(&self.config)?,
-            policy: &SignaturePolicy::threshold(self.config.keys.threshold)?,
+            ring: &ring,
+            policy: &policy,
             parallel: std::thread::available_parallelism().is_ok_and(|n| n.get() > 1),
         };
         self.install_offer(device, &offer, pick_patch(&deployment))

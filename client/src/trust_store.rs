@@ -1,0 +1,135 @@
+//! The device's trust document (docs/trust.md): the image's document, checked against the
+//! image's root keys, and the newer ones the device accepted since, kept in `data-dir/trust.json`
+//! (replaced atomically). The rules are `rustupdate_trust`'s; this module reads and writes files.
+
+use crate::config::Config;
+use crate::sys::replace_file;
+use anyhow::{Context, Result, anyhow};
+use rustupdate_trust::{Document, Role, Trusted};
+use rustupdate_verify::{Keyring, SignaturePolicy};
+use std::path::{Path, PathBuf};
+
+/// File name of the accepted document in the client's data directory.
+pub const TRUST_FILE: &str = "trust.json";
+
+#[derive(Debug)]
+pub struct TrustStore {
+    /// The image's document.
+    pub image_document: PathBuf,
+    /// The image's root keys (`*.pem`) and how many must sign.
+    pub root_dir: PathBuf,
+    pub root_threshold: usize,
+    /// The document the device accepted last.
+    pub kept: PathBuf,
+}
+
+/// The release keys and threshold an artifact must satisfy on this device.
+pub fn release_keys(config: &Config) -> Result<(Keyring, SignaturePolicy)> {
+    match TrustStore::from_config(config) {
+        Some(store) => Ok(store.current()?.release_keyring()),
+        None => {
+            let dir = config
+                .keys
+                .trusted_dir
+                .as_deref()
+                .ok_or_else(|| anyhow!("keys.trusted-dir is not set"))?;
+            let ring = rustupdate_verify::key_files::keyring(&[], Some(dir))
+                .with_context(|| format!("trusted key directory {}", dir.display()))?;
+            Ok((ring, SignaturePolicy::threshold(config.keys.threshold)?))
+        }
+    }
+}
+
+fn read_document(path: &Path) -> Result<Document> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    Document::parse(&bytes).with_context(|| format!("trust document {}", path.display()))
+}
+
+impl TrustStore {
+    /// `None` when the configuration uses fixed keys (`trusted-dir`).
+    pub fn from_config(config: &Config) -> Option<TrustStore> {
+        let keys = &config.keys;
+        Some(TrustStore {
+            image_document: keys.trust_document.clone()?,
+            root_dir: keys.root_dir.clone()?,
+            root_threshold: keys.root_threshold,
+            kept: config.data_dir.join(TRUST_FILE),
+        })
+    }
+
+    fn anchor(&self) -> Result<Role> {
+        let ring = rustupdate_verify::key_files::keyring(&[], Some(&self.root_dir))
+            .with_context(|| format!("root key directory {}", self.root_dir.display()))?;
+        Ok(Role::of(self.root_threshold, ring.keys()))
+    }
+
+    fn image_trusted(&self) -> Result<Trusted> {
+        let document = read_document(&self.image_document)?;
+        Trusted::from_image(&self.anchor()?, document).with_context(|| {
+            format!(
+                "the image's trust document {} is not signed by its root keys ({})",
+                self.image_document.display(),
+                self.root_dir.display()
+            )
+        })
+    }
+
+    /// The document in force: the kept one, unless the image carries a newer one it accepts
+    /// (kept from then on); the image's own when nothing valid is kept.
+    pub fn current(&self) -> Result<Trusted> {
+        let kept = if self.kept.exists() {
+            read_document(&self.kept)
+                .and_then(|doc| Ok(Trusted::kept(doc)?))
+                .inspect_err(|err| {
+                    log::warn!("ignoring the kept trust document: {err:#}");
+                })
+                .ok()
+        } else {
+            None
+        };
+        let Some(kept) = kept else {
+            let image = self.image_trusted()?;
+            self.keep(&image)?;
+            return Ok(image);
+        };
+        let image_document = read_document(&self.image_document)?;
+        if image_document.signed.version <= kept.version() {
+            return Ok(kept);
+        }
+        match kept.accept(image_document) {
+            Ok(newer) => {
+                log::info!(
+                    "the image's trust document (version {}) replaces version {}",
+                    newer.version(),
+                    kept.version()
+                );
+                self.keep(&newer)?;
+                Ok(newer)
+            }
+            Err(err) => {
+                log::warn!("the image's newer trust document is not accepted: {err}");
+                Ok(kept)
+            }
+        }
+    }
+
+    /// Accepts `bytes` as the next document (docs/trust.md) and keeps it, or says why not; the
+    /// current document stays in force either way.
+    pub fn update(&self, bytes: &[u8]) -> Result<Trusted> {
+        let current = self.current()?;
+        let candidate = Document::parse(bytes).context("the offered trust document")?;
+        let newer = current
+            .accept(candidate)
+            .context("the offered trust document is not accepted")?;
+        self.keep(&newer)?;
+        Ok(newer)
+    }
+
+    fn keep(&self, trusted: &Trusted) -> Result<()> {
+        if let Some(dir) = self.kept.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        replace_file(&self.kept, &trusted.document().to_bytes(), "trust")
+            .with_context(|| format!("writing {}", self.kept.display()))
+    }
+}
