@@ -64,6 +64,10 @@ pub fn install(
         Ok(verified) => verified,
         Err(err) => return fall_back(format!("artifact {location}: {err}")),
     };
+    // The full artifact's path rejects it, and records why.
+    if let Err(err) = crate::trust_store::stage_carried(&device.config, &head.manifest) {
+        return fall_back(format!("artifact {location}: {err}"));
+    }
     let booted = device.booted;
     let base_path = device.slot_path(booted);
     let data_dir = device.config.data_dir.clone();

@@ -133,3 +133,110 @@ impl TrustStore {
             .with_context(|| format!("writing {}", self.kept.display()))
     }
 }
+
+/// File name (in the data directory) of the trust document an installed release carries, kept
+/// aside until that release commits.
+pub const PENDING_FILE: &str = "trust-pending.json";
+
+/// A carried trust document waiting for its release to commit.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct PendingTrust {
+    /// The release (manifest version) that carries it.
+    release: String,
+    document: Document,
+}
+
+/// The trust document an artifact carries is one the device would refuse: the artifact is
+/// rejected (a release must not install with a document its device cannot accept).
+#[derive(Debug)]
+pub struct CarriedTrustRefused(pub String);
+
+impl std::fmt::Display for CarriedTrustRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the trust document the artifact carries is refused: {}",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for CarriedTrustRefused {}
+
+/// Before anything is written: the trust document `manifest` carries (if any) must be one the
+/// device accepts, and is kept aside until the release commits; one that is not newer than the
+/// current one is ignored. A device with fixed keys ignores it.
+pub fn stage_carried(
+    config: &Config,
+    manifest: &rustupdate_format::Manifest,
+) -> Result<(), CarriedTrustRefused> {
+    let Some(text) = &manifest.trust_document else {
+        return Ok(());
+    };
+    let Some(store) = TrustStore::from_config(config) else {
+        log::warn!("the artifact carries a trust document; this device has fixed keys: ignored");
+        return Ok(());
+    };
+    let refused = |err: &dyn std::fmt::Display| CarriedTrustRefused(format!("{err:#}"));
+    let document = Document::parse(text.as_bytes()).map_err(|e| refused(&e))?;
+    let current = store.current().map_err(|e| refused(&e))?;
+    if document.signed.version <= current.version() {
+        log::info!(
+            "the artifact carries trust document version {}, this device has {}: nothing to do",
+            document.signed.version,
+            current.version()
+        );
+        return Ok(());
+    }
+    current.accept(document.clone()).map_err(|e| refused(&e))?;
+    let pending = PendingTrust {
+        release: manifest.version.clone(),
+        document,
+    };
+    let bytes = serde_json::to_vec_pretty(&pending).map_err(|e| refused(&e))?;
+    let path = config.data_dir.join(PENDING_FILE);
+    replace_file(&path, &bytes, "trust-pending").map_err(|e| refused(&e))?;
+    log::info!(
+        "trust document version {} accepted for when {} commits",
+        pending.document.signed.version,
+        manifest.version
+    );
+    Ok(())
+}
+
+/// After the boot-time decision: the carried document of the committed release takes effect
+/// (never during a trial that can still roll back); one of a release that did not commit and is
+/// not installed either is dropped. `committed` is the committed release's version, `installed`
+/// that of an install still pending (armed or on trial).
+pub fn settle_carried(
+    config: &Config,
+    committed: Option<&str>,
+    installed: Option<&str>,
+) -> Result<()> {
+    let path = config.data_dir.join(PENDING_FILE);
+    let Ok(bytes) = std::fs::read(&path) else {
+        return Ok(());
+    };
+    let pending: Option<PendingTrust> = serde_json::from_slice(&bytes)
+        .inspect_err(|err| log::warn!("{}: {err}; dropped", path.display()))
+        .ok();
+    if let Some(pending) = pending {
+        if installed == Some(pending.release.as_str()) {
+            return Ok(()); // Its release is still on its way: keep it aside.
+        }
+        if committed == Some(pending.release.as_str())
+            && let Some(store) = TrustStore::from_config(config)
+        {
+            match store.update(&pending.document.to_bytes()) {
+                Ok(trusted) => log::info!(
+                    "{} committed: its trust document version {} is in force",
+                    pending.release,
+                    trusted.version()
+                ),
+                // Applied before a cut, or overtaken: the document in force stays.
+                Err(err) => log::warn!("the trust document of {}: {err:#}", pending.release),
+            }
+        }
+    }
+    std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))
+}

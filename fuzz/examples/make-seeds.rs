@@ -38,6 +38,7 @@ fn write_artifact(name: &str, payloads: Vec<Payload>, body: &[u8]) -> Result<(),
         compatible: vec!["fuzz".into()],
         security_version: Some(1),
         created: 0,
+        trust_document: None,
         payloads,
     };
     for (suffix, keys) in [("signed", vec![&key]), ("unsigned", vec![])] {

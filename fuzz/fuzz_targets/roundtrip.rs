@@ -49,6 +49,7 @@ fuzz_target!(|data: &[u8]| {
         compatible: vec!["fuzz".into()],
         security_version: None,
         created: 0,
+        trust_document: None,
         payloads: vec![payload],
     };
     let key = SecretKey::from_seed(&rustupdate_fuzz::FUZZ_KEY_SEED);

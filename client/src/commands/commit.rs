@@ -4,6 +4,7 @@ use crate::config::Config;
 use crate::device::Device;
 use crate::exit;
 use crate::sys::reboot::CommandReboot;
+use crate::trust_store;
 use anyhow::Result;
 use rustupdate_core::report::BootReport;
 use rustupdate_core::seams::Reboot;
@@ -12,6 +13,13 @@ use std::time::Duration;
 pub fn commit(config: &Config) -> Result<u8> {
     let mut device = Device::open(config)?;
     let report = device.updater()?.boot_check()?;
+    let status = device.updater()?.status()?;
+    // Only once the decision is made: a trial that can still roll back changes no trust.
+    trust_store::settle_carried(
+        config,
+        status.committed.as_ref().map(|r| r.version.as_str()),
+        status.pending.as_ref().map(|p| p.release.version.as_str()),
+    )?;
     Ok(print_report(&report))
 }
 

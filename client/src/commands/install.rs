@@ -9,7 +9,7 @@ use crate::delta_source;
 use crate::device::Device;
 use crate::exit::{self, Rejected};
 use crate::source;
-use crate::trust_store::release_keys;
+use crate::trust_store::{release_keys, stage_carried};
 use anyhow::Result;
 use rustupdate_core::report::InstallReport;
 use rustupdate_verify::{Keyring, SignaturePolicy, VerifiedArtifact};
@@ -48,6 +48,7 @@ fn install_full(
     policy: &SignaturePolicy,
     location: &str,
 ) -> Result<InstallReport> {
+    let config = device.config.clone();
     let mut updater = device.updater()?;
     let (reader, source_len) = source::open(location)?;
     // Small: a version 2 body is read in 128 KiB pieces by the frame decoder anyway.
@@ -81,6 +82,12 @@ fn install_full(
             .collect::<Vec<_>>()
             .join(", ")
     );
+    if let Err(err) = stage_carried(&config, artifact.manifest()) {
+        updater.record_rejection(None, &artifact.manifest().version, &err)?;
+        return Err(anyhow::Error::new(err)
+            .context(Rejected)
+            .context(format!("artifact {location}")));
+    }
     let mut progress = progress_logger();
     updater
         .install(artifact, None, &mut progress)

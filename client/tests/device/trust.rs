@@ -215,3 +215,90 @@ fn fixed_keys_and_a_trust_document_exclude_each_other() {
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(out.stderr.contains("exclude each other"), "{}", out.stderr);
 }
+
+/// An artifact signed by `by`, carrying `document`, under its own file name.
+fn carrying(
+    rig: &Rig,
+    name: &str,
+    version: &str,
+    n: u8,
+    by: &SecretKey,
+    document: &[u8],
+) -> PathBuf {
+    let text = String::from_utf8(document.to_vec()).unwrap();
+    let spec = rustupdate_testkit::ArtifactSpec {
+        version,
+        trust_document: Some(&text),
+        ..Default::default()
+    };
+    rig.file(name, &rustupdate_testkit::artifact(&spec, &image(n), &[by]))
+}
+
+#[test]
+fn a_carried_document_takes_effect_at_commit_and_then_revokes_the_old_key() {
+    let rig = trust_rig();
+    let new_key = key(NEW_RELEASE);
+    let v2_doc = document(2, &[&new_key], &[&rig.key], &ROOTS);
+    let release = carrying(&rig, "v2.rua", "v2", 2, &rig.key, &v2_doc);
+    let out = rig.client(&["install", release.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(rig.boot(), 'b');
+    assert_eq!(
+        trust_version(&rig),
+        1,
+        "not while the release is installed only"
+    );
+    let out = rig.client(&["commit"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("trust document version 2 is in force"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(trust_version(&rig), 2);
+    assert!(!rig.data_dir().join("trust-pending.json").exists());
+
+    let next = carrying(&rig, "v3.rua", "v3", 3, &rig.key, &v2_doc);
+    let slot_a = rig.slot_bytes('a');
+    let out = rig.client(&["install", next.to_str().unwrap()]);
+    assert_eq!(out.code, 4, "{}", out.stderr);
+    assert!(out.stderr.contains("revoked"), "{}", out.stderr);
+    assert_eq!(rig.slot_bytes('a'), slot_a, "nothing written");
+    let status = rig.status();
+    assert_eq!(status["last-result"]["result"], "rejected", "{status}");
+}
+
+#[test]
+fn a_carried_document_of_a_release_that_rolls_back_is_dropped() {
+    let rig = trust_rig();
+    let v2_doc = document(2, &[&rig.key], &[], &ROOTS);
+    let release = carrying(&rig, "v2.rua", "v2", 2, &rig.key, &v2_doc);
+    assert_eq!(rig.client(&["install", release.to_str().unwrap()]).code, 0);
+    assert!(rig.data_dir().join("trust-pending.json").exists());
+    rig.health_script("10-fail", "#!/bin/sh\nexit 1\n");
+    assert_eq!(rig.boot(), 'b');
+    assert_eq!(rig.client(&["commit"]).code, 3, "rolled back");
+    assert_eq!(rig.boot(), 'a');
+    assert_eq!(rig.client(&["commit"]).code, 0);
+    assert_eq!(trust_version(&rig), 1);
+    assert!(!rig.data_dir().join("trust-pending.json").exists());
+}
+
+#[test]
+fn an_artifact_carrying_a_document_the_device_would_refuse_is_rejected_before_any_write() {
+    let rig = trust_rig();
+    let under_signed = document(2, &[&rig.key], &[], &ROOTS[..1]);
+    let release = carrying(&rig, "v2.rua", "v2", 2, &rig.key, &under_signed);
+    let slot_b = rig.slot_bytes('b');
+    let out = rig.client(&["install", release.to_str().unwrap()]);
+    assert_eq!(out.code, 4, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("the trust document the artifact carries is refused"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(rig.slot_bytes('b'), slot_b);
+    assert_eq!(rig.env()["upgrade_available"], "0");
+    assert!(!rig.data_dir().join("trust-pending.json").exists());
+}

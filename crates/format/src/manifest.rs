@@ -18,6 +18,10 @@ pub struct Manifest {
     pub security_version: Option<u64>,
     /// Creation time, seconds since the Unix epoch (SOURCE_DATE_EPOCH when reproducible).
     pub created: u64,
+    /// A trust document (docs/trust.md, JSON) the device accepts when it commits this release.
+    /// Older clients refuse manifests with this key (unknown keys are rejected).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust_document: Option<String>,
     #[serde(rename = "payload")]
     pub payloads: Vec<Payload>,
 }

@@ -79,6 +79,7 @@ pub fn sample_manifest() -> Manifest {
         compatible: vec!["qemux86-64".into()],
         security_version: Some(2),
         created: 1_764_000_000,
+        trust_document: None,
         payloads: vec![Payload {
             name: "rootfs".into(),
             payload_type: PayloadType::RootfsImage,
@@ -119,6 +120,8 @@ pub struct ArtifactSpec<'a> {
     pub version: &'a str,
     pub compatible: &'a [&'a str],
     pub security_version: Option<u64>,
+    /// A trust document (JSON) the manifest carries.
+    pub trust_document: Option<&'a str>,
 }
 
 impl Default for ArtifactSpec<'_> {
@@ -128,6 +131,7 @@ impl Default for ArtifactSpec<'_> {
             version: "1.0",
             compatible: &["test-board"],
             security_version: None,
+            trust_document: None,
         }
     }
 }
@@ -158,6 +162,7 @@ pub fn artifact_parts(
         compatible: spec.compatible.iter().map(|s| s.to_string()).collect(),
         security_version: spec.security_version,
         created: 1_700_000_000,
+        trust_document: spec.trust_document.map(str::to_string),
         payloads: vec![payload],
     };
     let head = rustupdate_verify::signed_head(manifest, keys).expect("signing");

@@ -362,6 +362,7 @@ fn signed_but_inconsistent_tables_are_rejected() {
             compatible: vec!["b".into()],
             security_version: None,
             created: 0,
+            trust_document: None,
             payloads: vec![payload.clone()],
         };
         mutate(&mut manifest);

@@ -72,6 +72,16 @@ pub fn run(args: &BuildArgs) -> Result<u8> {
     };
     bar.finish_and_clear();
 
+    let trust_document = match &args.trust_document {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            rustupdate_trust::Document::parse(text.as_bytes())
+                .with_context(|| format!("trust document {}", path.display()))?;
+            Some(text)
+        }
+        None => None,
+    };
     let manifest = Manifest {
         format_version: args.format_version,
         name: args.name.clone(),
@@ -79,6 +89,7 @@ pub fn run(args: &BuildArgs) -> Result<u8> {
         compatible: args.device_types.clone(),
         security_version: args.security_version,
         created,
+        trust_document,
         payloads: vec![payload],
     };
     let head = rustupdate_verify::signed_head(manifest, &keys.iter().collect::<Vec<_>>())?;

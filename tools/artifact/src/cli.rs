@@ -81,6 +81,10 @@ pub struct BuildArgs {
     /// Anti-downgrade counter: devices refuse artifacts below their committed security version.
     #[arg(long)]
     pub security_version: Option<u64>,
+    /// A trust document (docs/trust.md) devices accept when they commit this release, e.g. one
+    /// that revokes a leaked release key; checked to parse, embedded in the signed manifest.
+    #[arg(long)]
+    pub trust_document: Option<std::path::PathBuf>,
     /// Artifact format version: 2 compresses each segment (up to 32 MiB) as one zstd frame, 1
     /// compresses every chunk on its own (readable by clients before format version 2).
     #[arg(long, default_value_t = rustupdate_format::header::FORMAT_VERSION,

@@ -98,6 +98,13 @@ impl<T: DdiTransport> Daemon<T> {
                 bail!("action {action}: artifact rejected: {err}");
             }
         };
+        if let Err(err) = crate::trust_store::stage_carried(&self.config, verified.manifest()) {
+            device
+                .updater()?
+                .record_rejection(Some(action), offer.version, &err)?;
+            self.send_owed(device)?;
+            bail!("action {action}: artifact rejected: {err}");
+        }
         let verified = verified.with_parallel_image_hash(offer.parallel);
         self.write(device, action, Source::Fresh(verified))
             .map_err(|err| offer.installing(err))
