@@ -74,9 +74,25 @@ impl TrustStore {
         })
     }
 
-    /// The document in force: the kept one, unless the image carries a newer one it accepts
-    /// (kept from then on); the image's own when nothing valid is kept.
+    /// The document in force: the kept one, unless the image carries a newer one it accepts;
+    /// the image's own when nothing valid is kept. Reads only (commands without the lock call
+    /// it); [`TrustStore::refresh`] keeps the answer.
     pub fn current(&self) -> Result<Trusted> {
+        Ok(self.resolve()?.0)
+    }
+
+    /// [`TrustStore::current`], and keeps it in `data-dir/trust.json` when that file does not
+    /// hold it yet (the first boot, an image that brought a newer document). Under the lock.
+    pub fn refresh(&self) -> Result<Trusted> {
+        let (trusted, changed) = self.resolve()?;
+        if changed {
+            self.keep(&trusted)?;
+        }
+        Ok(trusted)
+    }
+
+    /// The document in force and whether the kept file differs from it.
+    fn resolve(&self) -> Result<(Trusted, bool)> {
         let kept = if self.kept.exists() {
             read_document(&self.kept)
                 .and_then(|doc| Ok(Trusted::kept(doc)?))
@@ -88,13 +104,11 @@ impl TrustStore {
             None
         };
         let Some(kept) = kept else {
-            let image = self.image_trusted()?;
-            self.keep(&image)?;
-            return Ok(image);
+            return Ok((self.image_trusted()?, true));
         };
         let image_document = read_document(&self.image_document)?;
         if image_document.signed.version <= kept.version() {
-            return Ok(kept);
+            return Ok((kept, false));
         }
         match kept.accept(image_document) {
             Ok(newer) => {
@@ -103,12 +117,11 @@ impl TrustStore {
                     newer.version(),
                     kept.version()
                 );
-                self.keep(&newer)?;
-                Ok(newer)
+                Ok((newer, true))
             }
             Err(err) => {
                 log::warn!("the image's newer trust document is not accepted: {err}");
-                Ok(kept)
+                Ok((kept, false))
             }
         }
     }
@@ -116,7 +129,7 @@ impl TrustStore {
     /// Accepts `bytes` as the next document (docs/trust.md) and keeps it, or says why not; the
     /// current document stays in force either way.
     pub fn update(&self, bytes: &[u8]) -> Result<Trusted> {
-        let current = self.current()?;
+        let current = self.refresh()?;
         let candidate = Document::parse(bytes).context("the offered trust document")?;
         let newer = current
             .accept(candidate)

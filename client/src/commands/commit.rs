@@ -14,12 +14,21 @@ pub fn commit(config: &Config) -> Result<u8> {
     let mut device = Device::open(config)?;
     let report = device.updater()?.boot_check()?;
     let status = device.updater()?.status()?;
+    // The decision above is made and recorded whatever happens to the trust document here:
+    // a failure is logged, and installs refuse to run until the document is sound.
+    if let Some(store) = trust_store::TrustStore::from_config(config)
+        && let Err(err) = store.refresh()
+    {
+        log::error!("trust document: {err:#}");
+    }
     // Only once the decision is made: a trial that can still roll back changes no trust.
-    trust_store::settle_carried(
+    if let Err(err) = trust_store::settle_carried(
         config,
         status.committed.as_ref().map(|r| r.version.as_str()),
         status.pending.as_ref().map(|p| p.release.version.as_str()),
-    )?;
+    ) {
+        log::error!("the trust document a release carries: {err:#}");
+    }
     Ok(print_report(&report))
 }
 

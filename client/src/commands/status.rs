@@ -29,6 +29,12 @@ pub fn run(config: &Config, args: &StatusArgs) -> Result<u8> {
         None => println!("committed:     (no update committed yet: factory image)"),
     }
     println!("security ver.: {}", status.security_version);
+    if let Some(store) = crate::trust_store::TrustStore::from_config(config) {
+        match store.current() {
+            Ok(trusted) => println!("trust:         document version {}", trusted.version()),
+            Err(err) => println!("trust:         NO TRUSTED DOCUMENT: {err:#}"),
+        }
+    }
     if let Some(p) = &status.pending {
         println!(
             "pending:       {} {} in slot {} ({}), transaction {}",
