@@ -133,6 +133,15 @@ impl Role {
         Ok(keys)
     }
 
+    /// Each key parsed, in order: `None` for one that does not parse (which
+    /// [`Role::public_keys`] refuses).
+    pub(crate) fn each_key(&self) -> impl Iterator<Item = Option<PublicKey>> + '_ {
+        self.keys.iter().map(|text| {
+            let raw: [u8; 32] = hex::decode(text).ok()?.try_into().ok()?;
+            PublicKey::from_raw(&raw).ok()
+        })
+    }
+
     /// A role of `keys` (hex-encoded in the document).
     pub fn of(threshold: usize, keys: &[PublicKey]) -> Role {
         Role {

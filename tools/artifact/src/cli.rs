@@ -28,6 +28,8 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Make a delta patch: rebuilds TARGET on devices whose active slot holds the BASE image.
     Delta(DeltaArgs),
+    /// Create, edit, sign and inspect trust documents (release keys signed by offline root keys).
+    Trust(TrustArgs),
 }
 
 #[derive(Debug, Args)]
@@ -156,4 +158,136 @@ pub struct VerifyArgs {
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TrustArgs {
+    #[command(subcommand)]
+    pub command: TrustCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TrustCommand {
+    /// Make the first document (version 1, unsigned).
+    Init(TrustInitArgs),
+    /// Add root or release keys; raises the version and drops the signatures.
+    AddKey(TrustKeysArgs),
+    /// Remove root or release keys; raises the version and drops the signatures.
+    RemoveKey(TrustKeysArgs),
+    /// Remove keys from every role and list them as revoked; raises the version, drops signatures.
+    Revoke(TrustRevokeArgs),
+    /// Change thresholds; raises the version and drops the signatures.
+    SetThreshold(TrustThresholdArgs),
+    /// Add root signatures (own key or external signer), each checked before it is added.
+    Sign(TrustSignArgs),
+    /// Show the document, check its signatures, and whether a device would accept it.
+    Inspect(TrustInspectArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TrustInitArgs {
+    /// Output file.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Overwrite an existing output file.
+    #[arg(long)]
+    pub force: bool,
+    /// Root public key (PEM): signs the next document; repeat for several.
+    #[arg(long = "root-key", required = true)]
+    pub root_keys: Vec<PathBuf>,
+    /// Root signatures a new document needs.
+    #[arg(long, default_value_t = 1)]
+    pub root_threshold: usize,
+    /// Release public key (PEM): signs artifacts; repeat for several.
+    #[arg(long = "release-key", required = true)]
+    pub release_keys: Vec<PathBuf>,
+    /// Release signatures an artifact needs.
+    #[arg(long, default_value_t = 1)]
+    pub release_threshold: usize,
+}
+
+/// The document an editing command changes in place.
+#[derive(Debug, Args)]
+pub struct TrustEditTarget {
+    /// Trust document (edited in place).
+    pub file: PathBuf,
+    /// Version of the edited document (must be higher; default: one higher).
+    #[arg(long)]
+    pub version: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("keys").required(true).multiple(true))]
+pub struct TrustKeysArgs {
+    #[command(flatten)]
+    pub target: TrustEditTarget,
+    /// Root public key (PEM); repeat for several.
+    #[arg(long = "root-key", group = "keys")]
+    pub root_keys: Vec<PathBuf>,
+    /// Release public key (PEM); repeat for several.
+    #[arg(long = "release-key", group = "keys")]
+    pub release_keys: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("revoked").required(true).multiple(true))]
+pub struct TrustRevokeArgs {
+    #[command(flatten)]
+    pub target: TrustEditTarget,
+    /// Public key (PEM) to revoke; repeat for several.
+    #[arg(long = "key", group = "revoked")]
+    pub keys: Vec<PathBuf>,
+    /// Key id (16 hex digits) to revoke; repeat for several.
+    #[arg(long = "key-id", group = "revoked")]
+    pub key_ids: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("thresholds").required(true).multiple(true))]
+pub struct TrustThresholdArgs {
+    #[command(flatten)]
+    pub target: TrustEditTarget,
+    /// Root signatures a new document needs.
+    #[arg(long, group = "thresholds")]
+    pub root: Option<usize>,
+    /// Release signatures an artifact needs.
+    #[arg(long, group = "thresholds")]
+    pub release: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct TrustSignArgs {
+    /// Trust document (signed in place).
+    pub file: PathBuf,
+    /// Root secret key (PKCS#8 PEM); repeat for several.
+    #[arg(long = "key", conflicts_with_all = ["signer_cmd", "public_key"], required_unless_present = "signer_cmd")]
+    pub keys: Vec<PathBuf>,
+    /// External signer, as for `sign`: reads the message on stdin, prints the signature.
+    #[arg(long, requires = "public_key")]
+    pub signer_cmd: Option<String>,
+    /// Public key of the external signer (PEM).
+    #[arg(long)]
+    pub public_key: Option<PathBuf>,
+    /// The document this one replaces: its root keys may sign too (a root rotation needs them).
+    #[arg(long)]
+    pub previous: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct TrustInspectArgs {
+    /// Trust document.
+    pub file: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// The document a device holds now: would it accept FILE after it?
+    #[arg(long)]
+    pub previous: Option<PathBuf>,
+    /// An image's root public key (PEM), the anchor FILE is checked against as an image's
+    /// document; repeat for several (default: FILE's own root keys).
+    #[arg(long = "root-anchor")]
+    pub root_anchor: Vec<PathBuf>,
+    /// Root signatures the anchor needs [default: 1].
+    #[arg(long, requires = "root_anchor")]
+    pub anchor_threshold: Option<usize>,
 }

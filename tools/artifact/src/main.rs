@@ -9,6 +9,8 @@ mod inspect;
 mod keygen;
 mod progress;
 mod sign;
+mod signer;
+mod trust;
 mod verify;
 
 use clap::Parser;
@@ -16,7 +18,8 @@ use std::process::ExitCode;
 
 /// Exit codes (documented in `docs/artifact-tool.md`).
 pub const EXIT_OK: u8 = 0;
-/// `verify` checked the artifact and it is not acceptable.
+/// `verify` checked the artifact and it is not acceptable; `trust inspect`: the document does not
+/// parse, or a device would not accept it.
 pub const EXIT_REJECTED: u8 = 1;
 /// Usage, I/O or any other error.
 pub const EXIT_ERROR: u8 = 2;
@@ -30,6 +33,7 @@ fn main() -> ExitCode {
         cli::Command::Inspect(args) => inspect::run(&args),
         cli::Command::Verify(args) => verify::run(&args),
         cli::Command::Delta(args) => delta::run(&args),
+        cli::Command::Trust(args) => trust::run(&args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

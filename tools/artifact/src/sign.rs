@@ -1,11 +1,10 @@
 //! `sign`: add a signature to an existing artifact. Only the head is rewritten; the body is copied
 //! as is, so nothing is rebuilt or recompressed.
 
-use crate::{EXIT_OK, cli::SignArgs, files};
+use crate::{EXIT_OK, cli::SignArgs, files, signer::Signer};
 use anyhow::{Context, Result, bail};
 use rustupdate_format::{Head, Header, SignatureEntry, limits, read_head, signing_message};
 use std::io::{BufReader, BufWriter, Write};
-use std::process::{Command, Stdio};
 
 pub fn run(args: &SignArgs) -> Result<u8> {
     let input = std::fs::File::open(&args.artifact)
@@ -15,23 +14,13 @@ pub fn run(args: &SignArgs) -> Result<u8> {
         read_head(&mut reader).with_context(|| format!("reading {}", args.artifact.display()))?;
     let message = signing_message(&head.manifest_bytes);
 
-    let (public, signature) = match (&args.key, &args.signer_cmd, &args.public_key) {
-        (Some(key), None, None) => {
-            let secret = files::read_secret_key(key)?;
-            (secret.public_key(), secret.sign(&message))
-        }
-        (None, Some(command), Some(public)) => {
-            let public = files::read_public_key(public)?;
-            (public, external_signature(command, &message)?)
-        }
-        _ => bail!("give either --key, or --signer-cmd with --public-key"),
-    };
-    if !public.verify(&message, &signature) {
-        bail!(
-            "the signature does not verify with public key {}: wrong key or a broken signer",
-            public.id()
-        );
-    }
+    let signer = Signer::from_args(
+        args.key.as_deref(),
+        args.signer_cmd.as_deref(),
+        args.public_key.as_deref(),
+    )?;
+    let public = signer.public_key();
+    let signature = signer.sign(&message)?;
     if head.signatures.iter().any(|s| s.key_id == public.id()) {
         bail!("the artifact is already signed by key {}", public.id());
     }
@@ -70,40 +59,4 @@ pub fn run(args: &SignArgs) -> Result<u8> {
         head.signatures.len()
     );
     Ok(EXIT_OK)
-}
-
-/// Runs the signer with the message on stdin; accepts a raw 64-byte signature or 128 hex digits.
-fn external_signature(command: &str, message: &[u8]) -> Result<[u8; 64]> {
-    let mut child = Command::new("sh")
-        .arg("-c")
-        .arg(command)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("starting signer command {command:?}"))?;
-    let mut stdin = child.stdin.take().context("signer stdin")?;
-    let message_owned = message.to_vec();
-    // Write from a thread so that a signer that prints before reading everything cannot deadlock.
-    let writer = std::thread::spawn(move || stdin.write_all(&message_owned));
-    let output = child
-        .wait_with_output()
-        .with_context(|| format!("running signer command {command:?}"))?;
-    let _ = writer.join();
-    if !output.status.success() {
-        bail!("signer command {command:?} failed with {}", output.status);
-    }
-    let out = output.stdout;
-    let mut signature = [0u8; 64];
-    if out.len() == 64 {
-        signature.copy_from_slice(&out);
-        return Ok(signature);
-    }
-    let text = String::from_utf8_lossy(&out);
-    if hex::decode_to_slice(text.trim(), &mut signature).is_ok() {
-        return Ok(signature);
-    }
-    bail!(
-        "signer command {command:?} printed {} bytes; expected a raw 64-byte signature or 128 hex digits",
-        out.len()
-    )
 }

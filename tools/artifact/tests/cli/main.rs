@@ -1,12 +1,14 @@
 //! The `rustupdate-artifact` binary end to end: keys, build, sign (own key and an OpenSSL external
-//! signer), inspect, verify, and the exit codes. OpenSSL is the reference implementation of the
-//! key formats; the tests fail loudly if it is missing.
+//! signer), inspect, verify, the exit codes, and trust documents (`trust.rs`). OpenSSL is the
+//! reference implementation of the key formats; the tests fail loudly if it is missing.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a panic is a test failure
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+mod trust;
 
 fn tool(args: &[&str], dir: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_rustupdate-artifact"))
