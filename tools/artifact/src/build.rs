@@ -29,6 +29,11 @@ pub fn run(args: &BuildArgs) -> Result<u8> {
         _ => {}
     }
     let chunking: Chunking = args.chunking.parse().context("--chunking")?;
+    let trust_document = args
+        .trust_document
+        .as_deref()
+        .map(read_trust_document)
+        .transpose()?;
     let keys = args
         .keys
         .iter()
@@ -72,16 +77,6 @@ pub fn run(args: &BuildArgs) -> Result<u8> {
     };
     bar.finish_and_clear();
 
-    let trust_document = match &args.trust_document {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            rustupdate_trust::Document::parse(text.as_bytes())
-                .with_context(|| format!("trust document {}", path.display()))?;
-            Some(text)
-        }
-        None => None,
-    };
     let manifest = Manifest {
         format_version: args.format_version,
         name: args.name.clone(),
@@ -147,4 +142,12 @@ fn parent_dir(path: &std::path::Path) -> std::path::PathBuf {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => std::path::PathBuf::from("."),
     }
+}
+
+/// The trust document to embed, as written, once it parses (checked before the image is read).
+fn read_trust_document(path: &std::path::Path) -> Result<String> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    rustupdate_trust::Document::parse(&bytes)
+        .with_context(|| format!("--trust-document {}", path.display()))?;
+    String::from_utf8(bytes).with_context(|| format!("--trust-document {}", path.display()))
 }

@@ -37,10 +37,12 @@ pub fn run(args: &InspectArgs) -> Result<u8> {
                 })
             })
             .collect();
+        let trust_version = carried_trust_version(m);
         let value = json!({
             "format-version": head.header.format_version, "file-size": file_size,
             "name": m.name, "version": m.version, "compatible": m.compatible,
             "security-version": m.security_version, "created": m.created,
+            "trust-document-version": trust_version,
             "signatures": signatures, "payloads": payloads, "verified": false,
         });
         println!("{}", serde_json::to_string_pretty(&value)?);
@@ -56,6 +58,14 @@ pub fn run(args: &InspectArgs) -> Result<u8> {
         None => println!("security version: (none)"),
     }
     println!("created:          {} (unix time)", m.created);
+    if m.trust_document.is_some() {
+        match carried_trust_version(m) {
+            Some(v) => println!(
+                "trust document:   version {v} (in force on devices when this release commits)"
+            ),
+            None => println!("trust document:   (does not parse: devices reject this artifact)"),
+        }
+    }
     if signatures.is_empty() {
         println!("signatures:       none (UNSIGNED)");
     } else {
@@ -123,4 +133,12 @@ fn inspect_patch<R: Read + Seek>(args: &InspectArgs, reader: &mut R, file_size: 
         header.patch_len()
     );
     Ok(EXIT_OK)
+}
+
+/// The version of the trust document the manifest carries, if it carries one that parses.
+fn carried_trust_version(m: &rustupdate_format::Manifest) -> Option<u64> {
+    let text = m.trust_document.as_deref()?;
+    rustupdate_trust::Document::parse(text.as_bytes())
+        .ok()
+        .map(|d| d.signed.version)
 }

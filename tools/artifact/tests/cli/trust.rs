@@ -418,3 +418,55 @@ fn trust_root_rotation_with_an_openssl_signer() {
         ]
     );
 }
+
+#[test]
+fn build_embeds_a_trust_document_and_inspect_shows_its_version() {
+    let (_dir, d) = super::setup();
+    let d = d.as_path();
+    keygen(&["root", "release"], d);
+    ok(
+        &[
+            "trust",
+            "init",
+            "-o",
+            "trust.json",
+            "--root-key",
+            "root.pub.pem",
+            "--release-key",
+            "release.pub.pem",
+        ],
+        d,
+    );
+    ok(&["trust", "sign", "trust.json", "--key", "root.key.pem"], d);
+    let build = |document: &str, output: &str| {
+        tool(
+            &[
+                "build",
+                "--image",
+                "rootfs.ext4",
+                "--name",
+                "img",
+                "--version",
+                "2",
+                "--device-type",
+                "board",
+                "--key",
+                "release.key.pem",
+                "--trust-document",
+                document,
+                "-o",
+                output,
+            ],
+            d,
+        )
+    };
+    assert!(build("trust.json", "a.rua").status.success());
+    let report: serde_json::Value =
+        serde_json::from_str(&ok(&["inspect", "a.rua", "--json"], d)).unwrap();
+    assert_eq!(report["trust-document-version"], 1);
+    assert!(ok(&["inspect", "a.rua"], d).contains("trust document:   version 1"));
+    let out = build("rootfs.ext4", "b.rua");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("trust document"));
+    assert!(!d.join("b.rua").exists());
+}
