@@ -321,9 +321,9 @@ class Disk:
         # systemd-boot: no environment, the entry files carry the contract's values.
         self.esp = EspEntries(self._fat, directory) if layout.bootloader == SYSTEMD_BOOT else None
         self._copies = contract.ENV_COPIES.get(layout.bootloader, ())
-        self._env = EnvFiles(layout.bootloader if self.esp is None else "grub",
-                             (directory / "env-copy0", directory / "env-copy1"),
-                             layout.uboot_env_size)
+        self._env = None if self.esp is not None else EnvFiles(
+            layout.bootloader, (directory / "env-copy0", directory / "env-copy1"),
+            layout.uboot_env_size)
 
     def fresh(self) -> Disk:
         """Starts over from the pristine disk (sparse) and a fresh OVMF variable store."""
@@ -333,13 +333,13 @@ class Disk:
         return self
 
     def remove(self) -> None:
-        for p in (self.path, self.vars, *self._env.paths):
+        for p in (self.path, self.vars, *(self._env.paths if self._env else ())):
             if p:
                 p.unlink(missing_ok=True)
 
     def _get_env(self) -> EnvFiles:
         """Both copies out of the FAT boot partition (a missing copy stays missing)."""
-        if self.esp is not None:
+        if self._env is None:
             raise DiskError("systemd-boot keeps no environment copies (entry files instead)")
         for name, path in zip(self._copies, self._env.paths, strict=True):
             path.unlink(missing_ok=True)
@@ -392,7 +392,7 @@ class Disk:
             if res.returncode != 0:
                 raise DiskError(f"mdel {name}: {res.stdout.strip()}")
         elif how == "corrupt":
-            path = self._env.paths[index]
+            path = self._get_env().paths[index]
             path.unlink(missing_ok=True)
             mcopy(self._fat, f"::/{name}", str(path))
             size = path.stat().st_size
