@@ -41,7 +41,7 @@ guest_scripts=()
 for f in ci/e2e/guest/* ci/e2e/guest/systemd/*.sh; do
     if [[ -f $f ]]; then guest_scripts+=("$f"); fi
 done
-shellcheck .ci/run ci/*.sh ci/e2e/*.sh "${guest_scripts[@]}" ci/server-peers/*.sh ci/server-peers/goosebit/*.sh \
+shellcheck .ci/run ci/*.sh ci/e2e/*.sh ci/e2e/harness/selftests/fixtures/*.sh "${guest_scripts[@]}" ci/server-peers/*.sh ci/server-peers/goosebit/*.sh \
     bench/*.sh bench/lib/*.sh meta-rustupdate/recipes-core/rustupdate/files/health.d/*
 
 step "python lint (ci/python-lint.sh: ruff + mypy --strict over ci/ and bench/)"
@@ -86,7 +86,8 @@ setsid nice -n 19 ionice -c 3 bench/delta-bench.sh --enforce >"$bench_log" 2>&1 
 bench_pid=$!
 echo "started (log: $bench_log)"
 
-# Both boot chains (x86_64 OVMF + GRUB, arm64 U-Boot), every scenario marked for CI; about
+# The three boot chains (x86_64 OVMF + GRUB, arm64 U-Boot, x86_64-sdboot OVMF + systemd-boot),
+# every scenario marked for CI; about
 # 10 minutes on 2 cores under TCG, bounded by per-boot timeouts (ci/e2e/README.md).
 step "end-to-end boots under QEMU"
 ci/e2e/run.sh --arch all

@@ -1,12 +1,18 @@
 #!/usr/bin/env python3
 """Builds the end-to-end test disk images and artifacts for one architecture.
 
-    ci/e2e/build.py --arch x86_64|arm64 --client PATH --artifact-tool PATH [--out DIR] [--cache DIR]
+    ci/e2e/build.py --arch x86_64|arm64|x86_64-sdboot --client PATH --artifact-tool PATH
+                    [--out DIR] [--cache DIR]
 
 No root, no loop devices, no mounts: Debian bookworm packages are fetched with `apt-get download`
 through a private APT configuration (host sources, separate lists and cache, the guest's
 architecture), unpacked with dpkg-deb, and the file systems are made with mkfs.ext4 -d, mkfs.vfat +
 mtools, and written into a GPT disk image (sgdisk) at the partition offsets.
+
+The chains (ARCHES): x86_64 = OVMF + GRUB, arm64 = U-Boot, x86_64-sdboot = OVMF + Debian's
+systemd-boot with its boot counting by entry file names (no environment: the ESP holds
+loader/loader.conf, one entry per slot and each slot's kernel and initrd under rustupdate/<slot>/;
+docs/boot-contract.md, "systemd-boot"; no systemd guests on that chain).
 
 Output in DIR (default build/e2e/<arch>):
     disk.img            pristine GPT disk: boot area, rootfs_a = v1, rootfs_b = v1, data
@@ -32,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import systemd_rootfs
-from harness import contract, guest, layout as layout_json
+from harness import bls, contract, guest, layout as layout_json
 from harness.buildcmd import log, out, run
 from harness.debs import Apt, unpack
 from harness.disk import FILLER_PATH, MIB, MTOOLS_ENV, EnvFiles, filler_bytes, fw_env_config, sha256_range
@@ -50,7 +56,7 @@ CONF_FILES = REPO / "meta-rustupdate" / "recipes-core" / "rustupdate" / "files"
 class Arch:
     """What differs between the two e2e machines."""
     deb_arch: str  # Debian architecture, also the kernel flavour
-    bootloader: str  # "grub" | "uboot"
+    bootloader: str  # "grub" | "uboot" | "systemd-boot"
     device_type: str
     boot_mount: str  # where the guest mounts the boot partition
     boot_mib: int  # partition sizes (MiB)
@@ -100,7 +106,22 @@ ARCHES = {
         modules=("virtio_mmio", "virtio_pci", "virtio_blk", "virtio_net", "crc32c_generic",
                  "ext4", "vfat", "nls_cp437", "nls_ascii", "nls_utf8", "qemu_fw_cfg"),
         firmware=Firmware(bios="/usr/lib/u-boot/qemu_arm64/u-boot.bin")),
+    # The x86_64 machine with systemd-boot instead of GRUB. The ESP holds both slots' kernels and
+    # initrds (UEFI reads no ext4): 2 x (8 MiB + 2 MiB), plus the client's temporary copy of a
+    # kernel while it replaces one, plus slack.
+    "x86_64-sdboot": Arch(
+        deb_arch="amd64", bootloader="systemd-boot", device_type="e2e-x86_64",
+        boot_mount="/boot/efi", boot_mib=48, kernel_name="vmlinuz", console="ttyS0,115200",
+        timer_args=TIMER_ARGS_X86_64,
+        modules=("virtio_pci", "virtio_blk", "virtio_net", "crc32c_generic", "ext4", "vfat",
+                 "nls_cp437", "nls_ascii", "nls_utf8", "qemu_fw_cfg"),
+        firmware=Firmware(code="/usr/share/OVMF/OVMF_CODE_4M.fd",
+                          vars="/usr/share/OVMF/OVMF_VARS_4M.fd")),
 }
+# systemd-boot's EFI binary in Debian's systemd-boot-efi, installed as the removable-media path.
+SYSTEMD_BOOT_EFI = "usr/lib/systemd/boot/efi/systemd-bootx64.efi"
+# The initrd's version marker on the systemd-boot chain (read by nothing).
+INITRD_VERSION_FILE = "etc/e2e-initrd-version"
 BOOTLIMIT = str(contract.DEFAULT_BOOTLIMIT)
 VERSIONS = ("v1", "v2", "v3")  # v3 is the broken release
 # The systemd guests (systemd_rootfs.py): their own pristine disk, disk-systemd.img, with v1 in
@@ -150,7 +171,9 @@ def client_config(cfg: Arch, *, health_timeout: int = 20, trial_timeout: int = 9
     here. One line differs in the busybox guests: their init is a shell script that does not
     handle reboot requests, so the client reboots with -f. The systemd guests keep the layer's
     line (an orderly `systemctl reboot`) and set their own health and trial timeouts."""
-    if cfg.bootloader == "grub":
+    if cfg.bootloader == "systemd-boot":
+        bootloader = f'type = "systemd-boot"\nesp = "{cfg.boot_mount}"'
+    elif cfg.bootloader == "grub":
         bootloader = (f'type = "grub"\ngrubenv = "{cfg.boot_mount}/{contract.GRUBENV_PATH}"\n'
                       f'grubenv-redund = "{cfg.boot_mount}/{contract.GRUBENV_REDUND_PATH}"')
     else:
@@ -220,7 +243,7 @@ def make_disk(disk: Path, cfg: Arch, boot_img: Path, slot_a: Path, slot_b: Path,
     disk.unlink(missing_ok=True)
     with open(disk, "wb") as f:
         f.truncate(total * MIB)
-    boot_type = "ef00" if cfg.bootloader == "grub" else "0700"
+    boot_type = "0700" if cfg.bootloader == "uboot" else "ef00"
     # Partitions 1-4 in this order (the boot scripts know the slots as partitions 2 and 3).
     a, b, data = contract.slot_label("a"), contract.slot_label("b"), contract.DATA_LABEL
     contents = {cfg.boot_label: boot_img, a: slot_a, b: slot_b, data: data_img}
@@ -245,6 +268,30 @@ def make_disk(disk: Path, cfg: Arch, boot_img: Path, slot_a: Path, slot_b: Path,
 # ---------------------------------------------------------------------------------------------
 # Root file systems and artifacts
 # ---------------------------------------------------------------------------------------------
+
+def kernel_options(cfg: Arch, slot: str) -> str:
+    """The kernel command line of a slot's systemd-boot entry: what grub.cfg passes."""
+    values = boot_placeholders(cfg)
+    return (f"root=PARTLABEL={contract.slot_label(slot)} {contract.CMDLINE_SLOT}{slot} "
+            f"console={values['CONSOLE']} {values['KERNEL_ARGS']}")
+
+
+def systemd_boot_files(cfg: Arch, efi: Path, kernel: Path, initrd: Path,
+                       work: Path) -> dict[str, Path]:
+    """The ESP of the systemd-boot chain (docs/boot-contract.md): systemd-boot at the
+    removable-media path, loader.conf, the factory entries (a generation 2, b generation 1, both
+    blessed) and each slot's kernel and initrd under rustupdate/<slot>/."""
+    (work / "loader.conf").write_text(bls.LOADER_CONF_TEXT)
+    files = {"EFI/BOOT/BOOTX64.EFI": efi, bls.LOADER_CONF: work / "loader.conf"}
+    for slot in contract.SLOTS:
+        entry = work / bls.EntryName(slot).file_name()
+        entry.write_text(bls.entry_text(slot, bls.FACTORY_GENERATION[slot],
+                                        kernel_options(cfg, slot)))
+        files[f"{bls.ENTRIES_DIR}/{entry.name}"] = entry
+        for name, src in zip(bls.KERNEL_FILES, (kernel, initrd), strict=True):
+            files[f"{bls.SLOT_FILES_DIR}/{slot}/{name}"] = src
+    return files
+
 
 def build_rootfs(tree: Path, version: str, cfg: Arch, busybox: Path, applets: list[str],
                  kernel: Path, initrd: Path, client: Path, pubkey: Path) -> None:
@@ -358,7 +405,7 @@ def build_artifacts(tool: Path, images: dict[str, Path], cfg: Arch, key: Path, f
     run([tool, "delta", "--base", images["v1"], "--target", outdir / "v2.rua", "--level",
          str(DELTA_LEVEL), "-o", outdir / "v2.rudelta"], stdout=subprocess.DEVNULL)
     made["v2.rudelta"] = Artifact("v2", "delta patch: v2.rua rebuilt from the v1 image")
-    for v in SYSTEMD_VERSIONS[1:]:
+    for v in (v for v in SYSTEMD_VERSIONS[1:] if v in images):
         build(f"{v}.rua", images[v], v, key, cfg.device_type)
         made[f"{v}.rua"] = Artifact(v, "installs (systemd guests, disk-systemd.img only)")
     return made
@@ -407,6 +454,14 @@ def main() -> None:
     initrd = work / "initrd.img"
     build_initramfs(busybox, applets, modules, initrd)
     log(f"initramfs: {initrd.stat().st_size // 1024} KiB")
+    # systemd-boot: each release gets its own initrd (a version marker in it), so that arming a
+    # trial copies kernel files onto the ESP, which the client skips for equal files.
+    initrds = dict.fromkeys(VERSIONS + SYSTEMD_VERSIONS, initrd)
+    if cfg.bootloader == "systemd-boot":
+        for v in VERSIONS:
+            initrds[v] = work / f"initrd-{v}.img"
+            build_initramfs(busybox, applets, modules, initrds[v],
+                            {INITRD_VERSION_FILE: f"{v}\n".encode()})
 
     # Keys (shared by both architectures, made once) and root file systems.
     keys = REPO / "build" / "e2e" / "keys"
@@ -415,11 +470,16 @@ def main() -> None:
     images = {}
     for v in VERSIONS:
         tree = work / f"rootfs-{v}"
-        build_rootfs(tree, v, cfg, busybox, applets, kernel, initrd, args.client, pub)
+        build_rootfs(tree, v, cfg, busybox, applets, kernel, initrds[v], args.client, pub)
         images[v] = outdir / f"rootfs-{v}.ext4"
         mkfs_ext4(tree, images[v], cfg.image_mib, "rootfs")
     log(f"root file systems: {', '.join(VERSIONS)} ({cfg.image_mib} MiB images)")
+    systemd_guests = cfg.bootloader != "systemd-boot"
+    debs: list[Path] = []
+    packages: dict[str, str] = {}
     for attempt in (1, 2):
+        if not systemd_guests:
+            break
         try:
             packages = systemd_rootfs.closure(apt.env)
             debs = systemd_rootfs.fetch(packages, apt.env, apt.debs, log)
@@ -430,7 +490,7 @@ def main() -> None:
                 sys.exit(f"systemd guests: {err}")
             apt.update(force=True)
     unpacked = [unpack(d, cache) for d in debs]
-    for v in SYSTEMD_VERSIONS:
+    for v in SYSTEMD_VERSIONS if systemd_guests else ():
         tree = work / f"rootfs-{v}"
         build_systemd_rootfs(tree, v, cfg, unpacked, busybox, applets, kernel, initrd, args.client,
                              pub)
@@ -438,14 +498,15 @@ def main() -> None:
         mkfs_ext4(tree, images[v], SYSTEMD_IMAGE_MIB, "rootfs")
         shutil.rmtree(tree)
     debs_mib = sum(d.stat().st_size for d in debs) // MIB
-    log(f"root file systems: {', '.join(SYSTEMD_VERSIONS)} ({len(packages)} packages, "
-        f"{debs_mib} MiB of .debs, {SYSTEMD_IMAGE_MIB} MiB images)")
+    if systemd_guests:
+        log(f"root file systems: {', '.join(SYSTEMD_VERSIONS)} ({len(packages)} packages, "
+            f"{debs_mib} MiB of .debs, {SYSTEMD_IMAGE_MIB} MiB images)")
 
     artifacts = build_artifacts(args.artifact_tool, images, cfg, key, foreign, outdir / "artifacts")
     log("artifacts: " + ", ".join(f"{n} ({(outdir / 'artifacts' / n).stat().st_size // 1024} KiB)"
                                   for n in artifacts))
     data_imgs = {}
-    for guest_kind in ("busybox", "systemd"):
+    for guest_kind in ("busybox", "systemd") if systemd_guests else ("busybox",):
         data_tree = work / f"data-{guest_kind}"
         (data_tree / "artifacts").mkdir(parents=True)
         for n in artifacts:
@@ -458,7 +519,11 @@ def main() -> None:
     # Boot area: the canonical boot script templates from meta-rustupdate, rendered, and the
     # environment of a device whose slot a is committed.
     values = boot_placeholders(cfg)
-    if cfg.bootloader == "grub":
+    if cfg.bootloader == "systemd-boot":
+        env_path = bls.ENTRIES_DIR
+        efi = unpack(apt.download("systemd-boot-efi"), cache) / SYSTEMD_BOOT_EFI
+        boot_files = systemd_boot_files(cfg, efi, kernel, initrds["v1"], work)
+    elif cfg.bootloader == "grub":
         env_path = contract.GRUBENV_PATH
         efi = work / "BOOTX64.EFI"
         run(["grub-mkimage", "-O", "x86_64-efi", "-p", "/EFI/BOOT", "-o", efi] + GRUB_MODULES.split())
@@ -471,10 +536,11 @@ def main() -> None:
              "rustupdate boot script", "-d", work / "boot.cmd", work / "boot.scr"],
             stdout=subprocess.DEVNULL)
         boot_files = {"boot.scr": work / "boot.scr"}
-    copies = contract.ENV_COPIES[cfg.bootloader]
-    env = EnvFiles(cfg.bootloader, tuple(work / f"env-copy{n}" for n in range(len(copies))))
-    env.create(contract.committed("a"))
-    boot_files.update(zip(copies, env.paths, strict=True))
+    if cfg.bootloader != "systemd-boot":
+        copies = contract.ENV_COPIES[cfg.bootloader]
+        env = EnvFiles(cfg.bootloader, (work / "env-copy0", work / "env-copy1"))
+        env.create(contract.committed("a"))
+        boot_files.update(zip(copies, env.paths, strict=True))
     for f in (cfg.firmware.code, cfg.firmware.vars, cfg.firmware.bios):
         if f and not Path(f).exists():
             sys.exit(f"{f} missing: run ci/e2e/deps.sh")
@@ -483,8 +549,11 @@ def main() -> None:
 
     disk = outdir / "disk.img"
     systemd_disk = outdir / "disk-systemd.img"
-    systemd_parts = make_disk(systemd_disk, cfg, boot_img, images[SYSTEMD_VERSIONS[0]],
-                              images[SYSTEMD_VERSIONS[0]], data_imgs["systemd"])
+    systemd_disk.unlink(missing_ok=True)
+    systemd_parts = None
+    if systemd_guests:
+        systemd_parts = make_disk(systemd_disk, cfg, boot_img, images[SYSTEMD_VERSIONS[0]],
+                                  images[SYSTEMD_VERSIONS[0]], data_imgs["systemd"])
     layout = Layout(
         arch=args.arch,
         bootloader=cfg.bootloader,
@@ -501,9 +570,10 @@ def main() -> None:
         artifacts=artifacts,
         client=str(args.client.resolve()),
         built=time.strftime("%Y-%m-%d %H:%M:%S"),
-        guest_disks={"systemd": str(systemd_disk)},
+        guest_disks={"systemd": str(systemd_disk)} if systemd_guests else {},
+        initrds={v: sha256_range(initrds[v]) for v in VERSIONS} if not systemd_guests else {},
     )
-    if systemd_parts != layout.partitions:
+    if systemd_parts is not None and systemd_parts != layout.partitions:
         sys.exit(f"{systemd_disk}: partitions differ from {disk}'s")
     layout_json.save(layout, outdir / "layout.json")
     shutil.rmtree(work)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Runs the declarative end-to-end scenarios (ci/scenarios/*.toml) under QEMU.
 
-    ci/e2e/runner.py [--arch x86_64|arm64|all] [--scenario NAME|FILE.toml ...] [--jobs N]
+    ci/e2e/runner.py [--arch x86_64|arm64|x86_64-sdboot|all] [--scenario NAME|FILE.toml ...] [--jobs N]
                      [--accel auto|tcg|kvm] [--build DIR] [--server BIN] [--narrate] [--list]
     ci/e2e/runner.py --recap SINCE     (the demo's recap of summary.json, if written after SINCE)
     ci/e2e/runner.py --needs-server [--arch A] [--scenario ...]   (exit 0: a fleet scenario is chosen)
@@ -212,7 +212,7 @@ def prepare_arch(arch: str, mine: list[Scenario], args: argparse.Namespace,
     except (LayoutError, KeyError, TypeError, ValueError) as err:
         return broken(f"{path}: {err}")
     accel = "tcg"
-    if arch == "x86_64" and (args.accel == "kvm" or (
+    if scenario.MACHINE[arch] == "x86_64" and (args.accel == "kvm" or (
             args.accel == "auto" and qemu.kvm_usable(lay, results / arch))):
         accel = "kvm"
         log("--- x86_64: using KVM")

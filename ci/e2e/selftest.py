@@ -25,6 +25,10 @@ import systemd_rootfs
 from harness import contract, disk, fleet_server, guest, httpd, scenario, soak_contract
 from harness.layout import Layout, LayoutError
 from harness.scenario import Boot, Expect, FaultPoint, FleetExpect, Observed, ScenarioError
+
+# The test classes kept in harness/selftests/ (BootEntries, Mirrors, InfraRetry, Runner), run with
+# this file's own (unittest finds them here), and the shared fixtures.
+from harness.selftests.bls import BootEntries as BootEntries
 from harness.selftests.fixtures import (
     CONSOLE,
     DEVICE,
@@ -37,8 +41,6 @@ from harness.selftests.fixtures import (
     parse,
     seen,
 )
-
-# The test classes kept in harness/selftests/, run with this file's own (unittest finds them here).
 from harness.selftests.mirrors import Mirrors as Mirrors
 from harness.selftests.runs import InfraRetry as InfraRetry, Runner as Runner
 
@@ -56,7 +58,7 @@ class Scenarios(unittest.TestCase):
         sc = parse('[[boot]]\nrepeat = 2\n[boot.expect]\nslot = "a"\n')
         self.assertEqual(len(sc.boots), 2)
         self.assertEqual(sc.boots[0], Boot(expect=Expect(slot="a")))
-        self.assertEqual(sc.arches, scenario.ARCHES)
+        self.assertEqual(sc.arches, scenario.DEFAULT_ARCHES)
 
     def test_mistakes_are_errors(self) -> None:
         for text in ['[[boot]]\nactoin = "idle"\n',

@@ -22,7 +22,7 @@ from .records import BootRecord
 from .runlog import log
 from .scenario import Boot, Observed, ScenarioError
 
-DEFAULT_TIMEOUT = {"x86_64": 120.0, "arm64": 90.0}
+DEFAULT_TIMEOUT = {"x86_64": 120.0, "arm64": 90.0}  # by QEMU machine (scenario.MACHINE)
 NARRATE = re.compile(r"^(E2E: (booted|result|hook|health|broken|daemon)|rustupdate: |Kernel panic|"
                      r"\[(INFO|WARN|ERROR) +rustupdate[^\]]*\] (artifact|installing|slot|trial|"
                      r"committed|update|rolling|health|.*interrupted)|"
@@ -47,7 +47,7 @@ def boot_once(lay: Layout, disk: Disk, boot: Boot, logfile: Path, accel: str,
     cmd = qemu.command(lay, disk.path, disk.vars, accel, boot.net, {
         "action": boot.action, "health": boot.health or "", "env": boot.client_env,
         "end": boot.end or "", **(extra_fw_cfg or {})}, rules)
-    timeout = boot.timeout or DEFAULT_TIMEOUT[lay.arch]
+    timeout = boot.timeout or DEFAULT_TIMEOUT[scenario.MACHINE[lay.arch]]
     before = disk.boot_state()
     res = qemu.run(cmd, logfile, timeout, boot.kill_on, boot.kill_delay, stop_when)
     panic = guest.panic_before_init(res.console)
@@ -165,11 +165,19 @@ def run_boot(n: int, boot: Boot, lay: Layout, disk: Disk, rdir: Path, accel: str
     if res.rc not in (0, None) and res.end not in ("killed", "timeout"):
         errors.append(f"qemu exited with {res.rc}: {res.console[-300:]}")
     if res.end == "timeout":
-        errors.append(f"timed out after {boot.timeout or DEFAULT_TIMEOUT[lay.arch]:.0f} s")
+        errors.append(f"timed out after "
+                      f"{boot.timeout or DEFAULT_TIMEOUT[scenario.MACHINE[lay.arch]]:.0f} s")
     if boot.until and res.stop_sent_at is None and res.end not in ("reset", "reboot", "killed"):
         errors.append(f"the server never showed {boot.until}")
+    entries = None
+    if disk.esp is not None:
+        try:
+            entries = disk.entry_files()
+        except DiskError as err:
+            errors.append(f"entry files: {err}")
     errors += scenario.check(boot.expect, Observed(res.console, res.end, env, disk.slot_holds,
-                                                   server, served))
+                                                   server, served, entries,
+                                                   disk.esp_holds if disk.esp else None))
     booted = guest.booted(res.console)
     rec = BootRecord(
         boot=n, action=boot.action, booted="/".join(booted) if booted else "-", end=res.end,
@@ -193,6 +201,8 @@ def run_boot(n: int, boot: Boot, lay: Layout, disk: Disk, rdir: Path, accel: str
            + (f"  server: {server['action']}" if server else "")
            + ("  http: " + ", ".join(f"{f} {b} B" for f, b in sorted(served.items()))
               if served else "")
+           + (f"  entries {' '.join(n.removeprefix('rustupdate-') for n in entries)}"
+              if entries else "")
            + ("  (infrastructure retry)" if res.infra_retry else "")
            + ("  OK" if not errors else "  FAIL")]
     if narrated:

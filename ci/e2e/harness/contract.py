@@ -23,7 +23,8 @@ def slot_label(slot: str) -> str:
 
 
 DATA_LABEL = "data"
-BOOT_LABEL = {"grub": "esp", "uboot": "boot"}  # the partition with the bootloader environment
+# The partition with the bootloader environment (systemd-boot: its entries, harness/bls.py).
+BOOT_LABEL = {"grub": "esp", "uboot": "boot", "systemd-boot": "esp"}
 GRUBENV_PATH = "EFI/BOOT/grubenv"  # on the ESP: copy 0
 GRUBENV_REDUND_PATH = "EFI/BOOT/grubenv-redund"  # copy 1
 UBOOT_ENV_PATH = "uboot.env"  # on the boot partition: copy 0, libubootenv's redundant format

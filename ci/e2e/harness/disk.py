@@ -1,6 +1,7 @@
 """Disk images from the host: the bootloader environment through the reference tools
-(grub-editenv, mkenvimage, fw_printenv/fw_setenv), FAT files through mtools, slots by offset.
-Used by build.py to make the pristine disk and by the runner between boots.
+(grub-editenv, mkenvimage, fw_printenv/fw_setenv) or, for systemd-boot, the entry files read
+and written with mtools under the rules of `harness.bls`; FAT files through mtools, slots by
+offset. Used by build.py to make the pristine disk and by the runner between boots.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import contract
+from . import bls, contract
 from .layout import Layout
 
 MIB = 1024 * 1024
+SYSTEMD_BOOT = "systemd-boot"  # layout.bootloader of the chain without an environment
 MTOOLS_ENV = dict(os.environ, MTOOLS_SKIP_CHECK="1")
 FS_BLOCK = 4096  # block size of the root file systems (build.py: mkfs.ext4 -b 4096)
 # A file of pseudo-random bytes in every root file system (build.py), the same in every version,
@@ -210,6 +212,97 @@ def mcopy(image: str, src: str, dest: str) -> None:
         raise DiskError(f"mcopy {src} {dest}: {res.stdout.strip()}")
 
 
+def _mtools(args: list[str], what: str) -> str:
+    res = subprocess.run(args, env=MTOOLS_ENV, check=False, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+    if res.returncode != 0:
+        raise DiskError(f"{what}: {res.stdout.strip()}")
+    return res.stdout
+
+
+class EspEntries:
+    """systemd-boot's entry files on a FAT ESP (`image@@offset`), through mtools: read as
+    `bls.Entry` values (with their contents) and changed by `bls` operations, each one mtools
+    call, as the client changes them one file operation at a time."""
+
+    def __init__(self, fat: str, scratch: Path, bootlimit: int = contract.DEFAULT_BOOTLIMIT):
+        self.fat, self.scratch, self.bootlimit = fat, scratch, bootlimit
+
+    def exists(self, path: str) -> bool:
+        res = subprocess.run(["mdir", "-b", "-i", self.fat, f"::/{path.lstrip('/')}"],
+                             env=MTOOLS_ENV, check=False, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+        return res.returncode == 0
+
+    def file_names(self) -> list[str]:
+        """The names of the files in loader/entries."""
+        listing = _mtools(["mdir", "-b", "-i", self.fat, f"::/{bls.ENTRIES_DIR}"],
+                          f"listing {bls.ENTRIES_DIR}")
+        return sorted(line.rstrip("/").rsplit("/", 1)[-1] for line in listing.splitlines()
+                      if line.strip())
+
+    def read_file(self, path: str) -> bytes:
+        out = self.scratch / ".esp-read"
+        try:
+            mcopy(self.fat, f"::/{path.lstrip('/')}", str(out))
+            return out.read_bytes()
+        finally:
+            out.unlink(missing_ok=True)
+
+    def read(self) -> dict[bls.EntryName, tuple[bls.Entry, str]]:
+        """Every rustupdate entry: its name, the entry (generation, loadable) and its content."""
+        found = {}
+        for file_name in self.file_names():
+            try:
+                name = bls.parse_name(file_name)
+                if name is None:
+                    continue
+                content = self.read_file(f"{bls.ENTRIES_DIR}/{file_name}").decode()
+                loader = bls.loader_path(content)
+                entry = bls.Entry(name, bls.generation(content, file_name),
+                                  loader is not None and self.exists(loader))
+            except (bls.BlsError, UnicodeDecodeError) as err:
+                raise DiskError(f"{bls.ENTRIES_DIR}/{file_name}: {err}") from None
+            found[name] = (entry, content)
+        return found
+
+    def entries(self) -> list[bls.Entry]:
+        return [e for e, _ in self.read().values()]
+
+    def values(self) -> dict[str, str]:
+        """The contract's four values as the entries say them (DiskError: nothing to boot)."""
+        try:
+            return bls.values(self.entries(), self.bootlimit)
+        except bls.BlsError as err:
+            raise DiskError(str(err)) from None
+
+    def carry_out(self, ops: list[bls.Op]) -> None:
+        found = self.read()
+        for op in ops:
+            if isinstance(op, bls.Write):
+                tmp = self.scratch / op.name.file_name()
+                tmp.write_text(bls.with_generation(found[op.source][1], op.generation))
+                try:
+                    mcopy(self.fat, str(tmp), f"::/{bls.ENTRIES_DIR}/{op.name.file_name()}")
+                finally:
+                    tmp.unlink()
+            elif isinstance(op, bls.Rename):
+                _mtools(["mren", "-i", self.fat, f"::/{bls.ENTRIES_DIR}/{op.old.file_name()}",
+                         op.new.file_name()], f"renaming {op.old.file_name()}")
+            else:
+                _mtools(["mdel", "-i", self.fat, f"::/{bls.ENTRIES_DIR}/{op.name.file_name()}"],
+                        f"removing {op.name.file_name()}")
+
+    def update(self, change: dict[str, str]) -> list[bls.Op]:
+        """Gives the entries the contract values `change` (bls.host_writes); returns the ops."""
+        try:
+            ops = bls.host_writes(self.entries(), change, self.bootlimit)
+        except bls.BlsError as err:
+            raise DiskError(str(err)) from None
+        self.carry_out(ops)
+        return ops
+
+
 @dataclass(frozen=True)
 class BootState:
     """The bytes `Disk.boot_state` saves and `Disk.restore_boot_state` puts back."""
@@ -225,10 +318,12 @@ class Disk:
         self.path = directory / "disk.img"
         self.vars = directory / "OVMF_VARS.fd" if layout.firmware.vars else None
         self._fat = f"{self.path}@@{layout.boot_partition.offset}"
-        self._copies = contract.ENV_COPIES[layout.bootloader]
-        self._env = EnvFiles(layout.bootloader,
-                             (directory / "env-copy0", directory / "env-copy1"),
-                             layout.uboot_env_size)
+        # systemd-boot: no environment, the entry files carry the contract's values.
+        self.esp = EspEntries(self._fat, directory) if layout.bootloader == SYSTEMD_BOOT else None
+        self._copies = contract.ENV_COPIES.get(layout.bootloader, ())
+        self._env = None if self.esp is not None else EnvFiles(
+            layout.bootloader, (directory / "env-copy0", directory / "env-copy1"),
+            layout.uboot_env_size)
 
     def fresh(self) -> Disk:
         """Starts over from the pristine disk (sparse) and a fresh OVMF variable store."""
@@ -238,12 +333,14 @@ class Disk:
         return self
 
     def remove(self) -> None:
-        for p in (self.path, self.vars, *self._env.paths):
+        for p in (self.path, self.vars, *(self._env.paths if self._env else ())):
             if p:
                 p.unlink(missing_ok=True)
 
     def _get_env(self) -> EnvFiles:
         """Both copies out of the FAT boot partition (a missing copy stays missing)."""
+        if self._env is None:
+            raise DiskError("systemd-boot keeps no environment copies (entry files instead)")
         for name, path in zip(self._copies, self._env.paths, strict=True):
             path.unlink(missing_ok=True)
             if self.env_copy_exists(self._copies.index(name)):
@@ -251,17 +348,25 @@ class Disk:
         return self._env
 
     def env_copy_exists(self, index: int) -> bool:
+        if self.esp is not None:
+            raise DiskError("systemd-boot keeps no environment copies (entry files instead)")
         res = subprocess.run(["mdir", "-b", "-i", self._fat, f"::/{self._copies[index]}"], check=False,
                              env=MTOOLS_ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         return res.returncode == 0
 
     def read_env(self) -> dict[str, str]:
         """The bootloader environment's current copy, read by the reference tools (DiskError
-        when no copy is valid)."""
+        when no copy is valid); for systemd-boot the contract's values of the entries."""
+        if self.esp is not None:
+            return self.esp.values()
         return self._get_env().read()
 
     def write_env(self, values: dict[str, str]) -> None:
-        """Changes variables as the client would: the copy not in use is written."""
+        """Changes variables as the client would: the copy not in use is written (systemd-boot:
+        the entries are written, renamed and removed as bls.host_writes says)."""
+        if self.esp is not None:
+            self.esp.update(values)
+            return
         env = self._get_env()
         env.update(values)
         for name, path in zip(self._copies, env.paths, strict=True):
@@ -287,7 +392,7 @@ class Disk:
             if res.returncode != 0:
                 raise DiskError(f"mdel {name}: {res.stdout.strip()}")
         elif how == "corrupt":
-            path = self._env.paths[index]
+            path = self._get_env().paths[index]
             path.unlink(missing_ok=True)
             mcopy(self._fat, f"::/{name}", str(path))
             size = path.stat().st_size
@@ -338,6 +443,23 @@ class Disk:
             f.seek(part.offset + at)
             f.write(bytes([byte ^ 0xFF]))
         return at
+
+    def entry_files(self) -> tuple[str, ...] | None:
+        """systemd-boot: the rustupdate entry files on the ESP (None for the other chains)."""
+        if self.esp is None:
+            return None
+        names = [n for n in self.esp.file_names() if n.startswith(bls.ENTRY_PREFIX)]
+        return tuple(sorted(names))
+
+    def esp_holds(self, slot: str, version: str) -> bool:
+        """systemd-boot: rustupdate/<slot>/initrd.img on the ESP is `version`'s initrd."""
+        want = self.layout.initrds.get(version)
+        if self.esp is None or want is None:
+            raise DiskError(f"no initrd of {version} in the layout (systemd-boot chains only)")
+        path = f"{bls.SLOT_FILES_DIR}/{slot}/{bls.KERNEL_FILES[1]}"
+        if not self.esp.exists(path):
+            return False
+        return hashlib.sha256(self.esp.read_file(path)).hexdigest() == want
 
     def slot_holds(self, slot: str, version: str) -> bool:
         image = self.layout.images.get(version)

@@ -74,7 +74,10 @@ class Cpio:
         return bytes(self.data) + b"\0" * (-len(self.data) % 512)
 
 
-def build_initramfs(busybox: Path, applets: list[str], modules: list[Path], dest: Path) -> None:
+def build_initramfs(busybox: Path, applets: list[str], modules: list[Path], dest: Path,
+                    extra: dict[str, bytes] | None = None) -> None:
+    """The initramfs; `extra` adds files (path -> content), e.g. a version marker that makes
+    each release's initrd differ."""
     c = Cpio()
     for d in ("bin", "dev", "proc", "sys", "newroot", "lib", "lib/modules"):
         c.dir(d)
@@ -91,4 +94,6 @@ def build_initramfs(busybox: Path, applets: list[str], modules: list[Path], dest
         names.append(m.name)
     c.file("modules.list", ("\n".join(names) + "\n").encode())
     c.file("init", INITRAMFS_INIT.read_bytes(), 0o755)
+    for name, body in sorted((extra or {}).items()):
+        c.file(name, body)
     dest.write_bytes(gzip.compress(c.finish(), compresslevel=6, mtime=0))

@@ -51,7 +51,7 @@ class Firmware:
 @dataclass(frozen=True)
 class Layout:
     arch: str
-    bootloader: str  # "grub" | "uboot"
+    bootloader: str  # "grub" | "uboot" | "systemd-boot"
     device_type: str
     kernel: str
     kernel_package: str
@@ -67,6 +67,9 @@ class Layout:
     # Other pristine disks by the scenario key `disk` (the default, "busybox", is `disk`):
     # "systemd" = disk-systemd.img, the systemd guests (ci/e2e/systemd_rootfs.py).
     guest_disks: dict[str, str] = dataclasses.field(default_factory=dict)
+    # systemd-boot: the SHA-256 of each version's initrd.img (every release has its own, so that
+    # arming a trial really copies kernel files onto the ESP); empty for the other chains.
+    initrds: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def boot_partition(self) -> Partition:

@@ -41,7 +41,7 @@ def machine(layout: Layout, vars_fd: Path | None, accel: str, memory: int = 512)
     """QEMU, machine, firmware and console of an architecture, without disks or NICs."""
     common = ["-m", str(memory), "-smp", "1", "-display", "none", "-serial", "stdio",
               "-monitor", "none", "-no-reboot", "-accel", accel]
-    if layout.arch == "x86_64":
+    if layout.firmware.code:  # OVMF: the x86_64 machine (GRUB or systemd-boot)
         return ["qemu-system-x86_64", "-machine", "q35", "-vga", "none",
                 "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={layout.firmware.code}",
                 "-drive", f"if=pflash,format=raw,unit=1,file={vars_fd}"] + common
@@ -77,7 +77,7 @@ def command(layout: Layout, disk: Path, vars_fd: Path | None, accel: str, net: b
     if net:
         # No option ROM and no PXE: the firmware must not try to boot from the network.
         cmd += ["-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0,romfile=,addr=0x3"]
-        if layout.arch == "x86_64":
+        if layout.firmware.code:
             cmd += ["-fw_cfg", "name=opt/org.tianocore/IPv4PXESupport,string=n",
                     "-fw_cfg", "name=opt/org.tianocore/IPv6PXESupport,string=n"]
     else:

@@ -108,7 +108,20 @@ def for_each_arch(arches: tuple[str, ...], jobs: int, work: Callable[[str], None
                 raise  # SIGTERM/SIGINT (qemu.stop_on_signals) end a sequential run at once
 
     if jobs > 1 and len(arches) > 1:
-        threads = [threading.Thread(target=guarded, args=(a,), name=f"e2e-{a}") for a in arches]
+        # At most `jobs` architectures at once (one TCG guest per core), taken in the order
+        # given: the next starts when one finishes (the long pole, x86_64, comes first).
+        queue = list(arches)
+
+        def worker() -> None:
+            while True:
+                with lock:
+                    if not queue:
+                        return
+                    arch = queue.pop(0)
+                guarded(arch)
+
+        threads = [threading.Thread(target=worker, name=f"e2e-worker-{n}")
+                   for n in range(min(jobs, len(arches)))]
         for t in threads:
             t.start()
         for t in threads:

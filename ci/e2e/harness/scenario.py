@@ -18,13 +18,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import contract, guest
+from . import bls, contract, guest
 from .fleet_server import AUTH_MODES
 
 # A TOML table or JSON object as decoded: checked key by key where it is read.
 Table = dict[str, Any]
 
-ARCHES = ("x86_64", "arm64")
+# The boot chains (build.py's ARCHES): x86_64 = OVMF + GRUB, arm64 = U-Boot, x86_64-sdboot =
+# OVMF + systemd-boot (its boot counting by entry file names). A scenario without `arches` runs
+# on DEFAULT_ARCHES; the systemd-boot chain runs only the scenarios that name it.
+ARCHES = ("x86_64", "arm64", "x86_64-sdboot")
+DEFAULT_ARCHES = ("x86_64", "arm64")
+# The QEMU machine of each chain (qemu.machine, the default timeouts, KVM).
+MACHINE = {"x86_64": "x86_64", "arm64": "arm64", "x86_64-sdboot": "x86_64"}
+SDBOOT_ARCHES = ("x86_64-sdboot",)  # the chains with entry files (expect.entries, boot_files)
 SENT_ENDS = ("poweroff", "reboot", "cut")  # what a boot tells the guest's init to do at the end
 # What ended a boot, as seen by the runner: the init's end line, or "killed" (kill_on), or
 # "reset" (the guest rebooted or panicked without an end line).
@@ -98,6 +105,11 @@ class Expect:
     # body bytes the runner's HTTP server sent of a file during the boot: at most / at least
     http_max: dict[str, int] = field(default_factory=dict)
     http_min: dict[str, int] = field(default_factory=dict)
+    # systemd-boot chains: the rustupdate entry files on the ESP after the boot, exactly (any
+    # order), e.g. ("rustupdate-a.conf", "rustupdate-b+2-1.conf")
+    entries: tuple[str, ...] = ()
+    # systemd-boot chains: slot -> the version whose initrd rustupdate/<slot>/ on the ESP holds
+    boot_files: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -301,9 +313,17 @@ def _expect(doc: Table, where: str) -> Expect:
         server=t.texts("server", keys=SERVER_KEYS),
         http_max=t.byte_counts("http_max"),
         http_min=t.byte_counts("http_min"),
+        entries=t.strings("entries"),
+        boot_files=t.texts("boot_files", keys=contract.SLOTS),
     )
     t.done()
     _server_states(exp.server, f"{where}: expect.server")
+    for name in exp.entries:
+        try:
+            if bls.parse_name(name) is None:
+                raise bls.BlsError(f"{name!r} is not a rustupdate entry file")
+        except bls.BlsError as err:
+            raise ScenarioError(f"{where}: expect.entries: {err}") from None
     return exp
 
 
@@ -446,7 +466,7 @@ def _boot(doc: Table, where: str) -> tuple[Boot, int]:
 def parse(doc: Table, name: str, path: Path) -> Scenario:
     t = _Table(doc, str(path))
     description = t.take("description", str, "")
-    arches = t.take("arches", list, list(ARCHES))
+    arches = t.take("arches", list, list(DEFAULT_ARCHES))
     if not arches or any(a not in ARCHES for a in arches):
         raise ScenarioError(f"{path}: arches = {arches!r}, expected some of {list(ARCHES)}")
     ci = t.take("ci", bool, True)
@@ -479,6 +499,10 @@ def parse(doc: Table, name: str, path: Path) -> Scenario:
         if disk != "systemd" and boot.health == "unit-fail":
             raise ScenarioError(f"{path}: boot {n}: health = \"unit-fail\" needs "
                                 "disk = \"systemd\"")
+    if any(b.expect.entries or b.expect.boot_files for b in boots) and \
+            not set(arches) <= set(SDBOOT_ARCHES):
+        raise ScenarioError(f"{path}: expect.entries and expect.boot_files need arches within "
+                            f"{list(SDBOOT_ARCHES)} (the chains with entry files)")
     return Scenario(name, path, description, tuple(arches), tuple(boots), ci, fleet, disk)
 
 
@@ -504,6 +528,9 @@ class Observed:
     slot_holds: Callable[[str, str], bool]  # (slot, version): the slot holds exactly that image
     server: dict[str, str] | None = None  # fleet_server.observe() after the boot, with a fleet server
     http_served: dict[str, int] | None = None  # body bytes per file sent by the HTTP server
+    entries: tuple[str, ...] | None = None  # systemd-boot: the entry files on the ESP after it
+    # systemd-boot: (slot, version): rustupdate/<slot>/initrd.img on the ESP is that version's
+    esp_holds: Callable[[str, str], bool] | None = None
 
 
 def lookup(doc: object, dotted: str) -> object:
@@ -548,6 +575,12 @@ def check(expect: Expect, seen: Observed) -> list[str]:
             errors.append(f"slot {s} does not hold the {v} image")
     errors += check_server(expect.server, seen.server)
     errors += check_http(expect, seen.http_served)
+    if expect.entries and sorted(expect.entries) != sorted(seen.entries or ()):
+        errors.append(f"entry files {sorted(seen.entries or ())}, expected "
+                      f"{sorted(expect.entries)}")
+    for s, v in expect.boot_files.items():
+        if seen.esp_holds is None or not seen.esp_holds(s, v):
+            errors.append(f"rustupdate/{s}/ on the ESP does not hold the {v} initrd")
     return errors
 
 

@@ -93,6 +93,20 @@ def check_env_values(env: dict[str, str], when: str) -> None:
         raise Violation(f"environment after {when} has values outside the contract: {env}")
 
 
+def check_boot_files(env: dict[str, str], holds: Callable[[str], str | None],
+                     esp_holds: Callable[[str, str], bool]) -> None:
+    """systemd-boot: the slot the entries boot next, and on trial the fallback slot, have their
+    own release's kernel files on the ESP (`esp_holds(slot, version)`: rustupdate/<slot>/ holds
+    that version's initrd; every release has its own). The client copies them before it writes
+    the trial's entry, so no cut may leave an entry that boots another release's files."""
+    slot = env[contract.VAR_SLOT]
+    for s in (slot, other(slot)) if env[contract.VAR_UPGRADE_AVAILABLE] == "1" else (slot,):
+        version = holds(s)
+        if version is not None and not esp_holds(s, version):
+            raise Violation(f"slot {s} holds {version}, but rustupdate/{s}/ on the ESP does not "
+                            f"hold {version}'s initrd")
+
+
 def check_boot(before: dict[str, str], after: dict[str, str], res: qemu.BootResult,
                booted: tuple[str, str] | None, action: str, installing: str | None,
                holds: Callable[[str], str | None]) -> bool:

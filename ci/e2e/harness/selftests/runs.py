@@ -18,7 +18,7 @@ from ..scenario import Boot
 from .fixtures import CONSOLE, LAYOUT, PANIC_IOAPIC, parse
 
 
-def named(name: str, arches: tuple[str, ...] = scenario.ARCHES) -> scenario.Scenario:
+def named(name: str, arches: tuple[str, ...] = scenario.DEFAULT_ARCHES) -> scenario.Scenario:
     return dataclasses.replace(parse('[[boot]]\n[boot.expect]\nslot = "a"\n'), name=name,
                                arches=arches)
 
@@ -38,7 +38,7 @@ class Runner(unittest.TestCase):
                 chosen: list[scenario.Scenario] | None = None) -> tuple[runs.RunOutcome, str]:
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
-            outcome = runs.run_all(scenario.ARCHES,
+            outcome = runs.run_all(scenario.DEFAULT_ARCHES,
                                      list(self.CHOSEN) if chosen is None else chosen, jobs, work)
         return outcome, out.getvalue()
 
