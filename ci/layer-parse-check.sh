@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # LOCAL ONLY, not part of CI: parses meta-rustupdate against OpenEmbedded-Core yocto-6.0.2 and
-# resolves the dependencies of rustupdate-image, offline, per machine, with "rustupdate" in
-# DISTRO_FEATURES (and once without it, to see that the layer stays inert: only the sanity
+# resolves the dependencies of rustupdate-image, offline, per machine (and bootloader, where a
+# machine is given as MACHINE:BOOTLOADER), with "rustupdate" in DISTRO_FEATURES (for systemd-boot
+# also checking the rendered client configuration, loader.conf, entries and ESP file list against
+# docs/boot-contract.md), and once without it, to see that the layer stays inert: only the sanity
 # warning, and the same task signatures of core-image-minimal as without the layer), then runs
 # yocto-check-layer on the layer. It needs the
 # openembedded-core and bitbake trees and a few minutes of CPU per machine (2 cores: bitbake -p
@@ -16,11 +18,14 @@
 #   git config --global safe.directory '*'. Run as root, this script copies the checkout to
 #   $BUILD_ROOT/rustupdate-checkout (rsync) and re-runs itself as OE_USER on that copy.
 #
-# Usage: ci/layer-parse-check.sh [-n] [MACHINE...]     (default: qemux86-64 qemuarm64)
+# Usage: ci/layer-parse-check.sh [-n] [MACHINE[:BOOTLOADER]...]
+#        (default: qemux86-64 qemux86-64:systemd-boot qemuarm64; without :BOOTLOADER the layer's
+#        default, grub on EFI machines and uboot elsewhere)
 #   -n   also dry-run every task of rustupdate-image (bitbake -n)
 # Environment: OE_DIR (default /work/oe), OE_USER (default oebuild),
 #   BUILD_ROOT (build directories, default $OE_DIR/build), RUSTUPDATE_REPO (the checkout whose
-#   meta-rustupdate is checked, default this one).
+#   meta-rustupdate is checked, default this one; not a git worktree: its .git file points into
+#   the main checkout, where externalsrc's "git add -A" would write, so check a clone of it).
 set -euo pipefail
 
 REPO=${RUSTUPDATE_REPO:-$(cd "$(dirname "$0")/.." && pwd)}
@@ -46,16 +51,17 @@ if [[ "${1:-}" == "-n" ]]; then
     shift
 fi
 MACHINES=("$@")
-((${#MACHINES[@]})) || MACHINES=(qemux86-64 qemuarm64)
+((${#MACHINES[@]})) || MACHINES=(qemux86-64 qemux86-64:systemd-boot qemuarm64)
 
 for tree in openembedded-core bitbake; do
     [[ -d "$OE_DIR/$tree" ]] || { echo "missing $OE_DIR/$tree (see the header of $0)" >&2; exit 1; }
 done
 
 # Writes conf/ of build directory $1 for machine $2; $3 = 1 enables the layer's distro feature,
-# 0 adds the layer without enabling it, "absent" leaves the layer out.
+# 0 adds the layer without enabling it, "absent" leaves the layer out; $4 (optional) sets
+# RUSTUPDATE_BOOTLOADER.
 write_conf() {
-    local dir=$1 machine=$2 enabled=$3 layers="$OE_DIR/openembedded-core/meta $REPO/meta-rustupdate"
+    local dir=$1 machine=$2 enabled=$3 bootloader=${4:-} layers="$OE_DIR/openembedded-core/meta $REPO/meta-rustupdate"
     [[ $enabled == absent ]] && layers="$OE_DIR/openembedded-core/meta"
     mkdir -p "$dir/conf" "$BUILD_ROOT/downloads"
     cat > "$dir/conf/bblayers.conf" <<EOF
@@ -93,6 +99,10 @@ EFI_PROVIDER = "grub-efi"
 EXTRA_IMAGEDEPENDS += "ovmf"
 QB_DEFAULT_FSTYPE = "wic"
 EOF
+                if [[ $bootloader == systemd-boot ]]; then
+                    # systemd-boot rather than grub-efi in packagegroup-core-boot (README.md).
+                    sed -i 's/^EFI_PROVIDER = .*/EFI_PROVIDER = "systemd-boot"/' "$dir/conf/local.conf"
+                fi
                 ;;
             qemuarm64)
                 cat >> "$dir/conf/local.conf" <<'EOF'
@@ -102,6 +112,9 @@ QB_DEFAULT_FSTYPE = "wic"
 EOF
                 ;;
         esac
+        if [[ -n $bootloader ]]; then
+            echo "RUSTUPDATE_BOOTLOADER = \"$bootloader\"" >> "$dir/conf/local.conf"
+        fi
     fi
 }
 
@@ -119,19 +132,93 @@ run_bitbake() {
     )
 }
 
+# Prints the value of variable $3 of recipe $2 in build directory $1, expanded.
+getvar() {
+    local dir=$1 recipe=$2 var=$3
+    (
+        set +u
+        cd "$OE_DIR/openembedded-core"
+        # shellcheck disable=SC1091
+        source ./oe-init-build-env "$dir" > /dev/null
+        bitbake-getvar --quiet -r "$recipe" --value "$var"
+    )
+}
+
+# Fails unless $2 (expected) equals $3 (actual), naming $1 and printing both.
+expect() {
+    local what=$1 expected=$2 actual=$3
+    if [[ "$actual" == "$expected" ]]; then
+        echo "$what: as docs/boot-contract.md says"
+    else
+        printf '%s differs from docs/boot-contract.md:\n--- expected\n%s\n--- actual\n%s\n' "$what" "$expected" "$actual" >&2
+        return 1
+    fi
+}
+
+# What the layer renders for systemd-boot (docs/boot-contract.md, "systemd-boot (UEFI)") in a
+# qemux86-64 build: the client's [bootloader] table, loader.conf, the two entries, the ESP's files
+# and the masked systemd-bless-boot.service. The entries and the table come from the recipes' own
+# functions, evaluated by bitbake in the recipe's context (a local.conf variable each, removed after).
+check_systemd_boot() {
+    local dir=$1 failed=0 options="console=ttyS0,115200 rootwait" install
+    cat >> "$dir/conf/local.conf" <<'EOF'
+RUSTUPDATE_CHECK_ENTRY_A = "${@rustupdate_sdboot_entry(d, 'a', '2')}"
+RUSTUPDATE_CHECK_ENTRY_B = "${@rustupdate_sdboot_entry(d, 'b', '1')}"
+RUSTUPDATE_CHECK_BOOTLOADER_KEYS = "${@rustupdate_bootloader_keys(d)}"
+EOF
+    # rustupdate_bootloader_keys gives sed's \n escapes.
+    expect "[bootloader] of rustupdate.toml" 'type = "systemd-boot"\nesp = "/boot/efi"' \
+        "$(getvar "$dir" rustupdate-conf RUSTUPDATE_CHECK_BOOTLOADER_KEYS)" || failed=1
+    expect "[bootloader] bootlimit" 3 "$(getvar "$dir" rustupdate-conf RUSTUPDATE_BOOTLIMIT)" || failed=1
+    expect "loader/loader.conf" $'timeout 0\neditor no\ndefault rustupdate-*' \
+        "$(grep -v '^#' "$REPO/meta-rustupdate/recipes-bsp/rustupdate-boot/files/loader.conf")" || failed=1
+    expect "loader/entries/rustupdate-a.conf" "title rustupdate slot a
+sort-key rustupdate
+version 2
+linux /rustupdate/a/bzImage
+options root=PARTLABEL=rootfs_a rustupdate.slot=a $options" \
+        "$(getvar "$dir" rustupdate-boot-systemd-boot RUSTUPDATE_CHECK_ENTRY_A)" || failed=1
+    expect "loader/entries/rustupdate-b.conf" "title rustupdate slot b
+sort-key rustupdate
+version 1
+linux /rustupdate/b/bzImage
+options root=PARTLABEL=rootfs_b rustupdate.slot=b $options" \
+        "$(getvar "$dir" rustupdate-boot-systemd-boot RUSTUPDATE_CHECK_ENTRY_B)" || failed=1
+    expect "ESP files (RUSTUPDATE_BOOT_FILES)" "systemd-bootx64.efi;EFI/BOOT/BOOTX64.EFI rustupdate-loader.conf;loader/loader.conf rustupdate-entry-a.conf;loader/entries/rustupdate-a.conf bzImage;rustupdate/a/bzImage rustupdate-entry-b.conf;loader/entries/rustupdate-b.conf bzImage;rustupdate/b/bzImage" \
+        "$(getvar "$dir" rustupdate-image RUSTUPDATE_BOOT_FILES)" || failed=1
+    expect "ESP partition name and mount point" "esp /boot/efi" \
+        "$(getvar "$dir" rustupdate-image RUSTUPDATE_BOOT_LABEL) $(getvar "$dir" rustupdate-image RUSTUPDATE_BOOT_MOUNTPOINT)" || failed=1
+    install=$(getvar "$dir" rustupdate-conf do_install)
+    if grep -q '"systemd-boot" = "systemd-boot" \] && true; then' <<< "$install" \
+            && grep -q 'ln -sf /dev/null .*/etc/systemd/system/systemd-bless-boot.service$' <<< "$install"; then
+        echo "systemd-bless-boot.service: masked by rustupdate-conf"
+    else
+        echo "rustupdate-conf's do_install does not mask systemd-bless-boot.service" >&2
+        failed=1
+    fi
+    sed -i '/^RUSTUPDATE_CHECK_/d' "$dir/conf/local.conf"
+    return $failed
+}
+
 status=0
-for machine in "${MACHINES[@]}"; do
-    dir="$BUILD_ROOT/$machine"
-    echo "=== $machine, DISTRO_FEATURES += rustupdate ($dir) ==="
-    write_conf "$dir" "$machine" 1
+for variant in "${MACHINES[@]}"; do
+    machine=${variant%%:*}
+    bootloader=""
+    if [[ $variant == *:* ]]; then bootloader=${variant#*:}; fi
+    dir="$BUILD_ROOT/${variant/:/-}"
+    echo "=== $machine${bootloader:+, RUSTUPDATE_BOOTLOADER = $bootloader}, DISTRO_FEATURES += rustupdate ($dir) ==="
+    write_conf "$dir" "$machine" 1 "$bootloader"
     run_bitbake "$dir" -p || status=1
     run_bitbake "$dir" -g rustupdate-image || status=1
     if [[ $DRY_RUN -eq 1 ]]; then
         run_bitbake "$dir" -n rustupdate-image || status=1
     fi
+    if [[ $variant == qemux86-64:systemd-boot ]]; then
+        check_systemd_boot "$dir" || status=1
+    fi
 done
 
-machine=${MACHINES[0]}
+machine=${MACHINES[0]%%:*}
 dir="$BUILD_ROOT/$machine-disabled"
 echo "=== $machine, layer present but not enabled ($dir): expect the sanity warning only ==="
 write_conf "$dir" "$machine" 0

@@ -70,7 +70,7 @@ RUSTUPDATE_DEV_PUBLIC_KEY[doc] = "Public half of RUSTUPDATE_DEV_SIGNING_KEY. Dev
 # --- bootloader, partitions, disk image --------------------------------------------------------
 
 RUSTUPDATE_BOOTLOADER ??= "${@bb.utils.contains('MACHINE_FEATURES', 'efi', 'grub', 'uboot', d)}"
-RUSTUPDATE_BOOTLOADER[doc] = "Boot counting backend: grub (EFI) or uboot (boot script). Default: grub when MACHINE_FEATURES has efi, else uboot."
+RUSTUPDATE_BOOTLOADER[doc] = "Boot counting backend: grub (EFI, grub.cfg), uboot (boot script) or systemd-boot (EFI, boot counting by entry file names; set EFI_PROVIDER = systemd-boot too). Default: grub when MACHINE_FEATURES has efi, else uboot."
 
 RUSTUPDATE_BOOTLIMIT ??= "3"
 RUSTUPDATE_BOOTLIMIT[doc] = "Trial boots allowed before the bootloader falls back to the previous slot (1-9), written to the initial environment and the client configuration."
@@ -81,20 +81,20 @@ RUSTUPDATE_SLOT_A_LABEL[doc] = "GPT partition name of slot A (see docs/boot-cont
 RUSTUPDATE_SLOT_B_LABEL ??= "rootfs_b"
 RUSTUPDATE_SLOT_B_LABEL[doc] = "GPT partition name of slot B."
 
-RUSTUPDATE_BOOT_LABEL ??= "${@'esp' if d.getVar('RUSTUPDATE_BOOTLOADER') == 'grub' else 'boot'}"
-RUSTUPDATE_BOOT_LABEL[doc] = "GPT partition name and FAT label of the boot partition: esp (grub) or boot (uboot)."
+RUSTUPDATE_BOOT_LABEL ??= "${@'boot' if d.getVar('RUSTUPDATE_BOOTLOADER') == 'uboot' else 'esp'}"
+RUSTUPDATE_BOOT_LABEL[doc] = "GPT partition name and FAT label of the boot partition: esp (grub, systemd-boot) or boot (uboot)."
 
 RUSTUPDATE_DATA_LABEL ??= "data"
 RUSTUPDATE_DATA_LABEL[doc] = "GPT partition name and ext4 label of the persistent data partition."
 
-RUSTUPDATE_BOOT_MOUNTPOINT ??= "${@'/boot/efi' if d.getVar('RUSTUPDATE_BOOTLOADER') == 'grub' else '/boot/firmware'}"
-RUSTUPDATE_BOOT_MOUNTPOINT[doc] = "Where the boot partition is mounted on the device (it holds the bootloader environment the client writes)."
+RUSTUPDATE_BOOT_MOUNTPOINT ??= "${@'/boot/firmware' if d.getVar('RUSTUPDATE_BOOTLOADER') == 'uboot' else '/boot/efi'}"
+RUSTUPDATE_BOOT_MOUNTPOINT[doc] = "Where the boot partition is mounted on the device (it holds the bootloader environment or, for systemd-boot, the entries and kernels the client writes): /boot/efi (grub, systemd-boot) or /boot/firmware (uboot)."
 
 RUSTUPDATE_DATA_MOUNTPOINT ??= "/data"
 RUSTUPDATE_DATA_MOUNTPOINT[doc] = "Where the data partition is mounted; the client keeps its state in <mountpoint>/rustupdate."
 
-RUSTUPDATE_BOOT_SIZE ??= "64"
-RUSTUPDATE_BOOT_SIZE[doc] = "Size of the boot partition in MiB."
+RUSTUPDATE_BOOT_SIZE ??= "${@'256' if d.getVar('RUSTUPDATE_BOOTLOADER') == 'systemd-boot' else '64'}"
+RUSTUPDATE_BOOT_SIZE[doc] = "Size of the boot partition in MiB: 64, or 256 for systemd-boot (the ESP holds both slots' kernels and initramfs, and a third copy while the client replaces one)."
 
 RUSTUPDATE_ROOTFS_SIZE ??= "1024"
 RUSTUPDATE_ROOTFS_SIZE[doc] = "Size of each root filesystem slot in MiB. The filesystem image must fit (checked when the artifact is built)."
@@ -105,7 +105,7 @@ RUSTUPDATE_DATA_SIZE[doc] = "Initial size of the data partition in MiB."
 RUSTUPDATE_PART_ALIGN ??= "4096"
 RUSTUPDATE_PART_ALIGN[doc] = "Partition alignment in KiB (4096: 4 MiB, good for SD cards and eMMC)."
 
-RUSTUPDATE_WKS_FILE ??= "${@'rustupdate-ab-efi.wks.in' if d.getVar('RUSTUPDATE_BOOTLOADER') == 'grub' else 'rustupdate-ab-uboot.wks.in'}"
+RUSTUPDATE_WKS_FILE ??= "${@'rustupdate-ab-uboot.wks.in' if d.getVar('RUSTUPDATE_BOOTLOADER') == 'uboot' else 'rustupdate-ab-efi.wks.in'}"
 RUSTUPDATE_WKS_FILE[doc] = "wic kickstart used by images that inherit rustupdate_image (files/wic/ of any layer)."
 
 RUSTUPDATE_CONSOLE ??= "${@rustupdate_console(d)}"
@@ -113,6 +113,9 @@ RUSTUPDATE_CONSOLE[doc] = "Kernel console given by the boot scripts (the value o
 
 RUSTUPDATE_KERNEL_ARGS ??= "rootwait"
 RUSTUPDATE_KERNEL_ARGS[doc] = "Extra kernel command line arguments added by the boot scripts (root= and rustupdate.slot= are always set)."
+
+RUSTUPDATE_INITRD ??= "${@rustupdate_initrd(d)}"
+RUSTUPDATE_INITRD[doc] = "systemd-boot only: initramfs file in DEPLOY_DIR_IMAGE that each slot loads (installed as /boot/initrd.img in the root filesystem and as rustupdate/<slot>/initrd.img on the ESP; the entries get an initrd line). Default: INITRAMFS_IMAGE deployed as <INITRAMFS_IMAGE>-<MACHINE>.<first INITRAMFS_FSTYPES> unless INITRAMFS_IMAGE_BUNDLE is 1; empty: no initrd."
 
 RUSTUPDATE_UBOOT_ENV_SIZE ??= "0x4000"
 RUSTUPDATE_UBOOT_ENV_SIZE[doc] = "Size of each copy of the redundant U-Boot environment, uboot.env and uboot-redund.env (mkenvimage -s, fw_env.config, boot script)."
@@ -151,6 +154,14 @@ def rustupdate_console(d):
             return '%s,%s' % (tty, speed)
     return ''
 
+def rustupdate_initrd(d):
+    """The deployed initramfs of INITRAMFS_IMAGE when it is a file of its own (not bundled into the kernel), or ''."""
+    image = d.getVar('INITRAMFS_IMAGE')
+    if not image or d.getVar('INITRAMFS_IMAGE_BUNDLE') == '1':
+        return ''
+    fstype = (d.getVar('INITRAMFS_FSTYPES') or 'cpio.gz').split()[0]
+    return '%s-%s.%s' % (image, d.getVar('MACHINE'), fstype)
+
 # --- opt-in ---------------------------------------------------------------------------------------
 
 require ${@bb.utils.contains('DISTRO_FEATURES', 'rustupdate', 'conf/distro/include/rustupdate.inc', '', d)}
@@ -170,8 +181,13 @@ python rustupdate_sanity() {
 
     problems = []
     bootloader = d.getVar('RUSTUPDATE_BOOTLOADER')
-    if bootloader not in ('grub', 'uboot'):
-        problems.append('RUSTUPDATE_BOOTLOADER is "%s"; use grub or uboot' % bootloader)
+    if bootloader not in ('grub', 'uboot', 'systemd-boot'):
+        problems.append('RUSTUPDATE_BOOTLOADER is "%s"; use grub, uboot or systemd-boot' % bootloader)
+    if (bootloader == 'systemd-boot' and bb.utils.contains('MACHINE_FEATURES', 'efi', True, False, d)
+            and d.getVar('EFI_PROVIDER') != 'systemd-boot'):
+        # packagegroup-core-boot would install grub-efi (and rustupdate-boot-grub's grub.cfg) into /boot.
+        bb.warn('RUSTUPDATE_BOOTLOADER is systemd-boot but EFI_PROVIDER is "%s": set EFI_PROVIDER = "systemd-boot"'
+                % (d.getVar('EFI_PROVIDER') or ''))
     bootlimit = d.getVar('RUSTUPDATE_BOOTLIMIT')
     if not (bootlimit.isdigit() and 1 <= int(bootlimit) <= 9):
         problems.append('RUSTUPDATE_BOOTLIMIT is "%s"; use 1-9 (boot scripts count in one decimal digit)' % bootlimit)

@@ -14,8 +14,12 @@
 # - IMAGE_FSTYPES "wic rua": the partitioned A/B disk image (RUSTUPDATE_WKS_FILE from
 #   files/wic/) and the signed artifact (image_types_rustupdate.bbclass); both slots of the disk
 #   image are byte copies of the same root filesystem image that the artifact carries;
-# - the boot partition contents: the bootloader files deployed by rustupdate-boot-grub or
-#   rustupdate-boot-uboot (RUSTUPDATE_BOOT_FILES, wic's bootimg_partition);
+# - the boot partition contents: the bootloader files deployed by rustupdate-boot-grub,
+#   rustupdate-boot-uboot or rustupdate-boot-systemd-boot (RUSTUPDATE_BOOT_FILES, wic's
+#   bootimg_partition); for systemd-boot also each slot's kernel (and initramfs) under
+#   rustupdate/a/ and rustupdate/b/, UEFI firmware cannot read ext4;
+# - systemd-boot: the initramfs (RUSTUPDATE_INITRD, if any) as /boot/initrd.img, and a check that
+#   /boot holds the files the entries name (the client copies them from there to the ESP);
 # - IMAGE_ROOTFS_MAXSIZE (unless set): the slot size, so an oversized root filesystem fails early.
 # Sizes, labels and mount points: see README.md ("Variables").
 
@@ -43,9 +47,19 @@ IMAGE_ROOTFS_MAXSIZE ?= "${@int(d.getVar('RUSTUPDATE_ROOTFS_SIZE')) * 1024}"
 # syslinux); the rustupdate layouts take the boot files from RUSTUPDATE_BOOT_RECIPE only.
 WKS_FILE_DEPENDS = "${WKS_FILE_DEPENDS_DEFAULT}"
 
-RUSTUPDATE_BOOT_RECIPE = "${@'rustupdate-boot-grub' if d.getVar('RUSTUPDATE_BOOTLOADER') == 'grub' else 'rustupdate-boot-uboot'}"
+RUSTUPDATE_BOOT_RECIPE = "rustupdate-boot-${RUSTUPDATE_BOOTLOADER}"
+# The other files of the boot partition: the bootloader and, for systemd-boot, the kernel.
 do_image_wic[depends] += "${RUSTUPDATE_BOOT_RECIPE}:do_deploy \
-    ${@'grub-efi:do_deploy' if d.getVar('RUSTUPDATE_BOOTLOADER') == 'grub' else ''}"
+    ${@'grub-efi:do_deploy' if d.getVar('RUSTUPDATE_BOOTLOADER') == 'grub' else ''} \
+    ${@'systemd-boot:do_deploy virtual/kernel:do_deploy' if d.getVar('RUSTUPDATE_BOOTLOADER') == 'systemd-boot' else ''}"
+# The initramfs is installed into the root filesystem, so it is built first. The [depends] flags
+# use plain d.getVar: with a call of this class's functions or a nested ${...} in them, bitbake
+# 2.18 failed to parse the image (ValueError in handleVirtRecipeProviders).
+do_rootfs[depends] += "${@d.getVar('INITRAMFS_IMAGE') + ':do_image_complete' if d.getVar('RUSTUPDATE_BOOTLOADER') == 'systemd-boot' and d.getVar('RUSTUPDATE_INITRD') else ''}"
+
+def rustupdate_sdboot_initrd(d):
+    """The initramfs in DEPLOY_DIR_IMAGE of the systemd-boot entries, or ''."""
+    return d.getVar('RUSTUPDATE_INITRD') if d.getVar('RUSTUPDATE_BOOTLOADER') == 'systemd-boot' else ''
 
 def rustupdate_boot_files(d):
     """Files of the boot partition, as IMAGE_BOOT_FILES entries (deployed name;name on the partition)."""
@@ -54,6 +68,18 @@ def rustupdate_boot_files(d):
         return ('grub-efi-%s;EFI/BOOT/%s rustupdate-grub.cfg;EFI/BOOT/grub.cfg '
                 'rustupdate-grubenv;EFI/BOOT/grubenv '
                 'rustupdate-grubenv-redund;EFI/BOOT/grubenv-redund' % (efi, efi))
+    if d.getVar('RUSTUPDATE_BOOTLOADER') == 'systemd-boot':
+        # At the removable-media path (no NVRAM boot entry needed); the kernel (and initramfs) of
+        # both slots, as the factory image has the same root filesystem in both.
+        arch = d.getVar('EFI_ARCH')
+        files = ['systemd-boot%s.efi;EFI/BOOT/BOOT%s.EFI' % (arch, arch.upper()),
+                 'rustupdate-loader.conf;loader/loader.conf']
+        for slot in ('a', 'b'):
+            files.append('rustupdate-entry-%s.conf;loader/entries/rustupdate-%s.conf' % (slot, slot))
+            files.append('%s;rustupdate/%s/%s' % (d.getVar('KERNEL_IMAGETYPE'), slot, d.getVar('KERNEL_IMAGETYPE')))
+            if rustupdate_sdboot_initrd(d):
+                files.append('%s;rustupdate/%s/initrd.img' % (rustupdate_sdboot_initrd(d), slot))
+        return ' '.join(files)
     # U-Boot boards keep their firmware files (IMAGE_BOOT_FILES of the machine); our boot script
     # replaces any boot.scr the board layer lists.
     board = [f for f in (d.getVar('IMAGE_BOOT_FILES') or '').split()
@@ -62,7 +88,7 @@ def rustupdate_boot_files(d):
                              'rustupdate-uboot-redund.env;uboot-redund.env'])
 
 RUSTUPDATE_BOOT_FILES ??= "${@rustupdate_boot_files(d)}"
-RUSTUPDATE_BOOT_FILES[doc] = "Files copied from DEPLOY_DIR_IMAGE to the boot partition (IMAGE_BOOT_FILES syntax). Default: the GRUB EFI binary, grub.cfg and the two environment copies grubenv and grubenv-redund, or the board's IMAGE_BOOT_FILES plus boot.scr and the two environment copies uboot.env and uboot-redund.env."
+RUSTUPDATE_BOOT_FILES[doc] = "Files copied from DEPLOY_DIR_IMAGE to the boot partition (IMAGE_BOOT_FILES syntax). Default: the GRUB EFI binary, grub.cfg and the two environment copies grubenv and grubenv-redund; or the board's IMAGE_BOOT_FILES plus boot.scr and the two environment copies uboot.env and uboot-redund.env; or the systemd-boot EFI binary, loader.conf, the entries rustupdate-a.conf and rustupdate-b.conf and each slot's kernel (and initramfs) under rustupdate/a/ and rustupdate/b/."
 
 # wic's bootimg_partition prefers IMAGE_BOOT_FILES_label-<label>, so the board's own
 # IMAGE_BOOT_FILES stays untouched for its other wks files.
@@ -77,4 +103,17 @@ rustupdate_rootfs_mounts () {
         printf 'PARTLABEL=%s\t%s\tvfat\tdefaults\t0\t0\n' ${RUSTUPDATE_BOOT_LABEL} ${RUSTUPDATE_BOOT_MOUNTPOINT}
         printf 'PARTLABEL=%s\t%s\text4\tdefaults\t0\t2\n' ${RUSTUPDATE_DATA_LABEL} ${RUSTUPDATE_DATA_MOUNTPOINT}
     } >> ${IMAGE_ROOTFS}${sysconfdir}/fstab
+}
+
+ROOTFS_POSTPROCESS_COMMAND += "${@'rustupdate_rootfs_sdboot' if d.getVar('RUSTUPDATE_BOOTLOADER') == 'systemd-boot' else ''}"
+# The systemd-boot entries name /rustupdate/<slot>/<KERNEL_IMAGETYPE> and initrd.img; arming a
+# trial, the client copies the files of the same basenames from the new slot's /boot.
+rustupdate_rootfs_sdboot () {
+    initrd="${@rustupdate_sdboot_initrd(d)}"
+    if [ -n "$initrd" ]; then
+        install -D -m 0644 ${DEPLOY_DIR_IMAGE}/$initrd ${IMAGE_ROOTFS}/boot/initrd.img
+    fi
+    for f in ${KERNEL_IMAGETYPE} ${@'initrd.img' if rustupdate_sdboot_initrd(d) else ''}; do
+        [ -e ${IMAGE_ROOTFS}/boot/$f ] || bbfatal "systemd-boot: /boot/$f is missing in the root filesystem (the client copies it to the ESP when it arms a trial; KERNEL_IMAGETYPE_SYMLINK = 1 and kernel-image in RUSTUPDATE_IMAGE_INSTALL provide the kernel)"
+    done
 }

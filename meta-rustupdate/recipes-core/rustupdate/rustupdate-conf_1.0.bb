@@ -2,7 +2,8 @@ SUMMARY = "rustupdate device configuration: rustupdate.toml, trusted keys, healt
 DESCRIPTION = "Machine-specific configuration of the rustupdate client, generated from \
 RUSTUPDATE_* variables: /etc/rustupdate/rustupdate.toml (device type, slots, bootloader, key \
 threshold, timeouts), the trusted public keys in /etc/rustupdate/keys/, the selected example \
-health checks in /etc/rustupdate/health.d/ and, for U-Boot, /etc/fw_env.config."
+health checks in /etc/rustupdate/health.d/ and, for U-Boot, /etc/fw_env.config; for systemd-boot \
+it masks systemd-bless-boot.service."
 HOMEPAGE = "https://github.com/rustupdate/rustupdate"
 BUGTRACKER = "https://github.com/rustupdate/rustupdate/issues"
 SECTION = "admin"
@@ -46,7 +47,10 @@ def rustupdate_bootloader_keys(d):
         return 'type = "grub"\\ngrubenv = "%s/grubenv"\\ngrubenv-redund = "%s/grubenv-redund"' % (esp, esp)
     if bootloader == 'uboot':
         return 'type = "uboot"\\nfw-env-config = "%s/fw_env.config"' % d.getVar('sysconfdir')
-    bb.fatal('RUSTUPDATE_BOOTLOADER must be grub or uboot, not "%s"' % bootloader)
+    if bootloader == 'systemd-boot':
+        # slot-boot-dir: the client's default, /boot (each slot's kernel, rustupdate_image.bbclass).
+        return 'type = "systemd-boot"\\nesp = "%s"' % d.getVar('RUSTUPDATE_BOOT_MOUNTPOINT')
+    bb.fatal('RUSTUPDATE_BOOTLOADER must be grub, uboot or systemd-boot, not "%s"' % bootloader)
 
 def rustupdate_server_section(d):
     """The [server] table for RUSTUPDATE_SERVER_URL (docs/config.md), or nothing."""
@@ -138,6 +142,14 @@ do_install () {
 
     if [ -e ${B}/fw_env.config ]; then
         install -m 0644 ${B}/fw_env.config ${D}${sysconfdir}/fw_env.config
+    fi
+
+    if [ "${RUSTUPDATE_BOOTLOADER}" = "systemd-boot" ] && ${@bb.utils.contains('DISTRO_FEATURES', 'systemd', 'true', 'false', d)}; then
+        # systemd-bless-boot.service would mark the booted entry good at boot-complete.target,
+        # before rustupdate's health checks decided; the client blesses the entry itself at
+        # commit (docs/boot-contract.md). Masked, as "systemctl mask" does.
+        install -d ${D}${sysconfdir}/systemd/system
+        ln -sf /dev/null ${D}${sysconfdir}/systemd/system/systemd-bless-boot.service
     fi
 }
 
