@@ -58,6 +58,18 @@ RUSTUPDATE_PUBLIC_KEYS[doc] = "Space-separated ed25519 public keys (SPKI PEM) in
 RUSTUPDATE_KEY_THRESHOLD ??= "1"
 RUSTUPDATE_KEY_THRESHOLD[doc] = "How many distinct trusted keys must have signed an artifact ([keys] threshold)."
 
+RUSTUPDATE_TRUST_DOCUMENT ??= ""
+RUSTUPDATE_TRUST_DOCUMENT[doc] = "A trust document signed by the root keys (docs/trust.md, made with 'rustupdate-artifact trust'). Set: the device trusts the release keys it names (rotated and revoked by newer documents) instead of RUSTUPDATE_PUBLIC_KEYS; installed as /etc/rustupdate/trust.json."
+
+RUSTUPDATE_TRUST_ROOT_KEYS ??= ""
+RUSTUPDATE_TRUST_ROOT_KEYS[doc] = "With RUSTUPDATE_TRUST_DOCUMENT: the root public keys (SPKI PEM) that signed it, installed into /etc/rustupdate/root-keys/. Private keys are refused: the root keys stay offline."
+
+RUSTUPDATE_TRUST_ROOT_THRESHOLD ??= "1"
+RUSTUPDATE_TRUST_ROOT_THRESHOLD[doc] = "With RUSTUPDATE_TRUST_DOCUMENT: how many of RUSTUPDATE_TRUST_ROOT_KEYS must have signed it ([keys] root-threshold)."
+
+RUSTUPDATE_ARTIFACT_TRUST_DOCUMENT ??= ""
+RUSTUPDATE_ARTIFACT_TRUST_DOCUMENT[doc] = "A newer trust document the .rua carries (build --trust-document): devices put it in force when the release commits, e.g. to revoke a leaked release key. Empty: none."
+
 RUSTUPDATE_LAYERDIR ??= "${@os.path.dirname(os.path.dirname(bb.utils.which(d.getVar('BBPATH'), 'classes-global/rustupdate_global.bbclass')))}"
 RUSTUPDATE_LAYERDIR[doc] = "The meta-rustupdate directory (found through BBPATH). The layer lives in the rustupdate source repository, so its parent directory is a checkout of the client's sources (kas uses it for EXTERNALSRC)."
 
@@ -191,9 +203,12 @@ python rustupdate_sanity() {
     bootlimit = d.getVar('RUSTUPDATE_BOOTLIMIT')
     if not (bootlimit.isdigit() and 1 <= int(bootlimit) <= 9):
         problems.append('RUSTUPDATE_BOOTLIMIT is "%s"; use 1-9 (boot scripts count in one decimal digit)' % bootlimit)
-    threshold = d.getVar('RUSTUPDATE_KEY_THRESHOLD')
-    if not (threshold.isdigit() and int(threshold) >= 1):
-        problems.append('RUSTUPDATE_KEY_THRESHOLD is "%s"; use 1 or more' % threshold)
+    for var in ('RUSTUPDATE_KEY_THRESHOLD', 'RUSTUPDATE_TRUST_ROOT_THRESHOLD'):
+        threshold = d.getVar(var)
+        if not (threshold.isdigit() and int(threshold) >= 1):
+            problems.append('%s is "%s"; use 1 or more' % (var, threshold))
+    if d.getVar('RUSTUPDATE_TRUST_DOCUMENT') and not (d.getVar('RUSTUPDATE_TRUST_ROOT_KEYS') or '').split():
+        problems.append('RUSTUPDATE_TRUST_DOCUMENT needs RUSTUPDATE_TRUST_ROOT_KEYS (the root public keys that signed it)')
     for var in ('RUSTUPDATE_BOOT_SIZE', 'RUSTUPDATE_ROOTFS_SIZE', 'RUSTUPDATE_DATA_SIZE', 'RUSTUPDATE_PART_ALIGN',
                 'RUSTUPDATE_HEALTH_TIMEOUT', 'RUSTUPDATE_TRIAL_TIMEOUT'):
         value = d.getVar(var)

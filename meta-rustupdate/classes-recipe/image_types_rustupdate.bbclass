@@ -25,6 +25,7 @@
 #                                     is excluded from the task signature, like DATETIME/IMAGE_ID)
 #   RUSTUPDATE_ARTIFACT_DEVICE_TYPES  compatible device types (default RUSTUPDATE_DEVICE_TYPE = MACHINE)
 #   RUSTUPDATE_SECURITY_VERSION       optional anti-downgrade counter
+#   RUSTUPDATE_ARTIFACT_TRUST_DOCUMENT optional trust document the artifact carries (--trust-document)
 #   RUSTUPDATE_IMAGE_FSTYPE           payload image type (ext4)
 #   RUSTUPDATE_COMPRESSION            zstd (default), gzip (format version 1 only) or none
 #   RUSTUPDATE_FORMAT_VERSION         2 (default) or 1
@@ -77,9 +78,10 @@ do_image_rua[file-checksums] += "${@rustupdate_key_checksums(d)}"
 do_image_rua[network] = "${@rustupdate_has_signer(d)}"
 
 def rustupdate_key_files(d):
-    """All key files this task reads (private, signer public, trusted public)."""
+    """All key files this task reads (private, signer public, trusted public, carried trust document)."""
     files = []
-    for var in ('RUSTUPDATE_SIGNING_KEY', 'RUSTUPDATE_SIGNING_CMD_PUBLIC_KEY', 'RUSTUPDATE_PUBLIC_KEYS'):
+    for var in ('RUSTUPDATE_SIGNING_KEY', 'RUSTUPDATE_SIGNING_CMD_PUBLIC_KEY', 'RUSTUPDATE_PUBLIC_KEYS',
+                'RUSTUPDATE_ARTIFACT_TRUST_DOCUMENT'):
         files.extend((d.getVar(var) or '').split())
     return files
 
@@ -117,6 +119,9 @@ def rustupdate_args(d):
     level = d.getVar('RUSTUPDATE_COMPRESSION_LEVEL')
     if level:
         args.append('--level %s' % level)
+    trust = d.getVar('RUSTUPDATE_ARTIFACT_TRUST_DOCUMENT')
+    if trust:
+        args.append('--trust-document %s' % trust)
     return ' '.join(args)
 
 IMAGE_CMD:rua () {
@@ -170,7 +175,8 @@ IMAGE_CMD:rua () {
 }
 # The build date in the version (IMAGE_VERSION_SUFFIX, DATETIME) is kept out of the signature by
 # image.bbclass; key paths are kept out here because file-checksums covers the key contents.
-IMAGE_CMD:rua[vardepsexclude] += "DATETIME IMAGE_ID RUSTUPDATE_SIGNING_KEY RUSTUPDATE_SIGNING_CMD_PUBLIC_KEY RUSTUPDATE_PUBLIC_KEYS"
+IMAGE_CMD:rua[vardepsexclude] += "DATETIME IMAGE_ID RUSTUPDATE_SIGNING_KEY RUSTUPDATE_SIGNING_CMD_PUBLIC_KEY RUSTUPDATE_PUBLIC_KEYS \
+    RUSTUPDATE_ARTIFACT_TRUST_DOCUMENT"
 
 python rustupdate_dev_key_warning () {
     import filecmp
@@ -178,7 +184,8 @@ python rustupdate_dev_key_warning () {
         'private': d.getVar('RUSTUPDATE_DEV_SIGNING_KEY'),
         'public': d.getVar('RUSTUPDATE_DEV_PUBLIC_KEY'),
     }
-    for var in ('RUSTUPDATE_SIGNING_KEY', 'RUSTUPDATE_SIGNING_CMD_PUBLIC_KEY', 'RUSTUPDATE_PUBLIC_KEYS'):
+    for var in ('RUSTUPDATE_SIGNING_KEY', 'RUSTUPDATE_SIGNING_CMD_PUBLIC_KEY', 'RUSTUPDATE_PUBLIC_KEYS',
+                'RUSTUPDATE_ARTIFACT_TRUST_DOCUMENT'):
         for f in (d.getVar(var) or '').split():
             for kind, devfile in dev.items():
                 if os.path.exists(f) and os.path.exists(devfile) and filecmp.cmp(f, devfile, shallow=False):

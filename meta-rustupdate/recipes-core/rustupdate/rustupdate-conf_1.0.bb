@@ -36,8 +36,21 @@ PACKAGE_ARCH = "${MACHINE_ARCH}"
 
 # The trusted keys are read from RUSTUPDATE_PUBLIC_KEYS at do_install: their contents, not their
 # paths, are in the task signature (":True": the file must exist).
-do_install[file-checksums] += "${@' '.join('%s:True' % k for k in (d.getVar('RUSTUPDATE_PUBLIC_KEYS') or '').split())}"
-do_install[vardepsexclude] += "RUSTUPDATE_PUBLIC_KEYS"
+do_install[file-checksums] += "${@' '.join('%s:True' % k for k in rustupdate_conf_key_files(d))}"
+do_install[vardepsexclude] += "RUSTUPDATE_PUBLIC_KEYS RUSTUPDATE_TRUST_DOCUMENT RUSTUPDATE_TRUST_ROOT_KEYS"
+
+def rustupdate_conf_key_files(d):
+    """Every key or trust file do_install installs."""
+    names = ['RUSTUPDATE_PUBLIC_KEYS', 'RUSTUPDATE_TRUST_DOCUMENT', 'RUSTUPDATE_TRUST_ROOT_KEYS']
+    return [f for name in names for f in (d.getVar(name) or '').split()]
+
+def rustupdate_keys_section(d):
+    """The [keys] table (docs/config.md): a trust document with its root keys, or fixed keys."""
+    etc = d.getVar('sysconfdir')
+    if d.getVar('RUSTUPDATE_TRUST_DOCUMENT'):
+        return 'trust-document = "%s/rustupdate/trust.json"\\nroot-dir = "%s/rustupdate/root-keys"\\nroot-threshold = %s' % (
+            etc, etc, d.getVar('RUSTUPDATE_TRUST_ROOT_THRESHOLD'))
+    return 'trusted-dir = "%s/rustupdate/keys"\\nthreshold = %s' % (etc, d.getVar('RUSTUPDATE_KEY_THRESHOLD'))
 
 def rustupdate_bootloader_keys(d):
     """The [bootloader] table's keys for RUSTUPDATE_BOOTLOADER (docs/config.md)."""
@@ -67,7 +80,7 @@ do_compile () {
         -e 's|@SLOT_B_LABEL@|${RUSTUPDATE_SLOT_B_LABEL}|' \
         -e 's|@BOOTLOADER_KEYS@|${@rustupdate_bootloader_keys(d)}|' \
         -e 's|@BOOTLIMIT@|${RUSTUPDATE_BOOTLIMIT}|' \
-        -e 's|@THRESHOLD@|${RUSTUPDATE_KEY_THRESHOLD}|' \
+        -e 's|@KEYS@|${@rustupdate_keys_section(d)}|' \
         -e 's|@HEALTH_TIMEOUT@|${RUSTUPDATE_HEALTH_TIMEOUT}|' \
         -e 's|@TRIAL_TIMEOUT@|${RUSTUPDATE_TRIAL_TIMEOUT}|' \
         -e 's|@SYSCONFDIR@|${sysconfdir}|' \
@@ -93,7 +106,27 @@ do_compile () {
 }
 
 python rustupdate_conf_check_keys () {
-    import filecmp
+    import filecmp, json
+    trust = d.getVar('RUSTUPDATE_TRUST_DOCUMENT')
+    if trust:
+        # The signatures are the client's to check (its rules refuse a document its root keys
+        # did not sign); here: the right kind of files, and never a private key.
+        try:
+            with open(trust) as f:
+                kind = json.load(f).get('signed', {}).get('type')
+        except (OSError, ValueError) as err:
+            bb.fatal('RUSTUPDATE_TRUST_DOCUMENT: %s: %s' % (trust, err))
+        if kind != 'rustupdate-trust':
+            bb.fatal('RUSTUPDATE_TRUST_DOCUMENT: %s is not a trust document (make one with rustupdate-artifact trust init)' % trust)
+        for key in (d.getVar('RUSTUPDATE_TRUST_ROOT_KEYS') or '').split():
+            with open(key) as f:
+                text = f.read()
+            if 'PRIVATE KEY' in text:
+                bb.fatal('RUSTUPDATE_TRUST_ROOT_KEYS: %s is a PRIVATE key; root keys stay offline. '
+                         'Use its public half: openssl pkey -in KEY -pubout' % key)
+            if '-----BEGIN PUBLIC KEY-----' not in text:
+                bb.fatal('RUSTUPDATE_TRUST_ROOT_KEYS: %s is not a PEM public key (SubjectPublicKeyInfo)' % key)
+        return
     keys = (d.getVar('RUSTUPDATE_PUBLIC_KEYS') or '').split()
     if not keys:
         bb.fatal('RUSTUPDATE_PUBLIC_KEYS is empty: name the public key(s) (SPKI PEM) that devices trust. '
@@ -119,7 +152,8 @@ python rustupdate_conf_check_keys () {
                     'half is public: anyone can sign updates these devices will install. Use it for CI and '
                     'trials only; set RUSTUPDATE_PUBLIC_KEYS to your own keys for anything else. ***' % key)
 }
-rustupdate_conf_check_keys[vardepsexclude] += "RUSTUPDATE_PUBLIC_KEYS RUSTUPDATE_DEV_PUBLIC_KEY RUSTUPDATE_LAYERDIR"
+rustupdate_conf_check_keys[vardepsexclude] += "RUSTUPDATE_PUBLIC_KEYS RUSTUPDATE_DEV_PUBLIC_KEY RUSTUPDATE_LAYERDIR \
+    RUSTUPDATE_TRUST_DOCUMENT RUSTUPDATE_TRUST_ROOT_KEYS"
 do_install[prefuncs] += "rustupdate_conf_check_keys"
 
 do_install () {
@@ -130,6 +164,13 @@ do_install () {
         name=$(basename $key .pem).pem
         install -m 0644 $key ${D}${sysconfdir}/rustupdate/keys/$name
     done
+    if [ -n "${RUSTUPDATE_TRUST_DOCUMENT}" ]; then
+        install -m 0644 ${RUSTUPDATE_TRUST_DOCUMENT} ${D}${sysconfdir}/rustupdate/trust.json
+        install -d ${D}${sysconfdir}/rustupdate/root-keys
+        for key in ${RUSTUPDATE_TRUST_ROOT_KEYS}; do
+            install -m 0644 $key ${D}${sysconfdir}/rustupdate/root-keys/$(basename $key .pem).pem
+        done
+    fi
 
     for check in ${RUSTUPDATE_HEALTH_CHECKS}; do
         [ -f ${B}/$check ] || bbfatal "RUSTUPDATE_HEALTH_CHECKS: no example health check named $check"
