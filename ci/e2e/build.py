@@ -185,7 +185,8 @@ def client_config(cfg: Arch, *, health_timeout: int = 20, trial_timeout: int = 9
         "SLOT_B_LABEL": contract.slot_label("b"),
         "BOOTLOADER_KEYS": bootloader,
         "BOOTLIMIT": BOOTLIMIT,
-        "THRESHOLD": "1",
+        # The layer's fixed-keys [keys] table (rustupdate-conf's rustupdate_keys_section).
+        "KEYS": 'trusted-dir = "/etc/rustupdate/keys"\nthreshold = 1',
         "HEALTH_TIMEOUT": str(health_timeout),
         "TRIAL_TIMEOUT": str(trial_timeout),
         "SYSCONFDIR": "/etc",
