@@ -9,7 +9,10 @@ cd "$(dirname "$0")/.."
 QUICK=0
 [[ "${1:-}" == "--quick" ]] && QUICK=1
 
-step() { printf '\n=== %s ===\n' "$*"; }
+# Each step's header says when it began (minutes since the start), so that a log shows where
+# the run's time went.
+T0=$(date +%s)
+step() { printf '\n=== %s (at %d min %02d s) ===\n' "$*" $(( ($(date +%s) - T0) / 60 )) $(( ($(date +%s) - T0) % 60 )); }
 
 # A background job (the bandwidth benchmark below) is stopped and its log printed on every exit
 # path, so that a failing step never leaves it orphaned or its output unseen.
@@ -107,4 +110,4 @@ if [[ $bench_rc -ne 0 ]]; then
     exit 1
 fi
 echo
-echo "all tests passed"
+echo "all tests passed in $(( ($(date +%s) - T0) / 60 )) min $(( ($(date +%s) - T0) % 60 )) s"

@@ -280,9 +280,10 @@ def recap(summary: Path, since: float) -> int:
 
 
 def choose(names: list[str], known: dict[str, Scenario]) -> list[Scenario]:
-    """Scenarios by name or ad-hoc file (in the order given); every CI scenario when none."""
+    """Scenarios by name or ad-hoc file (in the order given); every CI scenario when none, on
+    the arches it runs on in CI."""
     if not names:
-        return [sc for sc in known.values() if sc.ci]
+        return [dataclasses.replace(sc, arches=sc.ci_arches) for sc in known.values() if sc.ci]
     chosen = []
     for name in names:
         if name.endswith(".toml") and Path(name).is_file():
@@ -338,8 +339,10 @@ def main() -> int:
         return 2
     if args.list:
         for sc in known.values():
+            on_demand = [a for a in sc.arches if a not in sc.ci_arches]
             log(f"{sc.name:28s} {'ci ' if sc.ci else '   '}{','.join(sc.arches):14s} "
-                f"{len(sc.boots):2d} boots  {sc.description}")
+                + (f"(on demand: {','.join(on_demand)}) " if sc.ci and on_demand else "")
+                + f"{len(sc.boots):2d} boots  {sc.description}")
         return 0
     arches = scenario.ARCHES if args.arch == "all" else (args.arch,)
     if args.needs_server:

@@ -21,6 +21,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+import runner
 import systemd_rootfs
 from harness import contract, disk, fleet_server, guest, httpd, scenario, soak_contract
 from harness.layout import Layout, LayoutError
@@ -60,6 +61,15 @@ class Scenarios(unittest.TestCase):
         self.assertEqual(sc.boots[0], Boot(expect=Expect(slot="a")))
         self.assertEqual(sc.arches, scenario.DEFAULT_ARCHES)
 
+    def test_ci_on_some_arches(self) -> None:
+        self.assertEqual(parse('[[boot]]\n').ci_arches, scenario.DEFAULT_ARCHES)
+        self.assertEqual(parse('ci = false\n[[boot]]\n').ci_arches, ())
+        sc = parse('ci = ["arm64"]\n[[boot]]\n')
+        self.assertEqual((sc.arches, sc.ci_arches), (scenario.DEFAULT_ARCHES, ("arm64",)))
+        chosen = runner.choose([], {"s": sc})
+        self.assertEqual([c.arches for c in chosen], [("arm64",)])
+        self.assertEqual(runner.choose(["s"], {"s": sc})[0].arches, scenario.DEFAULT_ARCHES)
+
     def test_mistakes_are_errors(self) -> None:
         for text in ['[[boot]]\nactoin = "idle"\n',
                      '[[boot]]\n[boot.expect]\nenv = { rustupdate_slto = "a" }\n',
@@ -73,6 +83,8 @@ class Scenarios(unittest.TestCase):
                      '[[boot]]\nkill_on = "("\n',
                      '[[boot]]\nnet = "yes"\n',
                      'arches = ["riscv64"]\n[[boot]]\n',
+                     'ci = ["x86_64-sdboot"]\n[[boot]]\n',
+                     'ci = "arm64"\n[[boot]]\n',
                      # the systemd guests: their own actions, unit-fail only there
                      'disk = "alpine"\n[[boot]]\n',
                      'disk = "systemd"\n[[boot]]\naction = "commit"\n',

@@ -108,7 +108,7 @@ from runner import REPO
 
 # The CI size per architecture: about 90 s of arm64 and 2 minutes of x86_64 (see README); the
 # systemd-boot chain runs after arm64 in CI, in the x86_64 soak's shadow.
-CI_CUTS = {"x86_64": 4, "arm64": 8, "x86_64-sdboot": 3}
+CI_CUTS = {"x86_64": 4, "arm64": 8, "x86_64-sdboot": 2}
 MAX_RECOVERY_BOOTS = 6  # after a cut: counting boots, a fallback, a rollback reboot fit easily
 # The boot phase's window: QEMU start to a console line, and a part of the way from there to the
 # init. Both boot scripts print "rustupdate: booting slot" right after they saved the counted

@@ -203,9 +203,13 @@ class Scenario:
     description: str
     arches: tuple[str, ...]
     boots: tuple[Boot, ...]
-    ci: bool  # part of the default set
+    ci_arches: tuple[str, ...]  # where it is part of the default (CI) set; empty: on demand only
     fleet: Fleet | None = None
     disk: str = "busybox"  # one of DISKS
+
+    @property
+    def ci(self) -> bool:
+        return bool(self.ci_arches)
 
     @property
     def needs_trace(self) -> bool:
@@ -241,7 +245,8 @@ class _Table:
         value = self.doc[key]
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
-        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
             raise ScenarioError(f"{self.where}: {key} = {value!r} has the wrong type")
         if choices is not None and value not in choices:
             raise ScenarioError(f"{self.where}: {key} = {value!r}, expected one of {list(choices)}")
@@ -469,7 +474,12 @@ def parse(doc: Table, name: str, path: Path) -> Scenario:
     arches = t.take("arches", list, list(DEFAULT_ARCHES))
     if not arches or any(a not in ARCHES for a in arches):
         raise ScenarioError(f"{path}: arches = {arches!r}, expected some of {list(ARCHES)}")
-    ci = t.take("ci", bool, True)
+    # ci = true | false | a list of its arches: CI runs it on those only (a chain-independent
+    # check need not boot every chain each run; the others stay on demand).
+    ci = t.take("ci", (bool, list), True)
+    ci_arches = tuple(arches) if ci is True else tuple(ci) if isinstance(ci, list) else ()
+    if any(a not in arches for a in ci_arches):
+        raise ScenarioError(f"{path}: ci = {ci!r}, expected true, false or some of {arches}")
     disk = t.take("disk", str, "busybox", choices=DISKS)
     fleet_doc = t.take("fleet", dict)
     fleet = _fleet(fleet_doc, str(path)) if fleet_doc is not None else None
@@ -503,7 +513,7 @@ def parse(doc: Table, name: str, path: Path) -> Scenario:
             not set(arches) <= set(SDBOOT_ARCHES):
         raise ScenarioError(f"{path}: expect.entries and expect.boot_files need arches within "
                             f"{list(SDBOOT_ARCHES)} (the chains with entry files)")
-    return Scenario(name, path, description, tuple(arches), tuple(boots), ci, fleet, disk)
+    return Scenario(name, path, description, tuple(arches), tuple(boots), ci_arches, fleet, disk)
 
 
 def load(path: Path) -> Scenario:
