@@ -155,6 +155,19 @@ impl FleetServer {
         serde_json::from_str(&text).unwrap_or(Value::Null)
     }
 
+    /// `PUT path` with a raw JSON `body` as the admin: the status and the answer's text.
+    pub(crate) fn put(&self, path: &str, body: &[u8]) -> (u16, String) {
+        let mut response = self
+            .agent
+            .put(&self.url(path))
+            .header("Authorization", &format!("Bearer {}", self.admin))
+            .header("Content-Type", "application/json")
+            .send(body)
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.body_mut().read_to_string().unwrap())
+    }
+
     pub(crate) fn upload(&self, bytes: &[u8], query: &str) -> i64 {
         let mut response = self
             .agent

@@ -22,6 +22,7 @@ mod fleet_delta;
 mod fleet_hostile;
 mod fleet_resume;
 mod fleet_server;
+mod fleet_trust;
 mod lifecycle;
 mod lock;
 mod power_cut;

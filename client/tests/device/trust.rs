@@ -11,14 +11,21 @@ use rustupdate_verify::SecretKey;
 use std::path::PathBuf;
 
 const ROOTS: [u8; 2] = [31, 32];
-const NEW_RELEASE: u8 = 41;
+pub(crate) const NEW_RELEASE: u8 = 41;
 
 fn role(threshold: usize, keys: &[&SecretKey]) -> Role {
     let public: Vec<_> = keys.iter().map(|k| k.public_key()).collect();
     Role::of(threshold, &public)
 }
 
-fn document(version: u64, release: &[&SecretKey], revoked: &[&SecretKey], by: &[u8]) -> Vec<u8> {
+/// A document of `version` (roots 31 and 32, 2 of 2) signed by the roots `by` (`fleet_trust`
+/// publishes one through the server).
+pub(crate) fn document(
+    version: u64,
+    release: &[&SecretKey],
+    revoked: &[&SecretKey],
+    by: &[u8],
+) -> Vec<u8> {
     let roots = ROOTS.map(key);
     let mut doc = Document::unsigned(Signed {
         kind: DOCUMENT_TYPE.into(),
@@ -39,7 +46,7 @@ fn document(version: u64, release: &[&SecretKey], revoked: &[&SecretKey], by: &[
 }
 
 /// A rig whose `[keys]` use a trust document: roots 31 and 32 (2 of 2), release key = the rig's.
-fn trust_rig() -> Rig {
+pub(crate) fn trust_rig() -> Rig {
     let rig = Rig::new();
     let root_dir = rig.root().join("root-keys");
     std::fs::create_dir_all(&root_dir).unwrap();
@@ -63,7 +70,7 @@ fn trust_rig() -> Rig {
     rig
 }
 
-fn trust_version(rig: &Rig) -> u64 {
+pub(crate) fn trust_version(rig: &Rig) -> u64 {
     let out = rig.client(&["trust", "show", "--json"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let json: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();

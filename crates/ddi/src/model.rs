@@ -63,6 +63,14 @@ pub struct ControllerLinks {
         skip_serializing_if = "Option::is_none"
     )]
     pub installed_base: Option<Link>,
+    /// rustupdate's extension (hawkBit clients ignore unknown links): the tenant's current trust
+    /// document (docs/trust.md), `…/trust/{version}`; see [`crate::path::trust_document_version`].
+    #[serde(
+        rename = "trustDocument",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub trust_document: Option<Link>,
 }
 
 /// `GET …/deploymentBase/{actionId}` (and `installedBase/{actionId}`).

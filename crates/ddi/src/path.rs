@@ -111,6 +111,24 @@ pub fn config_data(tenant: &Tenant, id: &ControllerId) -> String {
     format!("{}/configData", controller(tenant, id))
 }
 
+/// rustupdate's extension: the trust document of `version`.
+pub fn trust_document(tenant: &Tenant, id: &ControllerId, version: u64) -> String {
+    format!("{}/trust/{version}", controller(tenant, id))
+}
+
+/// The version at the end of a `trustDocument` link (`…/trust/7`), if it ends in one.
+pub fn trust_document_version(href: &str) -> Option<u64> {
+    let path = href.split(['?', '#']).next().unwrap_or_default();
+    let (rest, version) = path.rsplit_once('/')?;
+    if !rest.ends_with("/trust")
+        || version.is_empty()
+        || !version.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    version.parse().ok()
+}
+
 /// Where rustupdate-server serves an artifact to a device: by content hash, with the file name
 /// last so that clients that name the download after the URL get a sensible name.
 pub fn artifact_download(
@@ -125,6 +143,23 @@ pub fn artifact_download(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trust_document_links_carry_their_version() {
+        let t = Tenant::new("DEFAULT").unwrap();
+        let c = ControllerId::new("dev-01").unwrap();
+        let href = format!("https://fleet{}", trust_document(&t, &c, 7));
+        assert_eq!(href, "https://fleet/DEFAULT/controller/v1/dev-01/trust/7");
+        assert_eq!(trust_document_version(&href), Some(7));
+        assert_eq!(trust_document_version(&format!("{href}?c=1")), Some(7));
+        for bad in [
+            "https://fleet/x/trust/",
+            "https://fleet/x/trust/-1",
+            "https://fleet/x/7",
+        ] {
+            assert_eq!(trust_document_version(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn builds_hawkbit_paths() {

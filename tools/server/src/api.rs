@@ -117,3 +117,18 @@ pub struct Health {
 pub struct QueueDelta {
     pub base_artifact_id: i64,
 }
+
+/// `PUT /api/v1/trust` (the answer) and `GET /api/v1/trust/summary`: the tenant's current trust
+/// document as devices will read it (docs/trust.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrustSummary {
+    pub version: u64,
+    pub root_threshold: usize,
+    /// Key ids (16 hex digits).
+    pub root_keys: Vec<String>,
+    pub release_threshold: usize,
+    pub release_keys: Vec<String>,
+    pub revoked: Vec<String>,
+    /// Epoch milliseconds of the upload.
+    pub updated_at: i64,
+}

@@ -33,6 +33,9 @@ pub enum Command {
     /// Create and steer rollouts.
     #[command(subcommand)]
     Rollout(RolloutCommand),
+    /// The trust document devices fetch (release keys and revocations; docs/trust.md).
+    #[command(subcommand)]
+    Trust(TrustCommand),
     /// Operator accounts of the dashboard and the API, on the server host (its database).
     #[command(subcommand)]
     User(UserCommand),
@@ -206,6 +209,23 @@ pub struct ClientArgs {
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TrustCommand {
+    /// Make FILE (signed by the root keys) the trust document devices fetch: it must be signed
+    /// by a threshold of its own root keys and accepted by the current one (a higher version,
+    /// signed by the current root keys). Admin only.
+    Set {
+        file: PathBuf,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// What the current trust document holds (with --json, the API's summary).
+    Show {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]

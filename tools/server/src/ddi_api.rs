@@ -6,7 +6,9 @@
 //! only ever sees its own actions: another device's action id is answered exactly like a missing
 //! one (404). Links are built by `links`: from `public-url` or an allowed `Host`, file names
 //! percent-encoded. What a device reports (`configData`) is stored and shown; it never changes
-//! what the operator set (see `Store::set_attributes`).
+//! what the operator set (see `Store::set_attributes`). One extension: the poll answer links the
+//! tenant's trust document (`_links.trustDocument`, `…/trust/{version}`), which hawkBit clients
+//! ignore.
 
 use crate::app_state::AppState;
 use crate::deltas;
@@ -58,6 +60,10 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/{tenant}/controller/v1/{controller}/artifacts/{sha256}/{filename}",
             get(download),
+        )
+        .route(
+            "/{tenant}/controller/v1/{controller}/trust/{version}",
+            get(trust_document),
         )
 }
 
@@ -193,6 +199,14 @@ async fn poll(State(app): State<AppState>, caller: Caller) -> ApiResult<Json<ddi
         links.installed_base = Some(ddi::Link::new(format!(
             "{base}{}",
             path::installed_base(&caller.tenant, &caller.id, done as u64)
+        )));
+    }
+    // rustupdate's extension: the tenant's trust document, which the device fetches when its
+    // version is newer than its own (docs/trust.md, "Delivery").
+    if let Some(version) = app.store.trust_version().await? {
+        links.trust_document = Some(ddi::Link::new(format!(
+            "{base}{}",
+            path::trust_document(&caller.tenant, &caller.id, version as u64)
         )));
     }
     Ok(Json(ddi::ControllerBase {
@@ -443,6 +457,26 @@ async fn config_data(
         deltas::queue_for_base(&app, new_base.unwrap_or_default()).await?;
     }
     Ok(StatusCode::OK)
+}
+
+/// The tenant's trust document of the version in the path, as the operator uploaded it. Only the
+/// current version is served: an older one is 404 (the device polls again and is offered the
+/// current one), so what a URL returns never changes.
+async fn trust_document(
+    State(app): State<AppState>,
+    _caller: Caller,
+    ApiPath((_, _, version)): ApiPath<(String, String, String)>,
+) -> ApiResult<Response> {
+    let row = app.store.trust_document().await?;
+    match row {
+        Some(row) if row.version.to_string() == version => {
+            Ok(([(header::CONTENT_TYPE, "application/json")], row.document).into_response())
+        }
+        _ => Err(ApiError::NotFound(format!(
+            "no trust document of version {:?}; poll for the current one",
+            version.chars().take(24).collect::<String>()
+        ))),
+    }
 }
 
 /// Serves an artifact or a delta patch by content hash, with Range support (resumed and delta

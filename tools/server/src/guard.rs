@@ -159,19 +159,36 @@ where
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let RawBody(bytes) = RawBody::from_request(request, state).await?;
+        serde_json::from_slice(&bytes)
+            .map(JsonBody)
+            .map_err(|e| ApiError::BadRequest(format!("malformed JSON body: {e}")))
+    }
+}
+
+/// A body of at most [`MAX_JSON_BODY`] bytes, unparsed (a trust document, whose own parser
+/// names its problems), refused like [`JsonBody`]'s when larger.
+#[derive(Debug)]
+pub struct RawBody(pub Bytes);
+
+impl<S> FromRequest<S> for RawBody
+where
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
         check_declared_length(request.headers(), MAX_JSON_BODY as u64)?;
-        let bytes = Bytes::from_request(request, state)
+        Bytes::from_request(request, state)
             .await
+            .map(RawBody)
             .map_err(|e: BytesRejection| {
                 if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                     too_large(MAX_JSON_BODY as u64)
                 } else {
                     ApiError::BadRequest(format!("reading the body: {}", e.body_text()))
                 }
-            })?;
-        serde_json::from_slice(&bytes)
-            .map(JsonBody)
-            .map_err(|e| ApiError::BadRequest(format!("malformed JSON body: {e}")))
+            })
     }
 }
 

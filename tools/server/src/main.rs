@@ -45,6 +45,7 @@ fn main() -> ExitCode {
         Some(Command::Artifact(c)) => operator_cli::artifact(c),
         Some(Command::Device(c)) => operator_cli::device(c),
         Some(Command::Rollout(c)) => operator_cli::rollout(c),
+        Some(Command::Trust(c)) => operator_cli::trust(c),
         Some(Command::User(c)) => accounts::user(c),
         Some(Command::Token(c)) => accounts::token(c),
         Some(Command::Backup(args)) => backup(&args),

@@ -2,7 +2,7 @@
 //! (`--json`) the API's own JSON. Exit status 1 with the server's message on any error.
 
 use crate::api;
-use crate::cli::{ArtifactCommand, ClientArgs, DeviceCommand, RolloutCommand};
+use crate::cli::{ArtifactCommand, ClientArgs, DeviceCommand, RolloutCommand, TrustCommand};
 use crate::store::{ArtifactRow, PatchRow};
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
@@ -434,4 +434,43 @@ fn steer(client: &ClientArgs, id: i64, command: &str) -> Result<()> {
     let api = Api::new(client)?;
     let r: api::Rollout = api.send("POST", &format!("/rollouts/{id}/{command}"), &())?;
     api.print(&r, print_rollout)
+}
+
+fn print_trust(t: &api::TrustSummary) {
+    println!("trust document version {}", t.version);
+    println!(
+        "  root keys    {} of [{}]",
+        t.root_threshold,
+        t.root_keys.join(", ")
+    );
+    println!(
+        "  release keys {} of [{}]",
+        t.release_threshold,
+        t.release_keys.join(", ")
+    );
+    println!("  revoked      [{}]", t.revoked.join(", "));
+}
+
+pub fn trust(command: TrustCommand) -> Result<()> {
+    match command {
+        TrustCommand::Set { file, client } => {
+            let api = Api::new(&client)?;
+            let body =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let r = api
+                .agent
+                .put(&api.url("/trust"))
+                .header("Authorization", &api.auth())
+                .header("Content-Type", "application/json")
+                .send(&body[..]);
+            let summary: api::TrustSummary =
+                api.answer(&format!("setting the trust document {}", file.display()), r)?;
+            api.print(&summary, print_trust)
+        }
+        TrustCommand::Show { client } => {
+            let api = Api::new(&client)?;
+            let summary: api::TrustSummary = api.get("/trust/summary")?;
+            api.print(&summary, print_trust)
+        }
+    }
 }

@@ -166,7 +166,7 @@ impl DaemonDevice for Sim {
 pub struct Rig {
     pub daemon: Daemon<FakeDdi>,
     pub sim: Sim,
-    _dir: TempDir,
+    pub dir: TempDir,
 }
 
 impl Rig {
@@ -207,11 +207,7 @@ accept-deltas = false
         *fake.poll.borrow_mut() = nothing();
         let daemon = Daemon::with_transport(&config, "daemon", section, fake).unwrap();
         let sim = Sim::new(BOARD, &old_image(), CAPACITY);
-        Rig {
-            daemon,
-            sim,
-            _dir: dir,
-        }
+        Rig { daemon, sim, dir }
     }
 
     pub fn cycle(&mut self) -> Result<String> {

@@ -14,6 +14,7 @@
 //! - [`install`]: writing it into the slot (fresh, resumed or from a delta patch);
 //! - [`reboot`]: rebooting into it when the policy allows;
 //! - [`cancel`]: the answer to a cancel request;
+//! - [`trust`]: the trust document the server links, applied before any deployment;
 //! - [`feedback`]: progress feedback and the final result.
 //!
 //! The steps reach the server through [`DdiTransport`] and the device through [`DaemonDevice`]
@@ -30,6 +31,7 @@ mod feedback;
 mod install;
 mod poll;
 mod reboot;
+mod trust;
 
 use crate::config::{Config, Server};
 use crate::ddi_transport::{DdiTransport, HttpTransport};
@@ -161,6 +163,8 @@ struct Daemon<T> {
     broken_downloads: Option<(u64, u32)>,
     /// The action the server was told the device reboots into.
     told_rebooting: Option<u64>,
+    /// The version of the server's trust document this device refused (not fetched again).
+    trust_refused: Option<u64>,
 }
 
 impl Daemon<HttpTransport> {
@@ -207,6 +211,7 @@ impl<T: DdiTransport> Daemon<T> {
             repeated: None,
             broken_downloads: None,
             told_rebooting: None,
+            trust_refused: None,
         })
     }
 }

@@ -1,5 +1,6 @@
-//! The cycle's first steps: the poll, and the inventory when it changed; then the cancel request
-//! or the deployment the server offers goes to its step.
+//! The cycle's first steps: the poll, and the inventory when it changed; then the trust document
+//! the server links (if newer), then the cancel request or the deployment the server offers goes
+//! to its step.
 
 use super::{Daemon, DaemonDevice, MAX_SCRIPT_OUTPUT, SCRIPT_TIMEOUT};
 use crate::ddi_transport::{DdiTransport, action_of};
@@ -22,6 +23,8 @@ impl<T: DdiTransport> Daemon<T> {
             // again before acting.
             base = self.transport.poll().context("polling the server")?;
         }
+        // Before the deployment: a release signed by a key the new document trusts installs now.
+        self.follow_trust_link(&base);
         if let Some(link) = &base.links.cancel_action {
             let action = action_of(link)?;
             return self.answer_cancel(device, action);

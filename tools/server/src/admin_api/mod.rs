@@ -5,13 +5,14 @@
 //! `docs/server.md`.
 //!
 //! One module per resource: `artifacts`, `deltas` (patches of artifacts), `devices`, `rollouts`,
-//! `audit_log`; `/metrics` is `metrics_api.rs`. This module only routes.
+//! `audit_log`, `trust` (the trust document devices fetch); `/metrics` is `metrics_api.rs`. This module only routes.
 
 mod artifacts;
 mod audit_log;
 mod deltas;
 pub mod devices;
 pub mod rollouts;
+mod trust;
 
 use crate::app_state::AppState;
 use crate::guard;
@@ -48,6 +49,8 @@ pub fn routes(app: &AppState) -> Router<AppState> {
             post(rollouts::rollout_command),
         )
         .route("/api/v1/audit", get(audit_log::audit_log))
+        .route("/api/v1/trust", get(trust::get_trust).put(trust::put_trust))
+        .route("/api/v1/trust/summary", get(trust::trust_summary))
         .route("/metrics", get(crate::metrics_api::scrape))
         .route_layer(from_fn_with_state(app.clone(), guard::deadline));
     Router::new()

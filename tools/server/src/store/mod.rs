@@ -32,6 +32,7 @@ mod rollouts;
 mod running_rollouts;
 mod schema;
 mod sessions;
+mod trust;
 mod users;
 
 pub use actions::{
@@ -47,3 +48,4 @@ pub use device_search::{COUNT_CAP, DeviceFilter};
 pub use devices::DeviceRow;
 pub use rollout_row::RolloutRow;
 pub use rollouts::{EventRow, NewRollout, PhaseCountsRow};
+pub use trust::TrustRow;

@@ -206,6 +206,16 @@ ALTER TABLE actions ADD COLUMN full_bytes BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE actions ADD COLUMN delta_bytes BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE actions ADD COLUMN delta_fallback TEXT;
 "#,
+    // 9: the tenant's current trust document (store/trust.rs, docs/trust.md): one row (`id` 1),
+    // replaced only by a document its predecessor accepts.
+    r#"
+CREATE TABLE trust_document (
+    id BIGINT PRIMARY KEY,
+    version BIGINT NOT NULL,
+    document TEXT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+"#,
 ];
 
 /// The rows (`key`, `value`) of a device's attributes JSON `d.attributes`, in each backend's

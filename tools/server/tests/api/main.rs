@@ -19,3 +19,4 @@ mod roles;
 mod rollouts;
 mod scale_out;
 mod tls;
+mod trust;
