@@ -235,6 +235,9 @@ pub struct Keys {
     /// With `trust-document`: how many of the root keys must sign it.
     #[serde(default = "default_threshold")]
     pub root_threshold: usize,
+    /// The device's X25519 secret key (PKCS#8 PEM) for encrypted artifacts
+    /// (docs/encryption.md): a per-device key belongs on the data partition, never in the image.
+    pub decryption_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -115,6 +115,23 @@ impl Device {
             reboot: &mut self.reboot,
             clock: &mut self.clock,
         };
-        Ok(Updater::new(&self.config.device_type, self.booted, seams)?)
+        let key = self
+            .config
+            .keys
+            .decryption_key
+            .as_deref()
+            .map(read_decryption_key);
+        Ok(Updater::new(&self.config.device_type, self.booted, seams)?
+            .with_decryption_key(key.transpose()))
     }
+}
+
+/// The configured decryption key, or why it cannot be used (named with its path).
+fn read_decryption_key(
+    path: &std::path::Path,
+) -> std::result::Result<rustupdate_seal::RecipientSecretKey, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|err| format!("reading {}: {err}", path.display()))?;
+    rustupdate_seal::RecipientSecretKey::from_pem(&text)
+        .map_err(|err| format!("{}: {err}", path.display()))
 }

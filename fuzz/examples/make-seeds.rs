@@ -7,7 +7,7 @@
 
 use rustupdate_format::builder::{BodyOptions, write_payload_body};
 use rustupdate_format::{Chunking, Compression, Manifest, Payload};
-use rustupdate_fuzz::FUZZ_KEY_SEED;
+use rustupdate_fuzz::{FUZZ_KEY_SEED, FUZZ_RECIPIENT};
 use rustupdate_verify::{SecretKey, signed_head};
 use std::error::Error;
 
@@ -29,18 +29,23 @@ fn payload(
     Ok(write_payload_body(image, body, name, options, &mut |_| {})?)
 }
 
-fn write_artifact(name: &str, payloads: Vec<Payload>, body: &[u8]) -> Result<(), Box<dyn Error>> {
-    let key = SecretKey::from_seed(&FUZZ_KEY_SEED);
-    let manifest = Manifest {
-        format_version: 1,
+fn seed_manifest(format_version: u16, payloads: Vec<Payload>) -> Manifest {
+    Manifest {
+        format_version,
         name: "seed".into(),
         version: "1".into(),
         compatible: vec!["fuzz".into()],
         security_version: Some(1),
         created: 0,
         trust_document: None,
+        encryption: None,
         payloads,
-    };
+    }
+}
+
+fn write_artifact(name: &str, payloads: Vec<Payload>, body: &[u8]) -> Result<(), Box<dyn Error>> {
+    let key = SecretKey::from_seed(&FUZZ_KEY_SEED);
+    let manifest = seed_manifest(1, payloads);
     for (suffix, keys) in [("signed", vec![&key]), ("unsigned", vec![])] {
         let head = signed_head(manifest.clone(), &keys)?;
         let mut bytes = head.to_bytes()?;
@@ -48,6 +53,28 @@ fn write_artifact(name: &str, payloads: Vec<Payload>, body: &[u8]) -> Result<(),
         bytes.extend_from_slice(body);
         std::fs::write(format!("corpus/reader/seed-{name}-{suffix}"), &bytes)?;
     }
+    Ok(())
+}
+
+/// A version 2 artifact encrypted to the fuzz recipient (docs/encryption.md). Its content key
+/// and HPKE's ephemeral key are random, so it is written only when missing.
+fn write_encrypted() -> Result<(), Box<dyn Error>> {
+    let path = "corpus/reader/seed-zstd-fixed-encrypted-signed";
+    if std::path::Path::new(path).exists() {
+        return Ok(());
+    }
+    let mut body = Vec::new();
+    let mut rootfs = payload("rootfs", &image(20), &mut body, &BodyOptions::default())?;
+    let key = rustupdate_seal::ContentKey::generate();
+    let mut sealed = Vec::new();
+    rustupdate_seal::seal_payload_body(&key, 0, &mut rootfs, &mut &body[..], &mut sealed)?;
+    let recipient = rustupdate_seal::RecipientSecretKey::from_bytes(FUZZ_RECIPIENT).public();
+    let mut manifest = seed_manifest(2, vec![rootfs]);
+    manifest.encryption = Some(rustupdate_seal::wrap(&key, &[recipient])?);
+    let head = signed_head(manifest, &[&SecretKey::from_seed(&FUZZ_KEY_SEED)])?;
+    let mut bytes = head.to_bytes()?;
+    bytes.extend_from_slice(&sealed);
+    std::fs::write(path, bytes)?;
     Ok(())
 }
 
@@ -113,7 +140,11 @@ fn main() -> Result<(), Box<dyn Error>> {
         input.extend_from_slice(&image);
         std::fs::write(format!("corpus/roundtrip/seed-{name}"), input)?;
     }
-    let options = BodyOptions::default();
+    // Version 1, as `write_artifact` declares (the builder's default is version 2).
+    let options = BodyOptions {
+        format_version: 1,
+        ..BodyOptions::default()
+    };
     let mut body = Vec::new();
     let first = payload("rootfs", &image(10), &mut body, &options)?;
     let second = payload(
@@ -123,6 +154,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         &options,
     )?;
     write_artifact("two-payloads", vec![first, second], &body)?;
+    write_encrypted()?;
     // For checking the seeds with the release tool: `rustupdate-artifact verify SEED --key fuzz-key.pub.pem`.
     std::fs::write(
         "fuzz-key.pub.pem",

@@ -50,6 +50,7 @@ fuzz_target!(|data: &[u8]| {
         security_version: None,
         created: 0,
         trust_document: None,
+        encryption: None,
         payloads: vec![payload],
     };
     let key = SecretKey::from_seed(&rustupdate_fuzz::FUZZ_KEY_SEED);

@@ -12,6 +12,10 @@ use sha2::{Digest, Sha256};
 /// The seed corpus is signed with the key of this seed (see `examples/make-seeds.rs`).
 pub const FUZZ_KEY_SEED: [u8; 32] = [7; 32];
 
+/// The encrypted seeds are encrypted to the X25519 key of these bytes; every read opens
+/// encrypted inputs with it, so mutations reach the sealed tables and frames.
+pub const FUZZ_RECIPIENT: [u8; 32] = [9; 32];
+
 /// Payload bytes an input may declare before it is not read further. A zero run of up to 1 TiB is a
 /// valid table entry and goes through the whole-image hash, which takes minutes: the format allows
 /// it, the fuzzer only needs the logic around it.
@@ -74,6 +78,8 @@ fn read_all(
     policy: &SignaturePolicy,
 ) -> Result<Outcome, rustupdate_verify::Error> {
     let mut artifact = VerifiedArtifact::open(data, ring, policy)?;
+    let recipient = rustupdate_seal::RecipientSecretKey::from_bytes(FUZZ_RECIPIENT);
+    artifact.unlock(Some(&recipient))?;
     let declared: u64 = artifact.manifest().payloads.iter().map(|p| p.size).sum();
     if declared > MAX_DECLARED_BYTES {
         return Ok(Outcome::TooLarge);
@@ -99,13 +105,15 @@ pub fn fix_table_hashes(data: &[u8]) -> Option<Vec<u8>> {
     let mut rest = data;
     let head = read_head(&mut rest).ok()?;
     let layout = head.layout();
+    let sealed = head.is_encrypted();
     let body = rest;
     let mut manifest = head.manifest;
     let mut position = 0u64;
     'payloads: for payload in &mut manifest.payloads {
         for segment in &mut payload.segments {
             let start = usize::try_from(position).ok()?;
-            let end = start.checked_add(usize::try_from(segment.table_len(layout)).ok()?)?;
+            let end = start
+                .checked_add(usize::try_from(segment.stored_table_len(layout, sealed)).ok()?)?;
             let Some(table) = body.get(start..end) else {
                 break 'payloads;
             };

@@ -16,6 +16,7 @@
 
 mod delta;
 mod download;
+mod encryption;
 mod env_copies;
 mod fleet;
 mod fleet_delta;

@@ -53,6 +53,9 @@ pub enum Error {
     /// An interrupted install cannot continue where it stopped; the caller starts it afresh.
     #[error("cannot resume the interrupted install: {reason}")]
     CannotResume { reason: String },
+    /// The configured decryption key cannot be used (not the artifact's fault).
+    #[error("keys.decryption-key: {0}")]
+    DecryptionKey(String),
     #[error("{what}")]
     Adapter {
         what: &'static str,
@@ -89,6 +92,7 @@ impl Error {
             | Error::HookRefused { .. }
             | Error::Stopped { .. }
             | Error::CannotResume { .. }
+            | Error::DecryptionKey(_)
             | Error::Adapter { .. } => false,
         }
     }

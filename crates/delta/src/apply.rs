@@ -132,6 +132,12 @@ impl<P: Read + Seek, B: BaseImage> DeltaPayload<P, B> {
         if head.layout() != TableLayout::Framed {
             return Err(delta("patches rebuild format version 2 artifacts only"));
         }
+        if head.is_encrypted() {
+            // Its tables are sealed: a patch would need the content key (docs/encryption.md).
+            return Err(delta(
+                "the artifact is encrypted; its deltas are not supported yet",
+            ));
+        }
         let Some(payload) = head.manifest.payloads.first() else {
             return Err(delta("the artifact has no payload"));
         };

@@ -221,6 +221,7 @@ impl<'a, W: Write> SegmentWriter<'a, W> {
                     .unwrap_or(u32::MAX),
                 table_sha256: Sha256Hex(Sha256::digest(&table).into()),
                 data_size: frame.len() as u64,
+                data_sha256: None,
             });
         }
         Ok(())
@@ -332,6 +333,7 @@ impl SegmentInProgress {
             entries: u32::try_from(encoded.len()).unwrap_or(u32::MAX),
             table_sha256: Sha256Hex(Sha256::digest(&table).into()),
             data_size,
+            data_sha256: None,
         })
     }
 }

@@ -15,6 +15,7 @@ pub mod builder;
 pub mod chunk_table;
 pub mod chunker;
 pub mod codec;
+pub mod encryption;
 mod error;
 pub mod header;
 pub mod limits;
@@ -24,6 +25,7 @@ pub mod signature_block;
 pub use chunk_table::{ChunkEntry, ChunkKind, TableLayout};
 pub use chunker::{Chunker, Chunking, Cut};
 pub use codec::Compression;
+pub use encryption::Encryption;
 pub use error::Error;
 pub use header::Header;
 pub use manifest::{Manifest, Payload, PayloadType, Segment, Sha256Hex};
@@ -59,6 +61,11 @@ impl Head {
             + (self.signatures.len() * signature_block::SIGNATURE_ENTRY_LEN) as u64
     }
 
+    /// Whether the body's tables and frames are sealed (`[encryption]` in the manifest).
+    pub fn is_encrypted(&self) -> bool {
+        self.manifest.encryption.is_some()
+    }
+
     /// The chunk table layout of this artifact's format version.
     pub fn layout(&self) -> TableLayout {
         // The header accepted only versions that have a layout; version 1 is the safe reading.
@@ -74,7 +81,8 @@ impl Head {
             return None;
         }
         let layout = self.layout();
-        let stored = |s: &manifest::Segment| s.table_len(layout) + s.data_size;
+        let sealed = self.is_encrypted();
+        let stored = |s: &manifest::Segment| s.stored_table_len(layout, sealed) + s.data_size;
         let before: u64 = payloads[..payload]
             .iter()
             .flat_map(|p| p.segments.iter())
@@ -92,7 +100,7 @@ impl Head {
             .payloads
             .iter()
             .flat_map(|p| p.segments.iter())
-            .map(|s| s.table_len(self.layout()) + s.data_size)
+            .map(|s| s.stored_table_len(self.layout(), self.is_encrypted()) + s.data_size)
             .sum();
         self.body_offset() + body
     }

@@ -1,6 +1,7 @@
 //! The manifest: TOML, signed as raw bytes (so no canonical form is needed), kebab-case keys,
 //! unknown keys rejected. See `docs/artifact-format.md` for every field.
 
+use crate::encryption::{self, Encryption};
 use crate::{Chunking, Compression, Error, TableLayout, limits};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -22,6 +23,10 @@ pub struct Manifest {
     /// Older clients refuse manifests with this key (unknown keys are rejected).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trust_document: Option<String>,
+    /// Present when the body is sealed to recipients (docs/encryption.md). Older clients refuse
+    /// manifests with this key (unknown keys are rejected).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<Encryption>,
     #[serde(rename = "payload")]
     pub payloads: Vec<Payload>,
 }
@@ -63,11 +68,21 @@ pub struct Segment {
     pub table_sha256: Sha256Hex,
     /// Total stored bytes of the segment's data: its chunks (version 1) or its frame (version 2).
     pub data_size: u64,
+    /// Encrypted artifacts: sha256 of the stored (sealed) frame, so that signatures cover the
+    /// ciphertext. Absent for a segment without a frame and in clear artifacts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_sha256: Option<Sha256Hex>,
 }
 
 impl Segment {
+    /// Length of the segment's table in clear (`entries` x the layout's entry length).
     pub fn table_len(&self, layout: TableLayout) -> u64 {
         u64::from(self.entries) * layout.entry_len() as u64
+    }
+
+    /// Length of the table as stored: sealed tables carry a tag.
+    pub fn stored_table_len(&self, layout: TableLayout, sealed: bool) -> u64 {
+        self.table_len(layout) + if sealed { encryption::SEAL_TAG_LEN } else { 0 }
     }
 }
 
@@ -168,14 +183,20 @@ impl Manifest {
             {
                 return bad(format!("payload name {:?} appears twice", payload.name));
             }
-            payload.validate(layout)?;
+            payload.validate(layout, self.encryption.is_some())?;
+        }
+        if let Some(encryption) = &self.encryption {
+            if layout != TableLayout::Framed {
+                return bad("encryption needs format version 2".into());
+            }
+            encryption.validate()?;
         }
         Ok(())
     }
 }
 
 impl Payload {
-    fn validate(&self, layout: TableLayout) -> Result<(), Error> {
+    fn validate(&self, layout: TableLayout, sealed: bool) -> Result<(), Error> {
         let bad = |msg: String| Err(Error::Manifest(format!("payload {:?}: {msg}", self.name)));
         if self.size == 0 || self.size > limits::MAX_PAYLOAD_SIZE {
             return bad(format!(
@@ -198,9 +219,24 @@ impl Payload {
                     segment.entries,
                 ));
             }
-            if segment.data_size > u64::from(segment.entries) * u64::from(limits::MAX_CHUNK_SIZE) {
+            let data = if sealed {
+                encryption::opened_len(segment.data_size).ok_or_else(|| {
+                    Error::Manifest(format!(
+                        "payload {:?}: segment {index}: {} bytes is no sealed frame's length",
+                        self.name, segment.data_size
+                    ))
+                })?
+            } else {
+                segment.data_size
+            };
+            if data > u64::from(segment.entries) * u64::from(limits::MAX_CHUNK_SIZE) {
                 return bad(format!(
                     "segment {index} claims more data than its entries can hold"
+                ));
+            }
+            if segment.data_sha256.is_some() != (sealed && segment.data_size > 0) {
+                return bad(format!(
+                    "segment {index}: data-sha256 belongs to (and only to) every sealed frame"
                 ));
             }
             entries += u64::from(segment.entries);

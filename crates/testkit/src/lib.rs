@@ -80,6 +80,7 @@ pub fn sample_manifest() -> Manifest {
         security_version: Some(2),
         created: 1_764_000_000,
         trust_document: None,
+        encryption: None,
         payloads: vec![Payload {
             name: "rootfs".into(),
             payload_type: PayloadType::RootfsImage,
@@ -92,6 +93,7 @@ pub fn sample_manifest() -> Manifest {
                 entries: 2,
                 table_sha256: Sha256Hex([2; 32]),
                 data_size: 100,
+                data_sha256: None,
             }],
         }],
     }
@@ -122,6 +124,8 @@ pub struct ArtifactSpec<'a> {
     pub security_version: Option<u64>,
     /// A trust document (JSON) the manifest carries.
     pub trust_document: Option<&'a str>,
+    /// Encrypt the body to these recipients (docs/encryption.md); none: a clear artifact.
+    pub encrypt_to: &'a [rustupdate_seal::RecipientPublicKey],
 }
 
 impl Default for ArtifactSpec<'_> {
@@ -132,8 +136,14 @@ impl Default for ArtifactSpec<'_> {
             compatible: &["test-board"],
             security_version: None,
             trust_document: None,
+            encrypt_to: &[],
         }
     }
+}
+
+/// A recipient key made from a seed, for reproducible tests.
+pub fn recipient(seed: u8) -> rustupdate_seal::RecipientSecretKey {
+    rustupdate_seal::RecipientSecretKey::from_bytes([seed; 32])
 }
 
 /// A complete `.rua` of `image`, signed by `keys` (none: unsigned).
@@ -153,8 +163,16 @@ pub fn artifact_parts(
     keys: &[&SecretKey],
 ) -> (Head, Vec<u8>) {
     let mut body = Vec::new();
-    let payload = write_payload_body(image, &mut body, "rootfs", options, &mut |_| {})
+    let mut payload = write_payload_body(image, &mut body, "rootfs", options, &mut |_| {})
         .expect("building the payload");
+    let encryption = (!spec.encrypt_to.is_empty()).then(|| {
+        let key = rustupdate_seal::ContentKey::generate();
+        let mut sealed = Vec::new();
+        rustupdate_seal::seal_payload_body(&key, 0, &mut payload, &mut &body[..], &mut sealed)
+            .expect("sealing the body");
+        body = sealed;
+        rustupdate_seal::wrap(&key, spec.encrypt_to).expect("wrapping the content key")
+    });
     let manifest = Manifest {
         format_version: options.format_version,
         name: spec.name.into(),
@@ -163,6 +181,7 @@ pub fn artifact_parts(
         security_version: spec.security_version,
         created: 1_700_000_000,
         trust_document: spec.trust_document.map(str::to_string),
+        encryption,
         payloads: vec![payload],
     };
     let head = rustupdate_verify::signed_head(manifest, keys).expect("signing");

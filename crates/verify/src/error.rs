@@ -37,6 +37,13 @@ pub enum Error {
         valid: usize,
         required: usize,
     },
+    #[error(transparent)]
+    Sealed(#[from] rustupdate_seal::SealError),
+    #[error(
+        "the artifact is encrypted to recipient key(s) {recipients}; this device has no \
+         decryption key"
+    )]
+    NoDecryptionKey { recipients: String },
     #[error("the payloads were not read to the end")]
     Unfinished,
     #[error("payload {payload:?}, segment {segment}: chunk table hash does not match the manifest")]

@@ -13,6 +13,7 @@
 
 #![forbid(unsafe_code)]
 
+mod chunk;
 mod error;
 mod image_hash;
 #[cfg(feature = "fs")]
@@ -20,6 +21,7 @@ pub mod key_files;
 pub mod keys;
 pub mod policy;
 pub mod reader;
+pub mod sealed;
 
 pub use error::Error;
 pub use image_hash::ImageHash;
@@ -29,3 +31,4 @@ pub use reader::{
     Chunk, ChunkData, ChunkSource, PayloadReader, ResumePoint, VerifiedArtifact, read_verified_head,
 };
 pub use rustupdate_format::{KeyId, SignatureEntry};
+pub use sealed::check_sealed_body;

@@ -9,37 +9,41 @@
 //!
 //! Memory is bounded whatever the input: one segment table (at most 320 KiB), one stored chunk and
 //! one decompressed chunk (at most 1 MiB each), plus the manifest (at most 1 MiB); for format
-//! version 2 the frame decoder's window (at most 8 MiB) and its 64 KiB input buffer.
+//! version 2 the frame decoder's window (at most 8 MiB) and its 64 KiB input buffer; for an
+//! encrypted artifact one sealed block (64 KiB and its tag).
+//!
+//! Encrypted artifacts (`docs/encryption.md`) are opened with [`VerifiedArtifact::unlock`]
+//! before the body is read: each table is checked against the signed digest of its sealed bytes,
+//! then opened; each frame is opened block by block (`rustupdate_seal::FrameOpener`) and its
+//! sealed bytes checked against the signed `data-sha256`; every chunk is checked as before.
 
 use crate::image_hash::ImageHash;
 use crate::{Error, Keyring, SignaturePolicy, check_manifest_signatures};
 use rustupdate_format::codec::{ChunkDecoder, FrameDecoder, FrameError};
 use rustupdate_format::{
-    ChunkEntry, ChunkKind, Head, KeyId, Manifest, Payload, TableLayout, read_exact_or,
+    ChunkEntry, ChunkKind, Head, KeyId, Manifest, Payload, TableLayout, encryption, read_exact_or,
     read_raw_head,
 };
+use rustupdate_seal::{ContentKey, FrameOpener};
 use sha2::{Digest, Sha256};
+
+pub use crate::chunk::{Chunk, ChunkData, ChunkSource, ResumePoint};
+use crate::chunk::{Opened, read_frame, source_error};
 use std::io::Read;
 
 /// An artifact whose signatures satisfied the policy. Payload bytes come out of it verified.
 #[derive(Debug)]
 pub struct VerifiedArtifact<R: Read> {
-    head: Head,
-    signers: Vec<KeyId>,
-    reader: R,
-    next_payload: usize,
-    payload_open: bool,
+    pub(crate) head: Head,
+    pub(crate) signers: Vec<KeyId>,
+    pub(crate) reader: R,
+    pub(crate) next_payload: usize,
+    pub(crate) payload_open: bool,
     parallel_image_hash: bool,
     /// Set by [`VerifiedArtifact::resume`]: the reader starts at this point of payload 0.
     resume: Option<ResumePoint>,
-}
-
-/// A place where an interrupted first payload can continue: the start of a segment (its table),
-/// and how much of the image comes before it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ResumePoint {
-    pub segment: usize,
-    pub image_offset: u64,
+    /// Set by [`VerifiedArtifact::unlock`] for an encrypted artifact.
+    pub(crate) content_key: Option<ContentKey>,
 }
 
 /// Reads an artifact's head and checks its signatures before the manifest is parsed.
@@ -70,6 +74,7 @@ impl<R: Read> VerifiedArtifact<R> {
             payload_open: false,
             parallel_image_hash: false,
             resume: None,
+            content_key: None,
         })
     }
 
@@ -105,12 +110,14 @@ impl<R: Read> VerifiedArtifact<R> {
             payload_open: false,
             parallel_image_hash: false,
             resume: Some(point),
+            content_key: None,
         })
     }
 
     /// The first payload of a resumed artifact, continuing at its resume point. `prefix` yields
     /// the image bytes before it (read back from the slot); they feed the whole-image hash.
     pub fn resume_payload(&mut self, prefix: &mut dyn Read) -> Result<PayloadReader<'_, R>, Error> {
+        self.check_unlocked()?;
         let Some(point) = self.resume.take() else {
             return Err(Error::Resume(
                 "the artifact was not opened to resume".into(),
@@ -135,22 +142,13 @@ impl<R: Read> VerifiedArtifact<R> {
             left -= n as u64;
         }
         self.payload_open = true;
-        Ok(PayloadReader {
-            artifact: self,
-            index: 0,
-            segment: point.segment,
-            entries: Vec::new(),
-            entry: 0,
-            segment_data_left: 0,
-            offset: point.image_offset,
-            image_hash: Some(image_hash),
-            stored: Vec::new(),
-            out: Vec::new(),
-            decoder: ChunkDecoder::default(),
-            frame: FrameDecoder::default(),
-            last_data_entry: None,
-            done: false,
-        })
+        Ok(PayloadReader::new(
+            self,
+            0,
+            point.segment,
+            point.image_offset,
+            image_hash,
+        ))
     }
 
     /// Computes the whole-image sha256 on a helper thread, beside decompression and chunk
@@ -171,6 +169,11 @@ impl<R: Read> VerifiedArtifact<R> {
     /// Distinct trusted keys whose signatures verified.
     pub fn signers(&self) -> &[KeyId] {
         &self.signers
+    }
+
+    /// The verified head and the reader, positioned at the body (see `check_sealed_body`).
+    pub fn into_parts(self) -> (Head, R) {
+        (self.head, self.reader)
     }
 
     /// The reader the artifact comes from (to ask it, e.g., for the length it announced).
@@ -206,25 +209,11 @@ impl<R: Read> VerifiedArtifact<R> {
         if self.next_payload >= self.head.manifest.payloads.len() {
             return Ok(None);
         }
+        self.check_unlocked()?;
         self.payload_open = true;
         let index = self.next_payload;
         let image_hash = ImageHash::new(self.parallel_image_hash);
-        Ok(Some(PayloadReader {
-            artifact: self,
-            index,
-            segment: 0,
-            entries: Vec::new(),
-            entry: 0,
-            segment_data_left: 0,
-            offset: 0,
-            image_hash: Some(image_hash),
-            stored: Vec::new(),
-            out: Vec::new(),
-            decoder: ChunkDecoder::default(),
-            frame: FrameDecoder::default(),
-            last_data_entry: None,
-            done: false,
-        }))
+        Ok(Some(PayloadReader::new(self, index, 0, 0, image_hash)))
     }
 
     /// Checks that every payload was read and that nothing follows the last one.
@@ -248,47 +237,6 @@ impl<R: Read> VerifiedArtifact<R> {
             }
         }
     }
-}
-
-/// One verified chunk of a payload image.
-#[derive(Debug)]
-pub struct Chunk<'a> {
-    /// Offset of the chunk in the uncompressed image.
-    pub offset: u64,
-    pub data: ChunkData<'a>,
-}
-
-#[derive(Debug)]
-pub enum ChunkData<'a> {
-    /// Bytes whose sha256 matched the signed chunk table.
-    Bytes(&'a [u8]),
-    /// This many zero bytes.
-    Zeros(u64),
-}
-
-impl ChunkData<'_> {
-    pub fn len(&self) -> u64 {
-        match self {
-            ChunkData::Bytes(bytes) => bytes.len() as u64,
-            ChunkData::Zeros(n) => *n,
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-/// Where the updater takes verified chunks of a payload from: an artifact's body
-/// ([`PayloadReader`]) or a delta that rebuilds the body from a base image (`rustupdate-delta`).
-/// Every chunk handed out has matched the signed chunk table; after the last one the source has
-/// checked the whole-image hash.
-pub trait ChunkSource {
-    /// The next verified chunk, or `None` once the payload ended and its whole-image hash matched.
-    fn next_chunk(&mut self) -> Result<Option<Chunk<'_>>, Error>;
-    /// Right after the last chunk of a segment, where an interrupted install can continue; `None`
-    /// elsewhere, or when the source cannot continue (see [`PayloadReader::segment_end`]).
-    fn segment_end(&self) -> Option<ResumePoint>;
 }
 
 impl<R: Read> ChunkSource for PayloadReader<'_, R> {
@@ -318,11 +266,39 @@ pub struct PayloadReader<'a, R: Read> {
     /// Version 2: the current segment's frame, and the index of its last data entry (the frame
     /// must end right after it).
     frame: FrameDecoder,
+    /// Encrypted artifacts: opens the current segment's sealed frame under the frame decoder.
+    opener: FrameOpener,
     last_data_entry: Option<usize>,
     done: bool,
 }
 
-impl<R: Read> PayloadReader<'_, R> {
+impl<'a, R: Read> PayloadReader<'a, R> {
+    pub(crate) fn new(
+        artifact: &'a mut VerifiedArtifact<R>,
+        index: usize,
+        segment: usize,
+        offset: u64,
+        image_hash: ImageHash,
+    ) -> Self {
+        PayloadReader {
+            artifact,
+            index,
+            segment,
+            entries: Vec::new(),
+            entry: 0,
+            segment_data_left: 0,
+            offset,
+            image_hash: Some(image_hash),
+            stored: Vec::new(),
+            out: Vec::new(),
+            decoder: ChunkDecoder::default(),
+            frame: FrameDecoder::default(),
+            opener: FrameOpener::default(),
+            last_data_entry: None,
+            done: false,
+        }
+    }
+
     pub fn payload(&self) -> &Payload {
         &self.artifact.head.manifest.payloads[self.index]
     }
@@ -412,7 +388,7 @@ impl<R: Read> PayloadReader<'_, R> {
                     }
                     TableLayout::Framed => {
                         let frame_err = |err: FrameError| match err {
-                            FrameError::Source(err) => Error::from(err),
+                            FrameError::Source(err) => source_error(err),
                             FrameError::Codec(reason) => Error::Decompress {
                                 payload: name(),
                                 offset,
@@ -420,14 +396,28 @@ impl<R: Read> PayloadReader<'_, R> {
                             },
                         };
                         self.out.resize(entry.size as usize, 0);
-                        let reader = &mut self.artifact.reader;
-                        self.frame
-                            .read_exact(reader, &mut self.out)
-                            .map_err(frame_err)?;
                         // The frame must end right after its last chunk, before that chunk is
                         // handed on: a segment is complete (a resume point) when it is yielded.
-                        if self.last_data_entry == Some(self.entry - 1) {
-                            self.frame.finish(reader).map_err(frame_err)?;
+                        let last = self.last_data_entry == Some(self.entry - 1);
+                        let reader = &mut self.artifact.reader;
+                        if self.artifact.content_key.is_some() {
+                            let mut opened = Opened {
+                                opener: &mut self.opener,
+                                inner: reader,
+                            };
+                            read_frame(&mut self.frame, &mut opened, &mut self.out, last)
+                                .map_err(frame_err)?;
+                            if last && !self.opener.is_done() {
+                                return Err(self.layout_error(format!(
+                                    "segment {}: the sealed frame holds more than its data",
+                                    self.segment - 1
+                                )));
+                            }
+                        } else {
+                            read_frame(&mut self.frame, reader, &mut self.out, last)
+                                .map_err(frame_err)?;
+                        }
+                        if last {
                             self.segment_data_left = 0;
                         }
                     }
@@ -452,14 +442,20 @@ impl<R: Read> PayloadReader<'_, R> {
     fn load_segment(&mut self) -> Result<(), Error> {
         let segment = self.payload().segments[self.segment].clone();
         let layout = self.artifact.head.layout();
-        let mut table = vec![0u8; segment.table_len(layout) as usize];
+        let key = self.artifact.content_key.as_ref();
+        let mut table = vec![0u8; segment.stored_table_len(layout, key.is_some()) as usize];
         read_exact_or(&mut self.artifact.reader, &mut table, "chunk table")?;
+        // Sealed or not, the stored bytes are checked against the signed digest first.
         if Sha256::digest(&table)[..] != segment.table_sha256.0[..] {
             let payload = self.payload().name.clone();
             return Err(Error::SegmentHashMismatch {
                 payload,
                 segment: self.segment,
             });
+        }
+        if let Some(key) = key {
+            table =
+                rustupdate_seal::open_table(key, self.index as u32, self.segment as u32, &table)?;
         }
         self.entries.clear();
         let mut stored_total = 0u64;
@@ -469,7 +465,7 @@ impl<R: Read> PayloadReader<'_, R> {
             self.entries.push(entry);
         }
         if layout == TableLayout::Framed {
-            return self.start_frame(segment.data_size);
+            return self.start_frame(&segment);
         }
         if stored_total != segment.data_size {
             return Err(self.layout_error(format!(
@@ -483,8 +479,10 @@ impl<R: Read> PayloadReader<'_, R> {
         Ok(())
     }
 
-    /// Version 2: the segment's data is one frame of `data_size` stored bytes.
-    fn start_frame(&mut self, data_size: u64) -> Result<(), Error> {
+    /// Version 2: the segment's data is one frame of `data_size` stored bytes (sealed, for an
+    /// encrypted artifact: its opened length is what the frame decoder reads).
+    fn start_frame(&mut self, segment: &rustupdate_format::Segment) -> Result<(), Error> {
+        let data_size = segment.data_size;
         self.last_data_entry = self
             .entries
             .iter()
@@ -496,10 +494,29 @@ impl<R: Read> PayloadReader<'_, R> {
             )));
         }
         let codec = self.payload().compression;
+        let mut frame_len = data_size;
+        if let (Some(key), Some(_)) = (&self.artifact.content_key, self.last_data_entry) {
+            let (Some(opened), Some(digest)) =
+                (encryption::opened_len(data_size), segment.data_sha256)
+            else {
+                return Err(self.layout_error(format!(
+                    "segment {} is no sealed frame of {data_size} bytes",
+                    self.segment
+                )));
+            };
+            self.opener.start(
+                key,
+                self.index as u32,
+                self.segment as u32,
+                data_size,
+                digest.0,
+            );
+            frame_len = opened;
+        }
         if self.last_data_entry.is_some() {
             let segment = self.segment;
             self.frame
-                .start(codec, data_size)
+                .start(codec, frame_len)
                 .map_err(|err| match err {
                     FrameError::Source(err) => Error::from(err),
                     FrameError::Codec(reason) => rustupdate_format::Error::PayloadLayout {

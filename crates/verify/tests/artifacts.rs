@@ -363,6 +363,7 @@ fn signed_but_inconsistent_tables_are_rejected() {
             security_version: None,
             created: 0,
             trust_document: None,
+            encryption: None,
             payloads: vec![payload.clone()],
         };
         mutate(&mut manifest);

@@ -29,6 +29,14 @@ pub fn run(args: &BuildArgs) -> Result<u8> {
         _ => {}
     }
     let chunking: Chunking = args.chunking.parse().context("--chunking")?;
+    if !args.encrypt_to.is_empty() && args.format_version != 2 {
+        bail!("--encrypt-to needs format version 2");
+    }
+    let recipients = args
+        .encrypt_to
+        .iter()
+        .map(|p| files::read_recipient_key(p))
+        .collect::<Result<Vec<_>>>()?;
     let trust_document = args
         .trust_document
         .as_deref()
@@ -62,7 +70,7 @@ pub fn run(args: &BuildArgs) -> Result<u8> {
         threads,
         segment_entries: None,
     };
-    let payload = {
+    let mut payload = {
         let mut writer = BufWriter::with_capacity(1 << 20, &mut body);
         let payload = write_payload_body(
             BufReader::with_capacity(1 << 20, image),
@@ -76,6 +84,13 @@ pub fn run(args: &BuildArgs) -> Result<u8> {
         payload
     };
     bar.finish_and_clear();
+    let encryption = if recipients.is_empty() {
+        None
+    } else {
+        let key = rustupdate_seal::ContentKey::generate();
+        body = seal_body(&key, &mut payload, body, &args.output)?;
+        Some(rustupdate_seal::wrap(&key, &recipients)?)
+    };
 
     let manifest = Manifest {
         format_version: args.format_version,
@@ -85,6 +100,7 @@ pub fn run(args: &BuildArgs) -> Result<u8> {
         security_version: args.security_version,
         created,
         trust_document,
+        encryption,
         payloads: vec![payload],
     };
     let head = rustupdate_verify::signed_head(manifest, &keys.iter().collect::<Vec<_>>())?;
@@ -109,7 +125,10 @@ pub fn run(args: &BuildArgs) -> Result<u8> {
         payload.size,
         size,
         100.0 * size as f64 / payload.size as f64,
-        if head.signatures.is_empty() {
+        match &head.manifest.encryption {
+            Some(e) => format!("encrypted to {} recipient(s), ", e.recipients.len()),
+            None => String::new(),
+        } + &if head.signatures.is_empty() {
             "UNSIGNED (sign it with `rustupdate-artifact sign`)".to_string()
         } else {
             format!(
@@ -123,6 +142,27 @@ pub fn run(args: &BuildArgs) -> Result<u8> {
         }
     );
     Ok(EXIT_OK)
+}
+
+/// The clear body sealed into a new temporary file (docs/encryption.md); `payload`'s segments
+/// then describe the sealed bytes.
+fn seal_body(
+    key: &rustupdate_seal::ContentKey,
+    payload: &mut rustupdate_format::Payload,
+    mut clear: std::fs::File,
+    output: &std::path::Path,
+) -> Result<std::fs::File> {
+    let mut sealed =
+        tempfile::tempfile_in(parent_dir(output)).context("creating a temporary body file")?;
+    clear.rewind()?;
+    {
+        let mut reader = BufReader::with_capacity(1 << 20, &mut clear);
+        let mut writer = BufWriter::with_capacity(1 << 20, &mut sealed);
+        rustupdate_seal::seal_payload_body(key, 0, payload, &mut reader, &mut writer)
+            .context("encrypting the body")?;
+        writer.flush()?;
+    }
+    Ok(sealed)
 }
 
 fn created_now() -> Result<u64> {

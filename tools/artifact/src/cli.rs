@@ -16,7 +16,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Make an ed25519 key pair: PREFIX.key.pem (PKCS#8, mode 0600) and PREFIX.pub.pem.
+    /// Make an ed25519 key pair: PREFIX.key.pem (PKCS#8, mode 0600) and PREFIX.pub.pem; with
+    /// --recipient an X25519 key pair to encrypt artifacts to.
     Keygen(KeygenArgs),
     /// Build an artifact from a filesystem image; signs it when keys are given.
     Build(BuildArgs),
@@ -64,6 +65,10 @@ pub struct KeygenArgs {
     /// Path prefix of the key files.
     #[arg(short, long)]
     pub output: PathBuf,
+    /// An X25519 recipient key pair (docs/encryption.md): the public half for `build
+    /// --encrypt-to`, the secret half for a device's `keys.decryption-key`.
+    #[arg(long)]
+    pub recipient: bool,
 }
 
 #[derive(Debug, Args)]
@@ -87,6 +92,10 @@ pub struct BuildArgs {
     /// that revokes a leaked release key; checked to parse, embedded in the signed manifest.
     #[arg(long)]
     pub trust_document: Option<std::path::PathBuf>,
+    /// Encrypt the artifact to this X25519 recipient public key (PEM, `keygen --recipient` or
+    /// `openssl genpkey -algorithm x25519`); repeat for several recipients (docs/encryption.md).
+    #[arg(long = "encrypt-to")]
+    pub encrypt_to: Vec<PathBuf>,
     /// Artifact format version: 2 compresses each segment (up to 32 MiB) as one zstd frame, 1
     /// compresses every chunk on its own (readable by clients before format version 2).
     #[arg(long, default_value_t = rustupdate_format::header::FORMAT_VERSION,
@@ -155,6 +164,9 @@ pub struct VerifyArgs {
     /// Distinct trusted keys that must have signed.
     #[arg(long, default_value_t = 1)]
     pub threshold: usize,
+    /// X25519 secret key of a recipient, to open an encrypted artifact (PKCS#8 PEM).
+    #[arg(long)]
+    pub decryption_key: Option<PathBuf>,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,

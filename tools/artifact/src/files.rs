@@ -34,6 +34,22 @@ pub fn read_secret_key(path: &Path) -> Result<SecretKey> {
     SecretKey::from_pem(&text).with_context(|| format!("secret key {}", path.display()))
 }
 
+/// An X25519 recipient public key (`build --encrypt-to`).
+pub fn read_recipient_key(path: &Path) -> Result<rustupdate_seal::RecipientPublicKey> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading recipient key {}", path.display()))?;
+    rustupdate_seal::RecipientPublicKey::from_pem(&text)
+        .with_context(|| format!("recipient key {}", path.display()))
+}
+
+/// An X25519 recipient secret key (`verify --decryption-key`).
+pub fn read_decryption_key(path: &Path) -> Result<rustupdate_seal::RecipientSecretKey> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading decryption key {}", path.display()))?;
+    rustupdate_seal::RecipientSecretKey::from_pem(&text)
+        .with_context(|| format!("decryption key {}", path.display()))
+}
+
 pub fn read_public_key(path: &Path) -> Result<PublicKey> {
     Ok(rustupdate_verify::key_files::read_public_key(path)?)
 }

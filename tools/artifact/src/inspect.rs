@@ -33,12 +33,17 @@ pub fn run(args: &InspectArgs) -> Result<u8> {
                     "chunking": p.chunking.to_string(), "segments": p.segments.len(),
                     "chunks": p.segments.iter().map(|s| u64::from(s.entries)).sum::<u64>(),
                     "stored-bytes": p.segments.iter().map(|s| s.data_size).sum::<u64>(),
-                    "table-bytes": p.segments.iter().map(|s| s.table_len(head.layout())).sum::<u64>(),
+                    "table-bytes": p.segments.iter().map(|s| s.stored_table_len(head.layout(), head.is_encrypted())).sum::<u64>(),
                 })
             })
             .collect();
         let trust_version = carried_trust_version(m);
+        let recipients: Option<Vec<String>> = m
+            .encryption
+            .as_ref()
+            .map(|e| e.recipients.iter().map(|r| r.key_id.to_string()).collect());
         let value = json!({
+            "encrypted-to": recipients,
             "format-version": head.header.format_version, "file-size": file_size,
             "name": m.name, "version": m.version, "compatible": m.compatible,
             "security-version": m.security_version, "created": m.created,
@@ -66,6 +71,10 @@ pub fn run(args: &InspectArgs) -> Result<u8> {
             None => println!("trust document:   (does not parse: devices reject this artifact)"),
         }
     }
+    if let Some(e) = &m.encryption {
+        let ids: Vec<String> = e.recipients.iter().map(|r| r.key_id.to_string()).collect();
+        println!("encrypted to:     {} ({})", ids.join(", "), e.scheme);
+    }
     if signatures.is_empty() {
         println!("signatures:       none (UNSIGNED)");
     } else {
@@ -82,7 +91,11 @@ pub fn run(args: &InspectArgs) -> Result<u8> {
         println!("  sha256:         {}", p.sha256);
         println!("  compression:    {}", p.compression.name());
         println!("  chunking:       {}", p.chunking);
-        let tables: u64 = p.segments.iter().map(|s| s.table_len(head.layout())).sum();
+        let tables: u64 = p
+            .segments
+            .iter()
+            .map(|s| s.stored_table_len(head.layout(), head.is_encrypted()))
+            .sum();
         println!(
             "  chunk entries:  {chunks} in {} segment(s), {stored} stored bytes, tables {tables} bytes",
             p.segments.len()

@@ -1,4 +1,4 @@
-//! `keygen`: a new ed25519 key pair as PEM files.
+//! `keygen`: a new ed25519 signing key pair, or an X25519 recipient key pair, as PEM files.
 
 use crate::{EXIT_OK, cli::KeygenArgs};
 use anyhow::{Context, Result, bail};
@@ -18,10 +18,24 @@ pub fn run(args: &KeygenArgs) -> Result<u8> {
             );
         }
     }
-    let mut seed = [0u8; 32];
-    getrandom::getrandom(&mut seed)
-        .map_err(|err| anyhow::anyhow!("reading randomness from the operating system: {err}"))?;
-    let secret = SecretKey::from_seed(&seed);
+    let (secret_pem, public_pem, id) = if args.recipient {
+        let secret = rustupdate_seal::RecipientSecretKey::generate();
+        let public = secret.public();
+        let id = rustupdate_seal::key_id_text(&public.key_id());
+        (secret.to_pem().to_string(), public.to_pem(), id)
+    } else {
+        let mut seed = [0u8; 32];
+        getrandom::getrandom(&mut seed).map_err(|err| {
+            anyhow::anyhow!("reading randomness from the operating system: {err}")
+        })?;
+        let secret = SecretKey::from_seed(&seed);
+        let public = secret.public_key();
+        (
+            secret.to_pem()?.to_string(),
+            public.to_pem()?,
+            public.id().to_string(),
+        )
+    };
     // create_new + 0600: the secret never exists with wider permissions, not even briefly.
     let mut file = std::fs::OpenOptions::new()
         .write(true)
@@ -29,12 +43,18 @@ pub fn run(args: &KeygenArgs) -> Result<u8> {
         .mode(0o600)
         .open(&secret_path)
         .with_context(|| format!("creating {}", secret_path.display()))?;
-    file.write_all(secret.to_pem()?.as_bytes())?;
+    file.write_all(secret_pem.as_bytes())?;
     file.sync_all()?;
-    let public = secret.public_key();
-    std::fs::write(&public_path, public.to_pem()?)
+    std::fs::write(&public_path, public_pem)
         .with_context(|| format!("writing {}", public_path.display()))?;
-    println!("key id {}", public.id());
+    println!(
+        "{} key id {id}",
+        if args.recipient {
+            "recipient"
+        } else {
+            "signing"
+        }
+    );
     println!("secret key: {}", secret_path.display());
     println!("public key: {}", public_path.display());
     Ok(EXIT_OK)

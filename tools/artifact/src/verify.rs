@@ -12,9 +12,19 @@ pub fn run(args: &VerifyArgs) -> Result<u8> {
         bail!("no trusted keys: give --key PUB.pem or --keys-dir DIR");
     }
     let policy = SignaturePolicy::threshold(args.threshold)?;
+    let decryption_key = args
+        .decryption_key
+        .as_deref()
+        .map(files::read_decryption_key)
+        .transpose()?;
     let file = std::fs::File::open(&args.artifact)
         .with_context(|| format!("opening {}", args.artifact.display()))?;
-    let result = check(BufReader::with_capacity(1 << 20, file), &ring, &policy);
+    let result = check(
+        BufReader::with_capacity(1 << 20, file),
+        &ring,
+        &policy,
+        decryption_key.as_ref(),
+    );
     let (ok, detail) = match &result {
         Ok(summary) => (true, summary.clone()),
         Err(err) => (false, err.to_string()),
@@ -36,16 +46,27 @@ fn check<R: std::io::Read>(
     reader: R,
     ring: &rustupdate_verify::Keyring,
     policy: &SignaturePolicy,
+    decryption_key: Option<&rustupdate_seal::RecipientSecretKey>,
 ) -> Result<String, rustupdate_verify::Error> {
     let parallel = std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
     let mut artifact =
         VerifiedArtifact::open(reader, ring, policy)?.with_parallel_image_hash(parallel);
-    let signers = artifact
-        .signers()
-        .iter()
-        .map(|k| k.to_string())
-        .collect::<Vec<_>>()
-        .join(", ");
+    if artifact.head().is_encrypted() && decryption_key.is_none() {
+        // Without a recipient key: the signatures and every sealed byte's signed digest.
+        let name = format!(
+            "{} {}",
+            artifact.manifest().name,
+            artifact.manifest().version
+        );
+        let signers = signer_list(&artifact);
+        let bytes = rustupdate_verify::check_sealed_body(artifact)?;
+        return Ok(format!(
+            "{name}, encrypted: {bytes} sealed body bytes match their signed digests (contents \
+             not opened: no --decryption-key), signed by {signers}"
+        ));
+    }
+    artifact.unlock(decryption_key)?;
+    let signers = signer_list(&artifact);
     let (name, version) = (
         artifact.manifest().name.clone(),
         artifact.manifest().version.clone(),
@@ -63,4 +84,13 @@ fn check<R: std::io::Read>(
     Ok(format!(
         "{name} {version}, {total} image bytes verified, signed by {signers}"
     ))
+}
+
+fn signer_list<R: std::io::Read>(artifact: &VerifiedArtifact<R>) -> String {
+    artifact
+        .signers()
+        .iter()
+        .map(|k| k.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -21,10 +21,11 @@ impl Updater<'_> {
     /// install before the slot is armed ([`Error::Stopped`]).
     pub fn install<R: Read>(
         &mut self,
-        artifact: VerifiedArtifact<R>,
+        mut artifact: VerifiedArtifact<R>,
         action: Option<u64>,
         progress: &mut dyn FnMut(u64, u64) -> Result<(), String>,
     ) -> Result<InstallReport, Error> {
+        self.unlock(&mut artifact, action)?;
         let (pending, target, size, env) = self.begin_install(artifact.manifest(), action)?;
         self.write_and_arm(artifact, pending, target, size, env, progress)
     }
@@ -44,6 +45,29 @@ impl Updater<'_> {
         let (pending, target, size, env) = self.begin_install(manifest, action)?;
         let result = self.write_chunks(source, target, size, &pending, progress);
         self.finish_write(result, pending, target, size, env)
+    }
+
+    /// An encrypted artifact: opens its content key with the device's key before anything is
+    /// recorded or written. Not a recipient (or no key): a rejection, recorded as such.
+    fn unlock<R: Read>(
+        &mut self,
+        artifact: &mut VerifiedArtifact<R>,
+        action: Option<u64>,
+    ) -> Result<(), Error> {
+        if !artifact.head().is_encrypted() {
+            return Ok(());
+        }
+        let key = match &self.decryption_key {
+            Ok(key) => key.as_ref(),
+            Err(why) => return Err(Error::DecryptionKey(why.clone())),
+        };
+        if let Err(err) = artifact.unlock(key) {
+            let err = Error::from(err);
+            let version = artifact.manifest().version.clone();
+            self.record_rejection(action, &version, &err)?;
+            return Err(err);
+        }
+        Ok(())
     }
 
     /// Checks the device policy and the lifecycle, and records the pending install: everything
@@ -143,10 +167,11 @@ impl Updater<'_> {
     /// before-install hook, which ran for this transaction already, is not.
     pub fn resume<R: Read>(
         &mut self,
-        artifact: VerifiedArtifact<R>,
+        mut artifact: VerifiedArtifact<R>,
         action: u64,
         progress: &mut dyn FnMut(u64, u64) -> Result<(), String>,
     ) -> Result<InstallReport, Error> {
+        self.unlock(&mut artifact, Some(action))?;
         let cannot = |reason: &str| Error::CannotResume {
             reason: reason.into(),
         };

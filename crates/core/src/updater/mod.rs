@@ -39,6 +39,9 @@ pub struct Updater<'a> {
     seams: Seams<'a>,
     state: State,
     recovered_from: Option<String>,
+    /// The device's recipient key for encrypted artifacts (docs/encryption.md): none
+    /// configured, the key, or why the configured one cannot be used.
+    decryption_key: Result<Option<rustupdate_seal::RecipientSecretKey>, String>,
 }
 
 impl std::fmt::Debug for Updater<'_> {
@@ -69,7 +72,18 @@ impl<'a> Updater<'a> {
             seams,
             state,
             recovered_from,
+            decryption_key: Ok(None),
         })
+    }
+
+    /// The key encrypted artifacts are opened with, or why the configured one is unusable (an
+    /// encrypted install then fails naming it; nothing else needs the key).
+    pub fn with_decryption_key(
+        mut self,
+        key: Result<Option<rustupdate_seal::RecipientSecretKey>, String>,
+    ) -> Self {
+        self.decryption_key = key;
+        self
     }
 
     pub fn state(&self) -> &State {

@@ -8,6 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod encryption;
 mod trust;
 
 fn tool(args: &[&str], dir: &Path) -> Output {
