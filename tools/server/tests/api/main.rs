@@ -10,6 +10,7 @@ mod deltas;
 mod device_api;
 mod device_input;
 mod device_search;
+mod encrypted;
 mod harness;
 mod login_abuse;
 mod metrics;
