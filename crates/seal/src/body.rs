@@ -2,7 +2,7 @@
 
 use crate::{ContentKey, SealError};
 use chacha20poly1305::aead::stream::{DecryptorBE32, EncryptorBE32};
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::aead::{Aead, AeadInPlace, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, Nonce};
 use hkdf::Hkdf;
 use rustupdate_format::encryption::{SEAL_BLOCK_LEN, SEAL_TAG_LEN};
@@ -43,8 +43,21 @@ pub fn open_table(
     segment: u32,
     sealed: &[u8],
 ) -> Result<Vec<u8>, SealError> {
+    let mut table = sealed.to_vec();
+    open_table_in_place(key, payload, segment, &mut table)?;
+    Ok(table)
+}
+
+/// Opens a sealed table where it lies (no second buffer of up to 320 KiB); on success `table`
+/// holds the table in clear.
+pub fn open_table_in_place(
+    key: &ContentKey,
+    payload: u32,
+    segment: u32,
+    table: &mut Vec<u8>,
+) -> Result<(), SealError> {
     part_cipher(key, TABLE_INFO, payload, segment)
-        .decrypt(&Nonce::default(), Payload::from(sealed))
+        .decrypt_in_place(&Nonce::default(), &[], table)
         .map_err(|_| SealError::Table { segment })
 }
 

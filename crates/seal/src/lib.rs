@@ -22,7 +22,9 @@ mod error;
 mod keys;
 mod wrap;
 
-pub use body::{FrameOpener, open_table, seal_frame, seal_payload_body, seal_table};
+pub use body::{
+    FrameOpener, open_table, open_table_in_place, seal_frame, seal_payload_body, seal_table,
+};
 pub use error::SealError;
 pub use keys::{RecipientPublicKey, RecipientSecretKey, key_id_text};
 pub use wrap::{ContentKey, unwrap, wrap};

@@ -454,8 +454,12 @@ impl<'a, R: Read> PayloadReader<'a, R> {
             });
         }
         if let Some(key) = key {
-            table =
-                rustupdate_seal::open_table(key, self.index as u32, self.segment as u32, &table)?;
+            rustupdate_seal::open_table_in_place(
+                key,
+                self.index as u32,
+                self.segment as u32,
+                &mut table,
+            )?;
         }
         self.entries.clear();
         let mut stored_total = 0u64;
