@@ -70,7 +70,13 @@ RUSTUPDATE_TRUST_ROOT_THRESHOLD[doc] = "With RUSTUPDATE_TRUST_DOCUMENT: how many
 RUSTUPDATE_ARTIFACT_TRUST_DOCUMENT ??= ""
 RUSTUPDATE_ARTIFACT_TRUST_DOCUMENT[doc] = "A newer trust document the .rua carries (build --trust-document): devices put it in force when the release commits, e.g. to revoke a leaked release key. Empty: none."
 
-RUSTUPDATE_LAYERDIR ??= "${@os.path.dirname(os.path.dirname(bb.utils.which(d.getVar('BBPATH'), 'classes-global/rustupdate_global.bbclass')))}"
+RUSTUPDATE_ENCRYPT_TO ??= ""
+RUSTUPDATE_ENCRYPT_TO[doc] = "Space-separated X25519 recipient public keys (SPKI PEM; rustupdate-artifact keygen --recipient, or openssl genpkey -algorithm x25519): the .rua is encrypted to them (build --encrypt-to, docs/encryption.md). Private keys are refused. Empty: a clear artifact."
+
+RUSTUPDATE_DECRYPTION_KEY ??= ""
+RUSTUPDATE_DECRYPTION_KEY[doc] = "Where the device finds its X25519 secret key for encrypted artifacts ([keys] decryption-key), e.g. /data/rustupdate/device-x25519.pem on the data partition, provisioned per device. A path only: no key file enters the image. Empty: the device installs clear artifacts only."
+
+RUSTUPDATE_LAYERDIR ??= ""${@os.path.dirname(os.path.dirname(bb.utils.which(d.getVar('BBPATH'), 'classes-global/rustupdate_global.bbclass')))}"
 RUSTUPDATE_LAYERDIR[doc] = "The meta-rustupdate directory (found through BBPATH). The layer lives in the rustupdate source repository, so its parent directory is a checkout of the client's sources (kas uses it for EXTERNALSRC)."
 
 RUSTUPDATE_DEV_SIGNING_KEY ??= "${RUSTUPDATE_LAYERDIR}/files/dev-keys/rustupdate-dev-INSECURE.key.pem"

@@ -26,6 +26,7 @@
 #   RUSTUPDATE_ARTIFACT_DEVICE_TYPES  compatible device types (default RUSTUPDATE_DEVICE_TYPE = MACHINE)
 #   RUSTUPDATE_SECURITY_VERSION       optional anti-downgrade counter
 #   RUSTUPDATE_ARTIFACT_TRUST_DOCUMENT optional trust document the artifact carries (--trust-document)
+#   RUSTUPDATE_ENCRYPT_TO             optional X25519 recipient public keys (--encrypt-to each)
 #   RUSTUPDATE_IMAGE_FSTYPE           payload image type (ext4)
 #   RUSTUPDATE_COMPRESSION            zstd (default), gzip (format version 1 only) or none
 #   RUSTUPDATE_FORMAT_VERSION         2 (default) or 1
@@ -81,7 +82,7 @@ def rustupdate_key_files(d):
     """All key files this task reads (private, signer public, trusted public, carried trust document)."""
     files = []
     for var in ('RUSTUPDATE_SIGNING_KEY', 'RUSTUPDATE_SIGNING_CMD_PUBLIC_KEY', 'RUSTUPDATE_PUBLIC_KEYS',
-                'RUSTUPDATE_ARTIFACT_TRUST_DOCUMENT'):
+                'RUSTUPDATE_ARTIFACT_TRUST_DOCUMENT', 'RUSTUPDATE_ENCRYPT_TO'):
         files.extend((d.getVar(var) or '').split())
     return files
 
@@ -122,6 +123,16 @@ def rustupdate_args(d):
     trust = d.getVar('RUSTUPDATE_ARTIFACT_TRUST_DOCUMENT')
     if trust:
         args.append('--trust-document %s' % trust)
+    recipients = (d.getVar('RUSTUPDATE_ENCRYPT_TO') or '').split()
+    if recipients and format_version != '2':
+        bb.fatal('RUSTUPDATE_ENCRYPT_TO needs RUSTUPDATE_FORMAT_VERSION = "2"')
+    for recipient in recipients:
+        if os.path.isfile(recipient):
+            with open(recipient) as f:
+                if 'PRIVATE KEY' in f.read():
+                    bb.fatal('RUSTUPDATE_ENCRYPT_TO: %s is a PRIVATE key; give the public half '
+                             '(openssl pkey -in KEY -pubout)' % recipient)
+        args.append('--encrypt-to %s' % recipient)
     return ' '.join(args)
 
 IMAGE_CMD:rua () {
@@ -176,7 +187,7 @@ IMAGE_CMD:rua () {
 # The build date in the version (IMAGE_VERSION_SUFFIX, DATETIME) is kept out of the signature by
 # image.bbclass; key paths are kept out here because file-checksums covers the key contents.
 IMAGE_CMD:rua[vardepsexclude] += "DATETIME IMAGE_ID RUSTUPDATE_SIGNING_KEY RUSTUPDATE_SIGNING_CMD_PUBLIC_KEY RUSTUPDATE_PUBLIC_KEYS \
-    RUSTUPDATE_ARTIFACT_TRUST_DOCUMENT"
+    RUSTUPDATE_ARTIFACT_TRUST_DOCUMENT RUSTUPDATE_ENCRYPT_TO"
 
 python rustupdate_dev_key_warning () {
     import filecmp

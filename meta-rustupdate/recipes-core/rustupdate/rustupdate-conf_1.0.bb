@@ -45,12 +45,20 @@ def rustupdate_conf_key_files(d):
     return [f for name in names for f in (d.getVar(name) or '').split()]
 
 def rustupdate_keys_section(d):
-    """The [keys] table (docs/config.md): a trust document with its root keys, or fixed keys."""
+    """The [keys] table (docs/config.md): a trust document with its root keys, or fixed keys; and
+    where the device keeps its decryption key (a path only: the key never enters the image)."""
     etc = d.getVar('sysconfdir')
     if d.getVar('RUSTUPDATE_TRUST_DOCUMENT'):
-        return 'trust-document = "%s/rustupdate/trust.json"\\nroot-dir = "%s/rustupdate/root-keys"\\nroot-threshold = %s' % (
+        section = 'trust-document = "%s/rustupdate/trust.json"\\nroot-dir = "%s/rustupdate/root-keys"\\nroot-threshold = %s' % (
             etc, etc, d.getVar('RUSTUPDATE_TRUST_ROOT_THRESHOLD'))
-    return 'trusted-dir = "%s/rustupdate/keys"\\nthreshold = %s' % (etc, d.getVar('RUSTUPDATE_KEY_THRESHOLD'))
+    else:
+        section = 'trusted-dir = "%s/rustupdate/keys"\\nthreshold = %s' % (etc, d.getVar('RUSTUPDATE_KEY_THRESHOLD'))
+    decryption = d.getVar('RUSTUPDATE_DECRYPTION_KEY')
+    if decryption:
+        if not decryption.startswith('/'):
+            bb.fatal('RUSTUPDATE_DECRYPTION_KEY must be an absolute path on the device, not "%s"' % decryption)
+        section += '\\ndecryption-key = "%s"' % decryption
+    return section
 
 def rustupdate_bootloader_keys(d):
     """The [bootloader] table's keys for RUSTUPDATE_BOOTLOADER (docs/config.md)."""
