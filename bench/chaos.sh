@@ -144,13 +144,16 @@ print(json.dumps({
     "backend": name, "devices": len(driver["devices"]), "events": events.splitlines(),
     "requests": sum(requests.values()), "answered_503": requests.get("503", 0),
     "no_answer": requests.get("no-answer", 0),
-    "other_failures": sum(n for k, n in requests.items() if k not in ("200", "503", "no-answer")),
+    # A feedback resent after its answer was lost, refused as a replay (409): delivered, no failure.
+    "replayed_after_lost_answer": requests.get("409-after-lost-answer", 0),
+    "other_failures": sum(n for k, n in requests.items()
+                          if k not in ("200", "503", "no-answer", "409-after-lost-answer")),
     "by_status": requests, "acknowledged": sum(r["acknowledged"] is not None for r in driver["devices"].values()),
     "succeeded": succeeded, "actions_lost": len(lost), "actions_doubled": len(doubled),
     "lost": lost[:10], "doubled": doubled[:10],
 }))
 PY
-    log "$name: $(jq -c '{requests, answered_503, no_answer, other_failures, succeeded, actions_lost, actions_doubled}' "$OUT/$name.json")"
+    log "$name: $(jq -c '{requests, answered_503, no_answer, replayed_after_lost_answer, other_failures, succeeded, actions_lost, actions_doubled}' "$OUT/$name.json")"
 }
 
 RESULTS=()

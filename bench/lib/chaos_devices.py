@@ -50,9 +50,11 @@ class Record:
     acknowledged: int | None = None
 
 
-def request(url: str, token: str, counts: Counts, body: object = None) -> tuple[int, Any]:
+def request(url: str, token: str, counts: Counts, body: object = None,
+            replay_possible: bool = False) -> tuple[int, Any]:
     """One request (POST with a body, else GET); (status, parsed body or None). Status 0: no
-    answer (refused, reset, timeout)."""
+    answer (refused, reset, timeout). replay_possible: an earlier attempt of this very request
+    got no answer, so a 409 is counted as "409-after-lost-answer"."""
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(url, data=data, method="GET" if data is None else "POST")
     req.add_header("Authorization", f"TargetToken {token}")
@@ -64,7 +66,8 @@ def request(url: str, token: str, counts: Counts, body: object = None) -> tuple[
             counts.add(str(r.status))
             return int(r.status), json.loads(text) if text else None
     except urllib.error.HTTPError as e:
-        counts.add(str(e.code))
+        replayed = e.code == 409 and replay_possible and data is not None
+        counts.add("409-after-lost-answer" if replayed else str(e.code))
         e.read()
         return e.code, None
     except OSError:
@@ -73,11 +76,18 @@ def request(url: str, token: str, counts: Counts, body: object = None) -> tuple[
 
 
 def retried(deadline: float, url: str, token: str, counts: Counts, body: object = None) -> tuple[int, Any]:
-    """Repeats the request while the server does not answer or answers 503, until the deadline."""
+    """Repeats the request while the server does not answer or answers 503, until the deadline.
+    A feedback resent after an attempt got no answer may find that attempt applied: the server
+    then refuses the replay with 409, which means delivered (returned as 200, counted apart as
+    "409-after-lost-answer", which is not a failure)."""
+    lost = False
     while True:
-        status, answer = request(url, token, counts, body)
+        status, answer = request(url, token, counts, body, replay_possible=lost)
+        if status == 409 and lost and body is not None:
+            return 200, answer
         if status not in (0, 503) or time.monotonic() >= deadline:
             return status, answer
+        lost = lost or status == 0
         time.sleep(RETRY_WAIT_S)
 
 
