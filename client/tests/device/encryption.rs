@@ -9,7 +9,7 @@ use rustupdate_testkit::{ArtifactSpec, artifact, recipient};
 use std::path::PathBuf;
 
 /// Sets `keys.decryption-key` to a file holding `pem`.
-fn with_decryption_key(rig: &Rig, pem: &[u8]) -> PathBuf {
+pub(crate) fn with_decryption_key(rig: &Rig, pem: &[u8]) -> PathBuf {
     let path = rig.file("device-x25519.pem", pem);
     let config = std::fs::read_to_string(rig.config_path()).unwrap();
     let keys_line = format!("trusted-dir = \"{}/keys\"", rig.root().display());

@@ -52,6 +52,17 @@ fn power_cut_during_the_download_is_redone_not_reported_as_failure() {
 
 #[test]
 fn power_cut_after_a_checkpoint_resumes_the_download_there() {
+    resume_after_a_checkpoint(false);
+}
+
+/// The same with an encrypted release (docs/encryption.md): the resumed body starts at a sealed
+/// table, and the device opens the rest with its key.
+#[test]
+fn an_encrypted_download_resumes_at_its_checkpoint() {
+    resume_after_a_checkpoint(true);
+}
+
+fn resume_after_a_checkpoint(encrypted: bool) {
     use rustupdate_format::Chunking;
     use rustupdate_format::builder::BodyOptions;
     // 512-byte chunks, 4096 per segment: 2 MiB segments (one zstd frame each), three of them in
@@ -62,12 +73,20 @@ fn power_cut_after_a_checkpoint_resumes_the_download_there() {
         segment_entries: Some(4096),
         ..BodyOptions::default()
     };
+    let recipient = rustupdate_testkit::recipient(3);
+    let recipients = [recipient.public()];
     let spec = rustupdate_testkit::ArtifactSpec {
         version: "5.0",
         compatible: &[BOARD],
+        encrypt_to: if encrypted { &recipients } else { &[] },
         ..Default::default()
     };
     let (traced, cut) = (Rig::new(), Rig::new());
+    if encrypted {
+        for rig in [&traced, &cut] {
+            crate::encryption::with_decryption_key(rig, recipient.to_pem().as_bytes());
+        }
+    }
     let (head, body) = rustupdate_testkit::artifact_parts(&spec, &image, &options, &[&traced.key]);
     let mut bytes = head.to_bytes().unwrap();
     bytes.extend_from_slice(&body);
