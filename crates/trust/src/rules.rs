@@ -55,10 +55,10 @@ fn count_signers(
     let keys = role.public_keys(role_name)?;
     let message = document.signed.signing_message();
     let mut signers: Vec<KeyId> = Vec::new();
-    for signature in &document.signatures {
+    for (index, signature) in document.signatures.iter().enumerate() {
         let (id, sig) = signature
             .parse()
-            .map_err(|problem| ParseError::BadSignatureField { index: 0, problem })?;
+            .map_err(|problem| ParseError::BadSignatureField { index, problem })?;
         let Some(key) = keys.iter().find(|k| k.id() == id) else {
             continue;
         };
