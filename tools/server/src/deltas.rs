@@ -356,6 +356,9 @@ impl JobFiles {
         let mut artifact =
             VerifiedArtifact::open(BufReader::with_capacity(1 << 20, file), keyring, &policy)
                 .map_err(|e| format!("target artifact: {e}"))?;
+        if artifact.head().is_encrypted() {
+            return Err(ENCRYPTED.replace("{}", "target"));
+        }
         let head = artifact.head().clone();
         let mut payload = artifact
             .next_payload()
@@ -461,6 +464,10 @@ fn is_too_large(err: &std::io::Error) -> bool {
 
 /// The image of a `.rua` as raw bytes, each chunk checked against its table (the artifact's
 /// signatures were checked at upload).
+/// Why the server builds no patch of an encrypted release: it holds no recipient key.
+const ENCRYPTED: &str = "the {} artifact is encrypted: the server cannot read it to build a \
+                         patch (docs/encryption.md); devices download the full artifact";
+
 fn read_image(path: &Path, max_bytes: u64) -> Result<Vec<u8>, String> {
     let file = std::fs::File::open(path).map_err(|e| format!("opening the base artifact: {e}"))?;
     let policy = SignaturePolicy::dangerous_accept_unsigned();
@@ -470,6 +477,9 @@ fn read_image(path: &Path, max_bytes: u64) -> Result<Vec<u8>, String> {
         &policy,
     )
     .map_err(|e| format!("base artifact: {e}"))?;
+    if artifact.head().is_encrypted() {
+        return Err(ENCRYPTED.replace("{}", "base"));
+    }
     let size = artifact.manifest().payloads.first().map_or(0, |p| p.size);
     if size > max_bytes {
         return Err(format!(

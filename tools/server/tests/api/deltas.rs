@@ -108,7 +108,7 @@ fn report_base(device: &Device, image: &[u8]) {
 }
 
 /// The artifact's patches once none is queued or building (bounded wait).
-fn settled_patches(server: &Server, artifact: i64) -> Vec<Value> {
+pub(crate) fn settled_patches(server: &Server, artifact: i64) -> Vec<Value> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let a = server.admin_get(&format!("/api/v1/artifacts/{artifact}/deltas"));
