@@ -119,8 +119,19 @@ fn read_header_checked<P: Read + Seek>(
             )));
         }
     }
-    let mut directory = vec![0u8; count as usize * crate::patch::DIRECTORY_ENTRY_LEN];
-    patch.read_exact(&mut directory).map_err(io)?;
+    // Read as it comes rather than allocated at the size the header claims: where no artifact
+    // bounds the count (`read_header`), a hostile count costs only the bytes the patch holds.
+    let len = count as usize * crate::patch::DIRECTORY_ENTRY_LEN;
+    let mut directory = Vec::new();
+    let read = patch
+        .take(len as u64)
+        .read_to_end(&mut directory)
+        .map_err(io)?;
+    if read != len {
+        return Err(delta(format!(
+            "the patch is truncated in its segment directory ({read} of {len} bytes)"
+        )));
+    }
     header.read_directory(&directory, count).map_err(delta)?;
     Ok(header)
 }

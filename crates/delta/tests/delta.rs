@@ -207,6 +207,31 @@ fn a_hostile_segment_count_is_refused_before_its_directory_is_read() {
     );
     let err = DeltaPayload::open(&c.head, Cursor::new(&hostile), &c.base[..], false).unwrap_err();
     assert!(err.to_string().contains("segments"), "{err}");
+
+    // Beyond any artifact (u32::MAX): refused by the fixed header alone, naming the bound.
+    let mut beyond = hostile[..HEADER_LEN].to_vec();
+    beyond[12..16].copy_from_slice(&u32::MAX.to_le_bytes());
+    let mut patch = Cursor::new(&beyond);
+    let err = rustupdate_delta::apply::read_header_for(&mut patch, &c.head).unwrap_err();
+    assert!(
+        err.to_string().contains(&format!(
+            "segment count {} is outside 1..={MAX_SEGMENTS}",
+            u32::MAX
+        )),
+        "{err}"
+    );
+    assert_eq!(patch.position(), HEADER_LEN as u64);
+
+    // Without an artifact to bound it (inspect, the server's check of an upload), the directory
+    // is read as it comes: a header claiming 2^20 segments with none behind it is a truncated
+    // patch, not a 12 MiB allocation.
+    let mut patch = Cursor::new(&hostile[..HEADER_LEN + 5 * DIRECTORY_ENTRY_LEN]);
+    let err = rustupdate_delta::apply::read_header(&mut patch).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("truncated in its segment directory"),
+        "{err}"
+    );
 }
 
 /// Any base: a patch made from the device's block index (no bytes of the base) copies what the
