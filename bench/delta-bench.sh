@@ -8,9 +8,10 @@
 # --enforce: exit 2 when a goal that docs/bandwidth.md calls met is missed (each MISS is listed);
 # without it a miss is printed as MISS and the run passes. Goals the docs call not met are printed
 # but never enforced. Every limit can be tightened from the environment to see a miss (GOAL_* below,
-# e.g. `GOAL_DELTA_RSS_MIB=4 bench/delta-bench.sh --enforce` exits 2). No goal is a wall time: the
-# run is meant to share the cores (ci/test.sh runs it niced beside QEMU boots); CPU time, peak RSS
-# and bytes change little with that.
+# e.g. `GOAL_DELTA_RSS_MIB=4 bench/delta-bench.sh --enforce` exits 2). No enforced goal is a wall
+# time (the delta's wall against the full install's is printed, never enforced): the run is meant
+# to share the cores (ci/test.sh runs it niced beside QEMU boots); CPU time, peak RSS and bytes
+# change little with that.
 #
 # Server side (built niced with the release `rustupdate-artifact`, signed with a bench key):
 #   v2.rua               build --level 19 (format version 2, the default)
@@ -34,6 +35,10 @@
 #   differs), and both patches must fall back to the full artifact (the log says "falling back to
 #   the full artifact"); what they cost beyond a plain full install is the waste of a wrong base.
 # After each run slot b's first 512 MiB must hash to v2 and slot a must hold what it held.
+# Slot a is a loop device as well (where slot b is one), its cache dropped before each run: the
+# MiB read of the booted slot are the sectors its /sys/block/*/stat counts during the run, what
+# reached the device whatever the client asked of the page cache (the delta rows log what the
+# patch copies and refers to, and what the client asked for, in a "base slot a:" line).
 # A row's CPU is the median run's; peak RSS is the maximum over the row's runs (the goals on memory
 # are budgets, so they are checked on the maximum).
 #
@@ -45,6 +50,8 @@
 # same as JSON in build/bench/delta/results.json. Exit status 1 when a reconstruction is wrong, an
 # install fails or a fallback did not happen (also for a peer); 2 with --enforce when an enforced
 # goal is missed.
+# CLIENT=PATH measures another client binary on the device side (e.g. the previous revision's
+# release build, for a before/after); the server side is always this tree's.
 # Run time on 2 shared cores: 8-10 min the first time (peers included), 2-3 min cached (most of it
 # the release build when the tree changed, and the peers).
 set -euo pipefail
@@ -93,7 +100,8 @@ fi
 # start_server, stop_servers, SERVER_PIDS, LOOP and cleanup (stops them, detaches LOOP).
 # shellcheck source=lib/range-server.sh
 source "$ROOT/bench/lib/range-server.sh"
-trap cleanup EXIT
+LOOP_A=""   # the loop device over slot a (below), detached on exit as well
+trap 'cleanup; [[ -z $LOOP_A ]] || losetup -d "$LOOP_A" 2>/dev/null || true' EXIT
 trap 'exit 130' INT TERM
 
 # --- inputs: images, binaries, peers ------------------------------------------------------------
@@ -108,7 +116,7 @@ V2_SHA=$(sha256sum "$V2" | cut -d' ' -f1)
 
 log "building the release binaries"
 nice -n 10 cargo build --release --locked -p rustupdate -p rustupdate-artifact 2>&1 | tail -n 1 >&2
-CLIENT=$ROOT/target/release/rustupdate
+CLIENT=${CLIENT:-$ROOT/target/release/rustupdate}   # CLIENT=PATH: another client, for a before/after
 TOOL=$ROOT/target/release/rustupdate-artifact
 
 FAILED=()
@@ -183,6 +191,17 @@ else
     TARGET=$DEV/slot-b.img
 fi
 log "slot b: $TARGET"
+# Slot a (the booted slot, the delta's base) on a loop device of its own where one can be had:
+# its /sys/block/*/stat counts what an install reads of the base at the device, whatever the
+# client asks of the page cache; its cache is dropped before each run (a cold base).
+SLOT_A=$DEV/slot-a.img
+for stale in $(losetup --list --noheadings --output NAME --associated "$DEV/slot-a.img" 2>/dev/null); do
+    losetup -d "$stale" || true
+done
+if [[ -n $LOOP ]] && LOOP_A=$(losetup --find --show "$DEV/slot-a.img" 2>/dev/null); then
+    SLOT_A=$LOOP_A
+fi
+log "slot a: $SLOT_A"
 # The wrong-base device's slot a: v1 as another build would make it (tune2fs rewrites the metadata
 # checksums, which are seeded from the UUID; e2fsck first, as tune2fs requires).
 cp --sparse=always "$V1" "$DEV/wrong-base.img"
@@ -193,7 +212,7 @@ WRONG_BASE_SHA=$(sha256sum "$DEV/wrong-base.img" | cut -d' ' -f1)
 [[ $WRONG_BASE_SHA != "$V1_SHA" ]] || die "the wrong base is v1"
 cp "$OURS/bench.pub.pem" "$DEV/keys/"
 printf 'rustupdate.slot=a\n' >"$DEV/cmdline"
-device_config "$DEV" --device-type bench --slot-b "$TARGET" >"$DEV/rustupdate.toml"
+device_config "$DEV" --device-type bench --slot-a "$SLOT_A" --slot-b "$TARGET" >"$DEV/rustupdate.toml"
 
 # The state before every run: booted from a, nothing installed, b holds the previous release (v1).
 reset_device() {
@@ -205,6 +224,14 @@ reset_device() {
     dd if="$V1" of="$TARGET" bs=1M conv=fsync status=none
     sync
     cat "$DEV/slot-a.img" >/dev/null   # v1 in the page cache, as for every peer
+    # ... under slot a's loop device, whose own cache is dropped: what the client reads of the
+    # base reaches the device and is counted there.
+    [[ -z $LOOP_A ]] || blockdev --flushbufs "$LOOP_A"
+}
+
+# base_reads: "reads sectors" read from slot a's loop device so far ("- -" without one).
+base_reads() {
+    if [[ -n $LOOP_A ]]; then awk '{print $1, $3}' "/sys/block/${LOOP_A#/dev/}/stat"; else echo "- -"; fi
 }
 
 RUNS_TSV=$LOGS/runs.tsv
@@ -220,6 +247,8 @@ run() {
     reset_device
     start_server "$name"
     for arg in "$@"; do args+=("${arg/#@/$URL}"); done
+    local before after reads=- mib=-
+    before=$(base_reads)
     # RUST_LOG=info whatever the caller's environment says: the write summary is an info line.
     if ! /usr/bin/time -f '%e %U %S %M' -o "$LOGS/$name.time" \
         env RUST_LOG=info "$CLIENT" -c "$DEV/rustupdate.toml" install "${args[@]}" \
@@ -227,6 +256,13 @@ run() {
         tail -n 20 "$LOGS/$name.err" >&2
         log "FAILED: $label: the install failed"
         ok=false
+    fi
+    after=$(base_reads)
+    if [[ $before != "- -" ]]; then
+        read -r r0 s0 <<<"$before"
+        read -r r1 s1 <<<"$after"
+        reads=$((r1 - r0))
+        mib=$(awk -v s=$((s1 - s0)) 'BEGIN { printf "%.1f", s * 512 / 1048576 }')
     fi
     stop_servers
     sha=$(head -c "$SIZE" "$TARGET" | sha256sum | cut -d' ' -f1)
@@ -244,7 +280,8 @@ run() {
     fi
     $ok || FAILED+=("$label")
     # The last line: GNU time puts "Command exited with non-zero status N" before it on a failure.
-    printf '%s\t%s\t%s\t%s\n' "$name" "$label" "$(tail -n 1 "$LOGS/$name.time" | tr ' ' '\t')" "$ok" >>"$RUNS_TSV"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$label" "$(tail -n 1 "$LOGS/$name.time" | tr ' ' '\t')" "$ok" \
+        "$reads" "$mib" >>"$RUNS_TSV"
 }
 
 for i in $(seq "$FULL_RUNS"); do   # the full install's RSS has a goal: several runs, the maximum
@@ -269,11 +306,14 @@ run anybase "rustupdate delta, any base (device index)" no --delta @/v2-anybase.
     { log "MISMATCH: slot a (the active slot) no longer holds v1"; FAILED+=("slot a"); }
 # The wrong base: slot a holds another build of v1; both patches were made for v1.
 cp --sparse=always "$DEV/wrong-base.img" "$DEV/slot-a.img"
+[[ -z $LOOP_A ]] || blockdev --flushbufs "$LOOP_A"
 run wrongbase "rustupdate delta, known base, wrong base (falls back)" yes --delta @/v2.rudelta @/v2.rua
 run wrongbase_any "rustupdate delta, any base, stale index (falls back)" yes --delta @/v2-anybase.rudelta @/v2.rua
 [[ $(sha256sum "$DEV/slot-a.img" | cut -d' ' -f1) == "$WRONG_BASE_SHA" ]] ||
     { log "MISMATCH: slot a (the active slot) no longer holds the wrong base"; FAILED+=("slot a"); }
 cp --sparse=always "$V1" "$DEV/slot-a.img"
+[[ -z $LOOP_A ]] || losetup -d "$LOOP_A"
+LOOP_A=""
 cleanup
 rm -f "$DEV/slot-a.img" "$DEV/slot-b.img" "$DEV/wrong-base.img"   # 512 MiB each; the logs stay
 
@@ -287,6 +327,7 @@ export GOAL_DELTA_CPU_S=${GOAL_DELTA_CPU_S:-1.5}        # delta install user+sys
 export GOAL_DELTA_RSS_MIB=${GOAL_DELTA_RSS_MIB:-16}     # delta install peak RSS (max of runs), strictly below
 export GOAL_WRITTEN_MIB=${GOAL_WRITTEN_MIB:-166}        # written to a slot that holds v1
 export GOAL_FULL_RSS_MIB=${GOAL_FULL_RSS_MIB:-16}       # full install peak RSS (max of runs), strictly below
+export GOAL_BASE_READ_RATIO=${GOAL_BASE_READ_RATIO:-1.1} # delta: read of the booted slot / bytes copied
 MISSED=$OUT/missed-enforced.txt
 python3 - "$RUNS_TSV" "$LOGS" "$SRV" "${PEERS_JSON:--}" "${APT_JSON:--}" "$OUT/results.json" "$OUT/results.md" \
     "$MISSED" "$(date -u +%F)" "$(nproc)" "$SIZE" "$TARGET" "${BUILD_S[*]:-}" <<'PY'
@@ -308,6 +349,9 @@ GOALS = [
     ("delta_rss", "delta install device peak RSS (maximum of the runs)", "<", float(env["GOAL_DELTA_RSS_MIB"]), "MiB", True),
     ("written", "MiB written by the delta install, slot b holding v1", "<=", float(env["GOAL_WRITTEN_MIB"]), "MiB", True),
     ("full_rss", "full install device peak RSS (maximum of the runs)", "<", float(env["GOAL_FULL_RSS_MIB"]), "MiB", True),
+    ("base_read", "known-base delta: MiB read from the booted slot (device, maximum of the runs) / MiB the patch copies",
+     "<=", float(env["GOAL_BASE_READ_RATIO"]), "x", False),
+    ("delta_wall", "known-base delta wall time / full install wall time (medians)", "<=", 1.0, "x", False),
 ]
 
 SUMMARY = re.compile(r"slot (?P<slot>.*?): (?P<written>[0-9.]+) MiB written \((?P<data>[0-9.]+) MiB of data, "
@@ -338,6 +382,16 @@ def write_summary(name):
     return {"line": loose[-1] if loose else None, "written_mib": None, "data_mib": None,
             "zeroed_mib": None, "in_place_mib": None}
 
+BASE_USE = re.compile(r"the patch copies (?P<copied>[0-9.]+) MiB and refers to (?P<referenced>[0-9.]+) MiB")
+
+def base_use(name):
+    """What the patch uses of the base, from the client's log line (None for a full install)."""
+    for l in open(f"{logs}/{name}.err", encoding="utf-8", errors="replace"):
+        m = BASE_USE.search(l)
+        if m:
+            return {"copied_mib": float(m["copied"]), "referenced_mib": float(m["referenced"])}
+    return None
+
 index_wall, index_user, index_sys, index_rss = open(f"{logs}/index.time").read().split()[-4:]
 index_bytes = os.stat(f"{logs}/device.ruindex").st_size
 artifacts = {"full": "v2.rua", "format1": "v2-format1.rua", "delta": "v2.rudelta", "anybase": "v2-anybase.rudelta",
@@ -345,9 +399,11 @@ artifacts = {"full": "v2.rua", "format1": "v2-format1.rua", "delta": "v2.rudelta
 uploads = {"anybase": index_bytes, "wrongbase_any": index_bytes}   # the device's index goes to the server
 groups = OrderedDict()   # row key -> its runs
 for line in open(runs_tsv, encoding="utf-8"):
-    name, label, wall, user, sys_s, rss, ok = line.rstrip("\n").split("\t")
+    name, label, wall, user, sys_s, rss, ok, base_reads, base_mib = line.rstrip("\n").split("\t")
     total, requests, files = http(name)
     groups.setdefault(name.split(".")[0], []).append({
+        "base_reads": None if base_reads == "-" else int(base_reads),
+        "base_read_mib": None if base_mib == "-" else float(base_mib), "base_use": base_use(name),
         "log": name, "label": label, "bytes": total, "requests": requests, "files": files,
         "device_cpu_s": round(float(user) + float(sys_s), 2), "device_user_s": float(user), "device_sys_s": float(sys_s),
         "device_wall_s": float(wall), "device_rss_kib": int(rss), "ok": ok == "true", "slot_writer": write_summary(name)})
@@ -361,6 +417,8 @@ for key, runs in groups.items():
                device_wall_s=round(statistics.median(r["device_wall_s"] for r in runs), 2),
                uploaded=uploads.get(key, 0), ok=all(r["ok"] for r in runs), runs=runs if len(runs) > 1 else None)
     row["on_the_wire"] = row["bytes"] + row["uploaded"]
+    mibs = [r["base_read_mib"] for r in runs if r["base_read_mib"] is not None]
+    row["base_read_mib"] = max(mibs) if mibs else None   # the most any run read of the base
     ours.append(row)
 by_key = {r["key"]: r for r in ours}
 full = by_key.get("full")
@@ -388,6 +446,9 @@ values = {
     "delta_rss": delta and delta["device_rss_kib"] / 1024,
     "written": delta and delta["slot_writer"]["written_mib"],
     "full_rss": full and full["device_rss_kib"] / 1024,
+    "base_read": (delta["base_read_mib"] / delta["base_use"]["copied_mib"]
+                  if delta and delta["base_read_mib"] is not None and delta["base_use"] else None),
+    "delta_wall": delta["device_wall_s"] / full["device_wall_s"] if delta and full else None,
 }
 goals = []
 for key, name, op, limit, unit, enforced in GOALS:
@@ -401,12 +462,13 @@ def mb(b):
 
 out = [f"## rustupdate vs peers: a device holding rootfs-v1 gets rootfs-v2 ({size >> 20} MiB ext4) over loopback HTTP "
        f"({day}, {cores} cores)", "",
-       "| method | served artifact MB | bytes downloaded | bytes uploaded | HTTP requests | device user s | device sys s | device peak RSS MiB | device wall s | result ok |",
-       "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+       "| method | served artifact MB | bytes downloaded | bytes uploaded | HTTP requests | device user s | device sys s | device peak RSS MiB | device wall s | MiB read of the booted slot | result ok |",
+       "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
 for r in rows:
+    base = "" if r.get("base_read_mib") is None else f"{r['base_read_mib']:.1f}"
     out.append(f"| {r['method']} | {mb(r['artifact_bytes'])} | {r['bytes']:,} | {r['uploaded']:,} | {r['requests']} | "
                f"{r['device_user_s']:.2f} | {r['device_sys_s']:.2f} | "
-               f"{r['device_rss_kib'] / 1024:.1f} | {r['device_wall_s']:.2f} | {'yes' if r['ok'] else 'NO'} |")
+               f"{r['device_rss_kib'] / 1024:.1f} | {r['device_wall_s']:.2f} | {base} | {'yes' if r['ok'] else 'NO'} |")
 if apt:
     out.append(f"| apt-get: the .debs of the change (bench/apt-download.sh) | | {apt['total_bytes']:,} | | "
                f"{len(apt['debs'])} | | | | | |")
@@ -414,6 +476,13 @@ out += ["", "Goals (enforced with --enforce: the ones docs/bandwidth.md calls me
 for g in goals:
     if g["value"] is None:
         shown = "not measured"
+    elif g["key"] == "base_read":
+        use = delta["base_use"]
+        shown = (f"{g['value']:.2f}x ({delta['base_read_mib']:.1f} MiB read for {use['copied_mib']:.1f} MiB of "
+                 f"copies; {delta['base_read_mib'] / (use['copied_mib'] + use['referenced_mib']):.2f}x of copies "
+                 f"and frame references, {use['referenced_mib']:.1f} MiB)")
+    elif g["key"] == "delta_wall":
+        shown = f"{g['value']:.2f}x ({delta['device_wall_s']:.2f} s against {full['device_wall_s']:.2f} s)"
     elif g["unit"] == "x":
         shown = f"{g['value']:.3f}x (artifact {full['artifact_bytes']:,} B, zstd -19 {zstd19:,} B)"
     elif g["unit"] == "bytes":
@@ -432,6 +501,9 @@ for r in ours:
         cpus, rsss = [x["device_cpu_s"] for x in r["runs"]], [x["device_rss_kib"] / 1024 for x in r["runs"]]
         writer += (f". {len(r['runs'])} runs: CPU {min(cpus):.2f}-{max(cpus):.2f} s (median in the table), "
                    f"peak RSS {min(rsss):.1f}-{max(rsss):.1f} MiB (maximum in the table)")
+    if r["base_read_mib"] is not None:
+        reads = [x["base_reads"] for x in (r["runs"] or [r])]
+        writer += f". Read of the booted slot (its loop device): {r['base_read_mib']:.1f} MiB at most, in {min(reads)}-{max(reads)} reads"
     if "wasted" in r:
         reason = next((l.split("] ", 1)[-1] for l in open(f"{logs}/{r['log']}.err", encoding="utf-8", errors="replace")
                        if "falling back to the full artifact" in l), "no fallback in the log").strip()

@@ -237,47 +237,61 @@ const READ_AHEAD_MAX: u64 = 128 * 1024;
 
 /// A slot read as a delta's base.
 ///
-/// Read with `O_DIRECT`, past the page cache: the active slot is mounted, and a read-only ext4
-/// mount changes the journal superblock in the block device's cache (jbd2 sets the checksum
-/// features there) without ever writing it, so a buffered read sees bytes the image never had.
+/// Read through the page cache, so that a delta's second pass over a segment finds the blocks its
+/// first pass read (the slot's medium is read about once), and past it with `O_DIRECT` when asked
+/// ([`BaseImage::read_past_cache`]): the active slot is mounted, and a read-only ext4 mount changes
+/// the journal superblock in the block device's cache (jbd2 sets the checksum features there)
+/// without ever writing it, so a buffered read may see bytes the image never had. The delta
+/// rebuilds a segment whose table does not match once more past the cache; `rustupdate index`,
+/// whose hashes nothing checks, reads past it throughout.
 pub struct SlotBase {
     file: File,
+    /// The slot opened with `O_DIRECT` (`None` where the file system refuses it).
+    direct: Option<File>,
+    past_cache: bool,
     pub size: u64,
-    direct: bool,
     /// `window_len` bytes of the slot from `window_start`, at `pad` in `bounce` (aligned).
     bounce: Vec<u8>,
     pad: usize,
     window_start: u64,
     window_len: usize,
+    /// Bytes asked for, and bytes and reads that went past the cache.
+    pub requested: u64,
+    pub direct_bytes: u64,
+    pub direct_reads: u64,
 }
 
 impl SlotBase {
     pub fn open(path: &Path) -> Result<SlotBase> {
         use std::os::unix::fs::OpenOptionsExt;
-        let (mut file, direct) = match OpenOptions::new()
+        let mut file =
+            File::open(path).with_context(|| format!("opening base slot {}", path.display()))?;
+        // A file system without O_DIRECT (a plain file as slot on tmpfs): buffered only.
+        let direct = OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_DIRECT)
             .open(path)
-        {
-            Ok(file) => (file, true),
-            // A file system without O_DIRECT (a plain file as slot on tmpfs): buffered.
-            Err(_) => (
-                File::open(path)
-                    .with_context(|| format!("opening base slot {}", path.display()))?,
-                false,
-            ),
-        };
+            .ok();
         // Seeking to the end works for block devices, where metadata().len() is 0.
         let size = file.seek(SeekFrom::End(0))?;
         Ok(SlotBase {
             file,
-            size,
             direct,
+            past_cache: false,
+            size,
             bounce: Vec::new(),
             pad: 0,
             window_start: 0,
             window_len: 0,
+            requested: 0,
+            direct_bytes: 0,
+            direct_reads: 0,
         })
+    }
+
+    /// Whether reads go past the page cache now.
+    fn reads_direct(&self) -> bool {
+        self.past_cache && self.direct.is_some()
     }
 
     /// Reads the aligned blocks that hold `offset..offset + len`, at most `DIRECT_WINDOW` bytes
@@ -304,8 +318,11 @@ impl SlotBase {
         let aligned = &mut self.bounce[self.pad..self.pad + want];
         let mut done = 0;
         // The end of the slot may come first: keep what is there.
+        let Some(file) = self.direct.as_ref() else {
+            return Ok(());
+        };
         while done < want {
-            match self.file.read_at(&mut aligned[done..], start + done as u64) {
+            match file.read_at(&mut aligned[done..], start + done as u64) {
                 Ok(0) => break,
                 Ok(n) => done += n,
                 Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
@@ -314,13 +331,15 @@ impl SlotBase {
                     log::warn!(
                         "direct reads of the base slot refused ({err}); reading it buffered"
                     );
-                    self.direct = false;
+                    self.direct = None;
                     self.window_len = 0;
                     return Ok(());
                 }
                 Err(err) => return Err(err),
             }
         }
+        self.direct_reads += 1;
+        self.direct_bytes += done as u64;
         self.window_start = start;
         self.window_len = done;
         Ok(())
@@ -329,14 +348,15 @@ impl SlotBase {
 
 impl BaseImage for SlotBase {
     fn read_at(&mut self, mut offset: u64, mut buf: &mut [u8]) -> std::io::Result<()> {
+        self.requested += buf.len() as u64;
         while !buf.is_empty() {
-            if !self.direct {
+            if !self.reads_direct() {
                 return self.file.read_exact_at(buf, offset);
             }
             let cached = self.window_start + self.window_len as u64;
             if offset < self.window_start || offset >= cached {
                 self.fill_window(offset, buf.len())?;
-                if !self.direct {
+                if !self.reads_direct() {
                     continue;
                 }
                 if offset >= self.window_start + self.window_len as u64 {
@@ -356,6 +376,12 @@ impl BaseImage for SlotBase {
     fn size(&self) -> u64 {
         self.size
     }
+
+    fn read_past_cache(&mut self, past: bool) -> bool {
+        let before = self.reads_direct();
+        self.past_cache = past;
+        before != self.reads_direct()
+    }
 }
 
 /// A slot read front to back the way a delta reads its base (for `rustupdate index`).
@@ -366,6 +392,8 @@ pub struct SlotBaseReader {
 
 impl Read for SlotBaseReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        // Past the page cache throughout: nothing checks the hashes an index holds.
+        self.base.past_cache = true;
         let left = self.base.size.saturating_sub(self.position);
         let n = (buf.len() as u64).min(left).min(DIRECT_WINDOW) as usize;
         if n == 0 {
@@ -425,7 +453,7 @@ mod tests {
         let mut base = SlotBase::open(file.path()).unwrap();
         // The window exists only for direct reads (buffered, the page cache reads ahead).
         assert!(
-            base.direct,
+            base.read_past_cache(true),
             "the working directory's file system refuses O_DIRECT"
         );
         let read = |base: &mut SlotBase, offset: usize, n: usize| {
@@ -452,14 +480,41 @@ mod tests {
     }
 
     #[test]
+    fn reads_go_through_the_cache_until_asked_past_it() {
+        let len = 2 * DIRECT_WINDOW as usize + 300;
+        let (file, bytes) = slot_file(len);
+        let mut base = SlotBase::open(file.path()).unwrap();
+        let mut buf = vec![0u8; 5000];
+        base.read_at(100, &mut buf).unwrap();
+        assert!(buf == bytes[100..5100]);
+        // No bounce buffer until a read goes past the cache.
+        assert_eq!(
+            (base.requested, base.direct_reads, base.bounce.len()),
+            (5000, 0, 0)
+        );
+        assert!(
+            base.read_past_cache(true),
+            "the working directory's file system refuses O_DIRECT"
+        );
+        base.read_at(len as u64 - 5000, &mut buf).unwrap();
+        assert!(buf == bytes[len - 5000..]);
+        assert_eq!((base.requested, base.direct_reads), (10_000, 1));
+        assert!(base.read_past_cache(false));
+        assert!(!base.read_past_cache(false));
+    }
+
+    #[test]
     fn a_read_past_the_end_is_an_error() {
         let len = DIRECT_WINDOW as usize + 100;
         let (file, _) = slot_file(len);
         let mut base = SlotBase::open(file.path()).unwrap();
         let mut buf = vec![0u8; 200];
-        let err = base.read_at(len as u64 - 100, &mut buf).unwrap_err();
-        assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof);
-        let err = base.read_at(len as u64 + 4096, &mut buf).unwrap_err();
-        assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof);
+        for past_cache in [false, true] {
+            base.read_past_cache(past_cache);
+            let err = base.read_at(len as u64 - 100, &mut buf).unwrap_err();
+            assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof);
+            let err = base.read_at(len as u64 + 4096, &mut buf).unwrap_err();
+            assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof);
+        }
     }
 }

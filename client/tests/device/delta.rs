@@ -73,7 +73,7 @@ fn delta_from_files_rebuilds_the_image_and_arms_the_trial() {
 fn unusable_patches_fall_back_to_the_full_artifact() {
     // (what is wrong, how to make it, what the log says)
     type Damage = fn(&Rig, &Path) -> String;
-    let cases: [(&str, Damage, &str); 4] = [
+    let cases: [(&str, Damage, &str); 5] = [
         (
             "a modified base",
             |rig, patch| {
@@ -102,6 +102,16 @@ fn unusable_patches_fall_back_to_the_full_artifact() {
                 rig.file("bad.rudelta", &bytes).to_str().unwrap().into()
             },
             "patch",
+        ),
+        (
+            "a header claiming a million segments (refused before its directory is read)",
+            |rig, patch| {
+                let mut bytes = std::fs::read(patch).unwrap();
+                let count = rustupdate_delta::patch::MAX_SEGMENTS;
+                bytes[12..16].copy_from_slice(&count.to_le_bytes());
+                rig.file("hostile.rudelta", &bytes).to_str().unwrap().into()
+            },
+            "the patch has 1048576 segments, the artifact",
         ),
         (
             "a missing patch",

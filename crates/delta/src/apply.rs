@@ -7,6 +7,10 @@
 //! 2. go through the same operations again and hand on each chunk after it matched its entry in
 //!    the now trusted table (the base or the patch could change between the passes).
 //!
+//! Both passes read the base, through its cache where it has one ([`BaseImage::read_past_cache`]),
+//! so that pass 2 finds what pass 1 read; a segment whose table does not match that way is rebuilt
+//! once more past the cache (which may hold bytes the medium does not), and read past it in pass 2.
+//!
 //! Memory: one chunk, one literal frame and its reference in one buffer ([`MAX_FRAME_MEMORY`]),
 //! its compressed bytes, one program and one segment table; literal frames are
 //! decompressed in one shot, so zstd needs no window of its own. The patch must be seekable (a local file): pass 2 reads
@@ -26,6 +30,14 @@ pub trait BaseImage {
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> std::io::Result<()>;
     /// Bytes available (a slot may be larger than the image in it).
     fn size(&self) -> u64;
+
+    /// Reads past any cache in front of the medium from now on (`past`), or through it again;
+    /// returns whether reads may now see other bytes than before. A base without a cache of its
+    /// own returns `false` (the default).
+    fn read_past_cache(&mut self, past: bool) -> bool {
+        let _ = past;
+        false
+    }
 }
 
 impl BaseImage for &[u8] {
@@ -65,6 +77,23 @@ pub struct DeltaPayload<P: Read + Seek, B: BaseImage> {
     stored: Vec<u8>,
     literal_pos: usize,
     done: bool,
+    stats: DeltaStats,
+}
+
+/// What rebuilding the payload read, for the caller's log and the benchmark.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeltaStats {
+    /// Bytes of the base the patch copies (each copy counted once).
+    pub copied: u64,
+    /// Bytes of the base the literal frames use as reference (each frame counted once).
+    pub referenced: u64,
+    /// Literal frames, and how many times one was read and decompressed (both passes).
+    pub frames: u64,
+    pub frame_loads: u64,
+    /// Bytes asked of the base, both passes together.
+    pub base_requested: u64,
+    /// Segments whose table was rebuilt a second time, past the base's cache.
+    pub segments_reread: u64,
 }
 
 impl<P: Read + Seek, B: BaseImage> std::fmt::Debug for DeltaPayload<P, B> {
@@ -119,8 +148,19 @@ fn read_header_checked<P: Read + Seek>(
             )));
         }
     }
-    let mut directory = vec![0u8; count as usize * crate::patch::DIRECTORY_ENTRY_LEN];
-    patch.read_exact(&mut directory).map_err(io)?;
+    // Read as it comes rather than allocated at the size the header claims: where no artifact
+    // bounds the count (`read_header`), a hostile count costs only the bytes the patch holds.
+    let len = count as usize * crate::patch::DIRECTORY_ENTRY_LEN;
+    let mut directory = Vec::new();
+    let read = patch
+        .take(len as u64)
+        .read_to_end(&mut directory)
+        .map_err(io)?;
+    if read != len {
+        return Err(delta(format!(
+            "the patch is truncated in its segment directory ({read} of {len} bytes)"
+        )));
+    }
     header.read_directory(&directory, count).map_err(delta)?;
     Ok(header)
 }
@@ -171,6 +211,7 @@ impl<P: Read + Seek, B: BaseImage> DeltaPayload<P, B> {
             stored: Vec::new(),
             literal_pos: 0,
             done: false,
+            stats: DeltaStats::default(),
         })
     }
 
@@ -179,11 +220,20 @@ impl<P: Read + Seek, B: BaseImage> DeltaPayload<P, B> {
         &self.header
     }
 
+    /// What was read so far.
+    pub fn stats(&self) -> DeltaStats {
+        self.stats
+    }
+
+    /// The base image (for its own counters).
+    pub fn base(&self) -> &B {
+        &self.base
+    }
+
     /// Pass 1 for the next segment: rebuild and check its table; leaves the patch at the start of
     /// its literal frames for pass 2.
     fn load_segment(&mut self) -> Result<(), Error> {
         let index = self.segment;
-        let expected = self.payload.segments[index].clone();
         let (program_len, literal_len) = self.header.segments[index];
         let start = self.header.segment_offset(index);
         self.patch
@@ -200,42 +250,31 @@ impl<P: Read + Seek, B: BaseImage> DeltaPayload<P, B> {
             .map_err(|reason| delta(format!("segment {index}: {reason}")))?;
         let literal_start = start + u64::from(program_len);
 
-        let mut table =
-            Vec::with_capacity(expected.entries as usize * TableLayout::Framed.entry_len());
-        let mut literal_used = 0u64;
-        let mut entries = 0u64;
-        for op in 0..self.ops.len() {
-            let entry = match self.ops[op].clone() {
-                Op::Frame {
-                    reference,
-                    stored,
-                    content,
-                } => {
-                    literal_used += u64::from(stored);
-                    self.load_frame(&reference, stored, content)?;
-                    continue;
-                }
-                Op::Zero { size } => ChunkEntry::zero_run(size),
-                Op::Copy { .. } | Op::Literal { .. } => {
-                    let size = self.fill_chunk(op)?;
-                    ChunkEntry::framed_data(size, Sha256::digest(&self.chunk).into())
-                }
-            };
-            entries += 1;
-            if entries > u64::from(expected.entries) {
-                break;
-            }
-            TableLayout::Framed.encode(&entry, &mut table);
+        // Through the base's cache first (a slot's page cache): pass 2 then finds what pass 1
+        // read there, and the medium is read about once. A cache may hold bytes the medium does
+        // not (a mounted ext4 changes its journal superblock in the block device's cache without
+        // writing it), so a table that does not match is rebuilt once more past the cache, and
+        // that segment's pass 2 reads past it as well.
+        self.base.read_past_cache(false);
+        let counted = self.stats;
+        let mut table = self.rebuild_table(index, literal_len);
+        // A reference read wrong makes its frame fail to decompress: retried as well.
+        if !matches!(table, Ok(Some(_))) && self.base.read_past_cache(true) {
+            self.stats.copied = counted.copied;
+            self.stats.referenced = counted.referenced;
+            self.stats.frames = counted.frames;
+            self.stats.segments_reread += 1;
+            self.patch
+                .seek(SeekFrom::Start(literal_start))
+                .map_err(|err| delta(format!("reading the patch: {err}")))?;
+            table = self.rebuild_table(index, literal_len);
         }
-        if entries != u64::from(expected.entries)
-            || literal_used != literal_len
-            || Sha256::digest(&table)[..] != expected.table_sha256.0[..]
-        {
+        let Some(table) = table? else {
             return Err(delta(format!(
                 "segment {index}: the rebuilt chunk table does not match the signed one (the base \
                  is not the image the patch was made against, or the patch is damaged)"
             )));
-        }
+        };
         // The table is the signed one: decode it with the reader's checks.
         self.entries = table
             .chunks_exact(TableLayout::Framed.entry_len())
@@ -249,6 +288,50 @@ impl<P: Read + Seek, B: BaseImage> DeltaPayload<P, B> {
         self.entry = 0;
         self.segment += 1;
         Ok(())
+    }
+
+    /// Pass 1 proper: rebuilds segment `index`'s chunk table from the base and the patch (read
+    /// from the start of its literal frames); `None` when it is not the signed table.
+    fn rebuild_table(&mut self, index: usize, literal_len: u64) -> Result<Option<Vec<u8>>, Error> {
+        let expected = &self.payload.segments[index];
+        let (expected_entries, expected_sha256) =
+            (u64::from(expected.entries), expected.table_sha256.0);
+        let mut table =
+            Vec::with_capacity(expected_entries as usize * TableLayout::Framed.entry_len());
+        let mut literal_used = 0u64;
+        let mut entries = 0u64;
+        for op in 0..self.ops.len() {
+            let entry = match self.ops[op].clone() {
+                Op::Frame {
+                    reference,
+                    stored,
+                    content,
+                } => {
+                    self.stats.frames += 1;
+                    self.stats.referenced += reference.iter().map(|r| r.len).sum::<u64>();
+                    literal_used += u64::from(stored);
+                    self.load_frame(&reference, stored, content)?;
+                    continue;
+                }
+                Op::Zero { size } => ChunkEntry::zero_run(size),
+                Op::Copy { .. } | Op::Literal { .. } => {
+                    let size = self.fill_chunk(op)?;
+                    if let Op::Copy { size, .. } = self.ops[op] {
+                        self.stats.copied += u64::from(size);
+                    }
+                    ChunkEntry::framed_data(size, Sha256::digest(&self.chunk).into())
+                }
+            };
+            entries += 1;
+            if entries > expected_entries {
+                break;
+            }
+            TableLayout::Framed.encode(&entry, &mut table);
+        }
+        let matches = entries == expected_entries
+            && literal_used == literal_len
+            && Sha256::digest(&table)[..] == expected_sha256[..];
+        Ok(matches.then_some(table))
     }
 
     /// Reads `self.stored.len()` bytes of the patch into `self.stored`.
@@ -266,7 +349,9 @@ impl<P: Read + Seek, B: BaseImage> DeltaPayload<P, B> {
     /// [`MAX_FRAME_MEMORY`] bytes, checked when the program was decoded).
     fn load_frame(&mut self, reference: &[Range], stored: u32, content: u32) -> Result<(), Error> {
         self.frame.clear();
+        self.stats.frame_loads += 1;
         for range in reference {
+            self.stats.base_requested += range.len;
             let at = self.frame.len();
             self.frame.resize(at + range.len as usize, 0);
             self.base
@@ -297,6 +382,7 @@ impl<P: Read + Seek, B: BaseImage> DeltaPayload<P, B> {
     fn fill_chunk(&mut self, op: usize) -> Result<u32, Error> {
         match self.ops[op] {
             Op::Copy { offset, size } => {
+                self.stats.base_requested += u64::from(size);
                 self.chunk.resize(size as usize, 0);
                 self.base
                     .read_at(offset, &mut self.chunk)

@@ -23,7 +23,7 @@ pub mod build;
 pub mod index;
 pub mod patch;
 
-pub use apply::{BaseImage, DeltaPayload};
+pub use apply::{BaseImage, DeltaPayload, DeltaStats};
 pub use build::{Base, BuildError, BuildOptions, PatchStats, build_patch};
 pub use index::BlockIndex;
 pub use patch::PatchHeader;

@@ -4,7 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a panic is a test failure
 
-use rustupdate_delta::{Base, BlockIndex, BuildOptions, DeltaPayload, build_patch};
+use rustupdate_delta::apply::DeltaStats;
+use rustupdate_delta::{Base, BaseImage, BlockIndex, BuildOptions, DeltaPayload, build_patch};
 use rustupdate_format::Head;
 use rustupdate_format::builder::BodyOptions;
 use rustupdate_testkit::{ArtifactSpec, artifact_parts, fs_image, key, next_release};
@@ -79,6 +80,16 @@ fn make_patch_against(artifact: &[u8], base: Base<'_>) -> Vec<u8> {
 /// Applies `patch`; checks every chunk handed on against `target` as it comes (a chunk that does
 /// not match fails the test at once), and returns the rebuilt image or the error.
 fn apply(head: &Head, patch: &[u8], base: &[u8], target: &[u8]) -> Result<Vec<u8>, Error> {
+    apply_with(head, patch, base, target).map(|(image, _)| image)
+}
+
+/// [`apply`] from any base; also returns what the rebuild read.
+fn apply_with<B: BaseImage>(
+    head: &Head,
+    patch: &[u8],
+    base: B,
+    target: &[u8],
+) -> Result<(Vec<u8>, DeltaStats), Error> {
     let mut delta = DeltaPayload::open(head, Cursor::new(patch), base, false)?;
     let mut image = Vec::new();
     while let Some(chunk) = delta.next_chunk()? {
@@ -98,7 +109,72 @@ fn apply(head: &Head, patch: &[u8], base: &[u8], target: &[u8]) -> Result<Vec<u8
             }
         }
     }
-    Ok(image)
+    Ok((image, delta.stats()))
+}
+
+/// A base read through a cache that may hold other bytes than its medium, as the page cache of a
+/// mounted ext4 slot holds a journal superblock the disk never got.
+struct CachedBase {
+    medium: Vec<u8>,
+    cache: Vec<u8>,
+    past: bool,
+}
+
+impl BaseImage for CachedBase {
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        let mut bytes = if self.past {
+            &self.medium[..]
+        } else {
+            &self.cache[..]
+        };
+        bytes.read_at(offset, buf)
+    }
+
+    fn size(&self) -> u64 {
+        self.medium.len() as u64
+    }
+
+    fn read_past_cache(&mut self, past: bool) -> bool {
+        let changed = self.past != past;
+        self.past = past;
+        changed
+    }
+}
+
+#[test]
+fn a_segment_the_cache_holds_wrong_is_rebuilt_past_the_cache() {
+    let c = case(8);
+    let block = 2 * 4096 + 10; // block 2: kept by the target, so copied
+    let mut cache = c.base.clone();
+    cache[block] ^= 0x01;
+    let base = CachedBase {
+        medium: c.base.clone(),
+        cache: cache.clone(),
+        past: false,
+    };
+    let (image, stats) = apply_with(&c.head, &c.patch, base, &c.target).unwrap();
+    assert!(image == c.target);
+    assert_eq!(stats.segments_reread, 1, "{stats:?}");
+    assert!(stats.copied > 0 && stats.base_requested > 2 * stats.copied);
+    // Through a cache that holds the medium's bytes, no segment is read twice.
+    let base = CachedBase {
+        medium: c.base.clone(),
+        cache: c.base.clone(),
+        past: false,
+    };
+    let (_, stats) = apply_with(&c.head, &c.patch, base, &c.target).unwrap();
+    assert_eq!(stats.segments_reread, 0);
+    // A medium that is wrong as well: refused as before, nothing wrong handed on.
+    let base = CachedBase {
+        medium: cache.clone(),
+        cache,
+        past: false,
+    };
+    let err = apply_with(&c.head, &c.patch, base, &c.target).unwrap_err();
+    assert!(
+        err.to_string().contains("does not match the signed one"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -207,6 +283,31 @@ fn a_hostile_segment_count_is_refused_before_its_directory_is_read() {
     );
     let err = DeltaPayload::open(&c.head, Cursor::new(&hostile), &c.base[..], false).unwrap_err();
     assert!(err.to_string().contains("segments"), "{err}");
+
+    // Beyond any artifact (u32::MAX): refused by the fixed header alone, naming the bound.
+    let mut beyond = hostile[..HEADER_LEN].to_vec();
+    beyond[12..16].copy_from_slice(&u32::MAX.to_le_bytes());
+    let mut patch = Cursor::new(&beyond);
+    let err = rustupdate_delta::apply::read_header_for(&mut patch, &c.head).unwrap_err();
+    assert!(
+        err.to_string().contains(&format!(
+            "segment count {} is outside 1..={MAX_SEGMENTS}",
+            u32::MAX
+        )),
+        "{err}"
+    );
+    assert_eq!(patch.position(), HEADER_LEN as u64);
+
+    // Without an artifact to bound it (inspect, the server's check of an upload), the directory
+    // is read as it comes: a header claiming 2^20 segments with none behind it is a truncated
+    // patch, not a 12 MiB allocation.
+    let mut patch = Cursor::new(&hostile[..HEADER_LEN + 5 * DIRECTORY_ENTRY_LEN]);
+    let err = rustupdate_delta::apply::read_header(&mut patch).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("truncated in its segment directory"),
+        "{err}"
+    );
 }
 
 /// Any base: a patch made from the device's block index (no bytes of the base) copies what the
