@@ -82,6 +82,7 @@ class Scenarios(unittest.TestCase):
                      '[[boot]]\nfault = true\n',
                      '[[boot]]\nkill_on = "("\n',
                      '[[boot]]\nnet = "yes"\n',
+                     '[[boot]]\naction = "commit; instal v2.rua"\n',  # the guest's actions only
                      'arches = ["riscv64"]\n[[boot]]\n',
                      'ci = ["x86_64-sdboot"]\n[[boot]]\n',
                      'ci = "arm64"\n[[boot]]\n',
@@ -245,6 +246,15 @@ class Check(unittest.TestCase):
                         absent=("E2E: hook before-commit",), env={contract.VAR_BOOTCOUNT: "1"},
                         status={"committed.slot": "a"}, slot_image={"a": "v2"})
         self.assertEqual(len(scenario.check(expect, seen())), 8)
+
+    def test_status_substrings(self) -> None:
+        expect = Expect(status_has={"committed.version": "2", "pending": "x"})
+        self.assertEqual(scenario.check(expect, seen()),
+                         ["status pending='null', expected it to contain 'x'"])
+        self.assertEqual(scenario.check(expect, seen(console="E2E: booted")),
+                         ["no status JSON on the console"])
+        sc = parse('[[boot]]\n[boot.expect]\nstatus_has = { "last-result.detail" = "revoked" }\n')
+        self.assertEqual(sc.boots[0].expect.status_has, {"last-result.detail": "revoked"})
 
     def test_no_status_json(self) -> None:
         errors = scenario.check(Expect(status={"pending": "null"}), seen(console="E2E: booted"))
