@@ -21,6 +21,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+import build
 import runner
 import systemd_rootfs
 from harness import contract, disk, fleet_server, guest, httpd, scenario, soak_contract
@@ -330,6 +331,29 @@ class DeltaHelpers(unittest.TestCase):
                 self.assertEqual(srv.take_served(), {})
             finally:
                 srv.stop()
+
+
+class DeviceKeys(unittest.TestCase):
+    """build.py's [keys] tables are the layer's (rustupdate-conf's rustupdate_keys_section)."""
+
+    def test_fixed_keys_and_trust_document(self) -> None:
+        fixed = tomllib.loads(build.keys_section(build.ARCHES["x86_64"]))
+        self.assertEqual(fixed, {"trusted-dir": "/etc/rustupdate/keys", "threshold": 1})
+        trust = tomllib.loads(build.keys_section(build.ARCHES["arm64"]))
+        self.assertEqual(trust, {"trust-document": build.TRUST_DOCUMENT,
+                                 "root-dir": build.ROOT_KEYS_DIR, "root-threshold": 1,
+                                 "decryption-key": f"{build.DATA_MOUNT}/{build.DECRYPTION_KEY}"})
+        self.assertEqual({a: c.keys for a, c in build.ARCHES.items()},
+                         {"x86_64": build.KEYS_FIXED, "arm64": build.KEYS_TRUST,
+                          "x86_64-sdboot": build.KEYS_FIXED})
+
+    def test_the_layer_writes_the_same_paths(self) -> None:
+        bb = (REPO / "meta-rustupdate" / "recipes-core" / "rustupdate"
+              / "rustupdate-conf_1.0.bb").read_text()
+        for key, path in (("trust-document", build.TRUST_DOCUMENT),
+                          ("root-dir", build.ROOT_KEYS_DIR)):
+            self.assertIn(f'{key} = "%s/{path.removeprefix("/etc/")}"', bb)
+        self.assertIn("decryption-key = ", bb)
 
 
 class LayoutCodec(unittest.TestCase):
