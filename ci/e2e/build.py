@@ -21,6 +21,7 @@ Output in DIR (default build/e2e/<arch>):
     rootfs-v{1,2,3}.ext4, rootfs-v{1,2}-systemd.ext4
     artifacts/*.rua     also on the data partition under /artifacts
     artifacts/v2.rudelta  the delta patch from the v1 image to v2.rua (install --delta)
+    trust/trust-v{1,3}.json  the trust documents (arm64: the images hold v1, v2-trust.rua carries v3)
     layout.json         everything the scenario runner needs (offsets, firmware, versions)
 Downloads and unpacked packages are cached in the cache directory (default build/e2e/cache).
 """
@@ -34,6 +35,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +54,14 @@ BOOT_FILES = REPO / "meta-rustupdate" / "recipes-bsp" / "rustupdate-boot" / "fil
 CONF_FILES = REPO / "meta-rustupdate" / "recipes-core" / "rustupdate" / "files"
 
 
+# The two ways a device's [keys] can be configured (docs/config.md). The arm64 chain runs the
+# trust-document configuration in every scenario (and the soak), the x86_64 chains the fixed
+# keys, so both are booted in CI without a root file system or disk of their own.
+KEYS_FIXED = "fixed"  # trusted-dir = /etc/rustupdate/keys
+KEYS_TRUST = "trust"  # trust-document, root-dir, root-threshold; decryption-key
+KEYS_MODES = (KEYS_FIXED, KEYS_TRUST)
+
+
 @dataclass(frozen=True)
 class Arch:
     """What differs between the two e2e machines."""
@@ -66,6 +76,11 @@ class Arch:
     timer_args: str
     modules: tuple[str, ...]  # kernel modules of the initramfs, before their dependencies
     firmware: Firmware
+    # [keys] of the device: fixed keys in /etc/rustupdate/keys, or a trust document
+    # with its root keys (docs/trust.md) and a decryption key on the data partition
+    # (docs/encryption.md), as the layer writes them for RUSTUPDATE_TRUST_DOCUMENT and
+    # RUSTUPDATE_DECRYPTION_KEY.
+    keys: str = KEYS_FIXED  # one of KEYS_MODES
     slot_mib: int = 96
     image_mib: int = 64  # root file system images: smaller than a slot (the client writes the image)
     data_mib: int = 224
@@ -73,6 +88,10 @@ class Arch:
     @property
     def boot_label(self) -> str:
         return contract.BOOT_LABEL[self.bootloader]
+
+    @property
+    def trust(self) -> bool:
+        return self.keys == KEYS_TRUST
 
 
 # Kernel arguments of the e2e images besides root=, rustupdate.slot= and console=: quiet boots
@@ -105,7 +124,8 @@ ARCHES = {
         timer_args="",
         modules=("virtio_mmio", "virtio_pci", "virtio_blk", "virtio_net", "crc32c_generic",
                  "ext4", "vfat", "nls_cp437", "nls_ascii", "nls_utf8", "qemu_fw_cfg"),
-        firmware=Firmware(bios="/usr/lib/u-boot/qemu_arm64/u-boot.bin")),
+        firmware=Firmware(bios="/usr/lib/u-boot/qemu_arm64/u-boot.bin"),
+        keys=KEYS_TRUST),
     # The x86_64 machine with systemd-boot instead of GRUB. The ESP holds both slots' kernels and
     # initrds (UEFI reads no ext4): 2 x (8 MiB + 2 MiB), plus the client's temporary copy of a
     # kernel while it replaces one, plus slack.
@@ -130,6 +150,15 @@ SYSTEMD_VERSIONS = ("v1-systemd", "v2-systemd")
 SYSTEMD_ARTIFACT_SUFFIX = "-systemd.rua"
 SYSTEMD_IMAGE_MIB = 90  # about 80 MiB of files (arm64, its kernel Image is 32 MiB); slots: 96
 DELTA_LEVEL = 19  # zstd level of the delta patches (rustupdate-artifact delta's default)
+# The trust-document configuration (KEYS_TRUST), at the layer's paths (rustupdate-conf): the
+# image's document, its root public keys and how many of them must sign it.
+TRUST_DOCUMENT = "/etc/rustupdate/trust.json"
+ROOT_KEYS_DIR = "/etc/rustupdate/root-keys"
+ROOT_THRESHOLD = 1
+# Where a KEYS_TRUST device keeps its X25519 secret key: on the data partition (the pristine
+# disk has it, as a device provisioned at manufacturing would), never in an image.
+DATA_MOUNT = "/data"
+DECRYPTION_KEY = "rustupdate/device-x25519.pem"  # under DATA_MOUNT
 GRUB_MODULES = ("part_gpt fat ext2 normal configfile linux loadenv test echo regexp sleep reboot halt "
                 "gzio search serial terminal efi_gop all_video")
 
@@ -164,6 +193,17 @@ def boot_placeholders(cfg: Arch) -> dict[str, str]:
     }
 
 
+def keys_section(cfg: Arch) -> str:
+    """The [keys] table as the layer's rustupdate-conf writes it (rustupdate_keys_section): fixed
+    keys, or (KEYS_TRUST) RUSTUPDATE_TRUST_DOCUMENT with its root keys and
+    RUSTUPDATE_DECRYPTION_KEY set."""
+    if not cfg.trust:
+        return 'trusted-dir = "/etc/rustupdate/keys"\nthreshold = 1'
+    return (f'trust-document = "{TRUST_DOCUMENT}"\nroot-dir = "{ROOT_KEYS_DIR}"\n'
+            f'root-threshold = {ROOT_THRESHOLD}\n'
+            f'decryption-key = "{DATA_MOUNT}/{DECRYPTION_KEY}"')
+
+
 def client_config(cfg: Arch, *, health_timeout: int = 20, trial_timeout: int = 900,
                   systemd: bool = False) -> str:
     """The layer's rustupdate.toml.in rendered with the e2e values (as rustupdate-conf does
@@ -185,8 +225,7 @@ def client_config(cfg: Arch, *, health_timeout: int = 20, trial_timeout: int = 9
         "SLOT_B_LABEL": contract.slot_label("b"),
         "BOOTLOADER_KEYS": bootloader,
         "BOOTLIMIT": BOOTLIMIT,
-        # The layer's fixed-keys [keys] table (rustupdate-conf's rustupdate_keys_section).
-        "KEYS": 'trusted-dir = "/etc/rustupdate/keys"\nthreshold = 1',
+        "KEYS": keys_section(cfg),
         "HEALTH_TIMEOUT": str(health_timeout),
         "TRIAL_TIMEOUT": str(trial_timeout),
         "SYSCONFDIR": "/etc",
@@ -295,7 +334,7 @@ def systemd_boot_files(cfg: Arch, efi: Path, kernel: Path, initrd: Path,
 
 
 def build_rootfs(tree: Path, version: str, cfg: Arch, busybox: Path, applets: list[str],
-                 kernel: Path, initrd: Path, client: Path, pubkey: Path) -> None:
+                 kernel: Path, initrd: Path, client: Path, keys: Keys) -> None:
     shutil.rmtree(tree, ignore_errors=True)
     for d in ("bin", "sbin", "usr/bin", "usr/sbin", "etc/rustupdate/keys",
               "etc/rustupdate/health.d", "etc/rustupdate/hooks.d", "proc", "sys", "dev", "tmp",
@@ -333,7 +372,17 @@ def build_rootfs(tree: Path, version: str, cfg: Arch, busybox: Path, applets: li
     (etc / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
     (etc / "group").write_text("root:x:0:\n")
     (etc / "rustupdate" / "rustupdate.toml").write_text(client_config(cfg))
-    shutil.copy2(pubkey, etc / "rustupdate" / "keys" / "e2e.pem")
+    if cfg.trust:
+        # As rustupdate-conf installs RUSTUPDATE_TRUST_DOCUMENT and RUSTUPDATE_TRUST_ROOT_KEYS;
+        # keys/ stays empty (the layer makes it either way): the document names the release keys.
+        root_dir = tree / ROOT_KEYS_DIR.lstrip("/")
+        root_dir.mkdir(parents=True, exist_ok=True)
+        for public, dest in ((keys.trust_image, tree / TRUST_DOCUMENT.lstrip("/")),
+                             (keys.root_pub, root_dir / "e2e-root.pem")):
+            shutil.copyfile(public, dest)
+            os.chmod(dest, 0o644)  # as the layer installs them
+    else:
+        shutil.copy2(keys.release_pub, etc / "rustupdate" / "keys" / "e2e.pem")
     for src, dst in (("health-e2e", "health.d/50-e2e"), ("hook-e2e", "hooks.d/50-e2e")):
         shutil.copy2(HERE / "guest" / src, etc / "rustupdate" / dst)
         os.chmod(etc / "rustupdate" / dst, 0o755)
@@ -351,12 +400,12 @@ def build_rootfs(tree: Path, version: str, cfg: Arch, busybox: Path, applets: li
 
 def build_systemd_rootfs(tree: Path, version: str, cfg: Arch, packages: list[Path], busybox: Path,
                          applets: list[str], kernel: Path, initrd: Path, client: Path,
-                         pubkey: Path) -> None:
+                         keys: Keys) -> None:
     """A systemd guest's root file system (systemd_rootfs.py): the busybox guest's tree (the
     product's files; busybox for the scripts) with Debian's systemd and udev unpacked over it
     (systemd-sysv's /sbin/init and /sbin/reboot replace busybox's), configured, and the client
     configuration of the systemd guests."""
-    build_rootfs(tree, version, cfg, busybox, applets, kernel, initrd, client, pubkey)
+    build_rootfs(tree, version, cfg, busybox, applets, kernel, initrd, client, keys)
     systemd_rootfs.populate(tree, packages)
     systemd_rootfs.configure(tree, boot_label=cfg.boot_label, boot_mount=cfg.boot_mount,
                              data_label=contract.DATA_LABEL, render=render)
@@ -365,25 +414,76 @@ def build_systemd_rootfs(tree: Path, version: str, cfg: Arch, packages: list[Pat
         trial_timeout=systemd_rootfs.TRIAL_TIMEOUT_S, systemd=True))
 
 
-def keygen(tool: Path, prefix: Path) -> tuple[Path, Path]:
+def keygen(tool: Path, prefix: Path, *, recipient: bool = False) -> tuple[Path, Path]:
+    """An ed25519 signing key pair (or, with recipient, an X25519 one for encrypted artifacts),
+    made once: keygen is random, so the keys stay in build/e2e/keys for every later build."""
     key, pub = Path(f"{prefix}.key.pem"), Path(f"{prefix}.pub.pem")
     if not (key.exists() and pub.exists()):
         prefix.parent.mkdir(parents=True, exist_ok=True)
-        run([tool, "keygen", "-o", prefix], stdout=subprocess.DEVNULL)
+        run([tool, "keygen", *(["--recipient"] if recipient else []), "-o", prefix],
+            stdout=subprocess.DEVNULL)
     return key, pub
 
 
-def build_artifacts(tool: Path, images: dict[str, Path], cfg: Arch, key: Path, foreign: Path,
+@dataclass(frozen=True)
+class Keys:
+    """The e2e keys (build/e2e/keys, shared by every chain) and the trust documents made from
+    them for this build."""
+    release: Path  # e2e: signs the artifacts; the release key of the image's trust document
+    release_pub: Path
+    foreign: Path  # trusted by no device
+    release2: Path  # release key 2: trusted from trust document version 3 on
+    root: Path  # the root key of the trust documents (offline in real life)
+    root_pub: Path
+    device_x25519: Path  # the arm64 devices' X25519 secret key (on their data partition)
+    device_x25519_pub: Path
+    other_x25519_pub: Path  # a recipient that is not this device
+    trust_image: Path  # trust document version 1: root e2e-root, release e2e (in the images)
+    trust_rotated: Path  # version 3: release key 2 added, e2e revoked (v2-trust.rua carries it)
+
+
+def make_keys(tool: Path, keydir: Path, trustdir: Path) -> Keys:
+    """The keys (made once) and the two trust documents (made anew each build into trustdir:
+    ed25519 signatures are deterministic, so the same keys give the same documents). Each
+    document is checked with `trust inspect` as a device would judge it: version 1 as an image's
+    document under the root key, version 3 as the successor of version 1."""
+    release, release_pub = keygen(tool, keydir / "e2e")
+    foreign, _ = keygen(tool, keydir / "foreign")
+    release2, release2_pub = keygen(tool, keydir / "e2e-release2")
+    root, root_pub = keygen(tool, keydir / "e2e-root")
+    device, device_pub = keygen(tool, keydir / "device-x25519", recipient=True)
+    _, other_pub = keygen(tool, keydir / "other-x25519", recipient=True)
+    shutil.rmtree(trustdir, ignore_errors=True)
+    trustdir.mkdir(parents=True)
+    v1, v3 = trustdir / "trust-v1.json", trustdir / "trust-v3.json"
+    quiet = {"stdout": subprocess.DEVNULL}
+    run([tool, "trust", "init", "-o", v1, "--root-key", root_pub, "--release-key", release_pub],
+        **quiet)
+    run([tool, "trust", "sign", v1, "--key", root], **quiet)
+    run([tool, "trust", "inspect", v1, "--root-anchor", root_pub], **quiet)
+    shutil.copy2(v1, v3)
+    run([tool, "trust", "add-key", v3, "--release-key", release2_pub], **quiet)  # version 2
+    run([tool, "trust", "revoke", v3, "--key", release_pub], **quiet)  # version 3
+    run([tool, "trust", "sign", v3, "--key", root], **quiet)
+    run([tool, "trust", "inspect", v3, "--previous", v1], **quiet)
+    return Keys(release=release, release_pub=release_pub, foreign=foreign, release2=release2,
+                root=root, root_pub=root_pub, device_x25519=device, device_x25519_pub=device_pub,
+                other_x25519_pub=other_pub, trust_image=v1, trust_rotated=v3)
+
+
+def build_artifacts(tool: Path, images: dict[str, Path], cfg: Arch, keys: Keys,
                     outdir: Path) -> dict[str, Artifact]:
     """The signed artifacts of the scenarios. Each entry: file name -> what it is."""
     shutil.rmtree(outdir, ignore_errors=True)
     outdir.mkdir(parents=True)
+    key = keys.release
 
-    def build(name: str, image: Path, version: str, keyfile: Path, device_type: str) -> Path:
+    def build(name: str, image: Path, version: str, keyfile: Path, device_type: str,
+              *extra: str | Path) -> Path:
         dest = outdir / name
         run([tool, "build", "--image", image, "--name", "e2e-rootfs", "--version", version,
              "--device-type", device_type, "--key", keyfile, "--threads", "2", "--created",
-             "1700000000", "-o", dest], stdout=subprocess.DEVNULL)
+             "1700000000", *extra, "-o", dest], stdout=subprocess.DEVNULL)
         return dest
 
     made = {}
@@ -392,7 +492,7 @@ def build_artifacts(tool: Path, images: dict[str, Path], cfg: Arch, key: Path, f
     for v in ("v1", "v2", "v3"):
         build(f"{v}.rua", images[v], v, key, cfg.device_type)
         made[f"{v}.rua"] = Artifact(v, "installs" + (" (broken image)" if v == "v3" else ""))
-    build("v2-foreign.rua", images["v2"], "v2", foreign, cfg.device_type)
+    build("v2-foreign.rua", images["v2"], "v2", keys.foreign, cfg.device_type)
     made["v2-foreign.rua"] = Artifact("v2", "rejected: signed by an untrusted key")
     build("v2-wrongtype.rua", images["v2"], "v2", key, "some-other-device")
     made["v2-wrongtype.rua"] = Artifact("v2", "rejected: incompatible device type")
@@ -409,6 +509,31 @@ def build_artifacts(tool: Path, images: dict[str, Path], cfg: Arch, key: Path, f
     for v in (v for v in SYSTEMD_VERSIONS[1:] if v in images):
         build(f"{v}.rua", images[v], v, key, cfg.device_type)
         made[f"{v}.rua"] = Artifact(v, "installs (systemd guests, disk-systemd.img only)")
+    if cfg.trust:
+        made.update(build_trust_artifacts(build, images, cfg, keys))
+    return made
+
+
+def build_trust_artifacts(build: Callable[..., Path], images: dict[str, Path], cfg: Arch,
+                          keys: Keys) -> dict[str, Artifact]:
+    """The artifacts of trust-revocation and fleet-encrypted (KEYS_TRUST devices only). The
+    encrypted ones differ from build to build (each has a random content key)."""
+    made = {}
+    build("v2-trust.rua", images["v2"], "v2", keys.release, cfg.device_type,
+          "--trust-document", keys.trust_rotated)
+    made["v2-trust.rua"] = Artifact(
+        "v2", "installs; carries trust document version 3 (release key 2 added, the e2e key "
+        "revoked), in force when v2 commits")
+    build("v1-release2.rua", images["v1"], "v1", keys.release2, cfg.device_type)
+    made["v1-release2.rua"] = Artifact(
+        "v1", "signed by release key 2: rejected under trust document 1, installs under 3")
+    build("v2-encrypted.rua", images["v2"], "v2", keys.release, cfg.device_type,
+          "--encrypt-to", keys.device_x25519_pub)
+    made["v2-encrypted.rua"] = Artifact("v2", "installs: encrypted to the device's X25519 key")
+    build("v2-encrypted-other.rua", images["v2"], "v2", keys.release, cfg.device_type,
+          "--encrypt-to", keys.other_x25519_pub)
+    made["v2-encrypted-other.rua"] = Artifact(
+        "v2", "rejected: encrypted to another recipient, not the device")
     return made
 
 
@@ -464,14 +589,12 @@ def main() -> None:
             build_initramfs(busybox, applets, modules, initrds[v],
                             {INITRD_VERSION_FILE: f"{v}\n".encode()})
 
-    # Keys (shared by both architectures, made once) and root file systems.
-    keys = REPO / "build" / "e2e" / "keys"
-    key, pub = keygen(args.artifact_tool, keys / "e2e")
-    foreign, _ = keygen(args.artifact_tool, keys / "foreign")
+    # Keys (shared by every chain, made once), trust documents and root file systems.
+    keys = make_keys(args.artifact_tool, REPO / "build" / "e2e" / "keys", outdir / "trust")
     images = {}
     for v in VERSIONS:
         tree = work / f"rootfs-{v}"
-        build_rootfs(tree, v, cfg, busybox, applets, kernel, initrds[v], args.client, pub)
+        build_rootfs(tree, v, cfg, busybox, applets, kernel, initrds[v], args.client, keys)
         images[v] = outdir / f"rootfs-{v}.ext4"
         mkfs_ext4(tree, images[v], cfg.image_mib, "rootfs")
     log(f"root file systems: {', '.join(VERSIONS)} ({cfg.image_mib} MiB images)")
@@ -494,7 +617,7 @@ def main() -> None:
     for v in SYSTEMD_VERSIONS if systemd_guests else ():
         tree = work / f"rootfs-{v}"
         build_systemd_rootfs(tree, v, cfg, unpacked, busybox, applets, kernel, initrd, args.client,
-                             pub)
+                             keys)
         images[v] = outdir / f"rootfs-{v}.ext4"
         mkfs_ext4(tree, images[v], SYSTEMD_IMAGE_MIB, "rootfs")
         shutil.rmtree(tree)
@@ -503,7 +626,7 @@ def main() -> None:
         log(f"root file systems: {', '.join(SYSTEMD_VERSIONS)} ({len(packages)} packages, "
             f"{debs_mib} MiB of .debs, {SYSTEMD_IMAGE_MIB} MiB images)")
 
-    artifacts = build_artifacts(args.artifact_tool, images, cfg, key, foreign, outdir / "artifacts")
+    artifacts = build_artifacts(args.artifact_tool, images, cfg, keys, outdir / "artifacts")
     log("artifacts: " + ", ".join(f"{n} ({(outdir / 'artifacts' / n).stat().st_size // 1024} KiB)"
                                   for n in artifacts))
     data_imgs = {}
@@ -513,6 +636,12 @@ def main() -> None:
         for n in artifacts:
             if n.endswith(SYSTEMD_ARTIFACT_SUFFIX) == (guest_kind == "systemd"):
                 os.link(outdir / "artifacts" / n, data_tree / "artifacts" / n)
+        if cfg.trust:
+            # Provisioned as at manufacturing: the device's secret key, readable by root only.
+            secret = data_tree / DECRYPTION_KEY
+            secret.parent.mkdir(mode=0o700)
+            shutil.copy2(keys.device_x25519, secret)
+            os.chmod(secret, 0o600)
         data_imgs[guest_kind] = work / f"data-{guest_kind}.ext4"
         mkfs_ext4(data_tree, data_imgs[guest_kind], cfg.data_mib, "data")
     data_img = data_imgs["busybox"]

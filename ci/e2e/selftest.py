@@ -21,6 +21,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+import build
 import runner
 import systemd_rootfs
 from harness import contract, disk, fleet_server, guest, httpd, scenario, soak_contract
@@ -82,6 +83,7 @@ class Scenarios(unittest.TestCase):
                      '[[boot]]\nfault = true\n',
                      '[[boot]]\nkill_on = "("\n',
                      '[[boot]]\nnet = "yes"\n',
+                     '[[boot]]\naction = "commit; instal v2.rua"\n',  # the guest's actions only
                      'arches = ["riscv64"]\n[[boot]]\n',
                      'ci = ["x86_64-sdboot"]\n[[boot]]\n',
                      'ci = "arm64"\n[[boot]]\n',
@@ -246,6 +248,15 @@ class Check(unittest.TestCase):
                         status={"committed.slot": "a"}, slot_image={"a": "v2"})
         self.assertEqual(len(scenario.check(expect, seen())), 8)
 
+    def test_status_substrings(self) -> None:
+        expect = Expect(status_has={"committed.version": "2", "pending": "x"})
+        self.assertEqual(scenario.check(expect, seen()),
+                         ["status pending='null', expected it to contain 'x'"])
+        self.assertEqual(scenario.check(expect, seen(console="E2E: booted")),
+                         ["no status JSON on the console"])
+        sc = parse('[[boot]]\n[boot.expect]\nstatus_has = { "last-result.detail" = "revoked" }\n')
+        self.assertEqual(sc.boots[0].expect.status_has, {"last-result.detail": "revoked"})
+
     def test_no_status_json(self) -> None:
         errors = scenario.check(Expect(status={"pending": "null"}), seen(console="E2E: booted"))
         self.assertEqual(errors, ["no status JSON on the console"])
@@ -320,6 +331,29 @@ class DeltaHelpers(unittest.TestCase):
                 self.assertEqual(srv.take_served(), {})
             finally:
                 srv.stop()
+
+
+class DeviceKeys(unittest.TestCase):
+    """build.py's [keys] tables are the layer's (rustupdate-conf's rustupdate_keys_section)."""
+
+    def test_fixed_keys_and_trust_document(self) -> None:
+        fixed = tomllib.loads(build.keys_section(build.ARCHES["x86_64"]))
+        self.assertEqual(fixed, {"trusted-dir": "/etc/rustupdate/keys", "threshold": 1})
+        trust = tomllib.loads(build.keys_section(build.ARCHES["arm64"]))
+        self.assertEqual(trust, {"trust-document": build.TRUST_DOCUMENT,
+                                 "root-dir": build.ROOT_KEYS_DIR, "root-threshold": 1,
+                                 "decryption-key": f"{build.DATA_MOUNT}/{build.DECRYPTION_KEY}"})
+        self.assertEqual({a: c.keys for a, c in build.ARCHES.items()},
+                         {"x86_64": build.KEYS_FIXED, "arm64": build.KEYS_TRUST,
+                          "x86_64-sdboot": build.KEYS_FIXED})
+
+    def test_the_layer_writes_the_same_paths(self) -> None:
+        bb = (REPO / "meta-rustupdate" / "recipes-core" / "rustupdate"
+              / "rustupdate-conf_1.0.bb").read_text()
+        for key, path in (("trust-document", build.TRUST_DOCUMENT),
+                          ("root-dir", build.ROOT_KEYS_DIR)):
+            self.assertIn(f'{key} = "%s/{path.removeprefix("/etc/")}"', bb)
+        self.assertIn("decryption-key = ", bb)
 
 
 class LayoutCodec(unittest.TestCase):

@@ -45,6 +45,9 @@ DAMAGE_HOW = ("corrupt", "delete")  # ... and what happens to it
 # makes a unit fail for the shipped 20-no-failed-units check).
 DISKS = ("busybox", "systemd")
 SYSTEMD_ACTIONS = ("install", "idle", "status", "sleep")
+# The busybox guests' actions (guest/init's run_action; `trust` runs `rustupdate trust show`).
+BUSYBOX_ACTIONS = ("idle", "commit", "rollback", "guard", "trust", "install", guest.DAEMON_ACTION,
+                   "status", "sleep")
 # The fleet server's names (docs/server.md, crates/rollout): what `until` and `expect.server`
 # may name. `reason`, `pause_reason` and `delta_fallback` are compared as substrings, the others
 # exactly. `download` is what the server served for the action (harness.fleet_server.download_kind).
@@ -100,6 +103,8 @@ class Expect:
     # a random instant: the bootloader's save happened or not)
     env_in: dict[str, tuple[str, ...]] = field(default_factory=dict)
     status: dict[str, str] = field(default_factory=dict)  # dotted key of `status --json`
+    # dotted key of `status --json` -> a substring of its value (a reason, e.g. "revoked key")
+    status_has: dict[str, str] = field(default_factory=dict)
     slot_image: dict[str, str] = field(default_factory=dict)  # slot -> version it holds exactly
     server: dict[str, str] = field(default_factory=dict)  # SERVER_KEYS, after the boot
     # body bytes the runner's HTTP server sent of a file during the boot: at most / at least
@@ -314,6 +319,7 @@ def _expect(doc: Table, where: str) -> Expect:
         env=t.texts("env", keys=contract.VARS),
         env_in=_env_in(t.take("env_in", dict, {}), where),
         status=t.texts("status"),
+        status_has=t.texts("status_has"),
         slot_image=t.texts("slot_image", keys=contract.SLOTS),
         server=t.texts("server", keys=SERVER_KEYS),
         http_max=t.byte_counts("http_max"),
@@ -506,6 +512,10 @@ def parse(doc: Table, name: str, path: Path) -> Scenario:
                 a not in SYSTEMD_ACTIONS for a in actions(boot.action))):
             raise ScenarioError(f"{path}: boot {n}: the systemd guests' agent knows only "
                                 f"{list(SYSTEMD_ACTIONS)} and no [fleet]")
+        unknown = [a for a in actions(boot.action) if a not in BUSYBOX_ACTIONS]
+        if disk != "systemd" and unknown:
+            raise ScenarioError(f"{path}: boot {n}: unknown action(s) {unknown}, expected some "
+                                f"of {list(BUSYBOX_ACTIONS)}")
         if disk != "systemd" and boot.health == "unit-fail":
             raise ScenarioError(f"{path}: boot {n}: health = \"unit-fail\" needs "
                                 "disk = \"systemd\"")
@@ -571,7 +581,7 @@ def check(expect: Expect, seen: Observed) -> list[str]:
     for k, values in expect.env_in.items():
         if seen.env.get(k) not in values:
             errors.append(f"env {k}={seen.env.get(k)!r}, expected one of {list(values)}")
-    if expect.status:
+    if expect.status or expect.status_has:
         st = guest.status(seen.console)
         if st is None:
             errors.append("no status JSON on the console")
@@ -580,6 +590,10 @@ def check(expect: Expect, seen: Observed) -> list[str]:
                 got = as_text(lookup(st, k))
                 if got != v:
                     errors.append(f"status {k}={got!r}, expected {v!r}")
+            for k, v in expect.status_has.items():
+                got = as_text(lookup(st, k))
+                if v not in got:
+                    errors.append(f"status {k}={got!r}, expected it to contain {v!r}")
     for s, v in expect.slot_image.items():
         if not seen.slot_holds(s, v):
             errors.append(f"slot {s} does not hold the {v} image")

@@ -72,6 +72,9 @@ class Mirrors(unittest.TestCase):
         self.assertIn("*@@STOP_LINE@@*) break", init)
         self.assertIn(f'echo "{guest.DAEMON_STARTED}"', init)
         self.assertIn(f"fwcfg token > {fleet_server.GUEST_TOKEN_FILE})", init)
+        labels = re.findall(r'^ {8}([a-z"|*]+)\)$', init, re.M)  # run_action's case labels
+        self.assertEqual({w for label in labels for w in label.split("|")} - {'""', "*"},
+                         set(scenario.BUSYBOX_ACTIONS))
 
     def test_systemd_guests_speak_the_same_protocol(self) -> None:
         # guest/systemd/: the booted line, the agent's lines (the commit is the shipped unit's;
