@@ -126,7 +126,8 @@ struct SlotSink {
     since_fault_point: u64,
 }
 
-const BATCH: usize = 128 * 1024;
+/// 64 KiB: with the queue, 256 KiB in flight at most; the install sits near its 16 MiB budget.
+const BATCH: usize = 64 * 1024;
 /// Two batches in flight keep the writer busy (measured: no slower than four) at half the memory.
 const QUEUE: usize = 2;
 

@@ -9,7 +9,8 @@ use sha2::{Digest, Sha256};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
-const BATCH: usize = 128 * 1024;
+/// 64 KiB: with the queue, 256 KiB in flight at most; the install sits near its 16 MiB budget.
+const BATCH: usize = 64 * 1024;
 /// Batches in flight between the reader and the hashing thread (two keep it busy; memory counts).
 const QUEUE: usize = 2;
 
