@@ -3,7 +3,7 @@
 //! recipients, `inspect` naming them, `verify` of the sealed bytes without a key, of the contents
 //! with each recipient's key, and refusals naming the problem.
 
-use super::{ok, openssl, setup, tool};
+use super::{build_args, ok, openssl, setup, tool};
 use std::path::Path;
 
 fn verify(args: &[&str], d: &Path) -> (i32, serde_json::Value) {
@@ -12,29 +12,6 @@ fn verify(args: &[&str], d: &Path) -> (i32, serde_json::Value) {
     let out = tool(&all, d);
     let json = serde_json::from_slice(&out.stdout).unwrap();
     (out.status.code().unwrap(), json)
-}
-
-/// `build` of the test image, signed by `k`, with `extra` options.
-fn build_args<'a>(extra: &[&'a str], out: &'a str) -> Vec<&'a str> {
-    let mut args = vec![
-        "build",
-        "--image",
-        "rootfs.ext4",
-        "--name",
-        "n",
-        "--version",
-        "1",
-        "--device-type",
-        "b",
-        "--key",
-        "k.key.pem",
-        "--created",
-        "1",
-        "-o",
-        out,
-    ];
-    args.extend_from_slice(extra);
-    args
 }
 
 #[test]

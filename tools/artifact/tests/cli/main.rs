@@ -53,6 +53,29 @@ fn write_image(path: &Path) {
     std::fs::write(path, image).unwrap();
 }
 
+/// `build` of the test image, signed by `k`, with `extra` options.
+fn build_args<'a>(extra: &[&'a str], out: &'a str) -> Vec<&'a str> {
+    let mut args = vec![
+        "build",
+        "--image",
+        "rootfs.ext4",
+        "--name",
+        "n",
+        "--version",
+        "1",
+        "--device-type",
+        "b",
+        "--key",
+        "k.key.pem",
+        "--created",
+        "1",
+        "-o",
+        out,
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
 fn setup() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     write_image(&dir.path().join("rootfs.ext4"));
@@ -242,27 +265,17 @@ fn tampered_artifact_is_rejected_with_exit_code_1() {
     let (_guard, d) = setup();
     ok(&["keygen", "-o", "k"], &d);
     ok(
-        &[
-            "build",
-            "--image",
-            "rootfs.ext4",
-            "--name",
-            "n",
-            "--version",
-            "1",
-            "--device-type",
-            "b",
-            "--key",
-            "k.key.pem",
-            "--format-version",
-            "1",
-            "--compression",
-            "gzip",
-            "--chunking",
-            "fastcdc:4096:16384:65536",
-            "-o",
+        &build_args(
+            &[
+                "--format-version",
+                "1",
+                "--compression",
+                "gzip",
+                "--chunking",
+                "fastcdc:4096:16384:65536",
+            ],
             "a.rua",
-        ],
+        ),
         &d,
     );
     let mut bytes = std::fs::read(d.join("a.rua")).unwrap();
