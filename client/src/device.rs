@@ -115,14 +115,12 @@ impl Device {
             reboot: &mut self.reboot,
             clock: &mut self.clock,
         };
-        let key = self
-            .config
-            .keys
-            .decryption_key
-            .as_deref()
-            .map(read_decryption_key);
-        Ok(Updater::new(&self.config.device_type, self.booted, seams)?
-            .with_decryption_key(key.transpose()))
+        let key_path = self.config.keys.decryption_key.clone();
+        Ok(
+            Updater::new(&self.config.device_type, self.booted, seams)?.with_decryption_key(
+                Box::new(move || key_path.as_deref().map(read_decryption_key).transpose()),
+            ),
+        )
     }
 }
 

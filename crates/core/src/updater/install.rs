@@ -57,11 +57,12 @@ impl Updater<'_> {
         if !artifact.head().is_encrypted() {
             return Ok(());
         }
-        let key = match &self.decryption_key {
-            Ok(key) => key.as_ref(),
-            Err(why) => return Err(Error::DecryptionKey(why.clone())),
+        let key = match self.decryption_key.as_mut().map(|load| load()) {
+            None | Some(Ok(None)) => None,
+            Some(Ok(Some(key))) => Some(key),
+            Some(Err(why)) => return Err(Error::DecryptionKey(why)),
         };
-        if let Err(err) = artifact.unlock(key) {
+        if let Err(err) = artifact.unlock(key.as_ref()) {
             let err = Error::from(err);
             let version = artifact.manifest().version.clone();
             self.record_rejection(action, &version, &err)?;

@@ -39,10 +39,14 @@ pub struct Updater<'a> {
     seams: Seams<'a>,
     state: State,
     recovered_from: Option<String>,
-    /// The device's recipient key for encrypted artifacts (docs/encryption.md): none
-    /// configured, the key, or why the configured one cannot be used.
-    decryption_key: Result<Option<rustupdate_seal::RecipientSecretKey>, String>,
+    /// Loads the device's recipient key for encrypted artifacts (docs/encryption.md), only when
+    /// an encrypted artifact is installed: none configured, the key, or why it cannot be used.
+    decryption_key: Option<Box<KeyLoader<'a>>>,
 }
+
+/// Reads the configured decryption key: `Ok(None)` when none is configured.
+pub type KeyLoader<'a> =
+    dyn FnMut() -> Result<Option<rustupdate_seal::RecipientSecretKey>, String> + 'a;
 
 impl std::fmt::Debug for Updater<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -72,17 +76,14 @@ impl<'a> Updater<'a> {
             seams,
             state,
             recovered_from,
-            decryption_key: Ok(None),
+            decryption_key: None,
         })
     }
 
-    /// The key encrypted artifacts are opened with, or why the configured one is unusable (an
-    /// encrypted install then fails naming it; nothing else needs the key).
-    pub fn with_decryption_key(
-        mut self,
-        key: Result<Option<rustupdate_seal::RecipientSecretKey>, String>,
-    ) -> Self {
-        self.decryption_key = key;
+    /// How to load the key encrypted artifacts are opened with; called only for an encrypted
+    /// install (a key that cannot be loaded fails that install, naming why).
+    pub fn with_decryption_key(mut self, load: Box<KeyLoader<'a>>) -> Self {
+        self.decryption_key = Some(load);
         self
     }
 
