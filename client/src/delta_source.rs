@@ -149,7 +149,7 @@ pub fn fetch_patch(
     }
     // Complete already (a power cut after the download, during the install): use it.
     if have > 0
-        && let Ok(header) = rustupdate_delta::apply::read_header_for(&mut file, head)
+        && let Ok(header) = rustupdate_delta::read_header_for(&mut file, head)
         && header.patch_len() == have
     {
         log::info!("patch {location}: {have} bytes, downloaded before");

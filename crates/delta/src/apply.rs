@@ -16,10 +16,10 @@
 //! decompressed in one shot, so zstd needs no window of its own. The patch must be seekable (a local file): pass 2 reads
 //! each segment's literal frames again.
 
-use crate::patch::{
-    HEADER_LEN, MAX_FRAME_MEMORY, MAX_PROGRAM, Op, PatchHeader, Range, decode_program, manifest_id,
-};
+use crate::open::{PatchReader, delta, open_patch};
+use crate::patch::{MAX_FRAME_MEMORY, MAX_PROGRAM, Op, PatchHeader, Range, decode_program};
 use rustupdate_format::{ChunkEntry, ChunkKind, Head, Payload, TableLayout};
+use rustupdate_seal::ContentKey;
 use rustupdate_verify::{Chunk, ChunkData, ChunkSource, Error, ImageHash, ResumePoint};
 use sha2::{Digest, Sha256};
 use std::io::{Read, Seek, SeekFrom};
@@ -61,7 +61,9 @@ impl BaseImage for &[u8] {
 pub struct DeltaPayload<P: Read + Seek, B: BaseImage> {
     payload: Payload,
     header: PatchHeader,
-    patch: P,
+    patch: PatchReader<P>,
+    /// An encrypted target's content key: its signed tables are digests of sealed tables.
+    content_key: Option<ContentKey>,
     base: B,
     segment: usize,
     ops: Vec<Op>,
@@ -105,83 +107,29 @@ impl<P: Read + Seek, B: BaseImage> std::fmt::Debug for DeltaPayload<P, B> {
     }
 }
 
-fn delta(reason: impl Into<String>) -> Error {
-    Error::Delta(reason.into())
-}
-
-/// Reads the patch's header and segment directory (of up to `MAX_SEGMENTS` entries: where the
-/// artifact is known, [`read_header_for`] bounds it by the artifact instead).
-pub fn read_header<P: Read + Seek>(patch: &mut P) -> Result<PatchHeader, Error> {
-    read_header_checked(patch, None)
-}
-
-/// Reads the header and segment directory of a patch for the artifact `head`, refusing one made
-/// for another artifact or with another segment count before the directory is read: a hostile
-/// header claiming a million segments costs nothing instead of a directory of 12 MiB and its
-/// 16 MiB decoded.
-pub fn read_header_for<P: Read + Seek>(patch: &mut P, head: &Head) -> Result<PatchHeader, Error> {
-    let segments = head
-        .manifest
-        .payloads
-        .first()
-        .map_or(0, |p| p.segments.len());
-    read_header_checked(patch, Some((manifest_id(&head.manifest_bytes), segments)))
-}
-
-/// `expect`: the target's manifest id and segment count, checked before the directory is read.
-fn read_header_checked<P: Read + Seek>(
-    patch: &mut P,
-    expect: Option<([u8; 32], usize)>,
-) -> Result<PatchHeader, Error> {
-    let io = |err: std::io::Error| delta(format!("reading the patch header: {err}"));
-    patch.seek(SeekFrom::Start(0)).map_err(io)?;
-    let mut fixed = [0u8; HEADER_LEN];
-    patch.read_exact(&mut fixed).map_err(io)?;
-    let (mut header, count) = PatchHeader::from_fixed(&fixed).map_err(delta)?;
-    if let Some((manifest, segments)) = expect {
-        if header.target_manifest_sha256 != manifest {
-            return Err(delta("the patch was made for another artifact"));
-        }
-        if count as usize != segments {
-            return Err(delta(format!(
-                "the patch has {count} segments, the artifact {segments}"
-            )));
-        }
-    }
-    // Read as it comes rather than allocated at the size the header claims: where no artifact
-    // bounds the count (`read_header`), a hostile count costs only the bytes the patch holds.
-    let len = count as usize * crate::patch::DIRECTORY_ENTRY_LEN;
-    let mut directory = Vec::new();
-    let read = patch
-        .take(len as u64)
-        .read_to_end(&mut directory)
-        .map_err(io)?;
-    if read != len {
-        return Err(delta(format!(
-            "the patch is truncated in its segment directory ({read} of {len} bytes)"
-        )));
-    }
-    header.read_directory(&directory, count).map_err(delta)?;
-    Ok(header)
-}
-
 impl<P: Read + Seek, B: BaseImage> DeltaPayload<P, B> {
-    /// Checks that the patch rebuilds this artifact (`head`, whose signatures the caller checked)
-    /// from a base of this size; nothing else is read yet.
-    pub fn open(head: &Head, mut patch: P, base: B, parallel_hash: bool) -> Result<Self, Error> {
+    /// Checks that the patch rebuilds this clear artifact (`head`, whose signatures the caller
+    /// checked) from a base of this size; nothing else is read yet.
+    pub fn open(head: &Head, patch: P, base: B, parallel_hash: bool) -> Result<Self, Error> {
+        Self::open_with_key(head, patch, base, parallel_hash, None)
+    }
+
+    /// [`DeltaPayload::open`] for any artifact: an encrypted one's patch is sealed and opens with
+    /// its content `key` (from [`rustupdate_seal::unwrap`]).
+    pub fn open_with_key(
+        head: &Head,
+        patch: P,
+        base: B,
+        parallel_hash: bool,
+        key: Option<&ContentKey>,
+    ) -> Result<Self, Error> {
         if head.layout() != TableLayout::Framed {
             return Err(delta("patches rebuild format version 2 artifacts only"));
-        }
-        if head.is_encrypted() {
-            // Its tables are sealed: a patch would need the content key (docs/encryption.md).
-            return Err(delta(
-                "the artifact is encrypted; its deltas are not supported yet",
-            ));
         }
         let Some(payload) = head.manifest.payloads.first() else {
             return Err(delta("the artifact has no payload"));
         };
-        let header = read_header_for(&mut patch, head)?;
+        let (patch, header) = open_patch(patch, head, key)?;
         if base.size() < header.base_size {
             return Err(delta(format!(
                 "the base holds {} bytes, the patch was made against {}",
@@ -193,6 +141,7 @@ impl<P: Read + Seek, B: BaseImage> DeltaPayload<P, B> {
             payload: payload.clone(),
             header,
             patch,
+            content_key: key.filter(|_| head.is_encrypted()).cloned(),
             base,
             segment: 0,
             ops: Vec::new(),
@@ -328,9 +277,15 @@ impl<P: Read + Seek, B: BaseImage> DeltaPayload<P, B> {
             }
             TableLayout::Framed.encode(&entry, &mut table);
         }
+        // An encrypted target signs its sealed tables: sealing is deterministic under the
+        // segment's key, so the rebuilt table sealed must be the signed bytes.
+        let digest = match &self.content_key {
+            Some(key) => Sha256::digest(rustupdate_seal::seal_table(key, 0, index as u32, &table)),
+            None => Sha256::digest(&table),
+        };
         let matches = entries == expected_entries
             && literal_used == literal_len
-            && Sha256::digest(&table)[..] == expected_sha256[..];
+            && digest[..] == expected_sha256[..];
         Ok(matches.then_some(table))
     }
 

@@ -243,6 +243,7 @@ pub fn build_patch<W: Write>(
         },
         base_size,
         segments: directory,
+        sealed: false,
     };
     let io = BuildError::Write;
     out.write_all(&header.to_bytes()).map_err(io)?;

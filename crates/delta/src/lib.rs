@@ -4,9 +4,14 @@
 //! - [`patch`]: the patch layout, a pure encode/decode of its header and per-segment programs.
 //! - [`build`]: makes a patch for a target artifact against a base image (known base) or a
 //!   device's [`index`] of its blocks (any base).
+//! - [`open`]: reading a patch's header against its target; a sealed patch (of an encrypted
+//!   release) opened with the content key, and [`seal_patch`].
 //! - [`apply`]: [`DeltaPayload`], a [`ChunkSource`](rustupdate_verify::ChunkSource) that rebuilds
 //!   the target's payload chunk by chunk and hands a chunk on only after it matched the signed
 //!   chunk table.
+//!
+//! A patch of an encrypted release is sealed under the release's content key: only its
+//! recipients (and the release pipeline that made it) can read it.
 //!
 //! The patch itself is not signed and need not be: it only says where each chunk of the signed
 //! target comes from (a block of the base, or bytes in the patch). For each segment the device
@@ -21,9 +26,13 @@
 pub mod apply;
 pub mod build;
 pub mod index;
+pub mod open;
 pub mod patch;
 
 pub use apply::{BaseImage, DeltaPayload, DeltaStats};
 pub use build::{Base, BuildError, BuildOptions, PatchStats, build_patch};
 pub use index::BlockIndex;
+pub use open::{
+    PatchReader, open_patch, read_fixed_header, read_header, read_header_for, seal_patch,
+};
 pub use patch::PatchHeader;

@@ -1,8 +1,8 @@
-//! The patch layout, version 1. All integers little-endian.
+//! The patch layout, version 1 (clear) and 2 (sealed). All integers little-endian.
 //!
 //! ```text
 //! 0   [8]  magic 89 52 55 44 0d 0a 1a 0a ("\x89RUD\r\n\x1a\n")
-//! 8   u16  patch version (1)
+//! 8   u16  patch version (1; 2: sealed, below)
 //! 10  u16  reserved, zero
 //! 12  u32  segment count (that of the target's first payload)
 //! 16  [32] sha256 of the target's manifest bytes (the signed bytes): the artifact it rebuilds
@@ -29,11 +29,19 @@
 //! decompresses to exactly `content length` bytes with the concatenated base ranges as its
 //! reference prefix (zstd's "patch-from"): new versions of changed files compress against their
 //! old versions without the device holding more than [`MAX_REFERENCE`] bytes of base.
+//!
+//! A **sealed** patch (version 2), the patch of an encrypted release, is the same patch with its
+//! fixed header in clear (version 2) and everything after it sealed under the target's content
+//! key ([`rustupdate_seal::SealedFile`]: a 32-byte salt, then 64 KiB STREAM blocks with the
+//! fixed header as associated data). Opened, it reads exactly as the clear patch at the same
+//! offsets ([`crate::sealed`]).
 
 use sha2::{Digest, Sha256};
 
 pub const MAGIC: [u8; 8] = *b"\x89RUD\r\n\x1a\n";
 pub const PATCH_VERSION: u16 = 1;
+/// The version of a sealed patch (a clear fixed header, the rest sealed).
+pub const SEALED_PATCH_VERSION: u16 = 2;
 pub const HEADER_LEN: usize = 96;
 pub const DIRECTORY_ENTRY_LEN: usize = 12;
 
@@ -67,6 +75,8 @@ pub struct PatchHeader {
     pub base_size: u64,
     /// Per segment: (program length, literal length).
     pub segments: Vec<(u32, u64)>,
+    /// Version 2: everything after the fixed header is sealed.
+    pub sealed: bool,
 }
 
 impl PatchHeader {
@@ -74,7 +84,12 @@ impl PatchHeader {
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.len());
         out.extend_from_slice(&MAGIC);
-        out.extend_from_slice(&PATCH_VERSION.to_le_bytes());
+        let version = if self.sealed {
+            SEALED_PATCH_VERSION
+        } else {
+            PATCH_VERSION
+        };
+        out.extend_from_slice(&version.to_le_bytes());
         out.extend_from_slice(&[0, 0]);
         out.extend_from_slice(&(self.segments.len() as u32).to_le_bytes());
         out.extend_from_slice(&self.target_manifest_sha256);
@@ -95,9 +110,10 @@ impl PatchHeader {
             return Err("not a rustupdate delta patch (bad magic bytes)".into());
         }
         let version = u16::from_le_bytes([bytes[8], bytes[9]]);
-        if version != PATCH_VERSION {
+        if version != PATCH_VERSION && version != SEALED_PATCH_VERSION {
             return Err(format!(
-                "unsupported patch version {version} (this build reads {PATCH_VERSION})"
+                "unsupported patch version {version} (this build reads {PATCH_VERSION} and \
+                 {SEALED_PATCH_VERSION})"
             ));
         }
         if bytes[10..12] != [0, 0] || bytes[88..96] != [0; 8] {
@@ -114,6 +130,7 @@ impl PatchHeader {
             base_sha256: [0; 32],
             base_size: u64::from_le_bytes(bytes[80..88].try_into().unwrap_or([0; 8])),
             segments: Vec::new(),
+            sealed: version == SEALED_PATCH_VERSION,
         };
         header
             .target_manifest_sha256
@@ -424,6 +441,7 @@ mod tests {
             base_sha256: [2; 32],
             base_size: 1 << 29,
             segments: vec![(10, 20), (30, 0)],
+            sealed: false,
         };
         let bytes = header.to_bytes();
         assert_eq!(bytes.len(), header.len());
@@ -436,8 +454,15 @@ mod tests {
         let mut bad = fixed;
         bad[0] ^= 1;
         assert!(PatchHeader::from_fixed(&bad).unwrap_err().contains("magic"));
+        let sealed = PatchHeader {
+            sealed: true,
+            ..header.clone()
+        };
+        let sealed_fixed: [u8; HEADER_LEN] = sealed.to_bytes()[..HEADER_LEN].try_into().unwrap();
+        assert_eq!(sealed_fixed[8], 2);
+        assert!(PatchHeader::from_fixed(&sealed_fixed).unwrap().0.sealed);
         let mut bad = fixed;
-        bad[8] = 2;
+        bad[8] = 3;
         assert!(
             PatchHeader::from_fixed(&bad)
                 .unwrap_err()

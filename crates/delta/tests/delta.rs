@@ -268,7 +268,7 @@ fn a_hostile_segment_count_is_refused_before_its_directory_is_read() {
     hostile[12..16].copy_from_slice(&MAX_SEGMENTS.to_le_bytes());
     hostile.resize(HEADER_LEN + MAX_SEGMENTS as usize * DIRECTORY_ENTRY_LEN, 0);
     let mut patch = Cursor::new(&hostile);
-    let err = rustupdate_delta::apply::read_header_for(&mut patch, &c.head).unwrap_err();
+    let err = rustupdate_delta::read_header_for(&mut patch, &c.head).unwrap_err();
     let segments = c.head.manifest.payloads[0].segments.len();
     assert!(
         err.to_string().contains(&format!(
@@ -288,7 +288,7 @@ fn a_hostile_segment_count_is_refused_before_its_directory_is_read() {
     let mut beyond = hostile[..HEADER_LEN].to_vec();
     beyond[12..16].copy_from_slice(&u32::MAX.to_le_bytes());
     let mut patch = Cursor::new(&beyond);
-    let err = rustupdate_delta::apply::read_header_for(&mut patch, &c.head).unwrap_err();
+    let err = rustupdate_delta::read_header_for(&mut patch, &c.head).unwrap_err();
     assert!(
         err.to_string().contains(&format!(
             "segment count {} is outside 1..={MAX_SEGMENTS}",
@@ -302,7 +302,7 @@ fn a_hostile_segment_count_is_refused_before_its_directory_is_read() {
     // is read as it comes: a header claiming 2^20 segments with none behind it is a truncated
     // patch, not a 12 MiB allocation.
     let mut patch = Cursor::new(&hostile[..HEADER_LEN + 5 * DIRECTORY_ENTRY_LEN]);
-    let err = rustupdate_delta::apply::read_header(&mut patch).unwrap_err();
+    let err = rustupdate_delta::read_header(&mut patch).unwrap_err();
     assert!(
         err.to_string()
             .contains("truncated in its segment directory"),

@@ -8,6 +8,9 @@
 //!   whole with ChaCha20-Poly1305 ([`seal_table`]), its **frame** with the STREAM construction
 //!   (`aead::stream`, big-endian 32-bit counter and last-block flag) in 64 KiB blocks, so a
 //!   device opens it block by block with bounded memory ([`FrameOpener`], [`seal_frame`]).
+//! - Delta patches of an encrypted release: a clear header, a salt, and the rest sealed in
+//!   STREAM blocks under a key derived from the content key and the salt, opened by position
+//!   ([`SealedFile`], [`seal_file`]).
 //!
 //! The manifest's `table-sha256` and `data-sha256` cover the sealed bytes: the signatures vouch
 //! for the ciphertext, which a device checks before it opens a table (and a frame's digest when
@@ -20,6 +23,7 @@
 mod body;
 mod error;
 mod keys;
+mod sealed_file;
 mod wrap;
 
 pub use body::{
@@ -27,4 +31,5 @@ pub use body::{
 };
 pub use error::SealError;
 pub use keys::{RecipientPublicKey, RecipientSecretKey, key_id_text};
+pub use sealed_file::{SALT_LEN, SealedFile, seal_file};
 pub use wrap::{ContentKey, unwrap, wrap};

@@ -14,6 +14,7 @@ use zeroize::Zeroizing;
 const INFO: &[u8] = b"rustupdate-content-key-v1";
 
 /// The key every sealed part of one artifact derives from.
+#[derive(Clone)]
 pub struct ContentKey(pub(crate) Zeroizing<[u8; 32]>);
 
 impl std::fmt::Debug for ContentKey {

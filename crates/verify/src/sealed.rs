@@ -33,6 +33,12 @@ impl<R: Read> VerifiedArtifact<R> {
         Ok(())
     }
 
+    /// The content key [`VerifiedArtifact::unlock`] opened (an encrypted artifact's): what a
+    /// release pipeline seals the artifact's delta patches with.
+    pub fn content_key(&self) -> Option<&rustupdate_seal::ContentKey> {
+        self.content_key.as_ref()
+    }
+
     /// An encrypted artifact's body is read only once [`VerifiedArtifact::unlock`] succeeded.
     pub(crate) fn check_unlocked(&mut self) -> Result<(), Error> {
         if self.head.is_encrypted() && self.content_key.is_none() {

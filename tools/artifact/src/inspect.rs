@@ -116,7 +116,7 @@ fn is_patch<R: BufRead>(reader: &mut R) -> Result<bool> {
 }
 
 fn inspect_patch<R: Read + Seek>(args: &InspectArgs, reader: &mut R, file_size: u64) -> Result<u8> {
-    let header = rustupdate_delta::apply::read_header(reader)
+    let header = rustupdate_delta::read_header(reader)
         .with_context(|| format!("reading patch {}", args.artifact.display()))?;
     let programs: u64 = header.segments.iter().map(|(p, _)| u64::from(*p)).sum();
     let literals: u64 = header.segments.iter().map(|(_, l)| *l).sum();

@@ -410,7 +410,7 @@ pub fn check_uploaded(
 ) -> Result<(i64, String), String> {
     let mut patch =
         std::fs::File::open(patch_path).map_err(|e| format!("reopening the upload: {e}"))?;
-    let header = rustupdate_delta::apply::read_header(&mut patch)
+    let header = rustupdate_delta::read_header(&mut patch)
         .map_err(|e| format!("not a delta patch: {e}"))?;
     if header.base_sha256 == [0; 32] {
         return Err(
