@@ -68,17 +68,26 @@ pub fn install(
     if let Err(err) = crate::trust_store::stage_carried(&device.config, &head.manifest) {
         return fall_back(format!("artifact {location}: {err}"));
     }
+    // An encrypted release's patch is sealed under its content key. Without it (not a
+    // recipient, no key), the full artifact's path refuses the install and records why.
+    let content_key = match head.is_encrypted().then(|| device.content_key(&head)) {
+        None => None,
+        Some(Ok(key)) => Some(key),
+        Some(Err(why)) => return fall_back(format!("artifact {location}: {why}")),
+    };
     let booted = device.booted;
     let base_path = device.slot_path(booted);
     let data_dir = device.config.data_dir.clone();
     let mut updater = device.updater()?;
-    let patch = match delta_source::fetch_patch(patch_location, &data_dir, &head, open) {
+    let key = content_key.as_ref();
+    let patch = match delta_source::fetch_patch(patch_location, &data_dir, &head, key, open) {
         Ok(patch) => patch,
         Err(err) => return fall_back(format!("patch {patch_location}: {err:#}")),
     };
     let patch_bytes = patch.file.metadata().map_or(0, |m| m.len());
     let base = SlotBase::open(&base_path)?;
-    let mut delta = match DeltaPayload::open(&head, &patch.file, base, request.parallel) {
+    let opened = DeltaPayload::open_with_key(&head, &patch.file, base, request.parallel, key);
+    let mut delta = match opened {
         Ok(delta) => delta,
         Err(err) => return fall_back(format!("patch {patch_location}: {err}")),
     };

@@ -105,10 +105,12 @@ impl Drop for LocalPatch {
 /// The patch at `location`: opened in place when it is a file; downloaded into `data_dir/delta`
 /// when it is a URL, continuing a download an earlier attempt (or a power cut) left there. A
 /// patch longer than the artifact `head` describes (a patch that large saves nothing) is refused.
+/// `key`: an encrypted artifact's content key, which opens its sealed patch.
 pub fn fetch_patch(
     location: &str,
     data_dir: &Path,
     head: &rustupdate_format::Head,
+    key: Option<&rustupdate_seal::ContentKey>,
     open: OpenUrl,
 ) -> Result<LocalPatch> {
     let max_len = head.artifact_len();
@@ -147,10 +149,11 @@ pub fn fetch_patch(
         file.set_len(synced)?;
         have = synced;
     }
-    // Complete already (a power cut after the download, during the install): use it.
+    // Complete already (a power cut after the download, during the install): use it. A sealed
+    // patch is measured opened: one cut at a block boundary still reads as whole blocks.
     if have > 0
-        && let Ok(header) = rustupdate_delta::read_header_for(&mut file, head)
-        && header.patch_len() == have
+        && let Ok((mut opened, header)) = rustupdate_delta::open_patch(&mut file, head, key)
+        && opened.patch_len().ok() == Some(header.patch_len())
     {
         log::info!("patch {location}: {have} bytes, downloaded before");
         file.seek(SeekFrom::Start(0))?;

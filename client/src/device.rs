@@ -122,6 +122,22 @@ impl Device {
             ),
         )
     }
+
+    /// The content key of the encrypted artifact `head`, unwrapped with this device's
+    /// decryption key (for a delta, whose patch is sealed under it), or why it cannot be.
+    pub fn content_key(
+        &self,
+        head: &rustupdate_format::Head,
+    ) -> std::result::Result<rustupdate_seal::ContentKey, String> {
+        let Some(sealing) = &head.manifest.encryption else {
+            return Err("the artifact is not encrypted".into());
+        };
+        let Some(path) = &self.config.keys.decryption_key else {
+            return Err("the artifact is encrypted and this device has no decryption key".into());
+        };
+        let secret = read_decryption_key(path)?;
+        rustupdate_seal::unwrap(sealing, &secret).map_err(|err| err.to_string())
+    }
 }
 
 /// The configured decryption key, or why it cannot be used (named with its path).

@@ -141,14 +141,14 @@ fn unusable_patches_fall_back_to_the_full_artifact() {
 }
 
 /// `bench/lib/range_server.py` serving `dir` on loopback, stopped when dropped.
-struct Server {
+pub(crate) struct Server {
     child: Child,
     port: u16,
     log: PathBuf,
 }
 
 impl Server {
-    fn start(dir: &Path, no_range: bool) -> Server {
+    pub(crate) fn start(dir: &Path, no_range: bool) -> Server {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench/lib/range_server.py");
         let log = dir.join("requests.log");
         let port_file = dir.join("port");
@@ -180,12 +180,12 @@ impl Server {
         panic!("the range server did not start");
     }
 
-    fn url(&self, name: &str) -> String {
+    pub(crate) fn url(&self, name: &str) -> String {
         format!("http://127.0.0.1:{}/{name}", self.port)
     }
 
     /// Body bytes sent for requests of `path`, and how many requests.
-    fn sent(&self, path: &str) -> (u64, usize) {
+    pub(crate) fn sent(&self, path: &str) -> (u64, usize) {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let mut total = (0, 0);
         for line in text.lines() {

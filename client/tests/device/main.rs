@@ -16,6 +16,7 @@
 
 mod delta;
 mod download;
+mod encrypted_delta;
 mod encryption;
 mod env_copies;
 mod fleet;

@@ -33,6 +33,7 @@ pub use apply::{BaseImage, DeltaPayload, DeltaStats};
 pub use build::{Base, BuildError, BuildOptions, PatchStats, build_patch};
 pub use index::BlockIndex;
 pub use open::{
-    PatchReader, open_patch, read_fixed_header, read_header, read_header_for, seal_patch,
+    PatchReader, is_sealed_patch_len, open_patch, read_fixed_header, read_header, read_header_for,
+    seal_patch,
 };
 pub use patch::PatchHeader;

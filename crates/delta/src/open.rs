@@ -169,3 +169,11 @@ pub fn seal_patch<W: Write>(key: &ContentKey, patch: &[u8], out: &mut W) -> Resu
     rustupdate_seal::seal_file(key, &sealed_fixed, &patch[HEADER_LEN..], out)
         .map_err(|err| delta(format!("sealing the patch: {err}")))
 }
+
+/// Whether `len` bytes can be a whole sealed patch (header, salt, whole sealed blocks): all that
+/// can be checked of its body without the content key.
+pub fn is_sealed_patch_len(len: u64) -> bool {
+    len.checked_sub((HEADER_LEN + rustupdate_seal::SALT_LEN) as u64)
+        .and_then(rustupdate_format::encryption::opened_len)
+        .is_some_and(|n| n > 0)
+}

@@ -188,6 +188,20 @@ pub fn artifact_parts(
     (head, body)
 }
 
+/// The image a chunk source hands on, in full (a rebuilt delta, a payload).
+pub fn read_image(
+    source: &mut dyn rustupdate_verify::ChunkSource,
+) -> Result<Vec<u8>, rustupdate_verify::Error> {
+    let mut image = Vec::new();
+    while let Some(chunk) = source.next_chunk()? {
+        match chunk.data {
+            rustupdate_verify::ChunkData::Bytes(b) => image.extend_from_slice(b),
+            rustupdate_verify::ChunkData::Zeros(n) => image.resize(image.len() + n as usize, 0),
+        }
+    }
+    Ok(image)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

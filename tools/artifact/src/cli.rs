@@ -55,6 +55,10 @@ pub struct DeltaArgs {
     /// Trusted public key: check the target's signatures first (optional; devices check anyway).
     #[arg(long = "key")]
     pub keys: Vec<PathBuf>,
+    /// X25519 secret key of a recipient of an encrypted target (and base): the patch is made
+    /// from the opened target and sealed under its content key (docs/encryption.md).
+    #[arg(long)]
+    pub decryption_key: Option<PathBuf>,
     /// Output patch file (conventionally TARGET.from-BASEVERSION.rudelta).
     #[arg(short, long)]
     pub output: PathBuf,

@@ -1,9 +1,11 @@
 //! `delta`: make a patch that rebuilds a format version 2 artifact on a device whose active slot
-//! holds a known base image, or whose block index is given (see `rustupdate-delta`).
+//! holds a known base image, or whose block index is given (see `rustupdate-delta`). The patch of
+//! an encrypted target is made from the target opened with a recipient key and sealed under its
+//! content key.
 
 use crate::{EXIT_OK, cli::DeltaArgs, files, progress};
 use anyhow::{Context, Result, bail};
-use rustupdate_delta::{Base, BlockIndex, BuildOptions, build_patch};
+use rustupdate_delta::{Base, BlockIndex, BuildOptions, build_patch, seal_patch};
 use rustupdate_verify::{ChunkData, SignaturePolicy, VerifiedArtifact};
 use std::io::{BufReader, BufWriter, Write};
 
@@ -16,11 +18,16 @@ pub fn run(args: &DeltaArgs) -> Result<u8> {
         SignaturePolicy::threshold(1)?
     };
     let ring = files::keyring(&args.keys, None)?;
+    let secret = args
+        .decryption_key
+        .as_deref()
+        .map(files::read_decryption_key)
+        .transpose()?;
     let image;
     let index;
     let base = match (&args.base, &args.base_index) {
         (Some(path), _) => {
-            image = read_base(path)?;
+            image = read_base(path, secret.as_ref())?;
             Base::Image(&image)
         }
         (None, Some(path)) => {
@@ -39,6 +46,8 @@ pub fn run(args: &DeltaArgs) -> Result<u8> {
     let mut artifact =
         VerifiedArtifact::open(BufReader::with_capacity(1 << 20, file), &ring, &policy)
             .with_context(|| format!("target {}", args.target.display()))?;
+    unlock(&mut artifact, secret.as_ref(), "target", &args.target)?;
+    let content_key = artifact.content_key().cloned();
     let head = artifact.head().clone();
     let size = head.manifest.payloads.first().map_or(0, |p| p.size);
     let bar = progress::bar(size, "diffing");
@@ -52,20 +61,37 @@ pub fn run(args: &DeltaArgs) -> Result<u8> {
         let mut payload = artifact
             .next_payload()?
             .context("the target artifact has no payload")?;
-        let stats = build_patch(
+        // An encrypted target's patch is made in memory (the builder holds it whole anyway),
+        // then sealed.
+        let mut clear = Vec::new();
+        let mut sink: &mut dyn Write = if content_key.is_some() {
+            &mut clear
+        } else {
+            &mut writer
+        };
+        let mut stats = build_patch(
             &head,
             &mut payload,
             base,
             &options,
-            &mut writer,
+            &mut sink,
             &mut |done, _| bar.set_position(done),
         )
         .with_context(|| format!("making a patch for {}", args.target.display()))?;
+        if let Some(key) = &content_key {
+            stats.patch_bytes = seal_patch(key, &clear, &mut writer)?;
+        }
         writer.flush()?;
         stats
     };
     bar.finish_and_clear();
     files::persist(out, &args.output)?;
+    if content_key.is_some() {
+        println!(
+            "sealed for the recipients of {} (patch version 2)",
+            args.target.display()
+        );
+    }
     let percent = |part: u64| part as f64 * 100.0 / target_len.max(1) as f64;
     println!(
         "{}: {} bytes, {:.1} % of the full artifact ({target_len} bytes)",
@@ -88,8 +114,12 @@ pub fn run(args: &DeltaArgs) -> Result<u8> {
 }
 
 /// The base as raw image bytes: an image file, or an artifact (`.rua`) whose first payload is
-/// unpacked (each chunk checked against its table; signatures are not needed for a base).
-fn read_base(path: &std::path::Path) -> Result<Vec<u8>> {
+/// unpacked (each chunk checked against its table; signatures are not needed for a base; an
+/// encrypted one is opened with `secret`).
+fn read_base(
+    path: &std::path::Path,
+    secret: Option<&rustupdate_seal::RecipientSecretKey>,
+) -> Result<Vec<u8>> {
     let bytes = std::fs::read(path).with_context(|| format!("reading base {}", path.display()))?;
     if !bytes.starts_with(&rustupdate_format::header::MAGIC) {
         return Ok(bytes);
@@ -99,6 +129,7 @@ fn read_base(path: &std::path::Path) -> Result<Vec<u8>> {
     let mut artifact =
         VerifiedArtifact::open(&bytes[..], &rustupdate_verify::Keyring::new(), &policy)
             .with_context(|| format!("base artifact {}", path.display()))?;
+    unlock(&mut artifact, secret, "base artifact", path)?;
     let Some(mut payload) = artifact.next_payload()? else {
         bail!("base artifact {} has no payload", path.display());
     };
@@ -109,4 +140,22 @@ fn read_base(path: &std::path::Path) -> Result<Vec<u8>> {
         }
     }
     Ok(image)
+}
+
+/// Opens an encrypted artifact with the recipient key, or says which option is missing.
+fn unlock<R: std::io::Read>(
+    artifact: &mut VerifiedArtifact<R>,
+    secret: Option<&rustupdate_seal::RecipientSecretKey>,
+    what: &str,
+    path: &std::path::Path,
+) -> Result<()> {
+    if artifact.head().is_encrypted() && secret.is_none() {
+        bail!(
+            "{what} {} is encrypted: give --decryption-key (a recipient's key) to make its patch",
+            path.display()
+        );
+    }
+    artifact
+        .unlock(secret)
+        .with_context(|| format!("{what} {}", path.display()))
 }

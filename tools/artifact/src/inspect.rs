@@ -116,6 +116,11 @@ fn is_patch<R: BufRead>(reader: &mut R) -> Result<bool> {
 }
 
 fn inspect_patch<R: Read + Seek>(args: &InspectArgs, reader: &mut R, file_size: u64) -> Result<u8> {
+    let (fixed, count) = rustupdate_delta::read_fixed_header(reader)
+        .with_context(|| format!("reading patch {}", args.artifact.display()))?;
+    if fixed.sealed {
+        return inspect_sealed_patch(args, &fixed, count, file_size);
+    }
     let header = rustupdate_delta::read_header(reader)
         .with_context(|| format!("reading patch {}", args.artifact.display()))?;
     let programs: u64 = header.segments.iter().map(|(p, _)| u64::from(*p)).sum();
@@ -145,6 +150,35 @@ fn inspect_patch<R: Read + Seek>(args: &InspectArgs, reader: &mut R, file_size: 
         "file size:        {file_size} bytes (the patch says {})",
         header.patch_len()
     );
+    Ok(EXIT_OK)
+}
+
+/// A sealed patch (of an encrypted release): only its fixed header is clear.
+fn inspect_sealed_patch(
+    args: &InspectArgs,
+    header: &rustupdate_delta::PatchHeader,
+    segments: u32,
+    file_size: u64,
+) -> Result<u8> {
+    let target = hex::encode(header.target_manifest_sha256);
+    let base = hex::encode(header.base_sha256);
+    if args.json {
+        let value = json!({
+            "kind": "delta-patch", "sealed": true, "file-size": file_size,
+            "target-manifest-sha256": target, "base-sha256": base, "base-size": header.base_size,
+            "segments": segments,
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(EXIT_OK);
+    }
+    println!("delta patch:      {} (sealed)", args.artifact.display());
+    println!("rebuilds:         the artifact whose manifest has sha256 {target}");
+    println!(
+        "base image:       sha256 {base}, {} bytes",
+        header.base_size
+    );
+    println!("segments:         {segments} (programs and frames sealed)");
+    println!("file size:        {file_size} bytes");
     Ok(EXIT_OK)
 }
 

@@ -17,8 +17,8 @@ use crate::store::{
     ActionWithRollout, ArtifactRow, DeviceRow, DownloadTotals, PatchFile, PatchRow,
 };
 use rustupdate_ddi::attributes as ddi_attributes;
-use rustupdate_delta::{Base, BuildError, BuildOptions, DeltaPayload, build_patch};
-use rustupdate_verify::{ChunkData, ChunkSource, Keyring, SignaturePolicy, VerifiedArtifact};
+use rustupdate_delta::{Base, BuildError, BuildOptions, build_patch};
+use rustupdate_verify::{ChunkData, Keyring, SignaturePolicy, VerifiedArtifact};
 use std::collections::BTreeMap;
 use std::io::{BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -398,62 +398,6 @@ impl JobFiles {
     }
 }
 
-/// Checks a patch uploaded for `target`: it names a base image the server holds a release of,
-/// and rebuilds the target from it, every chunk checked against the target's signed tables.
-/// The base release's id and the base image's sha256, or why the patch is refused. Blocking.
-pub fn check_uploaded(
-    patch_path: &Path,
-    target: &ArtifactRow,
-    bases: &[ArtifactRow],
-    files: &JobFiles,
-    keyring: &Keyring,
-) -> Result<(i64, String), String> {
-    let mut patch =
-        std::fs::File::open(patch_path).map_err(|e| format!("reopening the upload: {e}"))?;
-    let header = rustupdate_delta::read_header(&mut patch)
-        .map_err(|e| format!("not a delta patch: {e}"))?;
-    if header.base_sha256 == [0; 32] {
-        return Err(
-            "the patch was made from a device's block index and names no base image; \
-                    the server offers patches from known bases only"
-                .into(),
-        );
-    }
-    let base_sha256 = rustupdate_format::Sha256Hex(header.base_sha256).to_string();
-    let base = bases_for(target, bases)
-        .into_iter()
-        .find(|b| b.image_sha256.as_deref() == Some(base_sha256.as_str()))
-        .ok_or_else(|| {
-            format!(
-                "the server holds no release of the patch's base image {base_sha256} for a \
-                 device type of artifact {}: it cannot check the patch",
-                target.id
-            )
-        })?;
-    let image = read_image(
-        &files.artifacts_dir.join(&base.sha256),
-        files.max_image_bytes,
-    )?;
-    let file = std::fs::File::open(files.artifacts_dir.join(&target.sha256))
-        .map_err(|e| format!("opening the target artifact: {e}"))?;
-    let policy = SignaturePolicy::threshold(1).map_err(|e| e.to_string())?;
-    let artifact =
-        VerifiedArtifact::open(BufReader::with_capacity(1 << 20, file), keyring, &policy)
-            .map_err(|e| format!("target artifact: {e}"))?;
-    let wrong = |e: &dyn std::fmt::Display| {
-        format!(
-            "the patch does not rebuild artifact {} ({} {}) from base image {base_sha256}: {e}",
-            target.id, target.name, target.version
-        )
-    };
-    let patch =
-        std::fs::File::open(patch_path).map_err(|e| format!("reopening the upload: {e}"))?;
-    let mut rebuilt =
-        DeltaPayload::open(artifact.head(), patch, &image[..], false).map_err(|e| wrong(&e))?;
-    while rebuilt.next_chunk().map_err(|e| wrong(&e))?.is_some() {}
-    Ok((base.id, base_sha256))
-}
-
 /// Whether the patch writer stopped at its size limit ([`UploadError::TooLarge`], carried inside
 /// the `io::Error` that `build_patch` passes on).
 fn is_too_large(err: &std::io::Error) -> bool {
@@ -466,9 +410,10 @@ fn is_too_large(err: &std::io::Error) -> bool {
 /// signatures were checked at upload).
 /// Why the server builds no patch of an encrypted release: it holds no recipient key.
 const ENCRYPTED: &str = "the {} artifact is encrypted: the server cannot read it to build a \
-                         patch (docs/encryption.md); devices download the full artifact";
+                         patch (docs/encryption.md); devices download the full artifact unless \
+                         the release pipeline uploads its sealed patch";
 
-fn read_image(path: &Path, max_bytes: u64) -> Result<Vec<u8>, String> {
+pub(crate) fn read_image(path: &Path, max_bytes: u64) -> Result<Vec<u8>, String> {
     let file = std::fs::File::open(path).map_err(|e| format!("opening the base artifact: {e}"))?;
     let policy = SignaturePolicy::dangerous_accept_unsigned();
     let mut artifact = VerifiedArtifact::open(

@@ -27,6 +27,7 @@ mod metrics_api;
 mod operations;
 mod operator_cli;
 mod passwords;
+mod patch_uploads;
 mod request_span;
 mod roles;
 mod store;

@@ -144,3 +144,90 @@ fn encrypt_to_two_recipients_inspect_and_verify() {
         assert!(stderr.contains(message), "{message:?} in {stderr}");
     }
 }
+
+/// `delta --decryption-key`: the patch of an encrypted release is made from the opened target
+/// (and an encrypted base) and sealed; `inspect` shows its clear header only; a device with the
+/// content key rebuilds the target from it. Without the key the tool refuses, naming the option.
+#[test]
+fn the_patch_of_an_encrypted_release_is_sealed() {
+    let (_guard, d) = setup();
+    ok(&["keygen", "-o", "k"], &d);
+    ok(&["keygen", "--recipient", "-o", "dev"], &d);
+    let mut next = std::fs::read(d.join("rootfs.ext4")).unwrap();
+    next[8192..8200].copy_from_slice(b"release2");
+    std::fs::write(d.join("next.ext4"), &next).unwrap();
+    for (image, version, out) in [("rootfs.ext4", "1", "e1.rua"), ("next.ext4", "2", "e2.rua")] {
+        let args = [
+            "build",
+            "--image",
+            image,
+            "--name",
+            "n",
+            "--version",
+            version,
+            "--device-type",
+            "b",
+            "--key",
+            "k.key.pem",
+            "--encrypt-to",
+            "dev.pub.pem",
+            "-o",
+            out,
+        ];
+        ok(&args, &d);
+    }
+    let delta = |extra: &[&str]| {
+        let mut args = vec![
+            "delta",
+            "--base",
+            "e1.rua",
+            "--target",
+            "e2.rua",
+            "-o",
+            "p.rudelta",
+        ];
+        args.extend_from_slice(extra);
+        tool(&args, &d)
+    };
+    let refused = delta(&[]);
+    assert_eq!(refused.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("give --decryption-key"), "{stderr}");
+    let made = delta(&["--decryption-key", "dev.key.pem"]);
+    let stdout = String::from_utf8_lossy(&made.stdout);
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    assert!(stdout.contains("sealed for the recipients"), "{stdout}");
+
+    let inspect: serde_json::Value =
+        serde_json::from_str(&ok(&["inspect", "p.rudelta", "--json"], &d)).unwrap();
+    assert_eq!(inspect["sealed"], true, "{inspect}");
+    let patch = std::fs::read(d.join("p.rudelta")).unwrap();
+    assert_eq!(inspect["file-size"], patch.len() as u64);
+
+    // The device's side: unwrap the content key, rebuild the image from the base.
+    let artifact = std::fs::read(d.join("e2.rua")).unwrap();
+    let secret = rustupdate_seal::RecipientSecretKey::from_pem(
+        &std::fs::read_to_string(d.join("dev.key.pem")).unwrap(),
+    )
+    .unwrap();
+    let policy = rustupdate_verify::SignaturePolicy::dangerous_accept_unsigned();
+    let mut opened =
+        rustupdate_verify::VerifiedArtifact::open(&artifact[..], &Default::default(), &policy)
+            .unwrap();
+    opened.unlock(Some(&secret)).unwrap();
+    let base = std::fs::read(d.join("rootfs.ext4")).unwrap();
+    let mut rebuilt = rustupdate_delta::DeltaPayload::open_with_key(
+        opened.head(),
+        std::io::Cursor::new(&patch),
+        &base[..],
+        false,
+        opened.content_key(),
+    )
+    .unwrap();
+    let image = rustupdate_testkit::read_image(&mut rebuilt).unwrap();
+    assert_eq!(image, next);
+}

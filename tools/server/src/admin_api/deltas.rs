@@ -56,7 +56,7 @@ pub(super) async fn upload_patch(
     let keyring = app.inner.settings.keyring()?;
     let (checked_file, target_copy) = (file.path().to_owned(), target.clone());
     let verdict = tokio::task::spawn_blocking(move || {
-        crate::deltas::check_uploaded(&checked_file, &target_copy, &bases, &files, &keyring)
+        crate::patch_uploads::check_uploaded(&checked_file, &target_copy, &bases, &files, &keyring)
     })
     .await
     .map_err(|e| anyhow::anyhow!("patch check: {e}"))?;

@@ -20,13 +20,13 @@ on_both_backends!(
 const IMAGE_LEN: usize = 1 << 20;
 
 /// Two releases of one file-system-like image, as a small update changes it.
-fn images() -> (Vec<u8>, Vec<u8>) {
+pub(crate) fn images() -> (Vec<u8>, Vec<u8>) {
     let v1 = rustupdate_testkit::fs_image(IMAGE_LEN, 7);
     let v2 = rustupdate_testkit::next_release(&v1, 8);
     (v1, v2)
 }
 
-fn release_of(version: &str, image: &[u8]) -> Vec<u8> {
+pub(crate) fn release_of(version: &str, image: &[u8]) -> Vec<u8> {
     let spec = rustupdate_testkit::ArtifactSpec {
         version,
         compatible: &[BOARD],
@@ -57,7 +57,7 @@ pub fn patch_of(target: &[u8], base: &[u8]) -> Vec<u8> {
 }
 
 /// Uploads a patch of artifact `target` made by a release pipeline.
-fn upload_patch(server: &Server, target: i64, patch: &[u8]) -> crate::harness::Answer {
+pub(crate) fn upload_patch(server: &Server, target: i64, patch: &[u8]) -> crate::harness::Answer {
     crate::harness::answer(
         server
             .agent
@@ -88,18 +88,18 @@ fn declared_upload_status(server: &Server, target: i64, length: usize) -> u16 {
     String::from_utf8_lossy(&head[9..12]).parse().unwrap()
 }
 
-fn upload(server: &Server, bytes: &[u8]) -> i64 {
+pub(crate) fn upload(server: &Server, bytes: &[u8]) -> i64 {
     let a = server.upload(bytes, "");
     assert!(a.status == 201 || a.status == 200, "upload: {a:?}");
     a.body["id"].as_i64().unwrap()
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
 /// Reports the inventory of a rustupdate device that runs `image` as its committed release.
-fn report_base(device: &Device, image: &[u8]) {
+pub(crate) fn report_base(device: &Device, image: &[u8]) {
     let a = device.config(&json!({
         "accepts_delta": "known-base",
         "running_image_sha256": sha256_hex(image),
@@ -130,7 +130,7 @@ pub(crate) fn settled_patches(server: &Server, artifact: i64) -> Vec<Value> {
 }
 
 /// The deployment of `action` as the device gets it: (artifact, patch if offered).
-fn deployment(device: &Device, action: i64) -> (Value, Option<Value>) {
+pub(crate) fn deployment(device: &Device, action: i64) -> (Value, Option<Value>) {
     let d = device.get(&device.path(&format!("/deploymentBase/{action}")));
     assert_eq!(d.status, 200, "{d:?}");
     let artifacts = d.body["deployment"]["chunks"][0]["artifacts"]
@@ -155,7 +155,7 @@ fn deployment(device: &Device, action: i64) -> (Value, Option<Value>) {
 }
 
 /// Downloads a deployment artifact's bytes (optionally a `Range`); (status, bytes).
-fn download(device: &Device, artifact: &Value, range: Option<&str>) -> (u16, Vec<u8>) {
+pub(crate) fn download(device: &Device, artifact: &Value, range: Option<&str>) -> (u16, Vec<u8>) {
     let href = artifact["_links"]["download-http"]["href"]
         .as_str()
         .unwrap();
