@@ -510,14 +510,14 @@ def build_artifacts(tool: Path, images: dict[str, Path], cfg: Arch, keys: Keys,
         build(f"{v}.rua", images[v], v, key, cfg.device_type)
         made[f"{v}.rua"] = Artifact(v, "installs (systemd guests, disk-systemd.img only)")
     if cfg.trust:
-        made.update(build_trust_artifacts(build, images, cfg, keys))
+        made.update(build_trust_artifacts(build, tool, images, cfg, keys))
     return made
 
 
-def build_trust_artifacts(build: Callable[..., Path], images: dict[str, Path], cfg: Arch,
-                          keys: Keys) -> dict[str, Artifact]:
-    """The artifacts of trust-revocation and fleet-encrypted (KEYS_TRUST devices only). The
-    encrypted ones differ from build to build (each has a random content key)."""
+def build_trust_artifacts(build: Callable[..., Path], tool: Path, images: dict[str, Path],
+                          cfg: Arch, keys: Keys) -> dict[str, Artifact]:
+    """The artifacts of trust-revocation and fleet-encrypted(-delta) (KEYS_TRUST devices only).
+    The encrypted ones differ from build to build (each has a random content key)."""
     made = {}
     build("v2-trust.rua", images["v2"], "v2", keys.release, cfg.device_type,
           "--trust-document", keys.trust_rotated)
@@ -527,9 +527,16 @@ def build_trust_artifacts(build: Callable[..., Path], images: dict[str, Path], c
     build("v1-release2.rua", images["v1"], "v1", keys.release2, cfg.device_type)
     made["v1-release2.rua"] = Artifact(
         "v1", "signed by release key 2: rejected under trust document 1, installs under 3")
-    build("v2-encrypted.rua", images["v2"], "v2", keys.release, cfg.device_type,
-          "--encrypt-to", keys.device_x25519_pub)
+    encrypted = build("v2-encrypted.rua", images["v2"], "v2", keys.release, cfg.device_type,
+                      "--encrypt-to", keys.device_x25519_pub)
     made["v2-encrypted.rua"] = Artifact("v2", "installs: encrypted to the device's X25519 key")
+    # Its sealed patch from v1, made as a release pipeline does: the host holds a recipient key
+    # (here the device's own) and seals the patch under the release's content key.
+    run([tool, "delta", "--base", images["v1"], "--target", encrypted, "--level",
+         str(DELTA_LEVEL), "--decryption-key", keys.device_x25519,
+         "-o", encrypted.with_name("v2-encrypted.rudelta")], stdout=subprocess.DEVNULL)
+    made["v2-encrypted.rudelta"] = Artifact(
+        "v2", "sealed delta patch: v2-encrypted.rua rebuilt from the v1 image")
     build("v2-encrypted-other.rua", images["v2"], "v2", keys.release, cfg.device_type,
           "--encrypt-to", keys.other_x25519_pub)
     made["v2-encrypted-other.rua"] = Artifact(

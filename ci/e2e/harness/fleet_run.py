@@ -79,6 +79,8 @@ def start_fleet(sc: Scenario, lay: Layout, build: Path, rdir: Path, server_bin: 
     if spec.base is not None:
         server.upload(build / lay.arch / "artifacts" / spec.base)
     artifact = server.upload(build / lay.arch / "artifacts" / spec.artifact)
+    if spec.patch is not None:
+        server.upload_patch(artifact, build / lay.arch / "artifacts" / spec.patch)
     for n in range(1, spec.devices + 1):
         cid = f"e2e-{lay.arch}" if spec.devices == 1 else f"e2e-{lay.arch}-{n}"
         token = server.add_device(cid, lay.device_type)

@@ -192,6 +192,11 @@ class FleetServer:
     def upload(self, artifact: Path) -> int:
         return int(self.api("POST", "/api/v1/artifacts", data=artifact.read_bytes())["id"])
 
+    def upload_patch(self, artifact_id: int, patch: Path) -> None:
+        """A patch of the artifact made by a release pipeline (checked by the server, or, sealed,
+        as far as it can without a recipient key)."""
+        self.api("POST", f"/api/v1/artifacts/{artifact_id}/patch", data=patch.read_bytes())
+
     def add_device(self, controller_id: str, device_type: str) -> str:
         """Registers a device; its target token."""
         return str(self.api("POST", "/api/v1/devices", {

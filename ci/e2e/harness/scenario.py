@@ -131,10 +131,12 @@ class FleetExpect:
 @dataclass(frozen=True)
 class Fleet:
     """`[fleet]`: a rustupdate-server on the host for the scenario. Before the first boot the
-    runner uploads `base` (a release devices run: the server builds delta patches from it) and
-    `artifact`, registers the device(s) and starts a rollout of `artifact` to them."""
+    runner uploads `base` (a release devices run: the server builds delta patches from it),
+    `artifact` and `patch` (a patch of `artifact` a release pipeline made, uploaded as such),
+    registers the device(s) and starts a rollout of `artifact` to them."""
     artifact: str  # a file of build/e2e/<arch>/artifacts
     base: str | None = None
+    patch: str | None = None
     phases: str = "100"
     error_threshold: str = "1"
     auth: str = "target"  # TargetToken of the registered device, or the tenant's GatewayToken
@@ -395,6 +397,7 @@ def _fleet(doc: Table, where: str) -> Fleet:
     fleet = Fleet(
         artifact=t.take("artifact", str, ""),
         base=t.take("base", str),
+        patch=t.take("patch", str),
         phases=t.take("phases", str, "100"),
         error_threshold=t.take("error_threshold", str, "1"),
         auth=t.take("auth", str, "target", choices=AUTH_MODES),
@@ -409,6 +412,8 @@ def _fleet(doc: Table, where: str) -> Fleet:
     for key, name in (("artifact", fleet.artifact), ("base", fleet.base)):
         if name is not None and not re.fullmatch(r"[\w.-]+\.rua", name):
             raise ScenarioError(f"{where}: fleet.{key} = {name!r}: expected a .rua file name")
+    if fleet.patch is not None and not re.fullmatch(r"[\w.-]+\.rudelta", fleet.patch):
+        raise ScenarioError(f"{where}: fleet.patch = {fleet.patch!r}: expected a .rudelta file name")
     if not re.fullmatch(r"\d+(,\d+)*", fleet.phases):
         raise ScenarioError(f"{where}: fleet.phases = {fleet.phases!r}: expected e.g. \"34,100\"")
     if not re.fullmatch(r"\d+%?", fleet.error_threshold):
