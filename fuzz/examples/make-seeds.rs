@@ -1,7 +1,8 @@
 //! Writes the seed corpus: small real artifacts across codecs and chunkings, each signed with the
 //! fuzz key (`FUZZ_KEY_SEED`, trusted by the `reader` target) and unsigned, plus a two-payload
 //! artifact (the tool builds one payload, the format allows up to 8). `head` gets their heads,
-//! `roundtrip` the images. Deterministic: run it again and nothing changes.
+//! `roundtrip` the images, `delta` a clear and a sealed patch with their artifacts. Deterministic
+//! (but for the encrypted seeds, written only when missing): run it again and nothing changes.
 //!
 //! Run from `fuzz/`: `cargo run --example make-seeds` (also writes `fuzz-key.pub.pem`).
 
@@ -78,8 +79,76 @@ fn write_encrypted() -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 
+/// The `delta` seeds: the next release of [`delta_base`] as a clear artifact with its clear patch,
+/// and encrypted to the fuzz recipient with its sealed patch (random keys: written when missing).
+fn write_delta_seeds() -> Result<(), Box<dyn Error>> {
+    let base = rustupdate_fuzz::delta_base();
+    let mut target = base.clone();
+    target[4096..4110].copy_from_slice(b"release two...");
+    target[16 * 1024..20 * 1024].reverse();
+    for (name, encrypted) in [("clear", false), ("sealed", true)] {
+        let path = format!("corpus/delta/seed-{name}");
+        if encrypted && std::path::Path::new(&path).exists() {
+            continue;
+        }
+        let options = BodyOptions {
+            format_version: 2,
+            ..BodyOptions::default()
+        };
+        let mut body = Vec::new();
+        let mut rootfs = payload("rootfs", &target, &mut body, &options)?;
+        let mut manifest = seed_manifest(2, vec![]);
+        if encrypted {
+            let key = rustupdate_seal::ContentKey::generate();
+            let mut sealed = Vec::new();
+            rustupdate_seal::seal_payload_body(&key, 0, &mut rootfs, &mut &body[..], &mut sealed)?;
+            body = sealed;
+            let recipient = rustupdate_seal::RecipientSecretKey::from_bytes(FUZZ_RECIPIENT);
+            manifest.encryption = Some(rustupdate_seal::wrap(&key, &[recipient.public()])?);
+        }
+        manifest.payloads.push(rootfs);
+        let mut artifact = signed_head(manifest, &[])?.to_bytes()?;
+        artifact.extend_from_slice(&body);
+        let policy = rustupdate_verify::SignaturePolicy::dangerous_accept_unsigned();
+        let ring = rustupdate_verify::Keyring::new();
+        let mut opened = rustupdate_verify::VerifiedArtifact::open(&artifact[..], &ring, &policy)?;
+        let recipient = rustupdate_seal::RecipientSecretKey::from_bytes(FUZZ_RECIPIENT);
+        opened.unlock(Some(&recipient))?;
+        let key = opened.content_key().cloned();
+        let head = opened.head().clone();
+        let mut source = opened.next_payload()?.ok_or("no payload")?;
+        let mut patch = Vec::new();
+        let options = rustupdate_delta::BuildOptions::default();
+        let base_image = rustupdate_delta::Base::Image(&base);
+        rustupdate_delta::build_patch(
+            &head,
+            &mut source,
+            base_image,
+            &options,
+            &mut patch,
+            &mut |_, _| {},
+        )?;
+        if let Some(key) = key {
+            let mut sealed = Vec::new();
+            rustupdate_delta::seal_patch(&key, &patch, &mut sealed)?;
+            patch = sealed;
+        }
+        let mut input = (artifact.len() as u32).to_le_bytes().to_vec();
+        input.extend_from_slice(&artifact);
+        input.extend_from_slice(&patch);
+        rustupdate_fuzz::apply_delta(&input)?;
+        std::fs::write(path, input)?;
+    }
+    Ok(())
+}
+
 fn main() -> Result<(), Box<dyn Error>> {
-    for dir in ["corpus/reader", "corpus/head", "corpus/roundtrip"] {
+    for dir in [
+        "corpus/reader",
+        "corpus/head",
+        "corpus/roundtrip",
+        "corpus/delta",
+    ] {
         std::fs::create_dir_all(dir)?;
     }
     let variants = [
@@ -155,6 +224,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     )?;
     write_artifact("two-payloads", vec![first, second], &body)?;
     write_encrypted()?;
+    write_delta_seeds()?;
     // For checking the seeds with the release tool: `rustupdate-artifact verify SEED --key fuzz-key.pub.pem`.
     std::fs::write(
         "fuzz-key.pub.pem",

@@ -4,6 +4,9 @@
 //! table hashes are walls a mutation-based fuzzer rarely gets through on its own: the unsigned pass
 //! removes the first, the fixed-up pass the second, so that mutated chunk tables reach the entry
 //! checks, the layout checks and the codecs.
+//!
+//! The `delta` target applies a patch (clear, or sealed for an encrypted target) to a fixed base
+//! ([`apply_delta`]).
 
 use rustupdate_format::{Sha256Hex, read_head};
 use rustupdate_verify::{Keyring, SecretKey, SignaturePolicy, VerifiedArtifact};
@@ -127,4 +130,54 @@ pub fn fix_table_hashes(data: &[u8]) -> Option<Vec<u8>> {
         .ok()?;
     out.extend_from_slice(body);
     Some(out)
+}
+
+/// The base image every `delta` input's patch is applied to: 32 KiB that look like a file
+/// system (text, zeros, pseudo-random blocks).
+pub fn delta_base() -> Vec<u8> {
+    let mut image = b"superblock data ".repeat(512);
+    image.resize(12 * 1024, 0);
+    image.extend((0..20 * 1024u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8));
+    image
+}
+
+/// Splits a `delta` input: a little-endian u32 length, that many bytes of artifact, the patch.
+pub fn split_delta_input(data: &[u8]) -> Option<(&[u8], &[u8])> {
+    let len = u32::from_le_bytes(data.get(..4)?.try_into().ok()?) as usize;
+    let rest = &data[4..];
+    (len <= rest.len()).then(|| rest.split_at(len))
+}
+
+/// Applies the input's patch to [`delta_base`] for the input's artifact (read unsigned, opened
+/// with [`FUZZ_RECIPIENT`] when encrypted), as a device rebuilds an image, checking the chunk
+/// contract on the way. Panics only when that contract is broken.
+pub fn apply_delta(data: &[u8]) -> Result<(), rustupdate_verify::Error> {
+    use rustupdate_verify::ChunkSource;
+    let Some((artifact, patch)) = split_delta_input(data) else {
+        return Ok(());
+    };
+    let policy = SignaturePolicy::dangerous_accept_unsigned();
+    let mut opened = VerifiedArtifact::open(artifact, &Keyring::new(), &policy)?;
+    let recipient = rustupdate_seal::RecipientSecretKey::from_bytes(FUZZ_RECIPIENT);
+    opened.unlock(Some(&recipient))?;
+    let size = opened.manifest().payloads.first().map_or(0, |p| p.size);
+    if size > MAX_DECLARED_BYTES {
+        return Ok(());
+    }
+    let base = delta_base();
+    let mut delta = rustupdate_delta::DeltaPayload::open_with_key(
+        opened.head(),
+        std::io::Cursor::new(patch),
+        &base[..],
+        false,
+        opened.content_key(),
+    )?;
+    let mut end = 0;
+    while let Some(chunk) = delta.next_chunk()? {
+        assert_eq!(chunk.offset, end, "chunks must be contiguous");
+        end = chunk.offset + chunk.data.len();
+        assert!(end <= size, "chunk runs past the declared payload size");
+    }
+    assert_eq!(end, size, "a completed rebuild covers the payload");
+    Ok(())
 }
