@@ -251,5 +251,7 @@ pub fn settle_carried(
             }
         }
     }
-    std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))
+    // Durably: a cut right after would otherwise bring it back, and the next commit would
+    // apply (or warn about) it again.
+    crate::sys::remove_durably(&path).with_context(|| format!("removing {}", path.display()))
 }

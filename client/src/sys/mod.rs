@@ -62,6 +62,13 @@ pub fn sync_renamed(to: &Path) -> std::io::Result<()> {
     std::fs::File::open(parent_dir(to))?.sync_all()
 }
 
+/// Removes `path` and makes the removal durable (its directory synced), so that a power cut
+/// right after cannot bring the file back.
+pub fn remove_durably(path: &Path) -> std::io::Result<()> {
+    std::fs::remove_file(path)?;
+    std::fs::File::open(parent_dir(path))?.sync_all()
+}
+
 fn parent_dir(path: &Path) -> &Path {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
