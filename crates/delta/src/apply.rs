@@ -18,6 +18,7 @@
 
 use crate::open::{PatchReader, delta, open_patch};
 use crate::patch::{MAX_FRAME_MEMORY, MAX_PROGRAM, Op, PatchHeader, Range, decode_program};
+use rustupdate_format::encryption::SEAL_TAG_LEN;
 use rustupdate_format::{ChunkEntry, ChunkKind, Head, Payload, TableLayout};
 use rustupdate_seal::ContentKey;
 use rustupdate_verify::{Chunk, ChunkData, ChunkSource, Error, ImageHash, ResumePoint};
@@ -245,8 +246,9 @@ impl<P: Read + Seek, B: BaseImage> DeltaPayload<P, B> {
         let expected = &self.payload.segments[index];
         let (expected_entries, expected_sha256) =
             (u64::from(expected.entries), expected.table_sha256.0);
-        let mut table =
-            Vec::with_capacity(expected_entries as usize * TableLayout::Framed.entry_len());
+        let mut table = Vec::with_capacity(
+            expected_entries as usize * TableLayout::Framed.entry_len() + SEAL_TAG_LEN as usize,
+        );
         let mut literal_used = 0u64;
         let mut entries = 0u64;
         for op in 0..self.ops.len() {
@@ -279,9 +281,10 @@ impl<P: Read + Seek, B: BaseImage> DeltaPayload<P, B> {
         }
         // An encrypted target signs its sealed tables: sealing is deterministic under the
         // segment's key, so the rebuilt table sealed must be the signed bytes.
-        let digest = match &self.content_key {
-            Some(key) => Sha256::digest(rustupdate_seal::seal_table(key, 0, index as u32, &table)),
-            None => Sha256::digest(&table),
+        // Sealed where it lies (its capacity has room for the tag): no second table in memory.
+        let digest: [u8; 32] = match &self.content_key {
+            Some(key) => rustupdate_seal::sealed_table_sha256(key, 0, index as u32, &mut table),
+            None => Sha256::digest(&table).into(),
         };
         let matches = entries == expected_entries
             && literal_used == literal_len

@@ -48,6 +48,26 @@ pub fn open_table(
     Ok(table)
 }
 
+/// The sha256 of `table` sealed (what an encrypted artifact signs as `table-sha256`), computed
+/// where the table lies: sealed, hashed and opened again, so that no second buffer of up to
+/// 320 KiB is held; `table` is left as it was.
+pub fn sealed_table_sha256(
+    key: &ContentKey,
+    payload: u32,
+    segment: u32,
+    table: &mut Vec<u8>,
+) -> [u8; 32] {
+    let cipher = part_cipher(key, TABLE_INFO, payload, segment);
+    cipher
+        .encrypt_in_place(&Nonce::default(), &[], table)
+        .unwrap_or_else(|_| unreachable!("ChaCha20-Poly1305 seals any table length"));
+    let digest = Sha256::digest(&table[..]).into();
+    cipher
+        .decrypt_in_place(&Nonce::default(), &[], table)
+        .unwrap_or_else(|_| unreachable!("a table sealed a moment ago opens"));
+    digest
+}
+
 /// Opens a sealed table where it lies (no second buffer of up to 320 KiB); on success `table`
 /// holds the table in clear.
 pub fn open_table_in_place(
@@ -246,6 +266,18 @@ fn invalid(err: SealError) -> io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_sealed_digest_is_that_of_the_sealed_table_and_leaves_the_table_alone() {
+        let key = ContentKey(Zeroizing::new([3; 32]));
+        let table: Vec<u8> = (0..5000u32).map(|i| i as u8).collect();
+        let mut work = table.clone();
+        let digest = sealed_table_sha256(&key, 0, 2, &mut work);
+        assert_eq!(work, table);
+        let expected: [u8; 32] = Sha256::digest(seal_table(&key, 0, 2, &table)).into();
+        assert_eq!(digest, expected);
+        assert_ne!(digest, sealed_table_sha256(&key, 0, 3, &mut work));
+    }
     use rustupdate_format::encryption::{opened_len, sealed_len};
 
     fn sealed(key: &ContentKey, segment: u32, plain: &[u8]) -> (Vec<u8>, [u8; 32]) {

@@ -28,6 +28,7 @@ mod wrap;
 
 pub use body::{
     FrameOpener, open_table, open_table_in_place, seal_frame, seal_payload_body, seal_table,
+    sealed_table_sha256,
 };
 pub use error::SealError;
 pub use keys::{RecipientPublicKey, RecipientSecretKey, key_id_text};
