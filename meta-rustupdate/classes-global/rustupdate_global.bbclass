@@ -76,7 +76,7 @@ RUSTUPDATE_ENCRYPT_TO[doc] = "Space-separated X25519 recipient public keys (SPKI
 RUSTUPDATE_DECRYPTION_KEY ??= ""
 RUSTUPDATE_DECRYPTION_KEY[doc] = "Where the device finds its X25519 secret key for encrypted artifacts ([keys] decryption-key), e.g. /data/rustupdate/device-x25519.pem on the data partition, provisioned per device. A path only: no key file enters the image. Empty: the device installs clear artifacts only."
 
-RUSTUPDATE_LAYERDIR ??= ""${@os.path.dirname(os.path.dirname(bb.utils.which(d.getVar('BBPATH'), 'classes-global/rustupdate_global.bbclass')))}"
+RUSTUPDATE_LAYERDIR ??= "${@os.path.dirname(os.path.dirname(bb.utils.which(d.getVar('BBPATH'), 'classes-global/rustupdate_global.bbclass')))}"
 RUSTUPDATE_LAYERDIR[doc] = "The meta-rustupdate directory (found through BBPATH). The layer lives in the rustupdate source repository, so its parent directory is a checkout of the client's sources (kas uses it for EXTERNALSRC)."
 
 RUSTUPDATE_DEV_SIGNING_KEY ??= "${RUSTUPDATE_LAYERDIR}/files/dev-keys/rustupdate-dev-INSECURE.key.pem"
@@ -180,6 +180,28 @@ def rustupdate_initrd(d):
     fstype = (d.getVar('INITRAMFS_FSTYPES') or 'cpio.gz').split()[0]
     return '%s-%s.%s' % (image, d.getVar('MACHINE'), fstype)
 
+def rustupdate_key_problems(d):
+    """Private keys where public ones belong (the keys installed into the image, the artifact's
+    recipients): the private parts never enter an image or a build's output. Files that do not exist
+    are left to the tasks that read them."""
+    problems = []
+    if (d.getVar('RUSTUPDATE_ENCRYPT_TO') or '').split() and d.getVar('RUSTUPDATE_FORMAT_VERSION') != '2':
+        problems.append('RUSTUPDATE_ENCRYPT_TO needs RUSTUPDATE_FORMAT_VERSION = "2"')
+    why = {
+        'RUSTUPDATE_PUBLIC_KEYS': 'it must never be installed on a device. Use its public half: openssl pkey -in KEY -pubout',
+        'RUSTUPDATE_TRUST_ROOT_KEYS': 'root keys stay offline. Use its public half: openssl pkey -in KEY -pubout',
+        'RUSTUPDATE_ENCRYPT_TO': 'give the public half (openssl pkey -in KEY -pubout)',
+    }
+    for var, reason in why.items():
+        for key in (d.getVar(var) or '').split():
+            if os.path.isfile(key):
+                with open(key, errors='replace') as f:
+                    if 'PRIVATE KEY' in f.read():
+                        problems.append('%s: %s is a PRIVATE key; %s' % (var, key, reason))
+    return problems
+# Key paths stay out of task signatures; the tasks that read the files checksum their contents.
+rustupdate_key_problems[vardepsexclude] = "RUSTUPDATE_PUBLIC_KEYS RUSTUPDATE_TRUST_ROOT_KEYS RUSTUPDATE_ENCRYPT_TO"
+
 # --- opt-in ---------------------------------------------------------------------------------------
 
 require ${@bb.utils.contains('DISTRO_FEATURES', 'rustupdate', 'conf/distro/include/rustupdate.inc', '', d)}
@@ -227,6 +249,7 @@ python rustupdate_sanity() {
         problems.append('RUSTUPDATE_SERVER_REBOOT is "%s"; use immediate or manual' % d.getVar('RUSTUPDATE_SERVER_REBOOT'))
     if d.getVar('RUSTUPDATE_SLOT_A_LABEL') == d.getVar('RUSTUPDATE_SLOT_B_LABEL'):
         problems.append('RUSTUPDATE_SLOT_A_LABEL and RUSTUPDATE_SLOT_B_LABEL are equal')
+    problems.extend(rustupdate_key_problems(d))
     if problems:
         bb.fatal('meta-rustupdate configuration:\n  ' + '\n  '.join(problems))
 

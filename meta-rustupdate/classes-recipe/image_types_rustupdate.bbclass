@@ -98,7 +98,9 @@ def rustupdate_signing_cmd_quoted(d):
     return shlex.quote(d.getVar('RUSTUPDATE_SIGNING_CMD') or '')
 
 def rustupdate_args(d):
-    """build options that come from variables, validated at parse time."""
+    """build options that come from variables, validated at parse time. Not the file paths:
+    image.bbclass evaluates ${@...} in IMAGE_CMD with every variable of IMAGE_CMD:rua[vardepsexclude]
+    deleted, so a path read here would always be empty; the shell loops of IMAGE_CMD:rua expand them."""
     args = []
     for t in (d.getVar('RUSTUPDATE_ARTIFACT_DEVICE_TYPES') or '').split():
         args.append('--device-type %s' % t)
@@ -120,19 +122,6 @@ def rustupdate_args(d):
     level = d.getVar('RUSTUPDATE_COMPRESSION_LEVEL')
     if level:
         args.append('--level %s' % level)
-    trust = d.getVar('RUSTUPDATE_ARTIFACT_TRUST_DOCUMENT')
-    if trust:
-        args.append('--trust-document %s' % trust)
-    recipients = (d.getVar('RUSTUPDATE_ENCRYPT_TO') or '').split()
-    if recipients and format_version != '2':
-        bb.fatal('RUSTUPDATE_ENCRYPT_TO needs RUSTUPDATE_FORMAT_VERSION = "2"')
-    for recipient in recipients:
-        if os.path.isfile(recipient):
-            with open(recipient) as f:
-                if 'PRIVATE KEY' in f.read():
-                    bb.fatal('RUSTUPDATE_ENCRYPT_TO: %s is a PRIVATE key; give the public half '
-                             '(openssl pkey -in KEY -pubout)' % recipient)
-        args.append('--encrypt-to %s' % recipient)
     return ' '.join(args)
 
 IMAGE_CMD:rua () {
@@ -158,10 +147,19 @@ IMAGE_CMD:rua () {
         bbfatal "No signing key: set RUSTUPDATE_SIGNING_KEY (PKCS#8 PEM file) or RUSTUPDATE_SIGNING_CMD, or RUSTUPDATE_SIGN_LATER = \"1\" to sign offline (see image_types_rustupdate.bbclass)"
     fi
 
+    # Shell, not ${@...}: see rustupdate_args. rustupdate_check_files checked these files.
+    files=""
+    if [ -n "${RUSTUPDATE_ARTIFACT_TRUST_DOCUMENT}" ]; then
+        files="$files --trust-document ${RUSTUPDATE_ARTIFACT_TRUST_DOCUMENT}"
+    fi
+    for recipient in ${RUSTUPDATE_ENCRYPT_TO}; do
+        files="$files --encrypt-to $recipient"
+    done
+
     rm -f "$tmp"
     rustupdate-artifact build --image "$src" \
         --name "${RUSTUPDATE_ARTIFACT_NAME}" --version "${RUSTUPDATE_ARTIFACT_VERSION}" \
-        ${@rustupdate_args(d)} $keys -o "$tmp"
+        ${@rustupdate_args(d)} $files $keys -o "$tmp"
 
     if [ "${@rustupdate_has_signer(d)}" = "1" ]; then
         [ -r "${RUSTUPDATE_SIGNING_CMD_PUBLIC_KEY}" ] || \
@@ -207,3 +205,14 @@ python rustupdate_dev_key_warning () {
 do_image_rua[prefuncs] += "rustupdate_dev_key_warning"
 rustupdate_dev_key_warning[vardepsexclude] += "RUSTUPDATE_DEV_SIGNING_KEY RUSTUPDATE_DEV_PUBLIC_KEY RUSTUPDATE_LAYERDIR \
     RUSTUPDATE_SIGNING_KEY RUSTUPDATE_SIGNING_CMD_PUBLIC_KEY RUSTUPDATE_PUBLIC_KEYS"
+
+# A private key among the recipients (or the trusted keys) or recipients without format version 2
+# fail the task before anything is built; rustupdate_global.bbclass's sanity check already refuses
+# them when bitbake starts.
+python rustupdate_check_files () {
+    problems = rustupdate_key_problems(d)
+    if problems:
+        bb.fatal('\n'.join(problems))
+}
+do_image_rua[prefuncs] += "rustupdate_check_files"
+rustupdate_check_files[vardepsexclude] += "RUSTUPDATE_ENCRYPT_TO RUSTUPDATE_TRUST_ROOT_KEYS RUSTUPDATE_PUBLIC_KEYS"

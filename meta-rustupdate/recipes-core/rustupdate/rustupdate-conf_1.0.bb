@@ -115,6 +115,11 @@ do_compile () {
 
 python rustupdate_conf_check_keys () {
     import filecmp, json
+    # Private keys, in any of the key variables (also with a trust document, where
+    # RUSTUPDATE_PUBLIC_KEYS is still installed): rustupdate_global.bbclass.
+    problems = rustupdate_key_problems(d)
+    if problems:
+        bb.fatal('\n'.join(problems))
     trust = d.getVar('RUSTUPDATE_TRUST_DOCUMENT')
     if trust:
         # The signatures are the client's to check (its rules refuse a document its root keys
@@ -129,9 +134,6 @@ python rustupdate_conf_check_keys () {
         for key in (d.getVar('RUSTUPDATE_TRUST_ROOT_KEYS') or '').split():
             with open(key) as f:
                 text = f.read()
-            if 'PRIVATE KEY' in text:
-                bb.fatal('RUSTUPDATE_TRUST_ROOT_KEYS: %s is a PRIVATE key; root keys stay offline. '
-                         'Use its public half: openssl pkey -in KEY -pubout' % key)
             if '-----BEGIN PUBLIC KEY-----' not in text:
                 bb.fatal('RUSTUPDATE_TRUST_ROOT_KEYS: %s is not a PEM public key (SubjectPublicKeyInfo)' % key)
         return
@@ -145,9 +147,6 @@ python rustupdate_conf_check_keys () {
             bb.fatal('RUSTUPDATE_PUBLIC_KEYS: %s does not exist' % key)
         with open(key) as f:
             text = f.read()
-        if 'PRIVATE KEY' in text:
-            bb.fatal('RUSTUPDATE_PUBLIC_KEYS: %s is a PRIVATE key; it must never be installed on a device. '
-                     'Use its public half: openssl pkey -in KEY -pubout' % key)
         if '-----BEGIN PUBLIC KEY-----' not in text:
             bb.fatal('RUSTUPDATE_PUBLIC_KEYS: %s is not a PEM public key (SubjectPublicKeyInfo)' % key)
         name = os.path.basename(key)
@@ -161,7 +160,7 @@ python rustupdate_conf_check_keys () {
                     'trials only; set RUSTUPDATE_PUBLIC_KEYS to your own keys for anything else. ***' % key)
 }
 rustupdate_conf_check_keys[vardepsexclude] += "RUSTUPDATE_PUBLIC_KEYS RUSTUPDATE_DEV_PUBLIC_KEY RUSTUPDATE_LAYERDIR \
-    RUSTUPDATE_TRUST_DOCUMENT RUSTUPDATE_TRUST_ROOT_KEYS"
+    RUSTUPDATE_TRUST_DOCUMENT RUSTUPDATE_TRUST_ROOT_KEYS RUSTUPDATE_ENCRYPT_TO"
 do_install[prefuncs] += "rustupdate_conf_check_keys"
 
 do_install () {
