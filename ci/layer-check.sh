@@ -9,6 +9,8 @@
 #   3. every kas/*.yml file validates against kas's JSON schema, and its includes exist.
 #   4. the boot script templates (recipes-bsp/rustupdate-boot/files) exist and use only
 #      placeholders the recipes fill in (RUSTUPDATE_BOOT_PLACEHOLDERS).
+#   5. every variable assignment is one quoted value, as bitbake's parser requires
+#      (ci/layer-syntax.py: oelint-adv lets a stray quote through that stops every parse).
 # A parse of the layer against OpenEmbedded-Core is not part of CI (it needs the oe-core and
 # bitbake trees): see ci/layer-parse-check.sh, which runs locally.
 # Usage: ci/layer-check.sh
@@ -41,6 +43,9 @@ step "oelint-adv (meta-rustupdate/.oelint.cfg)"
     "$VENV/bin/oelint-adv" --quiet --relpaths "${files[@]}"
 )
 echo "oelint-adv: clean"
+
+step "assignments bitbake parses (ci/layer-syntax.py)"
+python3 ci/layer-syntax.py
 
 step "generated crates include"
 python3 ci/gen-crates-inc.py --check
