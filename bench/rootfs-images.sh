@@ -28,8 +28,16 @@
 # the Debian mirrors. Settings (environment):
 #   ROOTFS_SIZE       image size for truncate(1), default 512M
 #   ROOTFS_OUT        output directory, default <repo>/build/bench
-#   ROOTFS_UPGRADE    packages upgraded in v2, default "openssl libssl3 ca-certificates"
-#   ROOTFS_ADD        packages added in v2, default "jq"
+#   ROOTFS_UPGRADE    packages upgraded in v2, default "openssl libssl3 ca-certificates"; may be
+#                     set empty (no upgrade: v1 then has the newest version of everything)
+#   ROOTFS_ADD        packages added in v2, default "jq"; may be set empty
+#   ROOTFS_BASE       packages installed in both v1 and v2 on top of the base, default none
+#   ROOTFS_EDITS      1 (default): v2 gets the two config edits; 0: no edits
+#   ROOTFS_HOOK       an executable run as `HOOK v1 TREE` once v1's packages are in (before v2 is
+#                     copied from v1) and as `HOOK v2 TREE` once v2's are; its stdout goes into
+#                     the summary, its content into the stamp (bench/delta-pairs.sh uses it to
+#                     install an application); default none
+#   ROOTFS_DEBOOTSTRAP_CACHE  debootstrap's .deb cache, default <ROOTFS_OUT>/debootstrap-cache
 #   DEBIAN_MIRROR     default http://deb.debian.org/debian
 #   DEBIAN_SECURITY_MIRROR  default http://deb.debian.org/debian-security
 #   SOURCE_DATE_EPOCH default 1735689600 (2025-01-01T00:00:00Z)
@@ -42,8 +50,13 @@ script="$here/$(basename "${BASH_SOURCE[0]}")"
 
 out=$(realpath -m "${ROOTFS_OUT:-$repo/build/bench}")
 size=${ROOTFS_SIZE:-512M}
-upgrade_pkgs=${ROOTFS_UPGRADE:-openssl libssl3 ca-certificates}
-add_pkgs=${ROOTFS_ADD:-jq}
+upgrade_pkgs=${ROOTFS_UPGRADE-openssl libssl3 ca-certificates}
+add_pkgs=${ROOTFS_ADD-jq}
+base_pkgs=${ROOTFS_BASE:-}
+edits=${ROOTFS_EDITS:-1}
+hook=${ROOTFS_HOOK:-}
+[[ -z $hook ]] || hook=$(realpath "$hook")
+deb_cache=$(realpath -m "${ROOTFS_DEBOOTSTRAP_CACHE:-$out/debootstrap-cache}")
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 security_mirror=${DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1735689600}
@@ -69,6 +82,10 @@ stamp_key() {
         sha256sum <"$script"
         printf '%s\n' "size=$size" "upgrade=$upgrade_pkgs" "add=$add_pkgs" "mirror=$mirror" \
             "security_mirror=$security_mirror" "sde=$SOURCE_DATE_EPOCH"
+        # Only when set, so that the default pair's stamp depends on the same lines as before.
+        [[ -z $base_pkgs ]] || echo "base=$base_pkgs"
+        [[ $edits == 1 ]] || echo "edits=$edits"
+        [[ -z $hook ]] || echo "hook=$(sha256sum <"$hook")"
     } | sha256sum | cut -d' ' -f1
 }
 
@@ -118,7 +135,7 @@ trap cleanup EXIT
 
 unmount_below "$work"
 rm -rf --one-file-system "$work"
-mkdir -p "$work" "$out/debootstrap-cache"
+mkdir -p "$work" "$deb_cache"
 v1="$work/v1"
 v2="$work/v2"
 
@@ -139,7 +156,7 @@ apt_in() {
 t0=$SECONDS
 log "debootstrap $suite minbase (+$base_include) from $mirror"
 if ! debootstrap --variant=minbase --include="$base_include" --components=main \
-    --cache-dir="$out/debootstrap-cache" "$suite" "$v1" "$mirror" >"$work/debootstrap.log" 2>&1; then
+    --cache-dir="$deb_cache" "$suite" "$v1" "$mirror" >"$work/debootstrap.log" 2>&1; then
     tail -n 30 "$work/debootstrap.log" >&2
     die "debootstrap failed (full log: $work/debootstrap.log)"
 fi
@@ -178,14 +195,26 @@ for pkg in $upgrade_pkgs; do
     v2_version[$pkg]=$newest
     pins_v1+=("$pkg=$older")
 done
-log "v1 pins: ${pins_v1[*]}"
-apt_in "$v1" install --allow-downgrades "${pins_v1[@]}" >"$work/apt-v1.log" 2>&1 ||
-    { tail -n 30 "$work/apt-v1.log" >&2; die "apt-get install in v1 failed"; }
+log "v1 pins: ${pins_v1[*]:-none}; base: ${base_pkgs:-nothing more}"
+if ((${#pins_v1[@]})) || [[ -n $base_pkgs ]]; then
+    # shellcheck disable=SC2086 # $base_pkgs is a list of package names
+    apt_in "$v1" install --allow-downgrades "${pins_v1[@]}" $base_pkgs >"$work/apt-v1.log" 2>&1 ||
+        { tail -n 30 "$work/apt-v1.log" >&2; die "apt-get install in v1 failed"; }
+fi
 
 # Small, realistic device configuration shared by both versions.
 echo rustupdate-bench >"$v1/etc/hostname"
 printf '127.0.0.1\tlocalhost\n127.0.1.1\trustupdate-bench\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' \
     >"$v1/etc/hosts"
+
+# run_hook VERSION: the caller's hook on that version's tree (its stdout kept for the summary).
+run_hook() {
+    [[ -n $hook ]] || return 0
+    log "hook: $hook $1"
+    "$hook" "$1" "$work/$1" >"$work/hook-$1.out" 2>"$work/hook-$1.log" ||
+        { tail -n 30 "$work/hook-$1.log" >&2; die "hook $hook $1 failed (log: $work/hook-$1.log)"; }
+}
+run_hook v1
 
 # --- v2 = v1 + update ---------------------------------------------------------------------------
 
@@ -194,10 +223,12 @@ cp -a "$v1" "$v2"
 
 pins_v2=()
 for pkg in $upgrade_pkgs; do pins_v2+=("$pkg=${v2_version[$pkg]}"); done
-log "v2: install ${pins_v2[*]} $add_pkgs"
-# shellcheck disable=SC2086 # $add_pkgs is a list of package names
-apt_in "$v2" install "${pins_v2[@]}" $add_pkgs >"$work/apt-v2.log" 2>&1 ||
-    { tail -n 30 "$work/apt-v2.log" >&2; die "apt-get install in v2 failed"; }
+log "v2: install ${pins_v2[*]:-} $add_pkgs"
+if ((${#pins_v2[@]})) || [[ -n $add_pkgs ]]; then
+    # shellcheck disable=SC2086 # $add_pkgs is a list of package names
+    apt_in "$v2" install "${pins_v2[@]}" $add_pkgs >"$work/apt-v2.log" 2>&1 ||
+        { tail -n 30 "$work/apt-v2.log" >&2; die "apt-get install in v2 failed"; }
+fi
 
 # Two config changes, written in place (same inode, same directory slot) as a config-management
 # tool or a package's conffile update would leave them.
@@ -207,9 +238,12 @@ edit_in_place() {
     [[ $text != "$(cat "$file")" ]] || die "edit of $file changed nothing"
     printf '%s\n' "$text" >"$file"
 }
-edit_in_place "$v2/etc/systemd/journald.conf" \
-    's/^#Storage=.*/Storage=volatile/; s/^#RuntimeMaxUse=.*/RuntimeMaxUse=16M/'
-edit_in_place "$v2/etc/login.defs" 's/^UMASK[[:space:]].*/UMASK\t\t027/'
+if [[ $edits == 1 ]]; then
+    edit_in_place "$v2/etc/systemd/journald.conf" \
+        's/^#Storage=.*/Storage=volatile/; s/^#RuntimeMaxUse=.*/RuntimeMaxUse=16M/'
+    edit_in_place "$v2/etc/login.defs" 's/^UMASK[[:space:]].*/UMASK\t\t027/'
+fi
+run_hook v2
 
 # --- make both trees deterministic --------------------------------------------------------------
 
@@ -314,7 +348,13 @@ used_mb() {
         echo "upgrade: $pkg ${v1_version[$pkg]} -> ${v2_version[$pkg]}"
     done
     echo "added: $add_pkgs"
-    echo "changed config: /etc/systemd/journald.conf /etc/login.defs"
+    [[ -z $base_pkgs ]] || echo "base (v1 and v2): $base_pkgs"
+    [[ $edits != 1 ]] || echo "changed config: /etc/systemd/journald.conf /etc/login.defs"
+    if [[ -n $hook ]]; then
+        echo "hook: $hook"
+        sed 's/^/  v1: /' "$work/hook-v1.out"
+        sed 's/^/  v2: /' "$work/hook-v2.out"
+    fi
     echo "packages: v1 $(wc -l <"$out/rootfs-v1.packages"), v2 $(wc -l <"$out/rootfs-v2.packages")"
     echo "package changes (v1 -> v2):"
     join -a1 -a2 -e '-' -o 0,1.2,2.2 "$out/rootfs-v1.packages" "$out/rootfs-v2.packages" |
