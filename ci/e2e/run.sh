@@ -3,6 +3,7 @@
 #
 #   ci/e2e/run.sh [--arch x86_64|arm64|x86_64-sdboot|all] [--scenario NAME ...] [--jobs N] [--no-deps]
 #                 [--client-x86_64 PATH] [--client-arm64 PATH] [--narrate] [--no-soak] [--list]
+#                 [--prune-cache]
 #
 # 0. tests the harness in-process (ci/e2e/selftest.py: scenario files, expectation checks, the
 #    boot contract's names against the Rust code; about a second),
@@ -12,7 +13,10 @@
 #    e.g. a stand-in script while the client cannot do something yet),
 # 3. builds the disk images and signed artifacts (ci/e2e/build.py, into build/e2e/<arch>),
 #    and, when a chosen scenario needs the fleet server, rustupdate-server (tools/server, debug
-#    build as ci/server-test.sh makes it; $RUSTUPDATE_E2E_SERVER uses a given binary instead),
+#    build as ci/server-test.sh makes it; $RUSTUPDATE_E2E_SERVER uses a given binary instead);
+#    --prune-cache then deletes the unpacked packages (build/e2e/cache/unpacked, about 2 GB),
+#    which only the image builds read: for CI machines with small disks (the next run unpacks
+#    them again from the kept .deb files),
 # 4. runs the scenarios of ci/scenarios (ci/e2e/runner.py; default: every
 #    scenario marked for CI),
 # 5. without --scenario: the CI-sized randomized power-cut soak (ci/e2e/soak.py, a fresh seed
@@ -29,6 +33,7 @@ DEPS=1
 LIST=0
 NARRATE=0
 SOAK=1
+PRUNE_CACHE=0
 # shellcheck disable=SC2034  # read indirectly: ${!var} with var=CLIENT_<arch>
 CLIENT_x86_64=${RUSTUPDATE_E2E_CLIENT_X86_64:-}
 CLIENT_arm64=${RUSTUPDATE_E2E_CLIENT_ARM64:-}
@@ -46,7 +51,8 @@ while (($#)); do
         --list) LIST=1; shift ;;
         --narrate) NARRATE=1; shift ;;
         --no-soak) SOAK=0; shift ;;
-        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+        --prune-cache) PRUNE_CACHE=1; shift ;;
+        -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
         *) echo "run.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -101,6 +107,10 @@ query=(--arch "$ARCH")
 if [[ -z "${RUSTUPDATE_E2E_SERVER:-}" ]] && python3 ci/e2e/runner.py --needs-server "${query[@]}"; then
     stamp "fleet server rustupdate-server (tools/server, debug)"
     cargo build --locked --manifest-path tools/server/Cargo.toml --bin rustupdate-server
+fi
+if ((PRUNE_CACHE)); then
+    stamp "pruning the unpacked packages (--prune-cache)"
+    rm -rf build/e2e/cache/unpacked
 fi
 echo "e2e: build took $(( $(date +%s) - T0 )) s"
 
