@@ -19,7 +19,7 @@
 use crate::open::{PatchReader, delta, open_patch};
 use crate::patch::{MAX_FRAME_MEMORY, MAX_PROGRAM, Op, PatchHeader, Range, decode_program};
 use rustupdate_format::encryption::SEAL_TAG_LEN;
-use rustupdate_format::{ChunkEntry, ChunkKind, Head, Payload, TableLayout};
+use rustupdate_format::{CheckedTable, ChunkEntry, ChunkKind, Head, Payload, TableLayout};
 use rustupdate_seal::ContentKey;
 use rustupdate_verify::{Chunk, ChunkData, ChunkSource, Error, ImageHash, ResumePoint};
 use sha2::{Digest, Sha256};
@@ -69,7 +69,8 @@ pub struct DeltaPayload<P: Read + Seek, B: BaseImage> {
     segment: usize,
     ops: Vec<Op>,
     op: usize,
-    entries: Vec<ChunkEntry>,
+    /// The current segment's rebuilt and checked table, kept encoded.
+    table: CheckedTable,
     entry: usize,
     offset: u64,
     image_hash: Option<ImageHash>,
@@ -147,7 +148,7 @@ impl<P: Read + Seek, B: BaseImage> DeltaPayload<P, B> {
             segment: 0,
             ops: Vec::new(),
             op: 0,
-            entries: Vec::new(),
+            table: CheckedTable::empty(TableLayout::Framed),
             entry: 0,
             offset: 0,
             image_hash: Some(ImageHash::new(parallel_hash)),
@@ -184,6 +185,8 @@ impl<P: Read + Seek, B: BaseImage> DeltaPayload<P, B> {
     /// its literal frames for pass 2.
     fn load_segment(&mut self) -> Result<(), Error> {
         let index = self.segment;
+        // The last segment's table is done with: not held beside the one rebuilt now.
+        self.table = CheckedTable::empty(TableLayout::Framed);
         let (program_len, literal_len) = self.header.segments[index];
         let start = self.header.segment_offset(index);
         self.patch
@@ -225,12 +228,8 @@ impl<P: Read + Seek, B: BaseImage> DeltaPayload<P, B> {
                  is not the image the patch was made against, or the patch is damaged)"
             )));
         };
-        // The table is the signed one: decode it with the reader's checks.
-        self.entries = table
-            .chunks_exact(TableLayout::Framed.entry_len())
-            .enumerate()
-            .map(|(i, raw)| TableLayout::Framed.decode(raw, i as u64))
-            .collect::<Result<_, _>>()?;
+        // The table is the signed one: every entry checked as the reader checks them.
+        self.table = CheckedTable::check(TableLayout::Framed, table)?;
         self.patch
             .seek(SeekFrom::Start(literal_start))
             .map_err(|err| delta(format!("reading the patch: {err}")))?;
@@ -387,7 +386,7 @@ impl<P: Read + Seek, B: BaseImage> ChunkSource for DeltaPayload<P, B> {
             if self.done {
                 return Ok(None);
             }
-            if self.entry < self.entries.len() {
+            if self.entry < self.table.len() {
                 break;
             }
             if self.segment == self.payload.segments.len() {
@@ -406,7 +405,7 @@ impl<P: Read + Seek, B: BaseImage> ChunkSource for DeltaPayload<P, B> {
             self.load_frame(&reference, stored, content)?;
             self.op += 1;
         }
-        let entry = self.entries[self.entry];
+        let entry = self.table.entry(self.entry)?;
         let op = self.op;
         self.op += 1;
         self.entry += 1;

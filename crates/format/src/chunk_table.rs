@@ -91,6 +91,97 @@ impl TableLayout {
     }
 }
 
+/// A segment's chunk table with every entry checked, kept as its encoded bytes: 40 (or 48) bytes
+/// an entry where a decoded [`ChunkEntry`] takes 56, so the largest table costs its 320 KiB once
+/// instead of that and 448 KiB decoded beside it. Entries are decoded again where they are
+/// reached ([`CheckedTable::entry`]).
+#[derive(Debug)]
+pub struct CheckedTable {
+    layout: TableLayout,
+    bytes: Vec<u8>,
+    summary: TableSummary,
+}
+
+/// What a reader needs of a whole table before its first chunk.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TableSummary {
+    pub entries: usize,
+    /// Stored bytes of the data entries (version 1; version 2 entries store none).
+    pub stored_total: u64,
+    /// Index of the last data entry (version 2: the frame ends right after it).
+    pub last_data: Option<usize>,
+}
+
+impl CheckedTable {
+    /// An empty table (no segment loaded yet).
+    pub fn empty(layout: TableLayout) -> CheckedTable {
+        CheckedTable {
+            layout,
+            bytes: Vec::new(),
+            summary: TableSummary::default(),
+        }
+    }
+
+    /// Checks every entry of `bytes`, a whole number of `layout` entries.
+    pub fn check(layout: TableLayout, bytes: Vec<u8>) -> Result<CheckedTable, Error> {
+        let len = layout.entry_len();
+        if !bytes.len().is_multiple_of(len) {
+            return Err(Error::ChunkEntry {
+                index: (bytes.len() / len) as u64,
+                reason: format!("a table of {} bytes ends inside an entry", bytes.len()),
+            });
+        }
+        let mut summary = TableSummary {
+            entries: bytes.len() / len,
+            ..TableSummary::default()
+        };
+        for (i, raw) in bytes.chunks_exact(len).enumerate() {
+            let entry = layout.decode(raw, i as u64)?;
+            if entry.kind == ChunkKind::Data {
+                summary.stored_total += u64::from(entry.stored_len);
+                summary.last_data = Some(i);
+            }
+        }
+        Ok(CheckedTable {
+            layout,
+            bytes,
+            summary,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.summary.entries
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.summary.entries == 0
+    }
+
+    pub fn summary(&self) -> TableSummary {
+        self.summary
+    }
+
+    /// Entry `index` (checked by [`CheckedTable::check`]; an index past the end is an error).
+    pub fn entry(&self, index: usize) -> Result<ChunkEntry, Error> {
+        let len = self.layout.entry_len();
+        let raw = self
+            .bytes
+            .get(index * len..(index + 1) * len)
+            .ok_or_else(|| Error::ChunkEntry {
+                index: index as u64,
+                reason: format!("past the table's {} entries", self.summary.entries),
+            })?;
+        self.layout.decode(raw, index as u64)
+    }
+
+    /// The buffer back, emptied, for the next table.
+    pub fn into_buffer(self) -> Vec<u8> {
+        let mut bytes = self.bytes;
+        bytes.clear();
+        bytes
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChunkKind {
     /// Bytes stored in the body, compressed with `codec`.
@@ -334,5 +425,65 @@ mod tests {
         bytes[4..8].copy_from_slice(&0u32.to_le_bytes());
         assert!(ChunkEntry::from_framed_bytes(&bytes, 0).is_err());
         assert!(layout.decode(&[0u8; ENTRY_LEN], 0).is_err(), "wrong length");
+    }
+
+    #[test]
+    fn checked_table_checks_every_entry_and_decodes_on_reach() {
+        let layout = TableLayout::Framed;
+        let entries = [
+            ChunkEntry::framed_data(4096, [1; 32]),
+            ChunkEntry::zero_run(8192),
+            ChunkEntry::framed_data(100, [2; 32]),
+            ChunkEntry::zero_run(4096),
+        ];
+        let mut bytes = Vec::new();
+        for entry in &entries {
+            layout.encode(entry, &mut bytes);
+        }
+        let table = CheckedTable::check(layout, bytes.clone()).unwrap();
+        assert_eq!(
+            table.summary(),
+            TableSummary {
+                entries: 4,
+                stored_total: 0,
+                last_data: Some(2),
+            }
+        );
+        for (i, entry) in entries.iter().enumerate() {
+            assert_eq!(table.entry(i).unwrap(), *entry);
+        }
+        assert!(
+            table
+                .entry(4)
+                .unwrap_err()
+                .to_string()
+                .contains("past the table")
+        );
+        assert!(table.into_buffer().is_empty());
+
+        // A bad entry anywhere fails the whole table, naming it; so does a cut one.
+        let mut bad = bytes.clone();
+        bad[3 * FRAMED_ENTRY_LEN + 9] = 1; // zero run with a hash
+        let err = CheckedTable::check(layout, bad).unwrap_err();
+        assert!(err.to_string().contains("entry 3"), "{err}");
+        let err = CheckedTable::check(layout, bytes[..bytes.len() - 1].to_vec()).unwrap_err();
+        assert!(err.to_string().contains("ends inside an entry"), "{err}");
+
+        // Version 1 sums what its data entries store.
+        let v1 = ChunkEntry {
+            kind: ChunkKind::Data,
+            codec: Compression::Zstd,
+            stored_len: 100,
+            size: 4096,
+            sha256: [7; 32],
+        };
+        let mut bytes = Vec::new();
+        for entry in [v1, ChunkEntry::zero_run(4096), v1] {
+            TableLayout::PerChunk.encode(&entry, &mut bytes);
+        }
+        let table = CheckedTable::check(TableLayout::PerChunk, bytes).unwrap();
+        assert_eq!(table.summary().stored_total, 200);
+        assert_eq!(table.summary().last_data, Some(2));
+        assert!(CheckedTable::empty(layout).is_empty());
     }
 }

@@ -22,7 +22,7 @@ pub mod limits;
 pub mod manifest;
 pub mod signature_block;
 
-pub use chunk_table::{ChunkEntry, ChunkKind, TableLayout};
+pub use chunk_table::{CheckedTable, ChunkEntry, ChunkKind, TableLayout, TableSummary};
 pub use chunker::{Chunker, Chunking, Cut};
 pub use codec::Compression;
 pub use encryption::Encryption;

@@ -21,8 +21,8 @@ use crate::image_hash::ImageHash;
 use crate::{Error, Keyring, SignaturePolicy, check_manifest_signatures};
 use rustupdate_format::codec::{ChunkDecoder, FrameDecoder, FrameError};
 use rustupdate_format::{
-    ChunkEntry, ChunkKind, Head, KeyId, Manifest, Payload, TableLayout, encryption, read_exact_or,
-    read_raw_head,
+    CheckedTable, ChunkKind, Head, KeyId, Manifest, Payload, TableLayout, encryption,
+    read_exact_or, read_raw_head,
 };
 use rustupdate_seal::{ContentKey, FrameOpener};
 use sha2::{Digest, Sha256};
@@ -255,7 +255,8 @@ pub struct PayloadReader<'a, R: Read> {
     artifact: &'a mut VerifiedArtifact<R>,
     index: usize,
     segment: usize,
-    entries: Vec<ChunkEntry>,
+    /// The current segment's table, kept encoded (decoded entry by entry as they are reached).
+    table: CheckedTable,
     entry: usize,
     segment_data_left: u64,
     offset: u64,
@@ -284,7 +285,7 @@ impl<'a, R: Read> PayloadReader<'a, R> {
             artifact,
             index,
             segment,
-            entries: Vec::new(),
+            table: CheckedTable::empty(TableLayout::Framed),
             entry: 0,
             segment_data_left: 0,
             offset,
@@ -314,8 +315,8 @@ impl<'a, R: Read> PayloadReader<'a, R> {
     pub fn segment_end(&self) -> Option<ResumePoint> {
         let at_end = self.index == 0
             && !self.done
-            && !self.entries.is_empty()
-            && self.entry == self.entries.len()
+            && !self.table.is_empty()
+            && self.entry == self.table.len()
             && self.segment_data_left == 0
             && self.segment < self.payload().segments.len();
         at_end.then_some(ResumePoint {
@@ -330,7 +331,7 @@ impl<'a, R: Read> PayloadReader<'a, R> {
             if self.done {
                 return Ok(None);
             }
-            if self.entry < self.entries.len() {
+            if self.entry < self.table.len() {
                 break;
             }
             if self.segment_data_left != 0 {
@@ -342,7 +343,7 @@ impl<'a, R: Read> PayloadReader<'a, R> {
             }
             self.load_segment()?;
         }
-        let entry = self.entries[self.entry];
+        let entry = self.table.entry(self.entry)?;
         self.entry += 1;
         let offset = self.offset;
         let payload_size = self.payload().size;
@@ -443,7 +444,10 @@ impl<'a, R: Read> PayloadReader<'a, R> {
         let segment = self.payload().segments[self.segment].clone();
         let layout = self.artifact.head.layout();
         let key = self.artifact.content_key.as_ref();
-        let mut table = vec![0u8; segment.stored_table_len(layout, key.is_some()) as usize];
+        // The previous table's buffer, for this one.
+        let mut table =
+            std::mem::replace(&mut self.table, CheckedTable::empty(layout)).into_buffer();
+        table.resize(segment.stored_table_len(layout, key.is_some()) as usize, 0);
         read_exact_or(&mut self.artifact.reader, &mut table, "chunk table")?;
         // Sealed or not, the stored bytes are checked against the signed digest first.
         if Sha256::digest(&table)[..] != segment.table_sha256.0[..] {
@@ -461,13 +465,8 @@ impl<'a, R: Read> PayloadReader<'a, R> {
                 &mut table,
             )?;
         }
-        self.entries.clear();
-        let mut stored_total = 0u64;
-        for (i, raw) in table.chunks_exact(layout.entry_len()).enumerate() {
-            let entry = layout.decode(raw, i as u64)?;
-            stored_total += u64::from(entry.stored_len);
-            self.entries.push(entry);
-        }
+        self.table = CheckedTable::check(layout, table)?;
+        let stored_total = self.table.summary().stored_total;
         if layout == TableLayout::Framed {
             return self.start_frame(&segment);
         }
@@ -487,10 +486,7 @@ impl<'a, R: Read> PayloadReader<'a, R> {
     /// encrypted artifact: its opened length is what the frame decoder reads).
     fn start_frame(&mut self, segment: &rustupdate_format::Segment) -> Result<(), Error> {
         let data_size = segment.data_size;
-        self.last_data_entry = self
-            .entries
-            .iter()
-            .rposition(|entry| entry.kind == ChunkKind::Data);
+        self.last_data_entry = self.table.summary().last_data;
         if self.last_data_entry.is_none() && data_size != 0 {
             return Err(self.layout_error(format!(
                 "segment {} has no data chunks but stores {data_size} bytes",
