@@ -9,15 +9,18 @@
 //!    compressed with zstd against a reference prefix of at most [`MAX_REFERENCE`] bytes: the base
 //!    blocks no copy uses (old versions of changed files), around where the literals' neighbours
 //!    came from. `mkfs.ext4 -d` lays files out in traversal order, so a changed file's old
-//!    version sits near the position predicted from the last copied block before it.
+//!    version sits near the position predicted from the last copied block before it. Against an
+//!    image each segment is encoded in every [`FrameShape`] of `IMAGE_SHAPES` and the smallest
+//!    kept: small frames with much reference suit changed files, large frames with little
+//!    reference suit new ones.
 //!
 //! Pure: the base is a byte slice, the target comes as verified chunks, the patch goes to a
 //! writer. Memory is the base index, the target's literal bytes and the finished patch.
 
 use crate::index::{BLOCK, BlockIndex, BlockKey, block_key};
 use crate::patch::{
-    MAX_LITERAL_FRAME, MAX_REFERENCE, MAX_WINDOW_LOG, Op, PatchHeader, Range, encode_program,
-    manifest_id,
+    MAX_FRAME_MEMORY, MAX_LITERAL_FRAME, MAX_REFERENCE, MAX_WINDOW_LOG, Op, PatchHeader, Range,
+    encode_program, manifest_id,
 };
 use rustupdate_format::{Head, TableLayout};
 use rustupdate_verify::{ChunkData, ChunkSource};
@@ -75,10 +78,38 @@ impl Base<'_> {
     }
 }
 
-/// Literal content per frame against an image (with up to 4 MiB of reference: measured best for
-/// the bench pair) and against an index (no reference: the whole frame budget for content).
-const IMAGE_FRAME_CONTENT: usize = 1 << 20;
-const INDEX_FRAME_CONTENT: usize = MAX_LITERAL_FRAME;
+/// How literals are cut into frames: the most content a frame holds and the most base reference
+/// beside it (together within the device's [`MAX_FRAME_MEMORY`]).
+#[derive(Debug, Clone, Copy)]
+struct FrameShape {
+    content: usize,
+    reference: usize,
+    /// A frame also ends where its literals' reference would outgrow `reference` (else the
+    /// blocks nearest the middle of their predictions are taken).
+    split_on_reference: bool,
+}
+
+/// Against an image. 1 MiB of content with 4 MiB of reference is best where the changed files'
+/// old versions are in the base (the security update); 4 MiB frames with 1 MiB of reference
+/// where the new data has little there (a package addition: zstd finds more in a longer frame).
+const IMAGE_SHAPES: [FrameShape; 2] = [
+    FrameShape {
+        content: 1 << 20,
+        reference: MAX_REFERENCE,
+        split_on_reference: true,
+    },
+    FrameShape {
+        content: MAX_LITERAL_FRAME,
+        reference: MAX_FRAME_MEMORY - MAX_LITERAL_FRAME,
+        split_on_reference: false,
+    },
+];
+/// Against an index: no reference, the whole frame budget for content.
+const INDEX_SHAPES: [FrameShape; 1] = [FrameShape {
+    content: MAX_LITERAL_FRAME,
+    reference: 0,
+    split_on_reference: false,
+}];
 
 enum Item {
     Zero(u64),
@@ -204,7 +235,7 @@ pub fn build_patch<W: Write>(
     }
     // Base blocks that hold data no copy uses: the old versions of what changed. Only an image
     // has bytes to compress against.
-    let (image, unused, frame_content): (&[u8], Vec<u64>, usize) = match base {
+    let (image, unused, shapes): (&[u8], Vec<u64>, &[FrameShape]) = match base {
         Base::Image(image) => {
             let unused = (0..used.len())
                 .filter(|&block| !used[block])
@@ -214,19 +245,34 @@ pub fn build_patch<W: Write>(
                     image[at as usize..end].iter().any(|b| *b != 0)
                 })
                 .collect();
-            (image, unused, IMAGE_FRAME_CONTENT)
+            (image, unused, &IMAGE_SHAPES)
         }
-        Base::Index(_) => (&[], Vec::new(), INDEX_FRAME_CONTENT),
+        Base::Index(_) => (&[], Vec::new(), &INDEX_SHAPES),
     };
 
     let mut directory = Vec::with_capacity(segments.len());
     let mut bodies = Vec::with_capacity(segments.len());
     for items in &segments {
-        let (program, frames) =
-            encode_segment(items, &literals, image, &unused, frame_content, options)
-                .map_err(BuildError::Compress)?;
-        let program = zstd::bulk::compress(&program, options.level)
-            .map_err(|e| BuildError::Compress(e.to_string()))?;
+        // Every shape when there are literals to frame (else they all make the same program).
+        let has_literals = items
+            .iter()
+            .any(|item| matches!(item, Item::Literal { .. }));
+        let tried = if has_literals { shapes } else { &shapes[..1] };
+        let mut best: Option<(Vec<u8>, Vec<Vec<u8>>, u64)> = None;
+        for shape in tried {
+            let (program, frames) =
+                encode_segment(items, &literals, image, &unused, *shape, options)
+                    .map_err(BuildError::Compress)?;
+            let program = zstd::bulk::compress(&program, options.level)
+                .map_err(|e| BuildError::Compress(e.to_string()))?;
+            let len = program.len() as u64 + frames.iter().map(|f| f.len() as u64).sum::<u64>();
+            if best.as_ref().is_none_or(|&(_, _, best_len)| len < best_len) {
+                best = Some((program, frames, len));
+            }
+        }
+        let Some((program, frames, _)) = best else {
+            return Err(BuildError::Compress("no frame shape to try".into()));
+        };
         let literal_len: u64 = frames.iter().map(|f| f.len() as u64).sum();
         stats.program_bytes += program.len() as u64;
         stats.literal_stored_bytes += literal_len;
@@ -295,7 +341,7 @@ fn encode_segment(
     literals: &[u8],
     base: &[u8],
     unused: &[u64],
-    frame_content: usize,
+    shape: FrameShape,
     options: &BuildOptions,
 ) -> Result<(Vec<u8>, Vec<Vec<u8>>), String> {
     // Group the literals into frames.
@@ -310,7 +356,7 @@ fn encode_segment(
             _ => None,
         })
         .collect();
-    let cap_blocks = MAX_REFERENCE / BLOCK;
+    let cap_blocks = shape.reference / BLOCK;
     let radius = options.reference_radius;
     let window = |lo: u64, hi: u64| {
         let a = unused.partition_point(|&at| at < lo.saturating_sub(radius));
@@ -323,7 +369,8 @@ fn encode_segment(
     for (i, &(_, size, predicted)) in lits.iter().enumerate() {
         let (new_lo, new_hi) = (lo.min(predicted), hi.max(predicted));
         let (a, b) = window(new_lo, new_hi);
-        let full = content + size as usize > frame_content || b - a > cap_blocks;
+        let full = content + size as usize > shape.content
+            || (shape.split_on_reference && b - a > cap_blocks);
         if i > first && full {
             groups.push(first..i);
             first = i;

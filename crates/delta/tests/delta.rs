@@ -335,3 +335,38 @@ fn a_patch_from_a_block_index_rebuilds_the_target() {
     let err = apply(&c.head, &patch, &other, &c.target).unwrap_err();
     assert!(err.is_delta(), "{err}");
 }
+
+#[test]
+fn new_data_that_repeats_beyond_a_small_frame_is_framed_large() {
+    // New data the base lacks, 1.5 MiB of random bytes twice in a row: in 1 MiB frames the
+    // second copy is out of reach (about 3 MiB stored); the builder's 4 MiB frames find it.
+    let base = fs_image(8 << 20, 7);
+    let mut target = base.clone();
+    let new = rustupdate_testkit::pseudo_random(1536 << 10, 99);
+    target[2 << 20..(2 << 20) + new.len()].copy_from_slice(&new);
+    target[(2 << 20) + new.len()..(2 << 20) + 2 * new.len()].copy_from_slice(&new);
+    let spec = ArtifactSpec {
+        version: "2.0",
+        ..Default::default()
+    };
+    let (head, body) = artifact_parts(&spec, &target, &options_one_segment(), &[&key(1)]);
+    assert_eq!(head.manifest.payloads[0].segments.len(), 1);
+    let mut artifact = head.to_bytes().unwrap();
+    artifact.extend_from_slice(&body);
+    let patch = make_patch(&artifact, &base);
+    assert!(
+        patch.len() < new.len() + (256 << 10),
+        "patch {} bytes for {} new bytes repeated once",
+        patch.len(),
+        new.len()
+    );
+    let image = apply(&head, &patch, &base, &target).unwrap();
+    assert!(image == target, "rebuilt image differs");
+}
+
+fn options_one_segment() -> BodyOptions {
+    BodyOptions {
+        format_version: 2,
+        ..BodyOptions::default()
+    }
+}
