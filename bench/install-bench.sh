@@ -8,7 +8,9 @@
 # writes and skips the 4 KiB blocks the target holds; figures from its log line), and the stripped
 # size of the release client binary.
 #   bench/install-bench.sh            (RUNS=5 by default; IMAGE=... another image, BASE=... what
-#                                      the target holds before each run, default rootfs-v1.ext4)
+#                                      the target holds before each run, default rootfs-v1.ext4;
+#                                      CLIENT=PATH another client binary, e.g. the static musl
+#                                      build a device runs, or the previous revision's)
 #   THROTTLE=1 bench/install-bench.sh [--enforce]
 #
 # THROTTLE=1 adds the slow-flash case of issue 22 (off by default: it adds about 75 s per run,
@@ -62,7 +64,7 @@ SIZE=$(stat -c %s "$IMAGE")
 
 echo "building release binaries"
 cargo build --release --locked -p rustupdate -p rustupdate-artifact 2>&1 | tail -1
-CLIENT=$ROOT/target/release/rustupdate
+CLIENT=${CLIENT:-$ROOT/target/release/rustupdate}
 TOOL=$ROOT/target/release/rustupdate-artifact
 
 # Artifact (default settings) and the reference compressed stream.
