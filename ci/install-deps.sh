@@ -5,6 +5,7 @@ PACKAGES=(
     build-essential pkg-config openssl zstd e2fsprogs shellcheck
     libubootenv-tool u-boot-tools grub-common   # reference tools for the environment cross-checks
     systemd-boot                                # bootctl: cross-checks the entries (bls)
+    util-linux-extra                            # fincore: what a read brought into the page cache
 )
 "$(dirname "$0")/apt-install.sh" "${PACKAGES[@]}"
 command -v cargo >/dev/null || { echo "cargo not found: install Rust with rustup (https://rustup.rs)"; exit 1; }

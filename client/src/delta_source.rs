@@ -6,6 +6,7 @@
 //! chunk the patch rebuilds by `rustupdate-delta` against the signed tables.
 
 use crate::source::{HttpReader, plain_agent};
+use crate::sys::advice;
 
 /// Opens an HTTP(S) location for reading: plain for `install --delta`, with the device's
 /// credentials for the fleet server's links (the daemon).
@@ -277,6 +278,11 @@ impl SlotBase {
             .ok();
         // Seeking to the end works for block devices, where metadata().len() is 0.
         let size = file.seek(SeekFrom::End(0))?;
+        // The applier announces what it reads (`will_read`): the kernel's guesses past that
+        // only add reads (169.0 MiB for 148.1 MiB of copies on the bench pair with them).
+        if let Err(err) = advice::read_ahead_off(&file) {
+            log::debug!("read-ahead advice refused on {}: {err}", path.display());
+        }
         Ok(SlotBase {
             file,
             direct,
@@ -385,6 +391,17 @@ impl BaseImage for SlotBase {
         self.past_cache = past;
         before != self.reads_direct()
     }
+
+    fn will_read(&mut self, offset: u64, len: u64) {
+        // Past the cache, `fill_window` reads ahead on its own.
+        if self.reads_direct() {
+            return;
+        }
+        let len = len.min(self.size.saturating_sub(offset));
+        if let Err(err) = advice::will_need(&self.file, offset, len) {
+            log::debug!("read-ahead of the base at {offset} refused: {err}");
+        }
+    }
 }
 
 /// A slot read front to back the way a delta reads its base (for `rustupdate index`).
@@ -423,6 +440,54 @@ mod tests {
         let file = tempfile::NamedTempFile::new_in(".").unwrap();
         std::fs::write(file.path(), &bytes).unwrap();
         (file, bytes)
+    }
+
+    /// Bytes of `path` in the page cache, as util-linux `fincore` counts them.
+    fn cached_bytes(path: &Path) -> u64 {
+        let out = std::process::Command::new("fincore")
+            .args(["--bytes", "--noheadings", "--output", "RES"])
+            .arg(path)
+            .output()
+            .expect("fincore (util-linux) runs");
+        assert!(out.status.success(), "fincore failed: {out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    }
+
+    #[test]
+    fn the_cache_reads_what_was_announced_and_no_more() {
+        let len = 8 << 20;
+        let (file, bytes) = slot_file(len);
+        file.as_file().sync_all().unwrap();
+        advice::forget(file.as_file()).unwrap();
+        assert_eq!(
+            cached_bytes(file.path()),
+            0,
+            "the working directory's file system keeps files in memory"
+        );
+        let mut base = SlotBase::open(file.path()).unwrap();
+        // Reads at the start, one after the other, bring in their pages and nothing after them
+        // (the kernel would read ahead of both).
+        let mut buf = vec![0u8; 4096];
+        for offset in [0, 4096] {
+            base.read_at(offset, &mut buf).unwrap();
+            assert!(buf == bytes[offset as usize..offset as usize + 4096]);
+        }
+        assert_eq!(cached_bytes(file.path()), 8192);
+        // An announced range is read into the cache before it is asked for (the reads run in
+        // the background: bounded wait), and exactly that range.
+        base.will_read(4 << 20, 2 << 20);
+        let announced = 8192 + (2 << 20);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while cached_bytes(file.path()) < announced && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(cached_bytes(file.path()), announced);
+        let mut range = vec![0u8; 2 << 20];
+        base.read_at(4 << 20, &mut range).unwrap();
+        assert!(range == bytes[4 << 20..(4 << 20) + (2 << 20)]);
+        assert_eq!(cached_bytes(file.path()), announced);
+        // Announced past the end: what there is, no error.
+        base.will_read(len as u64 - 4096, 1 << 20);
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! The real adapters behind the seams of `rustupdate-core`: files, block devices, the bootloader
 //! environments, scripts, reboot, uptime and the fault injection used by the power-cut tests;
+//! read-ahead advice for the delta's base (`advice`);
 //! and the client's process lock (`lock`), which no seam needs: it decides which process may run
 //! the updater at all.
 
+pub mod advice;
 pub mod boot_entries;
 pub mod boot_env;
 pub mod fault;

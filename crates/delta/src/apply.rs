@@ -39,6 +39,42 @@ pub trait BaseImage {
         let _ = past;
         false
     }
+
+    /// A hint: `len` bytes at `offset` will be read soon. Before a segment's first pass the
+    /// applier announces every base range the segment reads, in the order it reads them (runs
+    /// that follow each other merged), so a base behind a cache can read exactly those bytes
+    /// ahead instead of guessing. The default ignores it.
+    fn will_read(&mut self, offset: u64, len: u64) {
+        let _ = (offset, len);
+    }
+}
+
+/// The base ranges `ops` read, in the order they read them, as `(offset, len)` runs: a range
+/// that starts where the previous one ended extends it.
+fn base_runs(ops: &[Op]) -> impl Iterator<Item = (u64, u64)> + '_ {
+    let mut ranges = ops.iter().flat_map(|op| {
+        let (copy, reference) = match op {
+            Op::Copy { offset, size } => (Some((*offset, u64::from(*size))), &[][..]),
+            Op::Frame { reference, .. } => (None, &reference[..]),
+            Op::Zero { .. } | Op::Literal { .. } => (None, &[][..]),
+        };
+        copy.into_iter()
+            .chain(reference.iter().map(|range| (range.offset, range.len)))
+    });
+    let mut run = ranges.next();
+    std::iter::from_fn(move || {
+        let (start, mut len) = run?;
+        run = None;
+        for (offset, next_len) in ranges.by_ref() {
+            if offset == start + len {
+                len += next_len;
+            } else {
+                run = Some((offset, next_len));
+                break;
+            }
+        }
+        Some((start, len))
+    })
 }
 
 impl BaseImage for &[u8] {
@@ -202,6 +238,9 @@ impl<P: Read + Seek, B: BaseImage> DeltaPayload<P, B> {
         self.ops = decode_program(&program, self.header.base_size)
             .map_err(|reason| delta(format!("segment {index}: {reason}")))?;
         let literal_start = start + u64::from(program_len);
+        for (offset, len) in base_runs(&self.ops) {
+            self.base.will_read(offset, len);
+        }
 
         // Through the base's cache first (a slot's page cache): pass 2 then finds what pass 1
         // read there, and the medium is read about once. A cache may hold bytes the medium does
@@ -471,4 +510,47 @@ pub fn decompress_with_reference(
         return Err(format!("holds {produced} bytes, not {content}"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_runs_merge_ranges_that_follow_each_other_in_read_order() {
+        let frame = |reference: &[(u64, u64)]| Op::Frame {
+            reference: reference
+                .iter()
+                .map(|&(offset, len)| Range { offset, len })
+                .collect(),
+            stored: 1,
+            content: 1,
+        };
+        let ops = [
+            Op::Copy {
+                offset: 0,
+                size: 4096,
+            },
+            Op::Zero { size: 8192 },
+            Op::Copy {
+                offset: 4096,
+                size: 4096,
+            },
+            frame(&[(8192, 100), (20_000, 50)]),
+            Op::Literal { size: 10 },
+            Op::Copy {
+                offset: 20_050,
+                size: 10,
+            },
+            // Back to a range already read: announced again, in its place.
+            Op::Copy {
+                offset: 0,
+                size: 4096,
+            },
+            frame(&[]),
+        ];
+        let runs: Vec<_> = base_runs(&ops).collect();
+        assert_eq!(runs, vec![(0, 8292), (20_000, 60), (0, 4096)]);
+        assert_eq!(base_runs(&[Op::Zero { size: 1 }]).count(), 0);
+    }
 }

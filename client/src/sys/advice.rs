@@ -1,0 +1,46 @@
+//! Read-ahead advice for a file read out of order (`posix_fadvise`): the delta's base slot,
+//! whose reads the applier announces before it makes them (`delta_source.rs`).
+#![allow(unsafe_code)]
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+
+/// Bytes asked for per `POSIX_FADV_WILLNEED` call: the kernel reads at most its read-ahead or
+/// the device's optimal I/O size per call, so a longer range is asked for in steps.
+const WILLNEED_STEP: u64 = 128 * 1024;
+
+fn advise(file: &File, offset: u64, len: u64, advice: libc::c_int) -> std::io::Result<()> {
+    let (Ok(offset), Ok(len)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len)) else {
+        return Err(std::io::ErrorKind::InvalidInput.into());
+    };
+    // SAFETY: posix_fadvise takes a file descriptor and plain integers; `file` keeps the
+    // descriptor open for the call.
+    let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), offset, len, advice) };
+    match rc {
+        0 => Ok(()),
+        errno => Err(std::io::Error::from_raw_os_error(errno)),
+    }
+}
+
+/// No speculative read-ahead on `file`: a read reaches the device for the pages it asks for
+/// and no more (what else is needed comes through [`will_need`]).
+pub fn read_ahead_off(file: &File) -> std::io::Result<()> {
+    advise(file, 0, 0, libc::POSIX_FADV_RANDOM)
+}
+
+/// Starts reading `len` bytes at `offset` of `file` into the page cache, without waiting.
+pub fn will_need(file: &File, mut offset: u64, len: u64) -> std::io::Result<()> {
+    let end = offset.saturating_add(len);
+    while offset < end {
+        let step = (end - offset).min(WILLNEED_STEP);
+        advise(file, offset, step, libc::POSIX_FADV_WILLNEED)?;
+        offset += step;
+    }
+    Ok(())
+}
+
+/// Drops `file`'s clean pages from the page cache (for tests that count what a read brings in).
+#[cfg(test)]
+pub fn forget(file: &File) -> std::io::Result<()> {
+    advise(file, 0, 0, libc::POSIX_FADV_DONTNEED)
+}
