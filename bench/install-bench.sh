@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmark: install a 512 MiB ext4 rootfs image from a local .rua into a slot (a loop device, or
 # a file when loop devices are unavailable), side by side with `dd` of the uncompressed image and
-# `zstd -d | dd` into the same target.
+# `zstd -d | dd` into the same target, and as a known-base delta (`install --delta`, the patch made
+# from BASE) with BASE in slot a, a loop device of its own.
 # Prints wall time and CPU time (user, sys; medians of RUNS) and peak RSS (the maximum of RUNS: the
 # install's memory goal is a budget) of each, the ratios, how many
 # MiB each wrote to the target and how many the client found already in place (it reads before it
@@ -13,18 +14,22 @@
 #                                      build a device runs, or the previous revision's)
 #   THROTTLE=1 bench/install-bench.sh [--enforce]
 #
-# THROTTLE=1 adds the slow-flash case of issue 22 (off by default: it adds about 75 s per run,
-# dd alone writes 512 MiB at 20 MB/s): the same three rows again, each into the loop device while
+# THROTTLE=1 adds the slow-flash case of issue 22 (off by default: it adds about 90 s per run,
+# dd alone writes 512 MiB at 20 MB/s): the same four rows again, each into the loop device while
 # it is throttled to an SD card's bandwidth (THROTTLE_WRITE_BPS, default 20000000 B/s, and
 # THROTTLE_READ_BPS, default 80000000 B/s), with the MiB each read from, wrote to and zeroed on the
 # device (its /sys/block/loopN/stat; write-zeroes count as written there, the client's zeroed MiB
 # come from its log), and the goal's bound: (the bytes of the 4 KiB blocks in which BASE and IMAGE
 # differ) / write bandwidth + (the image size) / read bandwidth. --enforce (implies THROTTLE=1)
 # exits 2 when the client's median wall time exceeds GOAL_THROTTLED_RATIO (default 1.1) times it.
+# The delta rows also report the MiB read of slot a (its loop device's stat) against the MiB the
+# patch copies (the client's log), and their wall time against the full install's (printed, not
+# enforced: see docs/bandwidth.md).
 #
 # The throttle is cgroup v1 blkio (blkio.throttle.{read,write}_bps_device) on the ROOT blkio cgroup,
-# for the MAJ:MIN of the loop device this script created and no other: cgroup v2's io.max is the
-# issue's wording, but this machine's cgroup2 hierarchy has no io controller, and in v1 the kernel's
+# for the MAJ:MIN of the two loop devices this script created and no other (each its own budget):
+# cgroup v2's io.max is the issue's wording, but this machine's cgroup2 hierarchy has no io
+# controller, and in v1 the kernel's
 # flusher threads write back dirty pages from the root cgroup, so a child cgroup's limit would miss
 # buffered writes (measured: docs/bandwidth.md, "Install on slow flash"). The limits are set only
 # while a measured command runs (putting BASE back is not throttled) and removed on exit, failure
@@ -72,47 +77,66 @@ rm -f "$OUT"/bench.key.pem "$OUT"/bench.pub.pem
 "$TOOL" keygen -o "$OUT/bench" >/dev/null
 "$TOOL" build --image "$IMAGE" --name bench --version 2 --device-type bench --key "$OUT/bench.key.pem" -o "$OUT/image.rua" >/dev/null
 zstd -q -f -3 -T0 "$IMAGE" -o "$OUT/image.zst"
+# The known-base delta from BASE to the artifact (the tool's default level, as the artifact).
+"$TOOL" delta --base "$BASE" --target "$OUT/image.rua" --key "$OUT/bench.pub.pem" -o "$OUT/image.rudelta" >/dev/null
 
-# Target: a loop device over a file when possible, else the file itself.
+# The slots: two loop devices over files (slot b the target, slot a the booted slot and the
+# delta's base), or the files themselves when loop devices are unavailable. One medium with both
+# slots as partitions would model a device's SD card more closely (one throttle budget for both),
+# but this machine's kernel reads no partition table on a loop device (nor has device-mapper).
 truncate -s "$SIZE" "$OUT/slot-b.img"
 truncate -s "$SIZE" "$OUT/slot-a.img"
 LOOP=""
-DEVNO=""    # MAJ:MIN of LOOP while a throttle may be set on it
-# Removes the throttle (only ever set on DEVNO, the loop device created below), then the device.
+LOOP_A=""
+DEVNOS=()   # MAJ:MIN of LOOP and LOOP_A while a throttle may be set on them
+# Removes the throttle (only ever set on DEVNOS, the loop devices created below), then the devices.
 cleanup() {
-    if [[ -n $DEVNO ]]; then throttle_off; fi
+    if ((${#DEVNOS[@]})); then throttle_off; fi
     if [[ -n $LOOP ]]; then losetup -d "$LOOP"; fi
+    if [[ -n $LOOP_A ]]; then losetup -d "$LOOP_A"; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM   # through the EXIT trap
+dd if="$BASE" of="$OUT/slot-a.img" bs=1M conv=fsync status=none   # the booted slot: the delta's base
 if LOOP=$(losetup --find --show "$OUT/slot-b.img" 2>/dev/null); then
     TARGET=$LOOP
+    LOOP_A=$(losetup --find --show "$OUT/slot-a.img")
+    SLOT_A=$LOOP_A
+    A_STAT=/sys/block/$(basename "$LOOP_A")/stat
 else
     LOOP=""
     TARGET=$OUT/slot-b.img
+    SLOT_A=$OUT/slot-a.img
+    A_STAT=""
 fi
-echo "target: $TARGET"
+echo "target: $TARGET; slot a (booted, the delta's base): $SLOT_A"
 if [[ $THROTTLE == 1 ]]; then
     [[ -n $LOOP ]] || { echo "THROTTLE=1 needs a loop device (losetup failed)" >&2; exit 1; }
-    DEVNO=$(lsblk -dno MAJ:MIN "$LOOP" | tr -d ' ')
+    DEVNOS=("$(lsblk -dno MAJ:MIN "$LOOP" | tr -d ' ')" "$(lsblk -dno MAJ:MIN "$LOOP_A" | tr -d ' ')")
     STAT=/sys/block/$(basename "$LOOP")/stat
 fi
 
-# Limits in the root blkio cgroup, for DEVNO only ("MAJ:MIN 0" removes a rule).
+# Limits in the root blkio cgroup, for DEVNOS only ("MAJ:MIN 0" removes a rule).
 throttle_on() {
-    echo "$DEVNO $THROTTLE_WRITE_BPS" > "$BLKIO/blkio.throttle.write_bps_device"
-    echo "$DEVNO $THROTTLE_READ_BPS" > "$BLKIO/blkio.throttle.read_bps_device"
+    local devno
+    for devno in "${DEVNOS[@]}"; do
+        echo "$devno $THROTTLE_WRITE_BPS" > "$BLKIO/blkio.throttle.write_bps_device"
+        echo "$devno $THROTTLE_READ_BPS" > "$BLKIO/blkio.throttle.read_bps_device"
+    done
 }
 throttle_off() {
-    echo "$DEVNO 0" > "$BLKIO/blkio.throttle.write_bps_device"
-    echo "$DEVNO 0" > "$BLKIO/blkio.throttle.read_bps_device"
+    local devno
+    for devno in "${DEVNOS[@]}"; do
+        echo "$devno 0" > "$BLKIO/blkio.throttle.write_bps_device"
+        echo "$devno 0" > "$BLKIO/blkio.throttle.read_bps_device"
+    done
 }
 
 mkdir -p "$OUT/keys" "$OUT/data" "$OUT/boot"
 cp "$OUT/bench.pub.pem" "$OUT/keys/"
 printf 'rustupdate.slot=a\n' > "$OUT/cmdline"
 grub-editenv "$OUT/boot/grubenv" create 2>/dev/null || { apt-get install -y -qq grub-common >/dev/null; grub-editenv "$OUT/boot/grubenv" create; }
-device_config "$OUT" --device-type bench --slot-b "$TARGET" >"$OUT/rustupdate.toml"
+device_config "$OUT" --device-type bench --slot-a "$SLOT_A" --slot-b "$TARGET" >"$OUT/rustupdate.toml"
 
 reset_device() {
     grub-editenv "$OUT/boot/grubenv" set rustupdate_slot=a upgrade_available=0 bootcount=0 bootlimit=3
@@ -131,7 +155,27 @@ measure() {
 prepare_target() {
     dd if="$BASE" of="$TARGET" bs=1M conv=fsync status=none
     sync; echo 1 > /proc/sys/vm/drop_caches 2>/dev/null || true
-    cat "$OUT/image.rua" "$OUT/image.zst" "$IMAGE" > /dev/null   # every input warm in the page cache
+    cat "$OUT/image.rua" "$OUT/image.rudelta" "$OUT/image.zst" "$IMAGE" > /dev/null   # every input warm in the page cache
+}
+
+# Sectors read of slot a so far ("-" where it is a file, not a partition of the loop device).
+a_sectors() { if [[ -n $A_STAT ]]; then awk '{print $3}' "$A_STAT"; else echo -; fi; }
+
+# measure_delta MEASURE NAME: one known-base delta install measured by MEASURE (measure or
+# measure_throttled) from a fresh target; appends the MiB it read of slot a to $OUT/NAME.base.
+measure_delta() {
+    local how=$1 name=$2 before after
+    prepare_target
+    reset_device
+    before=$(a_sectors)
+    "$how" "$name" env RUST_LOG=info "$CLIENT" -c "$OUT/rustupdate.toml" install --delta "$OUT/image.rudelta" "$OUT/image.rua"
+    after=$(a_sectors)
+    if [[ $before == - ]]; then
+        echo - >> "$OUT/$name.base"
+    else
+        echo "$before $after" | awk '{printf "%.1f\n", ($2 - $1) / 2048}' >> "$OUT/$name.base"
+    fi
+    cmp -n "$SIZE" "$IMAGE" "$TARGET" || { echo "target differs from the image after the delta install ($name)"; exit 1; }
 }
 
 # measure_throttled NAME COMMAND...: measure with the throttle on; appends "MiB read, written,
@@ -146,7 +190,7 @@ measure_throttled() {
     echo "$before $after" | awk '{n = NF / 2; printf "%.1f %.1f %.1f\n", ($(n+3)-$3)/2048, ($(n+7)-$7)/2048, ($(n+14)-$14)/2048}' >> "$OUT/$name.io"
 }
 
-rm -f "$OUT"/*.times "$OUT"/*.io
+rm -f "$OUT"/*.times "$OUT"/*.io "$OUT"/*.base
 for _ in $(seq "$RUNS"); do
     prepare_target
     # The storage's limit: the uncompressed image copied as is (issue 22's anchor).
@@ -159,6 +203,7 @@ for _ in $(seq "$RUNS"); do
     measure client env RUST_LOG=info "$CLIENT" -c "$OUT/rustupdate.toml" install "$OUT/image.rua"
     # The client really wrote the image: compare the target with the source.
     cmp -n "$SIZE" "$IMAGE" "$TARGET" || { echo "target differs from the image after install"; exit 1; }
+    measure_delta measure delta
     [[ $THROTTLE == 1 ]] || continue
     # The same three on slow flash, each starting from BASE again (put back unthrottled).
     prepare_target
@@ -169,14 +214,28 @@ for _ in $(seq "$RUNS"); do
     reset_device
     measure_throttled tclient env RUST_LOG=info "$CLIENT" -c "$OUT/rustupdate.toml" install "$OUT/image.rua"
     cmp -n "$SIZE" "$IMAGE" "$TARGET" || { echo "target differs from the image after the throttled install"; exit 1; }
+    measure_delta measure_throttled tdelta
 done
 # "slot …: W MiB written (D MiB of data, Z MiB zeroed), P MiB already in place" of the last client
 # run (every run starts from the same BASE, so every run logs the same figures).
-SUMMARY=$(sed -nE 's/.*: ([0-9.]+) MiB written \(([0-9.]+) MiB of data, ([0-9.]+) MiB zeroed\), ([0-9.]+) MiB already in place.*/\1 \2 \3 \4/p' "$OUT/client.err" | tail -n 1)
-if [[ -z $SUMMARY ]]; then
-    echo "no write summary in the client's log:"; cat "$OUT/client.err"; exit 1
-fi
-read -r W_TOTAL W_DATA W_ZEROED W_IN_PLACE <<< "$SUMMARY"
+# write_summary NAME: "written data zeroed in-place" (MiB) from the last client run NAME's log line
+# "slot …: W MiB written (D MiB of data, Z MiB zeroed), P MiB already in place" (every run starts
+# from the same BASE, so every run logs the same figures).
+write_summary() {
+    local line
+    line=$(sed -nE 's/.*: ([0-9.]+) MiB written \(([0-9.]+) MiB of data, ([0-9.]+) MiB zeroed\), ([0-9.]+) MiB already in place.*/\1 \2 \3 \4/p' "$OUT/$1.err" | tail -n 1)
+    [[ -n $line ]] || { echo "no write summary in the client's log:" >&2; cat "$OUT/$1.err" >&2; exit 1; }
+    echo "$line"
+}
+# copied_mib NAME: the MiB the patch copies from slot a (the delta's log line).
+copied_mib() {
+    local mib
+    mib=$(sed -nE 's/.*the patch copies ([0-9.]+) MiB.*/\1/p' "$OUT/$1.err" | tail -n 1)
+    [[ -n $mib ]] || { echo "no base use in the delta's log:" >&2; cat "$OUT/$1.err" >&2; exit 1; }
+    echo "$mib"
+}
+read -r W_TOTAL W_DATA W_ZEROED W_IN_PLACE <<< "$(write_summary client)"
+read -r DW_TOTAL _ _ DW_IN_PLACE <<< "$(write_summary delta)"
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 col() { awk -v c="$2" '{print $c}' "$OUT/$1.times" | median; }
@@ -184,6 +243,21 @@ maxcol() { awk -v c="$2" '$c > m {m = $c} END {print m}' "$OUT/$1.times"; }
 dw=$(col rawdd 1); dc=$(col rawdd 2); dr=$(maxcol rawdd 3); du=$(col rawdd 4); ds=$(col rawdd 5)
 pw=$(col pipeline 1); pc=$(col pipeline 2); pr=$(maxcol pipeline 3); pu=$(col pipeline 4); ps=$(col pipeline 5)
 cw=$(col client 1); cc=$(col client 2); cr=$(maxcol client 3); cu=$(col client 4); cs=$(col client 5)
+xw=$(col delta 1); xc=$(col delta 2); xr=$(maxcol delta 3); xu=$(col delta 4); xs=$(col delta 5)
+# base_line NAME WALL FULL_WALL: what the delta read of slot a against its copies, its wall time
+# against the full install's.
+base_line() {
+    local copies read_mib
+    copies=$(copied_mib "$1")
+    read_mib=$(awk '$1 != "-" && $1 > m {m = $1} END {print (NR && m != "" ? m : "-")}' "$OUT/$1.base")
+    if [[ $read_mib == - ]]; then
+        printf 'delta (known base): slot a is a file, its reads are not counted; copies %s MiB' "$copies"
+    else
+        printf 'delta (known base): read %s MiB of slot a (the most of the runs) for %s MiB of copies = %.2fx' \
+            "$read_mib" "$copies" "$(echo "$read_mib/$copies" | bc -l)"
+    fi
+    printf '; wall %s s against the full install'"'"'s %s s = %.2fx\n' "$2" "$3" "$(echo "$2/$3" | bc -l)"
+}
 rss_runs=$(awk '{printf "%s%.1f", (NR > 1 ? ", " : ""), $3 / 1024}' "$OUT/client.times")
 
 cp "$CLIENT" "$OUT/rustupdate.stripped"; strip "$OUT/rustupdate.stripped"
@@ -196,10 +270,12 @@ echo "| --- | ---: | ---: | ---: | ---: | ---: |"
 printf '| dd of the uncompressed image (conv=fsync) | %s | %s (%s + %s) | %.1f | %s | 0 |\n' "$dw" "$dc" "$du" "$ds" "$(echo "$dr/1024" | bc -l)" "$((SIZE >> 20))"
 printf '| zstd -d \\| dd (conv=fsync) | %s | %s (%s + %s) | %.1f | %s | 0 |\n' "$pw" "$pc" "$pu" "$ps" "$(echo "$pr/1024" | bc -l)" "$((SIZE >> 20))"
 printf '| rustupdate install | %s | %s (%s + %s) | %.1f | %s | %s |\n' "$cw" "$cc" "$cu" "$cs" "$(echo "$cr/1024" | bc -l)" "$W_TOTAL" "$W_IN_PLACE"
+printf '| rustupdate install --delta (known base) | %s | %s (%s + %s) | %.1f | %s | %s |\n' "$xw" "$xc" "$xu" "$xs" "$(echo "$xr/1024" | bc -l)" "$DW_TOTAL" "$DW_IN_PLACE"
 printf '| ratio client / raw dd | %.2f | %.2f | | | |\n' "$(echo "$cw/$dw" | bc -l)" "$(echo "$cc/$dc" | bc -l)"
 printf '| ratio client / pipeline | %.2f | %.2f | %.2f | %.2f | |\n' "$(echo "$cw/$pw" | bc -l)" "$(echo "$cc/$pc" | bc -l)" "$(echo "$cr/$pr" | bc -l)" "$(echo "$W_TOTAL/($SIZE/1048576)" | bc -l)"
 echo
 echo "rustupdate install peak RSS per run: $rss_runs MiB"
+base_line delta "$xw" "$cw"
 echo "artifact: $(stat -c %s "$OUT/image.rua") bytes; zstd -3 stream: $(stat -c %s "$OUT/image.zst") bytes"
 echo "blocks written when the target slot already holds $(basename "$BASE"): $W_TOTAL MiB ($W_DATA MiB of data, $W_ZEROED MiB zeroed), $W_IN_PLACE MiB already in place (dd writes all $((SIZE >> 20)) MiB)"
 printf 'stripped client binary (%s): %s bytes (%.2f MiB)\n' "$(uname -m)" "$BIN" "$(echo "$BIN/1048576" | bc -l)"
@@ -232,8 +308,8 @@ PY
 )
 BOUND=$(echo "$DIFF/$THROTTLE_WRITE_BPS + $SIZE/$THROTTLE_READ_BPS" | bc -l)
 ioc() { awk -v c="$2" '{print $c}' "$OUT/$1.io" | median; }
-SUMMARY=$(sed -nE 's/.*: ([0-9.]+) MiB written \(([0-9.]+) MiB of data, ([0-9.]+) MiB zeroed\), ([0-9.]+) MiB already in place.*/\1 \2 \3 \4/p' "$OUT/tclient.err" | tail -n 1)
-read -r T_TOTAL T_DATA T_ZEROED T_IN_PLACE <<< "$SUMMARY"
+read -r T_TOTAL T_DATA T_ZEROED T_IN_PLACE <<< "$(write_summary tclient)"
+read -r _ _ TD_ZEROED _ <<< "$(write_summary tdelta)"
 trow() {   # trow NAME LABEL ZEROED
     printf '| %s | %s | %s (%s + %s) | %s | %s | %s | %s | %.2f |\n' "$2" "$(col "$1" 1)" "$(col "$1" 2)" "$(col "$1" 4)" "$(col "$1" 5)" \
         "$(ioc "$1" 1)" "$(ioc "$1" 2)" "$3" "$(ioc "$1" 3)" "$(echo "$(col "$1" 1)/$BOUND" | bc -l)"
@@ -242,13 +318,14 @@ tcw=$(col tclient 1)
 RATIO=$(echo "$tcw/$BOUND" | bc -l)
 {
 echo
-echo "## Slow flash: the loop device throttled to $((THROTTLE_WRITE_BPS / 1000000)) MB/s write, $((THROTTLE_READ_BPS / 1000000)) MB/s read (cgroup v1 blkio, root cgroup, $DEVNO only; $RUNS runs, medians)"
+echo "## Slow flash: the loop device throttled to $((THROTTLE_WRITE_BPS / 1000000)) MB/s write, $((THROTTLE_READ_BPS / 1000000)) MB/s read (cgroup v1 blkio, root cgroup, ${DEVNOS[*]} only, each its own budget; $RUNS runs, medians)"
 echo
 echo "| | wall s | CPU s (user + sys) | MiB read (device) | MiB written (device, write-zeroes included) | MiB zeroed | MiB discarded (device) | wall / bound |"
 echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 trow trawdd "dd of the uncompressed image (conv=fsync)" 0
 trow tpipeline "zstd -d \\| dd (conv=fsync)" 0
 trow tclient "rustupdate install" "$T_ZEROED"
+trow tdelta "rustupdate install --delta (known base; slot a's reads below)" "$TD_ZEROED"
 echo
 printf 'bound: %s B in 4 KiB blocks that differ (%.1f MiB, %.1f MiB of them zero in the image) / %s B/s + %s B image / %s B/s = %.2f s + %.2f s = **%.2f s**\n' \
     "$DIFF" "$(echo "$DIFF/1048576" | bc -l)" "$(echo "$DIFF_ZERO/1048576" | bc -l)" "$THROTTLE_WRITE_BPS" "$SIZE" "$THROTTLE_READ_BPS" \
@@ -256,6 +333,7 @@ printf 'bound: %s B in 4 KiB blocks that differ (%.1f MiB, %.1f MiB of them zero
 printf 'client: %s s = **%.2fx** the bound (goal <= %s; runs: %s s); dd takes %s s\n' "$tcw" "$RATIO" "$GOAL_THROTTLED_RATIO" \
     "$(awk '{printf "%s%s", (NR > 1 ? ", " : ""), $1}' "$OUT/tclient.times")" "$(col trawdd 1)"
 echo "client's log: $T_TOTAL MiB written ($T_DATA MiB of data, $T_ZEROED MiB zeroed), $T_IN_PLACE MiB already in place"
+base_line tdelta "$(col tdelta 1)" "$tcw"
 echo "device MiB per run (read written discarded): client $(paste -sd, "$OUT/tclient.io"); dd $(paste -sd, "$OUT/trawdd.io")"
 } | tee -a "$OUT/result.md"
 if (( $(echo "$RATIO > $GOAL_THROTTLED_RATIO" | bc -l) )); then

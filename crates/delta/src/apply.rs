@@ -40,12 +40,19 @@ pub trait BaseImage {
         false
     }
 
-    /// A hint: `len` bytes at `offset` will be read soon. Before a segment's first pass the
-    /// applier announces every base range the segment reads, in the order it reads them (runs
-    /// that follow each other merged), so a base behind a cache can read exactly those bytes
-    /// ahead instead of guessing. The default ignores it.
+    /// A hint: `len` bytes at `offset` will be read soon. The applier announces every base range
+    /// a segment reads, in the order it reads them (runs that follow each other merged), one
+    /// segment ahead, so a base behind a cache can read exactly those bytes while the segment
+    /// before is checked and written, instead of guessing. The default ignores it.
     fn will_read(&mut self, offset: u64, len: u64) {
         let _ = (offset, len);
+    }
+}
+
+/// Tells `base` what `ops` will read of it ([`BaseImage::will_read`]).
+fn announce_reads<B: BaseImage>(ops: &[Op], base: &mut B) {
+    for (offset, len) in base_runs(ops) {
+        base.will_read(offset, len);
     }
 }
 
@@ -104,6 +111,9 @@ pub struct DeltaPayload<P: Read + Seek, B: BaseImage> {
     base: B,
     segment: usize,
     ops: Vec<Op>,
+    /// The next segment's operations, read one segment ahead so that its base reads run behind
+    /// this segment's (see [`BaseImage::will_read`]).
+    next_ops: Option<(usize, Vec<Op>)>,
     op: usize,
     /// The current segment's rebuilt and checked table, kept encoded.
     table: CheckedTable,
@@ -183,6 +193,7 @@ impl<P: Read + Seek, B: BaseImage> DeltaPayload<P, B> {
             base,
             segment: 0,
             ops: Vec::new(),
+            next_ops: None,
             op: 0,
             table: CheckedTable::empty(TableLayout::Framed),
             entry: 0,
@@ -223,31 +234,32 @@ impl<P: Read + Seek, B: BaseImage> DeltaPayload<P, B> {
         let index = self.segment;
         // The last segment's table is done with: not held beside the one rebuilt now.
         self.table = CheckedTable::empty(TableLayout::Framed);
-        let (program_len, literal_len) = self.header.segments[index];
-        let start = self.header.segment_offset(index);
-        self.patch
-            .seek(SeekFrom::Start(start))
-            .map_err(|err| delta(format!("reading the patch: {err}")))?;
-        self.stored.resize(program_len as usize, 0);
-        self.read_patch_stored()?;
-        let program = zstd::bulk::decompress(&self.stored, MAX_PROGRAM).map_err(|err| {
-            delta(format!(
-                "segment {index}: the program does not decompress: {err}"
-            ))
-        })?;
-        self.ops = decode_program(&program, self.header.base_size)
-            .map_err(|reason| delta(format!("segment {index}: {reason}")))?;
-        let literal_start = start + u64::from(program_len);
-        for (offset, len) in base_runs(&self.ops) {
-            self.base.will_read(offset, len);
-        }
-
+        let (_, literal_len) = self.header.segments[index];
         // Through the base's cache first (a slot's page cache): pass 2 then finds what pass 1
         // read there, and the medium is read about once. A cache may hold bytes the medium does
         // not (a mounted ext4 changes its journal superblock in the block device's cache without
         // writing it), so a table that does not match is rebuilt once more past the cache, and
-        // that segment's pass 2 reads past it as well.
+        // that segment's pass 2 reads past it as well. Reads are announced through the cache.
         self.base.read_past_cache(false);
+        self.ops = match self.next_ops.take() {
+            Some((next, ops)) if next == index => ops,
+            _ => {
+                let ops = self.read_program(index)?;
+                announce_reads(&ops, &mut self.base);
+                ops
+            }
+        };
+        // The next segment's base reads start now, behind this one's: the medium reads them
+        // while this segment is checked and written.
+        if index + 1 < self.header.segments.len() {
+            let next = self.read_program(index + 1)?;
+            announce_reads(&next, &mut self.base);
+            self.next_ops = Some((index + 1, next));
+        }
+        let literal_start = self.literal_start(index);
+        self.patch
+            .seek(SeekFrom::Start(literal_start))
+            .map_err(|err| delta(format!("reading the patch: {err}")))?;
         let counted = self.stats;
         let mut table = self.rebuild_table(index, literal_len);
         // A reference read wrong makes its frame fail to decompress: retried as well.
@@ -276,6 +288,28 @@ impl<P: Read + Seek, B: BaseImage> DeltaPayload<P, B> {
         self.entry = 0;
         self.segment += 1;
         Ok(())
+    }
+
+    /// Reads and decodes segment `index`'s program from the patch.
+    fn read_program(&mut self, index: usize) -> Result<Vec<Op>, Error> {
+        let (program_len, _) = self.header.segments[index];
+        self.patch
+            .seek(SeekFrom::Start(self.header.segment_offset(index)))
+            .map_err(|err| delta(format!("reading the patch: {err}")))?;
+        self.stored.resize(program_len as usize, 0);
+        self.read_patch_stored()?;
+        let program = zstd::bulk::decompress(&self.stored, MAX_PROGRAM).map_err(|err| {
+            delta(format!(
+                "segment {index}: the program does not decompress: {err}"
+            ))
+        })?;
+        decode_program(&program, self.header.base_size)
+            .map_err(|reason| delta(format!("segment {index}: {reason}")))
+    }
+
+    /// Where segment `index`'s literal frames start in the patch.
+    fn literal_start(&self, index: usize) -> u64 {
+        self.header.segment_offset(index) + u64::from(self.header.segments[index].0)
     }
 
     /// Pass 1 proper: rebuilds segment `index`'s chunk table from the base and the patch (read

@@ -141,6 +141,96 @@ impl BaseImage for CachedBase {
     }
 }
 
+/// What a delta did with its base, and when it handed on a chunk, in order.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Event {
+    Announced(u64, u64),
+    Read(u64, u64),
+    Chunk,
+}
+
+/// A base that logs what it is told and asked (the log shared with the test).
+struct LoggedBase {
+    bytes: Vec<u8>,
+    log: std::rc::Rc<std::cell::RefCell<Vec<Event>>>,
+}
+
+impl BaseImage for LoggedBase {
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        self.log
+            .borrow_mut()
+            .push(Event::Read(offset, buf.len() as u64));
+        (&self.bytes[..]).read_at(offset, buf)
+    }
+
+    fn size(&self) -> u64 {
+        self.bytes.len() as u64
+    }
+
+    fn will_read(&mut self, offset: u64, len: u64) {
+        self.log.borrow_mut().push(Event::Announced(offset, len));
+    }
+}
+
+#[test]
+fn every_base_read_is_announced_a_segment_ahead() {
+    let c = case(11);
+    let log = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let base = LoggedBase {
+        bytes: c.base.clone(),
+        log: log.clone(),
+    };
+    let mut delta = DeltaPayload::open(&c.head, Cursor::new(&c.patch[..]), base, false).unwrap();
+    while delta.next_chunk().unwrap().is_some() {
+        log.borrow_mut().push(Event::Chunk);
+    }
+    let log = log.borrow();
+    // Whether `offset..offset + len` lies in what the events before `until` announced.
+    let announced_before = |until: usize, offset: u64, len: u64| {
+        log[..until].iter().any(|event| match *event {
+            Event::Announced(at, n) => at <= offset && offset + len <= at + n,
+            _ => false,
+        })
+    };
+    let chunk_at = |n: usize| {
+        log.iter()
+            .enumerate()
+            .filter(|(_, e)| **e == Event::Chunk)
+            .nth(n)
+            .unwrap()
+            .0
+    };
+    let reads: Vec<(usize, u64, u64)> = log
+        .iter()
+        .enumerate()
+        .filter_map(|(i, e)| match *e {
+            Event::Read(offset, len) => Some((i, offset, len)),
+            _ => None,
+        })
+        .collect();
+    assert!(!reads.is_empty());
+    for &(i, offset, len) in &reads {
+        assert!(
+            announced_before(i, offset, len),
+            "read {offset}+{len} unannounced"
+        );
+    }
+    // Segments hold 200 entries: what the second segment reads was announced before the first
+    // segment handed on its first chunk (its reads overlap the first segment's writes).
+    let (first, second) = (chunk_at(0), chunk_at(200));
+    let second_reads: Vec<_> = reads
+        .iter()
+        .filter(|&&(i, _, _)| i > first && i < second)
+        .collect();
+    assert!(!second_reads.is_empty(), "the second segment reads no base");
+    for &&(_, offset, len) in &second_reads {
+        assert!(
+            announced_before(first, offset, len),
+            "read {offset}+{len} announced late"
+        );
+    }
+}
+
 #[test]
 fn a_segment_the_cache_holds_wrong_is_rebuilt_past_the_cache() {
     let c = case(8);
