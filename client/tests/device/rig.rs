@@ -398,8 +398,18 @@ cmdline-file = "{root}/cmdline"
         self.booted(slot.as_str().chars().next().unwrap())
     }
 
-    /// The kernel command line of a boot of `slot`; clears the reboot request.
+    /// The kernel command line of a boot of `slot`; clears the reboot request. A reboot also
+    /// ends the mount a cut process left behind (the slot it mounted to copy its kernel), which
+    /// would otherwise outlive the test, its loop device with it.
     fn booted(&self, slot: char) -> char {
+        let mount = self.root().join("slot-mount");
+        let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+        if mounts
+            .lines()
+            .any(|l| l.split(' ').nth(1) == mount.to_str())
+        {
+            tool(Command::new("umount").arg(&mount));
+        }
         std::fs::write(
             self.root().join("cmdline"),
             format!("console=ttyS0 rustupdate.slot={slot} quiet\n"),
