@@ -105,7 +105,6 @@ pub struct CheckedTable {
 /// What a reader needs of a whole table before its first chunk.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct TableSummary {
-    pub entries: usize,
     /// Stored bytes of the data entries (version 1; version 2 entries store none).
     pub stored_total: u64,
     /// Index of the last data entry (version 2: the frame ends right after it).
@@ -131,10 +130,7 @@ impl CheckedTable {
                 reason: format!("a table of {} bytes ends inside an entry", bytes.len()),
             });
         }
-        let mut summary = TableSummary {
-            entries: bytes.len() / len,
-            ..TableSummary::default()
-        };
+        let mut summary = TableSummary::default();
         for (i, raw) in bytes.chunks_exact(len).enumerate() {
             let entry = layout.decode(raw, i as u64)?;
             if entry.kind == ChunkKind::Data {
@@ -150,11 +146,11 @@ impl CheckedTable {
     }
 
     pub fn len(&self) -> usize {
-        self.summary.entries
+        self.bytes.len() / self.layout.entry_len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.summary.entries == 0
+        self.bytes.is_empty()
     }
 
     pub fn summary(&self) -> TableSummary {
@@ -169,7 +165,7 @@ impl CheckedTable {
             .get(index * len..(index + 1) * len)
             .ok_or_else(|| Error::ChunkEntry {
                 index: index as u64,
-                reason: format!("past the table's {} entries", self.summary.entries),
+                reason: format!("past the table's {} entries", self.len()),
             })?;
         self.layout.decode(raw, index as u64)
     }
@@ -365,15 +361,20 @@ impl ChunkEntry {
 mod tests {
     use super::*;
 
-    #[test]
-    fn round_trip_and_validation() {
-        let data = ChunkEntry {
+    /// A version 1 data entry: 4 KiB stored as 100 bytes of zstd.
+    fn per_chunk_data() -> ChunkEntry {
+        ChunkEntry {
             kind: ChunkKind::Data,
             codec: Compression::Zstd,
             stored_len: 100,
             size: 4096,
             sha256: [7; 32],
-        };
+        }
+    }
+
+    #[test]
+    fn round_trip_and_validation() {
+        let data = per_chunk_data();
         assert_eq!(ChunkEntry::from_bytes(&data.to_bytes(), 0).unwrap(), data);
         let zero = ChunkEntry::zero_run(1 << 30);
         assert_eq!(ChunkEntry::from_bytes(&zero.to_bytes(), 0).unwrap(), zero);
@@ -441,10 +442,10 @@ mod tests {
             layout.encode(entry, &mut bytes);
         }
         let table = CheckedTable::check(layout, bytes.clone()).unwrap();
+        assert_eq!(table.len(), 4);
         assert_eq!(
             table.summary(),
             TableSummary {
-                entries: 4,
                 stored_total: 0,
                 last_data: Some(2),
             }
@@ -470,13 +471,7 @@ mod tests {
         assert!(err.to_string().contains("ends inside an entry"), "{err}");
 
         // Version 1 sums what its data entries store.
-        let v1 = ChunkEntry {
-            kind: ChunkKind::Data,
-            codec: Compression::Zstd,
-            stored_len: 100,
-            size: 4096,
-            sha256: [7; 32],
-        };
+        let v1 = per_chunk_data();
         let mut bytes = Vec::new();
         for entry in [v1, ChunkEntry::zero_run(4096), v1] {
             TableLayout::PerChunk.encode(&entry, &mut bytes);
