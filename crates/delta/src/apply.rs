@@ -249,13 +249,6 @@ impl<P: Read + Seek, B: BaseImage> DeltaPayload<P, B> {
                 ops
             }
         };
-        // The next segment's base reads start now, behind this one's: the medium reads them
-        // while this segment is checked and written.
-        if index + 1 < self.header.segments.len() {
-            let next = self.read_program(index + 1)?;
-            announce_reads(&next, &mut self.base);
-            self.next_ops = Some((index + 1, next));
-        }
         let literal_start = self.literal_start(index);
         self.patch
             .seek(SeekFrom::Start(literal_start))
@@ -281,6 +274,14 @@ impl<P: Read + Seek, B: BaseImage> DeltaPayload<P, B> {
         };
         // The table is the signed one: every entry checked as the reader checks them.
         self.table = CheckedTable::check(TableLayout::Framed, table)?;
+        // The next segment's base reads start now, once this base proved right (a wrong base
+        // costs no reads beyond its first segment): the medium reads them while this segment's
+        // chunks are checked again and written.
+        if index + 1 < self.header.segments.len() {
+            let next = self.read_program(index + 1)?;
+            announce_reads(&next, &mut self.base);
+            self.next_ops = Some((index + 1, next));
+        }
         self.patch
             .seek(SeekFrom::Start(literal_start))
             .map_err(|err| delta(format!("reading the patch: {err}")))?;
