@@ -20,8 +20,10 @@
 # THROTTLE_READ_BPS, default 80000000 B/s), with the MiB each read from, wrote to and zeroed on the
 # device (its /sys/block/loopN/stat; write-zeroes count as written there, the client's zeroed MiB
 # come from its log), and the goal's bound: (the bytes of the 4 KiB blocks in which BASE and IMAGE
-# differ) / write bandwidth + (the image size) / read bandwidth. --enforce (implies THROTTLE=1)
-# exits 2 when the client's median wall time exceeds GOAL_THROTTLED_RATIO (default 1.1) times it.
+# differ) / write bandwidth + (the image size) / read bandwidth, and the overlapped bound, the larger
+# of the two transfers (the throttle gives reads and writes a budget each, so a client whose writes
+# drain while it reads can get there). --enforce (implies THROTTLE=1) exits 2 when the client's
+# median wall time exceeds GOAL_THROTTLED_RATIO (default 1.1) times either.
 # The delta rows also report the MiB read of slot a (its loop device's stat) against the MiB the
 # patch copies (the client's log), and their wall time against the full install's (printed, not
 # enforced: see docs/bandwidth.md).
@@ -307,21 +309,25 @@ print(diff, diff_zero)
 PY
 )
 BOUND=$(echo "$DIFF/$THROTTLE_WRITE_BPS + $SIZE/$THROTTLE_READ_BPS" | bc -l)
+# The throttle gives reads and writes a budget each, so a writer whose writes go out while it
+# reads can come down to the larger of the two transfers (one bus, as on a card, cannot).
+OVERLAP=$(python3 -c "print(max($DIFF / $THROTTLE_WRITE_BPS, $SIZE / $THROTTLE_READ_BPS))")
 ioc() { awk -v c="$2" '{print $c}' "$OUT/$1.io" | median; }
 read -r T_TOTAL T_DATA T_ZEROED T_IN_PLACE <<< "$(write_summary tclient)"
 read -r _ _ TD_ZEROED _ <<< "$(write_summary tdelta)"
 trow() {   # trow NAME LABEL ZEROED
-    printf '| %s | %s | %s (%s + %s) | %s | %s | %s | %s | %.2f |\n' "$2" "$(col "$1" 1)" "$(col "$1" 2)" "$(col "$1" 4)" "$(col "$1" 5)" \
-        "$(ioc "$1" 1)" "$(ioc "$1" 2)" "$3" "$(ioc "$1" 3)" "$(echo "$(col "$1" 1)/$BOUND" | bc -l)"
+    printf '| %s | %s | %s (%s + %s) | %s | %s | %s | %s | %.2f | %.2f |\n' "$2" "$(col "$1" 1)" "$(col "$1" 2)" "$(col "$1" 4)" "$(col "$1" 5)" \
+        "$(ioc "$1" 1)" "$(ioc "$1" 2)" "$3" "$(ioc "$1" 3)" "$(echo "$(col "$1" 1)/$BOUND" | bc -l)" "$(echo "$(col "$1" 1)/$OVERLAP" | bc -l)"
 }
 tcw=$(col tclient 1)
 RATIO=$(echo "$tcw/$BOUND" | bc -l)
+OVERLAP_RATIO=$(echo "$tcw/$OVERLAP" | bc -l)
 {
 echo
 echo "## Slow flash: the loop device throttled to $((THROTTLE_WRITE_BPS / 1000000)) MB/s write, $((THROTTLE_READ_BPS / 1000000)) MB/s read (cgroup v1 blkio, root cgroup, ${DEVNOS[*]} only, each its own budget; $RUNS runs, medians)"
 echo
-echo "| | wall s | CPU s (user + sys) | MiB read (device) | MiB written (device, write-zeroes included) | MiB zeroed | MiB discarded (device) | wall / bound |"
-echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+echo "| | wall s | CPU s (user + sys) | MiB read (device) | MiB written (device, write-zeroes included) | MiB zeroed | MiB discarded (device) | wall / bound | wall / overlapped bound |"
+echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 trow trawdd "dd of the uncompressed image (conv=fsync)" 0
 trow tpipeline "zstd -d \\| dd (conv=fsync)" 0
 trow tclient "rustupdate install" "$T_ZEROED"
@@ -330,15 +336,24 @@ echo
 printf 'bound: %s B in 4 KiB blocks that differ (%.1f MiB, %.1f MiB of them zero in the image) / %s B/s + %s B image / %s B/s = %.2f s + %.2f s = **%.2f s**\n' \
     "$DIFF" "$(echo "$DIFF/1048576" | bc -l)" "$(echo "$DIFF_ZERO/1048576" | bc -l)" "$THROTTLE_WRITE_BPS" "$SIZE" "$THROTTLE_READ_BPS" \
     "$(echo "$DIFF/$THROTTLE_WRITE_BPS" | bc -l)" "$(echo "$SIZE/$THROTTLE_READ_BPS" | bc -l)" "$BOUND"
-printf 'client: %s s = **%.2fx** the bound (goal <= %s; runs: %s s); dd takes %s s\n' "$tcw" "$RATIO" "$GOAL_THROTTLED_RATIO" \
+printf 'overlapped bound (reads and writes on budgets of their own): max(%.2f s, %.2f s) = **%.2f s**\n' \
+    "$(echo "$DIFF/$THROTTLE_WRITE_BPS" | bc -l)" "$(echo "$SIZE/$THROTTLE_READ_BPS" | bc -l)" "$OVERLAP"
+printf 'client: %s s = **%.2fx** the bound, **%.2fx** the overlapped bound (goal <= %s for both; runs: %s s); dd takes %s s\n' "$tcw" "$RATIO" "$OVERLAP_RATIO" "$GOAL_THROTTLED_RATIO" \
     "$(awk '{printf "%s%s", (NR > 1 ? ", " : ""), $1}' "$OUT/tclient.times")" "$(col trawdd 1)"
 echo "client's log: $T_TOTAL MiB written ($T_DATA MiB of data, $T_ZEROED MiB zeroed), $T_IN_PLACE MiB already in place"
 base_line tdelta "$(col tdelta 1)" "$tcw"
 echo "device MiB per run (read written discarded): client $(paste -sd, "$OUT/tclient.io"); dd $(paste -sd, "$OUT/trawdd.io")"
 } | tee -a "$OUT/result.md"
-if (( $(echo "$RATIO > $GOAL_THROTTLED_RATIO" | bc -l) )); then
-    echo "MISS: throttled install $tcw s > $GOAL_THROTTLED_RATIO x the bound ($(printf %.2f "$BOUND") s)"
-    if [[ $ENFORCE == 1 ]]; then exit 2; fi
-else
-    echo "PASS: throttled install within $GOAL_THROTTLED_RATIO x the bound"
-fi
+MISSED=0
+# check_bound WHAT BOUND RATIO: the client's median against one bound.
+check_bound() {
+    if (( $(echo "$3 > $GOAL_THROTTLED_RATIO" | bc -l) )); then
+        echo "MISS: throttled install $tcw s > $GOAL_THROTTLED_RATIO x the $1 ($(printf %.2f "$2") s)"
+        MISSED=1
+    else
+        echo "PASS: throttled install within $GOAL_THROTTLED_RATIO x the $1 ($(printf %.2f "$2") s)"
+    fi
+}
+check_bound bound "$BOUND" "$RATIO"
+check_bound "overlapped bound" "$OVERLAP" "$OVERLAP_RATIO"
+if [[ $MISSED == 1 && $ENFORCE == 1 ]]; then exit 2; fi

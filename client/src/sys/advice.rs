@@ -1,5 +1,6 @@
-//! Read-ahead advice for a file read out of order (`posix_fadvise`): the delta's base slot,
-//! whose reads the applier announces before it makes them (`delta_source.rs`).
+//! Page cache advice: read-ahead for a file read out of order (`posix_fadvise`), the delta's
+//! base slot, whose reads the applier announces before it makes them (`delta_source.rs`); and
+//! early writeback of the slot being written (`sync_file_range`, `slots.rs`).
 #![allow(unsafe_code)]
 
 use std::fs::File;
@@ -37,6 +38,27 @@ pub fn will_need(file: &File, mut offset: u64, len: u64) -> std::io::Result<()> 
         offset += step;
     }
     Ok(())
+}
+
+/// Starts writing back the dirty pages of `len` bytes at `offset` of `file`, without waiting for
+/// them to reach the device (durability still comes from `fsync`).
+pub fn start_writeback(file: &File, offset: u64, len: u64) -> std::io::Result<()> {
+    let (Ok(offset), Ok(len)) = (
+        libc::off64_t::try_from(offset),
+        libc::off64_t::try_from(len),
+    ) else {
+        return Err(std::io::ErrorKind::InvalidInput.into());
+    };
+    // SAFETY: sync_file_range takes a file descriptor and plain integers; `file` keeps the
+    // descriptor open for the call.
+    let rc = unsafe {
+        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE)
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 /// Drops `file`'s clean pages from the page cache (for tests that count what a read brings in).

@@ -12,11 +12,19 @@
 //! the whole image range once (0.3-0.4 s for 512 MiB on the benchmark's loop device). Each
 //! install ends with `fsync`; `finish` logs what was written and what was already in place.
 //!
+//! Early writeback: every [`WRITEBACK_EVERY`] of the image the writer starts writing back what it
+//! wrote (`sync_file_range`, no waiting), so the device writes while the writer goes on reading
+//! the target, instead of everything waiting in the page cache for the final `fsync` (on a
+//! machine with plenty of memory the kernel starts on its own only at 10 % of it). On slow flash
+//! (`install-bench.sh`, 20 MB/s write, 80 MB/s read) the full install went from 15.3 s, the sum of
+//! its reads and writes, to 8.7 s, about the writes alone. A card whose reads and writes share
+//! one bus gains less: there the sum is the limit.
+//!
 //! It does not: compare whole files or hashes first (each range is compared as it arrives, with
 //! bounded memory), touch blocks outside the ranges the image covers, bypass the page cache
 //! (`O_DIRECT`), or trim the slot's unused tail.
 
-use super::{fault, zero};
+use super::{advice, fault, zero};
 use crate::config::Slots;
 use rustupdate_core::seams::{ImageSink, SlotTargets};
 use rustupdate_core::{Error, SlotId};
@@ -34,6 +42,11 @@ const FAULT_POINT_EVERY: u64 = 4 * 1024 * 1024;
 /// The unit of comparison: a block is written (or zeroed) whole or not at all. 4 KiB is the ext4
 /// block, the page size, and the smallest write a flash translation layer handles well.
 const BLOCK: u64 = 4096;
+/// The writer starts the writeback of what it wrote every this many bytes of the image. Measured
+/// on slow flash (full / delta install, s): 1 MiB 12.2 / 12.6, 4 MiB 8.8 / 9.5, 8 MiB 8.7 / 9.1,
+/// 16 MiB 8.8 / 9.2, 64 MiB 9.4 / 9.9; a call per MiB, or at every pause of the writer, left the
+/// device's write queue worse fed, and a thread of its own for the calls changed nothing.
+const WRITEBACK_EVERY: u64 = 8 << 20;
 /// What the writer reads from the target at once; its one scratch buffer is this big, so memory
 /// stays bounded whatever the size of a write or a zero run. One batch: larger reads gain nothing
 /// measurable and every MiB counts against the install's 16 MiB budget.
@@ -162,6 +175,8 @@ struct Writer {
     method: zero::Method,
     scratch: Vec<u8>,
     stats: WriteStats,
+    /// Where writeback was last started (see [`WRITEBACK_EVERY`]).
+    writeback_from: u64,
 }
 
 impl Writer {
@@ -171,6 +186,18 @@ impl Writer {
             file,
             scratch: vec![0; SCRATCH],
             stats: WriteStats::default(),
+            writeback_from: 0,
+        }
+    }
+
+    /// The slot holds its new bytes up to `end`: every [`WRITEBACK_EVERY`] bytes, starts writing
+    /// back what lies before it.
+    fn done_up_to(&mut self, end: u64) {
+        let from = self.writeback_from.min(end);
+        if end - from >= WRITEBACK_EVERY {
+            // Advice: where it fails, the final fsync writes everything back, as before.
+            let _ = advice::start_writeback(&self.file, from, end - from);
+            self.writeback_from = end;
         }
     }
 
@@ -196,6 +223,7 @@ impl Writer {
             self.stats.in_place += piece.len() as u64 - written;
             at += piece.len() as u64;
         }
+        self.done_up_to(at);
         Ok(())
     }
 
@@ -226,6 +254,7 @@ impl Writer {
             self.stats.in_place += piece as u64 - zeroed;
             at += piece as u64;
         }
+        self.done_up_to(at);
         Ok(())
     }
 }
