@@ -477,17 +477,21 @@ mod tests {
         // the background: bounded wait), and exactly that range.
         base.will_read(4 << 20, 2 << 20);
         let announced = 8192 + (2 << 20);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while cached_bytes(file.path()) < announced && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        assert_eq!(cached_bytes(file.path()), announced);
+        let cached_within_10_s = |bytes: u64| {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while cached_bytes(file.path()) < bytes && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            cached_bytes(file.path())
+        };
+        assert_eq!(cached_within_10_s(announced), announced);
         let mut range = vec![0u8; 2 << 20];
         base.read_at(4 << 20, &mut range).unwrap();
         assert!(range == bytes[4 << 20..(4 << 20) + (2 << 20)]);
         assert_eq!(cached_bytes(file.path()), announced);
-        // Announced past the end: what there is, no error.
+        // Announced past the end: the last page is read, nothing beyond, and no error.
         base.will_read(len as u64 - 4096, 1 << 20);
+        assert_eq!(cached_within_10_s(announced + 4096), announced + 4096);
     }
 
     #[test]
