@@ -430,11 +430,13 @@ fn a_patch_from_a_block_index_rebuilds_the_target() {
 fn new_data_that_repeats_beyond_a_small_frame_is_framed_large() {
     // New data the base lacks, 1.5 MiB of random bytes twice in a row: in 1 MiB frames the
     // second copy is out of reach (about 3 MiB stored); the builder's 4 MiB frames find it.
-    let base = fs_image(8 << 20, 7);
+    // One segment: the image holds no more data than the first segment's budget (4 MiB).
+    let base = fs_image(4 << 20, 7);
     let mut target = base.clone();
     let new = rustupdate_testkit::pseudo_random(1536 << 10, 99);
-    target[2 << 20..(2 << 20) + new.len()].copy_from_slice(&new);
-    target[(2 << 20) + new.len()..(2 << 20) + 2 * new.len()].copy_from_slice(&new);
+    let at = 512 << 10;
+    target[at..at + new.len()].copy_from_slice(&new);
+    target[at + new.len()..at + 2 * new.len()].copy_from_slice(&new);
     let spec = ArtifactSpec {
         version: "2.0",
         ..Default::default()

@@ -17,6 +17,12 @@ use std::io::{Read, Write};
 
 /// Segments close at this many uncompressed data bytes so that a segment in flight stays small.
 pub const SEGMENT_DATA_BUDGET: usize = 32 * 1024 * 1024;
+/// The first segments close sooner, their budget doubling from this one up to
+/// [`SEGMENT_DATA_BUDGET`]: a delta checks a whole segment's rebuilt table before it writes any
+/// of its chunks, so the first segment's base reads come before the first write (at 32 MiB they
+/// held a delta install on slow flash back by 0.4 s), and each next segment's reads run while the
+/// one before is written.
+pub const FIRST_SEGMENT_DATA_BUDGET: usize = 4 * 1024 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct BodyOptions {
@@ -77,7 +83,7 @@ pub fn write_payload_body<R: Read, W: Write>(
         .segment_entries
         .unwrap_or(u32::MAX)
         .clamp(1, layout.max_segment_entries());
-    let mut segment = SegmentInProgress::new(layout, max_entries);
+    let mut segment = SegmentInProgress::new(layout, max_entries, FIRST_SEGMENT_DATA_BUDGET);
     let mut writer = SegmentWriter::new(body, options);
 
     loop {
@@ -126,10 +132,8 @@ pub fn write_payload_body<R: Read, W: Write>(
         start += len;
         offset += len as u64;
         if segment.is_full() {
-            writer.push(std::mem::replace(
-                &mut segment,
-                SegmentInProgress::new(layout, max_entries),
-            ))?;
+            let next = SegmentInProgress::new(layout, max_entries, segment.next_data_budget());
+            writer.push(std::mem::replace(&mut segment, next))?;
         }
         progress(offset);
     }
@@ -239,6 +243,8 @@ fn write_body<W: Write>(body: &mut W, bytes: &[u8]) -> Result<(), Error> {
 struct SegmentInProgress {
     layout: TableLayout,
     max_entries: u32,
+    /// Uncompressed data bytes at which it closes.
+    data_budget: usize,
     pieces: Vec<Piece>,
     data: Vec<u8>,
 }
@@ -249,10 +255,11 @@ enum Piece {
 }
 
 impl SegmentInProgress {
-    fn new(layout: TableLayout, max_entries: u32) -> Self {
+    fn new(layout: TableLayout, max_entries: u32, data_budget: usize) -> Self {
         SegmentInProgress {
             layout,
             max_entries,
+            data_budget,
             pieces: Vec::new(),
             data: Vec::new(),
         }
@@ -262,8 +269,13 @@ impl SegmentInProgress {
         self.pieces.len()
     }
 
+    /// The data budget of the segment after this one.
+    fn next_data_budget(&self) -> usize {
+        self.data_budget.saturating_mul(2).min(SEGMENT_DATA_BUDGET)
+    }
+
     fn is_full(&self) -> bool {
-        self.pieces.len() >= self.max_entries as usize || self.data.len() >= SEGMENT_DATA_BUDGET
+        self.pieces.len() >= self.max_entries as usize || self.data.len() >= self.data_budget
     }
 
     fn push_zero(&mut self, n: u64) {

@@ -482,6 +482,47 @@ fn resume_at_every_segment_boundary_of(format_version: u16) {
     ));
 }
 
+/// The first segments are small and grow: 4, 8, 16 MiB of data, then the full budget. A delta
+/// writes nothing of a segment before its rebuilt table matched, so the first segment's size is
+/// a wait before the first write (docs/bandwidth.md, "Install on slow flash").
+#[test]
+fn the_first_segments_grow_from_a_small_one() {
+    use rustupdate_format::builder::{FIRST_SEGMENT_DATA_BUDGET, SEGMENT_DATA_BUDGET};
+    const CHUNK: usize = 64 * 1024;
+    let first = FIRST_SEGMENT_DATA_BUDGET;
+    assert_eq!(8 * first, SEGMENT_DATA_BUDGET);
+    // 4 + 8 + 16 + 32 MiB, and 4 MiB more.
+    let image = pseudo_random(19 * first, 21);
+    let options = BodyOptions {
+        format_version: 2,
+        compression: Compression::None,
+        chunking: Chunking::Fixed { size: CHUNK as u32 },
+        ..BodyOptions::default()
+    };
+    let signer = key(1);
+    let built = build(&image, &options, &[&signer]);
+    let ring = keyring(&[&signer]);
+    let policy = SignaturePolicy::threshold(1).unwrap();
+    let artifact = VerifiedArtifact::open(&built.bytes[..], &ring, &policy).unwrap();
+    let entries: Vec<u32> = artifact.manifest().payloads[0]
+        .segments
+        .iter()
+        .map(|segment| segment.entries)
+        .collect();
+    let chunks = |bytes: usize| (bytes / CHUNK) as u32;
+    assert_eq!(
+        entries,
+        [
+            chunks(first),
+            chunks(2 * first),
+            chunks(4 * first),
+            chunks(8 * first),
+            chunks(4 * first)
+        ]
+    );
+    assert!(read_all(&built.bytes, &ring, &policy).unwrap() == image);
+}
+
 #[test]
 fn source_length_is_checked_against_the_signed_head() {
     let signer = key(1);
