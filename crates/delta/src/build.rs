@@ -9,19 +9,23 @@
 //!    compressed with zstd against a reference prefix of at most [`MAX_REFERENCE`] bytes: the base
 //!    blocks no copy uses (old versions of changed files), around where the literals' neighbours
 //!    came from. `mkfs.ext4 -d` lays files out in traversal order, so a changed file's old
-//!    version sits near the position predicted from the last copied block before it. Against an
-//!    image each segment is encoded in every [`FrameShape`] of `IMAGE_SHAPES` and the smallest
-//!    kept: small frames with much reference suit changed files, large frames with little
-//!    reference suit new ones.
+//!    version sits near the position predicted from the last copied block before it. Each shape
+//!    is also tried with the base blocks most like the frame's content as its reference, wherever
+//!    they are (`similar`: old versions the new image wrote in another order). Against an image
+//!    each segment is encoded in every [`FrameShape`] of `IMAGE_SHAPES` and the smallest kept:
+//!    small frames with much reference suit changed files, large frames with little reference
+//!    suit new ones.
 //!
 //! Pure: the base is a byte slice, the target comes as verified chunks, the patch goes to a
-//! writer. Memory is the base index, the target's literal bytes and the finished patch.
+//! writer. Memory is the base index, the similarity index (a quarter of the base's data), the
+//! target's literal bytes and the finished patch.
 
 use crate::index::{BLOCK, BlockIndex, BlockKey, block_key};
 use crate::patch::{
     MAX_FRAME_MEMORY, MAX_LITERAL_FRAME, MAX_REFERENCE, MAX_WINDOW_LOG, Op, PatchHeader, Range,
     encode_program, manifest_id,
 };
+use crate::similar::SimilarityIndex;
 use rustupdate_format::{Head, TableLayout};
 use rustupdate_verify::{ChunkData, ChunkSource};
 use sha2::{Digest, Sha256};
@@ -87,21 +91,47 @@ struct FrameShape {
     /// A frame also ends where its literals' reference would outgrow `reference` (else the
     /// blocks nearest the middle of their predictions are taken).
     split_on_reference: bool,
+    /// Where the reference blocks come from.
+    reference_from: ReferenceFrom,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReferenceFrom {
+    /// The base blocks no copy uses, around the literals' predicted positions.
+    Prediction,
+    /// The base blocks most like the frame's content, wherever they are ([`SimilarityIndex`]),
+    /// topped up as [`ReferenceFrom::Prediction`] does.
+    Similarity,
 }
 
 /// Against an image. 1 MiB of content with 4 MiB of reference is best where the changed files'
 /// old versions are in the base (the security update); 4 MiB frames with 1 MiB of reference
 /// where the new data has little there (a package addition: zstd finds more in a longer frame).
-const IMAGE_SHAPES: [FrameShape; 2] = [
+/// Each with the reference by prediction and by similarity.
+const IMAGE_SHAPES: [FrameShape; 4] = [
     FrameShape {
         content: 1 << 20,
         reference: MAX_REFERENCE,
         split_on_reference: true,
+        reference_from: ReferenceFrom::Prediction,
     },
     FrameShape {
         content: MAX_LITERAL_FRAME,
         reference: MAX_FRAME_MEMORY - MAX_LITERAL_FRAME,
         split_on_reference: false,
+        reference_from: ReferenceFrom::Prediction,
+    },
+    FrameShape {
+        content: 1 << 20,
+        reference: MAX_REFERENCE,
+        split_on_reference: false,
+        reference_from: ReferenceFrom::Similarity,
+    },
+    FrameShape {
+        content: MAX_LITERAL_FRAME,
+        reference: MAX_FRAME_MEMORY - MAX_LITERAL_FRAME,
+        split_on_reference: false,
+        reference_from: ReferenceFrom::Similarity,
     },
 ];
 /// Against an index: no reference, the whole frame budget for content.
@@ -109,6 +139,7 @@ const INDEX_SHAPES: [FrameShape; 1] = [FrameShape {
     content: MAX_LITERAL_FRAME,
     reference: 0,
     split_on_reference: false,
+    reference_from: ReferenceFrom::Prediction,
 }];
 
 enum Item {
@@ -235,7 +266,7 @@ pub fn build_patch<W: Write>(
     }
     // Base blocks that hold data no copy uses: the old versions of what changed. Only an image
     // has bytes to compress against.
-    let (image, unused, shapes): (&[u8], Vec<u64>, &[FrameShape]) = match base {
+    let (image, unused, similarity, shapes): (&[u8], Vec<u64>, _, &[FrameShape]) = match base {
         Base::Image(image) => {
             let unused = (0..used.len())
                 .filter(|&block| !used[block])
@@ -245,11 +276,17 @@ pub fn build_patch<W: Write>(
                     image[at as usize..end].iter().any(|b| *b != 0)
                 })
                 .collect();
-            (image, unused, &IMAGE_SHAPES)
+            let similarity = SimilarityIndex::of_image(image);
+            (image, unused, Some(similarity), &IMAGE_SHAPES)
         }
-        Base::Index(_) => (&[], Vec::new(), &INDEX_SHAPES),
+        Base::Index(_) => (&[], Vec::new(), None, &INDEX_SHAPES),
     };
 
+    let references = References {
+        base: image,
+        unused: &unused,
+        similarity: similarity.as_ref(),
+    };
     let mut directory = Vec::with_capacity(segments.len());
     let mut bodies = Vec::with_capacity(segments.len());
     for items in &segments {
@@ -260,9 +297,8 @@ pub fn build_patch<W: Write>(
         let tried = if has_literals { shapes } else { &shapes[..1] };
         let mut best: Option<(Vec<u8>, Vec<Vec<u8>>, u64)> = None;
         for shape in tried {
-            let (program, frames) =
-                encode_segment(items, &literals, image, &unused, *shape, options)
-                    .map_err(BuildError::Compress)?;
+            let (program, frames) = encode_segment(items, &literals, &references, *shape, options)
+                .map_err(BuildError::Compress)?;
             let program = zstd::bulk::compress(&program, options.level)
                 .map_err(|e| BuildError::Compress(e.to_string()))?;
             let len = program.len() as u64 + frames.iter().map(|f| f.len() as u64).sum::<u64>();
@@ -335,15 +371,24 @@ fn index_keys(index: &BlockIndex) -> HashMap<BlockKey, u64> {
     map
 }
 
+/// What literal frames may take their reference from.
+struct References<'a> {
+    base: &'a [u8],
+    /// Offsets of the base blocks that hold data no copy uses, in order.
+    unused: &'a [u64],
+    /// Against an image only.
+    similarity: Option<&'a SimilarityIndex>,
+}
+
 /// One segment's operations and its compressed literal frames.
 fn encode_segment(
     items: &[Item],
     literals: &[u8],
-    base: &[u8],
-    unused: &[u64],
+    references: &References<'_>,
     shape: FrameShape,
     options: &BuildOptions,
 ) -> Result<(Vec<u8>, Vec<Vec<u8>>), String> {
+    let (base, unused) = (references.base, references.unused);
     // Group the literals into frames.
     let lits: Vec<(usize, u32, u64)> = items
         .iter()
@@ -397,8 +442,27 @@ fn encode_segment(
             a = middle.saturating_sub(cap_blocks / 2).max(a);
             b = (a + cap_blocks).min(b);
         }
-        let reference = coalesce(&unused[a..b], base.len() as u64);
-        let mut prefix = Vec::with_capacity((b - a) * BLOCK);
+        let blocks = match references.similarity {
+            Some(index) if shape.reference_from == ReferenceFrom::Similarity => {
+                let content = members
+                    .iter()
+                    .map(|&(start, size, _)| &literals[start..start + size as usize]);
+                let mut blocks = index.similar_blocks(content, cap_blocks);
+                // Room left: the unused blocks around the predictions, as the other choice.
+                for &at in &unused[a..b] {
+                    if blocks.len() >= cap_blocks {
+                        break;
+                    }
+                    if let Err(pos) = blocks.binary_search(&at) {
+                        blocks.insert(pos, at);
+                    }
+                }
+                blocks
+            }
+            _ => unused[a..b].to_vec(),
+        };
+        let reference = coalesce(&blocks, base.len() as u64);
+        let mut prefix = Vec::with_capacity(blocks.len() * BLOCK);
         for range in &reference {
             prefix.extend_from_slice(
                 &base[range.offset as usize..(range.offset + range.len) as usize],

@@ -3,7 +3,8 @@
 //!
 //! - [`patch`]: the patch layout, a pure encode/decode of its header and per-segment programs.
 //! - [`build`]: makes a patch for a target artifact against a base image (known base) or a
-//!   device's [`index`] of its blocks (any base).
+//!   device's [`index`] of its blocks (any base); `similar` finds the base blocks most like a
+//!   literal frame's content, for its reference.
 //! - [`open`]: reading a patch's header against its target; a sealed patch (of an encrypted
 //!   release) opened with the content key, and [`seal_patch`].
 //! - [`apply`]: [`DeltaPayload`], a [`ChunkSource`](rustupdate_verify::ChunkSource) that rebuilds
@@ -28,6 +29,7 @@ pub mod build;
 pub mod index;
 pub mod open;
 pub mod patch;
+mod similar;
 
 pub use apply::{BaseImage, DeltaPayload, DeltaStats};
 pub use build::{Base, BuildError, BuildOptions, PatchStats, build_patch};

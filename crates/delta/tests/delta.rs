@@ -456,6 +456,39 @@ fn new_data_that_repeats_beyond_a_small_frame_is_framed_large() {
     assert!(image == target, "rebuilt image differs");
 }
 
+#[test]
+fn changed_blocks_find_their_old_versions_far_from_the_prediction() {
+    // 256 KiB of a file's old version sit 3 MiB into the base and stay there (copied); its new
+    // version, one byte changed per 4 KiB block, is written near the start. The position
+    // predicted from the last copy (256 KiB) is 2.75 MiB away and the old version is no unused
+    // block: only the reference chosen by similarity holds it (else about 256 KiB stored).
+    let mut base = fs_image(4 << 20, 7);
+    let old_at = 3 << 20;
+    let old = rustupdate_testkit::pseudo_random(256 << 10, 5);
+    base[old_at..old_at + old.len()].copy_from_slice(&old);
+    let mut target = base.clone();
+    let new_at = 256 << 10;
+    target[new_at..new_at + old.len()].copy_from_slice(&old);
+    for block in target[new_at..new_at + old.len()].chunks_exact_mut(4096) {
+        block[100] ^= 0x5a;
+    }
+    let spec = ArtifactSpec {
+        version: "2.0",
+        ..Default::default()
+    };
+    let (head, body) = artifact_parts(&spec, &target, &options_one_segment(), &[&key(1)]);
+    let mut artifact = head.to_bytes().unwrap();
+    artifact.extend_from_slice(&body);
+    let patch = make_patch(&artifact, &base);
+    assert!(
+        patch.len() < 64 << 10,
+        "patch {} bytes for 256 KiB of changed blocks whose old versions the base holds",
+        patch.len()
+    );
+    let image = apply(&head, &patch, &base, &target).unwrap();
+    assert!(image == target, "rebuilt image differs");
+}
+
 fn options_one_segment() -> BodyOptions {
     BodyOptions {
         format_version: 2,
