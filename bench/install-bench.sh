@@ -79,8 +79,12 @@ CLIENT=${CLIENT:-$ROOT/target/release/rustupdate}
 TOOL=$ROOT/target/release/rustupdate-artifact
 
 # Artifact (default settings) and the reference compressed stream.
-rm -f "$OUT"/bench.key.pem "$OUT"/bench.pub.pem
-"$TOOL" keygen -o "$OUT/bench" >/dev/null
+# The signing key is kept across runs (a scratch device set up from $OUT keeps verifying); a
+# half-made pair is made anew.
+if [[ ! -f $OUT/bench.key.pem || ! -f $OUT/bench.pub.pem ]]; then
+    rm -f "$OUT"/bench.key.pem "$OUT"/bench.pub.pem
+    "$TOOL" keygen -o "$OUT/bench" >/dev/null
+fi
 "$TOOL" build --image "$IMAGE" --name bench --version 2 --device-type bench --key "$OUT/bench.key.pem" -o "$OUT/image.rua" >/dev/null
 zstd -q -f -3 -T0 "$IMAGE" -o "$OUT/image.zst"
 # The known-base delta from BASE to the artifact (the tool's default level, as the artifact).

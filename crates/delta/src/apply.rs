@@ -112,8 +112,9 @@ pub struct DeltaPayload<P: Read + Seek, B: BaseImage> {
     segment: usize,
     ops: Vec<Op>,
     /// The next segment's operations, read one segment ahead so that its base reads run behind
-    /// this segment's (see [`BaseImage::will_read`]).
-    next_ops: Option<(usize, Vec<Op>)>,
+    /// this segment's (see [`BaseImage::will_read`]). Segments load in order, so these are
+    /// always segment `segment`'s.
+    next_ops: Option<Vec<Op>>,
     op: usize,
     /// The current segment's rebuilt and checked table, kept encoded.
     table: CheckedTable,
@@ -242,8 +243,8 @@ impl<P: Read + Seek, B: BaseImage> DeltaPayload<P, B> {
         // that segment's pass 2 reads past it as well. Reads are announced through the cache.
         self.base.read_past_cache(false);
         self.ops = match self.next_ops.take() {
-            Some((next, ops)) if next == index => ops,
-            _ => {
+            Some(ops) => ops,
+            None => {
                 let ops = self.read_program(index)?;
                 announce_reads(&ops, &mut self.base);
                 ops
@@ -280,7 +281,7 @@ impl<P: Read + Seek, B: BaseImage> DeltaPayload<P, B> {
         if index + 1 < self.header.segments.len() {
             let next = self.read_program(index + 1)?;
             announce_reads(&next, &mut self.base);
-            self.next_ops = Some((index + 1, next));
+            self.next_ops = Some(next);
         }
         self.patch
             .seek(SeekFrom::Start(literal_start))

@@ -294,21 +294,31 @@ pub fn build_patch<W: Write>(
         let has_literals = items
             .iter()
             .any(|item| matches!(item, Item::Literal { .. }));
-        let tried = if has_literals { shapes } else { &shapes[..1] };
-        let mut best: Option<(Vec<u8>, Vec<Vec<u8>>, u64)> = None;
-        for shape in tried {
-            let (program, frames) = encode_segment(items, &literals, &references, *shape, options)
+        // The first shape, then each other one kept where it is smaller (the shape lists are
+        // constants, never empty).
+        let (first, others) = (shapes[0], if has_literals { &shapes[1..] } else { &[] });
+        let encode = |shape: FrameShape| -> Result<EncodedSegment, BuildError> {
+            let (program, frames) = encode_segment(items, &literals, &references, shape, options)
                 .map_err(BuildError::Compress)?;
             let program = zstd::bulk::compress(&program, options.level)
                 .map_err(|e| BuildError::Compress(e.to_string()))?;
             let len = program.len() as u64 + frames.iter().map(|f| f.len() as u64).sum::<u64>();
-            if best.as_ref().is_none_or(|&(_, _, best_len)| len < best_len) {
-                best = Some((program, frames, len));
+            Ok(EncodedSegment {
+                program,
+                frames,
+                len,
+            })
+        };
+        let mut best = encode(first)?;
+        for shape in others {
+            let tried = encode(*shape)?;
+            if tried.len < best.len {
+                best = tried;
             }
         }
-        let Some((program, frames, _)) = best else {
-            return Err(BuildError::Compress("no frame shape to try".into()));
-        };
+        let EncodedSegment {
+            program, frames, ..
+        } = best;
         let literal_len: u64 = frames.iter().map(|f| f.len() as u64).sum();
         stats.program_bytes += program.len() as u64;
         stats.literal_stored_bytes += literal_len;
@@ -369,6 +379,13 @@ fn index_keys(index: &BlockIndex) -> HashMap<BlockKey, u64> {
         }
     }
     map
+}
+
+/// One segment in one frame shape: its compressed program, its literal frames, their length.
+struct EncodedSegment {
+    program: Vec<u8>,
+    frames: Vec<Vec<u8>>,
+    len: u64,
 }
 
 /// What literal frames may take their reference from.
