@@ -6,9 +6,11 @@
 use std::fs::File;
 use std::os::fd::AsRawFd;
 
-/// Bytes asked for per `POSIX_FADV_WILLNEED` call: the kernel reads at most its read-ahead or
-/// the device's optimal I/O size per call, so a longer range is asked for in steps.
-const WILLNEED_STEP: u64 = 128 * 1024;
+/// Bytes asked for per `POSIX_FADV_WILLNEED` call: the kernel reads at most the larger of its
+/// read-ahead and the device's largest request per call, so a longer range is asked for in
+/// steps. Measured on the delta bench pair (loop device, 2026-12-05): 1 MiB steps made 2,521-2,554
+/// device reads where 128 KiB steps made 3,322, for the same 156.9 MiB and wall time.
+const WILLNEED_STEP: u64 = 1024 * 1024;
 
 fn advise(file: &File, offset: u64, len: u64, advice: libc::c_int) -> std::io::Result<()> {
     let (Ok(offset), Ok(len)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len)) else {
