@@ -14,7 +14,8 @@ use crate::index::BLOCK;
 use std::collections::HashMap;
 
 /// One anchor in 2^ANCHOR_BITS positions. Measured on the application-release pair
-/// (`bench/delta-pairs.sh`): one in 256 positions made 1.6 % more patch than one in 32.
+/// (`bench/delta-pairs.sh`), both with the neighbours' votes: one in 256 positions made 1.5 %
+/// more patch than one in 32 (docs/bandwidth.md).
 const ANCHOR_BITS: u32 = 5;
 /// Bytes a gear hash depends on: positions before it in a block are not anchors.
 const GEAR_SPAN: usize = 64;
