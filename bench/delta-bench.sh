@@ -324,9 +324,11 @@ export GOAL_FULL_RATIO=${GOAL_FULL_RATIO:-1.05}         # full artifact / zstd -
 export GOAL_DELTA_BYTES=${GOAL_DELTA_BYTES:-2100000}    # known base: patch and head, downloaded
 export GOAL_ANYBASE_BYTES=${GOAL_ANYBASE_BYTES:-4000000} # any base: patch, head and index upload
 export GOAL_DELTA_CPU_S=${GOAL_DELTA_CPU_S:-1.5}        # delta install user+sys (median run)
-export GOAL_DELTA_RSS_MIB=${GOAL_DELTA_RSS_MIB:-16}     # delta install peak RSS (max of runs), strictly below
+export GOAL_DELTA_RSS_MIB=${GOAL_DELTA_RSS_MIB:-12}     # delta installs (known and any base) peak RSS (max of runs), strictly below
 export GOAL_WRITTEN_MIB=${GOAL_WRITTEN_MIB:-166}        # written to a slot that holds v1
 export GOAL_FULL_RSS_MIB=${GOAL_FULL_RSS_MIB:-16}       # full install peak RSS (max of runs), strictly below
+export GOAL_FULL_RSS_TIGHT_MIB=${GOAL_FULL_RSS_TIGHT_MIB:-12} # issue 22's budget for the full install too (not met)
+export GOAL_ANY_RSS_MIB=${GOAL_ANY_RSS_MIB:-16}         # every run of ours, fallbacks included, strictly below
 export GOAL_BASE_READ_RATIO=${GOAL_BASE_READ_RATIO:-1.1} # delta: read of the booted slot / bytes copied
 MISSED=$OUT/missed-enforced.txt
 python3 - "$RUNS_TSV" "$LOGS" "$SRV" "${PEERS_JSON:--}" "${APT_JSON:--}" "$OUT/results.json" "$OUT/results.md" \
@@ -346,9 +348,14 @@ GOALS = [
     ("anybase_bytes", "any-base delta on the wire (patch and head downloaded, index uploaded)", "<=",
      float(env["GOAL_ANYBASE_BYTES"]), "bytes", False),
     ("delta_cpu", "delta install device CPU, user+sys (median of the runs)", "<=", float(env["GOAL_DELTA_CPU_S"]), "s", True),
-    ("delta_rss", "delta install device peak RSS (maximum of the runs)", "<", float(env["GOAL_DELTA_RSS_MIB"]), "MiB", True),
+    ("delta_rss", "delta installs (known and any base) device peak RSS (maximum of the runs)", "<",
+     float(env["GOAL_DELTA_RSS_MIB"]), "MiB", True),
     ("written", "MiB written by the delta install, slot b holding v1", "<=", float(env["GOAL_WRITTEN_MIB"]), "MiB", True),
     ("full_rss", "full install device peak RSS (maximum of the runs)", "<", float(env["GOAL_FULL_RSS_MIB"]), "MiB", True),
+    ("full_rss_tight", "full install device peak RSS (maximum of the runs), issue 22's budget", "<",
+     float(env["GOAL_FULL_RSS_TIGHT_MIB"]), "MiB", False),
+    ("any_rss", "every install of ours (v1 format and fallbacks from a wrong base included) device peak RSS", "<",
+     float(env["GOAL_ANY_RSS_MIB"]), "MiB", True),
     ("base_read", "known-base delta: MiB read from the booted slot (device, maximum of the runs) / MiB the patch copies",
      "<=", float(env["GOAL_BASE_READ_RATIO"]), "x", True),
     ("delta_wall", "known-base delta wall time / full install wall time (medians)", "<=", 1.0, "x", False),
@@ -443,9 +450,11 @@ values = {
     "delta_bytes": delta and delta["bytes"],
     "anybase_bytes": anybase and anybase["on_the_wire"],
     "delta_cpu": delta and delta["device_cpu_s"],
-    "delta_rss": delta and delta["device_rss_kib"] / 1024,
+    "delta_rss": delta and anybase and max(delta["device_rss_kib"], anybase["device_rss_kib"]) / 1024,
     "written": delta and delta["slot_writer"]["written_mib"],
     "full_rss": full and full["device_rss_kib"] / 1024,
+    "full_rss_tight": full and full["device_rss_kib"] / 1024,
+    "any_rss": ours and max(r["device_rss_kib"] for r in ours) / 1024,
     "base_read": (delta["base_read_mib"] / delta["base_use"]["copied_mib"]
                   if delta and delta["base_read_mib"] is not None and delta["base_use"] else None),
     "delta_wall": delta["device_wall_s"] / full["device_wall_s"] if delta and full else None,

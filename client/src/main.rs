@@ -17,6 +17,9 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // Before any allocation of note and before any thread: a large buffer, once dropped, must not
+    // stay in the heap (the whole client's peak RSS has a budget).
+    sys::memory::return_large_blocks_to_the_kernel();
     let cli = cli::Cli::parse();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
         .format_timestamp(None)

@@ -1,6 +1,7 @@
 //! The real adapters behind the seams of `rustupdate-core`: files, block devices, the bootloader
 //! environments, scripts, reboot, uptime and the fault injection used by the power-cut tests;
-//! read-ahead advice for the delta's base (`advice`);
+//! read-ahead advice for the delta's base (`advice`); the allocator's policy for large blocks
+//! (`memory`);
 //! and the client's process lock (`lock`), which no seam needs: it decides which process may run
 //! the updater at all.
 
@@ -9,6 +10,7 @@ pub mod boot_entries;
 pub mod boot_env;
 pub mod fault;
 pub mod lock;
+pub mod memory;
 pub mod reboot;
 pub mod scripts;
 pub mod slots;

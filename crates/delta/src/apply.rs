@@ -12,10 +12,12 @@
 //! once more past the cache (which may hold bytes the medium does not), and read past it in pass 2.
 //!
 //! Memory: one chunk, one literal frame and its reference in one buffer ([`MAX_FRAME_MEMORY`]),
-//! its compressed bytes, one program and one segment table; literal frames are
-//! decompressed in one shot, so zstd needs no window of its own. The patch must be seekable (a local file): pass 2 reads
-//! each segment's literal frames again.
+//! 64 KiB of its compressed bytes at a time, one program and one segment table; frames are
+//! decoded into their final buffer ([`crate::decode`]), so zstd needs no window of its own and
+//! no frame is held compressed. The patch must be seekable (a local file): pass 2 reads each
+//! segment's literal frames again.
 
+use crate::decode::{DecodeError, decode_frame};
 use crate::open::{PatchReader, delta, open_patch};
 use crate::patch::{MAX_FRAME_MEMORY, MAX_PROGRAM, Op, PatchHeader, Range, decode_program};
 use rustupdate_format::encryption::SEAL_TAG_LEN;
@@ -125,7 +127,8 @@ pub struct DeltaPayload<P: Read + Seek, B: BaseImage> {
     /// The current literal frame: its reference, then its content (`literal`).
     frame: Vec<u8>,
     literal: std::ops::Range<usize>,
-    stored: Vec<u8>,
+    /// A frame's compressed bytes, a piece at a time ([`crate::decode`]).
+    input: Vec<u8>,
     literal_pos: usize,
     done: bool,
     stats: DeltaStats,
@@ -207,7 +210,7 @@ impl<P: Read + Seek, B: BaseImage> DeltaPayload<P, B> {
             // are only resident once written, so the unused part costs nothing.
             frame: Vec::with_capacity(MAX_FRAME_MEMORY + 1),
             literal: 0..0,
-            stored: Vec::new(),
+            input: Vec::new(),
             literal_pos: 0,
             done: false,
             stats: DeltaStats::default(),
@@ -298,14 +301,22 @@ impl<P: Read + Seek, B: BaseImage> DeltaPayload<P, B> {
         self.patch
             .seek(SeekFrom::Start(self.header.segment_offset(index)))
             .map_err(|err| delta(format!("reading the patch: {err}")))?;
-        self.stored.resize(program_len as usize, 0);
-        self.read_patch_stored()?;
-        let program = zstd::bulk::decompress(&self.stored, MAX_PROGRAM).map_err(|err| {
-            delta(format!(
-                "segment {index}: the program does not decompress: {err}"
-            ))
-        })?;
-        decode_program(&program, self.header.base_size)
+        // Zeroed by the allocator (fresh pages): only what the program fills becomes resident.
+        let mut program = vec![0u8; MAX_PROGRAM + 1];
+        let len = decode_frame(
+            &mut self.patch,
+            u64::from(program_len),
+            &[],
+            &mut program,
+            &mut self.input,
+        )
+        .map_err(|err| failed(err, &format!("segment {index}: the program")))?;
+        if len > MAX_PROGRAM {
+            return Err(delta(format!(
+                "segment {index}: the program is larger than {MAX_PROGRAM} bytes"
+            )));
+        }
+        decode_program(&program[..len], self.header.base_size)
             .map_err(|reason| delta(format!("segment {index}: {reason}")))
     }
 
@@ -366,16 +377,6 @@ impl<P: Read + Seek, B: BaseImage> DeltaPayload<P, B> {
         Ok(matches.then_some(table))
     }
 
-    /// Reads `self.stored.len()` bytes of the patch into `self.stored`.
-    fn read_patch_stored(&mut self) -> Result<(), Error> {
-        self.patch.read_exact(&mut self.stored).map_err(|err| {
-            delta(match err.kind() {
-                std::io::ErrorKind::UnexpectedEof => "the patch is truncated".to_string(),
-                _ => format!("reading the patch: {err}"),
-            })
-        })
-    }
-
     /// Reads a literal frame's reference from the base and its bytes from the patch, and
     /// decompresses it: `self.frame` holds the reference, then the content (one buffer of at most
     /// [`MAX_FRAME_MEMORY`] bytes, checked when the program was decoded).
@@ -394,17 +395,22 @@ impl<P: Read + Seek, B: BaseImage> DeltaPayload<P, B> {
         // One byte of room more than the content tells "too much" from "exactly right".
         self.frame.resize(reference_len + content as usize + 1, 0);
         debug_assert!(self.frame.len() <= MAX_FRAME_MEMORY + 1);
-        self.stored.resize(stored as usize, 0);
-        self.read_patch_stored()?;
         let (prefix, out) = self.frame.split_at_mut(reference_len);
-        decompress_with_reference(prefix, &self.stored, out, content as usize).map_err(
-            |reason| {
-                delta(format!(
-                    "segment {}: a literal frame {reason}",
-                    self.segment
-                ))
-            },
-        )?;
+        let what = || format!("segment {}: a literal frame", self.segment);
+        let produced = decode_frame(
+            &mut self.patch,
+            u64::from(stored),
+            prefix,
+            out,
+            &mut self.input,
+        )
+        .map_err(|err| failed(err, &what()))?;
+        if produced != content as usize {
+            return Err(delta(format!(
+                "{} holds {produced} bytes, not {content}",
+                what()
+            )));
+        }
         self.literal = reference_len..reference_len + content as usize;
         self.literal_pos = 0;
         Ok(())
@@ -527,25 +533,15 @@ impl<P: Read + Seek, B: BaseImage> ChunkSource for DeltaPayload<P, B> {
     }
 }
 
-/// Decompresses one zstd frame with `reference` as its prefix into `out`, which must come out
-/// exactly `content` bytes long (`out` has room for one byte more, which tells "too much" from
-/// "exactly right"). One shot: the output buffer is the decoder's window (no window of its own is
-/// allocated), and a frame that would expand further fails instead of allocating.
-pub fn decompress_with_reference(
-    reference: &[u8],
-    stored: &[u8],
-    out: &mut [u8],
-    content: usize,
-) -> Result<(), String> {
-    use zstd::zstd_safe::{DCtx, get_error_name};
-    let err = |code: usize| format!("does not decompress: {}", get_error_name(code));
-    let mut dctx = DCtx::create();
-    dctx.ref_prefix(reference).map_err(err)?;
-    let produced = dctx.decompress(out, stored).map_err(err)?;
-    if produced != content {
-        return Err(format!("holds {produced} bytes, not {content}"));
-    }
-    Ok(())
+/// The error for a frame (`what`) that could not be decoded.
+fn failed(err: DecodeError, what: &str) -> Error {
+    delta(match err {
+        DecodeError::Read(err) if err.kind() == std::io::ErrorKind::UnexpectedEof => {
+            "the patch is truncated".to_string()
+        }
+        DecodeError::Read(err) => format!("reading the patch: {err}"),
+        DecodeError::Codec(why) => format!("{what} does not decompress: {why}"),
+    })
 }
 
 #[cfg(test)]

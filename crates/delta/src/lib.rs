@@ -7,6 +7,8 @@
 //!   literal frame's content, for its reference.
 //! - [`open`]: reading a patch's header against its target; a sealed patch (of an encrypted
 //!   release) opened with the content key, and [`seal_patch`].
+//! - `decode`: one zstd frame of the patch decoded into its final buffer, its compressed bytes
+//!   read a piece at a time.
 //! - [`apply`]: [`DeltaPayload`], a [`ChunkSource`](rustupdate_verify::ChunkSource) that rebuilds
 //!   the target's payload chunk by chunk and hands a chunk on only after it matched the signed
 //!   chunk table.
@@ -26,6 +28,7 @@
 
 pub mod apply;
 pub mod build;
+mod decode;
 pub mod index;
 pub mod open;
 pub mod patch;
