@@ -114,59 +114,37 @@ mod tests {
         assert_eq!(input.len(), INPUT_PIECE);
     }
 
+    /// Decodes `bytes` as a frame of `stored` bytes into `out`, without a reference.
+    fn decode(bytes: &[u8], stored: u64, out: &mut [u8]) -> Result<usize, DecodeError> {
+        decode_frame(&mut Cursor::new(bytes), stored, &[], out, &mut Vec::new())
+    }
+
+    fn codec_error(result: Result<usize, DecodeError>) -> String {
+        match result {
+            Err(DecodeError::Codec(why)) => why,
+            other => panic!("expected a codec error, got {other:?}"),
+        }
+    }
+
     #[test]
     fn short_long_and_oversized_frames_are_errors() {
         let content = noise(100_000, 3);
         let stored = frame(&content, &[]);
-        let mut input = Vec::new();
+        let len = stored.len() as u64;
         let mut out = vec![0u8; content.len() + 1];
-        let codec = |r: Result<usize, DecodeError>| match r {
-            Err(DecodeError::Codec(why)) => why,
-            other => panic!("expected a codec error, got {other:?}"),
-        };
         // Cut short: the stored length says less than the frame needs.
-        let short = stored.len() as u64 - 10;
-        let why = codec(decode_frame(
-            &mut Cursor::new(&stored),
-            short,
-            &[],
-            &mut out,
-            &mut input,
-        ));
+        let why = codec_error(decode(&stored, len - 10, &mut out));
         assert_eq!(why, "the frame is incomplete");
         // Bytes after the frame, within its stored length.
         let padded = [stored.clone(), vec![0; 5]].concat();
-        let long = padded.len() as u64;
-        let why = codec(decode_frame(
-            &mut Cursor::new(&padded),
-            long,
-            &[],
-            &mut out,
-            &mut input,
-        ));
+        let why = codec_error(decode(&padded, len + 5, &mut out));
         assert_eq!(why, "bytes follow the frame");
         // More content than the room given.
-        let mut small = vec![0u8; 50_000];
-        let len = stored.len() as u64;
-        codec(decode_frame(
-            &mut Cursor::new(&stored),
-            len,
-            &[],
-            &mut small,
-            &mut input,
-        ));
+        codec_error(decode(&stored, len, &mut vec![0u8; 50_000]));
         // A truncated patch is a read error.
-        let cut = &stored[..1000];
-        let read = decode_frame(&mut Cursor::new(cut), len, &[], &mut out, &mut input);
+        let read = decode(&stored[..1000], len, &mut out);
         assert!(matches!(read, Err(DecodeError::Read(_))), "{read:?}");
         // Noise is no frame.
-        let junk = noise(8192, 4);
-        codec(decode_frame(
-            &mut Cursor::new(&junk),
-            8192,
-            &[],
-            &mut out,
-            &mut input,
-        ));
+        codec_error(decode(&noise(8192, 4), 8192, &mut out));
     }
 }
