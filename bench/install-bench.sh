@@ -14,6 +14,12 @@
 #                                      build a device runs, or the previous revision's)
 #   THROTTLE=1 bench/install-bench.sh [--enforce]
 #
+# Peers (WITH_PEERS=0 leaves them out; they need loop devices): SWUpdate, Mender and RAUC each
+# install the same image into the same target holding BASE, made and run as
+# bench/lib/install-peers.sh says (Debian's packages, installed when missing; each with its
+# signature checked), in both cases, the target compared with the image after each; their MiB
+# written are what the device counted. Their rows are measured, never enforced.
+#
 # THROTTLE=1 adds the slow-flash case of issue 22 (off by default: it adds about 90 s per run,
 # dd alone writes 512 MiB at 20 MB/s): the same four rows again, each into the loop device while
 # it is throttled to an SD card's bandwidth (THROTTLE_WRITE_BPS, default 20000000 B/s, and
@@ -43,6 +49,8 @@ ROOT=$PWD
 # device_config: the simulated device's rustupdate.toml.
 # shellcheck source=lib/device-config.sh
 source "$ROOT/bench/lib/device-config.sh"
+# shellcheck source=lib/install-peers.sh
+source "$ROOT/bench/lib/install-peers.sh"
 RUNS=${RUNS:-5}
 THROTTLE=${THROTTLE:-0}
 THROTTLE_WRITE_BPS=${THROTTLE_WRITE_BPS:-20000000}
@@ -104,6 +112,7 @@ cleanup() {
     if ((${#DEVNOS[@]})); then throttle_off; fi
     if [[ -n $LOOP ]]; then losetup -d "$LOOP"; fi
     if [[ -n $LOOP_A ]]; then losetup -d "$LOOP_A"; fi
+    peers_cleanup
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM   # through the EXIT trap
@@ -113,6 +122,7 @@ if LOOP=$(losetup --find --show "$OUT/slot-b.img" 2>/dev/null); then
     LOOP_A=$(losetup --find --show "$OUT/slot-a.img")
     SLOT_A=$LOOP_A
     A_STAT=/sys/block/$(basename "$LOOP_A")/stat
+    STAT=/sys/block/$(basename "$LOOP")/stat
 else
     LOOP=""
     TARGET=$OUT/slot-b.img
@@ -120,10 +130,13 @@ else
     A_STAT=""
 fi
 echo "target: $TARGET; slot a (booted, the delta's base): $SLOT_A"
+if [[ ${WITH_PEERS:-1} == 1 ]]; then
+    [[ -n $LOOP ]] || { echo "the peers need loop devices (WITH_PEERS=0 leaves them out)" >&2; exit 1; }
+    peers_prepare "$OUT/peers" "$IMAGE" "$OUT/image.zst" "$TARGET" "$SLOT_A"
+fi
 if [[ $THROTTLE == 1 ]]; then
     [[ -n $LOOP ]] || { echo "THROTTLE=1 needs a loop device (losetup failed)" >&2; exit 1; }
     DEVNOS=("$(lsblk -dno MAJ:MIN "$LOOP" | tr -d ' ')" "$(lsblk -dno MAJ:MIN "$LOOP_A" | tr -d ' ')")
-    STAT=/sys/block/$(basename "$LOOP")/stat
 fi
 
 # Limits in the root blkio cgroup, for DEVNOS only ("MAJ:MIN 0" removes a rule).
@@ -163,9 +176,11 @@ measure() {
 # Before each measured run the target holds the previous release (BASE, default rootfs-v1.ext4),
 # as an inactive slot does, with none of it in the page cache.
 prepare_target() {
+    local peer
     dd if="$BASE" of="$TARGET" bs=1M conv=fsync status=none
     sync; echo 1 > /proc/sys/vm/drop_caches 2>/dev/null || true
     cat "$OUT/image.rua" "$OUT/image.rudelta" "$OUT/image.zst" "$IMAGE" > /dev/null   # every input warm in the page cache
+    for peer in "${PEERS[@]}"; do find -L "$OUT/peers/$peer" -type f -exec cat {} + > /dev/null; done
 }
 
 # Sectors read of slot a so far ("-" where it is a file, not a partition of the loop device).
@@ -191,11 +206,15 @@ measure_delta() {
 # measure_throttled NAME COMMAND...: measure with the throttle on; appends "MiB read, written,
 # discarded" of the device (sectors of its stat file: fields 3, 7 and 14) to $OUT/NAME.io.
 measure_throttled() {
+    throttle_on
+    measure_device "$@"
+    throttle_off
+}
+# measure_device NAME COMMAND...: measure, and append the device's MiB as measure_throttled does.
+measure_device() {
     local name=$1 before after
     before=$(cat "$STAT")
-    throttle_on
     measure "$@"
-    throttle_off
     after=$(cat "$STAT")
     echo "$before $after" | awk '{n = NF / 2; printf "%.1f %.1f %.1f\n", ($(n+3)-$3)/2048, ($(n+7)-$7)/2048, ($(n+14)-$14)/2048}' >> "$OUT/$name.io"
 }
@@ -214,6 +233,12 @@ for _ in $(seq "$RUNS"); do
     # The client really wrote the image: compare the target with the source.
     cmp -n "$SIZE" "$IMAGE" "$TARGET" || { echo "target differs from the image after install"; exit 1; }
     measure_delta measure delta
+    for peer in "${PEERS[@]}"; do
+        prepare_target
+        sh "$OUT/peers/$peer/reset.sh"
+        measure_device "peer-$peer" sh "$OUT/peers/$peer/install.sh"
+        cmp -n "$SIZE" "$IMAGE" "$TARGET" || { echo "target differs from the image after $peer's install"; exit 1; }
+    done
     [[ $THROTTLE == 1 ]] || continue
     # The same three on slow flash, each starting from BASE again (put back unthrottled).
     prepare_target
@@ -225,6 +250,12 @@ for _ in $(seq "$RUNS"); do
     measure_throttled tclient env RUST_LOG=info "$CLIENT" -c "$OUT/rustupdate.toml" install "$OUT/image.rua"
     cmp -n "$SIZE" "$IMAGE" "$TARGET" || { echo "target differs from the image after the throttled install"; exit 1; }
     measure_delta measure_throttled tdelta
+    for peer in "${PEERS[@]}"; do
+        prepare_target
+        sh "$OUT/peers/$peer/reset.sh"
+        measure_throttled "tpeer-$peer" sh "$OUT/peers/$peer/install.sh"
+        cmp -n "$SIZE" "$IMAGE" "$TARGET" || { echo "target differs from the image after $peer's throttled install"; exit 1; }
+    done
 done
 # "slot …: W MiB written (D MiB of data, Z MiB zeroed), P MiB already in place" of the last client
 # run (every run starts from the same BASE, so every run logs the same figures).
@@ -250,6 +281,7 @@ read -r DW_TOTAL _ _ DW_IN_PLACE <<< "$(write_summary delta)"
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 col() { awk -v c="$2" '{print $c}' "$OUT/$1.times" | median; }
 maxcol() { awk -v c="$2" '$c > m {m = $c} END {print m}' "$OUT/$1.times"; }
+ioc() { awk -v c="$2" '{print $c}' "$OUT/$1.io" | median; }
 dw=$(col rawdd 1); dc=$(col rawdd 2); dr=$(maxcol rawdd 3); du=$(col rawdd 4); ds=$(col rawdd 5)
 pw=$(col pipeline 1); pc=$(col pipeline 2); pr=$(maxcol pipeline 3); pu=$(col pipeline 4); ps=$(col pipeline 5)
 cw=$(col client 1); cc=$(col client 2); cr=$(maxcol client 3); cu=$(col client 4); cs=$(col client 5)
@@ -281,6 +313,10 @@ printf '| dd of the uncompressed image (conv=fsync) | %s | %s (%s + %s) | %.1f |
 printf '| zstd -d \\| dd (conv=fsync) | %s | %s (%s + %s) | %.1f | %s | 0 |\n' "$pw" "$pc" "$pu" "$ps" "$(echo "$pr/1024" | bc -l)" "$((SIZE >> 20))"
 printf '| rustupdate install | %s | %s (%s + %s) | %.1f | %s | %s |\n' "$cw" "$cc" "$cu" "$cs" "$(echo "$cr/1024" | bc -l)" "$W_TOTAL" "$W_IN_PLACE"
 printf '| rustupdate install --delta (known base) | %s | %s (%s + %s) | %.1f | %s | %s |\n' "$xw" "$xc" "$xu" "$xs" "$(echo "$xr/1024" | bc -l)" "$DW_TOTAL" "$DW_IN_PLACE"
+for peer in "${PEERS[@]}"; do
+    printf '| %s (bench/lib/install-peers.sh; MiB the device wrote) | %s | %s (%s + %s) | %.1f | %s | |\n' "$peer" "$(col "peer-$peer" 1)" "$(col "peer-$peer" 2)" \
+        "$(col "peer-$peer" 4)" "$(col "peer-$peer" 5)" "$(echo "$(maxcol "peer-$peer" 3)/1024" | bc -l)" "$(ioc "peer-$peer" 2)"
+done
 printf '| ratio client / raw dd | %.2f | %.2f | | | |\n' "$(echo "$cw/$dw" | bc -l)" "$(echo "$cc/$dc" | bc -l)"
 printf '| ratio client / pipeline | %.2f | %.2f | %.2f | %.2f | |\n' "$(echo "$cw/$pw" | bc -l)" "$(echo "$cc/$pc" | bc -l)" "$(echo "$cr/$pr" | bc -l)" "$(echo "$W_TOTAL/($SIZE/1048576)" | bc -l)"
 echo
@@ -322,7 +358,6 @@ BOUND=$(echo "$WRITE_S + $READ_S" | bc -l)
 # The throttle gives reads and writes a budget each, so a writer whose writes go out while it
 # reads can come down to the larger of the two transfers (one bus, as on a card, cannot).
 OVERLAP=$(echo "if ($WRITE_S > $READ_S) $WRITE_S else $READ_S" | bc -l)
-ioc() { awk -v c="$2" '{print $c}' "$OUT/$1.io" | median; }
 read -r T_TOTAL T_DATA T_ZEROED T_IN_PLACE <<< "$(write_summary tclient)"
 read -r _ _ TD_ZEROED _ <<< "$(write_summary tdelta)"
 trow() {   # trow NAME LABEL ZEROED
@@ -342,6 +377,7 @@ trow trawdd "dd of the uncompressed image (conv=fsync)" 0
 trow tpipeline "zstd -d \\| dd (conv=fsync)" 0
 trow tclient "rustupdate install" "$T_ZEROED"
 trow tdelta "rustupdate install --delta (known base; slot a's reads below)" "$TD_ZEROED"
+for peer in "${PEERS[@]}"; do trow "tpeer-$peer" "$peer (bench/lib/install-peers.sh)" 0; done
 echo
 printf 'bound: %s B in 4 KiB blocks that differ (%.1f MiB, %.1f MiB of them zero in the image) / %s B/s + %s B image / %s B/s = %.2f s + %.2f s = **%.2f s**\n' \
     "$DIFF" "$(echo "$DIFF/1048576" | bc -l)" "$(echo "$DIFF_ZERO/1048576" | bc -l)" "$THROTTLE_WRITE_BPS" "$SIZE" "$THROTTLE_READ_BPS" \
