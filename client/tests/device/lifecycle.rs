@@ -380,3 +380,64 @@ fn hooks_refuse_before_install_and_are_only_logged_after() {
         "{calls}"
     );
 }
+
+/// A chunk whose hash fails is never written, although the reader decodes and checks ahead of the
+/// slot writer (its own thread, fed in batches): the segments before it reach the slot, the
+/// failing chunk and everything after it never do, and nothing is armed. The frames are stored
+/// uncompressed, so that one flipped byte changes one chunk and nothing else decodes differently.
+#[test]
+fn a_chunk_whose_hash_fails_is_never_written_though_earlier_ones_are() {
+    const BLOCK: usize = 4096;
+    const ENTRIES: u32 = 64;
+    let rig = Rig::new();
+    // Every 4 KiB block different, so that the failing chunk's bytes are found in the body.
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let target: Vec<u8> = (0..(2usize << 20))
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    let options = rustupdate_format::builder::BodyOptions {
+        compression: rustupdate_format::Compression::None,
+        segment_entries: Some(ENTRIES),
+        ..Default::default()
+    };
+    let spec = rustupdate_testkit::ArtifactSpec::default();
+    let (head, body) = rustupdate_testkit::artifact_parts(&spec, &target, &options, &[&rig.key]);
+    // The failing chunk: block 330, the 11th of the 6th segment.
+    let failing = 330;
+    let block = &target[failing * BLOCK..(failing + 1) * BLOCK];
+    let at = body
+        .windows(BLOCK)
+        .position(|window| window == block)
+        .expect("the block is stored as it is");
+    let mut bytes = head.to_bytes().unwrap();
+    let body_start = bytes.len();
+    bytes.extend_from_slice(&body);
+    bytes[body_start + at + 100] ^= 0x20;
+    let artifact = rig.file("one-bad-chunk.rua", &bytes);
+    let before = rig.slot_bytes('b');
+
+    let out = rig.client(&["install", artifact.to_str().unwrap()]);
+    assert_eq!(out.code, 4, "{}", out.stderr);
+    let offset = format!("chunk at offset {} fails its sha256 check", failing * BLOCK);
+    assert!(out.stderr.contains(&offset), "{}", out.stderr);
+    let slot = rig.slot_bytes('b');
+    // Nothing of the failing chunk, nor of anything after it.
+    assert!(
+        slot[failing * BLOCK..] == before[failing * BLOCK..],
+        "slot b changed at or after the failing chunk"
+    );
+    // The segments checked before it were handed on and written: the reader was ahead.
+    let checked = (failing / ENTRIES as usize) * ENTRIES as usize * BLOCK;
+    assert!(
+        slot[..checked] == target[..checked],
+        "the segments before the failing chunk were not written"
+    );
+    assert_eq!(rig.env()["upgrade_available"], "0");
+    assert_eq!(rig.status()["last-result"]["result"], "rejected");
+    assert_eq!(rig.boot(), 'a');
+}
