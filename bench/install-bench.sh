@@ -203,6 +203,18 @@ measure_delta() {
     cmp -n "$SIZE" "$IMAGE" "$TARGET" || { echo "target differs from the image after the delta install ($name)"; exit 1; }
 }
 
+# measure_peers MEASURE PREFIX: each peer's install measured by MEASURE (measure_device or
+# measure_throttled) as PREFIX-NAME from a fresh target, checked against the image.
+measure_peers() {
+    local how=$1 prefix=$2 peer
+    for peer in "${PEERS[@]}"; do
+        prepare_target
+        sh "$OUT/peers/$peer/reset.sh"
+        "$how" "$prefix-$peer" sh "$OUT/peers/$peer/install.sh"
+        cmp -n "$SIZE" "$IMAGE" "$TARGET" || { echo "target differs from the image after $peer's install ($prefix)"; exit 1; }
+    done
+}
+
 # measure_throttled NAME COMMAND...: measure with the throttle on; appends "MiB read, written,
 # discarded" of the device (sectors of its stat file: fields 3, 7 and 14) to $OUT/NAME.io.
 measure_throttled() {
@@ -233,12 +245,7 @@ for _ in $(seq "$RUNS"); do
     # The client really wrote the image: compare the target with the source.
     cmp -n "$SIZE" "$IMAGE" "$TARGET" || { echo "target differs from the image after install"; exit 1; }
     measure_delta measure delta
-    for peer in "${PEERS[@]}"; do
-        prepare_target
-        sh "$OUT/peers/$peer/reset.sh"
-        measure_device "peer-$peer" sh "$OUT/peers/$peer/install.sh"
-        cmp -n "$SIZE" "$IMAGE" "$TARGET" || { echo "target differs from the image after $peer's install"; exit 1; }
-    done
+    measure_peers measure_device peer
     [[ $THROTTLE == 1 ]] || continue
     # The same three on slow flash, each starting from BASE again (put back unthrottled).
     prepare_target
@@ -250,15 +257,8 @@ for _ in $(seq "$RUNS"); do
     measure_throttled tclient env RUST_LOG=info "$CLIENT" -c "$OUT/rustupdate.toml" install "$OUT/image.rua"
     cmp -n "$SIZE" "$IMAGE" "$TARGET" || { echo "target differs from the image after the throttled install"; exit 1; }
     measure_delta measure_throttled tdelta
-    for peer in "${PEERS[@]}"; do
-        prepare_target
-        sh "$OUT/peers/$peer/reset.sh"
-        measure_throttled "tpeer-$peer" sh "$OUT/peers/$peer/install.sh"
-        cmp -n "$SIZE" "$IMAGE" "$TARGET" || { echo "target differs from the image after $peer's throttled install"; exit 1; }
-    done
+    measure_peers measure_throttled tpeer
 done
-# "slot …: W MiB written (D MiB of data, Z MiB zeroed), P MiB already in place" of the last client
-# run (every run starts from the same BASE, so every run logs the same figures).
 # write_summary NAME: "written data zeroed in-place" (MiB) from the last client run NAME's log line
 # "slot …: W MiB written (D MiB of data, Z MiB zeroed), P MiB already in place" (every run starts
 # from the same BASE, so every run logs the same figures).
