@@ -15,7 +15,11 @@
 # image as the zstd -3 stream the bench makes, OE's default level for .zst images), the raw handler
 # streaming into the target (`installed-directly`), sha256 of the stream checked; run standalone
 # (`swupdate -i`) with the bootloader's state markers off (-m -M: no bootloader here, and marking
-# a transaction is not the install). SWUpdate writes every block.
+# a transaction is not the install). SWUpdate writes every block. Its standalone mode checks for
+# the install's end only once a second (a `sleep(1)` loop, seen with strace), which would round
+# every run up to a whole second after the start: the install ends where SWUpdate reports
+# "SWUPDATE successful", and the script stops it there (0.65-0.75 s against 1.39-1.40 s for the
+# same install waited out).
 #
 # Mender (Debian's mender-client 3.4, standalone `mender install`): an artifact from
 # `mender-artifact write rootfs-image` with its defaults (gzip) of the uncompressed image, signed
@@ -100,7 +104,15 @@ EOF
     : >"$dir/reset.sh"
     cat >"$dir/install.sh" <<EOF
 set -e
-swupdate -k '$dir/cert.pem' -H bench:1.0 -m -M -l 2 -i '$dir/bench.swu'
+rm -f '$dir/out'; mkfifo '$dir/out'
+swupdate -k '$dir/cert.pem' -H bench:1.0 -m -M -l 2 -i '$dir/bench.swu' >'$dir/out' 2>&1 &
+swupdate=\$!
+done=0
+while IFS= read -r line; do
+    case \$line in *"SWUPDATE successful"*) done=1; kill \$swupdate ;; esac
+done <'$dir/out'
+wait \$swupdate || true
+[ \$done = 1 ] || { echo "SWUpdate did not report success" >&2; exit 1; }
 sync '$target'
 EOF
 }
